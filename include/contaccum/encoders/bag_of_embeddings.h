@@ -1,0 +1,56 @@
+#pragma once
+
+#include "contaccum/encoders/encoder.h"
+
+#include <torch/arg.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+namespace contaccum {
+
+/// Options of `BagOfEmbeddingsEncoder`.
+///
+/// Example:
+/// ```
+/// BagOfEmbeddingsEncoder enc(BagOfEmbeddingsEncoderOptions(30522, 128).dropout(0.1));
+/// ```
+struct BagOfEmbeddingsEncoderOptions {
+  BagOfEmbeddingsEncoderOptions(int64_t vocab_size, int64_t output_dim)
+      : vocab_size_(vocab_size), output_dim_(output_dim) {}
+
+  /// Number of token ids. Required.
+  TORCH_ARG(int64_t, vocab_size);
+  /// Width of the output representations. Required.
+  TORCH_ARG(int64_t, output_dim);
+  /// Width of the token embeddings. Default: 64.
+  TORCH_ARG(int64_t, embedding_dim) = 64;
+  /// Dropout on the pooled embedding, active in training mode. Default: 0.1.
+  TORCH_ARG(double, dropout) = 0.1;
+  /// Token id whose embedding is fixed at zero. Default: 0 (BERT's [PAD]).
+  TORCH_ARG(int64_t, padding_idx) = 0;
+};
+
+/// A small, fast encoder: token embeddings, masked mean pooling, dropout and a
+/// linear projection. Good for tests, the quickstart and as a baseline.
+class BagOfEmbeddingsEncoderImpl : public EncoderModule {
+ public:
+  explicit BagOfEmbeddingsEncoderImpl(BagOfEmbeddingsEncoderOptions options);
+
+  /// `input.input_ids` `[batch, seq]`; `input.attention_mask` optional (all
+  /// tokens count when it is undefined). Returns `[batch, output_dim]`.
+  torch::Tensor forward(const EncoderInput& input) override;
+  int64_t output_dim() const override { return options_.output_dim(); }
+  const BagOfEmbeddingsEncoderOptions& options() const { return options_; }
+
+ private:
+  BagOfEmbeddingsEncoderOptions options_;
+  torch::nn::Embedding embedding_{nullptr};
+  torch::nn::Linear projection_{nullptr};
+};
+
+/// Module holder of `BagOfEmbeddingsEncoderImpl`.
+TORCH_MODULE(BagOfEmbeddingsEncoder);
+
+}  // namespace contaccum

@@ -1,0 +1,79 @@
+#pragma once
+
+#include <torch/arg.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+namespace contaccum {
+
+/// How a query and a passage are scored.
+enum class Similarity {
+  /// Inner product (DPR).
+  Dot,
+  /// Cosine of the angle: inner product of L2-normalised vectors.
+  Cosine,
+};
+
+/// Options of the InfoNCE loss, shared by `info_nce` and `InfoNCE`.
+struct InfoNCEOptions {
+  /// Score function. Default: `Similarity::Dot`.
+  TORCH_ARG(Similarity, similarity) = Similarity::Dot;
+  /// Scores are divided by it; must be > 0. Default: 1.0 (DPR, ContAccum).
+  TORCH_ARG(double, temperature) = 1.0;
+};
+
+/// Detached representations from memory banks that join the score matrix as
+/// constants. Both tensors may be undefined (no bank).
+struct InfoNCEBank {
+  /// Extra rows `[m, d]`: banked queries. Row `j` targets `passages[j][0]`,
+  /// so `passages` must then hold the same `m` examples.
+  torch::Tensor queries;
+  /// Banked passage groups `[m_p, g_b, d]` (or `[m_p, d]` for `g_b = 1`):
+  /// slot 0 is the example's positive, slots 1.. its hard negatives.
+  torch::Tensor passages;
+  /// When true (default) banked passages are extra negative columns for every
+  /// row. When false they only serve as the target of their own banked query
+  /// (the "no passage bank" ablation: banked queries still push on the
+  /// current passages, but no row sees banked passages as negatives).
+  bool passages_as_negatives = true;
+};
+
+/// What `info_nce` computed.
+struct InfoNCEResult {
+  /// Mean cross-entropy over all rows (current queries, then banked queries).
+  torch::Tensor loss;
+  /// Score matrix `S / temperature` in the spec's layout: rows
+  /// `[queries; bank.queries]`, columns `[positives; bank positives; hard
+  /// negatives; bank hard negatives]` (hard negatives example-major); the
+  /// target of row `r` is column `r`. Masked-out entries are `-inf`.
+  torch::Tensor scores;
+  /// Negatives each current query row sees (unmasked columns minus one).
+  int64_t negatives_per_query = 0;
+};
+
+/// InfoNCE over in-batch negatives, hard negatives and bank entries.
+///
+/// `queries` `[n, d]`; `passages` `[n, 1 + h, d]` (or `[n, d]` for `h = 0`),
+/// slot 0 the positive of the same example, then its `h` hard negatives.
+/// The bank is never copied: its score blocks are computed against its
+/// storage directly.
+InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passages,
+                       const InfoNCEOptions& options = {}, const InfoNCEBank& bank = {});
+
+/// Module form of `info_nce` (no parameters), for use in `Sequential`-style
+/// code and to carry the options.
+class InfoNCEImpl : public torch::nn::Cloneable<InfoNCEImpl> {
+ public:
+  explicit InfoNCEImpl(InfoNCEOptions options = {});
+  void reset() override;
+  /// Returns `info_nce(queries, passages, options, bank).loss`.
+  torch::Tensor forward(const torch::Tensor& queries, const torch::Tensor& passages,
+                        const InfoNCEBank& bank = {});
+  InfoNCEOptions options;
+};
+
+/// Module holder of `InfoNCEImpl`.
+TORCH_MODULE(InfoNCE);
+
+}  // namespace contaccum

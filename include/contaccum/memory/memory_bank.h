@@ -1,0 +1,70 @@
+#pragma once
+
+#include <torch/arg.h>
+#include <torch/serialize/archive.h>
+#include <torch/types.h>
+
+namespace contaccum {
+
+/// Options of `MemoryBank`.
+struct MemoryBankOptions {
+  /* implicit */ MemoryBankOptions(int64_t capacity = 0) : capacity_(capacity) {}
+  /// Number of examples kept; the oldest go first. 0 disables the bank.
+  /// Default: 0.
+  TORCH_ARG(int64_t, capacity);
+};
+
+/// A fixed-capacity FIFO of detached representations, `[capacity, group, dim]`
+/// (group = 1 for queries, 1 + h for passage groups).
+///
+/// Storage is one preallocated ring buffer, created on the first `enqueue`
+/// with that tensor's device, dtype, group and dim; `enqueue` writes in place
+/// and never reallocates or concatenates. The valid rows always form the
+/// prefix `[0, size())` of the storage (the buffer only wraps once full), so
+/// `view()` hands the bank to a matrix product without a copy. Row order in
+/// `view()` is storage order; `ordered()` gives oldest-to-newest.
+class MemoryBank {
+ public:
+  explicit MemoryBank(MemoryBankOptions options = {});
+
+  /// Appends `reps` (`[n, group, dim]`, or `[n, dim]` for group 1), detached
+  /// and copied. When the bank overflows the oldest rows are dropped; when
+  /// `n > capacity` only the newest `capacity` rows of `reps` are kept.
+  /// Throws when group, dim, dtype or device differ from what it holds.
+  void enqueue(const torch::Tensor& reps);
+
+  /// The valid rows `[size(), group, dim]` in storage order (a view; an
+  /// undefined tensor while the bank has never been filled).
+  torch::Tensor view() const;
+  /// The valid rows oldest first (a copy).
+  torch::Tensor ordered() const;
+
+  /// Drops every row; keeps the storage.
+  void clear();
+
+  int64_t size() const { return size_; }
+  int64_t capacity() const { return options_.capacity(); }
+  bool empty() const { return size_ == 0; }
+  bool full() const { return size_ == capacity(); }
+  /// `size() / capacity()`, 0 for a disabled bank.
+  double fill() const { return capacity() == 0 ? 0.0 : static_cast<double>(size_) / capacity(); }
+  /// Storage row the next enqueued row goes to.
+  int64_t head() const { return head_; }
+  /// Entries per row (1 + h for passages); 0 before the first enqueue.
+  int64_t group() const { return storage_.defined() ? storage_.size(1) : 0; }
+  /// Width of the stored vectors; 0 before the first enqueue.
+  int64_t dim() const { return storage_.defined() ? storage_.size(2) : 0; }
+
+  /// Writes capacity, contents (oldest first) into `archive`.
+  void save(torch::serialize::OutputArchive& archive) const;
+  /// Restores what `save` wrote; the capacity must match this bank's.
+  void load(torch::serialize::InputArchive& archive);
+
+ private:
+  MemoryBankOptions options_;
+  torch::Tensor storage_;  // [capacity, group, dim]
+  int64_t size_ = 0;
+  int64_t head_ = 0;
+};
+
+}  // namespace contaccum

@@ -1,0 +1,71 @@
+#pragma once
+
+#include "contaccum/encoders/encoder.h"
+
+#include <torch/arg.h>
+#include <torch/nn/pimpl.h>
+
+#include <memory>
+#include <vector>
+
+namespace contaccum {
+
+/// Options of `DualEncoder`.
+struct DualEncoderOptions {
+  /// L2-normalise every representation the towers return. Default: false
+  /// (DPR uses raw dot products).
+  TORCH_ARG(bool, normalize) = false;
+};
+
+/// A dual encoder: a query tower and a passage tower, or one tower shared by
+/// both. Any `EncoderModule` can serve as a tower.
+///
+/// Example:
+/// ```
+/// auto q = BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(vocab, 128));
+/// auto p = BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(vocab, 128));
+/// DualEncoder model(q.ptr(), p.ptr());   // two towers
+/// DualEncoder shared(q.ptr());            // one shared tower
+/// ```
+class DualEncoderImpl : public torch::nn::Module {
+ public:
+  /// Two towers. Both must produce the same `output_dim()`.
+  DualEncoderImpl(std::shared_ptr<EncoderModule> query_encoder,
+                  std::shared_ptr<EncoderModule> passage_encoder, DualEncoderOptions options = {});
+  /// One tower shared by queries and passages.
+  explicit DualEncoderImpl(std::shared_ptr<EncoderModule> shared_encoder, DualEncoderOptions options = {});
+
+  /// Query representations `[queries.size(), dim()]`; inputs follow the
+  /// model's device.
+  torch::Tensor encode_queries(const EncoderInput& queries);
+  /// Passage representations `[passages.size(), dim()]`.
+  torch::Tensor encode_passages(const EncoderInput& passages);
+
+  /// Width of the representations.
+  int64_t dim() const { return query_encoder_->output_dim(); }
+  /// True when one tower serves both sides.
+  bool shared() const { return query_encoder_ == passage_encoder_; }
+  /// The device of the model's first parameter (CPU when it has none).
+  torch::Device device() const;
+
+  /// Parameters of the query tower (all of them when shared).
+  std::vector<torch::Tensor> query_parameters() const { return query_encoder_->parameters(); }
+  /// Parameters of the passage tower (all of them when shared).
+  std::vector<torch::Tensor> passage_parameters() const { return passage_encoder_->parameters(); }
+
+  const std::shared_ptr<EncoderModule>& query_encoder() const { return query_encoder_; }
+  const std::shared_ptr<EncoderModule>& passage_encoder() const { return passage_encoder_; }
+  const DualEncoderOptions& options() const { return options_; }
+
+ private:
+  torch::Tensor finish(torch::Tensor reps, int64_t rows, const char* side) const;
+
+  DualEncoderOptions options_;
+  std::shared_ptr<EncoderModule> query_encoder_;
+  std::shared_ptr<EncoderModule> passage_encoder_;
+};
+
+/// Module holder of `DualEncoderImpl`.
+TORCH_MODULE(DualEncoder);
+
+}  // namespace contaccum

@@ -1,0 +1,25 @@
+#pragma once
+
+#include <torch/types.h>
+
+#include <vector>
+
+namespace contaccum {
+
+/// A snapshot of the default random generators: the CPU one and, when CUDA is
+/// available, the one of every CUDA device. GradCache restores it before the
+/// second pass over a micro-batch so dropout draws the same masks as in the
+/// first.
+class RngState {
+ public:
+  /// Captures the current state of every default generator.
+  static RngState capture();
+  /// Sets every default generator back to this snapshot.
+  void restore() const;
+
+ private:
+  torch::Tensor cpu_;
+  std::vector<torch::Tensor> cuda_;
+};
+
+}  // namespace contaccum

@@ -1,0 +1,171 @@
+#pragma once
+
+#include "contaccum/data/training_batch.h"
+#include "contaccum/loss/info_nce.h"
+#include "contaccum/memory/memory_bank.h"
+#include "contaccum/model/dual_encoder.h"
+
+#include <torch/arg.h>
+
+namespace contaccum {
+
+/// How representations get their gradients.
+enum class GradientMode {
+  /// Encode with autograd and backpropagate through the loss (full batch,
+  /// GradAccum, ContAccum).
+  Direct,
+  /// GradCache: encode without autograd, take the loss gradient with respect
+  /// to the representations, then re-encode each micro-batch with autograd,
+  /// replaying its random state, and backpropagate that cached gradient.
+  Cached,
+};
+
+/// Which in-batch negatives a query row sees (banks come on top).
+enum class NegativeScope {
+  /// Its own micro-batch; one loss per micro-batch, weighted by its share.
+  MicroBatch,
+  /// The whole total batch; one loss per step.
+  TotalBatch,
+};
+
+/// Options of `Strategy`: what one optimizer step's gradients are.
+///
+/// The five named strategies are presets of two independent choices
+/// (`gradients` x `negatives`) plus the banks:
+///
+/// | preset                 | gradients | negatives  | memory_size |
+/// |------------------------|-----------|------------|-------------|
+/// | `full_batch`           | Direct    | TotalBatch | 0           |
+/// | `grad_accum`           | Direct    | MicroBatch | 0           |
+/// | `grad_cache`           | Cached    | TotalBatch | 0           |
+/// | `contaccum`            | Direct    | MicroBatch | > 0         |
+/// | `contaccum_grad_cache` | Cached    | TotalBatch | > 0         |
+///
+/// With `Direct` + `TotalBatch` the batch is still encoded in chunks of
+/// `micro_batch` rows (each keeps its autograd graph, so memory grows with
+/// `total_batch`); `full_batch(n)` sets `micro_batch = n`, one chunk.
+struct StrategyOptions {
+  StrategyOptions(int64_t total_batch, int64_t micro_batch) : total_batch_(total_batch), micro_batch_(micro_batch) {}
+
+  /// Full-batch DPR: one chunk, one loss.
+  static StrategyOptions full_batch(int64_t total_batch);
+  /// Gradient accumulation over micro-batches.
+  static StrategyOptions grad_accum(int64_t total_batch, int64_t micro_batch);
+  /// GradCache (Gao et al. 2021): full-batch gradients at micro-batch memory.
+  static StrategyOptions grad_cache(int64_t total_batch, int64_t micro_batch);
+  /// ContAccum: GradAccum plus dual memory banks of `memory_size` examples.
+  static StrategyOptions contaccum(int64_t total_batch, int64_t micro_batch, int64_t memory_size);
+  /// ContAccum over GradCache micro-batches: full-batch negatives plus banks
+  /// holding earlier steps.
+  static StrategyOptions contaccum_grad_cache(int64_t total_batch, int64_t micro_batch, int64_t memory_size);
+
+  /// Examples per optimizer step (`N_total`). Required, > 0.
+  TORCH_ARG(int64_t, total_batch);
+  /// Examples per micro-batch (`N_local`); must divide `total_batch`.
+  /// Required, > 0.
+  TORCH_ARG(int64_t, micro_batch);
+  /// Default: `GradientMode::Direct`.
+  TORCH_ARG(GradientMode, gradients) = GradientMode::Direct;
+  /// Default: `NegativeScope::MicroBatch`.
+  TORCH_ARG(NegativeScope, negatives) = NegativeScope::MicroBatch;
+  /// Examples each memory bank keeps (`N_memory`); 0 disables the banks.
+  /// Default: 0.
+  TORCH_ARG(int64_t, memory_size) = 0;
+  /// Banked queries become extra (constant) rows. Default: true.
+  TORCH_ARG(bool, query_bank) = true;
+  /// Banked passages become extra negative columns for every row. When false
+  /// only each banked query's own positive is kept, as its target.
+  /// Default: true.
+  TORCH_ARG(bool, passage_bank) = true;
+  /// Bank the hard negatives with the positives. Default: true.
+  TORCH_ARG(bool, bank_hard_negatives) = true;
+  /// Empty the banks after every step (the paper's "without past encoder"
+  /// ablation). Default: false.
+  TORCH_ARG(bool, clear_banks_after_step) = false;
+  /// Accept a batch smaller than `total_batch` (the last of an epoch), cut
+  /// into micro-batches with a smaller last one. Default: false.
+  TORCH_ARG(bool, allow_partial_batch) = false;
+  /// The loss. Default: dot product, temperature 1.
+  TORCH_ARG(InfoNCEOptions, loss) = {};
+
+ public:
+  /// Throws, naming the option and its value, when the options are
+  /// inconsistent.
+  void validate() const;
+};
+
+/// What one call of `Strategy::compute_gradients` did.
+struct StepStats {
+  /// The loss whose gradient was accumulated: `sum_k (n_k / N) L_k`.
+  double loss = 0.0;
+  /// Losses computed (1 with `NegativeScope::TotalBatch`, else `K`).
+  int64_t loss_groups = 0;
+  /// Encoder chunks (micro-batches) per tower pass.
+  int64_t micro_batches = 0;
+  /// Negatives a current query row saw, averaged over the step's rows.
+  double negatives_per_query = 0.0;
+  /// Examples in the query / passage bank after the step (before clearing).
+  int64_t query_bank_size = 0;
+  int64_t passage_bank_size = 0;
+  /// `size / capacity` of the banks after the step (before clearing).
+  double query_bank_fill = 0.0;
+  double passage_bank_fill = 0.0;
+  /// L2 norm over the query / passage tower's accumulated gradients.
+  double query_grad_norm = 0.0;
+  double passage_grad_norm = 0.0;
+  /// `query_grad_norm / passage_grad_norm` (the paper's stability
+  /// diagnostic; 1 for a shared tower; NaN when the passage norm is 0).
+  double grad_norm_ratio = 0.0;
+};
+
+/// The strategy engine: computes the gradients of one total batch into the
+/// model's `.grad` fields, as configured by `StrategyOptions`. It owns the
+/// memory banks, which persist across calls.
+///
+/// Typical step:
+/// ```
+/// optimizer.zero_grad();
+/// StepStats stats = strategy.compute_gradients(batch);
+/// optimizer.step();
+/// ```
+class Strategy {
+ public:
+  Strategy(DualEncoder model, StrategyOptions options);
+
+  /// Accumulates the gradients of `batch` (exactly `total_batch` examples,
+  /// or fewer with `allow_partial_batch`) into the model's parameters. Call
+  /// `zero_grad` before it: the reported gradient norms are those of the
+  /// accumulated `.grad`.
+  StepStats compute_gradients(const TrainingBatch& batch);
+
+  /// Empties both banks.
+  void clear_banks();
+  const MemoryBank& query_bank() const { return query_bank_; }
+  const MemoryBank& passage_bank() const { return passage_bank_; }
+  const StrategyOptions& options() const { return options_; }
+  const DualEncoder& model() const { return model_; }
+
+  /// Saves / restores both banks (for checkpoints).
+  void save(torch::serialize::OutputArchive& archive) const;
+  void load(torch::serialize::InputArchive& archive);
+
+ private:
+  struct Encoded {
+    torch::Tensor queries;   // [n, d]
+    torch::Tensor passages;  // [n, 1 + h, d]
+  };
+  Encoded encode(const TrainingBatch& chunk);
+  InfoNCEBank bank_view() const;
+  // Backpropagates `weight * loss` of one loss group; returns the loss result
+  // and the group's representations, detached, for the banks.
+  std::pair<InfoNCEResult, Encoded> backward_direct(const TrainingBatch& group, double weight);
+  std::pair<InfoNCEResult, Encoded> backward_cached(const TrainingBatch& group, double weight);
+  void enqueue(const Encoded& reps);
+
+  DualEncoder model_;
+  StrategyOptions options_;
+  MemoryBank query_bank_;
+  MemoryBank passage_bank_;
+};
+
+}  // namespace contaccum

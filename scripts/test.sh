@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test (the README's test
+# command; CI runs exactly this).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bash "$root/scripts/build.sh" -DCONTACCUM_BUILD_TESTS=ON
+cd "$root/build"
+ctest --output-on-failure --timeout 1500 -j "$(nproc)"

@@ -1,0 +1,47 @@
+#include "contaccum/encoders/encoder.h"
+
+#include <c10/util/Exception.h>
+
+namespace contaccum {
+
+int64_t EncoderInput::size() const {
+  int64_t rows = -1;
+  auto check = [&rows](const torch::Tensor& t, const std::string& name) {
+    if (!t.defined()) return;
+    TORCH_CHECK(t.dim() >= 1, "EncoderInput::", name, " must have a batch dimension, got a scalar");
+    if (rows < 0) {
+      rows = t.size(0);
+    } else {
+      TORCH_CHECK(t.size(0) == rows, "EncoderInput::", name, " has ", t.size(0),
+                  " rows, but the other inputs have ", rows);
+    }
+  };
+  check(input_ids, "input_ids");
+  check(attention_mask, "attention_mask");
+  for (const auto& kv : extras) check(kv.second, "extras[\"" + kv.first + "\"]");
+  TORCH_CHECK(rows >= 0, "EncoderInput holds no tensor");
+  return rows;
+}
+
+EncoderInput EncoderInput::slice(int64_t begin, int64_t end) const {
+  const int64_t rows = size();
+  TORCH_CHECK(0 <= begin && begin <= end && end <= rows, "EncoderInput::slice range [", begin, ", ",
+              end, ") is outside [0, ", rows, ")");
+  auto cut = [&](const torch::Tensor& t) { return t.defined() ? t.slice(0, begin, end) : t; };
+  EncoderInput out;
+  out.input_ids = cut(input_ids);
+  out.attention_mask = cut(attention_mask);
+  for (const auto& kv : extras) out.extras.emplace(kv.first, cut(kv.second));
+  return out;
+}
+
+EncoderInput EncoderInput::to(const torch::Device& device) const {
+  auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
+  EncoderInput out;
+  out.input_ids = move(input_ids);
+  out.attention_mask = move(attention_mask);
+  for (const auto& kv : extras) out.extras.emplace(kv.first, move(kv.second));
+  return out;
+}
+
+}  // namespace contaccum

@@ -1,0 +1,4 @@
+#pragma once
+// Precompiled for every library and test source: LibTorch's headers dominate
+// compile time.
+#include <torch/torch.h>

@@ -1,0 +1,216 @@
+#include "contaccum/strategy/strategy.h"
+
+#include "contaccum/strategy/rng_state.h"
+
+#include <torch/autograd.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+#include <torch/utils.h>
+
+#include <cmath>
+#include <limits>
+
+namespace contaccum {
+
+StrategyOptions StrategyOptions::full_batch(int64_t total_batch) {
+  return StrategyOptions(total_batch, total_batch).negatives(NegativeScope::TotalBatch);
+}
+
+StrategyOptions StrategyOptions::grad_accum(int64_t total_batch, int64_t micro_batch) {
+  return StrategyOptions(total_batch, micro_batch);
+}
+
+StrategyOptions StrategyOptions::grad_cache(int64_t total_batch, int64_t micro_batch) {
+  return StrategyOptions(total_batch, micro_batch).gradients(GradientMode::Cached).negatives(NegativeScope::TotalBatch);
+}
+
+StrategyOptions StrategyOptions::contaccum(int64_t total_batch, int64_t micro_batch, int64_t memory_size) {
+  return StrategyOptions(total_batch, micro_batch).memory_size(memory_size);
+}
+
+StrategyOptions StrategyOptions::contaccum_grad_cache(int64_t total_batch, int64_t micro_batch, int64_t memory_size) {
+  return grad_cache(total_batch, micro_batch).memory_size(memory_size);
+}
+
+void StrategyOptions::validate() const {
+  TORCH_CHECK(total_batch() > 0, "StrategyOptions::total_batch must be > 0, got ", total_batch());
+  TORCH_CHECK(micro_batch() > 0, "StrategyOptions::micro_batch must be > 0, got ", micro_batch());
+  TORCH_CHECK(micro_batch() <= total_batch(), "StrategyOptions::micro_batch (", micro_batch(),
+              ") must be <= total_batch (", total_batch(), ")");
+  TORCH_CHECK(total_batch() % micro_batch() == 0, "StrategyOptions::micro_batch (", micro_batch(),
+              ") must divide total_batch (", total_batch(), ")");
+  TORCH_CHECK(memory_size() >= 0, "StrategyOptions::memory_size must be >= 0, got ", memory_size());
+  TORCH_CHECK(memory_size() == 0 || query_bank() || passage_bank(), "StrategyOptions::memory_size = ", memory_size(),
+              " needs query_bank or passage_bank on (both are off)");
+  TORCH_CHECK(loss().temperature() > 0.0 && std::isfinite(loss().temperature()),
+              "StrategyOptions::loss.temperature must be > 0, got ", loss().temperature());
+}
+
+namespace {
+MemoryBankOptions validated_bank(const StrategyOptions& o, bool enabled) {
+  o.validate();
+  return MemoryBankOptions(enabled ? o.memory_size() : 0);
+}
+
+double grad_norm(const std::vector<torch::Tensor>& params) {
+  double sq = 0.0;
+  for (const auto& p : params) {
+    if (p.grad().defined()) sq += p.grad().detach().to(torch::kDouble).pow(2).sum().item<double>();
+  }
+  return std::sqrt(sq);
+}
+}  // namespace
+
+Strategy::Strategy(DualEncoder model, StrategyOptions options)
+    : model_(std::move(model)),
+      options_(options),
+      query_bank_(validated_bank(options, options.query_bank())),
+      // The passage bank also backs the query bank's targets when banked
+      // passages are not used as negatives.
+      passage_bank_(validated_bank(options, options.query_bank() || options.passage_bank())) {
+  TORCH_CHECK(!model_.is_empty(), "Strategy: model must not be empty");
+}
+
+Strategy::Encoded Strategy::encode(const TrainingBatch& chunk) {
+  const int64_t n = chunk.size();
+  Encoded out;
+  out.queries = model_->encode_queries(chunk.queries);
+  out.passages = model_->encode_passages(chunk.passages).view({n, chunk.group(), model_->dim()});
+  return out;
+}
+
+InfoNCEBank Strategy::bank_view() const {
+  InfoNCEBank bank;
+  if (passage_bank_.empty()) return bank;
+  bank.passages = passage_bank_.view();
+  bank.passages_as_negatives = options_.passage_bank();
+  if (options_.query_bank()) bank.queries = query_bank_.view().select(1, 0);
+  return bank;
+}
+
+std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_direct(const TrainingBatch& group, double weight) {
+  std::vector<torch::Tensor> queries, passages;
+  for (int64_t b = 0; b < group.size(); b += options_.micro_batch()) {
+    auto reps = encode(group.slice(b, std::min(group.size(), b + options_.micro_batch())));
+    queries.push_back(reps.queries);
+    passages.push_back(reps.passages);
+  }
+  Encoded reps{queries.size() == 1 ? queries[0] : torch::cat(queries),
+               passages.size() == 1 ? passages[0] : torch::cat(passages)};
+  auto result = info_nce(reps.queries, reps.passages, options_.loss(), bank_view());
+  (result.loss * weight).backward();
+  return {result, Encoded{reps.queries.detach(), reps.passages.detach()}};
+}
+
+std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const TrainingBatch& group, double weight) {
+  std::vector<TrainingBatch> chunks;
+  std::vector<RngState> states;
+  std::vector<torch::Tensor> queries, passages;
+  {
+    torch::NoGradGuard no_grad;
+    for (int64_t b = 0; b < group.size(); b += options_.micro_batch()) {
+      chunks.push_back(group.slice(b, std::min(group.size(), b + options_.micro_batch())));
+      states.push_back(RngState::capture());
+      auto reps = encode(chunks.back());
+      queries.push_back(reps.queries);
+      passages.push_back(reps.passages);
+    }
+  }
+  const auto after_first_pass = RngState::capture();
+  auto q = torch::cat(queries).requires_grad_(true);
+  auto p = torch::cat(passages).requires_grad_(true);
+  auto result = info_nce(q, p, options_.loss(), bank_view());
+  (result.loss * weight).backward();
+  const auto q_grad = q.grad(), p_grad = p.grad();
+
+  int64_t row = 0;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    states[c].restore();
+    auto reps = encode(chunks[c]);
+    const int64_t n = chunks[c].size();
+    std::vector<torch::Tensor> outputs, grads;
+    if (reps.queries.requires_grad()) {
+      outputs.push_back(reps.queries);
+      grads.push_back(q_grad.slice(0, row, row + n));
+    }
+    if (reps.passages.requires_grad()) {
+      outputs.push_back(reps.passages);
+      grads.push_back(p_grad.slice(0, row, row + n));
+    }
+    if (!outputs.empty()) torch::autograd::backward(outputs, grads);
+    row += n;
+  }
+  // Leave the generators where a single pass would have left them.
+  after_first_pass.restore();
+  return {result, Encoded{q.detach(), p.detach()}};
+}
+
+void Strategy::enqueue(const Encoded& reps) {
+  if (passage_bank_.capacity() == 0) return;
+  query_bank_.enqueue(reps.queries);
+  const bool groups = options_.passage_bank() && options_.bank_hard_negatives();
+  passage_bank_.enqueue(groups ? reps.passages : reps.passages.slice(1, 0, 1));
+}
+
+StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
+  const int64_t n = batch.size();
+  if (options_.allow_partial_batch()) {
+    TORCH_CHECK(n > 0 && n <= options_.total_batch(), "Strategy: batch has ", n,
+                " examples; expected 1..total_batch (", options_.total_batch(), ")");
+  } else {
+    TORCH_CHECK(n == options_.total_batch(), "Strategy: batch has ", n, " examples but total_batch is ",
+                options_.total_batch(), " (set allow_partial_batch to accept a smaller last batch)");
+  }
+  const int64_t group_size =
+      options_.negatives() == NegativeScope::MicroBatch ? options_.micro_batch() : n;
+
+  StepStats stats;
+  double negatives = 0.0;
+  for (int64_t b = 0; b < n; b += group_size) {
+    const auto group = batch.slice(b, std::min(n, b + group_size));
+    const double weight = static_cast<double>(group.size()) / static_cast<double>(n);
+    auto done = options_.gradients() == GradientMode::Direct ? backward_direct(group, weight)
+                                                              : backward_cached(group, weight);
+    stats.loss += weight * done.first.loss.item<double>();
+    negatives += weight * static_cast<double>(done.first.negatives_per_query);
+    stats.loss_groups += 1;
+    stats.micro_batches += (group.size() + options_.micro_batch() - 1) / options_.micro_batch();
+    enqueue(done.second);
+  }
+  stats.negatives_per_query = negatives;
+  stats.query_bank_size = query_bank_.size();
+  stats.passage_bank_size = passage_bank_.size();
+  stats.query_bank_fill = query_bank_.fill();
+  stats.passage_bank_fill = passage_bank_.fill();
+  stats.query_grad_norm = grad_norm(model_->query_parameters());
+  stats.passage_grad_norm = grad_norm(model_->passage_parameters());
+  stats.grad_norm_ratio = model_->shared() ? 1.0
+                          : stats.passage_grad_norm > 0.0
+                              ? stats.query_grad_norm / stats.passage_grad_norm
+                              : std::numeric_limits<double>::quiet_NaN();
+  if (options_.clear_banks_after_step()) clear_banks();
+  return stats;
+}
+
+void Strategy::clear_banks() {
+  query_bank_.clear();
+  passage_bank_.clear();
+}
+
+void Strategy::save(torch::serialize::OutputArchive& archive) const {
+  torch::serialize::OutputArchive q, p;
+  query_bank_.save(q);
+  passage_bank_.save(p);
+  archive.write("query_bank", q);
+  archive.write("passage_bank", p);
+}
+
+void Strategy::load(torch::serialize::InputArchive& archive) {
+  torch::serialize::InputArchive q, p;
+  archive.read("query_bank", q);
+  archive.read("passage_bank", p);
+  query_bank_.load(q);
+  passage_bank_.load(p);
+}
+
+}  // namespace contaccum

@@ -1,0 +1,15 @@
+// Built against an installed contaccum: one ContAccum step must run.
+#include <contaccum/contaccum.h>
+
+#include <torch/torch.h>
+
+int main() {
+  using namespace contaccum;
+  DualEncoder model(BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(50, 8)).ptr());
+  Strategy strategy(model, StrategyOptions::contaccum(4, 2, 8));
+  TrainingBatch batch;
+  batch.queries.input_ids = torch::randint(1, 50, {4, 5}, torch::kLong);
+  batch.passages.input_ids = torch::randint(1, 50, {4, 7}, torch::kLong);
+  const auto stats = strategy.compute_gradients(batch);
+  return std::isfinite(stats.loss) && stats.query_bank_size == 4 ? 0 : 1;
+}

@@ -1,0 +1,184 @@
+// InfoNCE against a closed-form oracle written with Eigen in float64: the loss
+// and its gradients with respect to queries and passages are derived by hand
+// (softmax minus one-hot, chained through the similarity), independently of
+// the block layout the library uses.
+#include "test_util.h"
+
+#include <Eigen/Dense>
+
+#include <cmath>
+#include <limits>
+#include <tuple>
+
+namespace contaccum {
+namespace {
+
+using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Vec = Eigen::VectorXd;
+
+Mat to_eigen(const torch::Tensor& t2d) {
+  auto c = t2d.to(torch::kDouble).contiguous();
+  return Eigen::Map<const Mat>(c.data_ptr<double>(), c.size(0), c.size(1));
+}
+
+struct Oracle {
+  double loss = 0.0;
+  Mat grad_q;  // [n, d]
+  Mat grad_p;  // [n * g, d], example-major like the input
+};
+
+// One candidate column: a vector and where its gradient goes (-1: constant).
+struct Column {
+  Vec v;
+  int64_t grad_row = -1;  // row of grad_p
+  bool bank = false;
+  int64_t bank_index = -1;
+  bool positive = false;
+};
+
+Oracle oracle(const torch::Tensor& q, const torch::Tensor& p, const torch::Tensor& bq, const torch::Tensor& bp,
+              bool cosine, double tau, bool bank_as_negatives) {
+  const int64_t n = q.size(0), g = p.size(1), d = q.size(1);
+  const Mat Q = to_eigen(q), P = to_eigen(p.reshape({n * g, d}));
+  const int64_t m = bp.defined() ? bp.size(0) : 0, gb = bp.defined() ? bp.size(1) : 0;
+  const Mat BP = m ? to_eigen(bp.reshape({m * gb, d})) : Mat(0, d);
+  const int64_t mq = bq.defined() ? bq.size(0) : 0;
+  const Mat BQ = mq ? to_eigen(bq) : Mat(0, d);
+
+  // Spec layout: current positives, bank positives, current hard negatives
+  // (example-major), bank hard negatives.
+  std::vector<Column> cols;
+  for (int64_t i = 0; i < n; ++i) cols.push_back({P.row(i * g).transpose(), i * g, false, -1, true});
+  for (int64_t j = 0; j < m; ++j) cols.push_back({BP.row(j * gb).transpose(), -1, true, j, true});
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 1; k < g; ++k) cols.push_back({P.row(i * g + k).transpose(), i * g + k, false, -1, false});
+  for (int64_t j = 0; j < m; ++j)
+    for (int64_t k = 1; k < gb; ++k) cols.push_back({BP.row(j * gb + k).transpose(), -1, true, j, false});
+
+  const int64_t R = n + mq, C = static_cast<int64_t>(cols.size());
+  auto sim = [&](const Vec& a, const Vec& b) { return cosine ? a.dot(b) / (a.norm() * b.norm()) : a.dot(b); };
+  // d sim(a, b) / d a.
+  auto dsim = [&](const Vec& a, const Vec& b) -> Vec {
+    if (!cosine) return b;
+    const double na = a.norm(), nb = b.norm();
+    const double c = a.dot(b) / (na * nb);
+    return (b / nb - c * a / na) / na;
+  };
+  Oracle out;
+  out.grad_q = Mat::Zero(n, d);
+  out.grad_p = Mat::Zero(n * g, d);
+  for (int64_t r = 0; r < R; ++r) {
+    const bool bank_row = r >= n;
+    const Vec row = bank_row ? Vec(BQ.row(r - n).transpose()) : Vec(Q.row(r).transpose());
+    std::vector<double> s(C, -std::numeric_limits<double>::infinity());
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int64_t c = 0; c < C; ++c) {
+      const bool allowed = !cols[c].bank || bank_as_negatives || (bank_row && cols[c].positive && cols[c].bank_index == r - n);
+      if (!allowed) continue;
+      s[c] = sim(row, cols[c].v) / tau;
+      mx = std::max(mx, s[c]);
+    }
+    double z = 0.0;
+    for (int64_t c = 0; c < C; ++c) z += std::exp(s[c] - mx);
+    const double lse = mx + std::log(z);
+    out.loss += (lse - s[r]) / R;
+    for (int64_t c = 0; c < C; ++c) {
+      const double coef = ((std::isinf(s[c]) ? 0.0 : std::exp(s[c] - lse)) - (c == r ? 1.0 : 0.0)) / (R * tau);
+      if (coef == 0.0) continue;
+      if (!bank_row) out.grad_q.row(r) += coef * dsim(row, cols[c].v).transpose();
+      if (cols[c].grad_row >= 0) out.grad_p.row(cols[c].grad_row) += coef * dsim(cols[c].v, row).transpose();
+    }
+  }
+  return out;
+}
+
+struct Case {
+  int64_t n, h, m, bank_group;
+  bool cosine;
+  double tau;
+  bool query_bank, bank_as_negatives;
+};
+
+class InfoNCEOracle : public ::testing::TestWithParam<Case> {};
+
+TEST_P(InfoNCEOracle, LossAndGradientsMatchClosedForm) {
+  const Case c = GetParam();
+  torch::manual_seed(1000 + c.n * 31 + c.h * 7 + c.m);
+  const int64_t d = 5;
+  auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  auto q = torch::randn({c.n, d}, opts).requires_grad_(true);
+  auto p = torch::randn({c.n, 1 + c.h, d}, opts).requires_grad_(true);
+  InfoNCEBank bank;
+  if (c.m > 0) {
+    bank.passages = torch::randn({c.m, c.bank_group, d}, opts);
+    if (c.query_bank) bank.queries = torch::randn({c.m, d}, opts);
+    bank.passages_as_negatives = c.bank_as_negatives;
+  }
+  const auto result = info_nce(q, p, InfoNCEOptions().similarity(c.cosine ? Similarity::Cosine : Similarity::Dot)
+                                         .temperature(c.tau), bank);
+  result.loss.backward();
+  const auto want = oracle(q.detach(), p.detach(), bank.queries, bank.passages, c.cosine, c.tau, c.bank_as_negatives);
+
+  EXPECT_NEAR(result.loss.item<double>(), want.loss, 1e-12 * std::abs(want.loss));
+  const Mat gq = to_eigen(q.grad()), gp = to_eigen(p.grad().reshape({c.n * (1 + c.h), d}));
+  EXPECT_LE((gq - want.grad_q).cwiseAbs().maxCoeff(), 1e-12) << "query gradient";
+  EXPECT_LE((gp - want.grad_p).cwiseAbs().maxCoeff(), 1e-12) << "passage gradient";
+  EXPECT_GT(want.grad_p.cwiseAbs().maxCoeff(), 1e-6);
+
+  const int64_t bank_cols = c.bank_as_negatives ? c.m * c.bank_group : 0;
+  EXPECT_EQ(result.negatives_per_query, c.n * (1 + c.h) - 1 + bank_cols);
+  EXPECT_EQ(result.scores.size(0), c.n + (c.query_bank ? c.m : 0));
+  EXPECT_EQ(result.scores.size(1), (c.n + c.m) + c.n * c.h + c.m * (c.bank_group - 1));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, InfoNCEOracle,
+    ::testing::Values(Case{6, 0, 0, 1, false, 1.0, false, true},   // in-batch only
+                      Case{5, 2, 0, 1, false, 1.0, false, true},   // hard negatives
+                      Case{4, 1, 0, 1, true, 0.05, false, true},   // cosine + temperature
+                      Case{4, 1, 7, 2, false, 1.0, true, true},    // ContAccum: both banks
+                      Case{3, 1, 6, 2, true, 0.1, true, true},     // both banks, cosine
+                      Case{4, 1, 5, 2, false, 0.5, false, true},   // passage bank only
+                      Case{4, 2, 5, 1, false, 1.0, true, true},    // bank without hard negatives
+                      Case{4, 1, 5, 1, false, 1.0, true, false},   // query bank, bank passages not negatives
+                      Case{1, 0, 3, 1, true, 2.0, true, true}));   // single current row
+
+TEST(InfoNCE, ScoresFollowTheSpecLayout) {
+  auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  auto q = torch::randn({2, 3}, opts), p = torch::randn({2, 2, 3}, opts);
+  InfoNCEBank bank{torch::randn({1, 3}, opts), torch::randn({1, 2, 3}, opts), true};
+  const auto s = info_nce(q, p, InfoNCEOptions().temperature(0.5), bank).scores;
+  // Columns: p0+, p1+, b0+, p0-, p1-, b0-.
+  const auto cols = torch::stack({p[0][0], p[1][0], bank.passages[0][0], p[0][1], p[1][1], bank.passages[0][1]});
+  const auto rows = torch::cat({q, bank.queries});
+  EXPECT_TRUE(torch::allclose(s, rows.matmul(cols.t()) / 0.5, 1e-14, 1e-14));
+}
+
+TEST(InfoNCE, ModuleMatchesFunctional) {
+  auto q = torch::randn({3, 4}), p = torch::randn({3, 2, 4});
+  InfoNCE loss(InfoNCEOptions().similarity(Similarity::Cosine).temperature(0.2));
+  EXPECT_TRUE(torch::equal(loss(q, p), info_nce(q, p, loss->options).loss));
+}
+
+TEST(InfoNCE, RejectsInconsistentInputs) {
+  auto q = torch::randn({3, 4}), p = torch::randn({3, 2, 4});
+  auto message = [](auto&& fn) {
+    try {
+      fn();
+    } catch (const c10::Error& e) {
+      return std::string(e.what_without_backtrace());
+    }
+    return std::string("no error");
+  };
+  EXPECT_THAT(message([&] { info_nce(q, p, InfoNCEOptions().temperature(0.0)); }),
+              ::testing::HasSubstr("temperature must be > 0, got 0"));
+  EXPECT_THAT(message([&] { info_nce(q, torch::randn({2, 2, 4})); }), ::testing::HasSubstr("3 queries but 2"));
+  EXPECT_THAT(message([&] { info_nce(q, torch::randn({3, 2, 5})); }), ::testing::HasSubstr("passage dim 5 != query dim 4"));
+  EXPECT_THAT(message([&] { info_nce(q, p, {}, InfoNCEBank{torch::randn({2, 4}), torch::randn({3, 2, 4}), true}); }),
+              ::testing::HasSubstr("bank.queries has 2 rows but bank.passages has 3"));
+  EXPECT_THAT(message([&] { info_nce(q, p, {}, InfoNCEBank{{}, torch::randn({3, 2, 6}), true}); }),
+              ::testing::HasSubstr("bank.passages dim 6"));
+}
+
+}  // namespace
+}  // namespace contaccum

@@ -1,0 +1,77 @@
+#pragma once
+
+#include <contaccum/contaccum.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+namespace contaccum {
+namespace test {
+
+/// A random batch of `n` examples with `h` hard negatives; variable-length
+/// rows (padding id 0 with mask 0).
+inline TrainingBatch random_batch(int64_t n, int64_t h, int64_t vocab = 97, int64_t q_len = 6, int64_t p_len = 11) {
+  auto make = [&](int64_t rows, int64_t len) {
+    EncoderInput in;
+    in.input_ids = torch::randint(1, vocab, {rows, len}, torch::kLong);
+    auto lengths = torch::randint(1, len + 1, {rows, 1}, torch::kLong);
+    in.attention_mask = torch::arange(len).unsqueeze(0).lt(lengths).to(torch::kLong);
+    in.input_ids = in.input_ids * in.attention_mask;
+    return in;
+  };
+  TrainingBatch b;
+  b.hard_negatives = h;
+  b.queries = make(n, q_len);
+  b.passages = make(n * (1 + h), p_len);
+  return b;
+}
+
+/// A two-tower (or shared) bag-of-embeddings dual encoder in float64.
+inline DualEncoder make_model(double dropout, bool shared = false, int64_t vocab = 97, int64_t dim = 16,
+                              bool normalize = false) {
+  auto tower = [&] {
+    return BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(vocab, dim).embedding_dim(12).dropout(dropout)).ptr();
+  };
+  DualEncoder model = shared ? DualEncoder(tower(), DualEncoderOptions().normalize(normalize))
+                             : DualEncoder(tower(), tower(), DualEncoderOptions().normalize(normalize));
+  model->to(torch::kDouble);
+  return model;
+}
+
+/// Gradients of every named parameter (cloned), by name.
+inline std::vector<std::pair<std::string, torch::Tensor>> grads_of(const DualEncoder& model) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& kv : model->named_parameters()) {
+    out.emplace_back(kv.key(), kv.value().grad().defined() ? kv.value().grad().clone()
+                                                           : torch::zeros_like(kv.value()));
+  }
+  return out;
+}
+
+/// Every parameter's gradient agrees within `rtol * max|ref| + atol`, and
+/// none is trivially zero everywhere.
+inline void expect_same_grads(const std::vector<std::pair<std::string, torch::Tensor>>& got,
+                              const std::vector<std::pair<std::string, torch::Tensor>>& want, double rtol,
+                              double atol = 0.0) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].first, want[i].first);
+    const double scale = want[i].second.abs().max().item<double>();
+    EXPECT_GT(scale, 0.0) << want[i].first << " has an all-zero reference gradient";
+    const double diff = (got[i].second - want[i].second).abs().max().item<double>();
+    EXPECT_LE(diff, rtol * scale + atol) << "gradient of " << got[i].first << " differs by " << diff
+                                         << " (scale " << scale << ")";
+  }
+}
+
+/// Runs one strategy step on `model` from zero gradients; returns the stats.
+inline StepStats step(Strategy& strategy, const TrainingBatch& batch) {
+  for (auto& p : strategy.model()->parameters()) p.mutable_grad() = torch::Tensor();
+  return strategy.compute_gradients(batch);
+}
+
+}  // namespace test
+}  // namespace contaccum
