@@ -97,6 +97,10 @@ struct Case {
   bool cosine;
   double tau;
   bool query_bank, bank_as_negatives;
+  friend void PrintTo(const Case& c, std::ostream* os) {
+    *os << "n" << c.n << "_h" << c.h << "_m" << c.m << "_g" << c.bank_group << (c.cosine ? "_cos" : "_dot") << "_tau"
+        << c.tau << (c.query_bank ? "_qbank" : "") << (c.bank_as_negatives ? "" : "_ownpositive");
+  }
 };
 
 class InfoNCEOracle : public ::testing::TestWithParam<Case> {};

@@ -1,0 +1,111 @@
+#include "test_util.h"
+
+#include <algorithm>
+#include <deque>
+
+namespace contaccum {
+namespace {
+
+// Rows whose value is their global sequence number, [n, group, dim].
+torch::Tensor numbered(int64_t first, int64_t n, int64_t group = 2, int64_t dim = 3) {
+  return torch::arange(first, first + n, torch::kDouble).view({n, 1, 1}).expand({n, group, dim}).contiguous();
+}
+
+TEST(MemoryBank, KeepsTheNewestRowsInFifoOrderAcrossWraps) {
+  MemoryBank bank(MemoryBankOptions(5));
+  std::deque<double> want;  // oracle: a plain deque of sequence numbers
+  int64_t next = 0;
+  for (int64_t n : {2, 2, 3, 1, 4, 7, 5, 1}) {
+    bank.enqueue(numbered(next, n));
+    for (int64_t i = 0; i < n; ++i) want.push_back(static_cast<double>(next + i));
+    while (static_cast<int64_t>(want.size()) > 5) want.pop_front();
+    next += n;
+    ASSERT_EQ(bank.size(), static_cast<int64_t>(want.size()));
+    const auto ordered = bank.ordered();
+    for (int64_t i = 0; i < bank.size(); ++i) {
+      EXPECT_EQ(ordered[i][1][2].item<double>(), want[i]) << "after enqueueing " << n << ", row " << i;
+    }
+    // view() holds the same rows in storage order.
+    auto v = bank.view().select(2, 0).select(1, 0).contiguous();
+    auto got = std::vector<double>(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, std::vector<double>(want.begin(), want.end()));
+  }
+  EXPECT_TRUE(bank.full());
+  EXPECT_DOUBLE_EQ(bank.fill(), 1.0);
+}
+
+TEST(MemoryBank, StoresDetachedCopiesWithoutReallocating) {
+  MemoryBank bank(MemoryBankOptions(4));
+  auto x = torch::randn({3, 2}, torch::requires_grad());
+  bank.enqueue(x * 2);
+  const void* storage = bank.view().data_ptr();
+  EXPECT_FALSE(bank.view().requires_grad());
+  EXPECT_EQ(bank.group(), 1);
+  EXPECT_EQ(bank.dim(), 2);
+  bank.enqueue(torch::randn({3, 2}));
+  bank.enqueue(torch::randn({2, 2}));
+  EXPECT_EQ(bank.view().data_ptr(), storage) << "the ring buffer must not move";
+  EXPECT_EQ(bank.size(), 4);
+  EXPECT_EQ(bank.head(), 0);
+  x.data().fill_(100.0);  // the bank holds copies
+  EXPECT_LT(bank.view().abs().max().item<double>(), 100.0);
+}
+
+TEST(MemoryBank, ClearEmptiesAndZeroCapacityIgnoresEverything) {
+  MemoryBank bank(MemoryBankOptions(3));
+  bank.enqueue(numbered(0, 2));
+  bank.clear();
+  EXPECT_TRUE(bank.empty());
+  EXPECT_EQ(bank.view().size(0), 0);
+  bank.enqueue(numbered(10, 1));
+  EXPECT_EQ(bank.ordered()[0][0][0].item<double>(), 10.0);
+
+  MemoryBank off;
+  off.enqueue(numbered(0, 4));
+  EXPECT_EQ(off.size(), 0);
+  EXPECT_FALSE(off.view().defined());
+  EXPECT_DOUBLE_EQ(off.fill(), 0.0);
+}
+
+TEST(MemoryBank, FollowsTheDtypeOfWhatItStoresAndRejectsMismatches) {
+  MemoryBank bank(MemoryBankOptions(3));
+  bank.enqueue(torch::randn({1, 2, 4}, torch::kFloat));
+  EXPECT_EQ(bank.view().scalar_type(), torch::kFloat);
+  EXPECT_THAT([&] { bank.enqueue(torch::randn({1, 2, 5}, torch::kFloat)); },
+              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("must match the bank's [3, 2, 4]")));
+  EXPECT_THAT([&] { bank.enqueue(torch::randn({1, 2, 4}, torch::kDouble)); },
+              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("(Double, cpu) must match the bank (Float, cpu)")));
+  EXPECT_THAT([] { MemoryBank(MemoryBankOptions(-1)); },
+              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("capacity must be >= 0, got -1")));
+}
+
+TEST(MemoryBank, SaveAndLoadRestoreContentsAndOrder) {
+  MemoryBank bank(MemoryBankOptions(4));
+  bank.enqueue(numbered(0, 3));
+  bank.enqueue(numbered(3, 3));  // wrapped: storage order != age order
+  torch::serialize::OutputArchive out;
+  bank.save(out);
+  std::stringstream buffer;
+  out.save_to(buffer);
+
+  MemoryBank restored(MemoryBankOptions(4));
+  torch::serialize::InputArchive in;
+  in.load_from(buffer);
+  restored.load(in);
+  EXPECT_TRUE(torch::equal(restored.ordered(), bank.ordered()));
+  // And both continue identically.
+  bank.enqueue(numbered(6, 1));
+  restored.enqueue(numbered(6, 1));
+  EXPECT_TRUE(torch::equal(restored.ordered(), bank.ordered()));
+
+  MemoryBank other(MemoryBankOptions(5));
+  buffer.seekg(0);
+  torch::serialize::InputArchive again;
+  again.load_from(buffer);
+  EXPECT_THAT([&] { other.load(again); },
+              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("saved capacity 4 != this bank's capacity 5")));
+}
+
+}  // namespace
+}  // namespace contaccum
