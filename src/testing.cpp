@@ -94,8 +94,8 @@ EncoderCheckReport check_encoder(EncoderModule& encoder, const EncoderInput& sam
   auto second = encoder.forward(sample.to(device));
   const double replay = max_abs_diff(first, second);
   if (!(replay <= options.tolerance())) {
-    fail("two training-mode passes from the same random state differ by ", replay, " (tolerance ",
-         options.tolerance(), "): the encoder draws randomness GradCache cannot replay");
+    fail("two training-mode passes from the same random state differ by ", replay, " (tolerance ", options.tolerance(),
+         "): the encoder draws randomness GradCache cannot replay");
   }
 
   encoder.train(false);

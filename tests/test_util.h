@@ -46,8 +46,7 @@ inline DualEncoder make_model(double dropout, bool shared = false, int64_t vocab
 inline std::vector<std::pair<std::string, torch::Tensor>> grads_of(const DualEncoder& model) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (const auto& kv : model->named_parameters()) {
-    out.emplace_back(kv.key(), kv.value().grad().defined() ? kv.value().grad().clone()
-                                                           : torch::zeros_like(kv.value()));
+    out.emplace_back(kv.key(), kv.value().grad().defined() ? kv.value().grad().clone() : torch::zeros_like(kv.value()));
   }
   return out;
 }
@@ -66,8 +65,8 @@ inline void expect_same_grads(const std::vector<std::pair<std::string, torch::Te
   for (size_t i = 0; i < got.size(); ++i) {
     ASSERT_EQ(got[i].first, want[i].first);
     const double diff = (got[i].second - want[i].second).abs().max().item<double>();
-    EXPECT_LE(diff, rtol * scale + atol) << "gradient of " << got[i].first << " differs by " << diff
-                                         << " (scale " << scale << ")";
+    EXPECT_LE(diff, rtol * scale + atol) << "gradient of " << got[i].first << " differs by " << diff << " (scale "
+                                         << scale << ")";
   }
 }
 

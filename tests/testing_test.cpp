@@ -40,7 +40,8 @@ TEST(CheckEncoder, PassesAGoodEncoder) { EXPECT_EQ(check(FaultyEncoder::Fault::N
 
 TEST(CheckEncoder, CatchesEachFault) {
   EXPECT_THAT(check(FaultyEncoder::Fault::WrongShape), ::testing::HasSubstr("output must be [3, 4], got [3, 3]"));
-  EXPECT_THAT(check(FaultyEncoder::Fault::UnusedParameter), ::testing::HasSubstr("parameter 'unused' gets no gradient"));
+  EXPECT_THAT(check(FaultyEncoder::Fault::UnusedParameter),
+              ::testing::HasSubstr("parameter 'unused' gets no gradient"));
   EXPECT_THAT(check(FaultyEncoder::Fault::PrivateRandomness), ::testing::HasSubstr("GradCache cannot replay"));
   EXPECT_THAT(check(FaultyEncoder::Fault::NonFinite), ::testing::HasSubstr("inf or NaN"));
 }

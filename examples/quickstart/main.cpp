@@ -28,8 +28,7 @@ torch::Tensor make_queries(const torch::Tensor& docs) {
 // A batch of `n` examples with one hard negative each.
 TrainingBatch make_batch(int64_t n) {
   auto docs = torch::randint(1, kVocab, {n, kDocLen}, torch::kLong);
-  auto hard = torch::cat({docs.slice(1, 0, kDocLen / 2),
-                          torch::randint(1, kVocab, {n, kDocLen / 2}, torch::kLong)}, 1);
+  auto hard = torch::cat({docs.slice(1, 0, kDocLen / 2), torch::randint(1, kVocab, {n, kDocLen / 2}, torch::kLong)}, 1);
   TrainingBatch batch;
   batch.hard_negatives = 1;
   batch.queries.input_ids = make_queries(docs);

@@ -10,18 +10,17 @@ BagOfEmbeddingsEncoderImpl::BagOfEmbeddingsEncoderImpl(BagOfEmbeddingsEncoderOpt
               options_.vocab_size());
   TORCH_CHECK(options_.output_dim() > 0, "BagOfEmbeddingsEncoderOptions::output_dim must be > 0, got ",
               options_.output_dim());
-  TORCH_CHECK(options_.embedding_dim() > 0,
-              "BagOfEmbeddingsEncoderOptions::embedding_dim must be > 0, got ", options_.embedding_dim());
+  TORCH_CHECK(options_.embedding_dim() > 0, "BagOfEmbeddingsEncoderOptions::embedding_dim must be > 0, got ",
+              options_.embedding_dim());
   TORCH_CHECK(options_.dropout() >= 0.0 && options_.dropout() < 1.0,
               "BagOfEmbeddingsEncoderOptions::dropout must be in [0, 1), got ", options_.dropout());
   TORCH_CHECK(options_.padding_idx() >= 0 && options_.padding_idx() < options_.vocab_size(),
-              "BagOfEmbeddingsEncoderOptions::padding_idx must be in [0, vocab_size = ",
-              options_.vocab_size(), "), got ", options_.padding_idx());
+              "BagOfEmbeddingsEncoderOptions::padding_idx must be in [0, vocab_size = ", options_.vocab_size(),
+              "), got ", options_.padding_idx());
   embedding_ = register_module(
       "embedding", torch::nn::Embedding(torch::nn::EmbeddingOptions(options_.vocab_size(), options_.embedding_dim())
                                             .padding_idx(options_.padding_idx())));
-  projection_ =
-      register_module("projection", torch::nn::Linear(options_.embedding_dim(), options_.output_dim()));
+  projection_ = register_module("projection", torch::nn::Linear(options_.embedding_dim(), options_.output_dim()));
 }
 
 torch::Tensor BagOfEmbeddingsEncoderImpl::forward(const EncoderInput& input) {
@@ -29,9 +28,8 @@ torch::Tensor BagOfEmbeddingsEncoderImpl::forward(const EncoderInput& input) {
   TORCH_CHECK(ids.defined() && ids.dim() == 2, "BagOfEmbeddingsEncoder: input_ids must be [batch, seq], got ",
               ids.defined() ? ids.sizes() : torch::IntArrayRef{});
   auto embedded = embedding_->forward(ids);  // [B, T, E]
-  torch::Tensor mask = input.attention_mask.defined()
-                           ? input.attention_mask.to(embedded.dtype())
-                           : torch::ones(ids.sizes(), embedded.options());
+  torch::Tensor mask = input.attention_mask.defined() ? input.attention_mask.to(embedded.dtype())
+                                                      : torch::ones(ids.sizes(), embedded.options());
   TORCH_CHECK(mask.sizes() == ids.sizes(), "BagOfEmbeddingsEncoder: attention_mask ", mask.sizes(),
               " must match input_ids ", ids.sizes());
   // Clamp keeps all-padding rows finite (they pool to zero).

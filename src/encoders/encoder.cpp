@@ -12,8 +12,8 @@ int64_t EncoderInput::size() const {
     if (rows < 0) {
       rows = t.size(0);
     } else {
-      TORCH_CHECK(t.size(0) == rows, "EncoderInput::", name, " has ", t.size(0),
-                  " rows, but the other inputs have ", rows);
+      TORCH_CHECK(t.size(0) == rows, "EncoderInput::", name, " has ", t.size(0), " rows, but the other inputs have ",
+                  rows);
     }
   };
   check(input_ids, "input_ids");
@@ -25,8 +25,8 @@ int64_t EncoderInput::size() const {
 
 EncoderInput EncoderInput::slice(int64_t begin, int64_t end) const {
   const int64_t rows = size();
-  TORCH_CHECK(0 <= begin && begin <= end && end <= rows, "EncoderInput::slice range [", begin, ", ",
-              end, ") is outside [0, ", rows, ")");
+  TORCH_CHECK(0 <= begin && begin <= end && end <= rows, "EncoderInput::slice range [", begin, ", ", end,
+              ") is outside [0, ", rows, ")");
   auto cut = [&](const torch::Tensor& t) { return t.defined() ? t.slice(0, begin, end) : t; };
   EncoderInput out;
   out.input_ids = cut(input_ids);

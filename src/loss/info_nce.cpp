@@ -56,8 +56,7 @@ InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passag
   if (bank.passages.defined()) {
     bank_passages = as_groups(bank.passages, "bank.passages");
     m_p = bank_passages.size(0);
-    TORCH_CHECK(bank_passages.size(2) == d, "info_nce: bank.passages dim ", bank_passages.size(2),
-                " != query dim ", d);
+    TORCH_CHECK(bank_passages.size(2) == d, "info_nce: bank.passages dim ", bank_passages.size(2), " != query dim ", d);
     TORCH_CHECK(bank_passages.scalar_type() == queries.scalar_type() && bank_passages.device() == queries.device(),
                 "info_nce: bank.passages (", bank_passages.scalar_type(), ", ", bank_passages.device(),
                 ") must match queries (", queries.scalar_type(), ", ", queries.device(), ")");
@@ -67,8 +66,8 @@ InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passag
     TORCH_CHECK(bank.queries.dim() == 2 && bank.queries.size(1) == d, "info_nce: bank.queries must be [m, ", d,
                 "], got ", bank.queries.sizes());
     m_q = bank.queries.size(0);
-    TORCH_CHECK(m_q == m_p, "info_nce: bank.queries has ", m_q,
-                " rows but bank.passages has ", m_p, " groups; each banked query needs its banked positive");
+    TORCH_CHECK(m_q == m_p, "info_nce: bank.queries has ", m_q, " rows but bank.passages has ", m_p,
+                " groups; each banked query needs its banked positive");
     TORCH_CHECK(bank.queries.scalar_type() == queries.scalar_type() && bank.queries.device() == queries.device(),
                 "info_nce: bank.queries (", bank.queries.scalar_type(), ", ", bank.queries.device(),
                 ") must match queries (", queries.scalar_type(), ", ", queries.device(), ")");

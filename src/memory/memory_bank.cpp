@@ -74,8 +74,8 @@ void MemoryBank::load(torch::serialize::InputArchive& archive) {
   clear();
   torch::Tensor contents;
   if (archive.try_read("contents", contents)) {
-    TORCH_CHECK(contents.dim() == 3 && contents.size(0) == size.item<int64_t>(),
-                "MemoryBank::load: saved contents ", contents.sizes(), " do not hold ", size.item<int64_t>(), " rows");
+    TORCH_CHECK(contents.dim() == 3 && contents.size(0) == size.item<int64_t>(), "MemoryBank::load: saved contents ",
+                contents.sizes(), " do not hold ", size.item<int64_t>(), " rows");
     const auto device = storage_.defined() ? storage_.device() : torch::Device(torch::kCPU);
     if (storage_.defined() && (storage_.size(1) != contents.size(1) || storage_.size(2) != contents.size(2) ||
                                storage_.scalar_type() != contents.scalar_type())) {

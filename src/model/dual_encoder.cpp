@@ -9,9 +9,9 @@ DualEncoderImpl::DualEncoderImpl(std::shared_ptr<EncoderModule> query_encoder,
     : options_(options), query_encoder_(std::move(query_encoder)), passage_encoder_(std::move(passage_encoder)) {
   TORCH_CHECK(query_encoder_ != nullptr, "DualEncoder: query_encoder must not be null");
   TORCH_CHECK(passage_encoder_ != nullptr, "DualEncoder: passage_encoder must not be null");
-  TORCH_CHECK(query_encoder_->output_dim() == passage_encoder_->output_dim(),
-              "DualEncoder: query_encoder output_dim (", query_encoder_->output_dim(),
-              ") must equal passage_encoder output_dim (", passage_encoder_->output_dim(), ")");
+  TORCH_CHECK(query_encoder_->output_dim() == passage_encoder_->output_dim(), "DualEncoder: query_encoder output_dim (",
+              query_encoder_->output_dim(), ") must equal passage_encoder output_dim (", passage_encoder_->output_dim(),
+              ")");
   if (shared()) {
     register_module("encoder", query_encoder_);
   } else {

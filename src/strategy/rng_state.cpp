@@ -27,8 +27,8 @@ RngState RngState::capture() {
   RngState s;
   s.cpu_ = get_state(at::globalContext().defaultGenerator(c10::Device(c10::kCPU)));
   for (int64_t i = 0; i < cuda_devices(); ++i) {
-    s.cuda_.push_back(get_state(at::globalContext().defaultGenerator(
-        c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i)))));
+    s.cuda_.push_back(
+        get_state(at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i)))));
   }
   return s;
 }

@@ -155,22 +155,21 @@ void Strategy::enqueue(const Encoded& reps) {
 StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
   const int64_t n = batch.size();
   if (options_.allow_partial_batch()) {
-    TORCH_CHECK(n > 0 && n <= options_.total_batch(), "Strategy: batch has ", n,
-                " examples; expected 1..total_batch (", options_.total_batch(), ")");
+    TORCH_CHECK(n > 0 && n <= options_.total_batch(), "Strategy: batch has ", n, " examples; expected 1..total_batch (",
+                options_.total_batch(), ")");
   } else {
     TORCH_CHECK(n == options_.total_batch(), "Strategy: batch has ", n, " examples but total_batch is ",
                 options_.total_batch(), " (set allow_partial_batch to accept a smaller last batch)");
   }
-  const int64_t group_size =
-      options_.negatives() == NegativeScope::MicroBatch ? options_.micro_batch() : n;
+  const int64_t group_size = options_.negatives() == NegativeScope::MicroBatch ? options_.micro_batch() : n;
 
   StepStats stats;
   double negatives = 0.0;
   for (int64_t b = 0; b < n; b += group_size) {
     const auto group = batch.slice(b, std::min(n, b + group_size));
     const double weight = static_cast<double>(group.size()) / static_cast<double>(n);
-    auto done = options_.gradients() == GradientMode::Direct ? backward_direct(group, weight)
-                                                              : backward_cached(group, weight);
+    auto done =
+        options_.gradients() == GradientMode::Direct ? backward_direct(group, weight) : backward_cached(group, weight);
     stats.loss += weight * done.first.loss.item<double>();
     negatives += weight * static_cast<double>(done.first.negatives_per_query);
     stats.loss_groups += 1;
@@ -184,10 +183,9 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
   stats.passage_bank_fill = passage_bank_.fill();
   stats.query_grad_norm = grad_norm(model_->query_parameters());
   stats.passage_grad_norm = grad_norm(model_->passage_parameters());
-  stats.grad_norm_ratio = model_->shared() ? 1.0
-                          : stats.passage_grad_norm > 0.0
-                              ? stats.query_grad_norm / stats.passage_grad_norm
-                              : std::numeric_limits<double>::quiet_NaN();
+  stats.grad_norm_ratio = model_->shared()                ? 1.0
+                          : stats.passage_grad_norm > 0.0 ? stats.query_grad_norm / stats.passage_grad_norm
+                                                          : std::numeric_limits<double>::quiet_NaN();
   if (options_.clear_banks_after_step()) clear_banks();
   return stats;
 }

@@ -37,7 +37,8 @@ TEST(BagOfEmbeddingsEncoder, RejectsBadOptions) {
   EXPECT_THAT([] { BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(10, 3).dropout(1.5)); },
               ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("dropout must be in [0, 1), got 1.5")));
   EXPECT_THAT([] { BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(10, 3).padding_idx(10)); },
-              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("padding_idx must be in [0, vocab_size = 10), got 10")));
+              ::testing::ThrowsMessage<c10::Error>(
+                  ::testing::HasSubstr("padding_idx must be in [0, vocab_size = 10), got 10")));
 }
 
 }  // namespace

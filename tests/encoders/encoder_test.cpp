@@ -20,7 +20,7 @@ TEST(EncoderInput, DisagreeingRowCountsAreRejected) {
   in.input_ids = torch::zeros({4, 3}, torch::kLong);
   in.extras["features"] = torch::zeros({5, 2});
   EXPECT_THAT([&] { in.size(); }, ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr(
-                                       "extras[\"features\"] has 5 rows, but the other inputs have 4")));
+                                      "extras[\"features\"] has 5 rows, but the other inputs have 4")));
   EXPECT_THAT([&] { EncoderInput{}.size(); },
               ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("holds no tensor")));
   in.extras.clear();
@@ -35,8 +35,8 @@ TEST(TrainingBatch, SliceKeepsEachExamplesPassagesTogether) {
   EXPECT_EQ(s.size(), 2);
   EXPECT_TRUE(torch::equal(s.passages.input_ids.flatten(), torch::arange(3, 9)));
   b.hard_negatives = 1;
-  EXPECT_THAT([&] { b.size(); }, ::testing::ThrowsMessage<c10::Error>(
-                                     ::testing::HasSubstr("5 queries with hard_negatives = 1 need 10 passages, got 15")));
+  EXPECT_THAT([&] { b.size(); }, ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr(
+                                     "5 queries with hard_negatives = 1 need 10 passages, got 15")));
 }
 
 }  // namespace

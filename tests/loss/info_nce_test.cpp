@@ -73,7 +73,8 @@ Oracle oracle(const torch::Tensor& q, const torch::Tensor& p, const torch::Tenso
     std::vector<double> s(C, -std::numeric_limits<double>::infinity());
     double mx = -std::numeric_limits<double>::infinity();
     for (int64_t c = 0; c < C; ++c) {
-      const bool allowed = !cols[c].bank || bank_as_negatives || (bank_row && cols[c].positive && cols[c].bank_index == r - n);
+      const bool allowed =
+          !cols[c].bank || bank_as_negatives || (bank_row && cols[c].positive && cols[c].bank_index == r - n);
       if (!allowed) continue;
       s[c] = sim(row, cols[c].v) / tau;
       mx = std::max(mx, s[c]);
@@ -118,8 +119,8 @@ TEST_P(InfoNCEOracle, LossAndGradientsMatchClosedForm) {
     if (c.query_bank) bank.queries = torch::randn({c.m, d}, opts);
     bank.passages_as_negatives = c.bank_as_negatives;
   }
-  const auto result = info_nce(q, p, InfoNCEOptions().similarity(c.cosine ? Similarity::Cosine : Similarity::Dot)
-                                         .temperature(c.tau), bank);
+  const auto result = info_nce(
+      q, p, InfoNCEOptions().similarity(c.cosine ? Similarity::Cosine : Similarity::Dot).temperature(c.tau), bank);
   result.loss.backward();
   const auto want = oracle(q.detach(), p.detach(), bank.queries, bank.passages, c.cosine, c.tau, c.bank_as_negatives);
 
@@ -135,17 +136,17 @@ TEST_P(InfoNCEOracle, LossAndGradientsMatchClosedForm) {
   EXPECT_EQ(result.scores.size(1), (c.n + c.m) + c.n * c.h + c.m * (c.bank_group - 1));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cases, InfoNCEOracle,
-    ::testing::Values(Case{6, 0, 0, 1, false, 1.0, false, true},   // in-batch only
-                      Case{5, 2, 0, 1, false, 1.0, false, true},   // hard negatives
-                      Case{4, 1, 0, 1, true, 0.05, false, true},   // cosine + temperature
-                      Case{4, 1, 7, 2, false, 1.0, true, true},    // ContAccum: both banks
-                      Case{3, 1, 6, 2, true, 0.1, true, true},     // both banks, cosine
-                      Case{4, 1, 5, 2, false, 0.5, false, true},   // passage bank only
-                      Case{4, 2, 5, 1, false, 1.0, true, true},    // bank without hard negatives
-                      Case{4, 1, 5, 1, false, 1.0, true, false},   // query bank, bank passages not negatives
-                      Case{1, 0, 3, 1, true, 2.0, true, true}));   // single current row
+INSTANTIATE_TEST_SUITE_P(Cases, InfoNCEOracle,
+                         ::testing::Values(Case{6, 0, 0, 1, false, 1.0, false, true},  // in-batch only
+                                           Case{5, 2, 0, 1, false, 1.0, false, true},  // hard negatives
+                                           Case{4, 1, 0, 1, true, 0.05, false, true},  // cosine + temperature
+                                           Case{4, 1, 7, 2, false, 1.0, true, true},   // ContAccum: both banks
+                                           Case{3, 1, 6, 2, true, 0.1, true, true},    // both banks, cosine
+                                           Case{4, 1, 5, 2, false, 0.5, false, true},  // passage bank only
+                                           Case{4, 2, 5, 1, false, 1.0, true, true},   // bank without hard negatives
+                                           Case{4, 1, 5, 1, false, 1.0, true,
+                                                false},  // query bank, bank passages not negatives
+                                           Case{1, 0, 3, 1, true, 2.0, true, true}));  // single current row
 
 TEST(InfoNCE, ScoresFollowTheSpecLayout) {
   auto opts = torch::TensorOptions().dtype(torch::kDouble);
@@ -177,10 +178,17 @@ TEST(InfoNCE, RejectsInconsistentInputs) {
   EXPECT_THAT(message([&] { info_nce(q, p, InfoNCEOptions().temperature(0.0)); }),
               ::testing::HasSubstr("temperature must be > 0, got 0"));
   EXPECT_THAT(message([&] { info_nce(q, torch::randn({2, 2, 4})); }), ::testing::HasSubstr("3 queries but 2"));
-  EXPECT_THAT(message([&] { info_nce(q, torch::randn({3, 2, 5})); }), ::testing::HasSubstr("passage dim 5 != query dim 4"));
-  EXPECT_THAT(message([&] { info_nce(q, p, {}, InfoNCEBank{torch::randn({2, 4}), torch::randn({3, 2, 4}), true}); }),
+  EXPECT_THAT(message([&] {
+                info_nce(q, torch::randn({3, 2, 5}));
+              }),
+              ::testing::HasSubstr("passage dim 5 != query dim 4"));
+  EXPECT_THAT(message([&] {
+                info_nce(q, p, {}, InfoNCEBank{torch::randn({2, 4}), torch::randn({3, 2, 4}), true});
+              }),
               ::testing::HasSubstr("bank.queries has 2 rows but bank.passages has 3"));
-  EXPECT_THAT(message([&] { info_nce(q, p, {}, InfoNCEBank{{}, torch::randn({3, 2, 6}), true}); }),
+  EXPECT_THAT(message([&] {
+                info_nce(q, p, {}, InfoNCEBank{{}, torch::randn({3, 2, 6}), true});
+              }),
               ::testing::HasSubstr("bank.passages dim 6"));
 }
 

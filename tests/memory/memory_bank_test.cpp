@@ -72,10 +72,16 @@ TEST(MemoryBank, FollowsTheDtypeOfWhatItStoresAndRejectsMismatches) {
   MemoryBank bank(MemoryBankOptions(3));
   bank.enqueue(torch::randn({1, 2, 4}, torch::kFloat));
   EXPECT_EQ(bank.view().scalar_type(), torch::kFloat);
-  EXPECT_THAT([&] { bank.enqueue(torch::randn({1, 2, 5}, torch::kFloat)); },
-              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("must match the bank's [3, 2, 4]")));
-  EXPECT_THAT([&] { bank.enqueue(torch::randn({1, 2, 4}, torch::kDouble)); },
-              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("(Double, cpu) must match the bank (Float, cpu)")));
+  EXPECT_THAT(
+      [&] {
+        bank.enqueue(torch::randn({1, 2, 5}, torch::kFloat));
+      },
+      ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("must match the bank's [3, 2, 4]")));
+  EXPECT_THAT(
+      [&] {
+        bank.enqueue(torch::randn({1, 2, 4}, torch::kDouble));
+      },
+      ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("(Double, cpu) must match the bank (Float, cpu)")));
   EXPECT_THAT([] { MemoryBank(MemoryBankOptions(-1)); },
               ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("capacity must be >= 0, got -1")));
 }

@@ -27,8 +27,8 @@ TEST(DualEncoder, RejectsMismatchedTowers) {
   auto q = BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(10, 8)).ptr();
   auto p = BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(10, 16)).ptr();
   EXPECT_THAT([&] { DualEncoder(q, p); },
-              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr(
-                  "query_encoder output_dim (8) must equal passage_encoder output_dim (16)")));
+              ::testing::ThrowsMessage<c10::Error>(
+                  ::testing::HasSubstr("query_encoder output_dim (8) must equal passage_encoder output_dim (16)")));
   EXPECT_THAT([&] { DualEncoder(q, nullptr); },
               ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("passage_encoder must not be null")));
 }

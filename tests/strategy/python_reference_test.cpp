@@ -40,8 +40,8 @@ TEST_P(PythonReference, ContAccumLossesAndWeightsMatch) {
   if (std::system(CONTACCUM_TEST_PYTHON " -c 'import torch, numpy' 2>/dev/null") != 0) {
     GTEST_FAIL() << CONTACCUM_TEST_PYTHON << " cannot import torch and numpy: run scripts/install-deps.sh";
   }
-  const fs::path dir = fs::temp_directory_path() / ("contaccum-pyref-" + std::string(c.name) + "-" +
-                                                    std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("contaccum-pyref-" + std::string(c.name) + "-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
 
@@ -50,8 +50,12 @@ TEST_P(PythonReference, ContAccumLossesAndWeightsMatch) {
   torch::manual_seed(1234 + c.total + c.memory);
   auto model = test::make_model(0.0);
   json manifest;
-  manifest["config"] = {{"total_batch", c.total}, {"micro_batch", c.micro}, {"memory_size", c.memory},
-                        {"hard_negatives", h},   {"temperature", c.temperature}, {"cosine", c.cosine},
+  manifest["config"] = {{"total_batch", c.total},
+                        {"micro_batch", c.micro},
+                        {"memory_size", c.memory},
+                        {"hard_negatives", h},
+                        {"temperature", c.temperature},
+                        {"cosine", c.cosine},
                         {"lr", lr}};
   for (const auto& kv : model->named_parameters()) {
     manifest["parameters"][kv.key()] = write_tensor(dir, kv.key(), kv.value().detach());
@@ -68,16 +72,16 @@ TEST_P(PythonReference, ContAccumLossesAndWeightsMatch) {
   }
   std::ofstream(dir / "manifest.json") << manifest.dump();
 
-  const std::string command = std::string(CONTACCUM_TEST_PYTHON) + " " + CONTACCUM_TEST_DIR +
-                              "/python/contaccum_reference.py " + dir.string();
+  const std::string command =
+      std::string(CONTACCUM_TEST_PYTHON) + " " + CONTACCUM_TEST_DIR + "/python/contaccum_reference.py " + dir.string();
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
   json result;
   std::ifstream(dir / "result.json") >> result;
 
-  const auto options = StrategyOptions::contaccum(c.total, c.micro, c.memory)
-                           .loss(InfoNCEOptions()
-                                     .similarity(c.cosine ? Similarity::Cosine : Similarity::Dot)
-                                     .temperature(c.temperature));
+  const auto options =
+      StrategyOptions::contaccum(c.total, c.micro, c.memory)
+          .loss(
+              InfoNCEOptions().similarity(c.cosine ? Similarity::Cosine : Similarity::Dot).temperature(c.temperature));
   Strategy strategy(model, options);
   torch::optim::SGD optimizer(model->parameters(), lr);
   ASSERT_EQ(result["losses"].size(), static_cast<size_t>(steps));

@@ -155,8 +155,9 @@ struct ReferenceContAccum {
                                 sim(bq, cols), torch::arange(n, n + m),
                                 torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
         } else {
-          auto own = (sim(bq, bp.select(1, 0)) ).diagonal().unsqueeze(1);
-          auto logits = torch::cat({own, sim(bq, torch::cat({p.select(1, 0), p.slice(1, 1).reshape({n * (g - 1), -1})}))}, 1);
+          auto own = (sim(bq, bp.select(1, 0))).diagonal().unsqueeze(1);
+          auto logits =
+              torch::cat({own, sim(bq, torch::cat({p.select(1, 0), p.slice(1, 1).reshape({n * (g - 1), -1})}))}, 1);
           ce_sum = ce_sum + torch::nn::functional::cross_entropy(
                                 logits, torch::zeros({m}, torch::kLong),
                                 torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
@@ -225,8 +226,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         ReferenceCase{"BothBanksWrapWithinAStep", StrategyOptions::contaccum(8, 2, 6)},
         ReferenceCase{"BanksSpanSteps", StrategyOptions::contaccum(8, 2, 20)},
-        ReferenceCase{"CosineTemperature",
-                      StrategyOptions::contaccum(8, 4, 12).loss(InfoNCEOptions().similarity(Similarity::Cosine).temperature(0.1))},
+        ReferenceCase{"CosineTemperature", StrategyOptions::contaccum(8, 4, 12).loss(
+                                               InfoNCEOptions().similarity(Similarity::Cosine).temperature(0.1))},
         ReferenceCase{"NoQueryBank", StrategyOptions::contaccum(8, 2, 12).query_bank(false)},
         ReferenceCase{"NoPassageBank", StrategyOptions::contaccum(8, 2, 12).passage_bank(false)},
         ReferenceCase{"NoHardNegativeBanking", StrategyOptions::contaccum(8, 2, 12).bank_hard_negatives(false)},
@@ -288,7 +289,9 @@ TEST(ContAccumBanks, BankRowsGiveNoGradientToTheQueryTowerButDoToPassages) {
   double diff = 0.0;
   for (size_t i = 0; i < with->passage_parameters().size(); ++i) {
     diff += (with->passage_parameters()[i].grad() - without->passage_parameters()[i].grad() * scale)
-                .abs().sum().item<double>();
+                .abs()
+                .sum()
+                .item<double>();
   }
   EXPECT_GT(diff, 1e-6);
 }
@@ -383,8 +386,9 @@ TEST(Strategy, PartialLastBatchUsesASmallerLastMicroBatch) {
   expect_same_grads(grads_of(model), grads_of(ref_model), 1e-12);
 
   Strategy strict(model, StrategyOptions::grad_accum(16, 4));
-  EXPECT_THAT([&] { strict.compute_gradients(batch); },
-              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("batch has 10 examples but total_batch is 16")));
+  EXPECT_THAT(
+      [&] { strict.compute_gradients(batch); },
+      ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("batch has 10 examples but total_batch is 16")));
 }
 
 TEST(Strategy, BanksSurviveSaveAndLoad) {

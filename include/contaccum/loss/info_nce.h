@@ -58,8 +58,8 @@ struct InfoNCEResult {
 /// slot 0 the positive of the same example, then its `h` hard negatives.
 /// The bank is never copied: its score blocks are computed against its
 /// storage directly.
-InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passages,
-                       const InfoNCEOptions& options = {}, const InfoNCEBank& bank = {});
+InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passages, const InfoNCEOptions& options = {},
+                       const InfoNCEBank& bank = {});
 
 /// Module form of `info_nce` (no parameters), for use in `Sequential`-style
 /// code and to carry the options.
@@ -68,8 +68,7 @@ class InfoNCEImpl : public torch::nn::Cloneable<InfoNCEImpl> {
   explicit InfoNCEImpl(InfoNCEOptions options = {});
   void reset() override;
   /// Returns `info_nce(queries, passages, options, bank).loss`.
-  torch::Tensor forward(const torch::Tensor& queries, const torch::Tensor& passages,
-                        const InfoNCEBank& bank = {});
+  torch::Tensor forward(const torch::Tensor& queries, const torch::Tensor& passages, const InfoNCEBank& bank = {});
   InfoNCEOptions options;
 };
 

@@ -30,8 +30,8 @@ struct DualEncoderOptions {
 class DualEncoderImpl : public torch::nn::Module {
  public:
   /// Two towers. Both must produce the same `output_dim()`.
-  DualEncoderImpl(std::shared_ptr<EncoderModule> query_encoder,
-                  std::shared_ptr<EncoderModule> passage_encoder, DualEncoderOptions options = {});
+  DualEncoderImpl(std::shared_ptr<EncoderModule> query_encoder, std::shared_ptr<EncoderModule> passage_encoder,
+                  DualEncoderOptions options = {});
   /// One tower shared by queries and passages.
   explicit DualEncoderImpl(std::shared_ptr<EncoderModule> shared_encoder, DualEncoderOptions options = {});
 
