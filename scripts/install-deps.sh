@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libgloo-dev libopenblas0-pthread
   libeigen3-dev libfmt-dev libspdlog-dev libgtest-dev
-  nlohmann-json3-dev
+  nlohmann-json3-dev libsimdjson-dev libutf8proc-dev
   python3 python3-torch python3-numpy
 )
 
