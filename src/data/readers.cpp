@@ -1,0 +1,370 @@
+#include "contaccum/data/readers.h"
+
+#include "line_reader.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <charconv>
+#include <unordered_map>
+
+namespace contaccum {
+namespace {
+
+using detail::BadRecords;
+using detail::LineReader;
+namespace od = simdjson::ondemand;
+
+ReadReport& report_or(ReadReport* report, ReadReport& local) { return report ? (*report = ReadReport{}) : local; }
+
+std::string json_problem(const char* what, simdjson::error_code err) {
+  if (err == simdjson::NO_SUCH_FIELD) return c10::str("missing field '", what, "'");
+  if (err == simdjson::INCORRECT_TYPE) return c10::str("field '", what, "' has the wrong type");
+  if (err == simdjson::UTF8_ERROR) return "invalid UTF-8";
+  return c10::str("malformed JSON at '", what, "' (", simdjson::error_message(err), ")");
+}
+
+// Reads a string field; `required` fields must be present, `non_empty` ones
+// must not be empty. Returns a problem, or "" on success.
+std::string string_field(od::object& obj, const char* name, std::string_view& out, bool required, bool non_empty) {
+  out = {};
+  auto err = obj[name].get_string().get(out);
+  if (err == simdjson::NO_SUCH_FIELD && !required) return "";
+  if (err) return json_problem(name, err);
+  if (non_empty && out.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    return c10::str("empty '", name, "'");
+  }
+  return "";
+}
+
+// Streams a JSONL file, calling `fn(object, line)` -> problem ("" = kept).
+template <typename Fn>
+void for_each_json_line(const std::string& path, const ReaderOptions& options, ReadReport& report, Fn&& fn) {
+  LineReader reader(path, options.max_line_bytes());
+  BadRecords bad(path, options, report);
+  od::parser parser;
+  std::string_view line;
+  for (;;) {
+    const auto status = reader.next(line);
+    if (status == LineReader::Status::End) break;
+    report.lines += 1;
+    const int64_t number = reader.line_number();
+    if (status == LineReader::Status::TooLong) {
+      bad(number, "line longer than max_line_bytes (", options.max_line_bytes(), ")");
+      continue;
+    }
+    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;  // blank line
+    od::document doc;
+    auto err = parser.iterate(line.data(), line.size(), reader.capacity_after(line)).get(doc);
+    od::object obj;
+    if (!err) err = doc.get_object().get(obj);
+    if (err) {
+      bad(number, err == simdjson::INCORRECT_TYPE ? std::string("expected a JSON object") : json_problem("record", err));
+      continue;
+    }
+    const auto problem = fn(obj, number);
+    if (problem.empty()) {
+      report.records += 1;
+    } else {
+      bad(number, problem);
+    }
+  }
+}
+
+TextTable read_beir_table(const std::string& path, const ReaderOptions& options, ReadReport* report_ptr,
+                          bool titles) {
+  ReadReport local;
+  auto& report = report_or(report_ptr, local);
+  TextTable table;
+  std::string id_copy;
+  for_each_json_line(path, options, report, [&](od::object& obj, int64_t) -> std::string {
+    std::string_view id, title, text;
+    // Field order in the file is free; ondemand looks each one up.
+    if (auto p = string_field(obj, "_id", id, true, true); !p.empty()) return p;
+    id_copy.assign(id);  // the parser reuses its string buffer per field
+    if (titles) {
+      if (auto p = string_field(obj, "title", title, false, false); !p.empty()) return p;
+    }
+    std::string title_copy(title);
+    if (auto p = string_field(obj, "text", text, true, true); !p.empty()) return p;
+    if (table.add(id_copy, title_copy, text) < 0) return c10::str("duplicate _id '", id_copy, "'");
+    return "";
+  });
+  return table;
+}
+
+// A TSV line of a file with a header; calls fn(fields, line) -> problem.
+template <typename Fn>
+void for_each_tsv_line(const std::string& path, const ReaderOptions& options, ReadReport& report, bool header,
+                       Fn&& fn) {
+  LineReader reader(path, options.max_line_bytes());
+  BadRecords bad(path, options, report);
+  std::string_view line;
+  for (;;) {
+    const auto status = reader.next(line);
+    if (status == LineReader::Status::End) break;
+    report.lines += 1;
+    const int64_t number = reader.line_number();
+    if (status == LineReader::Status::TooLong) {
+      bad(number, "line longer than max_line_bytes (", options.max_line_bytes(), ")");
+      continue;
+    }
+    if (!detail::valid_utf8(line)) {
+      bad(number, "invalid UTF-8");
+      continue;
+    }
+    if (header && number == 1) continue;
+    if (line.empty()) continue;
+    const auto problem = fn(detail::split_tabs(line), number);
+    if (problem.empty()) {
+      report.records += 1;
+    } else {
+      bad(number, problem);
+    }
+  }
+}
+
+}  // namespace
+
+TextTable read_beir_corpus(const std::string& path, const ReaderOptions& options, ReadReport* report) {
+  return read_beir_table(path, options, report, /*titles=*/true);
+}
+
+TextTable read_beir_queries(const std::string& path, const ReaderOptions& options, ReadReport* report) {
+  return read_beir_table(path, options, report, /*titles=*/false);
+}
+
+std::vector<Qrel> read_qrels(const std::string& path, const TextTable& queries, const TextTable& corpus,
+                             const ReaderOptions& options, ReadReport* report_ptr) {
+  ReadReport local;
+  auto& report = report_or(report_ptr, local);
+  std::vector<Qrel> qrels;
+  for_each_tsv_line(path, options, report, /*header=*/true, [&](const auto& f, int64_t) -> std::string {
+    if (f.size() != 3) return c10::str("expected 3 tab-separated fields (query-id, corpus-id, score), got ", f.size());
+    Qrel q;
+    q.query = queries.find(f[0]);
+    if (q.query < 0) return c10::str("unknown query id '", f[0], "'");
+    q.passage = corpus.find(f[1]);
+    if (q.passage < 0) return c10::str("unknown corpus id '", f[1], "'");
+    const auto [end, ec] = std::from_chars(f[2].data(), f[2].data() + f[2].size(), q.score);
+    if (ec != std::errc() || end != f[2].data() + f[2].size()) return c10::str("score '", f[2], "' is not an integer");
+    qrels.push_back(q);
+    return "";
+  });
+  return qrels;
+}
+
+TrainingSet training_set_from_qrels(std::shared_ptr<const TextTable> queries, std::shared_ptr<const TextTable> corpus,
+                                    const std::vector<Qrel>& qrels) {
+  std::vector<int64_t> order;
+  std::unordered_map<int64_t, std::vector<int64_t>> positives;
+  for (const auto& q : qrels) {
+    if (q.score <= 0) continue;
+    auto& list = positives[q.query];
+    if (list.empty()) order.push_back(q.query);
+    list.push_back(q.passage);
+  }
+  TrainingSet set(std::move(queries), std::move(corpus));
+  for (const auto query : order) set.add(query, positives[query]);
+  return set;
+}
+
+TrainingSet read_hard_negatives(const std::string& path, std::shared_ptr<const TextTable> queries,
+                                std::shared_ptr<const TextTable> corpus, const ReaderOptions& options,
+                                ReadReport* report_ptr) {
+  ReadReport local;
+  auto& report = report_or(report_ptr, local);
+  TrainingSet set(queries, corpus);
+  std::vector<int64_t> negatives;
+  for_each_tsv_line(path, options, report, /*header=*/true, [&](const auto& f, int64_t) -> std::string {
+    if (f.size() != 3 && f.size() != 2) {
+      return c10::str("expected 3 tab-separated fields (query-id, positive-id, negative-ids), got ", f.size());
+    }
+    const int64_t query = queries->find(f[0]);
+    if (query < 0) return c10::str("unknown query id '", f[0], "'");
+    const int64_t positive = corpus->find(f[1]);
+    if (positive < 0) return c10::str("unknown positive id '", f[1], "'");
+    negatives.clear();
+    if (f.size() == 3) {
+      std::string_view rest = f[2];
+      while (!rest.empty()) {
+        const auto comma = rest.find(',');
+        const auto id = rest.substr(0, comma);
+        if (!id.empty()) {
+          const int64_t row = corpus->find(id);
+          if (row < 0) return c10::str("unknown negative id '", id, "'");
+          if (row != positive) negatives.push_back(row);
+        }
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      }
+    }
+    set.add(query, {positive}, negatives);
+    return "";
+  });
+  return set;
+}
+
+namespace {
+
+// Adds the ctxs of array field `name` to `passages`, collecting their rows.
+std::string read_ctxs(od::object& record, const char* name, bool required, TextTable& passages,
+                      std::vector<int64_t>& rows) {
+  rows.clear();
+  od::array ctxs;
+  auto err = record[name].get_array().get(ctxs);
+  if (err == simdjson::NO_SUCH_FIELD && !required) return "";
+  if (err) return json_problem(name, err);
+  int64_t index = 0;
+  for (auto element : ctxs) {
+    od::object ctx;
+    if ((err = element.get_object().get(ctx))) return c10::str(name, "[", index, "]: ", json_problem("ctx", err));
+    std::string_view text, title;
+    std::string id;
+    // passage_id is a string in DPR's released files, an integer in others.
+    od::value id_value;
+    err = ctx["passage_id"].get(id_value);
+    if (err != simdjson::NO_SUCH_FIELD) {
+      od::json_type type{};
+      std::string_view id_view;
+      int64_t id_number = 0;
+      if (!err) err = id_value.type().get(type);
+      if (!err && type == od::json_type::string && !id_value.get_string().get(id_view)) {
+        id.assign(id_view);
+      } else if (!err && type == od::json_type::number && !id_value.get_int64().get(id_number)) {
+        id = std::to_string(id_number);
+      } else {
+        return c10::str(name, "[", index, "]: field 'passage_id' must be a string or an integer");
+      }
+    }
+    if (auto p = string_field(ctx, "title", title, false, false); !p.empty()) return c10::str(name, "[", index, "]: ", p);
+    std::string title_copy(title);
+    if (auto p = string_field(ctx, "text", text, true, true); !p.empty()) return c10::str(name, "[", index, "]: ", p);
+    int64_t row = id.empty() ? -1 : passages.find(id);
+    if (row < 0) row = passages.add(id.empty() ? c10::str("ctx", passages.size()) : id, title_copy, text);
+    rows.push_back(row);
+    ++index;
+  }
+  if (required && rows.empty()) return c10::str("'", name, "' is empty");
+  return "";
+}
+
+struct DprBuilder {
+  std::shared_ptr<TextTable> queries = std::make_shared<TextTable>();
+  std::shared_ptr<TextTable> passages = std::make_shared<TextTable>();
+  std::vector<int64_t> query_rows;
+  std::vector<std::vector<int64_t>> positives, hard, other;
+
+  // Parses one record; on a problem nothing is kept (passage rows already
+  // added stay in the table, unused).
+  std::string add(od::object& record) {
+    std::string_view question;
+    if (auto p = string_field(record, "question", question, true, true); !p.empty()) return p;
+    std::string question_copy(question);
+    std::vector<int64_t> pos, hn, neg;
+    if (auto p = read_ctxs(record, "positive_ctxs", true, *passages, pos); !p.empty()) return p;
+    if (auto p = read_ctxs(record, "hard_negative_ctxs", false, *passages, hn); !p.empty()) return p;
+    if (auto p = read_ctxs(record, "negative_ctxs", false, *passages, neg); !p.empty()) return p;
+    query_rows.push_back(queries->add("", "", question_copy));
+    positives.push_back(std::move(pos));
+    hard.push_back(std::move(hn));
+    other.push_back(std::move(neg));
+    return "";
+  }
+
+  TrainingSet finish() {
+    TrainingSet set(queries, passages);
+    for (size_t i = 0; i < query_rows.size(); ++i) set.add(query_rows[i], positives[i], hard[i], other[i]);
+    return set;
+  }
+};
+
+int64_t line_of(const char* begin, const char* at) {
+  return 1 + static_cast<int64_t>(std::count(begin, at, '\n'));
+}
+
+}  // namespace
+
+TrainingSet read_dpr(const std::string& path, const ReaderOptions& options, ReadReport* report_ptr) {
+  ReadReport local;
+  auto& report = report_or(report_ptr, local);
+  DprBuilder builder;
+  // Peek at the first non-blank character: '[' means the original JSON array.
+  char first = 0;
+  {
+    LineReader peek(path, options.max_line_bytes());
+    std::string_view line;
+    while (first == 0 && peek.next(line) == LineReader::Status::Line) {
+      const auto pos = line.find_first_not_of(" \t\xEF\xBB\xBF");
+      if (pos != std::string_view::npos) first = line[pos];
+    }
+  }
+  if (first != '[') {
+    for_each_json_line(path, options, report,
+                       [&](od::object& record, int64_t) -> std::string { return builder.add(record); });
+    return builder.finish();
+  }
+
+  simdjson::padded_string json;
+  auto err = simdjson::padded_string::load(path).get(json);
+  TORCH_CHECK(!err, path, ": cannot read: ", simdjson::error_message(err));
+  BadRecords bad(path, options, report);
+  report.lines = line_of(json.data(), json.data() + json.size()) - (json.size() && json.data()[json.size() - 1] == '\n');
+  od::parser parser;
+  od::document doc;
+  od::array records;
+  err = parser.iterate(json).get(doc);
+  if (!err) err = doc.get_array().get(records);
+  if (err) {
+    bad(1, json_problem("top level", err));
+    return builder.finish();
+  }
+  for (auto element : records) {
+    const char* where = nullptr;
+    const int64_t line = doc.current_location().get(where) ? 0 : line_of(json.data(), where);
+    od::object record;
+    err = element.get_object().get(record);
+    if (err) {
+      // The array itself is broken: nothing after this point can be trusted.
+      TORCH_CHECK(options.on_bad_record() == OnBadRecord::Skip || err == simdjson::INCORRECT_TYPE, path, ":", line,
+                  ": ", json_problem("record", err));
+      bad(line, err == simdjson::INCORRECT_TYPE ? std::string("expected a JSON object") : json_problem("record", err));
+      if (err != simdjson::INCORRECT_TYPE) break;
+      continue;
+    }
+    const auto problem = builder.add(record);
+    if (problem.empty()) {
+      report.records += 1;
+    } else {
+      bad(line, problem);
+    }
+  }
+  return builder.finish();
+}
+
+TrainingSet read_tsv_tuples(const std::string& path, const ReaderOptions& options, ReadReport* report_ptr) {
+  ReadReport local;
+  auto& report = report_or(report_ptr, local);
+  auto queries = std::make_shared<TextTable>();
+  auto passages = std::make_shared<TextTable>();
+  std::vector<int64_t> query_rows;
+  std::vector<std::vector<int64_t>> rows;
+  for_each_tsv_line(path, options, report, /*header=*/false, [&](const auto& f, int64_t) -> std::string {
+    if (f.size() < 2) return c10::str("expected at least 2 tab-separated fields (query, positive), got ", f.size());
+    for (size_t i = 0; i < f.size(); ++i) {
+      if (f[i].find_first_not_of(" \r") == std::string_view::npos) return c10::str("field ", i + 1, " is empty");
+    }
+    query_rows.push_back(queries->add("", "", f[0]));
+    std::vector<int64_t> example;
+    for (size_t i = 1; i < f.size(); ++i) example.push_back(passages->add("", "", f[i]));
+    rows.push_back(std::move(example));
+    return "";
+  });
+  TrainingSet set(queries, passages);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    set.add(query_rows[i], {rows[i].front()},
+            c10::ArrayRef<int64_t>(rows[i].data() + 1, rows[i].size() - 1));
+  }
+  return set;
+}
+
+}  // namespace contaccum
