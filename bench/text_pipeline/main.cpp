@@ -66,13 +66,11 @@ int main(int argc, char** argv) {
               std::string(11, '-').c_str(), std::string(20, '-').c_str());
 
   std::shared_ptr<TextTable> corpus, queries;
-  const double t_corpus = median_seconds(repeats, [&] {
-    corpus = std::make_shared<TextTable>(read_beir_corpus(corpus_path, lenient));
-  });
+  const double t_corpus =
+      median_seconds(repeats, [&] { corpus = std::make_shared<TextTable>(read_beir_corpus(corpus_path, lenient)); });
   row("read corpus.jsonl", t_corpus, megabytes(corpus_path), static_cast<double>(corpus->size()), "passages");
-  const double t_queries = median_seconds(repeats, [&] {
-    queries = std::make_shared<TextTable>(read_beir_queries(queries_path, lenient));
-  });
+  const double t_queries =
+      median_seconds(repeats, [&] { queries = std::make_shared<TextTable>(read_beir_queries(queries_path, lenient)); });
   row("read queries.jsonl", t_queries, megabytes(queries_path), static_cast<double>(queries->size()), "queries");
   const auto hn_path = dir + "/train-hard-negatives.tsv";
   if (std::filesystem::exists(hn_path)) {
@@ -94,9 +92,8 @@ int main(int argc, char** argv) {
     text_mb += static_cast<double>(texts.back().size()) / (1024.0 * 1024.0);
   }
   Vocabulary vocab;
-  const double t_vocab = median_seconds(1, [&] {
-    vocab = build_wordpiece_vocabulary(texts, WordPieceTrainerOptions(30522));
-  });
+  const double t_vocab =
+      median_seconds(1, [&] { vocab = build_wordpiece_vocabulary(texts, WordPieceTrainerOptions(30522)); });
   row("build WordPiece vocab (30522)", t_vocab, text_mb, static_cast<double>(vocab.size()), "tokens");
 
   WordPieceTokenizer tokenizer(vocab, WordPieceTokenizerOptions().max_length(1 << 20));

@@ -2,6 +2,7 @@
 
 /// Umbrella header: everything contaccum offers.
 
+#include "contaccum/data/batch_loader.h"
 #include "contaccum/data/collator.h"
 #include "contaccum/data/prefetcher.h"
 #include "contaccum/data/reader_options.h"

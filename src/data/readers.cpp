@@ -59,7 +59,8 @@ void for_each_json_line(const std::string& path, const ReaderOptions& options, R
     od::object obj;
     if (!err) err = doc.get_object().get(obj);
     if (err) {
-      bad(number, err == simdjson::INCORRECT_TYPE ? std::string("expected a JSON object") : json_problem("record", err));
+      bad(number,
+          err == simdjson::INCORRECT_TYPE ? std::string("expected a JSON object") : json_problem("record", err));
       continue;
     }
     const auto problem = fn(obj, number);
@@ -71,8 +72,7 @@ void for_each_json_line(const std::string& path, const ReaderOptions& options, R
   }
 }
 
-TextTable read_beir_table(const std::string& path, const ReaderOptions& options, ReadReport* report_ptr,
-                          bool titles) {
+TextTable read_beir_table(const std::string& path, const ReaderOptions& options, ReadReport* report_ptr, bool titles) {
   ReadReport local;
   auto& report = report_or(report_ptr, local);
   TextTable table;
@@ -236,7 +236,8 @@ std::string read_ctxs(od::object& record, const char* name, bool required, TextT
         return c10::str(name, "[", index, "]: field 'passage_id' must be a string or an integer");
       }
     }
-    if (auto p = string_field(ctx, "title", title, false, false); !p.empty()) return c10::str(name, "[", index, "]: ", p);
+    if (auto p = string_field(ctx, "title", title, false, false); !p.empty())
+      return c10::str(name, "[", index, "]: ", p);
     std::string title_copy(title);
     if (auto p = string_field(ctx, "text", text, true, true); !p.empty()) return c10::str(name, "[", index, "]: ", p);
     int64_t row = id.empty() ? -1 : passages.find(id);
@@ -278,9 +279,7 @@ struct DprBuilder {
   }
 };
 
-int64_t line_of(const char* begin, const char* at) {
-  return 1 + static_cast<int64_t>(std::count(begin, at, '\n'));
-}
+int64_t line_of(const char* begin, const char* at) { return 1 + static_cast<int64_t>(std::count(begin, at, '\n')); }
 
 }  // namespace
 
@@ -308,7 +307,8 @@ TrainingSet read_dpr(const std::string& path, const ReaderOptions& options, Read
   auto err = simdjson::padded_string::load(path).get(json);
   TORCH_CHECK(!err, path, ": cannot read: ", simdjson::error_message(err));
   BadRecords bad(path, options, report);
-  report.lines = line_of(json.data(), json.data() + json.size()) - (json.size() && json.data()[json.size() - 1] == '\n');
+  report.lines =
+      line_of(json.data(), json.data() + json.size()) - (json.size() && json.data()[json.size() - 1] == '\n');
   od::parser parser;
   od::document doc;
   od::array records;
@@ -361,8 +361,7 @@ TrainingSet read_tsv_tuples(const std::string& path, const ReaderOptions& option
   });
   TrainingSet set(queries, passages);
   for (size_t i = 0; i < rows.size(); ++i) {
-    set.add(query_rows[i], {rows[i].front()},
-            c10::ArrayRef<int64_t>(rows[i].data() + 1, rows[i].size() - 1));
+    set.add(query_rows[i], {rows[i].front()}, c10::ArrayRef<int64_t>(rows[i].data() + 1, rows[i].size() - 1));
   }
   return set;
 }

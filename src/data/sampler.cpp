@@ -30,8 +30,8 @@ TrainingSampler::TrainingSampler(std::shared_ptr<const TrainingSet> set, Sampler
   TORCH_CHECK(options_.hard_negatives() >= 0, "SamplerOptions::hard_negatives must be >= 0, got ",
               options_.hard_negatives());
   TORCH_CHECK(!set_->empty(), "TrainingSampler: the training set is empty");
-  TORCH_CHECK(batches_per_epoch() > 0, "TrainingSampler: ", set_->size(), " examples make no batch of total_batch = ",
-              options_.total_batch(), " with drop_last");
+  TORCH_CHECK(batches_per_epoch() > 0, "TrainingSampler: ", set_->size(),
+              " examples make no batch of total_batch = ", options_.total_batch(), " with drop_last");
   // Random fallback negatives need passages other than the positive.
   TORCH_CHECK(options_.hard_negatives() == 0 || set_->passages().size() > 1,
               "TrainingSampler: hard_negatives = ", options_.hard_negatives(),

@@ -84,8 +84,9 @@ TEST_F(Readers, BadJsonlRecordsNameFileLineAndProblem) {
 }
 
 TEST_F(Readers, SkipPolicyCountsBadRecordsAndKeepsTheRest) {
-  const auto path = write("mixed.jsonl",
-                          "{\"_id\": \"a\", \"text\": \"ok\"}\n{oops\n{\"_id\": \"b\"}\n{\"_id\": \"c\", \"text\": \"ok\"}\n");
+  const auto path =
+      write("mixed.jsonl",
+            "{\"_id\": \"a\", \"text\": \"ok\"}\n{oops\n{\"_id\": \"b\"}\n{\"_id\": \"c\", \"text\": \"ok\"}\n");
   ReadReport report;
   const auto table = read_beir_queries(path, ReaderOptions().on_bad_record(OnBadRecord::Skip), &report);
   EXPECT_EQ(table.size(), 2);
@@ -98,8 +99,8 @@ TEST_F(Readers, SkipPolicyCountsBadRecordsAndKeepsTheRest) {
 
 TEST_F(Readers, OverLongLinesAreBadRecordsAndReadingGoesOn) {
   const std::string long_text(5000, 'x');
-  const auto path = write("long.jsonl", "{\"_id\": \"a\", \"text\": \"ok\"}\n{\"_id\": \"b\", \"text\": \"" + long_text +
-                                            "\"}\n{\"_id\": \"c\", \"text\": \"ok\"}");
+  const auto path = write("long.jsonl", "{\"_id\": \"a\", \"text\": \"ok\"}\n{\"_id\": \"b\", \"text\": \"" +
+                                            long_text + "\"}\n{\"_id\": \"c\", \"text\": \"ok\"}");
   EXPECT_THAT(error_of([&] { read_beir_queries(path, ReaderOptions().max_line_bytes(1000)); }),
               ::testing::HasSubstr(path + ":2: line longer than max_line_bytes (1000)"));
   ReadReport report;
@@ -117,16 +118,17 @@ TEST_F(Readers, MissingFileIsAClearError) {
 
 TEST_F(Readers, QrelsResolveIdsAndRejectUnknownOnes) {
   const auto corpus = read_beir_corpus(write("corpus.jsonl", kCorpus));
-  const auto queries = read_beir_queries(write("q.jsonl", "{\"_id\": \"q1\", \"text\": \"a\"}\n{\"_id\": \"q2\", \"text\": \"b\"}\n"));
-  const auto qrels = read_qrels(write("qrels.tsv", "query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td3\t2\nq2\td1\t0\n"),
-                                queries, corpus);
+  const auto queries =
+      read_beir_queries(write("q.jsonl", "{\"_id\": \"q1\", \"text\": \"a\"}\n{\"_id\": \"q2\", \"text\": \"b\"}\n"));
+  const auto qrels =
+      read_qrels(write("qrels.tsv", "query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td3\t2\nq2\td1\t0\n"), queries, corpus);
   ASSERT_EQ(qrels.size(), 3u);
   EXPECT_EQ(qrels[1].query, 1);
   EXPECT_EQ(qrels[1].passage, 2);
   EXPECT_EQ(qrels[1].score, 2);
-  auto set = training_set_from_qrels(std::make_shared<TextTable>(read_beir_queries((dir_ / "q.jsonl").string())),
-                                     std::make_shared<TextTable>(read_beir_corpus((dir_ / "corpus.jsonl").string())),
-                                     qrels);
+  auto set =
+      training_set_from_qrels(std::make_shared<TextTable>(read_beir_queries((dir_ / "q.jsonl").string())),
+                              std::make_shared<TextTable>(read_beir_corpus((dir_ / "corpus.jsonl").string())), qrels);
   ASSERT_EQ(set.size(), 2);
   EXPECT_EQ(set.positives(1).size(), 1u) << "score 0 is not a positive";
 
@@ -191,10 +193,10 @@ TEST_F(Readers, DprJsonArrayAndJsonlGiveTheSameExamples) {
 TEST_F(Readers, BadDprRecordsNameTheLine) {
   const auto no_pos = std::string("{\"question\": \"q\", \"positive_ctxs\": []}");
   const auto no_text = std::string("{\"question\": \"q\", \"positive_ctxs\": [{\"title\": \"t\"}]}");
-  for (const auto& [record, problem] : std::vector<std::pair<std::string, std::string>>{
-           {no_pos, "'positive_ctxs' is empty"},
-           {no_text, "positive_ctxs[0]: missing field 'text'"},
-           {"{\"positive_ctxs\": []}", "missing field 'question'"}}) {
+  for (const auto& [record, problem] :
+       std::vector<std::pair<std::string, std::string>>{{no_pos, "'positive_ctxs' is empty"},
+                                                        {no_text, "positive_ctxs[0]: missing field 'text'"},
+                                                        {"{\"positive_ctxs\": []}", "missing field 'question'"}}) {
     const auto jsonl = write("bad.jsonl", std::string(kDprRecord2) + "\n" + record + "\n");
     EXPECT_THAT(error_of([&] { read_dpr(jsonl); }), ::testing::HasSubstr(jsonl + ":2: " + problem));
     const auto array = write("bad.json", std::string("[\n") + kDprRecord2 + ",\n" + record + "\n]");

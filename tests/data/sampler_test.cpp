@@ -1,5 +1,6 @@
 #include "test_util.h"
 
+#include <contaccum/data/batch_loader.h>
 #include <contaccum/data/collator.h>
 #include <contaccum/data/prefetcher.h>
 #include <contaccum/data/sampler.h>
@@ -64,7 +65,8 @@ TEST(TrainingSampler, NegativesFollowTheFallbackOrderAndNeverRepeat) {
     ASSERT_EQ(batch.passages.size(), batch.examples.size() * (1 + h));
     for (size_t i = 0; i < batch.examples.size(); ++i) {
       const int64_t e = batch.examples[i];
-      const auto group = std::vector<int64_t>(batch.passages.begin() + i * (1 + h), batch.passages.begin() + (i + 1) * (1 + h));
+      const auto group =
+          std::vector<int64_t>(batch.passages.begin() + i * (1 + h), batch.passages.begin() + (i + 1) * (1 + h));
       EXPECT_EQ(group[0], set->positives(e)[0]);
       EXPECT_EQ(batch.queries[i], set->query(e));
       const std::set<int64_t> negatives(group.begin() + 1, group.end());
@@ -115,16 +117,20 @@ TEST(TrainingSampler, IsDeterministicAndResumable) {
     EXPECT_EQ(batch.position, straight[i].position);
     EXPECT_EQ(batch.passages, straight[i].passages) << "batch " << i;
   }
-  EXPECT_THAT([&] { resumed.seek({0, 2}); }, ::testing::ThrowsMessage<c10::Error>(
-                                                   ::testing::HasSubstr("outside an epoch of 2 batches")));
+  EXPECT_THAT(
+      [&] {
+        resumed.seek({0, 2});
+      },
+      ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("outside an epoch of 2 batches")));
 }
 
 TEST(TrainingSampler, RejectsBadOptions) {
   auto set = make_set();
   EXPECT_THAT([&] { TrainingSampler(set, SamplerOptions(0)); },
               ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("total_batch must be > 0, got 0")));
-  EXPECT_THAT([&] { TrainingSampler(set, SamplerOptions(11)); },
-              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("10 examples make no batch of total_batch = 11")));
+  EXPECT_THAT(
+      [&] { TrainingSampler(set, SamplerOptions(11)); },
+      ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("10 examples make no batch of total_batch = 11")));
   EXPECT_THAT([&] { TrainingSampler(set, SamplerOptions(2).hard_negatives(-1)); },
               ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("hard_negatives must be >= 0, got -1")));
 }
@@ -197,6 +203,28 @@ TEST(Prefetcher, StopsAnEndlessProducerOnDestruction) {
     EXPECT_EQ(endless.next(), 0);
   }
   EXPECT_LE(calls.load(), 5) << "at most depth + 2 productions";
+}
+
+}  // namespace
+}  // namespace contaccum
+
+namespace contaccum {
+namespace {
+
+TEST(BatchLoader, MatchesSamplerPlusCollatorRunInline) {
+  auto set = make_set();
+  const auto options = SamplerOptions(4).hard_negatives(1).seed(9);
+  Collator collate(words);
+  BatchLoader loader(TrainingSampler(set, options), collate, /*prefetch=*/2, /*max_batches=*/5);
+  TrainingSampler inline_sampler(set, options);
+  for (int i = 0; i < 5; ++i) {
+    auto item = loader.next();
+    ASSERT_TRUE(item.has_value());
+    const auto indices = inline_sampler.next();
+    EXPECT_EQ(item->indices.passages, indices.passages);
+    EXPECT_TRUE(torch::equal(item->batch.passages.input_ids, collate(*set, indices).passages.input_ids));
+  }
+  EXPECT_FALSE(loader.next().has_value());
 }
 
 }  // namespace

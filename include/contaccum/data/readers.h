@@ -17,13 +17,11 @@ namespace contaccum {
 
 /// A BEIR `corpus.jsonl`: one object per line with `_id` (unique), `title`
 /// (may be empty or absent) and `text` (non-empty).
-TextTable read_beir_corpus(const std::string& path, const ReaderOptions& options = {},
-                           ReadReport* report = nullptr);
+TextTable read_beir_corpus(const std::string& path, const ReaderOptions& options = {}, ReadReport* report = nullptr);
 
 /// A BEIR `queries.jsonl`: one object per line with `_id` (unique) and `text`
 /// (non-empty).
-TextTable read_beir_queries(const std::string& path, const ReaderOptions& options = {},
-                            ReadReport* report = nullptr);
+TextTable read_beir_queries(const std::string& path, const ReaderOptions& options = {}, ReadReport* report = nullptr);
 
 /// One relevance judgement, as rows of the query and corpus tables.
 struct Qrel {
@@ -40,8 +38,8 @@ std::vector<Qrel> read_qrels(const std::string& path, const TextTable& queries, 
 
 /// Training examples from qrels: each query with its judgements of score > 0
 /// as positives, in file order of first appearance; no negatives.
-TrainingSet training_set_from_qrels(std::shared_ptr<const TextTable> queries,
-                                    std::shared_ptr<const TextTable> corpus, const std::vector<Qrel>& qrels);
+TrainingSet training_set_from_qrels(std::shared_ptr<const TextTable> queries, std::shared_ptr<const TextTable> corpus,
+                                    const std::vector<Qrel>& qrels);
 
 /// Hard negatives by id (as `train-hard-negatives.tsv`): a header line, then
 /// `query-id \t positive-id \t negative-ids` (comma-separated, may be empty).
@@ -60,7 +58,6 @@ TrainingSet read_dpr(const std::string& path, const ReaderOptions& options = {},
 
 /// Plain TSV tuples: `query \t positive \t negative...` (zero or more hard
 /// negatives), no header.
-TrainingSet read_tsv_tuples(const std::string& path, const ReaderOptions& options = {},
-                            ReadReport* report = nullptr);
+TrainingSet read_tsv_tuples(const std::string& path, const ReaderOptions& options = {}, ReadReport* report = nullptr);
 
 }  // namespace contaccum
