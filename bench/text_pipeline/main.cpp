@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
   }
   Vocabulary vocab;
   const double t_vocab =
-      median_seconds(1, [&] { vocab = build_wordpiece_vocabulary(texts, WordPieceTrainerOptions(30522)); });
+      median_seconds(1, [&] { vocab = train_wordpiece_vocabulary(texts, WordPieceTrainerOptions(30522)); });
   row("build WordPiece vocab (30522)", t_vocab, text_mb, static_cast<double>(vocab.size()), "tokens");
 
   WordPieceTokenizer tokenizer(vocab, WordPieceTokenizerOptions().max_length(1 << 20));

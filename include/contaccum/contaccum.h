@@ -21,4 +21,8 @@
 #include "contaccum/model/dual_encoder.h"
 #include "contaccum/strategy/rng_state.h"
 #include "contaccum/strategy/strategy.h"
+#include "contaccum/text/basic_tokenizer.h"
+#include "contaccum/text/vocab_builder.h"
+#include "contaccum/text/vocabulary.h"
+#include "contaccum/text/wordpiece_tokenizer.h"
 #include "contaccum/version.h"
