@@ -1,6 +1,10 @@
 #include "contaccum/strategy/rng_state.h"
 
 #include <ATen/Context.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include <string>
 
 #include <mutex>
 
@@ -40,6 +44,29 @@ void RngState::restore() const {
     set_state(at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i))),
               cuda_[i]);
   }
+}
+
+void RngState::save(torch::serialize::OutputArchive& archive) const {
+  TORCH_CHECK(cpu_.defined(), "RngState::save: nothing captured");
+  archive.write("cpu", cpu_);
+  archive.write("cuda_devices", torch::tensor(static_cast<int64_t>(cuda_.size())));
+  for (size_t i = 0; i < cuda_.size(); ++i) archive.write("cuda_" + std::to_string(i), cuda_[i]);
+}
+
+RngState RngState::load(torch::serialize::InputArchive& archive) {
+  RngState s;
+  torch::Tensor devices;
+  archive.read("cpu", s.cpu_);
+  archive.read("cuda_devices", devices);
+  const int64_t n = devices.item<int64_t>();
+  TORCH_CHECK(n == 0 || n == cuda_devices(), "RngState::load: the snapshot has ", n,
+              " CUDA generators but this process sees ", cuda_devices(), " CUDA devices");
+  for (int64_t i = 0; i < n; ++i) {
+    torch::Tensor t;
+    archive.read("cuda_" + std::to_string(i), t);
+    s.cuda_.push_back(t);
+  }
+  return s;
 }
 
 }  // namespace contaccum

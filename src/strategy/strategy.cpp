@@ -7,6 +7,7 @@
 #include <torch/serialize/output-archive.h>
 #include <torch/utils.h>
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -52,6 +53,11 @@ MemoryBankOptions validated_bank(const StrategyOptions& o, bool enabled) {
   return MemoryBankOptions(enabled ? o.memory_size() : 0);
 }
 
+// Seconds since `start`; the towers' and the loss's shares of a step.
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 double grad_norm(const std::vector<torch::Tensor>& params) {
   double sq = 0.0;
   for (const auto& p : params) {
@@ -89,20 +95,27 @@ InfoNCEBank Strategy::bank_view() const {
 }
 
 std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_direct(const TrainingBatch& group, double weight) {
+  auto start = std::chrono::steady_clock::now();
   std::vector<torch::Tensor> queries, passages;
   for (int64_t b = 0; b < group.size(); b += options_.micro_batch()) {
     auto reps = encode(group.slice(b, std::min(group.size(), b + options_.micro_batch())));
     queries.push_back(reps.queries);
     passages.push_back(reps.passages);
   }
+  encode_seconds_ += seconds_since(start);
+  start = std::chrono::steady_clock::now();
   Encoded reps{queries.size() == 1 ? queries[0] : torch::cat(queries),
                passages.size() == 1 ? passages[0] : torch::cat(passages)};
   auto result = info_nce(reps.queries, reps.passages, options_.loss(), bank_view());
+  loss_seconds_ += seconds_since(start);
+  start = std::chrono::steady_clock::now();
   (result.loss * weight).backward();
+  encode_seconds_ += seconds_since(start);
   return {result, Encoded{reps.queries.detach(), reps.passages.detach()}};
 }
 
 std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const TrainingBatch& group, double weight) {
+  auto start = std::chrono::steady_clock::now();
   std::vector<TrainingBatch> chunks;
   std::vector<RngState> states;
   std::vector<torch::Tensor> queries, passages;
@@ -117,11 +130,15 @@ std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const Trai
     }
   }
   const auto after_first_pass = RngState::capture();
+  encode_seconds_ += seconds_since(start);
+  start = std::chrono::steady_clock::now();
   auto q = torch::cat(queries).requires_grad_(true);
   auto p = torch::cat(passages).requires_grad_(true);
   auto result = info_nce(q, p, options_.loss(), bank_view());
   (result.loss * weight).backward();
   const auto q_grad = q.grad(), p_grad = p.grad();
+  loss_seconds_ += seconds_since(start);
+  start = std::chrono::steady_clock::now();
 
   int64_t row = 0;
   for (size_t c = 0; c < chunks.size(); ++c) {
@@ -142,6 +159,7 @@ std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const Trai
   }
   // Leave the generators where a single pass would have left them.
   after_first_pass.restore();
+  encode_seconds_ += seconds_since(start);
   return {result, Encoded{q.detach(), p.detach()}};
 }
 
@@ -164,6 +182,7 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
   const int64_t group_size = options_.negatives() == NegativeScope::MicroBatch ? options_.micro_batch() : n;
 
   StepStats stats;
+  encode_seconds_ = loss_seconds_ = 0.0;
   double negatives = 0.0;
   for (int64_t b = 0; b < n; b += group_size) {
     const auto group = batch.slice(b, std::min(n, b + group_size));
@@ -174,7 +193,9 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
     negatives += weight * static_cast<double>(done.first.negatives_per_query);
     stats.loss_groups += 1;
     stats.micro_batches += (group.size() + options_.micro_batch() - 1) / options_.micro_batch();
+    const auto start = std::chrono::steady_clock::now();
     enqueue(done.second);
+    loss_seconds_ += seconds_since(start);
   }
   stats.negatives_per_query = negatives;
   stats.query_bank_size = query_bank_.size();
@@ -187,6 +208,8 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
                           : stats.passage_grad_norm > 0.0 ? stats.query_grad_norm / stats.passage_grad_norm
                                                           : std::numeric_limits<double>::quiet_NaN();
   if (options_.clear_banks_after_step()) clear_banks();
+  stats.encode_seconds = encode_seconds_;
+  stats.loss_seconds = loss_seconds_;
   return stats;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <torch/serialize/archive.h>
 #include <torch/types.h>
 
 #include <vector>
@@ -16,6 +17,11 @@ class RngState {
   static RngState capture();
   /// Sets every default generator back to this snapshot.
   void restore() const;
+  /// Writes the snapshot into `archive` (for checkpoints).
+  void save(torch::serialize::OutputArchive& archive) const;
+  /// Reads what `save` wrote. Throws when the number of CUDA generators
+  /// differs from the snapshot's.
+  static RngState load(torch::serialize::InputArchive& archive);
 
  private:
   torch::Tensor cpu_;

@@ -116,6 +116,11 @@ struct StepStats {
   /// `query_grad_norm / passage_grad_norm` (the paper's stability
   /// diagnostic; 1 for a shared tower; NaN when the passage norm is 0).
   double grad_norm_ratio = 0.0;
+  /// Wall-clock seconds spent in the towers: their forward passes and every
+  /// backward pass (which is dominated by the towers).
+  double encode_seconds = 0.0;
+  /// Wall-clock seconds spent computing the losses and updating the banks.
+  double loss_seconds = 0.0;
 };
 
 /// The strategy engine: computes the gradients of one total batch into the
@@ -166,6 +171,7 @@ class Strategy {
   StrategyOptions options_;
   MemoryBank query_bank_;
   MemoryBank passage_bank_;
+  double encode_seconds_ = 0.0, loss_seconds_ = 0.0;  // of the step in progress
 };
 
 }  // namespace contaccum
