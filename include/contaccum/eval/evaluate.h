@@ -1,0 +1,65 @@
+#pragma once
+
+#include "contaccum/data/collator.h"
+#include "contaccum/data/readers.h"
+#include "contaccum/data/text_table.h"
+#include "contaccum/eval/bm25.h"
+#include "contaccum/eval/metrics.h"
+#include "contaccum/eval/search.h"
+#include "contaccum/model/dual_encoder.h"
+
+#include <torch/arg.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace contaccum {
+
+/// Options of `evaluate_dense`.
+struct DenseEvalOptions {
+  /// Texts encoded per forward pass. Default: 256.
+  TORCH_ARG(int64_t, batch_size) = 256;
+  /// Token limit of a query. Default: 32.
+  TORCH_ARG(int64_t, query_max_length) = 32;
+  /// Token limit of a passage. Default: 256.
+  TORCH_ARG(int64_t, passage_max_length) = 256;
+  /// How the corpus is searched. Default: `SearchOptions()` (k = 100).
+  TORCH_ARG(SearchOptions, search) = {};
+  /// Which metrics are reported. Default: `MetricsOptions()`.
+  TORCH_ARG(MetricsOptions, metrics) = {};
+};
+
+/// Which tower of a `DualEncoder` encodes.
+enum class Tower { Query, Passage };
+
+/// Representations of `texts` from tower `side` of `model`, `[n, dim]`
+/// float32 on the CPU, encoded `batch_size` texts at a time (each tokenized
+/// with `tokenize(batch, max_length)`). Runs without autograd in eval mode and
+/// restores the model's previous mode afterwards, even on error.
+torch::Tensor encode_texts(DualEncoder& model, Tower side, const std::vector<std::string>& texts,
+                           const TextEncoderFn& tokenize, int64_t max_length, int64_t batch_size);
+
+/// What an evaluation produced: the metrics, and the ranking they were
+/// computed from (row `r` for query row `query_rows[r]`), e.g. for
+/// `write_trec_run`.
+struct EvalResult {
+  RetrievalMetrics metrics;
+  SearchResult ranking;
+  std::vector<int64_t> query_rows;
+};
+
+/// Dense retrieval evaluation: encodes every passage (`full_text`) and every
+/// judged query (`text`, see `judged_queries`), searches exactly
+/// (`exact_search` on the model's device) and scores the ranking.
+EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
+                          const TextTable& queries, const std::vector<Qrel>& qrels,
+                          const DenseEvalOptions& options = {});
+
+/// BM25 evaluation: searches `index` (built over the corpus `qrels` refer to)
+/// with every judged query's text for `k` results and scores the ranking.
+EvalResult evaluate_bm25(const BM25Index& index, const TextTable& queries, const std::vector<Qrel>& qrels,
+                         const MetricsOptions& metrics = {}, int64_t k = 100);
+
+}  // namespace contaccum

@@ -1,0 +1,137 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace contaccum {
+
+/// Everything `contaccum train` needs, read from a YAML file plus `key=value`
+/// overrides. Keys are the field names below; nested YAML maps spell dotted
+/// keys (`data: {corpus: x}` is `data.corpus`). Unknown keys and values of the
+/// wrong type or out of range are rejected, naming the key (and the file).
+/// Relative paths are taken relative to the working directory.
+struct TrainConfig {
+  // --- data ---
+  /// BEIR `corpus.jsonl`. Required.
+  std::string data_corpus;
+  /// BEIR `queries.jsonl` (training and dev queries). Required.
+  std::string data_queries;
+  /// Training qrels (`qrels/train.tsv`); used when no `data.hard_negatives`
+  /// file is given.
+  std::string data_train_qrels;
+  /// Hard negatives by id (`train-hard-negatives.tsv`): training examples
+  /// with mined negatives. Default: none.
+  std::string data_hard_negatives;
+  /// Dev qrels for periodic evaluation and `eval.json`. Default: none.
+  std::string data_dev_qrels;
+  /// Skip (and count) bad records instead of stopping. Default: false.
+  bool data_skip_bad_records = false;
+  /// Evaluate on at most this many dev queries (0: all). Default: 0.
+  int64_t data_dev_max_queries = 0;
+
+  // --- strategy ---
+  /// full_batch, grad_accum, grad_cache, contaccum or contaccum_grad_cache.
+  /// Default: contaccum.
+  std::string strategy = "contaccum";
+  /// Default: 128.
+  int64_t total_batch = 128;
+  /// Default: 8 (ignored by full_batch).
+  int64_t micro_batch = 8;
+  /// Default: 1024 (contaccum strategies only).
+  int64_t memory_size = 1024;
+  bool query_bank = true;
+  bool passage_bank = true;
+  bool bank_hard_negatives = true;
+  bool clear_banks_after_step = false;
+  /// Hard negatives per example. Default: 1.
+  int64_t hard_negatives = 1;
+  /// dot or cosine. Default: dot.
+  std::string similarity = "dot";
+  /// Default: 1.0.
+  double temperature = 1.0;
+
+  // --- encoder ---
+  /// bag_of_embeddings or transformer. Default: bag_of_embeddings.
+  std::string encoder = "bag_of_embeddings";
+  /// One tower for queries and passages. Default: false.
+  bool encoder_shared = false;
+  /// Output width (bag_of_embeddings). Default: 256.
+  int64_t encoder_dim = 256;
+  /// Token embedding width (bag_of_embeddings). Default: 256.
+  int64_t encoder_embedding_dim = 256;
+  /// Default: 0.1.
+  double encoder_dropout = 0.1;
+  /// Transformer sizes. Defaults: 256, 4, 4, 1024.
+  int64_t encoder_hidden_size = 256;
+  int64_t encoder_layers = 4;
+  int64_t encoder_heads = 4;
+  int64_t encoder_intermediate_size = 1024;
+  /// cls or mean (transformer). Default: cls.
+  std::string encoder_pooling = "cls";
+  /// A Hugging Face BERT directory (config.json, model.safetensors,
+  /// vocab.txt) to start both towers from. Default: none.
+  std::string encoder_pretrained;
+
+  // --- tokenizer ---
+  /// A `vocab.txt`; empty trains a WordPiece vocabulary on the corpus.
+  std::string tokenizer_vocab;
+  /// Size of a trained vocabulary. Default: 8000.
+  int64_t tokenizer_vocab_size = 8000;
+  /// Default: true.
+  bool tokenizer_lower_case = true;
+  /// Default: 32.
+  int64_t query_max_length = 32;
+  /// Default: 128.
+  int64_t passage_max_length = 128;
+
+  // --- optimisation ---
+  /// Default: 1.
+  int64_t epochs = 1;
+  /// > 0 overrides epochs. Default: 0.
+  int64_t max_steps = 0;
+  /// Default: 2e-5.
+  double lr = 2e-5;
+  /// Default: 0.01.
+  double weight_decay = 0.01;
+  /// Default: 0.
+  int64_t warmup_steps = 0;
+  /// Default: 2.0; <= 0 disables clipping.
+  double max_grad_norm = 2.0;
+  /// Seeds the model's initialisation, dropout and the sampler. Default: 0.
+  int64_t seed = 0;
+  /// LibTorch intra-op threads; 0 keeps LibTorch's default. Default: 0.
+  int64_t threads = 0;
+
+  // --- logging, evaluation, checkpoints ---
+  /// Default: 20.
+  int64_t log_every = 20;
+  /// Steps between dev evaluations; 0: end of each epoch. Default: 0.
+  int64_t eval_every = 0;
+  /// Default: mrr@10.
+  std::string eval_metric = "mrr@10";
+  /// Default: 256.
+  int64_t eval_batch_size = 256;
+  /// Steps between checkpoints; 0: end of each epoch. Default: 0.
+  int64_t checkpoint_every = 0;
+  /// Default: 2.
+  int64_t keep_checkpoints = 2;
+
+  /// Reads `path` and applies `overrides` ("key=value", YAML scalars). Throws
+  /// `c10::Error` naming the file and key on an unknown key, a wrong type or
+  /// an invalid value.
+  static TrainConfig load(const std::string& path, const std::vector<std::string>& overrides = {});
+  /// Parses YAML text; `source` names it in errors.
+  static TrainConfig parse(const std::string& yaml, const std::vector<std::string>& overrides = {},
+                           const std::string& source = "<config>");
+  /// Every key with its value, as YAML that `parse` reads back to an equal
+  /// config.
+  std::string to_yaml() const;
+  /// Throws, naming the key and value, when values are out of range or
+  /// inconsistent (e.g. micro_batch not dividing total_batch).
+  void validate() const;
+  /// Names of every accepted key, in `to_yaml` order.
+  static std::vector<std::string> keys();
+};
+
+}  // namespace contaccum

@@ -1,0 +1,223 @@
+#pragma once
+
+#include "contaccum/data/collator.h"
+#include "contaccum/data/sampler.h"
+#include "contaccum/eval/metrics.h"
+#include "contaccum/model/dual_encoder.h"
+#include "contaccum/strategy/strategy.h"
+#include "contaccum/train/optimizer.h"
+
+#include <torch/arg.h>
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace contaccum {
+
+/// How the trainer shows progress.
+enum class ProgressMode {
+  /// A progress bar on a terminal, log lines otherwise.
+  Auto,
+  /// A redrawn progress bar on stderr.
+  Bar,
+  /// A log line every `log_every` steps.
+  Lines,
+  /// Nothing but warnings.
+  Silent,
+};
+
+/// Options of `Trainer`.
+struct TrainerOptions {
+  /// AdamW and its parameter groups. Default: lr 2e-5, weight decay 0.01 (none
+  /// for biases and LayerNorm), betas (0.9, 0.999), eps 1e-8.
+  TORCH_ARG(AdamWSetup, optimizer) = {};
+  /// Steps of linear warm-up before the linear decay to 0. Default: 0.
+  TORCH_ARG(int64_t, warmup_steps) = 0;
+  /// Clip the global gradient norm to this; <= 0 disables clipping.
+  /// Default: 2.0 (the ContAccum code's).
+  TORCH_ARG(double, max_grad_norm) = 2.0;
+  /// Passes over the training set. Default: 1.
+  TORCH_ARG(int64_t, epochs) = 1;
+  /// When > 0, stop after this many optimizer steps instead (the schedule
+  /// spans them). Default: 0.
+  TORCH_ARG(int64_t, max_steps) = 0;
+  /// Seed of the sampler (order and negatives). The model's initialisation
+  /// and dropout use torch's global generator, seeded by the caller.
+  /// Default: 0.
+  TORCH_ARG(uint64_t, seed) = 0;
+  /// Hard negatives per example. Default: 1.
+  TORCH_ARG(int64_t, hard_negatives) = 1;
+  /// Where `metrics.jsonl` and `checkpoints/` go; empty writes nothing.
+  /// Default: "".
+  TORCH_ARG(std::string, output_dir) = "";
+  /// Steps between progress lines (and bar redraws). Default: 20.
+  TORCH_ARG(int64_t, log_every) = 20;
+  /// Steps between evaluations (with an evaluator); 0 evaluates at the end of
+  /// every epoch only. The last step is always evaluated. Default: 0.
+  TORCH_ARG(int64_t, eval_every) = 0;
+  /// Metric that decides the best model (higher is better). Default: "mrr@10".
+  TORCH_ARG(std::string, eval_metric) = "mrr@10";
+  /// Steps between checkpoints (with an `output_dir`); 0 saves at the end of
+  /// every epoch and at the end. Default: 0.
+  TORCH_ARG(int64_t, checkpoint_every) = 0;
+  /// Checkpoints kept (the newest). Default: 2.
+  TORCH_ARG(int64_t, keep_checkpoints) = 2;
+  /// Batches tokenized ahead on a background thread. Default: 4.
+  TORCH_ARG(int64_t, prefetch) = 4;
+  /// Default: `ProgressMode::Auto`.
+  TORCH_ARG(ProgressMode, progress) = ProgressMode::Auto;
+};
+
+/// Where training stands; callbacks may read it and set `should_stop`.
+struct TrainerState {
+  /// Optimizer steps done.
+  int64_t step = 0;
+  /// Steps of the whole run.
+  int64_t total_steps = 0;
+  /// Epoch of the next batch.
+  int64_t epoch = 0;
+  /// Sampler position of the next batch.
+  SamplerPosition position;
+  /// Best value of `eval_metric` so far, and its step (-1: none yet).
+  double best_metric = -std::numeric_limits<double>::infinity();
+  int64_t best_step = -1;
+  /// Set to stop after the current step (early stopping).
+  bool should_stop = false;
+};
+
+/// What one optimizer step did (one line of `metrics.jsonl`).
+struct StepRecord {
+  int64_t step = 0;   // 1-based
+  int64_t epoch = 0;  // of the step's batch
+  double lr = 0.0;
+  /// Global gradient norm before clipping.
+  double grad_norm = 0.0;
+  /// Loss, negatives, bank fill, per-tower gradient norms, encode/loss time.
+  StepStats stats;
+  /// Seconds waiting for the batch, in the optimizer (clip + step), and the
+  /// whole step.
+  double data_seconds = 0.0;
+  double optimizer_seconds = 0.0;
+  double step_seconds = 0.0;
+  /// Training examples per second of this step.
+  double examples_per_second = 0.0;
+  /// The JSON object written to `metrics.jsonl`.
+  std::string to_json() const;
+};
+
+/// Hooks into the training loop; override what you need. Runs on the
+/// trainer's thread.
+class TrainerCallback {
+ public:
+  virtual ~TrainerCallback() = default;
+  virtual void on_train_begin(TrainerState& state) {}
+  virtual void on_step_end(TrainerState& state, const StepRecord& record) {}
+  virtual void on_evaluate(TrainerState& state, const RetrievalMetrics& metrics) {}
+  virtual void on_checkpoint(TrainerState& state, const std::string& path) {}
+  virtual void on_train_end(TrainerState& state) {}
+};
+
+/// Stops training when `metric` has not improved by more than `min_delta` for
+/// `patience` evaluations.
+class EarlyStopping : public TrainerCallback {
+ public:
+  EarlyStopping(std::string metric, int64_t patience, double min_delta = 0.0);
+  void on_evaluate(TrainerState& state, const RetrievalMetrics& metrics) override;
+
+ private:
+  std::string metric_;
+  int64_t patience_;
+  double min_delta_;
+  double best_ = -std::numeric_limits<double>::infinity();
+  int64_t bad_ = 0;
+};
+
+/// Evaluates the model (e.g. on a dev split; see `evaluate_dense`).
+using Evaluator = std::function<RetrievalMetrics(DualEncoder&)>;
+
+/// What `Trainer::train` did.
+struct TrainResult {
+  int64_t steps = 0;
+  double seconds = 0.0;
+  /// The last evaluation (queries = 0 without an evaluator).
+  RetrievalMetrics last_eval;
+  double best_metric = -std::numeric_limits<double>::infinity();
+  int64_t best_step = -1;
+  bool stopped_early = false;
+};
+
+/// The training loop: samples and tokenizes batches ahead on a background
+/// thread, computes each step's gradients with the strategy engine, clips,
+/// steps AdamW under a linear warm-up/decay schedule, writes one JSON line per
+/// step to `output_dir/metrics.jsonl`, evaluates, tracks the best model and
+/// saves checkpoints.
+///
+/// A checkpoint holds the model, the optimizer, the memory banks, the random
+/// generators and the data position, so `load_checkpoint` + `train` continues
+/// exactly: on the CPU, N steps + resume + N steps give bit-identical weights
+/// and banks to 2N steps straight.
+///
+/// ```
+/// Trainer trainer(model, StrategyOptions::contaccum(128, 8, 1024), train_set, collator,
+///                 TrainerOptions().epochs(10).output_dir("runs/a"));
+/// trainer.set_evaluator([&](DualEncoder& m) { return evaluate_dense(m, tokenize, corpus, queries, dev).metrics; });
+/// TrainResult result = trainer.train();
+/// ```
+class Trainer {
+ public:
+  /// Throws, naming the option, on invalid options or an empty training set.
+  Trainer(DualEncoder model, StrategyOptions strategy, std::shared_ptr<const TrainingSet> train_set,
+          Collator collator, TrainerOptions options = {});
+  ~Trainer();
+
+  void set_evaluator(Evaluator evaluator) { evaluator_ = std::move(evaluator); }
+  void add_callback(std::shared_ptr<TrainerCallback> callback) { callbacks_.push_back(std::move(callback)); }
+  /// Called with the model whenever `eval_metric` reaches a new best (e.g. to
+  /// save it).
+  void on_new_best(std::function<void(DualEncoder&, int64_t step)> fn) { on_new_best_ = std::move(fn); }
+
+  /// Trains from the current state (step 0, or where `load_checkpoint` left
+  /// it) to the end or an early stop.
+  TrainResult train();
+
+  /// Writes the whole training state into `archive`.
+  void save(torch::serialize::OutputArchive& archive) const;
+  /// Restores what `save` wrote. Throws when the checkpoint belongs to a run
+  /// of another length, batch size or strategy.
+  void load(torch::serialize::InputArchive& archive);
+  /// `load` from a checkpoint file.
+  void load_checkpoint(const std::string& path);
+  /// Resumes from the newest checkpoint in `output_dir/checkpoints`; returns
+  /// false when there is none.
+  bool resume_latest();
+
+  const TrainerState& state() const { return state_; }
+  const TrainerOptions& options() const { return options_; }
+  Strategy& strategy() { return *strategy_; }
+  torch::optim::Optimizer& optimizer() { return *optimizer_; }
+  DualEncoder& model() { return model_; }
+  /// Steps per epoch (batches of `total_batch`, the last partial one dropped).
+  int64_t steps_per_epoch() const;
+
+ private:
+  RetrievalMetrics evaluate();
+  std::string checkpoint(int64_t step);
+
+  DualEncoder model_;
+  std::unique_ptr<Strategy> strategy_;
+  std::shared_ptr<const TrainingSet> train_set_;
+  Collator collator_;
+  TrainerOptions options_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<TrainingSampler> sampler_;
+  TrainerState state_;
+  Evaluator evaluator_;
+  std::vector<std::shared_ptr<TrainerCallback>> callbacks_;
+  std::function<void(DualEncoder&, int64_t)> on_new_best_;
+};
+
+}  // namespace contaccum

@@ -1,0 +1,252 @@
+#include "contaccum/eval/metrics.h"
+
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+namespace contaccum {
+namespace {
+
+void check_cutoffs(const std::vector<int64_t>& cutoffs, const char* name) {
+  for (const auto k : cutoffs) TORCH_CHECK(k > 0, "MetricsOptions::", name, " values must be > 0, got ", k);
+}
+
+void check_ranking(const SearchResult& ranking, const std::vector<int64_t>& query_rows, const char* fn) {
+  const auto& idx = ranking.indices;
+  TORCH_CHECK(idx.defined() && idx.dim() == 2 && idx.scalar_type() == torch::kLong, fn,
+              ": ranking.indices must be [Q, k] int64, got ", idx.defined() ? idx.sizes() : torch::IntArrayRef{},
+              idx.defined() ? " " : "", idx.defined() ? c10::toString(idx.scalar_type()) : "undefined");
+  TORCH_CHECK(idx.size(0) == static_cast<int64_t>(query_rows.size()), fn, ": ranking has ", idx.size(0),
+              " rows but query_rows has ", query_rows.size());
+}
+
+// A query's relevant passages (score > 0), sorted by passage row.
+struct Judged {
+  int64_t passage;
+  double gain;
+  bool operator<(const Judged& o) const { return passage < o.passage; }
+};
+
+}  // namespace
+
+double RetrievalMetrics::at(const std::string& name) const {
+  std::string have;
+  for (const auto& kv : values) {
+    if (kv.first == name) return kv.second;
+    have += (have.empty() ? "" : ", ") + kv.first;
+  }
+  TORCH_CHECK(false, "RetrievalMetrics: no metric \"", name, "\" (have: ", have, ")");
+}
+
+std::string RetrievalMetrics::to_json() const {
+  nlohmann::ordered_json j;
+  j["queries"] = queries;
+  for (const auto& kv : values) j[kv.first] = kv.second;
+  return j.dump();
+}
+
+std::vector<int64_t> judged_queries(const std::vector<Qrel>& qrels) {
+  std::vector<int64_t> rows;
+  for (const auto& q : qrels) {
+    if (q.score > 0) rows.push_back(q.query);
+  }
+  std::sort(rows.begin(), rows.end());
+  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+  return rows;
+}
+
+RetrievalMetrics compute_metrics(const SearchResult& ranking, const std::vector<int64_t>& query_rows,
+                                 const std::vector<Qrel>& qrels, const MetricsOptions& options) {
+  check_cutoffs(options.top_k(), "top_k");
+  check_cutoffs(options.recall_k(), "recall_k");
+  TORCH_CHECK(options.mrr_k() > 0, "MetricsOptions::mrr_k must be > 0, got ", options.mrr_k());
+  TORCH_CHECK(options.ndcg_k() > 0, "MetricsOptions::ndcg_k must be > 0, got ", options.ndcg_k());
+  TORCH_CHECK(options.map_k() > 0, "MetricsOptions::map_k must be > 0, got ", options.map_k());
+  check_ranking(ranking, query_rows, "compute_metrics");
+  for (size_t i = 0; i < query_rows.size(); ++i) {
+    TORCH_CHECK(query_rows[i] >= 0, "compute_metrics: query_rows[", i, "] must be >= 0, got ", query_rows[i]);
+  }
+
+  // Relevant passages grouped by query: sorted (query, passage) pairs, so each
+  // query's judgements are one contiguous, passage-ordered run.
+  std::vector<std::pair<int64_t, Judged>> relevant;
+  for (size_t i = 0; i < qrels.size(); ++i) {
+    const auto& q = qrels[i];
+    TORCH_CHECK(q.query >= 0 && q.passage >= 0, "compute_metrics: qrels[", i, "] has a negative row (query ", q.query,
+                ", passage ", q.passage, ")");
+    if (q.score > 0) relevant.push_back({q.query, {q.passage, static_cast<double>(q.score)}});
+  }
+  std::sort(relevant.begin(), relevant.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first
+                              : (a.second.passage != b.second.passage ? a.second.passage < b.second.passage
+                                                                      : a.second.gain > b.second.gain);
+  });
+  // A pair judged twice: the higher score (sorted first) stays.
+  relevant.erase(std::unique(relevant.begin(), relevant.end(),
+                             [](const auto& a, const auto& b) {
+                               return a.first == b.first && a.second.passage == b.second.passage;
+                             }),
+                 relevant.end());
+
+  const auto indices = ranking.indices.contiguous();
+  const int64_t width = indices.size(1);
+  const int64_t* ranked_all = indices.data_ptr<int64_t>();
+
+  const auto& top_k = options.top_k();
+  const auto& recall_k = options.recall_k();
+  std::vector<double> top(top_k.size()), recall(recall_k.size());
+  double mrr = 0, ndcg = 0, map = 0;
+  int64_t evaluated = 0;
+  std::vector<Judged> rel;
+  std::vector<char> found;
+  std::vector<std::pair<int64_t, double>> hits;  // (0-based rank, gain) of each relevant passage retrieved
+  std::vector<double> ideal;
+  for (size_t r = 0; r < query_rows.size(); ++r) {
+    const auto lo = std::lower_bound(relevant.begin(), relevant.end(), query_rows[r],
+                                     [](const auto& a, int64_t q) { return a.first < q; });
+    rel.clear();
+    for (auto it = lo; it != relevant.end() && it->first == query_rows[r]; ++it) rel.push_back(it->second);
+    if (rel.empty()) continue;
+    ++evaluated;
+    const auto num_rel = static_cast<double>(rel.size());
+    found.assign(rel.size(), 0);
+    hits.clear();
+    const int64_t* ranked = ranked_all + static_cast<int64_t>(r) * width;
+    for (int64_t j = 0; j < width; ++j) {
+      const auto it = std::lower_bound(rel.begin(), rel.end(), Judged{ranked[j], 0.0});
+      // A passage listed twice counts once.
+      if (it == rel.end() || it->passage != ranked[j] || found[it - rel.begin()]) continue;
+      found[it - rel.begin()] = 1;
+      hits.emplace_back(j, it->gain);
+    }
+    for (size_t c = 0; c < top_k.size(); ++c) {
+      top[c] += !hits.empty() && hits.front().first < top_k[c] ? 1.0 : 0.0;
+    }
+    for (size_t c = 0; c < recall_k.size(); ++c) {
+      int64_t n = 0;
+      for (const auto& h : hits) n += h.first < recall_k[c];
+      recall[c] += static_cast<double>(n) / num_rel;
+    }
+    if (!hits.empty() && hits.front().first < options.mrr_k()) mrr += 1.0 / static_cast<double>(hits.front().first + 1);
+
+    double dcg = 0, idcg = 0;
+    for (const auto& h : hits) {
+      if (h.first < options.ndcg_k()) dcg += h.second / std::log2(static_cast<double>(h.first + 2));
+    }
+    ideal.clear();
+    for (const auto& j : rel) ideal.push_back(j.gain);
+    std::sort(ideal.begin(), ideal.end(), std::greater<double>());
+    for (size_t i = 0; i < ideal.size() && static_cast<int64_t>(i) < options.ndcg_k(); ++i) {
+      idcg += ideal[i] / std::log2(static_cast<double>(i + 2));
+    }
+    ndcg += dcg / idcg;
+
+    double ap = 0;
+    int64_t seen = 0;
+    for (const auto& h : hits) {
+      if (h.first >= options.map_k()) break;
+      ++seen;
+      ap += static_cast<double>(seen) / static_cast<double>(h.first + 1);
+    }
+    map += ap / num_rel;
+  }
+  TORCH_CHECK(evaluated > 0, "compute_metrics: none of the ", query_rows.size(),
+              " query rows has a relevant passage (a qrel with score > 0)");
+
+  RetrievalMetrics out;
+  out.queries = evaluated;
+  const auto n = static_cast<double>(evaluated);
+  for (size_t c = 0; c < top_k.size(); ++c) out.values.emplace_back("top@" + std::to_string(top_k[c]), top[c] / n);
+  for (size_t c = 0; c < recall_k.size(); ++c) {
+    out.values.emplace_back("recall@" + std::to_string(recall_k[c]), recall[c] / n);
+  }
+  out.values.emplace_back("mrr@" + std::to_string(options.mrr_k()), mrr / n);
+  out.values.emplace_back("ndcg@" + std::to_string(options.ndcg_k()), ndcg / n);
+  out.values.emplace_back("map@" + std::to_string(options.map_k()), map / n);
+  return out;
+}
+
+namespace {
+
+// Shortest text that reads back as the same value, in the scores' own
+// precision (a float widened to double would print spurious digits).
+template <typename T>
+void append_number(std::string& out, T value) {
+  char buf[64];
+  const auto res = std::to_chars(buf, buf + sizeof(buf), value);
+  out.append(buf, res.ptr);
+}
+
+}  // namespace
+
+void write_trec_run(const std::string& path, const SearchResult& ranking, const std::vector<int64_t>& query_rows,
+                    const TextTable& queries, const TextTable& corpus, const std::string& run_name) {
+  check_ranking(ranking, query_rows, "write_trec_run");
+  const auto& scores = ranking.scores;
+  TORCH_CHECK(scores.defined() && scores.sizes() == ranking.indices.sizes(),
+              "write_trec_run: ranking.scores must have the shape of ranking.indices ", ranking.indices.sizes(),
+              ", got ", scores.defined() ? scores.sizes() : torch::IntArrayRef{});
+  TORCH_CHECK(!run_name.empty() && std::none_of(run_name.begin(), run_name.end(),
+                                                [](char c) { return std::isspace(static_cast<unsigned char>(c)); }),
+              "write_trec_run: run_name must be non-empty without whitespace, got \"", run_name, "\"");
+  for (size_t r = 0; r < query_rows.size(); ++r) {
+    TORCH_CHECK(query_rows[r] >= 0 && query_rows[r] < queries.size(), "write_trec_run: query_rows[", r,
+                "] = ", query_rows[r], " is out of range for a queries table of ", queries.size(), " rows");
+  }
+  const auto indices = ranking.indices.contiguous();
+  if (indices.numel() > 0) {
+    const auto lo = indices.min().item<int64_t>(), hi = indices.max().item<int64_t>();
+    TORCH_CHECK(lo >= 0 && hi < corpus.size(), "write_trec_run: ranking.indices holds corpus row ", lo < 0 ? lo : hi,
+                ", out of range for a corpus table of ", corpus.size(), " rows");
+  }
+  const bool as_double = scores.scalar_type() == torch::kDouble;
+  const auto values = scores.to(as_double ? torch::kDouble : torch::kFloat).contiguous();
+
+  std::string text;
+  const int64_t width = indices.size(1);
+  const int64_t* idx = indices.data_ptr<int64_t>();
+  for (size_t r = 0; r < query_rows.size(); ++r) {
+    const auto qid = queries.id(query_rows[r]);
+    for (int64_t j = 0; j < width; ++j) {
+      const int64_t at = static_cast<int64_t>(r) * width + j;
+      text.append(qid).append(" Q0 ").append(corpus.id(idx[at])).append(" ");
+      append_number(text, j + 1);
+      text.push_back(' ');
+      if (as_double) {
+        append_number(text, values.data_ptr<double>()[at]);
+      } else {
+        append_number(text, values.data_ptr<float>()[at]);
+      }
+      text.append(" ").append(run_name).push_back('\n');
+    }
+  }
+
+  // Unique per process and call, so concurrent writers never share one.
+  static std::atomic<int64_t> counter{0};
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  TORCH_CHECK(f != nullptr, "write_trec_run: cannot write ", path, ": cannot create ", tmp, ": ", std::strerror(errno));
+  const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  const int write_errno = errno;
+  const bool closed = std::fclose(f) == 0;
+  if (!written || !closed) {
+    std::remove(tmp.c_str());
+    TORCH_CHECK(false, "write_trec_run: cannot write ", path, ": ", std::strerror(written ? errno : write_errno));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int rename_errno = errno;
+    std::remove(tmp.c_str());
+    TORCH_CHECK(false, "write_trec_run: cannot write ", path, ": rename from ", tmp,
+                " failed: ", std::strerror(rename_errno));
+  }
+}
+
+}  // namespace contaccum

@@ -1,0 +1,306 @@
+#include "contaccum/train/pipeline.h"
+
+#include "contaccum/data/readers.h"
+#include "contaccum/encoders/bag_of_embeddings.h"
+#include "contaccum/encoders/transformer.h"
+#include "contaccum/eval/evaluate.h"
+#include "contaccum/text/vocab_builder.h"
+#include "contaccum/train/checkpoint.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+namespace fs = std::filesystem;
+
+namespace contaccum {
+namespace {
+
+std::string vocab_text(const Vocabulary& vocab) {
+  std::string out;
+  for (const auto& t : vocab.tokens()) out += t + "\n";
+  return out;
+}
+
+std::shared_ptr<EncoderModule> make_tower(const TrainConfig& c, int64_t vocab_size, int64_t pad_id) {
+  if (c.encoder == "bag_of_embeddings") {
+    return BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(vocab_size, c.encoder_dim)
+                                      .embedding_dim(c.encoder_embedding_dim)
+                                      .dropout(c.encoder_dropout)
+                                      .padding_idx(pad_id))
+        .ptr();
+  }
+  const auto pooling = c.encoder_pooling == "mean" ? TransformerPooling::Mean : TransformerPooling::Cls;
+  if (!c.encoder_pretrained.empty()) return load_hf_pretrained(c.encoder_pretrained, pooling).ptr();
+  return TransformerEncoder(TransformerEncoderOptions(vocab_size)
+                                .hidden_size(c.encoder_hidden_size)
+                                .num_hidden_layers(c.encoder_layers)
+                                .num_attention_heads(c.encoder_heads)
+                                .intermediate_size(c.encoder_intermediate_size)
+                                .max_position_embeddings(std::max<int64_t>(512, c.passage_max_length))
+                                .hidden_dropout_prob(c.encoder_dropout)
+                                .attention_probs_dropout_prob(c.encoder_dropout)
+                                .pooling(pooling)
+                                .pad_token_id(pad_id))
+      .ptr();
+}
+
+DualEncoder make_dual_encoder(const TrainConfig& c, const WordPieceTokenizer& tokenizer) {
+  const auto options = DualEncoderOptions().normalize(c.similarity == "cosine");
+  const int64_t vocab = tokenizer.vocab().size();
+  if (c.encoder_shared) return DualEncoder(make_tower(c, vocab, tokenizer.pad_id()), options);
+  return DualEncoder(make_tower(c, vocab, tokenizer.pad_id()), make_tower(c, vocab, tokenizer.pad_id()), options);
+}
+
+WordPieceTokenizerOptions tokenizer_options(const TrainConfig& c) {
+  auto o = WordPieceTokenizerOptions().max_length(std::max(c.query_max_length, c.passage_max_length));
+  o.basic().lower_case(c.tokenizer_lower_case);
+  return o;
+}
+
+StrategyOptions strategy_options(const TrainConfig& c) {
+  StrategyOptions s = c.strategy == "full_batch"   ? StrategyOptions::full_batch(c.total_batch)
+                      : c.strategy == "grad_accum" ? StrategyOptions::grad_accum(c.total_batch, c.micro_batch)
+                      : c.strategy == "grad_cache" ? StrategyOptions::grad_cache(c.total_batch, c.micro_batch)
+                      : c.strategy == "contaccum"
+                          ? StrategyOptions::contaccum(c.total_batch, c.micro_batch, c.memory_size)
+                          : StrategyOptions::contaccum_grad_cache(c.total_batch, c.micro_batch, c.memory_size);
+  const bool banks = c.strategy == "contaccum" || c.strategy == "contaccum_grad_cache";
+  if (!banks) s.memory_size(0);
+  s.query_bank(c.query_bank)
+      .passage_bank(c.passage_bank)
+      .bank_hard_negatives(c.bank_hard_negatives)
+      .clear_banks_after_step(c.clear_banks_after_step)
+      .loss(InfoNCEOptions()
+                .similarity(c.similarity == "cosine" ? Similarity::Cosine : Similarity::Dot)
+                .temperature(c.temperature));
+  s.validate();
+  return s;
+}
+
+void require(const std::string& value, const char* key) {
+  TORCH_CHECK(!value.empty(), "config key '", key, "' is required");
+}
+
+double since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+nlohmann::json to_json(const RetrievalMetrics& m) { return nlohmann::json::parse(m.to_json()); }
+
+}  // namespace
+
+TextEncoderFn TrainedModel::text_encoder() const {
+  auto tok = tokenizer;
+  return [tok](const std::vector<std::string>& texts, int64_t max_length) {
+    return tok->encode_batch(texts, max_length);
+  };
+}
+
+TrainedModel build_model(const TrainConfig& config, const TextTable* corpus) {
+  config.validate();
+  torch::manual_seed(static_cast<uint64_t>(config.seed));
+  TrainedModel out;
+  out.config = config;
+  Vocabulary vocab;
+  if (!config.tokenizer_vocab.empty()) {
+    vocab = Vocabulary::load(config.tokenizer_vocab);
+  } else if (!config.encoder_pretrained.empty()) {
+    vocab = Vocabulary::load((fs::path(config.encoder_pretrained) / "vocab.txt").string());
+  } else {
+    TORCH_CHECK(corpus != nullptr && !corpus->empty(),
+                "build_model: no tokenizer.vocab given and no corpus to train a vocabulary on");
+    auto trainer_options = WordPieceTrainerOptions(config.tokenizer_vocab_size);
+    trainer_options.basic().lower_case(config.tokenizer_lower_case);
+    WordPieceTrainer trainer(trainer_options);
+    for (int64_t i = 0; i < corpus->size(); ++i) trainer.add(corpus->full_text(i));
+    vocab = trainer.finish();
+  }
+  out.tokenizer = std::make_shared<const WordPieceTokenizer>(std::move(vocab), tokenizer_options(config));
+  out.model = make_dual_encoder(config, *out.tokenizer);
+  return out;
+}
+
+void save_model(const TrainedModel& m, const std::string& directory) {
+  fs::create_directories(directory);
+  write_file_atomically((fs::path(directory) / "config.yaml").string(), m.config.to_yaml());
+  write_file_atomically((fs::path(directory) / "vocab.txt").string(), vocab_text(m.tokenizer->vocab()));
+  torch::serialize::OutputArchive archive;
+  m.model->save(archive);
+  save_archive_atomically(archive, (fs::path(directory) / "weights.pt").string());
+  if (m.config.encoder == "transformer") {
+    auto export_tower = [&](const std::shared_ptr<EncoderModule>& tower, const char* name) {
+      auto t = std::dynamic_pointer_cast<TransformerEncoderImpl>(tower);
+      if (t) t->save_hf_pretrained((fs::path(directory) / name).string());
+    };
+    export_tower(m.model->query_encoder(), "query_encoder");
+    if (!m.model->shared()) export_tower(m.model->passage_encoder(), "passage_encoder");
+  }
+}
+
+TrainedModel load_model(const std::string& directory) {
+  const auto config_path = (fs::path(directory) / "config.yaml").string();
+  const auto vocab_path = (fs::path(directory) / "vocab.txt").string();
+  const auto weights_path = (fs::path(directory) / "weights.pt").string();
+  for (const auto& p : {config_path, vocab_path, weights_path}) {
+    TORCH_CHECK(fs::exists(p), "load_model: ", directory, " is not a saved contaccum model (no ", p, ")");
+  }
+  auto config = TrainConfig::load(config_path);
+  config.tokenizer_vocab = vocab_path;
+  config.encoder_pretrained.clear();  // the weights file has every tensor
+  TrainedModel out = build_model(config, nullptr);
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(weights_path);
+    out.model->load(archive);
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "load_model: cannot read ", weights_path, ": ", e.what_without_backtrace());
+  }
+  return out;
+}
+
+TrainingRun run_training(const TrainConfig& config, const std::string& output_dir, bool resume,
+                         ProgressMode progress) {
+  config.validate();
+  require(config.data_corpus, "data.corpus");
+  require(config.data_queries, "data.queries");
+  TORCH_CHECK(!config.data_train_qrels.empty() || !config.data_hard_negatives.empty(),
+              "config key 'data.train_qrels' or 'data.hard_negatives' is required");
+  TORCH_CHECK(!output_dir.empty(), "run_training: the output directory must not be empty");
+  if (config.threads > 0) torch::set_num_threads(static_cast<int>(config.threads));
+  const auto setup_start = std::chrono::steady_clock::now();
+  TrainingRun run;
+
+  const auto reader = ReaderOptions().on_bad_record(config.data_skip_bad_records ? OnBadRecord::Skip
+                                                                                 : OnBadRecord::Error);
+  auto log_report = [&](const std::string& path, const ReadReport& r) {
+    spdlog::info("read {}: {} records", path, r.records);
+    if (r.skipped > 0) {
+      spdlog::warn("{}: skipped {} bad records; first: {}", path, r.skipped,
+                   r.problems.empty() ? "" : r.problems.front());
+    }
+  };
+  ReadReport report;
+  auto corpus = std::make_shared<TextTable>(read_beir_corpus(config.data_corpus, reader, &report));
+  log_report(config.data_corpus, report);
+  report = {};
+  auto queries = std::make_shared<TextTable>(read_beir_queries(config.data_queries, reader, &report));
+  log_report(config.data_queries, report);
+  std::shared_ptr<TrainingSet> train_set;
+  report = {};
+  if (!config.data_hard_negatives.empty()) {
+    train_set = std::make_shared<TrainingSet>(
+        read_hard_negatives(config.data_hard_negatives, queries, corpus, reader, &report));
+    log_report(config.data_hard_negatives, report);
+  } else {
+    auto qrels = read_qrels(config.data_train_qrels, *queries, *corpus, reader, &report);
+    log_report(config.data_train_qrels, report);
+    train_set = std::make_shared<TrainingSet>(training_set_from_qrels(queries, corpus, qrels));
+  }
+  std::vector<Qrel> dev;
+  if (!config.data_dev_qrels.empty()) {
+    report = {};
+    dev = read_qrels(config.data_dev_qrels, *queries, *corpus, reader, &report);
+    log_report(config.data_dev_qrels, report);
+    if (config.data_dev_max_queries > 0) {
+      const auto judged = judged_queries(dev);
+      if (static_cast<int64_t>(judged.size()) > config.data_dev_max_queries) {
+        const int64_t last = judged[static_cast<size_t>(config.data_dev_max_queries) - 1];
+        std::vector<Qrel> kept;
+        for (const auto& q : dev) {
+          if (q.query <= last) kept.push_back(q);
+        }
+        dev.swap(kept);
+      }
+    }
+  }
+
+  fs::create_directories(output_dir);
+  TrainedModel trained;
+  const auto saved_vocab = (fs::path(output_dir) / "vocab.txt").string();
+  TrainConfig effective = config;
+  if (resume && effective.tokenizer_vocab.empty() && fs::exists(saved_vocab)) {
+    // The vocabulary the interrupted run trained; retraining would give the
+    // same one, but reading it is faster.
+    effective.tokenizer_vocab = saved_vocab;
+  }
+  const auto vocab_start = std::chrono::steady_clock::now();
+  trained = build_model(effective, corpus.get());
+  trained.config = config;
+  if (config.tokenizer_vocab.empty() && config.encoder_pretrained.empty()) {
+    spdlog::info("WordPiece vocabulary of {} tokens in {:.1f} s", trained.tokenizer->vocab().size(),
+                 since(vocab_start));
+    write_file_atomically(saved_vocab, vocab_text(trained.tokenizer->vocab()));
+  }
+  write_file_atomically((fs::path(output_dir) / "config.yaml").string(), config.to_yaml());
+  run.setup_seconds = since(setup_start);
+
+  Collator collator(trained.text_encoder(), CollatorOptions()
+                                                .query_max_length(config.query_max_length)
+                                                .passage_max_length(config.passage_max_length));
+  TrainerOptions options;
+  options.optimizer(AdamWSetup().lr(config.lr).weight_decay(config.weight_decay))
+      .warmup_steps(config.warmup_steps)
+      .max_grad_norm(config.max_grad_norm)
+      .epochs(config.epochs)
+      .max_steps(config.max_steps)
+      .seed(static_cast<uint64_t>(config.seed))
+      .hard_negatives(config.hard_negatives)
+      .output_dir(output_dir)
+      .log_every(config.log_every)
+      .eval_every(config.eval_every)
+      .eval_metric(config.eval_metric)
+      .checkpoint_every(config.checkpoint_every)
+      .keep_checkpoints(config.keep_checkpoints)
+      .progress(progress);
+  Trainer trainer(trained.model, strategy_options(config), train_set, collator, options);
+  spdlog::info("{} training examples, {} steps per epoch, {} steps; strategy {} (total_batch {}, micro_batch {}, "
+               "memory_size {})",
+               train_set->size(), trainer.steps_per_epoch(), trainer.state().total_steps, config.strategy,
+               config.total_batch, config.micro_batch, config.memory_size);
+
+  DenseEvalOptions eval_options;
+  eval_options.batch_size(config.eval_batch_size)
+      .query_max_length(config.query_max_length)
+      .passage_max_length(config.passage_max_length);
+  const auto tokenize = trained.text_encoder();
+  if (!dev.empty()) {
+    trainer.set_evaluator([&](DualEncoder& m) {
+      return evaluate_dense(m, tokenize, *corpus, *queries, dev, eval_options).metrics;
+    });
+    trainer.on_new_best([&](DualEncoder& m, int64_t step) {
+      TrainedModel best = trained;
+      best.model = m;
+      save_model(best, (fs::path(output_dir) / "best").string());
+      spdlog::info("new best {} at step {}", config.eval_metric, step);
+    });
+  }
+  if (resume) {
+    if (trainer.resume_latest()) {
+      spdlog::info("resumed at step {} of {}", trainer.state().step, trainer.state().total_steps);
+    } else {
+      spdlog::info("no checkpoint in {}: starting from scratch", output_dir);
+    }
+  }
+  run.train = trainer.train();
+  save_model(trained, (fs::path(output_dir) / "model").string());
+  if (!dev.empty()) {
+    run.dev = run.train.last_eval.queries > 0 ? run.train.last_eval
+                                              : evaluate_dense(trained.model, tokenize, *corpus, *queries, dev,
+                                                               eval_options)
+                                                    .metrics;
+    nlohmann::json j = {{"final", to_json(*run.dev)},
+                        {"best_step", run.train.best_step},
+                        {"best_" + config.eval_metric, run.train.best_metric},
+                        {"steps", trainer.state().step},
+                        {"train_seconds", run.train.seconds}};
+    write_file_atomically((fs::path(output_dir) / "eval.json").string(), j.dump(2) + "\n");
+  }
+  return run;
+}
+
+}  // namespace contaccum

@@ -1,0 +1,365 @@
+#include "contaccum/train/trainer.h"
+
+#include "contaccum/data/batch_loader.h"
+#include "contaccum/strategy/rng_state.h"
+#include "contaccum/train/checkpoint.h"
+#include "contaccum/train/schedule.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/serialize.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace contaccum {
+namespace {
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto s = static_cast<long long>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600) {
+    std::snprintf(buf, sizeof(buf), "%lldh%02lldm", s / 3600, (s / 60) % 60);
+  } else if (s >= 60) {
+    std::snprintf(buf, sizeof(buf), "%lldm%02llds", s / 60, s % 60);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%llds", s);
+  }
+  return buf;
+}
+
+// JSON numbers must be finite; a NaN ratio (zero passage gradient) becomes null.
+nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+// Progress on stderr: a bar redrawn in place on a terminal, log lines elsewhere.
+class Progress {
+ public:
+  Progress(ProgressMode mode, int64_t total_steps, int64_t log_every) : total_(total_steps), every_(log_every) {
+    if (mode == ProgressMode::Auto) mode = ::isatty(STDERR_FILENO) ? ProgressMode::Bar : ProgressMode::Lines;
+    mode_ = mode;
+  }
+  ~Progress() { finish(); }
+
+  void update(const StepRecord& r, double elapsed, int64_t steps_this_run) {
+    if (mode_ == ProgressMode::Silent) return;
+    const bool last = r.step == total_;
+    if (r.step % every_ != 0 && r.step != 1 && !last) return;
+    const double eta = elapsed / static_cast<double>(steps_this_run) * static_cast<double>(total_ - r.step);
+    if (mode_ == ProgressMode::Bar) {
+      constexpr int width = 24;
+      const int filled = static_cast<int>(width * r.step / std::max<int64_t>(1, total_));
+      std::fprintf(stderr, "\r[%s%s] %lld/%lld  loss %.4f  lr %.2e  %.0f ex/s  ETA %s   ",
+                   std::string(filled, '#').c_str(), std::string(width - filled, ' ').c_str(),
+                   static_cast<long long>(r.step), static_cast<long long>(total_), r.stats.loss, r.lr,
+                   r.examples_per_second, format_duration(eta).c_str());
+      std::fflush(stderr);
+      drawn_ = true;
+    } else {
+      spdlog::info("step {}/{}  epoch {}  loss {:.4f}  lr {:.3e}  |g| {:.3f}  |gq|/|gp| {:.3f}  {:.0f} ex/s  ETA {}",
+                   r.step, total_, r.epoch, r.stats.loss, r.lr, r.grad_norm, r.stats.grad_norm_ratio,
+                   r.examples_per_second, format_duration(eta));
+    }
+  }
+  // Ends the bar's line so that log lines do not overwrite it.
+  void finish() {
+    if (drawn_) std::fprintf(stderr, "\n");
+    drawn_ = false;
+  }
+
+ private:
+  ProgressMode mode_;
+  int64_t total_, every_;
+  bool drawn_ = false;
+};
+
+// metrics.jsonl: one line per step, flushed as written. On resume, lines of
+// steps after the checkpoint (and a torn last line) are dropped first.
+class MetricsLog {
+ public:
+  MetricsLog(const std::string& path, int64_t resumed_step) : path_(path) {
+    if (path.empty()) return;
+    std::string kept;
+    if (resumed_step > 0 && fs::exists(path)) {
+      std::ifstream in(path);
+      std::string line;
+      while (std::getline(in, line)) {
+        auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
+            j["step"].get<int64_t>() <= resumed_step) {
+          kept += line + "\n";
+        }
+      }
+    }
+    write_file_atomically(path, kept);
+    out_.open(path, std::ios::app);
+    TORCH_CHECK(out_.good(), "cannot open ", path, " for writing");
+  }
+  void write(const nlohmann::json& j) {
+    if (!out_.is_open()) return;
+    out_ << j.dump() << '\n';
+    out_.flush();
+    TORCH_CHECK(out_.good(), "cannot write ", path_);
+  }
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+nlohmann::json metrics_json(const RetrievalMetrics& m) {
+  nlohmann::json j = {{"queries", m.queries}};
+  for (const auto& [name, value] : m.values) j[name] = number(value);
+  return j;
+}
+
+}  // namespace
+
+std::string StepRecord::to_json() const {
+  nlohmann::json j = {
+      {"step", step},
+      {"epoch", epoch},
+      {"loss", number(stats.loss)},
+      {"lr", lr},
+      {"grad_norm", number(grad_norm)},
+      {"query_grad_norm", number(stats.query_grad_norm)},
+      {"passage_grad_norm", number(stats.passage_grad_norm)},
+      {"grad_norm_ratio", number(stats.grad_norm_ratio)},
+      {"negatives_per_query", stats.negatives_per_query},
+      {"query_bank_fill", stats.query_bank_fill},
+      {"passage_bank_fill", stats.passage_bank_fill},
+      {"examples_per_second", number(examples_per_second)},
+      {"seconds", {{"data", data_seconds},
+                   {"encode", stats.encode_seconds},
+                   {"loss", stats.loss_seconds},
+                   {"optimizer", optimizer_seconds},
+                   {"total", step_seconds}}},
+  };
+  return j.dump();
+}
+
+EarlyStopping::EarlyStopping(std::string metric, int64_t patience, double min_delta)
+    : metric_(std::move(metric)), patience_(patience), min_delta_(min_delta) {
+  TORCH_CHECK(patience >= 1, "EarlyStopping: patience must be >= 1, got ", patience);
+}
+
+void EarlyStopping::on_evaluate(TrainerState& state, const RetrievalMetrics& metrics) {
+  const double v = metrics.at(metric_);
+  if (v > best_ + min_delta_) {
+    best_ = v;
+    bad_ = 0;
+  } else if (++bad_ >= patience_) {
+    state.should_stop = true;
+  }
+}
+
+Trainer::Trainer(DualEncoder model, StrategyOptions strategy, std::shared_ptr<const TrainingSet> train_set,
+                 Collator collator, TrainerOptions options)
+    : model_(std::move(model)),
+      train_set_(std::move(train_set)),
+      collator_(std::move(collator)),
+      options_(std::move(options)) {
+  TORCH_CHECK(train_set_ && !train_set_->empty(), "Trainer: the training set is empty");
+  TORCH_CHECK(options_.epochs() >= 1 || options_.max_steps() > 0, "TrainerOptions::epochs must be >= 1, got ",
+              options_.epochs());
+  TORCH_CHECK(options_.max_steps() >= 0, "TrainerOptions::max_steps must be >= 0, got ", options_.max_steps());
+  TORCH_CHECK(options_.warmup_steps() >= 0, "TrainerOptions::warmup_steps must be >= 0, got ",
+              options_.warmup_steps());
+  TORCH_CHECK(options_.hard_negatives() >= 0, "TrainerOptions::hard_negatives must be >= 0, got ",
+              options_.hard_negatives());
+  TORCH_CHECK(options_.log_every() >= 1, "TrainerOptions::log_every must be >= 1, got ", options_.log_every());
+  TORCH_CHECK(options_.eval_every() >= 0, "TrainerOptions::eval_every must be >= 0, got ", options_.eval_every());
+  TORCH_CHECK(options_.checkpoint_every() >= 0, "TrainerOptions::checkpoint_every must be >= 0, got ",
+              options_.checkpoint_every());
+  TORCH_CHECK(options_.keep_checkpoints() >= 1, "TrainerOptions::keep_checkpoints must be >= 1, got ",
+              options_.keep_checkpoints());
+  TORCH_CHECK(options_.prefetch() >= 1, "TrainerOptions::prefetch must be >= 1, got ", options_.prefetch());
+  strategy_ = std::make_unique<Strategy>(model_, strategy);
+  optimizer_ = make_adamw(*model_, options_.optimizer());
+  sampler_ = std::make_unique<TrainingSampler>(train_set_, SamplerOptions(strategy.total_batch())
+                                                               .hard_negatives(options_.hard_negatives())
+                                                               .seed(options_.seed()));
+  TORCH_CHECK(sampler_->batches_per_epoch() > 0, "Trainer: the training set has ", train_set_->size(),
+              " examples, fewer than one batch of total_batch = ", strategy.total_batch());
+  state_.total_steps =
+      options_.max_steps() > 0 ? options_.max_steps() : options_.epochs() * sampler_->batches_per_epoch();
+}
+
+Trainer::~Trainer() = default;
+
+int64_t Trainer::steps_per_epoch() const { return sampler_->batches_per_epoch(); }
+
+RetrievalMetrics Trainer::evaluate() {
+  auto metrics = evaluator_(model_);
+  for (auto& cb : callbacks_) cb->on_evaluate(state_, metrics);
+  const double value = metrics.at(options_.eval_metric());
+  if (value > state_.best_metric) {
+    state_.best_metric = value;
+    state_.best_step = state_.step;
+    if (on_new_best_) on_new_best_(model_, state_.step);
+  }
+  return metrics;
+}
+
+std::string Trainer::checkpoint(int64_t step) {
+  CheckpointManager manager((fs::path(options_.output_dir()) / "checkpoints").string(), options_.keep_checkpoints());
+  auto path = manager.save(step, [this](torch::serialize::OutputArchive& a) { save(a); });
+  for (auto& cb : callbacks_) cb->on_checkpoint(state_, path);
+  return path;
+}
+
+TrainResult Trainer::train() {
+  const auto start = Clock::now();
+  const int64_t first_step = state_.step;
+  const bool writes = !options_.output_dir().empty();
+  MetricsLog log(writes ? (fs::path(options_.output_dir()) / "metrics.jsonl").string() : "", first_step);
+  LinearSchedule schedule(LinearScheduleOptions(options_.optimizer().lr(), state_.total_steps)
+                              .warmup_steps(options_.warmup_steps()));
+  for (auto& cb : callbacks_) cb->on_train_begin(state_);
+
+  TrainResult result;
+  sampler_->seek(state_.position);
+  BatchLoader loader(*sampler_, collator_, static_cast<size_t>(options_.prefetch()),
+                     state_.total_steps - state_.step);
+  Progress progress(options_.progress(), state_.total_steps, options_.log_every());
+  const auto params = model_->parameters();
+  while (state_.step < state_.total_steps && !state_.should_stop) {
+    const auto step_start = Clock::now();
+    auto item = loader.next();
+    TORCH_CHECK(item.has_value(), "Trainer: the batch loader ran dry at step ", state_.step);
+    StepRecord record;
+    record.data_seconds = since(step_start);
+    record.epoch = item->indices.position.epoch;
+    record.lr = schedule.lr(state_.step);
+    set_learning_rate(*optimizer_, record.lr);
+
+    optimizer_->zero_grad();
+    model_->train();
+    record.stats = strategy_->compute_gradients(item->batch);
+    const auto opt_start = Clock::now();
+    record.grad_norm = torch::nn::utils::clip_grad_norm_(
+        params, options_.max_grad_norm() > 0 ? options_.max_grad_norm() : std::numeric_limits<double>::infinity());
+    optimizer_->step();
+    record.optimizer_seconds = since(opt_start);
+
+    state_.step += 1;
+    state_.position = item->indices.next;
+    state_.epoch = state_.position.epoch;
+    record.step = state_.step;
+    record.step_seconds = since(step_start);
+    record.examples_per_second = static_cast<double>(item->batch.size()) / record.step_seconds;
+    TORCH_CHECK(std::isfinite(record.stats.loss), "Trainer: the loss is ", record.stats.loss, " at step ",
+                state_.step, " (lr ", record.lr, "); lower the learning rate or check the data");
+
+    const bool last = state_.step == state_.total_steps;
+    const bool epoch_end = state_.position.batch == 0;
+    for (auto& cb : callbacks_) cb->on_step_end(state_, record);
+    progress.update(record, since(start), state_.step - first_step);
+
+    nlohmann::json line = nlohmann::json::parse(record.to_json());
+    const bool due_eval = options_.eval_every() > 0 ? state_.step % options_.eval_every() == 0 : epoch_end;
+    if (evaluator_ && (due_eval || last || state_.should_stop)) {
+      progress.finish();
+      result.last_eval = evaluate();
+      line["eval"] = metrics_json(result.last_eval);
+      if (options_.progress() != ProgressMode::Silent) {
+        spdlog::info("step {}: {}", state_.step, metrics_json(result.last_eval).dump());
+      }
+    }
+    log.write(line);
+    const bool due_checkpoint =
+        options_.checkpoint_every() > 0 ? state_.step % options_.checkpoint_every() == 0 : epoch_end;
+    if (writes && (due_checkpoint || last || state_.should_stop)) checkpoint(state_.step);
+  }
+  progress.finish();
+  for (auto& cb : callbacks_) cb->on_train_end(state_);
+  result.steps = state_.step - first_step;
+  result.seconds = since(start);
+  result.best_metric = state_.best_metric;
+  result.best_step = state_.best_step;
+  result.stopped_early = state_.should_stop && state_.step < state_.total_steps;
+  return result;
+}
+
+void Trainer::save(torch::serialize::OutputArchive& archive) const {
+  torch::serialize::OutputArchive model, optimizer, strategy, rng;
+  model_->save(model);
+  optimizer_->save(optimizer);
+  strategy_->save(strategy);
+  RngState::capture().save(rng);
+  archive.write("model", model);
+  archive.write("optimizer", optimizer);
+  archive.write("strategy", strategy);
+  archive.write("rng", rng);
+  archive.write("trainer", torch::tensor({state_.step, state_.total_steps, state_.position.epoch,
+                                          state_.position.batch, state_.best_step,
+                                          strategy_->options().total_batch(), strategy_->options().micro_batch(),
+                                          strategy_->options().memory_size(), options_.hard_negatives()},
+                                         torch::kLong));
+  archive.write("best_metric", torch::tensor(state_.best_metric, torch::kDouble));
+}
+
+void Trainer::load(torch::serialize::InputArchive& archive) {
+  torch::Tensor t, best;
+  archive.read("trainer", t);
+  archive.read("best_metric", best);
+  TORCH_CHECK(t.numel() == 9, "Trainer::load: not a contaccum trainer checkpoint");
+  auto v = [&](int i) { return t[i].item<int64_t>(); };
+  TORCH_CHECK(v(1) == state_.total_steps, "Trainer::load: the checkpoint belongs to a run of ", v(1),
+              " steps, this one has ", state_.total_steps, " (epochs/max_steps/total_batch differ)");
+  TORCH_CHECK(v(5) == strategy_->options().total_batch() && v(6) == strategy_->options().micro_batch() &&
+                  v(7) == strategy_->options().memory_size() && v(8) == options_.hard_negatives(),
+              "Trainer::load: the checkpoint's total_batch/micro_batch/memory_size/hard_negatives (", v(5), "/", v(6),
+              "/", v(7), "/", v(8), ") differ from this run's (", strategy_->options().total_batch(), "/",
+              strategy_->options().micro_batch(), "/", strategy_->options().memory_size(), "/",
+              options_.hard_negatives(), ")");
+  torch::serialize::InputArchive model, optimizer, strategy, rng;
+  archive.read("model", model);
+  archive.read("optimizer", optimizer);
+  archive.read("strategy", strategy);
+  archive.read("rng", rng);
+  model_->load(model);
+  optimizer_->load(optimizer);
+  strategy_->load(strategy);
+  RngState::load(rng).restore();
+  state_.step = v(0);
+  state_.position = SamplerPosition{v(2), v(3)};
+  state_.epoch = state_.position.epoch;
+  state_.best_step = v(4);
+  state_.best_metric = best.item<double>();
+  state_.should_stop = false;
+}
+
+void Trainer::load_checkpoint(const std::string& path) {
+  TORCH_CHECK(fs::exists(path), "Trainer::load_checkpoint: no file ", path);
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path, model_->device());
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "Trainer::load_checkpoint: cannot read ", path, ": ", e.what_without_backtrace());
+  }
+  load(archive);
+}
+
+bool Trainer::resume_latest() {
+  TORCH_CHECK(!options_.output_dir().empty(), "Trainer::resume_latest: TrainerOptions::output_dir is empty");
+  CheckpointManager manager((fs::path(options_.output_dir()) / "checkpoints").string(), options_.keep_checkpoints());
+  auto latest = manager.latest();
+  if (!latest) return false;
+  load_checkpoint(*latest);
+  return true;
+}
+
+}  // namespace contaccum

@@ -1,0 +1,111 @@
+#include <contaccum/contaccum.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "train/train_fixture.h"
+
+#include <filesystem>
+#include <fstream>
+
+namespace fs = std::filesystem;
+
+namespace contaccum {
+namespace {
+
+// Writes a tiny training set as BEIR files: every query is judged; queries
+// [0, train) train, [train, n) are dev.
+void write_beir(const TrainingSet& set, int64_t train, const test::TempDir& dir) {
+  std::ofstream corpus(dir / "corpus.jsonl"), queries(dir / "queries.jsonl"), tr(dir / "train.tsv"),
+      dev(dir / "dev.tsv");
+  for (int64_t i = 0; i < set.passages().size(); ++i) {
+    corpus << nlohmann::json{{"_id", set.passages().id(i)}, {"title", ""}, {"text", set.passages().text(i)}}.dump()
+           << "\n";
+  }
+  tr << "query-id\tcorpus-id\tscore\n";
+  dev << "query-id\tcorpus-id\tscore\n";
+  for (int64_t i = 0; i < set.size(); ++i) {
+    queries << nlohmann::json{{"_id", set.queries().id(i)}, {"text", set.queries().text(i)}}.dump() << "\n";
+    (i < train ? tr : dev) << set.queries().id(i) << "\t" << set.passages().id(set.positives(i)[0]) << "\t1\n";
+  }
+}
+
+TrainConfig tiny_config(const test::TempDir& data) {
+  auto c = TrainConfig::parse("strategy: contaccum\ntotal_batch: 16\nmicro_batch: 4\nmemory_size: 32\n"
+                              "hard_negatives: 0\nencoder_options: {dim: 32, embedding_dim: 32, dropout: 0.1}\n"
+                              "tokenizer: {vocab_size: 260}\nsimilarity: cosine\ntemperature: 0.1\n"
+                              "lr: 0.01\nmax_steps: 60\nwarmup_steps: 5\neval_every: 30\nseed: 7\n");
+  c.data_corpus = data / "corpus.jsonl";
+  c.data_queries = data / "queries.jsonl";
+  c.data_train_qrels = data / "train.tsv";
+  c.data_dev_qrels = data / "dev.tsv";
+  return c;
+}
+
+// The whole `contaccum train` job on a small task: it must learn (dev MRR well
+// above the untrained model's), write every promised file, and the saved
+// model must evaluate to exactly the reported numbers.
+TEST(RunTraining, TrainsSavesAndReloads) {
+  test::TempDir data, out;
+  auto set = test::tiny_training_set(300, /*seed=*/8, /*vocab_words=*/250);
+  write_beir(*set, 240, data);
+  const auto config = tiny_config(data);
+
+  auto corpus = read_beir_corpus(config.data_corpus);
+  auto queries = read_beir_queries(config.data_queries);
+  auto dev = read_qrels(config.data_dev_qrels, queries, corpus);
+  auto untrained = build_model(config, &corpus);
+  const double before = evaluate_dense(untrained.model, untrained.text_encoder(), corpus, queries, dev).metrics.at("mrr@10");
+
+  auto run = run_training(config, out.path.string(), false, ProgressMode::Silent);
+  ASSERT_TRUE(run.dev.has_value());
+  EXPECT_EQ(run.dev->queries, 60);
+  EXPECT_GT(run.dev->at("mrr@10"), before + 0.2) << "before " << before;
+  for (const char* f : {"config.yaml", "vocab.txt", "metrics.jsonl", "eval.json", "model/weights.pt",
+                        "model/vocab.txt", "model/config.yaml", "best/weights.pt"}) {
+    EXPECT_TRUE(fs::exists(out / f)) << f;
+  }
+  EXPECT_EQ(CheckpointManager(out / "checkpoints").latest().value(), CheckpointManager(out / "checkpoints").path_of(60));
+
+  auto loaded = load_model(out / "model");
+  auto again = evaluate_dense(loaded.model, loaded.text_encoder(), corpus, queries, dev).metrics;
+  EXPECT_EQ(again.to_json(), run.dev->to_json());
+  std::ifstream eval_json(out / "eval.json");
+  auto j = nlohmann::json::parse(eval_json);
+  EXPECT_DOUBLE_EQ(j["final"]["mrr@10"].get<double>(), run.dev->at("mrr@10"));
+  EXPECT_GE(j["best_mrr@10"].get<double>(), run.dev->at("mrr@10"));
+}
+
+TEST(RunTraining, ResumeOfAFinishedRunChangesNothing) {
+  test::TempDir data, out;
+  auto set = test::tiny_training_set(64, 2);
+  write_beir(*set, 48, data);
+  auto config = tiny_config(data);
+  config.max_steps = 4;
+  config.eval_every = 0;
+  run_training(config, out.path.string(), false, ProgressMode::Silent);
+  auto first = load_model(out / "model");
+  auto run = run_training(config, out.path.string(), /*resume=*/true, ProgressMode::Silent);
+  EXPECT_EQ(run.train.steps, 0);
+  auto second = load_model(out / "model");
+  for (const auto& p : first.model->named_parameters()) {
+    EXPECT_TRUE(torch::equal(p.value(), second.model->named_parameters()[p.key()])) << p.key();
+  }
+}
+
+TEST(RunTraining, MissingDataKeysAreNamed) {
+  test::TempDir out;
+  auto config = TrainConfig::parse("");
+  EXPECT_THAT([&] { run_training(config, out.path.string()); },
+              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("config key 'data.corpus' is required")));
+}
+
+TEST(LoadModel, NamesWhatIsMissing) {
+  test::TempDir dir;
+  EXPECT_THAT([&] { load_model(dir.path.string()); },
+              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("is not a saved contaccum model")));
+}
+
+}  // namespace
+}  // namespace contaccum

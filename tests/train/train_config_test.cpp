@@ -1,0 +1,112 @@
+#include <contaccum/train/train_config.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "train/train_fixture.h"
+
+#include <fstream>
+
+using ::testing::HasSubstr;
+
+namespace contaccum {
+namespace {
+
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  }
+  return "<no error>";
+}
+
+TEST(TrainConfig, ParsesNestedKeysAndOverrides) {
+  const auto c = TrainConfig::parse(R"(
+strategy: grad_cache
+total_batch: 64
+micro_batch: 16
+data:
+  corpus: c.jsonl
+  queries: q.jsonl
+encoder: transformer
+encoder_options: {layers: 2, heads: 2, hidden_size: 64, pooling: mean}
+lr: 3e-4
+)",
+                                    {"total_batch=32", "similarity=cosine", "encoder_options.dropout=0"});
+  EXPECT_EQ(c.strategy, "grad_cache");
+  EXPECT_EQ(c.total_batch, 32);
+  EXPECT_EQ(c.micro_batch, 16);
+  EXPECT_EQ(c.data_corpus, "c.jsonl");
+  EXPECT_EQ(c.data_queries, "q.jsonl");
+  EXPECT_EQ(c.encoder, "transformer");
+  EXPECT_EQ(c.encoder_layers, 2);
+  EXPECT_EQ(c.encoder_pooling, "mean");
+  EXPECT_DOUBLE_EQ(c.encoder_dropout, 0.0);
+  EXPECT_DOUBLE_EQ(c.lr, 3e-4);
+  EXPECT_EQ(c.similarity, "cosine");
+  EXPECT_EQ(c.memory_size, 1024);  // default kept
+}
+
+TEST(TrainConfig, YamlRoundTripKeepsEveryValue) {
+  auto c = TrainConfig::parse("strategy: full_batch\ntotal_batch: 12\nmicro_batch: 5\ntemperature: 0.0123456789\n"
+                              "data: {corpus: 'a b: c.jsonl'}\nquery_bank: false\n");
+  auto again = TrainConfig::parse(c.to_yaml());
+  EXPECT_EQ(again.to_yaml(), c.to_yaml());
+  EXPECT_EQ(again.data_corpus, "a b: c.jsonl");
+  EXPECT_DOUBLE_EQ(again.temperature, 0.0123456789);
+  EXPECT_FALSE(again.query_bank);
+  const std::string yaml = c.to_yaml();
+  EXPECT_EQ(TrainConfig::keys().size(), static_cast<size_t>(std::count(yaml.begin(), yaml.end(), '\n')));
+}
+
+TEST(TrainConfig, RejectsUnknownKeysAndBadValuesNamingThem) {
+  EXPECT_THAT(error_of([] { TrainConfig::parse("totl_batch: 3\n", {}, "cfg.yaml"); }),
+              HasSubstr("cfg.yaml: unknown config key 'totl_batch'"));
+  EXPECT_THAT(error_of([] { TrainConfig::parse("data: {corpse: x}\n"); }), HasSubstr("unknown config key 'data.corpse'"));
+  EXPECT_THAT(error_of([] { TrainConfig::parse("total_batch: many\n"); }),
+              HasSubstr("config key 'total_batch' must be an integer, got 'many'"));
+  EXPECT_THAT(error_of([] { TrainConfig::parse("lr: .nan\n"); }), HasSubstr("'lr' must be a finite number"));
+  EXPECT_THAT(error_of([] { TrainConfig::parse("query_bank: maybe\n"); }),
+              HasSubstr("'query_bank' must be true or false, got 'maybe'"));
+  EXPECT_THAT(error_of([] { TrainConfig::parse("strategy: magic\n"); }),
+              HasSubstr("config key 'strategy' must be one of full_batch, grad_accum"));
+  EXPECT_THAT(error_of([] { TrainConfig::parse("total_batch: 100\nmicro_batch: 8\n"); }),
+              HasSubstr("'micro_batch' (8) must divide total_batch (100)"));
+  EXPECT_THAT(error_of([] { TrainConfig::parse("temperature: 0\n"); }), HasSubstr("'temperature' must be > 0, got 0"));
+  EXPECT_THAT(error_of([] { TrainConfig::parse("total_batch: [1, 2]\n"); }),
+              HasSubstr("'total_batch' must be a single value"));
+  EXPECT_THAT(error_of([] { TrainConfig::parse("a: [\n", {}, "broken.yaml"); }),
+              HasSubstr("broken.yaml: not valid YAML"));
+  EXPECT_THAT(error_of([] { TrainConfig::parse("", {"lr"}); }), HasSubstr("--set 'lr' must be key=value"));
+  EXPECT_THAT(error_of([] { TrainConfig::parse("", {"epoch=3"}); }), HasSubstr("--set: unknown config key 'epoch'"));
+}
+
+TEST(TrainConfig, LoadNamesTheFile) {
+  test::TempDir dir;
+  std::ofstream(dir / "c.yaml") << "memory_size: -4\n";
+  EXPECT_THAT(error_of([&] { TrainConfig::load(dir / "c.yaml"); }),
+              HasSubstr("c.yaml: config key 'memory_size' must be >= 0, got -4"));
+  EXPECT_THAT(error_of([&] { TrainConfig::load(dir / "missing.yaml"); }), HasSubstr("cannot open config file"));
+}
+
+}  // namespace
+}  // namespace contaccum
+
+namespace contaccum {
+namespace {
+
+// Every shipped config must load (a typo in a key would otherwise only show
+// when a user runs it).
+TEST(TrainConfig, ShippedExampleConfigsLoad) {
+  int found = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(CONTACCUM_TEST_DIR "/../examples")) {
+    if (e.path().extension() != ".yaml") continue;
+    ++found;
+    EXPECT_NO_THROW(TrainConfig::load(e.path().string())) << e.path();
+  }
+  EXPECT_GE(found, 5);
+}
+
+}  // namespace
+}  // namespace contaccum

@@ -1,0 +1,205 @@
+#include <contaccum/contaccum.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "train/train_fixture.h"
+
+#include <cmath>
+#include <fstream>
+
+namespace contaccum {
+namespace {
+
+constexpr int64_t kVocab = 101;
+
+DualEncoder tiny_model(uint64_t seed) {
+  torch::manual_seed(seed);
+  auto tower = [] {
+    return BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(kVocab, 16).embedding_dim(12).dropout(0.2)).ptr();
+  };
+  return DualEncoder(tower(), tower());
+}
+
+TrainerOptions tiny_options(const std::string& dir) {
+  return TrainerOptions()
+      .optimizer(AdamWSetup().lr(1e-2))
+      .warmup_steps(2)
+      .max_steps(8)
+      .seed(5)
+      .hard_negatives(2)
+      .output_dir(dir)
+      .checkpoint_every(4)
+      .progress(ProgressMode::Silent);
+}
+
+std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+struct StopAt : TrainerCallback {
+  int64_t at;
+  explicit StopAt(int64_t s) : at(s) {}
+  void on_step_end(TrainerState& state, const StepRecord&) override {
+    if (state.step == at) state.should_stop = true;
+  }
+};
+
+// The resume test: 2N steps straight == N steps, a new process-like
+// start (fresh model, optimizer, strategy, loader) from the checkpoint, N more.
+TEST(Trainer, ResumeIsBitIdenticalToAStraightRun) {
+  auto set = test::tiny_training_set(48);
+  const auto strategy = StrategyOptions::contaccum(16, 4, 24);
+  Collator collator(test::hashing_tokenizer(kVocab), CollatorOptions().query_max_length(6).passage_max_length(14));
+
+  test::TempDir straight_dir, resumed_dir;
+  auto straight_model = tiny_model(1);
+  Trainer straight(straight_model, strategy, set, collator, tiny_options(straight_dir.path.string()));
+  straight.train();
+
+  {
+    auto first_model = tiny_model(1);
+    Trainer first(first_model, strategy, set, collator, tiny_options(resumed_dir.path.string()));
+    first.add_callback(std::make_shared<StopAt>(3));  // stops (and checkpoints) at step 3, mid-epoch
+    auto r = first.train();
+    EXPECT_TRUE(r.stopped_early);
+    EXPECT_EQ(first.state().step, 3);
+  }
+  // Different initial weights and generator state: everything must come from
+  // the checkpoint.
+  auto resumed_model = tiny_model(99);
+  torch::manual_seed(12345);
+  Trainer resumed(resumed_model, strategy, set, collator, tiny_options(resumed_dir.path.string()));
+  ASSERT_TRUE(resumed.resume_latest());
+  EXPECT_EQ(resumed.state().step, 3);
+  resumed.train();
+  EXPECT_EQ(resumed.state().step, 8);
+
+  const auto a = straight_model->named_parameters(), b = resumed_model->named_parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& item : a) {
+    EXPECT_TRUE(torch::equal(item.value(), b[item.key()])) << item.key();
+  }
+  EXPECT_TRUE(torch::equal(straight.strategy().query_bank().ordered(), resumed.strategy().query_bank().ordered()));
+  EXPECT_TRUE(torch::equal(straight.strategy().passage_bank().ordered(), resumed.strategy().passage_bank().ordered()));
+  EXPECT_TRUE(straight.strategy().passage_bank().full());
+
+  // metrics.jsonl of the resumed run: steps 1..8 once each, same losses.
+  const auto la = read_jsonl(straight_dir / "metrics.jsonl"), lb = read_jsonl(resumed_dir / "metrics.jsonl");
+  ASSERT_EQ(la.size(), 8u);
+  ASSERT_EQ(lb.size(), 8u);
+  for (size_t i = 0; i < 8; ++i) {
+    EXPECT_EQ(lb[i]["step"].get<int64_t>(), static_cast<int64_t>(i) + 1);
+    EXPECT_EQ(la[i]["loss"].get<double>(), lb[i]["loss"].get<double>()) << "step " << i + 1;
+  }
+}
+
+TEST(Trainer, MetricsLinesCarryEveryField) {
+  auto set = test::tiny_training_set(40);
+  Collator collator(test::hashing_tokenizer(kVocab));
+  test::TempDir dir;
+  auto model = tiny_model(2);
+  // 40 examples / 16 = 2 steps per epoch (the last partial batch dropped).
+  Trainer trainer(model, StrategyOptions::contaccum(16, 4, 32), set, collator,
+                  tiny_options(dir.path.string()).max_steps(0).epochs(2).max_grad_norm(0.5));
+  EXPECT_EQ(trainer.steps_per_epoch(), 2);
+  trainer.train();
+  const auto lines = read_jsonl(dir / "metrics.jsonl");
+  ASSERT_EQ(lines.size(), 4u);
+  LinearSchedule schedule(LinearScheduleOptions(1e-2, 4).warmup_steps(2));
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const auto& j = lines[i];
+    EXPECT_EQ(j["step"].get<int64_t>(), static_cast<int64_t>(i) + 1);
+    EXPECT_EQ(j["epoch"].get<int64_t>(), static_cast<int64_t>(i) / 2);
+    EXPECT_DOUBLE_EQ(j["lr"].get<double>(), schedule.lr(static_cast<int64_t>(i)));
+    EXPECT_TRUE(std::isfinite(j["loss"].get<double>()));
+    // Banks of 32 examples filling 16 per step; 3 in-batch micro-batch
+    // columns (4 x 3 passages - 1) plus the bank's (m x 3) as negatives.
+    EXPECT_DOUBLE_EQ(j["passage_bank_fill"].get<double>(), std::min(1.0, 0.5 * static_cast<double>(i + 1)));
+    const double q = j["query_grad_norm"].get<double>(), p = j["passage_grad_norm"].get<double>();
+    EXPECT_NEAR(j["grad_norm_ratio"].get<double>(), q / p, 1e-12);
+    EXPECT_NEAR(j["grad_norm"].get<double>(), std::sqrt(q * q + p * p), 1e-9 * (1 + q + p));
+    EXPECT_GT(j["negatives_per_query"].get<double>(), 11.0);
+    for (const char* s : {"data", "encode", "loss", "optimizer", "total"}) {
+      EXPECT_GE(j["seconds"][s].get<double>(), 0.0) << s;
+    }
+    EXPECT_GE(j["seconds"]["total"].get<double>(),
+              j["seconds"]["encode"].get<double>() + j["seconds"]["loss"].get<double>());
+  }
+  // Checkpoints at each epoch end, the newest 2 kept.
+  CheckpointManager manager(dir / "checkpoints", 2);
+  ASSERT_EQ(manager.list().size(), 2u);
+  EXPECT_EQ(manager.list().back(), manager.path_of(4));
+}
+
+TEST(Trainer, ClipsTheGlobalGradientNorm) {
+  auto set = test::tiny_training_set(16);
+  Collator collator(test::hashing_tokenizer(kVocab));
+  auto model = tiny_model(4);
+  // max_grad_norm tiny: the applied gradient has norm max_grad_norm.
+  Trainer trainer(model, StrategyOptions::grad_accum(16, 4), set, collator,
+                  TrainerOptions().max_steps(1).max_grad_norm(1e-3).progress(ProgressMode::Silent).hard_negatives(0));
+  trainer.train();
+  double sq = 0;
+  for (const auto& p : model->parameters()) sq += p.grad().pow(2).sum().item<double>();
+  EXPECT_NEAR(std::sqrt(sq), 1e-3, 1e-6);
+}
+
+TEST(Trainer, EvaluatesTracksBestAndStopsEarly) {
+  auto set = test::tiny_training_set(64);
+  Collator collator(test::hashing_tokenizer(kVocab));
+  auto model = tiny_model(3);
+  Trainer trainer(model, StrategyOptions::grad_accum(16, 8), set, collator,
+                  TrainerOptions().max_steps(20).eval_every(2).progress(ProgressMode::Silent));
+  // A scripted metric: rises for two evaluations, then falls.
+  const std::vector<double> script = {0.1, 0.3, 0.2, 0.25, 0.1, 0.05, 0.0, 0.0, 0.0, 0.0};
+  int calls = 0;
+  trainer.set_evaluator([&](DualEncoder&) {
+    RetrievalMetrics m;
+    m.queries = 1;
+    m.values = {{"mrr@10", script.at(static_cast<size_t>(calls++))}};
+    return m;
+  });
+  std::vector<int64_t> best_steps;
+  trainer.on_new_best([&](DualEncoder&, int64_t step) { best_steps.push_back(step); });
+  trainer.add_callback(std::make_shared<EarlyStopping>("mrr@10", 3));
+  auto result = trainer.train();
+  // Evaluations at steps 2, 4, 6, 8, 10: no improvement after step 4 three
+  // times -> stop at step 10.
+  EXPECT_EQ(calls, 5);
+  EXPECT_EQ(trainer.state().step, 10);
+  EXPECT_TRUE(result.stopped_early);
+  EXPECT_EQ(result.best_step, 4);
+  EXPECT_DOUBLE_EQ(result.best_metric, 0.3);
+  EXPECT_EQ(best_steps, (std::vector<int64_t>{2, 4}));
+}
+
+TEST(Trainer, RejectsBadOptionsAndMismatchedCheckpoints) {
+  using ::testing::HasSubstr;
+  auto set = test::tiny_training_set(16);
+  Collator collator(test::hashing_tokenizer(kVocab));
+  auto model = tiny_model(1);
+  EXPECT_THAT([&] { Trainer(model, StrategyOptions::grad_accum(32, 8), set, collator); },
+              ::testing::ThrowsMessage<c10::Error>(HasSubstr("fewer than one batch of total_batch = 32")));
+  EXPECT_THAT([&] { Trainer(model, StrategyOptions::grad_accum(8, 8), set, collator, TrainerOptions().log_every(0)); },
+              ::testing::ThrowsMessage<c10::Error>(HasSubstr("log_every must be >= 1, got 0")));
+  test::TempDir dir;
+  Trainer a(model, StrategyOptions::grad_accum(8, 4), set, collator,
+            TrainerOptions().max_steps(1).output_dir(dir.path.string()).progress(ProgressMode::Silent));
+  a.train();
+  Trainer b(model, StrategyOptions::grad_accum(8, 4), set, collator,
+            TrainerOptions().max_steps(3).output_dir(dir.path.string()));
+  EXPECT_THAT([&] { b.resume_latest(); },
+              ::testing::ThrowsMessage<c10::Error>(HasSubstr("belongs to a run of 1 steps, this one has 3")));
+  Trainer c(model, StrategyOptions::grad_accum(8, 4), set, collator, TrainerOptions().max_steps(1));
+  EXPECT_THAT([&] { c.load_checkpoint(dir / "nothing.pt"); },
+              ::testing::ThrowsMessage<c10::Error>(HasSubstr("no file")));
+}
+
+}  // namespace
+}  // namespace contaccum
