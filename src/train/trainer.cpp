@@ -191,8 +191,6 @@ Trainer::Trainer(DualEncoder model, StrategyOptions strategy, std::shared_ptr<co
   sampler_ = std::make_unique<TrainingSampler>(train_set_, SamplerOptions(strategy.total_batch())
                                                                .hard_negatives(options_.hard_negatives())
                                                                .seed(options_.seed()));
-  TORCH_CHECK(sampler_->batches_per_epoch() > 0, "Trainer: the training set has ", train_set_->size(),
-              " examples, fewer than one batch of total_batch = ", strategy.total_batch());
   state_.total_steps =
       options_.max_steps() > 0 ? options_.max_steps() : options_.epochs() * sampler_->batches_per_epoch();
 }

@@ -33,8 +33,8 @@ void write_beir(const TrainingSet& set, int64_t train, const test::TempDir& dir)
 
 TrainConfig tiny_config(const test::TempDir& data) {
   auto c = TrainConfig::parse("strategy: contaccum\ntotal_batch: 16\nmicro_batch: 4\nmemory_size: 32\n"
-                              "hard_negatives: 0\nencoder_options: {dim: 32, embedding_dim: 32, dropout: 0.1}\n"
-                              "tokenizer: {vocab_size: 260}\nsimilarity: cosine\ntemperature: 0.1\n"
+                              "hard_negatives: 0\nencoder_options: {shared: true, dim: 32, embedding_dim: 32, dropout: 0.1}\n"
+                              "tokenizer: {vocab_size: 600}\nsimilarity: cosine\ntemperature: 0.1\n"
                               "lr: 0.01\nmax_steps: 60\nwarmup_steps: 5\neval_every: 30\nseed: 7\n");
   c.data_corpus = data / "corpus.jsonl";
   c.data_queries = data / "queries.jsonl";

@@ -56,8 +56,8 @@ TEST(TrainConfig, YamlRoundTripKeepsEveryValue) {
   EXPECT_EQ(again.data_corpus, "a b: c.jsonl");
   EXPECT_DOUBLE_EQ(again.temperature, 0.0123456789);
   EXPECT_FALSE(again.query_bank);
-  const std::string yaml = c.to_yaml();
-  EXPECT_EQ(TrainConfig::keys().size(), static_cast<size_t>(std::count(yaml.begin(), yaml.end(), '\n')));
+  const std::string yaml = "\n" + c.to_yaml();
+  for (const auto& key : TrainConfig::keys()) EXPECT_NE(yaml.find("\n" + key + ": "), std::string::npos) << key;
 }
 
 TEST(TrainConfig, RejectsUnknownKeysAndBadValuesNamingThem) {

@@ -106,7 +106,7 @@ TEST(Trainer, MetricsLinesCarryEveryField) {
   auto model = tiny_model(2);
   // 40 examples / 16 = 2 steps per epoch (the last partial batch dropped).
   Trainer trainer(model, StrategyOptions::contaccum(16, 4, 32), set, collator,
-                  tiny_options(dir.path.string()).max_steps(0).epochs(2).max_grad_norm(0.5));
+                  tiny_options(dir.path.string()).max_steps(0).epochs(2).max_grad_norm(0.5).checkpoint_every(0));
   EXPECT_EQ(trainer.steps_per_epoch(), 2);
   trainer.train();
   const auto lines = read_jsonl(dir / "metrics.jsonl");
@@ -123,7 +123,8 @@ TEST(Trainer, MetricsLinesCarryEveryField) {
     EXPECT_DOUBLE_EQ(j["passage_bank_fill"].get<double>(), std::min(1.0, 0.5 * static_cast<double>(i + 1)));
     const double q = j["query_grad_norm"].get<double>(), p = j["passage_grad_norm"].get<double>();
     EXPECT_NEAR(j["grad_norm_ratio"].get<double>(), q / p, 1e-12);
-    EXPECT_NEAR(j["grad_norm"].get<double>(), std::sqrt(q * q + p * p), 1e-9 * (1 + q + p));
+    // float32 parameters: the clipping's norm is summed in float32.
+    EXPECT_NEAR(j["grad_norm"].get<double>(), std::sqrt(q * q + p * p), 1e-5 * (q + p));
     EXPECT_GT(j["negatives_per_query"].get<double>(), 11.0);
     for (const char* s : {"data", "encode", "loss", "optimizer", "total"}) {
       EXPECT_GE(j["seconds"][s].get<double>(), 0.0) << s;
@@ -185,7 +186,7 @@ TEST(Trainer, RejectsBadOptionsAndMismatchedCheckpoints) {
   Collator collator(test::hashing_tokenizer(kVocab));
   auto model = tiny_model(1);
   EXPECT_THAT([&] { Trainer(model, StrategyOptions::grad_accum(32, 8), set, collator); },
-              ::testing::ThrowsMessage<c10::Error>(HasSubstr("fewer than one batch of total_batch = 32")));
+              ::testing::ThrowsMessage<c10::Error>(HasSubstr("16 examples make no batch of total_batch = 32")));
   EXPECT_THAT([&] { Trainer(model, StrategyOptions::grad_accum(8, 8), set, collator, TrainerOptions().log_every(0)); },
               ::testing::ThrowsMessage<c10::Error>(HasSubstr("log_every must be >= 1, got 0")));
   test::TempDir dir;
