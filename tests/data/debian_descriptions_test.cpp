@@ -23,36 +23,8 @@ using ::testing::HasSubstr;
 
 const std::string kSharedData = CONTACCUM_TEST_DIR "/../../shared/data/debpkg";
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-class Debian : public ::testing::Test {
+class Debian : public test::TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("contaccum-debian-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string write(const std::string& name, const std::string& content) {
-    const auto path = (dir_ / name).string();
-    std::ofstream(path, std::ios::binary) << content;
-    return path;
-  }
-  template <typename Fn>
-  static std::string error_of(Fn&& fn) {
-    try {
-      fn();
-    } catch (const c10::Error& e) {
-      return e.what_without_backtrace();
-    }
-    return "no error";
-  }
   // Entries of `dir_` other than `keep`: leftovers of a build.
   std::vector<std::string> others(const std::set<std::string>& keep) const {
     std::vector<std::string> out;
@@ -61,8 +33,10 @@ class Debian : public ::testing::Test {
     }
     return out;
   }
-  fs::path dir_;
 };
+using test::error_of;
+using test::slurp;
+
 
 // Translation-en stanzas exercising build.py's normalisation: paragraph breaks (" ." and a
 // line of blanks), runs of spaces and tabs, Unicode whitespace (U+00A0 and

@@ -12,31 +12,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class Readers : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("contaccum-readers-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string write(const std::string& name, const std::string& content) {
-    const auto path = (dir_ / name).string();
-    std::ofstream(path, std::ios::binary) << content;
-    return path;
-  }
-  // The message of the c10::Error `fn` throws.
-  template <typename Fn>
-  static std::string error_of(Fn&& fn) {
-    try {
-      fn();
-    } catch (const c10::Error& e) {
-      return e.what_without_backtrace();
-    }
-    return "no error";
-  }
-  fs::path dir_;
+class Readers : public test::TempDirTest {
 };
+using test::error_of;
+using test::slurp;
+
 
 const char* kCorpus =
     "{\"_id\": \"d1\", \"title\": \"T1\", \"text\": \"first \\\"quoted\\\" text\"}\n"

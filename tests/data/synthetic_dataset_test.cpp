@@ -18,32 +18,11 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-class Synthetic : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("contaccum-synthetic-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  static std::string slurp(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  template <typename Fn>
-  static std::string error_of(Fn&& fn) {
-    try {
-      fn();
-    } catch (const c10::Error& e) {
-      return e.what_without_backtrace();
-    }
-    return "no error";
-  }
-  fs::path dir_;
+class Synthetic : public test::TempDirTest {
 };
+using test::error_of;
+using test::slurp;
+
 
 std::vector<std::string> split_words(std::string_view text) {
   std::istringstream in{std::string(text)};

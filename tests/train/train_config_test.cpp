@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "test_util.h"
 #include "train/train_fixture.h"
 
 #include <fstream>
@@ -11,15 +12,7 @@ using ::testing::HasSubstr;
 namespace contaccum {
 namespace {
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  }
-  return "<no error>";
-}
+using test::error_of;
 
 TEST(TrainConfig, ParsesNestedKeysAndOverrides) {
   const auto c = TrainConfig::parse(R"(

@@ -4,6 +4,7 @@
 #include <contaccum/contaccum.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <functional>
