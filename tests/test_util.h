@@ -56,7 +56,6 @@ class TempDirTest : public ::testing::Test {
   std::filesystem::path dir_;
 };
 
-
 /// A random batch of `n` examples with `h` hard negatives; variable-length
 /// rows (padding id 0 with mask 0).
 inline TrainingBatch random_batch(int64_t n, int64_t h, int64_t vocab = 97, int64_t q_len = 6, int64_t p_len = 11) {

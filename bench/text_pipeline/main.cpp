@@ -36,9 +36,7 @@ double median_seconds(int repeats, Fn&& fn) {
   return times[times.size() / 2];
 }
 
-double megabytes(const std::string& path) {
-  return static_cast<double>(std::filesystem::file_size(path)) / 1e6;
-}
+double megabytes(const std::string& path) { return static_cast<double>(std::filesystem::file_size(path)) / 1e6; }
 
 std::string with_commas(double value) {
   std::string digits = std::to_string(static_cast<long long>(value + 0.5));
@@ -69,8 +67,7 @@ int main(int argc, char** argv) {
     } else if (arg == "--vocab-size" && i + 1 < argc) {
       vocab_size = std::max(16, std::atoi(argv[++i]));
     } else if (!arg.empty() && arg[0] == '-') {
-      std::fprintf(stderr,
-                   "usage: %s [DATA_DIR] [--repeats N] [--vocab-repeats N] [--vocab-size N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [DATA_DIR] [--repeats N] [--vocab-repeats N] [--vocab-size N]\n", argv[0]);
       return 2;
     } else {
       dir = arg;
@@ -83,9 +80,10 @@ int main(int argc, char** argv) {
   }
   // The debpkg files repeat one package; skip such records rather than stop.
   const auto lenient = ReaderOptions().on_bad_record(OnBadRecord::Skip);
-  std::printf("Data: `%s`. Median of %d runs (vocabulary: %d); %d intra-op threads "
-              "(`encode_batch` uses them; everything else runs on one thread). MB = 10^6 bytes.\n\n",
-              dir.c_str(), repeats, vocab_repeats, at::get_num_threads());
+  std::printf(
+      "Data: `%s`. Median of %d runs (vocabulary: %d); %d intra-op threads "
+      "(`encode_batch` uses them; everything else runs on one thread). MB = 10^6 bytes.\n\n",
+      dir.c_str(), repeats, vocab_repeats, at::get_num_threads());
   std::printf("| step | input | items | seconds | MB/s | throughput |\n");
   std::printf("|---|---:|---:|---:|---:|---:|\n");
 
@@ -147,9 +145,10 @@ int main(int argc, char** argv) {
   });
   row("tokenize corpus, `encode_batch` (128 per batch, max 256)", text_mb, static_cast<double>(texts.size()),
       "passages", t_batch);
-  std::printf("\nSkipped (duplicate ids): %lld in corpus.jsonl, %lld in queries.jsonl. "
-              "Vocabulary: %lld tokens. Corpus text: %s tokens without truncation.\n",
-              static_cast<long long>(corpus_skipped), static_cast<long long>(queries_skipped),
-              static_cast<long long>(vocab.size()), with_commas(static_cast<double>(tokens)).c_str());
+  std::printf(
+      "\nSkipped (duplicate ids): %lld in corpus.jsonl, %lld in queries.jsonl. "
+      "Vocabulary: %lld tokens. Corpus text: %s tokens without truncation.\n",
+      static_cast<long long>(corpus_skipped), static_cast<long long>(queries_skipped),
+      static_cast<long long>(vocab.size()), with_commas(static_cast<double>(tokens)).c_str());
   return 0;
 }

@@ -97,8 +97,7 @@ std::string CheckpointManager::path_of(int64_t step) const {
   return (fs::path(directory_) / name).string();
 }
 
-std::string CheckpointManager::save(int64_t step,
-                                    const std::function<void(torch::serialize::OutputArchive&)>& write) {
+std::string CheckpointManager::save(int64_t step, const std::function<void(torch::serialize::OutputArchive&)>& write) {
   TORCH_CHECK(step >= 0, "CheckpointManager::save: step must be >= 0, got ", step);
   torch::serialize::OutputArchive archive;
   write(archive);

@@ -16,10 +16,8 @@ std::unique_ptr<torch::optim::AdamW> make_adamw(const torch::nn::Module& module,
     (p.dim() >= 2 ? decay : no_decay).push_back(p);
   }
   auto options = [&](double wd) {
-    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(setup.lr())
-                                                            .betas({setup.beta1(), setup.beta2()})
-                                                            .eps(setup.eps())
-                                                            .weight_decay(wd));
+    return std::make_unique<torch::optim::AdamWOptions>(
+        torch::optim::AdamWOptions(setup.lr()).betas({setup.beta1(), setup.beta2()}).eps(setup.eps()).weight_decay(wd));
   };
   std::vector<torch::optim::OptimizerParamGroup> groups;
   if (!decay.empty()) groups.emplace_back(decay, options(setup.weight_decay()));

@@ -7,9 +7,9 @@
 #include "contaccum/text/vocab_builder.h"
 #include "contaccum/train/checkpoint.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <filesystem>
@@ -96,9 +96,8 @@ nlohmann::json to_json(const RetrievalMetrics& m) { return nlohmann::json::parse
 
 TextEncoderFn TrainedModel::text_encoder() const {
   auto tok = tokenizer;
-  return [tok](const std::vector<std::string>& texts, int64_t max_length) {
-    return tok->encode_batch(texts, max_length);
-  };
+  return
+      [tok](const std::vector<std::string>& texts, int64_t max_length) { return tok->encode_batch(texts, max_length); };
 }
 
 TrainedModel build_model(const TrainConfig& config, const TextTable* corpus) {
@@ -163,8 +162,7 @@ TrainedModel load_model(const std::string& directory) {
   return out;
 }
 
-TrainingRun run_training(const TrainConfig& config, const std::string& output_dir, bool resume,
-                         ProgressMode progress) {
+TrainingRun run_training(const TrainConfig& config, const std::string& output_dir, bool resume, ProgressMode progress) {
   config.validate();
   require(config.data_corpus, "data.corpus");
   require(config.data_queries, "data.queries");
@@ -175,8 +173,8 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
   const auto setup_start = std::chrono::steady_clock::now();
   TrainingRun run;
 
-  const auto reader = ReaderOptions().on_bad_record(config.data_skip_bad_records ? OnBadRecord::Skip
-                                                                                 : OnBadRecord::Error);
+  const auto reader =
+      ReaderOptions().on_bad_record(config.data_skip_bad_records ? OnBadRecord::Skip : OnBadRecord::Error);
   auto log_report = [&](const std::string& path, const ReadReport& r) {
     spdlog::info("read {}: {} records", path, r.records);
     if (r.skipped > 0) {
@@ -239,9 +237,9 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
   write_file_atomically((fs::path(output_dir) / "config.yaml").string(), config.to_yaml());
   run.setup_seconds = since(setup_start);
 
-  Collator collator(trained.text_encoder(), CollatorOptions()
-                                                .query_max_length(config.query_max_length)
-                                                .passage_max_length(config.passage_max_length));
+  Collator collator(
+      trained.text_encoder(),
+      CollatorOptions().query_max_length(config.query_max_length).passage_max_length(config.passage_max_length));
   TrainerOptions options;
   options.optimizer(AdamWSetup().lr(config.lr).weight_decay(config.weight_decay))
       .warmup_steps(config.warmup_steps)
@@ -258,10 +256,11 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
       .keep_checkpoints(config.keep_checkpoints)
       .progress(progress);
   Trainer trainer(trained.model, strategy_options(config), train_set, collator, options);
-  spdlog::info("{} training examples, {} steps per epoch, {} steps; strategy {} (total_batch {}, micro_batch {}, "
-               "memory_size {})",
-               train_set->size(), trainer.steps_per_epoch(), trainer.state().total_steps, config.strategy,
-               config.total_batch, config.micro_batch, config.memory_size);
+  spdlog::info(
+      "{} training examples, {} steps per epoch, {} steps; strategy {} (total_batch {}, micro_batch {}, "
+      "memory_size {})",
+      train_set->size(), trainer.steps_per_epoch(), trainer.state().total_steps, config.strategy, config.total_batch,
+      config.micro_batch, config.memory_size);
 
   DenseEvalOptions eval_options;
   eval_options.batch_size(config.eval_batch_size)
@@ -269,9 +268,8 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
       .passage_max_length(config.passage_max_length);
   const auto tokenize = trained.text_encoder();
   if (!dev.empty()) {
-    trainer.set_evaluator([&](DualEncoder& m) {
-      return evaluate_dense(m, tokenize, *corpus, *queries, dev, eval_options).metrics;
-    });
+    trainer.set_evaluator(
+        [&](DualEncoder& m) { return evaluate_dense(m, tokenize, *corpus, *queries, dev, eval_options).metrics; });
     trainer.on_new_best([&](DualEncoder& m, int64_t step) {
       TrainedModel best = trained;
       best.model = m;
@@ -289,10 +287,9 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
   run.train = trainer.train();
   save_model(trained, (fs::path(output_dir) / "model").string());
   if (!dev.empty()) {
-    run.dev = run.train.last_eval.queries > 0 ? run.train.last_eval
-                                              : evaluate_dense(trained.model, tokenize, *corpus, *queries, dev,
-                                                               eval_options)
-                                                    .metrics;
+    run.dev = run.train.last_eval.queries > 0
+                  ? run.train.last_eval
+                  : evaluate_dense(trained.model, tokenize, *corpus, *queries, dev, eval_options).metrics;
     nlohmann::json j = {{"final", to_json(*run.dev)},
                         {"best_step", run.train.best_step},
                         {"best_" + config.eval_metric, run.train.best_metric},

@@ -10,8 +10,7 @@ namespace contaccum {
 LinearSchedule::LinearSchedule(LinearScheduleOptions options) : options_(options) {
   TORCH_CHECK(options.peak_lr() > 0 && std::isfinite(options.peak_lr()),
               "LinearScheduleOptions::peak_lr must be > 0, got ", options.peak_lr());
-  TORCH_CHECK(options.total_steps() > 0, "LinearScheduleOptions::total_steps must be > 0, got ",
-              options.total_steps());
+  TORCH_CHECK(options.total_steps() > 0, "LinearScheduleOptions::total_steps must be > 0, got ", options.total_steps());
   TORCH_CHECK(options.warmup_steps() >= 0, "LinearScheduleOptions::warmup_steps must be >= 0, got ",
               options.warmup_steps());
 }

@@ -12,8 +12,8 @@
 namespace contaccum {
 namespace {
 
-using Field = std::variant<std::string TrainConfig::*, int64_t TrainConfig::*, double TrainConfig::*,
-                           bool TrainConfig::*>;
+using Field =
+    std::variant<std::string TrainConfig::*, int64_t TrainConfig::*, double TrainConfig::*, bool TrainConfig::*>;
 
 struct Key {
   const char* name;
@@ -117,7 +117,7 @@ void assign(TrainConfig& config, const std::string& key, const std::string& valu
           } catch (const YAML::Exception&) {
           }
           if constexpr (std::is_same_v<T, double>) ok = ok && std::isfinite(parsed);
-          const char* type = std::is_same_v<T, bool> ? "true or false"
+          const char* type = std::is_same_v<T, bool>     ? "true or false"
                              : std::is_same_v<T, double> ? "a finite number"
                                                          : "an integer";
           TORCH_CHECK(ok, source, ": config key '", key, "' must be ", type, ", got '", value, "'");
@@ -214,9 +214,7 @@ void TrainConfig::validate() const {
   check_choice("similarity", similarity, {"dot", "cosine"});
   check_choice("encoder", encoder, {"bag_of_embeddings", "transformer"});
   check_choice("encoder_options.pooling", encoder_pooling, {"cls", "mean"});
-  auto positive = [](const char* key, int64_t v) {
-    TORCH_CHECK(v > 0, "config key '", key, "' must be > 0, got ", v);
-  };
+  auto positive = [](const char* key, int64_t v) { TORCH_CHECK(v > 0, "config key '", key, "' must be > 0, got ", v); };
   auto non_negative = [](const char* key, int64_t v) {
     TORCH_CHECK(v >= 0, "config key '", key, "' must be >= 0, got ", v);
   };
@@ -231,8 +229,8 @@ void TrainConfig::validate() const {
   TORCH_CHECK(temperature > 0, "config key 'temperature' must be > 0, got ", temperature);
   positive("encoder_options.dim", encoder_dim);
   positive("encoder_options.embedding_dim", encoder_embedding_dim);
-  TORCH_CHECK(encoder_dropout >= 0 && encoder_dropout < 1, "config key 'encoder_options.dropout' must be in [0, 1), got ",
-              encoder_dropout);
+  TORCH_CHECK(encoder_dropout >= 0 && encoder_dropout < 1,
+              "config key 'encoder_options.dropout' must be in [0, 1), got ", encoder_dropout);
   positive("encoder_options.hidden_size", encoder_hidden_size);
   positive("encoder_options.layers", encoder_layers);
   positive("encoder_options.heads", encoder_heads);

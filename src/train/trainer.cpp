@@ -5,10 +5,10 @@
 #include "contaccum/train/checkpoint.h"
 #include "contaccum/train/schedule.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/serialize.h>
+#include <nlohmann/json.hpp>
 
 #include <unistd.h>
 
@@ -141,11 +141,12 @@ std::string StepRecord::to_json() const {
       {"query_bank_fill", stats.query_bank_fill},
       {"passage_bank_fill", stats.passage_bank_fill},
       {"examples_per_second", number(examples_per_second)},
-      {"seconds", {{"data", data_seconds},
-                   {"encode", stats.encode_seconds},
-                   {"loss", stats.loss_seconds},
-                   {"optimizer", optimizer_seconds},
-                   {"total", step_seconds}}},
+      {"seconds",
+       {{"data", data_seconds},
+        {"encode", stats.encode_seconds},
+        {"loss", stats.loss_seconds},
+        {"optimizer", optimizer_seconds},
+        {"total", step_seconds}}},
   };
   return j.dump();
 }
@@ -175,8 +176,7 @@ Trainer::Trainer(DualEncoder model, StrategyOptions strategy, std::shared_ptr<co
   TORCH_CHECK(options_.epochs() >= 1 || options_.max_steps() > 0, "TrainerOptions::epochs must be >= 1, got ",
               options_.epochs());
   TORCH_CHECK(options_.max_steps() >= 0, "TrainerOptions::max_steps must be >= 0, got ", options_.max_steps());
-  TORCH_CHECK(options_.warmup_steps() >= 0, "TrainerOptions::warmup_steps must be >= 0, got ",
-              options_.warmup_steps());
+  TORCH_CHECK(options_.warmup_steps() >= 0, "TrainerOptions::warmup_steps must be >= 0, got ", options_.warmup_steps());
   TORCH_CHECK(options_.hard_negatives() >= 0, "TrainerOptions::hard_negatives must be >= 0, got ",
               options_.hard_negatives());
   TORCH_CHECK(options_.log_every() >= 1, "TrainerOptions::log_every must be >= 1, got ", options_.log_every());
@@ -188,9 +188,9 @@ Trainer::Trainer(DualEncoder model, StrategyOptions strategy, std::shared_ptr<co
   TORCH_CHECK(options_.prefetch() >= 1, "TrainerOptions::prefetch must be >= 1, got ", options_.prefetch());
   strategy_ = std::make_unique<Strategy>(model_, strategy);
   optimizer_ = make_adamw(*model_, options_.optimizer());
-  sampler_ = std::make_unique<TrainingSampler>(train_set_, SamplerOptions(strategy.total_batch())
-                                                               .hard_negatives(options_.hard_negatives())
-                                                               .seed(options_.seed()));
+  sampler_ = std::make_unique<TrainingSampler>(
+      train_set_,
+      SamplerOptions(strategy.total_batch()).hard_negatives(options_.hard_negatives()).seed(options_.seed()));
   state_.total_steps =
       options_.max_steps() > 0 ? options_.max_steps() : options_.epochs() * sampler_->batches_per_epoch();
 }
@@ -223,14 +223,13 @@ TrainResult Trainer::train() {
   const int64_t first_step = state_.step;
   const bool writes = !options_.output_dir().empty();
   MetricsLog log(writes ? (fs::path(options_.output_dir()) / "metrics.jsonl").string() : "", first_step);
-  LinearSchedule schedule(LinearScheduleOptions(options_.optimizer().lr(), state_.total_steps)
-                              .warmup_steps(options_.warmup_steps()));
+  LinearSchedule schedule(
+      LinearScheduleOptions(options_.optimizer().lr(), state_.total_steps).warmup_steps(options_.warmup_steps()));
   for (auto& cb : callbacks_) cb->on_train_begin(state_);
 
   TrainResult result;
   sampler_->seek(state_.position);
-  BatchLoader loader(*sampler_, collator_, static_cast<size_t>(options_.prefetch()),
-                     state_.total_steps - state_.step);
+  BatchLoader loader(*sampler_, collator_, static_cast<size_t>(options_.prefetch()), state_.total_steps - state_.step);
   Progress progress(options_.progress(), state_.total_steps, options_.log_every());
   const auto params = model_->parameters();
   while (state_.step < state_.total_steps && !state_.should_stop) {
@@ -258,8 +257,8 @@ TrainResult Trainer::train() {
     record.step = state_.step;
     record.step_seconds = since(step_start);
     record.examples_per_second = static_cast<double>(item->batch.size()) / record.step_seconds;
-    TORCH_CHECK(std::isfinite(record.stats.loss), "Trainer: the loss is ", record.stats.loss, " at step ",
-                state_.step, " (lr ", record.lr, "); lower the learning rate or check the data");
+    TORCH_CHECK(std::isfinite(record.stats.loss), "Trainer: the loss is ", record.stats.loss, " at step ", state_.step,
+                " (lr ", record.lr, "); lower the learning rate or check the data");
 
     const bool last = state_.step == state_.total_steps;
     const bool epoch_end = state_.position.batch == 0;
@@ -301,11 +300,11 @@ void Trainer::save(torch::serialize::OutputArchive& archive) const {
   archive.write("optimizer", optimizer);
   archive.write("strategy", strategy);
   archive.write("rng", rng);
-  archive.write("trainer", torch::tensor({state_.step, state_.total_steps, state_.position.epoch,
-                                          state_.position.batch, state_.best_step,
-                                          strategy_->options().total_batch(), strategy_->options().micro_batch(),
-                                          strategy_->options().memory_size(), options_.hard_negatives()},
-                                         torch::kLong));
+  archive.write("trainer",
+                torch::tensor({state_.step, state_.total_steps, state_.position.epoch, state_.position.batch,
+                               state_.best_step, strategy_->options().total_batch(), strategy_->options().micro_batch(),
+                               strategy_->options().memory_size(), options_.hard_negatives()},
+                              torch::kLong));
   archive.write("best_metric", torch::tensor(state_.best_metric, torch::kDouble));
 }
 

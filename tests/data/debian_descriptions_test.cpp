@@ -37,7 +37,6 @@ class Debian : public test::TempDirTest {
 using test::error_of;
 using test::slurp;
 
-
 // Translation-en stanzas exercising build.py's normalisation: paragraph breaks (" ." and a
 // line of blanks), runs of spaces and tabs, Unicode whitespace (U+00A0 and
 // U+3000 at a line end are stripped, U+00A0 inside a line is kept), a verbatim

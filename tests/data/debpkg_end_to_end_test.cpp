@@ -97,8 +97,8 @@ class DebpkgEndToEnd : public ::testing::Test {
     const auto lenient = ReaderOptions().on_bad_record(OnBadRecord::Skip);
     corpus_ = std::make_shared<TextTable>(read_beir_corpus(kDir + "/corpus.jsonl", lenient, &corpus_report_));
     queries_ = std::make_shared<TextTable>(read_beir_queries(kDir + "/queries.jsonl", lenient, &queries_report_));
-    hard_ = std::make_shared<TrainingSet>(read_hard_negatives(kDir + "/train-hard-negatives.tsv", queries_, corpus_,
-                                                              {}, &hard_report_));
+    hard_ = std::make_shared<TrainingSet>(
+        read_hard_negatives(kDir + "/train-hard-negatives.tsv", queries_, corpus_, {}, &hard_report_));
     hn_rows_ = tsv_rows(kDir + "/train-hard-negatives.tsv");
     qrel_rows_ = tsv_rows(kDir + "/qrels/train.tsv");
   }
@@ -397,7 +397,8 @@ TEST_F(DebpkgEndToEnd, BatchesHoldTheQrelPositivesAndTheFileHardNegativesTokeniz
   // Every row decodes to the re-tokenized text of the record it should hold,
   // with texts re-read from the files.
   std::unordered_set<std::string> want_queries, want_passages;
-  for (const auto& c : checks) (c.is_query ? want_queries : want_passages).insert(c.is_query ? c.query_id : c.passage_id);
+  for (const auto& c : checks)
+    (c.is_query ? want_queries : want_passages).insert(c.is_query ? c.query_id : c.passage_id);
   const auto query_text = texts_of(kDir + "/queries.jsonl", want_queries);
   const auto passage_text = texts_of(kDir + "/corpus.jsonl", want_passages);
   for (const auto& c : checks) {

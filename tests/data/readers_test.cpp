@@ -12,11 +12,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class Readers : public test::TempDirTest {
-};
+class Readers : public test::TempDirTest {};
 using test::error_of;
 using test::slurp;
-
 
 const char* kCorpus =
     "{\"_id\": \"d1\", \"title\": \"T1\", \"text\": \"first \\\"quoted\\\" text\"}\n"

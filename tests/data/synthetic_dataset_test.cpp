@@ -18,11 +18,9 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-class Synthetic : public test::TempDirTest {
-};
+class Synthetic : public test::TempDirTest {};
 using test::error_of;
 using test::slurp;
-
 
 std::vector<std::string> split_words(std::string_view text) {
   std::istringstream in{std::string(text)};

@@ -1,8 +1,8 @@
 #include <contaccum/contaccum.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "train/train_fixture.h"
 
@@ -32,10 +32,11 @@ void write_beir(const TrainingSet& set, int64_t train, const test::TempDir& dir)
 }
 
 TrainConfig tiny_config(const test::TempDir& data) {
-  auto c = TrainConfig::parse("strategy: contaccum\ntotal_batch: 16\nmicro_batch: 4\nmemory_size: 32\n"
-                              "hard_negatives: 0\nencoder_options: {shared: true, dim: 32, embedding_dim: 32, dropout: 0.1}\n"
-                              "tokenizer: {vocab_size: 600}\nsimilarity: cosine\ntemperature: 0.1\n"
-                              "lr: 0.01\nmax_steps: 60\nwarmup_steps: 5\neval_every: 30\nseed: 7\n");
+  auto c = TrainConfig::parse(
+      "strategy: contaccum\ntotal_batch: 16\nmicro_batch: 4\nmemory_size: 32\n"
+      "hard_negatives: 0\nencoder_options: {shared: true, dim: 32, embedding_dim: 32, dropout: 0.1}\n"
+      "tokenizer: {vocab_size: 600}\nsimilarity: cosine\ntemperature: 0.1\n"
+      "lr: 0.01\nmax_steps: 60\nwarmup_steps: 5\neval_every: 30\nseed: 7\n");
   c.data_corpus = data / "corpus.jsonl";
   c.data_queries = data / "queries.jsonl";
   c.data_train_qrels = data / "train.tsv";
@@ -56,7 +57,8 @@ TEST(RunTraining, TrainsSavesAndReloads) {
   auto queries = read_beir_queries(config.data_queries);
   auto dev = read_qrels(config.data_dev_qrels, queries, corpus);
   auto untrained = build_model(config, &corpus);
-  const double before = evaluate_dense(untrained.model, untrained.text_encoder(), corpus, queries, dev).metrics.at("mrr@10");
+  const double before =
+      evaluate_dense(untrained.model, untrained.text_encoder(), corpus, queries, dev).metrics.at("mrr@10");
 
   auto run = run_training(config, out.path.string(), false, ProgressMode::Silent);
   ASSERT_TRUE(run.dev.has_value());
@@ -64,11 +66,12 @@ TEST(RunTraining, TrainsSavesAndReloads) {
   // The shared tower starts from lexical overlap (MRR@10 0.44 untrained,
   // 0.50 after these 60 steps); training must improve on it.
   EXPECT_GT(run.dev->at("mrr@10"), before + 0.03) << "before " << before;
-  for (const char* f : {"config.yaml", "vocab.txt", "metrics.jsonl", "eval.json", "model/weights.pt",
-                        "model/vocab.txt", "model/config.yaml", "best/weights.pt"}) {
+  for (const char* f : {"config.yaml", "vocab.txt", "metrics.jsonl", "eval.json", "model/weights.pt", "model/vocab.txt",
+                        "model/config.yaml", "best/weights.pt"}) {
     EXPECT_TRUE(fs::exists(out / f)) << f;
   }
-  EXPECT_EQ(CheckpointManager(out / "checkpoints").latest().value(), CheckpointManager(out / "checkpoints").path_of(60));
+  EXPECT_EQ(CheckpointManager(out / "checkpoints").latest().value(),
+            CheckpointManager(out / "checkpoints").path_of(60));
 
   auto loaded = load_model(out / "model");
   auto again = evaluate_dense(loaded.model, loaded.text_encoder(), corpus, queries, dev).metrics;

@@ -42,8 +42,9 @@ lr: 3e-4
 }
 
 TEST(TrainConfig, YamlRoundTripKeepsEveryValue) {
-  auto c = TrainConfig::parse("strategy: full_batch\ntotal_batch: 12\nmicro_batch: 5\ntemperature: 0.0123456789\n"
-                              "data: {corpus: 'a b: c.jsonl'}\nquery_bank: false\n");
+  auto c = TrainConfig::parse(
+      "strategy: full_batch\ntotal_batch: 12\nmicro_batch: 5\ntemperature: 0.0123456789\n"
+      "data: {corpus: 'a b: c.jsonl'}\nquery_bank: false\n");
   auto again = TrainConfig::parse(c.to_yaml());
   EXPECT_EQ(again.to_yaml(), c.to_yaml());
   EXPECT_EQ(again.data_corpus, "a b: c.jsonl");
@@ -56,7 +57,8 @@ TEST(TrainConfig, YamlRoundTripKeepsEveryValue) {
 TEST(TrainConfig, RejectsUnknownKeysAndBadValuesNamingThem) {
   EXPECT_THAT(error_of([] { TrainConfig::parse("totl_batch: 3\n", {}, "cfg.yaml"); }),
               HasSubstr("cfg.yaml: unknown config key 'totl_batch'"));
-  EXPECT_THAT(error_of([] { TrainConfig::parse("data: {corpse: x}\n"); }), HasSubstr("unknown config key 'data.corpse'"));
+  EXPECT_THAT(error_of([] { TrainConfig::parse("data: {corpse: x}\n"); }),
+              HasSubstr("unknown config key 'data.corpse'"));
   EXPECT_THAT(error_of([] { TrainConfig::parse("total_batch: many\n"); }),
               HasSubstr("config key 'total_batch' must be an integer, got 'many'"));
   EXPECT_THAT(error_of([] { TrainConfig::parse("lr: .nan\n"); }), HasSubstr("'lr' must be a finite number"));

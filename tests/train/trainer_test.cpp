@@ -1,8 +1,8 @@
 #include <contaccum/contaccum.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "train/train_fixture.h"
 

@@ -7,10 +7,10 @@
 //   contaccum data synthetic --output DIR
 #include <contaccum/contaccum.h>
 
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -46,8 +46,7 @@ struct LoadedData {
 };
 
 LoadedData load_data(const DataArgs& a) {
-  const auto reader =
-      ReaderOptions().on_bad_record(a.skip_bad_records ? OnBadRecord::Skip : OnBadRecord::Error);
+  const auto reader = ReaderOptions().on_bad_record(a.skip_bad_records ? OnBadRecord::Skip : OnBadRecord::Error);
   LoadedData d;
   ReadReport report;
   auto warn = [&](const std::string& path) {

@@ -170,8 +170,8 @@ struct TrainResult {
 class Trainer {
  public:
   /// Throws, naming the option, on invalid options or an empty training set.
-  Trainer(DualEncoder model, StrategyOptions strategy, std::shared_ptr<const TrainingSet> train_set,
-          Collator collator, TrainerOptions options = {});
+  Trainer(DualEncoder model, StrategyOptions strategy, std::shared_ptr<const TrainingSet> train_set, Collator collator,
+          TrainerOptions options = {});
   ~Trainer();
 
   void set_evaluator(Evaluator evaluator) { evaluator_ = std::move(evaluator); }
