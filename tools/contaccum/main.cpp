@@ -7,6 +7,7 @@
 //   contaccum data synthetic --output DIR
 #include <contaccum/contaccum.h>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
@@ -161,6 +162,8 @@ int main(int argc, char** argv) {
   synthetic->add_option("--dev-queries", dev_q, "dev queries")->check(CLI::PositiveNumber);
 
   CLI11_PARSE(app, argc, argv);
+  // Logs go to stderr: stdout carries only the command's JSON result.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("contaccum"));
   spdlog::set_pattern("[%H:%M:%S] %v");
   try {
     if (threads > 0) torch::set_num_threads(threads);
