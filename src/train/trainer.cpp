@@ -125,31 +125,33 @@ nlohmann::json metrics_json(const RetrievalMetrics& m) {
   return j;
 }
 
+// One metrics.jsonl object; the trainer adds `eval` to it before writing.
+nlohmann::json step_json(const StepRecord& r) {
+  return {
+      {"step", r.step},
+      {"epoch", r.epoch},
+      {"loss", number(r.stats.loss)},
+      {"lr", r.lr},
+      {"grad_norm", number(r.grad_norm)},
+      {"query_grad_norm", number(r.stats.query_grad_norm)},
+      {"passage_grad_norm", number(r.stats.passage_grad_norm)},
+      {"grad_norm_ratio", number(r.stats.grad_norm_ratio)},
+      {"negatives_per_query", r.stats.negatives_per_query},
+      {"query_bank_fill", r.stats.query_bank_fill},
+      {"passage_bank_fill", r.stats.passage_bank_fill},
+      {"examples_per_second", number(r.examples_per_second)},
+      {"seconds",
+       {{"data", r.data_seconds},
+        {"encode", r.stats.encode_seconds},
+        {"loss", r.stats.loss_seconds},
+        {"optimizer", r.optimizer_seconds},
+        {"total", r.step_seconds}}},
+  };
+}
+
 }  // namespace
 
-std::string StepRecord::to_json() const {
-  nlohmann::json j = {
-      {"step", step},
-      {"epoch", epoch},
-      {"loss", number(stats.loss)},
-      {"lr", lr},
-      {"grad_norm", number(grad_norm)},
-      {"query_grad_norm", number(stats.query_grad_norm)},
-      {"passage_grad_norm", number(stats.passage_grad_norm)},
-      {"grad_norm_ratio", number(stats.grad_norm_ratio)},
-      {"negatives_per_query", stats.negatives_per_query},
-      {"query_bank_fill", stats.query_bank_fill},
-      {"passage_bank_fill", stats.passage_bank_fill},
-      {"examples_per_second", number(examples_per_second)},
-      {"seconds",
-       {{"data", data_seconds},
-        {"encode", stats.encode_seconds},
-        {"loss", stats.loss_seconds},
-        {"optimizer", optimizer_seconds},
-        {"total", step_seconds}}},
-  };
-  return j.dump();
-}
+std::string StepRecord::to_json() const { return step_json(*this).dump(); }
 
 EarlyStopping::EarlyStopping(std::string metric, int64_t patience, double min_delta)
     : metric_(std::move(metric)), patience_(patience), min_delta_(min_delta) {
@@ -265,7 +267,7 @@ TrainResult Trainer::train() {
     for (auto& cb : callbacks_) cb->on_step_end(state_, record);
     progress.update(record, since(start), state_.step - first_step);
 
-    nlohmann::json line = nlohmann::json::parse(record.to_json());
+    nlohmann::json line = step_json(record);
     const bool due_eval = options_.eval_every() > 0 ? state_.step % options_.eval_every() == 0 : epoch_end;
     if (evaluator_ && (due_eval || last || state_.should_stop)) {
       progress.finish();
