@@ -23,6 +23,7 @@
 #include "contaccum/eval/search.h"
 #include "contaccum/io/safetensors.h"
 #include "contaccum/loss/info_nce.h"
+#include "contaccum/memory/bank_score_cache.h"
 #include "contaccum/memory/memory_bank.h"
 #include "contaccum/model/dual_encoder.h"
 #include "contaccum/strategy/rng_state.h"

@@ -2,6 +2,7 @@
 
 #include <torch/nn/functional/loss.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -73,46 +74,109 @@ InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passag
                 ") must match queries (", queries.scalar_type(), ", ", queries.device(), ")");
   }
   const bool cosine = options.similarity() == Similarity::Cosine;
-
-  auto rows_scores = [&](const torch::Tensor& rows, bool is_bank) {
-    auto r = rows;
-    if (cosine) r = r / r.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
-    auto cur = score_blocks(r, passages, cosine);
-    std::vector<torch::Tensor> blocks{cur.first};
-    torch::Tensor bank_pos, bank_neg;
-    if (m_p > 0) {
-      std::tie(bank_pos, bank_neg) = score_blocks(r, bank_passages, cosine);
-      if (!bank.passages_as_negatives) {
-        const double ninf = -std::numeric_limits<double>::infinity();
-        if (is_bank) {
-          // Keep only each banked query's own positive (the diagonal).
-          auto eye = torch::eye(m_p, torch::TensorOptions().dtype(torch::kBool).device(r.device()));
-          bank_pos = bank_pos.masked_fill(eye.logical_not(), ninf);
-        } else {
-          bank_pos = torch::full_like(bank_pos, ninf);
-        }
-        bank_neg = torch::full_like(bank_neg, ninf);
-      }
-      blocks.push_back(bank_pos);
-    }
-    blocks.push_back(cur.second);
-    if (m_p > 0) blocks.push_back(bank_neg);
-    return torch::cat(blocks, 1);
+  const bool bank_negatives = m_p > 0 && bank.passages_as_negatives;
+  if (m_q > 0 && bank_negatives && bank.row_logsumexp.defined()) {
+    TORCH_CHECK(bank.row_logsumexp.dim() == 1 && bank.row_logsumexp.size(0) == m_q,
+                "info_nce: bank.row_logsumexp must be [", m_q, "] (one per banked query), got ",
+                bank.row_logsumexp.sizes());
+  }
+  const double inv_tau = 1.0 / options.temperature();
+  auto normalised = [&](const torch::Tensor& rows) {
+    return cosine ? rows / rows.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12) : rows;
   };
 
-  auto scores = rows_scores(queries, false);
-  if (m_q > 0) scores = torch::cat({scores, rows_scores(bank.queries, true)}, 0);
-  scores = scores / options.temperature();
+  // Current rows: every column, with gradients to queries and passages.
+  const auto q = normalised(queries);
+  auto cur = score_blocks(q, passages, cosine);
+  std::vector<torch::Tensor> blocks{cur.first};
+  if (m_p > 0) {
+    std::pair<torch::Tensor, torch::Tensor> bank_scores;
+    if (bank.passages_as_negatives) {
+      bank_scores = score_blocks(q, bank_passages, cosine);
+    } else {
+      const double ninf = -std::numeric_limits<double>::infinity();
+      const int64_t gb = bank_passages.size(1);
+      bank_scores.first = torch::full({n, m_p}, ninf, q.options());
+      bank_scores.second = torch::full({n, m_p * (gb - 1)}, ninf, q.options());
+    }
+    blocks.push_back(bank_scores.first);
+    blocks.push_back(cur.second);
+    blocks.push_back(bank_scores.second);
+  } else {
+    blocks.push_back(cur.second);
+  }
+  auto scores = torch::cat(blocks, 1) * inv_tau;
+  auto target = torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(scores.device()));
+  auto loss_sum = torch::nn::functional::cross_entropy(
+      scores, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
 
-  const int64_t rows = scores.size(0);
-  auto target = torch::arange(rows, torch::TensorOptions().dtype(torch::kLong).device(scores.device()));
+  if (m_q > 0) {
+    // Banked rows: constants themselves, but their scores against the current
+    // passages carry gradient to the passage tower. Their bank-by-bank block
+    // is a constant and only enters through its log-sum-exp.
+    torch::Tensor bq, bank_positives;
+    {
+      torch::NoGradGuard no_grad;
+      bq = normalised(bank.queries.detach());
+      bank_positives = bank_passages.select(1, 0);
+    }
+    auto with_current = score_blocks(bq, passages, cosine);
+    auto current = torch::cat({with_current.first, with_current.second}, 1) * inv_tau;  // [m, n g]
+    torch::Tensor bank_lse, target_score;
+    {
+      torch::NoGradGuard no_grad;
+      target_score = (bq * bank_positives).sum(1);
+      if (cosine) target_score = target_score / bank_positives.norm(2, {1}).clamp_min(1e-12);
+      target_score = target_score * inv_tau;
+      if (!bank_negatives) {
+        bank_lse = target_score;  // only its own positive is unmasked
+      } else if (bank.row_logsumexp.defined()) {
+        bank_lse = bank.row_logsumexp.to(target_score.scalar_type());
+      } else {
+        bank_lse = bank_row_logsumexp(bank.queries, bank_passages, options);
+      }
+    }
+    auto lse = torch::logsumexp(torch::cat({current, bank_lse.unsqueeze(1)}, 1), 1);
+    loss_sum = loss_sum + (lse - target_score).sum();
+  }
+
   InfoNCEResult result;
-  result.loss = torch::nn::functional::cross_entropy(scores, target);
+  result.loss = loss_sum / static_cast<double>(n + m_q);
   result.scores = scores;
   const int64_t g = passages.size(1);
-  const int64_t bank_columns = bank.passages_as_negatives ? m_p * (m_p > 0 ? bank_passages.size(1) : 0) : 0;
+  const int64_t bank_columns = bank_negatives ? m_p * bank_passages.size(1) : 0;
   result.negatives_per_query = n * g - 1 + bank_columns;
   return result;
+}
+
+torch::Tensor bank_row_logsumexp(const torch::Tensor& bank_queries, const torch::Tensor& bank_passages_in,
+                                 const InfoNCEOptions& options, int64_t rows_per_block) {
+  TORCH_CHECK(rows_per_block > 0, "bank_row_logsumexp: rows_per_block must be > 0, got ", rows_per_block);
+  TORCH_CHECK(bank_queries.defined() && bank_queries.dim() == 2,
+              "bank_row_logsumexp: bank_queries must be [m, d], got ",
+              bank_queries.defined() ? bank_queries.sizes() : torch::IntArrayRef{});
+  TORCH_CHECK(bank_passages_in.defined(), "bank_row_logsumexp: bank_passages must be defined");
+  const auto bank_passages = as_groups(bank_passages_in, "bank_passages");
+  TORCH_CHECK(bank_passages.size(2) == bank_queries.size(1), "bank_row_logsumexp: bank_passages dim ",
+              bank_passages.size(2), " != bank_queries dim ", bank_queries.size(1));
+  torch::NoGradGuard no_grad;
+  const bool cosine = options.similarity() == Similarity::Cosine;
+  auto rows = bank_queries.detach();
+  if (cosine) rows = rows / rows.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
+  const int64_t m = rows.size(0), d = rows.size(1);
+  const auto flat = bank_passages.reshape({-1, d});
+  torch::Tensor inv_norms;
+  if (cosine) inv_norms = flat.norm(2, {1}).clamp_min(1e-12).reciprocal().unsqueeze(0);
+  auto out = torch::empty({m}, rows.options());
+  // Row blocks bound the temporary score matrix to rows_per_block x columns.
+  for (int64_t r = 0; r < m; r += rows_per_block) {
+    const int64_t e = std::min(m, r + rows_per_block);
+    auto s = torch::matmul(rows.slice(0, r, e), flat.t());
+    if (cosine) s.mul_(inv_norms);
+    s.mul_(1.0 / options.temperature());
+    out.slice(0, r, e).copy_(torch::logsumexp(s, 1));
+  }
+  return out;
 }
 
 InfoNCEImpl::InfoNCEImpl(InfoNCEOptions options_) : options(options_) { reset(); }

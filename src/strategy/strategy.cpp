@@ -73,7 +73,13 @@ Strategy::Strategy(DualEncoder model, StrategyOptions options)
       query_bank_(validated_bank(options, options.query_bank())),
       // The passage bank also backs the query bank's targets when banked
       // passages are not used as negatives.
-      passage_bank_(validated_bank(options, options.query_bank() || options.passage_bank())) {
+      passage_bank_(validated_bank(options, options.query_bank() || options.passage_bank())),
+      // Blocks the size of one enqueue: a micro-batch, or the whole batch
+      // when the loss spans it.
+      bank_scores_(BankScoreCacheOptions(options.negatives() == NegativeScope::MicroBatch ? options.micro_batch()
+                                                                                          : options.total_batch())
+                       .loss(options.loss())),
+      use_bank_scores_(options.memory_size() > 0 && options.query_bank() && options.passage_bank()) {
   TORCH_CHECK(!model_.is_empty(), "Strategy: model must not be empty");
 }
 
@@ -91,6 +97,7 @@ InfoNCEBank Strategy::bank_view() const {
   bank.passages = passage_bank_.view();
   bank.passages_as_negatives = options_.passage_bank();
   if (options_.query_bank()) bank.queries = query_bank_.view().select(1, 0);
+  if (use_bank_scores_) bank.row_logsumexp = bank_scores_.row_logsumexp();
   return bank;
 }
 
@@ -165,9 +172,11 @@ std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const Trai
 
 void Strategy::enqueue(const Encoded& reps) {
   if (passage_bank_.capacity() == 0) return;
+  const int64_t first_slot = passage_bank_.head();
   query_bank_.enqueue(reps.queries);
   const bool groups = options_.passage_bank() && options_.bank_hard_negatives();
   passage_bank_.enqueue(groups ? reps.passages : reps.passages.slice(1, 0, 1));
+  if (use_bank_scores_) bank_scores_.update(query_bank_, passage_bank_, first_slot, reps.queries.size(0));
 }
 
 StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
@@ -216,6 +225,7 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
 void Strategy::clear_banks() {
   query_bank_.clear();
   passage_bank_.clear();
+  bank_scores_.clear();
 }
 
 void Strategy::save(torch::serialize::OutputArchive& archive) const {
@@ -232,6 +242,7 @@ void Strategy::load(torch::serialize::InputArchive& archive) {
   archive.read("passage_bank", p);
   query_bank_.load(q);
   passage_bank_.load(p);
+  if (use_bank_scores_) bank_scores_.rebuild(query_bank_, passage_bank_);
 }
 
 }  // namespace contaccum

@@ -37,16 +37,25 @@ struct InfoNCEBank {
   /// (the "no passage bank" ablation: banked queries still push on the
   /// current passages, but no row sees banked passages as negatives).
   bool passages_as_negatives = true;
+  /// Optional `[m]`, only read when `queries` is defined and
+  /// `passages_as_negatives` is true: for each banked query, the log-sum-exp
+  /// of its scores (divided by the temperature) over every banked passage
+  /// column. Those scores are constants, so this is all the loss needs of the
+  /// `m x m (1 + h)` bank-by-bank block; `BankScoreCache` keeps it up to date
+  /// as the banks change. Undefined (default): `info_nce` computes it, which
+  /// costs a product of the bank with itself.
+  torch::Tensor row_logsumexp;
 };
 
 /// What `info_nce` computed.
 struct InfoNCEResult {
   /// Mean cross-entropy over all rows (current queries, then banked queries).
   torch::Tensor loss;
-  /// Score matrix `S / temperature` in the spec's layout: rows
-  /// `[queries; bank.queries]`, columns `[positives; bank positives; hard
-  /// negatives; bank hard negatives]` (hard negatives example-major); the
-  /// target of row `r` is column `r`. Masked-out entries are `-inf`.
+  /// The current queries' rows of the score matrix `S / temperature`, in the
+  /// spec's layout: columns `[positives; bank positives; hard negatives; bank
+  /// hard negatives]` (hard negatives example-major); the target of row `r`
+  /// is column `r`; masked-out entries are `-inf`. The banked queries' rows
+  /// are never materialised (see `InfoNCEBank::row_logsumexp`).
   torch::Tensor scores;
   /// Negatives each current query row sees (unmasked columns minus one).
   int64_t negatives_per_query = 0;
@@ -57,9 +66,18 @@ struct InfoNCEResult {
 /// `queries` `[n, d]`; `passages` `[n, 1 + h, d]` (or `[n, d]` for `h = 0`),
 /// slot 0 the positive of the same example, then its `h` hard negatives.
 /// The bank is never copied: its score blocks are computed against its
-/// storage directly.
+/// storage directly. A banked query's row is reduced to three parts: its
+/// scores against the current passages (the only ones with a gradient), the
+/// log-sum-exp over the bank's own columns, and its target score.
 InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passages, const InfoNCEOptions& options = {},
                        const InfoNCEBank& bank = {});
+
+/// For each banked query (`bank_queries` `[m, d]`), the log-sum-exp of its
+/// scores divided by the temperature over every vector of `bank_passages`
+/// (`[m_p, g, d]` or `[m_p, d]`): `InfoNCEBank::row_logsumexp` computed from
+/// scratch, without gradients, `rows_per_block` rows at a time.
+torch::Tensor bank_row_logsumexp(const torch::Tensor& bank_queries, const torch::Tensor& bank_passages,
+                                 const InfoNCEOptions& options = {}, int64_t rows_per_block = 1024);
 
 /// Module form of `info_nce` (no parameters), for use in `Sequential`-style
 /// code and to carry the options.

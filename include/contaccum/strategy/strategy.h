@@ -2,6 +2,7 @@
 
 #include "contaccum/data/training_batch.h"
 #include "contaccum/loss/info_nce.h"
+#include "contaccum/memory/bank_score_cache.h"
 #include "contaccum/memory/memory_bank.h"
 #include "contaccum/model/dual_encoder.h"
 
@@ -171,6 +172,10 @@ class Strategy {
   StrategyOptions options_;
   MemoryBank query_bank_;
   MemoryBank passage_bank_;
+  // The banked queries' log-sum-exp over the banked passages, kept
+  // incrementally (only used when both banks feed the loss).
+  BankScoreCache bank_scores_;
+  bool use_bank_scores_ = false;
   double encode_seconds_ = 0.0, loss_seconds_ = 0.0;  // of the step in progress
 };
 

@@ -1,0 +1,70 @@
+#pragma once
+
+#include "contaccum/loss/info_nce.h"
+#include "contaccum/memory/memory_bank.h"
+
+#include <torch/arg.h>
+#include <torch/types.h>
+
+namespace contaccum {
+
+/// Options of `BankScoreCache`.
+struct BankScoreCacheOptions {
+  /* implicit */ BankScoreCacheOptions(int64_t block_slots = 8) : block_slots_(block_slots) {}
+  /// Bank slots per cached block. A write recomputes the blocks it touches,
+  /// so writes of `block_slots` rows aligned to a block cost least (set it to
+  /// the rows enqueued at a time: the micro-batch). Must be > 0. Default: 8.
+  TORCH_ARG(int64_t, block_slots);
+  /// Score function and temperature, as in the loss. Default: dot product,
+  /// temperature 1.
+  TORCH_ARG(InfoNCEOptions, loss) = {};
+};
+
+/// Keeps `InfoNCEBank::row_logsumexp` of a query bank against a passage bank
+/// up to date as the banks change, at a cost proportional to what changed.
+///
+/// The banked queries' scores against the banked passages are constants, but
+/// recomputing them for every micro-batch costs `m x m (1 + h) x d`, which
+/// with `m` in the thousands outweighs a small encoder. The cache holds, for
+/// every banked query and every block of `block_slots` passage-bank slots,
+/// the log-sum-exp over that block (`[capacity, capacity / block_slots]`
+/// numbers); a write of `w` slots recomputes `w` rows and the touched
+/// blocks' columns (`~2 w m (1 + h) d`), and `row_logsumexp` reduces over the
+/// blocks. Agrees with `bank_row_logsumexp` up to floating-point
+/// reassociation.
+///
+/// Both banks must receive the same rows in the same calls (as `Strategy`
+/// does), so that storage slot `j` holds the same example in both.
+class BankScoreCache {
+ public:
+  explicit BankScoreCache(BankScoreCacheOptions options = {});
+
+  /// Call after `count` rows were enqueued into both banks, starting at
+  /// storage slot `first_slot` (the banks' `head()` before the write).
+  void update(const MemoryBank& queries, const MemoryBank& passages, int64_t first_slot, int64_t count);
+  /// Recomputes everything from the banks' contents (after loading them).
+  void rebuild(const MemoryBank& queries, const MemoryBank& passages);
+  /// Forgets everything (call when the banks are cleared).
+  void clear();
+
+  /// `[size]`: each banked query's log-sum-exp over every banked passage
+  /// column, in storage order; undefined while the banks are empty.
+  torch::Tensor row_logsumexp() const;
+  /// Valid rows (the banks' size at the last update).
+  int64_t size() const { return size_; }
+  const BankScoreCacheOptions& options() const { return options_; }
+
+ private:
+  void check_banks(const MemoryBank& queries, const MemoryBank& passages) const;
+  torch::Tensor rows(const MemoryBank& queries) const;  // [size, d], normalised for cosine
+  torch::Tensor columns(const MemoryBank& passages, int64_t begin, int64_t end) const;  // [(end - begin) g, d]
+  void recompute_blocks(const torch::Tensor& rows, const MemoryBank& passages, int64_t first_block, int64_t last_block);
+  void recompute_rows(const MemoryBank& queries, const MemoryBank& passages, int64_t begin, int64_t end);
+
+  BankScoreCacheOptions options_;
+  torch::Tensor partial_;  // [capacity, blocks]: log-sum-exp of row r over block b; -inf when empty
+  int64_t size_ = 0;
+  mutable torch::Tensor row_logsumexp_;  // cached reduction, reset by every change
+};
+
+}  // namespace contaccum

@@ -1,0 +1,136 @@
+#include "contaccum/memory/bank_score_cache.h"
+
+#include <torch/utils.h>
+
+#include <algorithm>
+#include <limits>
+
+namespace contaccum {
+
+BankScoreCache::BankScoreCache(BankScoreCacheOptions options) : options_(options) {
+  TORCH_CHECK(options_.block_slots() > 0, "BankScoreCacheOptions::block_slots must be > 0, got ",
+              options_.block_slots());
+  TORCH_CHECK(options_.loss().temperature() > 0.0, "BankScoreCacheOptions::loss.temperature must be > 0, got ",
+              options_.loss().temperature());
+}
+
+void BankScoreCache::check_banks(const MemoryBank& queries, const MemoryBank& passages) const {
+  TORCH_CHECK(queries.capacity() == passages.capacity() && queries.size() == passages.size() &&
+                  queries.head() == passages.head(),
+              "BankScoreCache: the query and passage banks must hold the same examples (capacity ", queries.capacity(),
+              " vs ", passages.capacity(), ", size ", queries.size(), " vs ", passages.size(), ", head ",
+              queries.head(), " vs ", passages.head(), ")");
+  TORCH_CHECK(queries.empty() || queries.dim() == passages.dim(), "BankScoreCache: query dim ", queries.dim(),
+              " != passage dim ", passages.dim());
+}
+
+torch::Tensor BankScoreCache::rows(const MemoryBank& queries) const {
+  auto r = queries.view().select(1, 0);
+  if (options_.loss().similarity() == Similarity::Cosine) r = r / r.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
+  return r;
+}
+
+torch::Tensor BankScoreCache::columns(const MemoryBank& passages, int64_t begin, int64_t end) const {
+  auto c = passages.view().slice(0, begin, end).reshape({-1, passages.dim()});
+  if (options_.loss().similarity() == Similarity::Cosine) c = c / c.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
+  return c;
+}
+
+// Every valid row against the slots of blocks [first_block, last_block].
+void BankScoreCache::recompute_blocks(const torch::Tensor& rows, const MemoryBank& passages, int64_t first_block,
+                                      int64_t last_block) {
+  const int64_t b = options_.block_slots();
+  const double inv_tau = 1.0 / options_.loss().temperature();
+  for (int64_t block = first_block; block <= last_block; ++block) {
+    const int64_t begin = block * b, end = std::min(size_, begin + b);
+    if (begin >= end) {
+      partial_.slice(0, 0, size_).select(1, block).fill_(-std::numeric_limits<double>::infinity());
+      continue;
+    }
+    auto s = torch::matmul(rows, columns(passages, begin, end).t()).mul_(inv_tau);  // [size, (end - begin) g]
+    partial_.slice(0, 0, size_).select(1, block).copy_(torch::logsumexp(s, 1));
+  }
+}
+
+// Rows [begin, end) against every valid slot.
+void BankScoreCache::recompute_rows(const MemoryBank& queries, const MemoryBank& passages, int64_t begin, int64_t end) {
+  if (begin >= end) return;
+  const int64_t b = options_.block_slots(), g = passages.group();
+  const int64_t full_blocks = size_ / b, rest = size_ - full_blocks * b;
+  const double inv_tau = 1.0 / options_.loss().temperature();
+  auto r = rows(queries).slice(0, begin, end);
+  auto s = torch::matmul(r, columns(passages, 0, size_).t()).mul_(inv_tau);  // [w, size g], slot-major
+  auto out = partial_.slice(0, begin, end);
+  if (full_blocks > 0) {
+    out.slice(1, 0, full_blocks)
+        .copy_(torch::logsumexp(s.slice(1, 0, full_blocks * b * g).view({end - begin, full_blocks, b * g}), 2));
+  }
+  if (rest > 0) out.select(1, full_blocks).copy_(torch::logsumexp(s.slice(1, full_blocks * b * g), 1));
+  const int64_t used = full_blocks + (rest > 0 ? 1 : 0);
+  if (used < out.size(1)) out.slice(1, used).fill_(-std::numeric_limits<double>::infinity());
+}
+
+void BankScoreCache::update(const MemoryBank& queries, const MemoryBank& passages, int64_t first_slot, int64_t count) {
+  check_banks(queries, passages);
+  const int64_t capacity = queries.capacity();
+  TORCH_CHECK(count >= 0, "BankScoreCache::update: count must be >= 0, got ", count);
+  TORCH_CHECK(capacity == 0 || (first_slot >= 0 && first_slot < capacity),
+              "BankScoreCache::update: first_slot must be in [0, ", capacity, "), got ", first_slot);
+  if (capacity == 0 || count == 0) return;
+  torch::NoGradGuard no_grad;
+  const int64_t b = options_.block_slots();
+  const auto reference = queries.view();
+  if (!partial_.defined() || partial_.size(0) != capacity || partial_.scalar_type() != reference.scalar_type() ||
+      partial_.device() != reference.device()) {
+    partial_ =
+        torch::full({capacity, (capacity + b - 1) / b}, -std::numeric_limits<double>::infinity(), reference.options());
+    if (first_slot != 0 || count < queries.size()) {
+      // Rows written before this cache existed: start from scratch.
+      rebuild(queries, passages);
+      return;
+    }
+  }
+  size_ = queries.size();
+  row_logsumexp_ = torch::Tensor();
+  count = std::min(count, capacity);
+  // The written slots: [first_slot, first_slot + count), wrapping once.
+  std::vector<std::pair<int64_t, int64_t>> ranges{{first_slot, std::min(capacity, first_slot + count)}};
+  if (first_slot + count > capacity) ranges.emplace_back(0, first_slot + count - capacity);
+  const auto all_rows = rows(queries);
+  for (const auto& [begin, end] : ranges) {
+    recompute_blocks(all_rows, passages, begin / b, (end - 1) / b);
+    recompute_rows(queries, passages, begin, end);
+  }
+}
+
+void BankScoreCache::rebuild(const MemoryBank& queries, const MemoryBank& passages) {
+  check_banks(queries, passages);
+  clear();
+  if (queries.empty()) return;
+  torch::NoGradGuard no_grad;
+  const int64_t capacity = queries.capacity(), b = options_.block_slots();
+  partial_ = torch::full({capacity, (capacity + b - 1) / b}, -std::numeric_limits<double>::infinity(),
+                         queries.view().options());
+  size_ = queries.size();
+  // Row chunks bound the temporary score matrix.
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, size_ * passages.group()));
+  for (int64_t r = 0; r < size_; r += chunk) recompute_rows(queries, passages, r, std::min(size_, r + chunk));
+}
+
+void BankScoreCache::clear() {
+  size_ = 0;
+  row_logsumexp_ = torch::Tensor();
+  if (partial_.defined()) partial_.fill_(-std::numeric_limits<double>::infinity());
+}
+
+torch::Tensor BankScoreCache::row_logsumexp() const {
+  if (size_ == 0) return {};
+  if (!row_logsumexp_.defined()) {
+    torch::NoGradGuard no_grad;
+    const int64_t used = (size_ + options_.block_slots() - 1) / options_.block_slots();
+    row_logsumexp_ = torch::logsumexp(partial_.slice(0, 0, size_).slice(1, 0, used), 1);
+  }
+  return row_logsumexp_;
+}
+
+}  // namespace contaccum
