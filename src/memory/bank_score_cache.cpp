@@ -36,38 +36,64 @@ torch::Tensor BankScoreCache::columns(const MemoryBank& passages, int64_t begin,
   return c;
 }
 
+// Recomputes the tree's inner nodes above leaves [first_leaf, last_leaf] for
+// bank rows [begin, end). Nodes across all rows are contiguous, so each level
+// is one vectorised log-add-exp of the children.
+void BankScoreCache::refresh_parents(int64_t first_leaf, int64_t last_leaf, int64_t begin, int64_t end) {
+  const int64_t leaves = tree_.size(0) / 2;
+  int64_t lo = leaves + first_leaf, hi = leaves + last_leaf;
+  while (lo > 1) {
+    lo /= 2;
+    hi /= 2;
+    const auto children = tree_.slice(0, 2 * lo, 2 * hi + 2).slice(1, begin, end).view({hi - lo + 1, 2, end - begin});
+    tree_.slice(0, lo, hi + 1)
+        .slice(1, begin, end)
+        .copy_(torch::logaddexp(children.select(1, 0), children.select(1, 1)));
+  }
+}
+
 // Every valid row against the slots of blocks [first_block, last_block].
 void BankScoreCache::recompute_blocks(const torch::Tensor& rows, const MemoryBank& passages, int64_t first_block,
                                       int64_t last_block) {
-  const int64_t b = options_.block_slots();
+  const int64_t b = options_.block_slots(), leaves = tree_.size(0) / 2;
   const double inv_tau = 1.0 / options_.loss().temperature();
   for (int64_t block = first_block; block <= last_block; ++block) {
     const int64_t begin = block * b, end = std::min(size_, begin + b);
+    auto leaf = tree_.select(0, leaves + block).slice(0, 0, size_);
     if (begin >= end) {
-      partial_.slice(0, 0, size_).select(1, block).fill_(-std::numeric_limits<double>::infinity());
-      continue;
+      leaf.fill_(-std::numeric_limits<double>::infinity());
+    } else {
+      auto s = torch::matmul(rows, columns(passages, begin, end).t()).mul_(inv_tau);  // [size, (end - begin) g]
+      leaf.copy_(torch::logsumexp(s, 1));
     }
-    auto s = torch::matmul(rows, columns(passages, begin, end).t()).mul_(inv_tau);  // [size, (end - begin) g]
-    partial_.slice(0, 0, size_).select(1, block).copy_(torch::logsumexp(s, 1));
   }
+  refresh_parents(first_block, last_block, 0, size_);
 }
 
 // Rows [begin, end) against every valid slot.
 void BankScoreCache::recompute_rows(const MemoryBank& queries, const MemoryBank& passages, int64_t begin, int64_t end) {
   if (begin >= end) return;
-  const int64_t b = options_.block_slots(), g = passages.group();
-  const int64_t full_blocks = size_ / b, rest = size_ - full_blocks * b;
+  const int64_t b = options_.block_slots(), g = passages.group(), w = end - begin;
+  const int64_t full_blocks = size_ / b, rest = size_ - full_blocks * b, leaves = tree_.size(0) / 2;
   const double inv_tau = 1.0 / options_.loss().temperature();
   auto r = rows(queries).slice(0, begin, end);
   auto s = torch::matmul(r, columns(passages, 0, size_).t()).mul_(inv_tau);  // [w, size g], slot-major
-  auto out = partial_.slice(0, begin, end);
+  auto out = tree_.slice(0, leaves, 2 * leaves).slice(1, begin, end);        // [leaves, w]
   if (full_blocks > 0) {
-    out.slice(1, 0, full_blocks)
-        .copy_(torch::logsumexp(s.slice(1, 0, full_blocks * b * g).view({end - begin, full_blocks, b * g}), 2));
+    out.slice(0, 0, full_blocks)
+        .copy_(torch::logsumexp(s.slice(1, 0, full_blocks * b * g).view({w, full_blocks, b * g}), 2).t());
   }
-  if (rest > 0) out.select(1, full_blocks).copy_(torch::logsumexp(s.slice(1, full_blocks * b * g), 1));
+  if (rest > 0) out.select(0, full_blocks).copy_(torch::logsumexp(s.slice(1, full_blocks * b * g), 1));
   const int64_t used = full_blocks + (rest > 0 ? 1 : 0);
-  if (used < out.size(1)) out.slice(1, used).fill_(-std::numeric_limits<double>::infinity());
+  if (used < leaves) out.slice(0, used).fill_(-std::numeric_limits<double>::infinity());
+  refresh_parents(0, leaves - 1, begin, end);
+}
+
+torch::Tensor BankScoreCache::empty_tree(int64_t capacity, const torch::TensorOptions& options) const {
+  const int64_t blocks = (capacity + options_.block_slots() - 1) / options_.block_slots();
+  int64_t leaves = 1;
+  while (leaves < blocks) leaves *= 2;
+  return torch::full({2 * leaves, capacity}, -std::numeric_limits<double>::infinity(), options);
 }
 
 void BankScoreCache::update(const MemoryBank& queries, const MemoryBank& passages, int64_t first_slot, int64_t count) {
@@ -80,10 +106,9 @@ void BankScoreCache::update(const MemoryBank& queries, const MemoryBank& passage
   torch::NoGradGuard no_grad;
   const int64_t b = options_.block_slots();
   const auto reference = queries.view();
-  if (!partial_.defined() || partial_.size(0) != capacity || partial_.scalar_type() != reference.scalar_type() ||
-      partial_.device() != reference.device()) {
-    partial_ =
-        torch::full({capacity, (capacity + b - 1) / b}, -std::numeric_limits<double>::infinity(), reference.options());
+  if (!tree_.defined() || tree_.size(1) != capacity || tree_.scalar_type() != reference.scalar_type() ||
+      tree_.device() != reference.device()) {
+    tree_ = empty_tree(capacity, reference.options());
     if (first_slot != 0 || count < queries.size()) {
       // Rows written before this cache existed: start from scratch.
       rebuild(queries, passages);
@@ -91,7 +116,6 @@ void BankScoreCache::update(const MemoryBank& queries, const MemoryBank& passage
     }
   }
   size_ = queries.size();
-  row_logsumexp_ = torch::Tensor();
   count = std::min(count, capacity);
   // The written slots: [first_slot, first_slot + count), wrapping once.
   std::vector<std::pair<int64_t, int64_t>> ranges{{first_slot, std::min(capacity, first_slot + count)}};
@@ -108,9 +132,8 @@ void BankScoreCache::rebuild(const MemoryBank& queries, const MemoryBank& passag
   clear();
   if (queries.empty()) return;
   torch::NoGradGuard no_grad;
-  const int64_t capacity = queries.capacity(), b = options_.block_slots();
-  partial_ = torch::full({capacity, (capacity + b - 1) / b}, -std::numeric_limits<double>::infinity(),
-                         queries.view().options());
+  const int64_t capacity = queries.capacity();
+  tree_ = empty_tree(capacity, queries.view().options());
   size_ = queries.size();
   // Row chunks bound the temporary score matrix.
   const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, size_ * passages.group()));
@@ -119,18 +142,12 @@ void BankScoreCache::rebuild(const MemoryBank& queries, const MemoryBank& passag
 
 void BankScoreCache::clear() {
   size_ = 0;
-  row_logsumexp_ = torch::Tensor();
-  if (partial_.defined()) partial_.fill_(-std::numeric_limits<double>::infinity());
+  if (tree_.defined()) tree_.fill_(-std::numeric_limits<double>::infinity());
 }
 
 torch::Tensor BankScoreCache::row_logsumexp() const {
   if (size_ == 0) return {};
-  if (!row_logsumexp_.defined()) {
-    torch::NoGradGuard no_grad;
-    const int64_t used = (size_ + options_.block_slots() - 1) / options_.block_slots();
-    row_logsumexp_ = torch::logsumexp(partial_.slice(0, 0, size_).slice(1, 0, used), 1);
-  }
-  return row_logsumexp_;
+  return tree_.select(0, 1).slice(0, 0, size_).clone();  // the roots
 }
 
 }  // namespace contaccum

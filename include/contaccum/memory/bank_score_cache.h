@@ -25,13 +25,15 @@ struct BankScoreCacheOptions {
 ///
 /// The banked queries' scores against the banked passages are constants, but
 /// recomputing them for every micro-batch costs `m x m (1 + h) x d`, which
-/// with `m` in the thousands outweighs a small encoder. The cache holds, for
-/// every banked query and every block of `block_slots` passage-bank slots,
-/// the log-sum-exp over that block (`[capacity, capacity / block_slots]`
-/// numbers); a write of `w` slots recomputes `w` rows and the touched
-/// blocks' columns (`~2 w m (1 + h) d`), and `row_logsumexp` reduces over the
-/// blocks. Agrees with `bank_row_logsumexp` up to floating-point
-/// reassociation.
+/// with `m` in the thousands outweighs a small encoder. The cache splits the
+/// passage bank into blocks of `block_slots` slots and keeps, per banked
+/// query, a binary tree of log-sum-exps: leaves over each block, each inner
+/// node the log-add-exp of its children, the root over the whole bank. A
+/// write of `w` slots recomputes `w` rows and the touched blocks' leaves
+/// (`~2 w m (1 + h) d`) and the `log2(blocks)` nodes above them; nothing is
+/// ever subtracted, so there is no cancellation. Memory: `2 x capacity x
+/// 2^ceil(log2(capacity / block_slots))` numbers. Agrees with
+/// `bank_row_logsumexp` up to floating-point reassociation.
 ///
 /// Both banks must receive the same rows in the same calls (as `Strategy`
 /// does), so that storage slot `j` holds the same example in both.
@@ -60,11 +62,14 @@ class BankScoreCache {
   torch::Tensor columns(const MemoryBank& passages, int64_t begin, int64_t end) const;  // [(end - begin) g, d]
   void recompute_blocks(const torch::Tensor& rows, const MemoryBank& passages, int64_t first_block, int64_t last_block);
   void recompute_rows(const MemoryBank& queries, const MemoryBank& passages, int64_t begin, int64_t end);
+  void refresh_parents(int64_t first_leaf, int64_t last_leaf, int64_t begin, int64_t end);
+  torch::Tensor empty_tree(int64_t capacity, const torch::TensorOptions& options) const;
 
   BankScoreCacheOptions options_;
-  torch::Tensor partial_;  // [capacity, blocks]: log-sum-exp of row r over block b; -inf when empty
+  // [2 L, capacity], L = leaves (a power of two >= blocks): node j of every
+  // row's tree is row j (root 1, leaf b at L + b); -inf where empty.
+  torch::Tensor tree_;
   int64_t size_ = 0;
-  mutable torch::Tensor row_logsumexp_;  // cached reduction, reset by every change
 };
 
 }  // namespace contaccum
