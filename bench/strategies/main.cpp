@@ -9,8 +9,9 @@
 // reference consumes the very same token ids) and writes them as raw int64
 // files plus manifest.json. `time` builds one model, AdamW and Strategy per
 // configuration and interleaves them: round r runs one optimizer step of
-// every configuration of a total batch on batch r, so machine noise hits all
-// of them alike and the ratios between them are side by side. `rss` runs one
+// every configuration of a total batch on batch r (starting one
+// configuration later each round), so machine noise hits all of them alike
+// and the ratios between them are side by side. `rss` runs one
 // configuration alone and reports the process's peak resident memory.
 // Results are JSON lines on stdout; bench/run_strategies.sh collects them.
 #include <contaccum/contaccum.h>
@@ -406,7 +407,13 @@ int main(int argc, char** argv) {
           runners.push_back(std::make_unique<Runner>(c, spec, vocab));
         }
         for (int64_t r = 0; r < warmup + steps; ++r) {
-          for (auto& runner : runners) runner->run(data_batches[static_cast<size_t>(r)], r >= warmup);
+          // Each round starts one configuration later, so that no configuration
+          // always runs right after the same neighbour (e.g. the full batch,
+          // whose freed memory the next one faults in again).
+          for (size_t i = 0; i < runners.size(); ++i) {
+            runners[(i + static_cast<size_t>(r)) % runners.size()]->run(data_batches[static_cast<size_t>(r)],
+                                                                         r >= warmup);
+          }
         }
         for (const auto& runner : runners) std::cout << runner->result(spec).dump() << std::endl;
       }

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Runs the strategy benchmark suite and writes docs/BENCHMARKS.md and
+# bench/results.jsonl (one JSON object per measurement).
+#
+# Usage: bash bench/run_strategies.sh [DATA_DIR]
+#        (default: ../shared/data/debpkg beside the repository; without it a
+#        synthetic data set stands in)
+# Environment: THREADS (default 2), STEPS (timed steps per configuration,
+# default 5), WARMUP (default 1).
+#
+# Builds only the benchmark (Release) in build-bench/. Phases:
+#   1. prepare: sample and tokenize the training batches once;
+#   2. time, C++: every configuration of a total batch interleaved in one
+#      process (bag of embeddings, then the transformer);
+#   3. time, Python reference (python3-torch), the same way, per total batch
+#      right after the C++ run of that total batch;
+#   4. peak memory: each configuration alone in its own process;
+#   5. report: bench/strategies/report.py.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build="$root/build-bench"
+work="$build/strategies-work"
+data=${1:-$(cd "$root/.." && pwd)/shared/data/debpkg}
+threads=${THREADS:-2}
+steps=${STEPS:-5}
+warmup=${WARMUP:-1}
+
+bash "$root/scripts/install-deps.sh"
+export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
+export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCONTACCUM_BUILD_BENCHMARKS=ON \
+  -DCONTACCUM_BUILD_TESTS=OFF -DCONTACCUM_BUILD_EXAMPLES=OFF -DCONTACCUM_INSTALL=OFF >/dev/null
+cmake --build "$build" --target contaccum_bench_strategies >/dev/null
+bench="$build/bench/strategies/contaccum_bench_strategies"
+python=/usr/bin/python3  # Debian's, with python3-torch
+reference="$root/bench/strategies/reference.py"
+
+rm -rf "$work"
+mkdir -p "$work"
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+# The grid (see docs/BENCHMARKS.md for why the transformer's is narrower).
+totals="64 128 256 512"
+boe=(--encoder boe --dim 256 --embedding-dim 256 --query-length 32 --passage-length 128)
+transformer=(--encoder transformer --layers 2 --hidden 128 --heads 4 --intermediate 512 --query-length 32
+  --passage-length 64)
+common=(--threads "$threads" --steps "$steps" --warmup "$warmup")
+all_strategies=full_batch,grad_accum,grad_cache,contaccum,contaccum_grad_cache
+
+log "prepare: batches from $data"
+"$bench" prepare --data "$data" --out "$work/batches" --total-batch "${totals// /,}" --rounds $((warmup + steps)) \
+  --query-length 32 --passage-length 128 2>"$work/prepare.log"
+
+for t in $totals; do
+  log "time: bag of embeddings, total_batch $t (C++, then Python)"
+  "$bench" time --batches "$work/batches" "${boe[@]}" "${common[@]}" --total-batch "$t" --micro-batch 8,32 \
+    --memory 0,1,8 --strategies "$all_strategies" >>"$work/time-cpp.jsonl"
+  "$python" "$reference" --batches "$work/batches" "${boe[@]}" "${common[@]}" --total-batch "$t" --micro-batch 8 \
+    --memory 1,8 --strategies "$all_strategies" >>"$work/time-python.jsonl"
+done
+for t in $totals; do
+  log "time: transformer, total_batch $t (C++)"
+  # Memory 0 of ContAccum is GradAccum (the spec's equality, tested), so the
+  # transformer's grid measures it once, as grad_accum / grad_cache.
+  "$bench" time --batches "$work/batches" "${transformer[@]}" "${common[@]}" --total-batch "$t" --micro-batch 8 \
+    --memory 1,8 --strategies "$all_strategies" >>"$work/time-cpp.jsonl"
+  if [ "$t" -le 128 ]; then
+    log "time: transformer, total_batch $t (Python)"
+    "$python" "$reference" --batches "$work/batches" "${transformer[@]}" "${common[@]}" --total-batch "$t" \
+      --micro-batch 8 --memory 8 --strategies "$all_strategies" >>"$work/time-python.jsonl"
+  fi
+done
+
+log "peak memory: one process per configuration"
+for encoder in boe transformer; do
+  if [ "$encoder" = boe ]; then shape=("${boe[@]}"); else shape=("${transformer[@]}"); fi
+  for t in $totals; do
+    configs=("full_batch $t 0" "grad_accum 8 0" "grad_cache 8 0" "contaccum 8 $t" "contaccum 8 $((8 * t))"
+      "contaccum_grad_cache 8 $((8 * t))")
+    for c in "${configs[@]}"; do
+      read -r strategy micro memory <<<"$c"
+      "$bench" rss --batches "$work/batches" "${shape[@]}" --threads "$threads" --warmup 1 --steps 1 \
+        --strategy "$strategy" --total-batch "$t" --micro-batch "$micro" --memory "$memory" >>"$work/rss.jsonl"
+    done
+  done
+done
+
+log "report"
+command="bash bench/run_strategies.sh${*:+ $*}"
+"$python" "$root/bench/strategies/report.py" --work "$work" --command "$command" \
+  --results "$root/bench/results.jsonl" --markdown "$root/docs/BENCHMARKS.md"
+log "wrote docs/BENCHMARKS.md and bench/results.jsonl"
