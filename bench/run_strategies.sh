@@ -5,8 +5,10 @@
 # Usage: bash bench/run_strategies.sh [DATA_DIR]
 #        (default: ../shared/data/debpkg beside the repository; without it a
 #        synthetic data set stands in)
-# Environment: THREADS (default 2), STEPS (timed steps per configuration,
-# default 5), WARMUP (default 1).
+# Environment: THREADS (intra-op threads of both implementations, default 1:
+# on the 2-vCPU machine these numbers come from, 2 threads made every step
+# 1.2-3x slower and 10x noisier than 1; see docs/BENCHMARKS.md), STEPS (timed
+# steps per configuration, default 5), WARMUP (default 1).
 #
 # Builds only the benchmark (Release) in build-bench/. Phases:
 #   1. prepare: sample and tokenize the training batches once;
@@ -15,13 +17,18 @@
 #   3. time, Python reference (python3-torch), the same way, per total batch
 #      right after the C++ run of that total batch;
 #   4. peak memory: each configuration alone in its own process;
-#   5. report: bench/strategies/report.py.
+#   5. before/after: the bank score cache (BEFORE_REV, default 0db4b2c, the
+#      library before it) against this tree, alternating the two binaries;
+#   6. report: bench/strategies/report.py.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/build-bench"
 work="$build/strategies-work"
 data=${1:-$(cd "$root/.." && pwd)/shared/data/debpkg}
-threads=${THREADS:-2}
+threads=${THREADS:-1}
+# The same thread count for LibTorch's OpenMP pool and OpenBLAS's own, in C++
+# and in Python.
+export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads
 steps=${STEPS:-5}
 warmup=${WARMUP:-1}
 
@@ -84,6 +91,17 @@ for encoder in boe transformer; do
     done
   done
 done
+
+before_rev=${BEFORE_REV:-0db4b2c}
+if git -C "$root" rev-parse -q --verify "$before_rev^{commit}" >/dev/null; then
+  log "before/after: the library at $before_rev vs the working tree (builds $before_rev first)"
+  "$root/bench/strategies/before_after.sh" "$build" "$work" "$before_rev" 2 -- "${boe[@]}" "${common[@]}" \
+    --total-batch 128,512 --micro-batch 8 --memory 8 --strategies grad_accum,contaccum
+  "$root/bench/strategies/before_after.sh" "$build" "$work" "$before_rev" 2 -- "${transformer[@]}" "${common[@]}" \
+    --total-batch 128 --micro-batch 8 --memory 8 --strategies grad_accum,contaccum
+else
+  log "before/after skipped: revision $before_rev not in this clone"
+fi
 
 log "report"
 command="bash bench/run_strategies.sh${*:+ $*}"

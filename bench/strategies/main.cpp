@@ -412,7 +412,7 @@ int main(int argc, char** argv) {
           // whose freed memory the next one faults in again).
           for (size_t i = 0; i < runners.size(); ++i) {
             runners[(i + static_cast<size_t>(r)) % runners.size()]->run(data_batches[static_cast<size_t>(r)],
-                                                                         r >= warmup);
+                                                                        r >= warmup);
           }
         }
         for (const auto& runner : runners) std::cout << runner->result(spec).dump() << std::endl;

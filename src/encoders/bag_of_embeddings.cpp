@@ -27,14 +27,23 @@ torch::Tensor BagOfEmbeddingsEncoderImpl::forward(const EncoderInput& input) {
   const auto& ids = input.input_ids;
   TORCH_CHECK(ids.defined() && ids.dim() == 2, "BagOfEmbeddingsEncoder: input_ids must be [batch, seq], got ",
               ids.defined() ? ids.sizes() : torch::IntArrayRef{});
-  auto embedded = embedding_->forward(ids);  // [B, T, E]
-  torch::Tensor mask = input.attention_mask.defined() ? input.attention_mask.to(embedded.dtype())
-                                                      : torch::ones(ids.sizes(), embedded.options());
+  const auto& weight = embedding_->weight;
+  torch::Tensor mask = input.attention_mask.defined() ? input.attention_mask.to(weight.dtype())
+                                                      : torch::ones(ids.sizes(), weight.options());
   TORCH_CHECK(mask.sizes() == ids.sizes(), "BagOfEmbeddingsEncoder: attention_mask ", mask.sizes(),
               " must match input_ids ", ids.sizes());
-  // Clamp keeps all-padding rows finite (they pool to zero).
-  auto counts = mask.sum(1, /*keepdim=*/true).clamp_min(1.0);
-  auto pooled = (embedded * mask.unsqueeze(-1)).sum(1) / counts;
+  TORCH_CHECK(ids.numel() == 0 || (ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < options_.vocab_size()),
+              "BagOfEmbeddingsEncoder: input_ids must be in [0, vocab_size = ", options_.vocab_size(), ")");
+  // The masked mean as one weighted embedding-bag sum: no [batch, seq, dim]
+  // intermediate, forward or backward. Clamp keeps all-padding rows finite
+  // (they pool to zero).
+  const int64_t batch = ids.size(0), seq = ids.size(1);
+  const auto weights = (mask / mask.sum(1, /*keepdim=*/true).clamp_min(1.0)).reshape({-1});
+  const auto offsets = torch::arange(0, batch * seq, std::max<int64_t>(seq, 1), ids.options().dtype(torch::kLong));
+  auto pooled = std::get<0>(torch::embedding_bag(weight, ids.reshape({-1}).to(torch::kLong), offsets,
+                                                 /*scale_grad_by_freq=*/false, /*mode=sum*/ 0, /*sparse=*/false,
+                                                 weights, /*include_last_offset=*/false,
+                                                 /*padding_idx=*/options_.padding_idx()));
   pooled = torch::nn::functional::dropout(
       pooled, torch::nn::functional::DropoutFuncOptions().p(options_.dropout()).training(is_training()));
   return projection_->forward(pooled);

@@ -120,8 +120,13 @@ InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passag
       bq = normalised(bank.queries.detach());
       bank_positives = bank_passages.select(1, 0);
     }
-    auto with_current = score_blocks(bq, passages, cosine);
-    auto current = torch::cat({with_current.first, with_current.second}, 1) * inv_tau;  // [m, n g]
+    // [n g, m]: every current passage against every banked query. Laid out
+    // passage-major so that each banked row's log-sum-exp below reduces
+    // over the short leading dimension with contiguous inner loops; column
+    // order does not matter to a log-sum-exp.
+    auto current_passages = passages.reshape({n * passages.size(1), d});
+    if (cosine) current_passages = normalised(current_passages);
+    auto current = torch::matmul(current_passages, bq.t()) * inv_tau;
     torch::Tensor bank_lse, target_score;
     {
       torch::NoGradGuard no_grad;
@@ -136,7 +141,7 @@ InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passag
         bank_lse = bank_row_logsumexp(bank.queries, bank_passages, options);
       }
     }
-    auto lse = torch::logsumexp(torch::cat({current, bank_lse.unsqueeze(1)}, 1), 1);
+    auto lse = torch::logsumexp(torch::cat({current, bank_lse.unsqueeze(0)}, 0), 0);
     loss_sum = loss_sum + (lse - target_score).sum();
   }
 

@@ -63,8 +63,9 @@ void BankScoreCache::recompute_blocks(const torch::Tensor& rows, const MemoryBan
     if (begin >= end) {
       leaf.fill_(-std::numeric_limits<double>::infinity());
     } else {
-      auto s = torch::matmul(rows, columns(passages, begin, end).t()).mul_(inv_tau);  // [size, (end - begin) g]
-      leaf.copy_(torch::logsumexp(s, 1));
+      // [(end - begin) g, size]: reduced over the short leading dimension.
+      auto s = torch::matmul(columns(passages, begin, end), rows.t()).mul_(inv_tau);
+      leaf.copy_(torch::logsumexp(s, 0));
     }
   }
   refresh_parents(first_block, last_block, 0, size_);
