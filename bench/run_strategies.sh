@@ -8,7 +8,8 @@
 # Environment: THREADS (intra-op threads of both implementations, default 1:
 # on the 2-vCPU machine these numbers come from, 2 threads made every step
 # 1.2-3x slower and 10x noisier than 1; see docs/BENCHMARKS.md), STEPS (timed
-# steps per configuration, default 5), WARMUP (default 1).
+# steps per configuration, default 5; TRANSFORMER_STEPS for the transformer,
+# default 7), WARMUP (default 1).
 #
 # Builds only the benchmark (Release) in build-bench/. Phases:
 #   1. prepare: sample and tokenize the training batches once;
@@ -30,6 +31,8 @@ threads=${THREADS:-1}
 # and in Python.
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads
 steps=${STEPS:-5}
+# The transformer's steps are long and few; more of them steady its medians.
+transformer_steps=${TRANSFORMER_STEPS:-7}
 warmup=${WARMUP:-1}
 
 bash "$root/scripts/install-deps.sh"
@@ -52,10 +55,11 @@ boe=(--encoder boe --dim 256 --embedding-dim 256 --query-length 32 --passage-len
 transformer=(--encoder transformer --layers 2 --hidden 128 --heads 4 --intermediate 512 --query-length 32
   --passage-length 64)
 common=(--threads "$threads" --steps "$steps" --warmup "$warmup")
+tcommon=(--threads "$threads" --steps "$transformer_steps" --warmup "$warmup")
 all_strategies=full_batch,grad_accum,grad_cache,contaccum,contaccum_grad_cache
 
 log "prepare: batches from $data"
-"$bench" prepare --data "$data" --out "$work/batches" --total-batch "${totals// /,}" --rounds $((warmup + steps)) \
+"$bench" prepare --data "$data" --out "$work/batches" --total-batch "${totals// /,}" --rounds $((warmup + (steps > transformer_steps ? steps : transformer_steps))) \
   --query-length 32 --passage-length 128 2>"$work/prepare.log"
 
 for t in $totals; do
@@ -69,11 +73,11 @@ for t in $totals; do
   log "time: transformer, total_batch $t (C++)"
   # Memory 0 of ContAccum is GradAccum (the spec's equality, tested), so the
   # transformer's grid measures it once, as grad_accum / grad_cache.
-  "$bench" time --batches "$work/batches" "${transformer[@]}" "${common[@]}" --total-batch "$t" --micro-batch 8 \
+  "$bench" time --batches "$work/batches" "${transformer[@]}" "${tcommon[@]}" --total-batch "$t" --micro-batch 8 \
     --memory 1,8 --strategies "$all_strategies" >>"$work/time-cpp.jsonl"
   if [ "$t" -le 128 ]; then
     log "time: transformer, total_batch $t (Python)"
-    "$python" "$reference" --batches "$work/batches" "${transformer[@]}" "${common[@]}" --total-batch "$t" \
+    "$python" "$reference" --batches "$work/batches" "${transformer[@]}" "${tcommon[@]}" --total-batch "$t" \
       --micro-batch 8 --memory 8 --strategies "$all_strategies" >>"$work/time-python.jsonl"
   fi
 done
@@ -97,7 +101,7 @@ if git -C "$root" rev-parse -q --verify "$before_rev^{commit}" >/dev/null; then
   log "before/after: the library at $before_rev vs the working tree (builds $before_rev first)"
   "$root/bench/strategies/before_after.sh" "$build" "$work" "$before_rev" 2 -- "${boe[@]}" "${common[@]}" \
     --total-batch 128,512 --micro-batch 8 --memory 8 --strategies grad_accum,contaccum
-  "$root/bench/strategies/before_after.sh" "$build" "$work" "$before_rev" 2 -- "${transformer[@]}" "${common[@]}" \
+  "$root/bench/strategies/before_after.sh" "$build" "$work" "$before_rev" 2 -- "${transformer[@]}" "${tcommon[@]}" \
     --total-batch 128 --micro-batch 8 --memory 8 --strategies grad_accum,contaccum
 else
   log "before/after skipped: revision $before_rev not in this clone"

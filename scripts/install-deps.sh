@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package contaccum needs to build, test and run its
-# examples. Idempotent: when everything is present it prints nothing and exits.
+# examples (plus any packages given as arguments). Idempotent: when everything is present it prints nothing and exits.
 set -euo pipefail
 
 packages=(
@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev libsimdjson-dev libutf8proc-dev
   libyaml-cpp-dev libcli11-dev lz4
   python3 python3-torch python3-numpy
+  "$@"  # extra packages a script needs (e.g. gnuplot-nox for examples/reproduce)
 )
 
 missing=()

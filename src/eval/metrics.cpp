@@ -63,6 +63,18 @@ std::vector<int64_t> judged_queries(const std::vector<Qrel>& qrels) {
   return rows;
 }
 
+std::vector<Qrel> first_judged_queries(const std::vector<Qrel>& qrels, int64_t max_queries) {
+  TORCH_CHECK(max_queries >= 0, "first_judged_queries: max_queries must be >= 0, got ", max_queries);
+  const auto judged = judged_queries(qrels);
+  if (max_queries == 0 || static_cast<int64_t>(judged.size()) <= max_queries) return qrels;
+  const int64_t last = judged[static_cast<size_t>(max_queries) - 1];
+  std::vector<Qrel> kept;
+  for (const auto& q : qrels) {
+    if (q.query <= last) kept.push_back(q);
+  }
+  return kept;
+}
+
 RetrievalMetrics compute_metrics(const SearchResult& ranking, const std::vector<int64_t>& query_rows,
                                  const std::vector<Qrel>& qrels, const MetricsOptions& options) {
   check_cutoffs(options.top_k(), "top_k");

@@ -53,7 +53,15 @@ DualEncoder make_dual_encoder(const TrainConfig& c, const WordPieceTokenizer& to
   const auto options = DualEncoderOptions().normalize(c.similarity == "cosine");
   const int64_t vocab = tokenizer.vocab().size();
   if (c.encoder_shared) return DualEncoder(make_tower(c, vocab, tokenizer.pad_id()), options);
-  return DualEncoder(make_tower(c, vocab, tokenizer.pad_id()), make_tower(c, vocab, tokenizer.pad_id()), options);
+  auto query_tower = make_tower(c, vocab, tokenizer.pad_id());
+  auto passage_tower = make_tower(c, vocab, tokenizer.pad_id());
+  if (c.encoder_tied_init) {
+    torch::NoGradGuard no_grad;
+    const auto from = query_tower->named_parameters(), from_buffers = query_tower->named_buffers();
+    for (auto& p : passage_tower->named_parameters()) p.value().copy_(from[p.key()]);
+    for (auto& b : passage_tower->named_buffers()) b.value().copy_(from_buffers[b.key()]);
+  }
+  return DualEncoder(query_tower, passage_tower, options);
 }
 
 WordPieceTokenizerOptions tokenizer_options(const TrainConfig& c) {
@@ -204,17 +212,7 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
     report = {};
     dev = read_qrels(config.data_dev_qrels, *queries, *corpus, reader, &report);
     log_report(config.data_dev_qrels, report);
-    if (config.data_dev_max_queries > 0) {
-      const auto judged = judged_queries(dev);
-      if (static_cast<int64_t>(judged.size()) > config.data_dev_max_queries) {
-        const int64_t last = judged[static_cast<size_t>(config.data_dev_max_queries) - 1];
-        std::vector<Qrel> kept;
-        for (const auto& q : dev) {
-          if (q.query <= last) kept.push_back(q);
-        }
-        dev.swap(kept);
-      }
-    }
+    dev = first_judged_queries(dev, config.data_dev_max_queries);
   }
 
   fs::create_directories(output_dir);

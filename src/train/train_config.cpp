@@ -43,6 +43,7 @@ const std::vector<Key>& key_table() {
       {"temperature", &TrainConfig::temperature},
       {"encoder", &TrainConfig::encoder},
       {"encoder_options.shared", &TrainConfig::encoder_shared},
+      {"encoder_options.tied_init", &TrainConfig::encoder_tied_init},
       {"encoder_options.dim", &TrainConfig::encoder_dim},
       {"encoder_options.embedding_dim", &TrainConfig::encoder_embedding_dim},
       {"encoder_options.dropout", &TrainConfig::encoder_dropout},

@@ -35,33 +35,41 @@ TEST(BagOfEmbeddingsEncoder, IsAMaskedMeanThenProjection) {
 // sum, divide) in float64: outputs and every parameter's gradient, with
 // repeated ids, masked non-padding ids, padding ids and an all-padding row.
 TEST(BagOfEmbeddingsEncoder, GradientsMatchTheTextbookMaskedMean) {
-  torch::manual_seed(8);
-  BagOfEmbeddingsEncoder enc(BagOfEmbeddingsEncoderOptions(30, 5).embedding_dim(4).dropout(0.0));
-  enc->to(torch::kDouble);
-  const auto ids = torch::tensor({{3, 3, 7, 0, 0}, {12, 29, 1, 5, 4}, {0, 0, 0, 0, 0}, {8, 21, 9, 0, 13}});
-  const auto mask = torch::tensor({{1, 1, 1, 0, 0}, {1, 1, 1, 1, 1}, {0, 0, 0, 0, 0}, {1, 0, 1, 0, 1}});
-  const auto upstream = torch::randn({4, 5}, torch::kDouble);
-  (enc->forward(EncoderInput{ids, mask, {}}) * upstream).sum().backward();
+  const auto ids4 = torch::tensor({{3, 3, 7, 0, 0}, {12, 29, 1, 5, 4}, {0, 0, 0, 0, 0}, {8, 21, 9, 0, 13}});
+  const auto mask4 = torch::tensor({{1, 1, 1, 0, 0}, {1, 1, 1, 1, 1}, {0, 0, 0, 0, 0}, {1, 0, 1, 0, 1}});
+  // 20 ids (< vocabulary 30) take the sparse backward, 40 the dense one; a
+  // second backward accumulates into the existing gradient.
+  for (const int64_t copies : {1, 2}) {
+    torch::manual_seed(8);
+    BagOfEmbeddingsEncoder enc(BagOfEmbeddingsEncoderOptions(30, 5).embedding_dim(4).dropout(0.0));
+    enc->to(torch::kDouble);
+    const auto ids = ids4.repeat({copies, 1}), mask = mask4.repeat({copies, 1});
+    const int64_t rows = ids.size(0);
+    const auto upstream = torch::randn({rows, 5}, torch::kDouble);
+    for (int pass = 0; pass < 2; ++pass) (enc->forward(EncoderInput{ids, mask, {}}) * upstream).sum().backward();
 
-  auto params = enc->named_parameters();
-  const auto E = params["embedding.weight"].detach().clone().requires_grad_(true);
-  const auto W = params["projection.weight"].detach().clone().requires_grad_(true);
-  const auto b = params["projection.bias"].detach().clone().requires_grad_(true);
-  // Textbook: E[ids] masked, summed, divided by the count; the padding row
-  // (id 0) is excluded from the gradient, as torch::nn::Embedding does.
-  const auto m = mask.to(torch::kDouble);
-  const auto gathered = E.index_select(0, ids.reshape({-1})).view({4, 5, 4});
-  const auto pooled = (gathered * m.unsqueeze(-1)).sum(1) / m.sum(1, true).clamp_min(1.0);
-  ((pooled.matmul(W.t()) + b) * upstream).sum().backward();
-  auto want_embedding_grad = E.grad().clone();
-  want_embedding_grad[0].zero_();
+    auto params = enc->named_parameters();
+    const auto E = params["embedding.weight"].detach().clone().requires_grad_(true);
+    const auto W = params["projection.weight"].detach().clone().requires_grad_(true);
+    const auto b = params["projection.bias"].detach().clone().requires_grad_(true);
+    // Textbook: E[ids] masked, summed, divided by the count; the padding row
+    // (id 0) is excluded from the gradient, as torch::nn::Embedding does.
+    const auto m = mask.to(torch::kDouble);
+    const auto gathered = E.index_select(0, ids.reshape({-1})).view({rows, 5, 4});
+    const auto pooled = (gathered * m.unsqueeze(-1)).sum(1) / m.sum(1, true).clamp_min(1.0);
+    (2.0 * (pooled.matmul(W.t()) + b) * upstream).sum().backward();
+    auto want_embedding_grad = E.grad().clone();
+    want_embedding_grad[0].zero_();
 
-  EXPECT_TRUE(torch::allclose(params["embedding.weight"].grad(), want_embedding_grad, 1e-12, 1e-12));
-  EXPECT_TRUE(torch::allclose(params["projection.weight"].grad(), W.grad(), 1e-12, 1e-12));
-  EXPECT_TRUE(torch::allclose(params["projection.bias"].grad(), b.grad(), 1e-12, 1e-12));
-  EXPECT_EQ(params["embedding.weight"].grad()[0].abs().sum().item<double>(), 0.0) << "padding row";
-  EXPECT_EQ(params["embedding.weight"].grad()[21].abs().sum().item<double>(), 0.0) << "masked id";
-  EXPECT_GT(params["embedding.weight"].grad()[3].abs().sum().item<double>(), 0.0);
+    const auto& got = params["embedding.weight"].grad();
+    EXPECT_FALSE(got.is_sparse()) << "optimizers must see a dense gradient";
+    EXPECT_TRUE(torch::allclose(got, want_embedding_grad, 1e-12, 1e-12)) << copies;
+    EXPECT_TRUE(torch::allclose(params["projection.weight"].grad(), W.grad(), 1e-12, 1e-12));
+    EXPECT_TRUE(torch::allclose(params["projection.bias"].grad(), b.grad(), 1e-12, 1e-12));
+    EXPECT_EQ(got[0].abs().sum().item<double>(), 0.0) << "padding row";
+    EXPECT_EQ(got[21].abs().sum().item<double>(), 0.0) << "masked id";
+    EXPECT_GT(got[3].abs().sum().item<double>(), 0.0);
+  }
 }
 
 TEST(BagOfEmbeddingsEncoder, RejectsIdsOutsideTheVocabulary) {

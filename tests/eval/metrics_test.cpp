@@ -3,6 +3,8 @@
 // judgements, judged_queries, and the TREC run writer.
 #include "test_util.h"
 
+#include <array>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -105,6 +107,24 @@ TEST(Metrics, JudgedQueriesAreSortedUniqueWithPositiveScore) {
   EXPECT_EQ(judged_queries(kQrels), (std::vector<int64_t>{2, 5}));
   EXPECT_EQ(judged_queries({{4, 1, 1}, {1, 0, 2}, {4, 2, 1}, {3, 3, 0}, {0, 1, -1}}), (std::vector<int64_t>{1, 4}));
   EXPECT_TRUE(judged_queries({}).empty());
+}
+
+TEST(Metrics, FirstJudgedQueriesKeepsEveryJudgementOfTheFirstN) {
+  // Judged queries 1, 4, 6 (query 3 only has a zero score); file order kept.
+  const std::vector<Qrel> qrels{{4, 1, 1}, {1, 0, 2}, {3, 3, 0}, {6, 2, 1}, {4, 2, 1}, {1, 5, 0}};
+  auto queries = [](const std::vector<Qrel>& q) {
+    std::vector<std::array<int64_t, 3>> out;
+    for (const auto& x : q) out.push_back({x.query, x.passage, x.score});
+    return out;
+  };
+  using Rows = std::vector<std::array<int64_t, 3>>;
+  EXPECT_EQ(queries(first_judged_queries(qrels, 1)), (Rows{{1, 0, 2}, {1, 5, 0}}));
+  EXPECT_EQ(queries(first_judged_queries(qrels, 2)), (Rows{{4, 1, 1}, {1, 0, 2}, {3, 3, 0}, {4, 2, 1}, {1, 5, 0}}));
+  EXPECT_EQ(queries(first_judged_queries(qrels, 3)), queries(qrels));
+  EXPECT_EQ(queries(first_judged_queries(qrels, 0)), queries(qrels));
+  EXPECT_EQ(queries(first_judged_queries(qrels, 99)), queries(qrels));
+  EXPECT_THAT([&] { first_judged_queries(qrels, -1); },
+              ThrowsMessage<c10::Error>(HasSubstr("max_queries must be >= 0, got -1")));
 }
 
 TEST(Metrics, BadInputNamesOptionAndValue) {

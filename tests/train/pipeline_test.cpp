@@ -106,6 +106,29 @@ TEST(RunTraining, MissingDataKeysAreNamed) {
               ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("config key 'data.corpus' is required")));
 }
 
+TEST(BuildModel, TiedInitStartsBothTowersFromTheSameWeights) {
+  test::TempDir dir;
+  const auto vocab = (dir.path / "vocab.txt").string();
+  std::ofstream(vocab) << "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nalpha\nbeta\n";
+  for (const std::string encoder : {"bag_of_embeddings", "transformer"}) {
+    auto config = TrainConfig::parse("encoder: " + encoder +
+                                     "\nencoder_options: {tied_init: true, dim: 8, embedding_dim: 8, hidden_size: 8, "
+                                     "layers: 1, heads: 2, intermediate_size: 16}\ntokenizer: {vocab: " +
+                                     vocab + "}\n");
+    auto model = build_model(config, nullptr).model;
+    const auto q = model->query_encoder()->named_parameters(), p = model->passage_encoder()->named_parameters();
+    ASSERT_EQ(q.size(), p.size());
+    for (const auto& item : q) {
+      EXPECT_TRUE(torch::equal(item.value(), p[item.key()])) << encoder << " " << item.key();
+      EXPECT_NE(item.value().data_ptr(), p[item.key()].data_ptr()) << "towers must not share storage";
+    }
+    // Without it the towers are drawn independently.
+    config.encoder_tied_init = false;
+    auto untied = build_model(config, nullptr).model;
+    EXPECT_FALSE(torch::equal(untied->query_encoder()->parameters()[0], untied->passage_encoder()->parameters()[0]));
+  }
+}
+
 TEST(LoadModel, NamesWhatIsMissing) {
   test::TempDir dir;
   EXPECT_THAT([&] { load_model(dir.path.string()); },

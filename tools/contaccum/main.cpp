@@ -63,17 +63,7 @@ LoadedData load_data(const DataArgs& a) {
   warn(a.queries);
   d.qrels = read_qrels(a.qrels, d.queries, d.corpus, reader, &report);
   warn(a.qrels);
-  if (a.max_queries > 0) {
-    const auto judged = judged_queries(d.qrels);
-    if (static_cast<int64_t>(judged.size()) > a.max_queries) {
-      const int64_t last = judged[static_cast<size_t>(a.max_queries) - 1];
-      std::vector<Qrel> kept;
-      for (const auto& q : d.qrels) {
-        if (q.query <= last) kept.push_back(q);
-      }
-      d.qrels.swap(kept);
-    }
-  }
+  d.qrels = first_judged_queries(d.qrels, a.max_queries);
   TORCH_CHECK(!judged_queries(d.qrels).empty(), a.qrels, ": no query has a relevant passage (score > 0)");
   return d;
 }

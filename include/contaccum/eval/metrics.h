@@ -61,6 +61,11 @@ RetrievalMetrics compute_metrics(const SearchResult& ranking, const std::vector<
 /// The query rows with at least one judgement of score > 0, ascending.
 std::vector<int64_t> judged_queries(const std::vector<Qrel>& qrels);
 
+/// The judgements of the first `max_queries` judged queries (by row, as
+/// `judged_queries` orders them); all of `qrels` when `max_queries` is 0 or
+/// at least the number of judged queries. For quick evaluations on a subset.
+std::vector<Qrel> first_judged_queries(const std::vector<Qrel>& qrels, int64_t max_queries);
+
 /// Writes `ranking` as a TREC run file, one line per result:
 /// `query-id Q0 corpus-id rank score run_name` (rank from 1). The file is
 /// written to a temporary file in the same directory and renamed over `path`,

@@ -56,6 +56,9 @@ struct TrainConfig {
   std::string encoder = "bag_of_embeddings";
   /// One tower for queries and passages. Default: false.
   bool encoder_shared = false;
+  /// Two towers start from the same initial weights, as two copies of one
+  /// pretrained checkpoint do (ignored for a shared tower). Default: false.
+  bool encoder_tied_init = false;
   /// Output width (bag_of_embeddings). Default: 256.
   int64_t encoder_dim = 256;
   /// Token embedding width (bag_of_embeddings). Default: 256.

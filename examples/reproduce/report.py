@@ -1,0 +1,190 @@
+#!/usr/bin/python3
+"""Writes docs/RESULTS.md and its plots from the runs of examples/reproduce/run.sh.
+
+Table: dev metrics of every method as mean ± sample standard deviation over
+seeds, BM25 beside them, wall time per run. Plots (gnuplot): training loss
+and the grad-norm ratio ||grad E_q|| / ||grad E_p|| per step, mean over
+seeds, smoothed with a moving average.
+"""
+import argparse
+import glob
+import json
+import os
+import statistics
+import subprocess
+
+METRICS = ["top@1", "top@5", "top@20", "top@100", "mrr@10", "ndcg@10"]
+ORDER = ["dpr-128", "dpr-8", "grad-accum-8x16", "grad-cache-8x16", "contaccum-8x16-m1024",
+         "contaccum-no-query-bank", "contaccum-no-passage-bank", "contaccum-cleared-banks"]
+NAMES = {
+    "dpr-128": "DPR, batch 128 (full batch)",
+    "dpr-8": "DPR, batch 8",
+    "grad-accum-8x16": "GradAccum 8 x 16",
+    "grad-cache-8x16": "GradCache 8 x 16",
+    "contaccum-8x16-m1024": "ContAccum 8 x 16, memory 1024",
+    "contaccum-no-query-bank": "ContAccum without query bank",
+    "contaccum-no-passage-bank": "ContAccum without passage bank",
+    "contaccum-cleared-banks": "ContAccum, banks cleared every step",
+}
+
+
+def mean_std(values):
+    if not values:
+        return None, None
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def read_curve(path, field):
+    out = []
+    with open(path) as f:
+        for line in f:
+            j = json.loads(line)
+            if field in j and j[field] is not None:
+                out.append((j["step"], float(j[field])))
+    return out
+
+
+def smooth(points, window):
+    out, acc = [], []
+    for step, value in points:
+        acc.append(value)
+        if len(acc) > window:
+            acc.pop(0)
+        out.append((step, sum(acc) / len(acc)))
+    return out
+
+
+def mean_curve(curves):
+    # Steps are the same across seeds of one method; average what all have.
+    n = min(len(c) for c in curves)
+    return [(curves[0][i][0], statistics.mean(c[i][1] for c in curves)) for i in range(n)]
+
+
+def plot(curves, title, ylabel, path, logscale=False):
+    data_dir = path + ".data"
+    os.makedirs(data_dir, exist_ok=True)
+    parts = []
+    for i, (method, points) in enumerate(curves):
+        dat = os.path.join(data_dir, f"{method}.dat")
+        with open(dat, "w") as f:
+            f.writelines(f"{s} {v}\n" for s, v in points)
+        parts.append(f"'{dat}' using 1:2 with lines lw 2 title '{NAMES.get(method, method)}'")
+    script = [
+        "set terminal pngcairo size 1100,650 font ',11'",
+        f"set output '{path}'",
+        f"set title '{title}'",
+        "set xlabel 'optimizer step'",
+        f"set ylabel '{ylabel}'",
+        "set key outside right",
+        "set grid",
+    ]
+    if logscale:
+        script.append("set logscale y")
+    script.append("plot " + ", ".join(parts))
+    subprocess.run(["gnuplot"], input="\n".join(script), text=True, check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", required=True)
+    ap.add_argument("--command", required=True)
+    ap.add_argument("--markdown", required=True)
+    ap.add_argument("--figures", required=True)
+    args = ap.parse_args()
+
+    results = {}
+    for path in glob.glob(os.path.join(args.runs, "*", "seed*", "dev.json")):
+        d = json.load(open(path))
+        d["dir"] = os.path.dirname(path)
+        results.setdefault(d["method"], []).append(d)
+    methods = [m for m in ORDER if m in results] + sorted(m for m in results if m not in ORDER)
+    bm25 = json.load(open(os.path.join(args.runs, "bm25.json")))
+    base = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "base.yaml")).read()
+
+    os.makedirs(args.figures, exist_ok=True)
+    loss_curves, ratio_curves, steps = [], [], {}
+    for m in methods:
+        loss, ratio = [], []
+        for r in results[m]:
+            metrics = os.path.join(r["dir"], "run", "metrics.jsonl")
+            loss.append(read_curve(metrics, "loss"))
+            ratio.append(read_curve(metrics, "grad_norm_ratio"))
+            steps[m] = len(loss[-1])
+        window = max(1, steps[m] // 100)
+        loss_curves.append((m, smooth(mean_curve(loss), window)))
+        ratio_curves.append((m, smooth(mean_curve(ratio), window)))
+    # DPR-8 takes 16x the steps; plot the methods with 128 examples per step.
+    same_steps = [c for c in loss_curves if c[0] != "dpr-8"]
+    plot(same_steps, "Training loss (mean over seeds, moving average)", "InfoNCE loss",
+         os.path.join(args.figures, "loss.png"))
+    plot([c for c in ratio_curves if c[0] != "dpr-8"],
+         "||grad E_q|| / ||grad E_p|| (mean over seeds, moving average)", "ratio",
+         os.path.join(args.figures, "grad-norm-ratio.png"), logscale=True)
+
+    lines = []
+    w = lines.append
+    w("# Reproduction: ContAccum against DPR, GradAccum and GradCache on debpkg")
+    w("")
+    w("Written by the command below from its own runs; do not edit by hand.")
+    w("")
+    w("## Dev results (2,000 queries; mean ± standard deviation over seeds)")
+    w("")
+    w("| method | seeds | " + " | ".join(METRICS) + " | steps | wall time per run |")
+    w("|---|---|" + "---|" * len(METRICS) + "---|---|")
+    for m in methods:
+        cells = []
+        for k in METRICS:
+            mu, sd = mean_std([r[k] for r in results[m]])
+            cells.append(f"{mu:.3f} ± {sd:.3f}")
+        wall, _ = mean_std([r["wall_seconds"] for r in results[m]])
+        w(f"| {NAMES.get(m, m)} | {len(results[m])} | " + " | ".join(cells) +
+          f" | {steps[m]:,} | {wall / 60:.1f} min |")
+    w("| BM25 (k1 0.9, b 0.4) | – | " + " | ".join(f"{bm25[k]:.3f}" for k in METRICS) + " | – | – |")
+    w("")
+    w("## Curves")
+    w("")
+    w("![training loss](results/loss.png)")
+    w("")
+    w("![gradient-norm ratio](results/grad-norm-ratio.png)")
+    w("")
+    w("Mean grad-norm ratio `||grad E_q|| / ||grad E_p||` over all steps (median over steps, then mean over seeds):")
+    w("")
+    w("| method | median ratio | max ratio |")
+    w("|---|---|---|")
+    for m in methods:
+        meds, maxs = [], []
+        for r in results[m]:
+            c = [v for _, v in read_curve(os.path.join(r["dir"], "run", "metrics.jsonl"), "grad_norm_ratio")]
+            meds.append(statistics.median(c))
+            maxs.append(max(c))
+        w(f"| {NAMES.get(m, m)} | {statistics.mean(meds):.3f} | {max(maxs):.3f} |")
+    w("")
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "discussion.md")
+    if os.path.exists(notes):
+        w(open(notes).read().strip())
+        w("")
+    w("## Setup")
+    w("")
+    w("Every run: `contaccum train --config examples/reproduce/base.yaml` plus its method's keys")
+    w("(`examples/reproduce/methods/*.set`) and the seed, then `contaccum eval` of the final model on")
+    w("`qrels/dev.tsv` (exact search, k = 100); `contaccum bm25` beside them. `base.yaml`:")
+    w("")
+    w("```yaml")
+    w(base.strip())
+    w("```")
+    w("")
+    w("## Command")
+    w("")
+    w("```sh")
+    w(args.command)
+    w("```")
+    w("")
+    text = "\n".join(lines) + "\n"
+    tmp = args.markdown + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, args.markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Reproduces the paper's central comparison on ../shared/data/debpkg with the
+# library's CLI and writes docs/RESULTS.md (table, plots, commands, wall
+# times). Every method in methods/*.set is trained with base.yaml for each
+# seed, then evaluated on dev with `contaccum eval`; BM25 runs beside them.
+#
+# Usage: bash examples/reproduce/run.sh
+# Environment: SEEDS (default "1 2 3"), JOBS (runs at once, default 2: each
+# run uses one thread), METHODS (default: every methods/*.set), OUT (default
+# build/reproduce), DATA (default ../shared/data/debpkg), EXTRA (more --set
+# overrides for every run, e.g. "epochs=1" for a smoke test).
+# Finished runs (their dev.json exists) are kept, so an interrupted
+# reproduction resumes where it stopped.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+seeds=${SEEDS:-1 2 3}
+jobs=${JOBS:-2}
+out=${OUT:-build/reproduce}
+data=${DATA:-$(cd "$root/.." && pwd)/shared/data/debpkg}
+methods=${METHODS:-$(cd "$here/methods" && ls *.set | sed 's/\.set$//' | tr '\n' ' ')}
+[ -f "$data/corpus.jsonl" ] || { echo "run.sh: no debpkg data set at $data (set DATA)" >&2; exit 1; }
+
+bash scripts/install-deps.sh gnuplot-nox  # the plots
+bash scripts/build.sh -DCONTACCUM_BUILD_TESTS=OFF
+cli="$root/build/tools/contaccum"
+mkdir -p "$out"
+data_args=(--corpus "$data/corpus.jsonl" --queries "$data/queries.jsonl" --qrels "$data/qrels/dev.tsv")
+
+# One run: train, then evaluate the final model on dev. Written so that xargs
+# can call it: run_one METHOD SEED.
+run_one() {
+  local method=$1 seed=$2 dir="$out/$1/seed$2"
+  [ -f "$dir/dev.json" ] && return 0
+  rm -rf "$dir" && mkdir -p "$dir"
+  local sets=(--set "seed=$seed"
+    --set "data.corpus=$data/corpus.jsonl" --set "data.queries=$data/queries.jsonl"
+    --set "data.hard_negatives=$data/train-hard-negatives.tsv" --set "data.dev_qrels=$data/qrels/dev.tsv")
+  while IFS= read -r line; do [ -n "$line" ] && sets+=(--set "$line"); done <"$here/methods/$method.set"
+  for extra in ${EXTRA:-}; do sets+=(--set "$extra"); done
+  local start=$SECONDS
+  "$cli" train --config "$here/base.yaml" "${sets[@]}" --output "$dir/run" >"$dir/train.json" 2>"$dir/train.log"
+  local train_seconds=$((SECONDS - start))
+  "$cli" eval --model "$dir/run/model" "${data_args[@]}" --k 100 >"$dir/dev.tmp" 2>>"$dir/train.log"
+  python3 - "$dir/dev.tmp" "$train_seconds" "$method" "$seed" <<'PY'
+import json, sys
+path, seconds, method, seed = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+d = json.load(open(path))
+d.update(method=method, seed=seed, wall_seconds=seconds)
+json.dump(d, open(path, "w"))
+PY
+  mv "$dir/dev.tmp" "$dir/dev.json"
+  echo "[$(date +%H:%M:%S)] $method seed $seed: mrr@10 $(python3 -c "import json;print(round(json.load(open('$dir/dev.json'))['mrr@10'],4))") in ${train_seconds}s" >&2
+}
+export -f run_one
+export out data here cli EXTRA
+export -n data_args
+[ -f "$out/bm25.json" ] || "$cli" bm25 "${data_args[@]}" --k 100 >"$out/bm25.json"
+
+for method in $methods; do for seed in $seeds; do echo "$method $seed"; done; done |
+  xargs -P "$jobs" -L 1 bash -c 'data_args=(--corpus "$data/corpus.jsonl" --queries "$data/queries.jsonl" --qrels "$data/qrels/dev.tsv"); run_one "$@"' _
+
+python3 "$here/report.py" --runs "$out" --command "bash examples/reproduce/run.sh" --markdown docs/RESULTS.md \
+  --figures docs/results
