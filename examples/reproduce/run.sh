@@ -8,7 +8,8 @@
 # Environment: SEEDS (default "1 2 3"), JOBS (runs at once, default 2: each
 # run uses one thread), METHODS (default: every methods/*.set), OUT (default
 # build/reproduce), DATA (default ../shared/data/debpkg), EXTRA (more --set
-# overrides for every run, e.g. "epochs=1" for a smoke test).
+# overrides for every run, e.g. "epochs=1" for a smoke test), REPORT (default
+# docs/RESULTS.md; its plots go to results/ beside it).
 # Finished runs (their dev.json exists) are kept, so an interrupted
 # reproduction resumes where it stopped.
 set -euo pipefail
@@ -61,5 +62,6 @@ export -n data_args
 for method in $methods; do for seed in $seeds; do echo "$method $seed"; done; done |
   xargs -P "$jobs" -L 1 bash -c 'data_args=(--corpus "$data/corpus.jsonl" --queries "$data/queries.jsonl" --qrels "$data/qrels/dev.tsv"); run_one "$@"' _
 
-python3 "$here/report.py" --runs "$out" --command "bash examples/reproduce/run.sh" --markdown docs/RESULTS.md \
-  --figures docs/results
+report=${REPORT:-docs/RESULTS.md}
+python3 "$here/report.py" --runs "$out" --command "bash examples/reproduce/run.sh" --markdown "$report" \
+  --figures "$(dirname "$report")/results"
