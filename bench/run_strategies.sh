@@ -35,12 +35,7 @@ steps=${STEPS:-5}
 transformer_steps=${TRANSFORMER_STEPS:-7}
 warmup=${WARMUP:-1}
 
-bash "$root/scripts/install-deps.sh"
-export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
-export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCONTACCUM_BUILD_BENCHMARKS=ON \
-  -DCONTACCUM_BUILD_TESTS=OFF -DCONTACCUM_BUILD_EXAMPLES=OFF -DCONTACCUM_INSTALL=OFF >/dev/null
-cmake --build "$build" --target contaccum_bench_strategies >/dev/null
+bash "$root/bench/build.sh" contaccum_bench_strategies "$root" "$build"
 bench="$build/bench/strategies/contaccum_bench_strategies"
 python=/usr/bin/python3  # Debian's, with python3-torch
 reference="$root/bench/strategies/reference.py"

@@ -22,12 +22,7 @@ if [ "$have_dir" -eq 0 ]; then
   args=("$(cd "$root/.." && pwd)/shared/data/debpkg" "${args[@]}")
 fi
 
-bash "$root/scripts/install-deps.sh"
-export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
-export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCONTACCUM_BUILD_BENCHMARKS=ON \
-  -DCONTACCUM_BUILD_TESTS=OFF -DCONTACCUM_BUILD_EXAMPLES=OFF -DCONTACCUM_INSTALL=OFF >/dev/null
-cmake --build "$build" --target contaccum_bench_text_pipeline >/dev/null
+bash "$root/bench/build.sh" contaccum_bench_text_pipeline "$root" "$build"
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 table=$("$build/bench/text_pipeline/contaccum_bench_text_pipeline" "${args[@]}")

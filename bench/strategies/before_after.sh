@@ -16,9 +16,7 @@ git -C "$root" archive "$rev" | tar -x -C "$src"
 rm -rf "$src/bench/strategies"
 cp -r "$root/bench/strategies" "$src/bench/strategies"
 grep -q 'add_subdirectory(strategies)' "$src/bench/CMakeLists.txt" || echo 'add_subdirectory(strategies)' >>"$src/bench/CMakeLists.txt"
-cmake -S "$src" -B "$build/before-build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCONTACCUM_BUILD_BENCHMARKS=ON \
-  -DCONTACCUM_BUILD_TESTS=OFF -DCONTACCUM_BUILD_EXAMPLES=OFF -DCONTACCUM_INSTALL=OFF >/dev/null
-cmake --build "$build/before-build" --target contaccum_bench_strategies >/dev/null
+bash "$root/bench/build.sh" contaccum_bench_strategies "$src" "$build/before-build"
 before="$build/before-build/bench/strategies/contaccum_bench_strategies"
 after="$build/bench/strategies/contaccum_bench_strategies"
 for ((i = 0; i < repeats; i++)); do

@@ -122,6 +122,10 @@ def main():
         r = time_of.get((impl, encoder, strategy, total, micro, memory))
         return r["ms_per_step"] if r else None
 
+    def header(first):
+        w(f"| {first} | " + " | ".join(f"total {t}" for t in totals) + " |")
+        w("|---|" + "---|" * len(totals))
+
     def ratio(a, b):
         return a / b if a is not None and b else None
 
@@ -218,16 +222,14 @@ def main():
         w("")
         w("### Milliseconds per step (C++)")
         w("")
-        w("| configuration | " + " | ".join(f"total {t}" for t in totals) + " |")
-        w("|---|" + "---|" * len(totals))
+        header("configuration")
         for c in configs(encoder):
             cells = [fmt_ms(ms("cpp", encoder, c[0], t, micro_of(c, t), c[2] * t)) for t in totals]
             w(f"| {label(c[0], c[1], c[2] * 100, 100)} | " + " | ".join(cells) + " |")
         w("")
         w("### Ratios, side by side")
         w("")
-        w("| ratio | " + " | ".join(f"total {t}" for t in totals) + " |")
-        w("|---|" + "---|" * len(totals))
+        header("ratio")
         micros = sorted({c[1] for c in configs(encoder) if c[0] != "full_batch"})
         for m in micros:
             for mult in (1, 8):
@@ -251,8 +253,7 @@ def main():
         py_configs = [c for c in configs(encoder)
                       if any(("python", encoder, c[0], t, micro_of(c, t), c[2] * t) in time_of for t in totals)]
         if py_configs:
-            w("| configuration | " + " | ".join(f"total {t}" for t in totals) + " |")
-            w("|---|" + "---|" * len(totals))
+            header("configuration")
             for c in py_configs:
                 cells = []
                 for t in totals:
@@ -267,8 +268,7 @@ def main():
         w("backward passes (whose cost is the towers'); the rest is the loss, the banks and their score")
         w("cache, copies, clipping and the optimizer. In brackets: loss + banks, and optimizer, in ms.")
         w("")
-        w("| configuration | " + " | ".join(f"total {t}" for t in totals) + " |")
-        w("|---|" + "---|" * len(totals))
+        header("configuration")
         for c in configs(encoder):
             cells = []
             for t in totals:
@@ -279,8 +279,7 @@ def main():
         w("")
         w("### Peak resident memory, MB (each configuration in its own process)")
         w("")
-        w("| configuration | " + " | ".join(f"total {t}" for t in totals) + " |")
-        w("|---|" + "---|" * len(totals))
+        header("configuration")
         rss_configs = []
         for r in rss:
             if r["encoder"] != encoder:
