@@ -84,6 +84,41 @@ def plot(curves, title, ylabel, path, logscale=False):
     subprocess.run(["gnuplot"], input="\n".join(script), text=True, check=True)
 
 
+CHECK_PAIRS = [("dpr-128", "grad-cache-8x16", "GradCache 8 x 16 = DPR, batch 128"),
+               ("grad-accum-8x16", "contaccum-memory-0", "ContAccum 8 x 16, memory 0 = GradAccum 8 x 16")]
+
+
+def write_checks(w, checks):
+    """The spec's equalities, trained step by step through the CLI (run.sh's check_one)."""
+    rows = []
+    for a, b, title in CHECK_PAIRS:
+        runs = [os.path.join(checks, x, "run") for x in (a, b)]
+        if not all(os.path.exists(os.path.join(r, "eval.json")) for r in runs):
+            continue
+        curves = [dict(read_curve(os.path.join(r, "metrics.jsonl"), "loss")) for r in runs]
+        norms = [dict(read_curve(os.path.join(r, "metrics.jsonl"), "grad_norm")) for r in runs]
+        steps = sorted(set(curves[0]) & set(curves[1]))
+        loss_diff = max(abs(curves[0][s] - curves[1][s]) for s in steps)
+        norm_rel = max(abs(norms[0][s] - norms[1][s]) / max(norms[0][s], 1e-30) for s in steps)
+        first_loss = max(abs(curves[0][s] - curves[1][s]) for s in steps[:10])
+        mrr = [json.load(open(os.path.join(r, "eval.json")))["final"]["mrr@10"] for r in runs]
+        rows.append(f"| {title} | {len(steps)} | {first_loss:.1e} | {loss_diff:.1e} | {norm_rel:.1e} | "
+                    f"{mrr[0]:.4f} / {mrr[1]:.4f} |")
+    if not rows:
+        return
+    w("## The spec's equalities on this data")
+    w("")
+    w("Pairs that must train identically (dropout off, seed 1, 200 optimizer steps, every step logged; same")
+    w("`base.yaml`, same CLI): the largest difference of the logged loss over the first 10 and over all steps,")
+    w("the largest relative difference of the total gradient norm, and dev MRR@10 of both models.")
+    w("")
+    w("| pair | steps | max abs Δ loss, steps 1-10 | max abs Δ loss | max rel. Δ grad norm | dev MRR@10 |")
+    w("|---|---|---|---|---|---|")
+    for r in rows:
+        w(r)
+    w("")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", required=True)
@@ -159,6 +194,9 @@ def main():
             maxs.append(max(c))
         w(f"| {NAMES.get(m, m)} | {statistics.mean(meds):.3f} | {max(maxs):.3f} |")
     w("")
+    checks = os.path.join(args.runs, "checks")
+    if os.path.isdir(checks):
+        write_checks(w, checks)
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "discussion.md")
     if os.path.exists(notes):
         w(open(notes).read().strip())

@@ -2,6 +2,8 @@
 
 #include <torch/nn/functional/dropout.h>
 
+#include <limits>
+
 namespace contaccum {
 
 BagOfEmbeddingsEncoderImpl::BagOfEmbeddingsEncoderImpl(BagOfEmbeddingsEncoderOptions options)
@@ -20,6 +22,11 @@ BagOfEmbeddingsEncoderImpl::BagOfEmbeddingsEncoderImpl(BagOfEmbeddingsEncoderOpt
   embedding_ = register_module(
       "embedding", torch::nn::Embedding(torch::nn::EmbeddingOptions(options_.vocab_size(), options_.embedding_dim())
                                             .padding_idx(options_.padding_idx())));
+  if (options_.pooling() == BagPooling::Attention) {
+    token_logit_ = register_module("token_logit", torch::nn::Embedding(options_.vocab_size(), 1));
+    torch::NoGradGuard no_grad;
+    token_logit_->weight.zero_();
+  }
   projection_ = register_module("projection", torch::nn::Linear(options_.embedding_dim(), options_.output_dim()));
 }
 
@@ -34,11 +41,22 @@ torch::Tensor BagOfEmbeddingsEncoderImpl::forward(const EncoderInput& input) {
               " must match input_ids ", ids.sizes());
   TORCH_CHECK(ids.numel() == 0 || (ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < options_.vocab_size()),
               "BagOfEmbeddingsEncoder: input_ids must be in [0, vocab_size = ", options_.vocab_size(), ")");
-  // The masked mean as one weighted embedding-bag sum: no [batch, seq, dim]
-  // intermediate, forward or backward. Clamp keeps all-padding rows finite
-  // (they pool to zero).
+  // The pooling as one weighted embedding-bag sum: no [batch, seq, dim]
+  // intermediate, forward or backward. All-padding rows pool to zero.
   const int64_t batch = ids.size(0), seq = ids.size(1);
-  const auto weights = (mask / mask.sum(1, /*keepdim=*/true).clamp_min(1.0)).reshape({-1});
+  torch::Tensor weights;
+  if (token_logit_) {
+    // Softmax over the real tokens, written out so that masked positions get
+    // exactly zero weight and an all-padding row no NaN. Shifting by the
+    // (detached) row maximum changes no value and no gradient.
+    auto logits = torch::embedding(token_logit_->weight, ids.to(torch::kLong)).squeeze(-1);
+    logits = logits.masked_fill(mask <= 0, std::numeric_limits<float>::lowest());
+    const auto shifted = logits - std::get<0>(logits.max(1, /*keepdim=*/true)).detach();
+    const auto unnormalised = shifted.exp() * mask;
+    weights = (unnormalised / unnormalised.sum(1, /*keepdim=*/true).clamp_min(1e-30)).reshape({-1});
+  } else {
+    weights = (mask / mask.sum(1, /*keepdim=*/true).clamp_min(1.0)).reshape({-1});
+  }
   const auto offsets = torch::arange(0, batch * seq, std::max<int64_t>(seq, 1), ids.options().dtype(torch::kLong));
   // A small batch (a micro-batch) touches few rows of the table: its
   // gradient is added into the dense `.grad` row by row instead of as a

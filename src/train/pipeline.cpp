@@ -28,10 +28,12 @@ std::string vocab_text(const Vocabulary& vocab) {
 
 std::shared_ptr<EncoderModule> make_tower(const TrainConfig& c, int64_t vocab_size, int64_t pad_id) {
   if (c.encoder == "bag_of_embeddings") {
-    return BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(vocab_size, c.encoder_dim)
-                                      .embedding_dim(c.encoder_embedding_dim)
-                                      .dropout(c.encoder_dropout)
-                                      .padding_idx(pad_id))
+    return BagOfEmbeddingsEncoder(
+               BagOfEmbeddingsEncoderOptions(vocab_size, c.encoder_dim)
+                   .embedding_dim(c.encoder_embedding_dim)
+                   .dropout(c.encoder_dropout)
+                   .padding_idx(pad_id)
+                   .pooling(c.encoder_pooling == "attention" ? BagPooling::Attention : BagPooling::Mean))
         .ptr();
   }
   const auto pooling = c.encoder_pooling == "mean" ? TransformerPooling::Mean : TransformerPooling::Cls;

@@ -214,7 +214,13 @@ void TrainConfig::validate() const {
   check_choice("strategy", strategy, {"full_batch", "grad_accum", "grad_cache", "contaccum", "contaccum_grad_cache"});
   check_choice("similarity", similarity, {"dot", "cosine"});
   check_choice("encoder", encoder, {"bag_of_embeddings", "transformer"});
-  check_choice("encoder_options.pooling", encoder_pooling, {"cls", "mean"});
+  if (!encoder_pooling.empty()) {
+    if (encoder == "transformer") {
+      check_choice("encoder_options.pooling", encoder_pooling, {"cls", "mean"});
+    } else {
+      check_choice("encoder_options.pooling", encoder_pooling, {"mean", "attention"});
+    }
+  }
   auto positive = [](const char* key, int64_t v) { TORCH_CHECK(v > 0, "config key '", key, "' must be > 0, got ", v); };
   auto non_negative = [](const char* key, int64_t v) {
     TORCH_CHECK(v >= 0, "config key '", key, "' must be >= 0, got ", v);

@@ -129,6 +129,23 @@ TEST(BuildModel, TiedInitStartsBothTowersFromTheSameWeights) {
   }
 }
 
+TEST(BuildModel, PoolingChoosesTheBagOfEmbeddingsPooling) {
+  test::TempDir dir;
+  const auto vocab = (dir.path / "vocab.txt").string();
+  std::ofstream(vocab) << "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nalpha\nbeta\n";
+  for (const std::string pooling : {"", "mean", "attention"}) {
+    auto config = TrainConfig::parse("encoder_options: {dim: 8, embedding_dim: 8}\ntokenizer: {vocab: " + vocab + "}\n",
+                                     {"encoder_options.pooling=" + pooling});
+    auto model = build_model(config, nullptr).model;
+    for (const auto& tower : {model->query_encoder(), model->passage_encoder()}) {
+      auto bag = std::dynamic_pointer_cast<BagOfEmbeddingsEncoderImpl>(tower);
+      ASSERT_TRUE(bag) << pooling;
+      EXPECT_EQ(bag->options().pooling() == BagPooling::Attention, pooling == "attention") << pooling;
+      EXPECT_EQ(bag->named_parameters().contains("token_logit.weight"), pooling == "attention") << pooling;
+    }
+  }
+}
+
 TEST(LoadModel, NamesWhatIsMissing) {
   test::TempDir dir;
   EXPECT_THAT([&] { load_model(dir.path.string()); },

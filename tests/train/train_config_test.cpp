@@ -66,6 +66,10 @@ TEST(TrainConfig, RejectsUnknownKeysAndBadValuesNamingThem) {
               HasSubstr("'query_bank' must be true or false, got 'maybe'"));
   EXPECT_THAT(error_of([] { TrainConfig::parse("strategy: magic\n"); }),
               HasSubstr("config key 'strategy' must be one of full_batch, grad_accum"));
+  EXPECT_THAT(error_of([] { TrainConfig::parse("encoder_options: {pooling: cls}\n"); }),
+              HasSubstr("config key 'encoder_options.pooling' must be one of mean, attention; got 'cls'"));
+  EXPECT_THAT(error_of([] { TrainConfig::parse("encoder: transformer\nencoder_options: {pooling: attention}\n"); }),
+              HasSubstr("config key 'encoder_options.pooling' must be one of cls, mean; got 'attention'"));
   EXPECT_THAT(error_of([] { TrainConfig::parse("total_batch: 100\nmicro_batch: 8\n"); }),
               HasSubstr("'micro_batch' (8) must divide total_batch (100)"));
   EXPECT_THAT(error_of([] { TrainConfig::parse("temperature: 0\n"); }), HasSubstr("'temperature' must be > 0, got 0"));

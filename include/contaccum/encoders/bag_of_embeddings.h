@@ -10,6 +10,17 @@
 
 namespace contaccum {
 
+/// How `BagOfEmbeddingsEncoder` pools its token embeddings.
+enum class BagPooling {
+  /// The mean of the real tokens' embeddings (attention mask 1).
+  Mean,
+  /// A weighted mean whose weights are a softmax, over the real tokens, of a
+  /// learned per-token logit: one rare, telling word can outweigh many common
+  /// ones, however long the text. The logits start at zero, so an untrained
+  /// encoder pools exactly as `Mean` does.
+  Attention,
+};
+
 /// Options of `BagOfEmbeddingsEncoder`.
 ///
 /// Example:
@@ -30,10 +41,12 @@ struct BagOfEmbeddingsEncoderOptions {
   TORCH_ARG(double, dropout) = 0.1;
   /// Token id whose embedding is fixed at zero. Default: 0 (BERT's [PAD]).
   TORCH_ARG(int64_t, padding_idx) = 0;
+  /// Default: `BagPooling::Mean`.
+  TORCH_ARG(BagPooling, pooling) = BagPooling::Mean;
 };
 
-/// A small, fast encoder: token embeddings, masked mean pooling, dropout and a
-/// linear projection. Good for tests, the quickstart and as a baseline.
+/// A small, fast encoder: token embeddings, masked mean (or attention)
+/// pooling, dropout and a linear projection. Good for tests, the quickstart and as a baseline.
 class BagOfEmbeddingsEncoderImpl : public EncoderModule {
  public:
   explicit BagOfEmbeddingsEncoderImpl(BagOfEmbeddingsEncoderOptions options);
@@ -47,6 +60,8 @@ class BagOfEmbeddingsEncoderImpl : public EncoderModule {
  private:
   BagOfEmbeddingsEncoderOptions options_;
   torch::nn::Embedding embedding_{nullptr};
+  /// `[vocab_size, 1]` pooling logits; only with `BagPooling::Attention`.
+  torch::nn::Embedding token_logit_{nullptr};
   torch::nn::Linear projection_{nullptr};
 };
 

@@ -70,8 +70,10 @@ struct TrainConfig {
   int64_t encoder_layers = 4;
   int64_t encoder_heads = 4;
   int64_t encoder_intermediate_size = 1024;
-  /// cls or mean (transformer). Default: cls.
-  std::string encoder_pooling = "cls";
+  /// transformer: cls or mean; bag_of_embeddings: mean or attention (a
+  /// learned per-token softmax weight). Default: empty, the encoder's own
+  /// default (cls for transformer, mean for bag_of_embeddings).
+  std::string encoder_pooling;
   /// A Hugging Face BERT directory (config.json, model.safetensors,
   /// vocab.txt) to start both towers from. Default: none.
   std::string encoder_pretrained;
