@@ -25,6 +25,10 @@ NAMES = {
     "contaccum-no-query-bank": "ContAccum without query bank",
     "contaccum-no-passage-bank": "ContAccum without passage bank",
     "contaccum-cleared-banks": "ContAccum, banks cleared every step",
+    "dpr-128-attention": "DPR, batch 128, attention pooling",
+    "contaccum-8x16-m1024-attention": "ContAccum 8 x 16, memory 1024, attention pooling",
+    "contaccum-no-query-bank-cleared": "ContAccum without query bank, banks cleared every step",
+    "contaccum-no-passage-bank-cleared": "ContAccum without passage bank, banks cleared every step",
 }
 
 
@@ -132,13 +136,15 @@ def main():
         d = json.load(open(path))
         d["dir"] = os.path.dirname(path)
         results.setdefault(d["method"], []).append(d)
-    methods = [m for m in ORDER if m in results] + sorted(m for m in results if m not in ORDER)
+    here = os.path.dirname(os.path.abspath(__file__))
+    extra = sorted(m for m in results if os.path.exists(os.path.join(here, "extra", m + ".set")))
+    methods = [m for m in ORDER if m in results] + sorted(m for m in results if m not in ORDER and m not in extra)
     bm25 = json.load(open(os.path.join(args.runs, "bm25.json")))
     base = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "base.yaml")).read()
 
     os.makedirs(args.figures, exist_ok=True)
     loss_curves, ratio_curves, steps = [], [], {}
-    for m in methods:
+    for m in methods + extra:
         loss, ratio = [], []
         for r in results[m]:
             metrics = os.path.join(r["dir"], "run", "metrics.jsonl")
@@ -149,10 +155,10 @@ def main():
         loss_curves.append((m, smooth(mean_curve(loss), window)))
         ratio_curves.append((m, smooth(mean_curve(ratio), window)))
     # DPR-8 takes 16x the steps; plot the methods with 128 examples per step.
-    same_steps = [c for c in loss_curves if c[0] != "dpr-8"]
+    same_steps = [c for c in loss_curves if c[0] in methods and c[0] != "dpr-8"]
     plot(same_steps, "Training loss (mean over seeds, moving average)", "InfoNCE loss",
          os.path.join(args.figures, "loss.png"))
-    plot([c for c in ratio_curves if c[0] != "dpr-8"],
+    plot([c for c in ratio_curves if c[0] in methods and c[0] != "dpr-8"],
          "||grad E_q|| / ||grad E_p|| (mean over seeds, moving average)", "ratio",
          os.path.join(args.figures, "grad-norm-ratio.png"), logscale=True)
 
@@ -164,35 +170,50 @@ def main():
     w("")
     w("## Dev results (2,000 queries; mean ± standard deviation over seeds)")
     w("")
-    w("| method | seeds | " + " | ".join(METRICS) + " | steps | wall time per run |")
-    w("|---|---|" + "---|" * len(METRICS) + "---|---|")
-    for m in methods:
+    table_header = "| method | seeds | " + " | ".join(METRICS) + " | steps | wall time per run |"
+    table_rule = "|---|---|" + "---|" * len(METRICS) + "---|---|"
+
+    def table_row(m):
         cells = []
         for k in METRICS:
             mu, sd = mean_std([r[k] for r in results[m]])
-            cells.append(f"{mu:.3f} ± {sd:.3f}")
+            cells.append(f"{mu:.3f} ± {sd:.3f}" if len(results[m]) > 1 else f"{mu:.3f}")
         wall, _ = mean_std([r["wall_seconds"] for r in results[m]])
-        w(f"| {NAMES.get(m, m)} | {len(results[m])} | " + " | ".join(cells) +
-          f" | {steps[m]:,} | {wall / 60:.1f} min |")
+        return (f"| {NAMES.get(m, m)} | {len(results[m])} | " + " | ".join(cells) +
+                f" | {steps[m]:,} | {wall / 60:.1f} min |")
+
+    w(table_header)
+    w(table_rule)
+    for m in methods:
+        w(table_row(m))
     w("| BM25 (k1 0.9, b 0.4) | – | " + " | ".join(f"{bm25[k]:.3f}" for k in METRICS) + " | – | – |")
     w("")
+    if extra:
+        w("### Beyond the comparison (`examples/reproduce/extra/`: tuning and diagnostics)")
+        w("")
+        w(table_header)
+        w(table_rule)
+        for m in extra:
+            w(table_row(m))
+        w("")
     w("## Curves")
     w("")
     w("![training loss](results/loss.png)")
     w("")
     w("![gradient-norm ratio](results/grad-norm-ratio.png)")
     w("")
-    w("Mean grad-norm ratio `||grad E_q|| / ||grad E_p||` over all steps (median over steps, then mean over seeds):")
+    w("Grad-norm ratio `||grad E_q|| / ||grad E_p||` per step: median over steps (mean over seeds), smallest and largest step:")
     w("")
-    w("| method | median ratio | max ratio |")
-    w("|---|---|---|")
-    for m in methods:
-        meds, maxs = [], []
+    w("| method | median ratio | min ratio | max ratio |")
+    w("|---|---|---|---|")
+    for m in methods + extra:
+        meds, mins, maxs = [], [], []
         for r in results[m]:
             c = [v for _, v in read_curve(os.path.join(r["dir"], "run", "metrics.jsonl"), "grad_norm_ratio")]
             meds.append(statistics.median(c))
+            mins.append(min(c))
             maxs.append(max(c))
-        w(f"| {NAMES.get(m, m)} | {statistics.mean(meds):.3f} | {max(maxs):.3f} |")
+        w(f"| {NAMES.get(m, m)} | {statistics.mean(meds):.3f} | {min(mins):.3f} | {max(maxs):.3f} |")
     w("")
     checks = os.path.join(args.runs, "checks")
     if os.path.isdir(checks):

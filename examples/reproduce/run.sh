@@ -6,7 +6,9 @@
 #
 # Usage: bash examples/reproduce/run.sh
 # Environment: SEEDS (default "1 2 3"), JOBS (runs at once, default 2: each
-# run uses one thread), METHODS (default: every methods/*.set), OUT (default
+# run uses one thread), METHODS (default: every methods/*.set), EXTRA_CONFIGS
+# (runs beyond the comparison: tuning and diagnostics, default: every
+# extra/*.set; empty for none), EXTRA_SEEDS (default "1"), OUT (default
 # build/reproduce), DATA (default ../shared/data/debpkg), EXTRA (more --set
 # overrides for every run, e.g. "epochs=1" for a smoke test), REPORT (default
 # docs/RESULTS.md; its plots go to results/ beside it).
@@ -21,6 +23,8 @@ jobs=${JOBS:-2}
 out=${OUT:-build/reproduce}
 data=${DATA:-$(cd "$root/.." && pwd)/shared/data/debpkg}
 methods=${METHODS:-$(cd "$here/methods" && ls *.set | sed 's/\.set$//' | tr '\n' ' ')}
+extra_configs=${EXTRA_CONFIGS-$(cd "$here/extra" && ls *.set | sed 's/\.set$//' | tr '\n' ' ')}
+extra_seeds=${EXTRA_SEEDS:-1}
 [ -f "$data/corpus.jsonl" ] || { echo "run.sh: no debpkg data set at $data (set DATA)" >&2; exit 1; }
 
 bash scripts/install-deps.sh gnuplot-nox  # the plots
@@ -31,19 +35,28 @@ mkdir -p "$out"
 data_args=(--corpus "$data/corpus.jsonl" --queries "$data/queries.jsonl" --qrels "$data/qrels/dev.tsv"
   --skip-bad-records)
 
+# Trains METHOD with SEED into DIR/run; more --set overrides may follow.
+train_run() {
+  local dir=$1 method=$2 seed=$3
+  shift 3
+  local sets=(--set "seed=$seed"
+    --set "data.corpus=$data/corpus.jsonl" --set "data.queries=$data/queries.jsonl"
+    --set "data.hard_negatives=$data/train-hard-negatives.tsv" --set "data.dev_qrels=$data/qrels/dev.tsv")
+  local file="$here/methods/$method.set"
+  [ -f "$file" ] || file="$here/extra/$method.set"
+  while IFS= read -r line; do [ -n "$line" ] && sets+=(--set "$line"); done <"$file"
+  for extra in ${EXTRA:-} "$@"; do sets+=(--set "$extra"); done
+  "$cli" train --config "$here/base.yaml" "${sets[@]}" --output "$dir/run" >"$dir/train.json" 2>"$dir/train.log"
+}
+
 # One run: train, then evaluate the final model on dev. Written so that xargs
 # can call it: run_one METHOD SEED.
 run_one() {
   local method=$1 seed=$2 dir="$out/$1/seed$2"
   [ -f "$dir/dev.json" ] && return 0
   rm -rf "$dir" && mkdir -p "$dir"
-  local sets=(--set "seed=$seed"
-    --set "data.corpus=$data/corpus.jsonl" --set "data.queries=$data/queries.jsonl"
-    --set "data.hard_negatives=$data/train-hard-negatives.tsv" --set "data.dev_qrels=$data/qrels/dev.tsv")
-  while IFS= read -r line; do [ -n "$line" ] && sets+=(--set "$line"); done <"$here/methods/$method.set"
-  for extra in ${EXTRA:-}; do sets+=(--set "$extra"); done
   local start=$SECONDS
-  "$cli" train --config "$here/base.yaml" "${sets[@]}" --output "$dir/run" >"$dir/train.json" 2>"$dir/train.log"
+  train_run "$dir" "$method" "$seed"
   local train_seconds=$((SECONDS - start))
   "$cli" eval --model "$dir/run/model" "${data_args[@]}" --k 100 >"$dir/dev.tmp" 2>>"$dir/train.log"
   python3 - "$dir/dev.tmp" "$train_seconds" "$method" "$seed" <<'PY'
@@ -56,14 +69,35 @@ PY
   mv "$dir/dev.tmp" "$dir/dev.json"
   echo "[$(date +%H:%M:%S)] $method seed $seed: mrr@10 $(python3 -c "import json;print(round(json.load(open('$dir/dev.json'))['mrr@10'],4))") in ${train_seconds}s" >&2
 }
-export -f run_one
+
+# The spec's equalities on this data set, through the same CLI path as the
+# runs: with dropout off, GradCache 8x16 must train exactly as DPR-128 and
+# ContAccum with memory 0 exactly as GradAccum 8x16 (float rounding apart).
+# 200 steps each, every step logged; report.py compares them step by step.
+check_one() {
+  local name=$1 method=$2
+  shift 2
+  local dir="$out/checks/$name"
+  [ -f "$dir/run/eval.json" ] && return 0
+  rm -rf "$dir" && mkdir -p "$dir"
+  train_run "$dir" "$method" 1 encoder_options.dropout=0 max_steps=200 log_every=1 "$@"
+}
+export -f run_one train_run
 export out data here cli EXTRA
 export -n data_args
 if [ ! -f "$out/bm25.json" ]; then
   "$cli" bm25 "${data_args[@]}" --k 100 >"$out/bm25.tmp" && mv "$out/bm25.tmp" "$out/bm25.json"
 fi
 
-for method in $methods; do for seed in $seeds; do echo "$method $seed"; done; done |
+check_one dpr-128 dpr-128
+check_one grad-cache-8x16 grad-cache-8x16
+check_one grad-accum-8x16 grad-accum-8x16
+check_one contaccum-memory-0 contaccum-8x16-m1024 memory_size=0
+
+{
+  for method in $methods; do for seed in $seeds; do echo "$method $seed"; done; done
+  for method in $extra_configs; do for seed in $extra_seeds; do echo "$method $seed"; done; done
+} |
   xargs -P "$jobs" -L 1 bash -c 'data_args=(--corpus "$data/corpus.jsonl" --queries "$data/queries.jsonl"
     --qrels "$data/qrels/dev.tsv" --skip-bad-records); run_one "$@"' _
 
