@@ -56,10 +56,12 @@ run_one() {
   [ -f "$dir/dev.json" ] && return 0
   rm -rf "$dir" && mkdir -p "$dir"
   local start=$SECONDS
-  train_run "$dir" "$method" "$seed"
+  # xargs runs this without errexit: every step is checked, and dev.json (the
+  # mark of a finished run) is only written when all of them succeeded.
+  train_run "$dir" "$method" "$seed" || { echo "run.sh: $method seed $seed: training failed, see $dir/train.log" >&2; return 1; }
   local train_seconds=$((SECONDS - start))
-  "$cli" eval --model "$dir/run/model" "${data_args[@]}" --k 100 >"$dir/dev.tmp" 2>>"$dir/train.log"
-  python3 - "$dir/dev.tmp" "$train_seconds" "$method" "$seed" <<'PY'
+  "$cli" eval --model "$dir/run/model" "${data_args[@]}" --k 100 >"$dir/dev.tmp" 2>>"$dir/train.log" &&
+    python3 - "$dir/dev.tmp" "$train_seconds" "$method" "$seed" <<'PY' || { echo "run.sh: $method seed $seed: evaluation failed, see $dir/train.log" >&2; return 1; }
 import json, sys
 path, seconds, method, seed = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 d = json.load(open(path))
