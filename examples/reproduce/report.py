@@ -12,6 +12,7 @@ import json
 import os
 import statistics
 import subprocess
+import tempfile
 
 METRICS = ["top@1", "top@5", "top@20", "top@100", "mrr@10", "ndcg@10"]
 ORDER = ["dpr-128", "dpr-8", "grad-accum-8x16", "grad-cache-8x16", "contaccum-8x16-m1024",
@@ -65,8 +66,11 @@ def mean_curve(curves):
 
 
 def plot(curves, title, ylabel, path, logscale=False):
-    data_dir = path + ".data"
-    os.makedirs(data_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory() as data_dir:
+        plot_from(data_dir, curves, title, ylabel, path, logscale)
+
+
+def plot_from(data_dir, curves, title, ylabel, path, logscale):
     parts = []
     for i, (method, points) in enumerate(curves):
         dat = os.path.join(data_dir, f"{method}.dat")
