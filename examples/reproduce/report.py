@@ -183,8 +183,10 @@ def main():
             mu, sd = mean_std([r[k] for r in results[m]])
             cells.append(f"{mu:.3f} ± {sd:.3f}" if len(results[m]) > 1 else f"{mu:.3f}")
         wall, _ = mean_std([r["wall_seconds"] for r in results[m]])
+        # A resumed run's wall time covers only its last part.
+        mark = " (resumed: part)" if any(r.get("resumed") for r in results[m]) else ""
         return (f"| {NAMES.get(m, m)} | {len(results[m])} | " + " | ".join(cells) +
-                f" | {steps[m]:,} | {wall / 60:.1f} min |")
+                f" | {steps[m]:,} | {wall / 60:.1f} min{mark} |")
 
     w(table_header)
     w(table_rule)

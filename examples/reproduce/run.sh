@@ -46,7 +46,10 @@ train_run() {
   [ -f "$file" ] || file="$here/extra/$method.set"
   while IFS= read -r line; do [ -n "$line" ] && sets+=(--set "$line"); done <"$file"
   for extra in ${EXTRA:-} "$@"; do sets+=(--set "$extra"); done
-  "$cli" train --config "$here/base.yaml" "${sets[@]}" --output "$dir/run" >"$dir/train.json" 2>"$dir/train.log"
+  # A run stopped part-way continues from its newest checkpoint.
+  local resume=()
+  [ -n "$(ls -A "$dir/run/checkpoints" 2>/dev/null)" ] && resume=(--resume)
+  "$cli" train --config "$here/base.yaml" "${sets[@]}" --output "$dir/run" "${resume[@]}" >"$dir/train.json" 2>>"$dir/train.log"
 }
 
 # One run: train, then evaluate the final model on dev. Written so that xargs
@@ -54,20 +57,23 @@ train_run() {
 run_one() {
   local method=$1 seed=$2 dir="$out/$1/seed$2"
   [ -f "$dir/dev.json" ] && return 0
-  rm -rf "$dir" && mkdir -p "$dir"
+  local resumed=0
+  if [ -n "$(ls -A "$dir/run/checkpoints" 2>/dev/null)" ]; then resumed=1; else rm -rf "$dir" && mkdir -p "$dir"; fi
   local start=$SECONDS
   # xargs runs this without errexit: every step is checked, and dev.json (the
   # mark of a finished run) is only written when all of them succeeded.
   train_run "$dir" "$method" "$seed" || { echo "run.sh: $method seed $seed: training failed, see $dir/train.log" >&2; return 1; }
   local train_seconds=$((SECONDS - start))
-  "$cli" eval --model "$dir/run/model" "${data_args[@]}" --k 100 >"$dir/dev.tmp" 2>>"$dir/train.log" &&
-    python3 - "$dir/dev.tmp" "$train_seconds" "$method" "$seed" <<'PY' || { echo "run.sh: $method seed $seed: evaluation failed, see $dir/train.log" >&2; return 1; }
-import json, sys
-path, seconds, method, seed = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+  # wall_seconds of a resumed run counts only its last part. (No heredoc here:
+  # bash cannot export a function that holds one followed by `||`.)
+  local stamp='import json, sys
+path, seconds, method, seed, resumed = sys.argv[1:6]
 d = json.load(open(path))
-d.update(method=method, seed=seed, wall_seconds=seconds)
-json.dump(d, open(path, "w"))
-PY
+d.update(method=method, seed=int(seed), wall_seconds=int(seconds), resumed=resumed == "1")
+json.dump(d, open(path, "w"))'
+  "$cli" eval --model "$dir/run/model" "${data_args[@]}" --k 100 >"$dir/dev.tmp" 2>>"$dir/train.log" &&
+    python3 -c "$stamp" "$dir/dev.tmp" "$train_seconds" "$method" "$seed" "$resumed" ||
+    { echo "run.sh: $method seed $seed: evaluation failed, see $dir/train.log" >&2; return 1; }
   mv "$dir/dev.tmp" "$dir/dev.json"
   echo "[$(date +%H:%M:%S)] $method seed $seed: mrr@10 $(python3 -c "import json;print(round(json.load(open('$dir/dev.json'))['mrr@10'],4))") in ${train_seconds}s" >&2
 }
