@@ -28,6 +28,8 @@ NAMES = {
     "contaccum-cleared-banks": "ContAccum, banks cleared every step",
     "dpr-128-attention": "DPR, batch 128, attention pooling",
     "contaccum-8x16-m1024-attention": "ContAccum 8 x 16, memory 1024, attention pooling",
+    "dpr-128-tuned": "DPR, batch 128, attention pooling, 512 wide, passages 512 tokens",
+    "contaccum-8x16-m1024-tuned": "ContAccum 8 x 16, memory 1024, attention pooling, 512 wide, passages 512 tokens",
     "contaccum-no-query-bank-cleared": "ContAccum without query bank, banks cleared every step",
     "contaccum-no-passage-bank-cleared": "ContAccum without passage bank, banks cleared every step",
 }

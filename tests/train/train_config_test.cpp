@@ -107,5 +107,25 @@ TEST(TrainConfig, ShippedExampleConfigsLoad) {
   EXPECT_GE(found, 5);
 }
 
+// Each reproduction configuration is base.yaml plus one `key=value` per line
+// of its .set file (examples/reproduce/run.sh); every one must load.
+TEST(TrainConfig, ReproductionConfigurationsLoad) {
+  const std::filesystem::path root = CONTACCUM_TEST_DIR "/../examples/reproduce";
+  int found = 0;
+  for (const char* folder : {"methods", "extra"}) {
+    for (const auto& e : std::filesystem::directory_iterator(root / folder)) {
+      if (e.path().extension() != ".set") continue;
+      ++found;
+      std::vector<std::string> overrides;
+      std::ifstream in(e.path());
+      for (std::string line; std::getline(in, line);)
+        if (!line.empty()) overrides.push_back(line);
+      EXPECT_FALSE(overrides.empty()) << e.path();
+      EXPECT_NO_THROW(TrainConfig::load((root / "base.yaml").string(), overrides)) << e.path();
+    }
+  }
+  EXPECT_GE(found, 8);
+}
+
 }  // namespace
 }  // namespace contaccum
