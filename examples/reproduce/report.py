@@ -30,6 +30,8 @@ NAMES = {
     "contaccum-8x16-m1024-attention": "ContAccum 8 x 16, memory 1024, attention pooling",
     "dpr-128-tuned": "DPR, batch 128, attention pooling, 512 wide, passages 512 tokens",
     "contaccum-8x16-m1024-tuned": "ContAccum 8 x 16, memory 1024, attention pooling, 512 wide, passages 512 tokens",
+    "dpr-128-tuned-1024": "DPR, batch 128, attention pooling, 1024 wide, passages 512 tokens",
+    "contaccum-8x16-m1024-tuned-1024": "ContAccum 8 x 16, memory 1024, attention pooling, 1024 wide, passages 512 tokens",
     "contaccum-no-query-bank-cleared": "ContAccum without query bank, banks cleared every step",
     "contaccum-no-passage-bank-cleared": "ContAccum without passage bank, banks cleared every step",
 }
@@ -226,6 +228,16 @@ def main():
     checks = os.path.join(args.runs, "checks")
     if os.path.isdir(checks):
         write_checks(w, checks)
+    overlap = os.path.join(args.runs, "top1-overlap.txt")
+    if os.path.exists(overlap):
+        w("## Rank 1: the best dense model against BM25")
+        w("")
+        w("`top1_overlap.py` on both systems' dev run files (run.sh writes them):")
+        w("")
+        w("```")
+        w(open(overlap).read().strip())
+        w("```")
+        w("")
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "discussion.md")
     if os.path.exists(notes):
         w(open(notes).read().strip())

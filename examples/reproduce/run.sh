@@ -112,6 +112,17 @@ fi
   xargs -P "$jobs" -L 1 bash -c 'data_args=(--corpus "$data/corpus.jsonl" --queries "$data/queries.jsonl"
     --qrels "$data/qrels/dev.tsv" --skip-bad-records); run_one "$@"' _
 
+# Where the best dense model and BM25 disagree at rank 1 (the discussion's
+# comparison with BM25); skipped when that model was not trained.
+best=contaccum-8x16-m1024-tuned
+if [ -f "$out/$best/seed1/dev.json" ] && [ ! -f "$out/top1-overlap.txt" ]; then
+  "$cli" eval --model "$out/$best/seed1/run/model" "${data_args[@]}" --k 1 --run "$out/$best.run" >/dev/null
+  "$cli" bm25 "${data_args[@]}" --k 1 --run "$out/bm25.run" >/dev/null
+  python3 "$here/top1_overlap.py" --qrels "$data/qrels/dev.tsv" --corpus "$data/corpus.jsonl" \
+    --queries "$data/queries.jsonl" --run "$out/$best.run" --run "$out/bm25.run" >"$out/top1-overlap.tmp"
+  mv "$out/top1-overlap.tmp" "$out/top1-overlap.txt"
+fi
+
 report=${REPORT:-docs/RESULTS.md}
 python3 "$here/report.py" --runs "$out" --command "bash examples/reproduce/run.sh" --markdown "$report" \
   --figures "$(dirname "$report")/results"
