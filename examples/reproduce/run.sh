@@ -114,7 +114,7 @@ fi
 
 # Where the best dense model and BM25 disagree at rank 1 (the discussion's
 # comparison with BM25); skipped when that model was not trained.
-best=contaccum-8x16-m1024-tuned
+best=contaccum-8x16-m1024-tuned-1024
 if [ -f "$out/$best/seed1/dev.json" ] && [ ! -f "$out/top1-overlap.txt" ]; then
   "$cli" eval --model "$out/$best/seed1/run/model" "${data_args[@]}" --k 1 --run "$out/$best.run" >/dev/null
   "$cli" bm25 "${data_args[@]}" --k 1 --run "$out/bm25.run" >/dev/null
