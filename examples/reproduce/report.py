@@ -148,10 +148,10 @@ def main():
     extra = sorted(m for m in results if os.path.exists(os.path.join(here, "extra", m + ".set")))
     methods = [m for m in ORDER if m in results] + sorted(m for m in results if m not in ORDER and m not in extra)
     bm25 = json.load(open(os.path.join(args.runs, "bm25.json")))
-    base = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "base.yaml")).read()
+    base = open(os.path.join(here, "base.yaml")).read()
 
     os.makedirs(args.figures, exist_ok=True)
-    loss_curves, ratio_curves, steps = [], [], {}
+    loss_curves, ratio_curves, steps, ratios_per_seed = [], [], {}, {}
     for m in methods + extra:
         loss, ratio = [], []
         for r in results[m]:
@@ -159,6 +159,7 @@ def main():
             loss.append(read_curve(metrics, "loss"))
             ratio.append(read_curve(metrics, "grad_norm_ratio"))
             steps[m] = len(loss[-1])
+        ratios_per_seed[m] = [[v for _, v in c] for c in ratio]
         window = max(1, steps[m] // 100)
         loss_curves.append((m, smooth(mean_curve(loss), window)))
         ratio_curves.append((m, smooth(mean_curve(ratio), window)))
@@ -218,8 +219,7 @@ def main():
     w("|---|---|---|---|")
     for m in methods + extra:
         meds, mins, maxs = [], [], []
-        for r in results[m]:
-            c = [v for _, v in read_curve(os.path.join(r["dir"], "run", "metrics.jsonl"), "grad_norm_ratio")]
+        for c in ratios_per_seed[m]:
             meds.append(statistics.median(c))
             mins.append(min(c))
             maxs.append(max(c))
@@ -238,7 +238,7 @@ def main():
         w(open(overlap).read().strip())
         w("```")
         w("")
-    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "discussion.md")
+    notes = os.path.join(here, "discussion.md")
     if os.path.exists(notes):
         w(open(notes).read().strip())
         w("")
