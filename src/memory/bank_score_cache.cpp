@@ -1,5 +1,7 @@
 #include "contaccum/memory/bank_score_cache.h"
 
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
 #include <torch/utils.h>
 
 #include <algorithm>
@@ -144,6 +146,43 @@ void BankScoreCache::rebuild(const MemoryBank& queries, const MemoryBank& passag
 void BankScoreCache::clear() {
   size_ = 0;
   if (tree_.defined()) tree_.fill_(-std::numeric_limits<double>::infinity());
+}
+
+BankScoreCache BankScoreCache::clone() const {
+  BankScoreCache copy(*this);
+  if (tree_.defined()) copy.tree_ = tree_.clone();
+  return copy;
+}
+
+void BankScoreCache::save(torch::serialize::OutputArchive& archive) const {
+  archive.write("block_slots", torch::tensor(options_.block_slots(), torch::kLong));
+  archive.write("size", torch::tensor(size_, torch::kLong));
+  if (tree_.defined()) archive.write("tree", tree_.cpu());
+}
+
+void BankScoreCache::load(torch::serialize::InputArchive& archive, const MemoryBank& queries,
+                          const MemoryBank& passages) {
+  check_banks(queries, passages);
+  torch::Tensor block_slots, size, tree;
+  archive.read("block_slots", block_slots);
+  archive.read("size", size);
+  TORCH_CHECK(block_slots.numel() == 1 && block_slots.item<int64_t>() == options_.block_slots(),
+              "BankScoreCache::load: saved block_slots ", block_slots, " != ", options_.block_slots());
+  TORCH_CHECK(size.numel() == 1 && size.item<int64_t>() == queries.size(), "BankScoreCache::load: saved size ", size,
+              " != the banks' size ", queries.size());
+  clear();
+  if (!archive.try_read("tree", tree)) {
+    TORCH_CHECK(queries.empty(), "BankScoreCache::load: no saved tree for ", queries.size(), " banked rows");
+    tree_ = torch::Tensor();
+    return;
+  }
+  const auto like = queries.empty() ? tree.options() : queries.view().options();
+  const auto expected = empty_tree(queries.capacity(), like);
+  TORCH_CHECK(tree.sizes() == expected.sizes() && tree.scalar_type() == expected.scalar_type(),
+              "BankScoreCache::load: saved tree ", tree.sizes(), " ", tree.scalar_type(), " does not fit banks of ",
+              queries.capacity(), " rows (expected ", expected.sizes(), " ", expected.scalar_type(), ")");
+  tree_ = tree.to(like.device());
+  size_ = queries.size();
 }
 
 torch::Tensor BankScoreCache::row_logsumexp() const {

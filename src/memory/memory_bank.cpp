@@ -58,25 +58,65 @@ void MemoryBank::clear() {
   head_ = 0;
 }
 
+MemoryBank MemoryBank::clone() const {
+  MemoryBank copy(*this);
+  if (storage_.defined()) copy.storage_ = storage_.clone();
+  return copy;
+}
+
 void MemoryBank::save(torch::serialize::OutputArchive& archive) const {
+  // Storage order and write position, not oldest-first: a bank restored from
+  // a checkpoint then holds every row in the slot it had, so later products
+  // and reductions over `view()` run in the same order as in a run that was
+  // never interrupted.
   archive.write("capacity", torch::tensor(capacity(), torch::kLong));
-  auto contents = ordered();
   archive.write("size", torch::tensor(size_, torch::kLong));
-  if (contents.defined()) archive.write("contents", contents.cpu());
+  archive.write("head", torch::tensor(head_, torch::kLong));
+  if (storage_.defined()) archive.write("storage", view().cpu());
 }
 
 void MemoryBank::load(torch::serialize::InputArchive& archive) {
-  torch::Tensor cap, size;
+  torch::Tensor cap, size, head;
   archive.read("capacity", cap);
   archive.read("size", size);
+  TORCH_CHECK(cap.numel() == 1 && size.numel() == 1, "MemoryBank::load: capacity and size must be scalars");
   TORCH_CHECK(cap.item<int64_t>() == capacity(), "MemoryBank::load: saved capacity ", cap.item<int64_t>(),
               " != this bank's capacity ", capacity());
+  const int64_t rows = size.item<int64_t>();
+  TORCH_CHECK(rows >= 0 && rows <= capacity(), "MemoryBank::load: saved size ", rows, " is not in [0, ", capacity(),
+              "]");
+  const auto device = storage_.defined() ? storage_.device() : torch::Device(torch::kCPU);
   clear();
   torch::Tensor contents;
+  if (archive.try_read("head", head)) {
+    TORCH_CHECK(head.numel() == 1, "MemoryBank::load: head must be a scalar");
+    const int64_t at = head.item<int64_t>();
+    // The valid rows are a prefix of the storage; the head is inside it
+    // (0 while the bank is not full).
+    TORCH_CHECK(at >= 0 && at < std::max<int64_t>(capacity(), 1) && (rows == capacity() || at == rows % capacity()),
+                "MemoryBank::load: saved head ", at, " does not fit size ", rows, " and capacity ", capacity());
+    if (!archive.try_read("storage", contents)) {
+      TORCH_CHECK(rows == 0, "MemoryBank::load: saved size ", rows, " but no storage");
+      storage_ = torch::Tensor();
+      return;
+    }
+    TORCH_CHECK(contents.dim() == 3 && contents.size(0) == rows, "MemoryBank::load: saved storage ", contents.sizes(),
+                " does not hold ", rows, " rows");
+    if (!storage_.defined() || storage_.size(1) != contents.size(1) || storage_.size(2) != contents.size(2) ||
+        storage_.scalar_type() != contents.scalar_type()) {
+      storage_ = torch::empty({capacity(), contents.size(1), contents.size(2)},
+                              contents.options().device(device));
+    }
+    storage_.slice(0, 0, rows).copy_(contents);
+    size_ = rows;
+    head_ = at;
+    return;
+  }
+  // Checkpoints written before the write position was saved hold the rows
+  // oldest first.
   if (archive.try_read("contents", contents)) {
-    TORCH_CHECK(contents.dim() == 3 && contents.size(0) == size.item<int64_t>(), "MemoryBank::load: saved contents ",
-                contents.sizes(), " do not hold ", size.item<int64_t>(), " rows");
-    const auto device = storage_.defined() ? storage_.device() : torch::Device(torch::kCPU);
+    TORCH_CHECK(contents.dim() == 3 && contents.size(0) == rows, "MemoryBank::load: saved contents ",
+                contents.sizes(), " do not hold ", rows, " rows");
     if (storage_.defined() && (storage_.size(1) != contents.size(1) || storage_.size(2) != contents.size(2) ||
                                storage_.scalar_type() != contents.scalar_type())) {
       storage_ = torch::Tensor();

@@ -247,12 +247,30 @@ void Strategy::clear_banks() {
   bank_scores_.clear();
 }
 
+Strategy::BankState Strategy::bank_state() const {
+  return {query_bank_.clone(), passage_bank_.clone(), bank_scores_.clone()};
+}
+
+void Strategy::restore_banks(const BankState& state) {
+  TORCH_CHECK(state.query_bank.capacity() == query_bank_.capacity() &&
+                  state.passage_bank.capacity() == passage_bank_.capacity(),
+              "Strategy::restore_banks: the state belongs to banks of another capacity");
+  query_bank_ = state.query_bank.clone();
+  passage_bank_ = state.passage_bank.clone();
+  bank_scores_ = state.bank_scores.clone();
+}
+
 void Strategy::save(torch::serialize::OutputArchive& archive) const {
   torch::serialize::OutputArchive q, p;
   query_bank_.save(q);
   passage_bank_.save(p);
   archive.write("query_bank", q);
   archive.write("passage_bank", p);
+  if (use_bank_scores_) {
+    torch::serialize::OutputArchive scores;
+    bank_scores_.save(scores);
+    archive.write("bank_scores", scores);
+  }
 }
 
 void Strategy::load(torch::serialize::InputArchive& archive) {
@@ -261,7 +279,15 @@ void Strategy::load(torch::serialize::InputArchive& archive) {
   archive.read("passage_bank", p);
   query_bank_.load(q);
   passage_bank_.load(p);
-  if (use_bank_scores_) bank_scores_.rebuild(query_bank_, passage_bank_);
+  if (!use_bank_scores_) return;
+  torch::serialize::InputArchive scores;
+  if (archive.try_read("bank_scores", scores)) {
+    bank_scores_.load(scores, query_bank_, passage_bank_);
+  } else {
+    // A checkpoint from before the cache was saved: the same values, though
+    // not the same last bits as the interrupted run.
+    bank_scores_.rebuild(query_bank_, passage_bank_);
+  }
 }
 
 }  // namespace contaccum

@@ -5,6 +5,7 @@
 #include "test_util.h"
 
 #include <random>
+#include <sstream>
 
 namespace contaccum {
 namespace {
@@ -73,6 +74,33 @@ TEST_P(BankScoreCacheOracle, MatchesTheOracleAfterEveryWrite) {
   BankScoreCache rebuilt(BankScoreCacheOptions(c.block).loss(loss));
   rebuilt.rebuild(queries, passages);
   EXPECT_TRUE(torch::allclose(rebuilt.row_logsumexp(), cache.row_logsumexp(), 1e-5, 1e-5));
+
+  // A saved and loaded cache is the incremental one bit for bit, and stays so
+  // through further writes (what exact resume needs; a rebuild is not).
+  torch::serialize::OutputArchive out;
+  cache.save(out);
+  std::stringstream buffer;
+  out.save_to(buffer);
+  torch::serialize::InputArchive in;
+  in.load_from(buffer);
+  BankScoreCache loaded(BankScoreCacheOptions(c.block).loss(loss));
+  loaded.load(in, queries, passages);
+  EXPECT_TRUE(torch::equal(loaded.row_logsumexp(), cache.row_logsumexp()));
+  for (int write = 0; write < 5; ++write) {
+    const int64_t first = passages.head();
+    queries.enqueue(torch::randn({c.block, d}));
+    passages.enqueue(torch::randn({c.block, c.group, d}));
+    cache.update(queries, passages, first, c.block);
+    loaded.update(queries, passages, first, c.block);
+    EXPECT_TRUE(torch::equal(loaded.row_logsumexp(), cache.row_logsumexp())) << "write " << write;
+  }
+  // A cache saved for other banks is refused.
+  BankScoreCache other(BankScoreCacheOptions(c.block + 1).loss(loss));
+  buffer.seekg(0);
+  torch::serialize::InputArchive again;
+  again.load_from(buffer);
+  EXPECT_THAT([&] { other.load(again, queries, passages); },
+              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("saved block_slots")));
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, BankScoreCacheOracle,

@@ -100,10 +100,14 @@ TEST(MemoryBank, SaveAndLoadRestoreContentsAndOrder) {
   in.load_from(buffer);
   restored.load(in);
   EXPECT_TRUE(torch::equal(restored.ordered(), bank.ordered()));
+  // Every row in the slot it had: products over view() run in the same order.
+  EXPECT_TRUE(torch::equal(restored.view(), bank.view()));
+  EXPECT_EQ(restored.head(), bank.head());
   // And both continue identically.
   bank.enqueue(numbered(6, 1));
   restored.enqueue(numbered(6, 1));
   EXPECT_TRUE(torch::equal(restored.ordered(), bank.ordered()));
+  EXPECT_TRUE(torch::equal(restored.view(), bank.view()));
 
   MemoryBank other(MemoryBankOptions(5));
   buffer.seekg(0);
@@ -111,6 +115,33 @@ TEST(MemoryBank, SaveAndLoadRestoreContentsAndOrder) {
   again.load_from(buffer);
   EXPECT_THAT([&] { other.load(again); },
               ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("saved capacity 4 != this bank's capacity 5")));
+}
+
+// Every write position: empty, partially filled, full at head 0, rotated.
+TEST(MemoryBank, SaveAndLoadRestoreTheStorageAtEveryWritePosition) {
+  for (int64_t written = 0; written <= 11; ++written) {
+    MemoryBank bank(MemoryBankOptions(5));
+    for (int64_t i = 0; i < written; ++i) bank.enqueue(torch::randn({1, 2, 3}));
+    torch::serialize::OutputArchive out;
+    bank.save(out);
+    std::stringstream buffer;
+    out.save_to(buffer);
+    MemoryBank restored(MemoryBankOptions(5));
+    restored.enqueue(torch::randn({4, 2, 3}));  // state the load must replace
+    torch::serialize::InputArchive in;
+    in.load_from(buffer);
+    restored.load(in);
+    ASSERT_EQ(restored.size(), bank.size()) << written;
+    EXPECT_EQ(restored.head(), bank.head()) << written;
+    if (written > 0) {
+      EXPECT_TRUE(torch::equal(restored.view(), bank.view())) << written;
+    }
+    const auto next = torch::randn({2, 2, 3});
+    bank.enqueue(next);
+    restored.enqueue(next);
+    EXPECT_TRUE(torch::equal(restored.view(), bank.view())) << written;
+    EXPECT_EQ(restored.head(), bank.head()) << written;
+  }
 }
 
 }  // namespace

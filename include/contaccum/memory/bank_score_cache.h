@@ -4,6 +4,7 @@
 #include "contaccum/memory/memory_bank.h"
 
 #include <torch/arg.h>
+#include <torch/serialize/archive.h>
 #include <torch/types.h>
 
 namespace contaccum {
@@ -48,6 +49,16 @@ class BankScoreCache {
   void rebuild(const MemoryBank& queries, const MemoryBank& passages);
   /// Forgets everything (call when the banks are cleared).
   void clear();
+  /// A deep copy (copies share no storage; a plain copy does).
+  BankScoreCache clone() const;
+
+  /// Writes the cached trees (for checkpoints). `rebuild` computes the same
+  /// values in another operand order, so only a saved cache lets a resumed
+  /// run continue with the bits of the run that was interrupted.
+  void save(torch::serialize::OutputArchive& archive) const;
+  /// Restores what `save` wrote for these banks; throws when it does not fit
+  /// them (another capacity, size or block size).
+  void load(torch::serialize::InputArchive& archive, const MemoryBank& queries, const MemoryBank& passages);
 
   /// `[size]`: each banked query's log-sum-exp over every banked passage
   /// column, in storage order; undefined while the banks are empty.

@@ -41,6 +41,8 @@ class MemoryBank {
 
   /// Drops every row; keeps the storage.
   void clear();
+  /// A deep copy (copies share no storage; a plain copy does).
+  MemoryBank clone() const;
 
   int64_t size() const { return size_; }
   int64_t capacity() const { return options_.capacity(); }
@@ -55,9 +57,13 @@ class MemoryBank {
   /// Width of the stored vectors; 0 before the first enqueue.
   int64_t dim() const { return storage_.defined() ? storage_.size(2) : 0; }
 
-  /// Writes capacity, contents (oldest first) into `archive`.
+  /// Writes capacity, size, write position and the valid rows in storage
+  /// order into `archive`.
   void save(torch::serialize::OutputArchive& archive) const;
-  /// Restores what `save` wrote; the capacity must match this bank's.
+  /// Restores what `save` wrote, every row in the slot it had, so that a
+  /// restored bank is bit for bit the saved one (also in `view()` order).
+  /// The capacity must match this bank's; reads older checkpoints' oldest-
+  /// first `contents` too.
   void load(torch::serialize::InputArchive& archive);
 
  private:

@@ -148,10 +148,24 @@ class Strategy {
   void clear_banks();
   const MemoryBank& query_bank() const { return query_bank_; }
   const MemoryBank& passage_bank() const { return passage_bank_; }
+  /// The banked rows' cached log-sum-exps (empty unless both banks feed the
+  /// loss).
+  const BankScoreCache& bank_scores() const { return bank_scores_; }
   const StrategyOptions& options() const { return options_; }
   const DualEncoder& model() const { return model_; }
 
-  /// Saves / restores both banks (for checkpoints).
+  /// The banks and their score cache, deep-copied: `restore_banks` undoes
+  /// every bank write since (a step whose gradients were thrown away).
+  struct BankState {
+    MemoryBank query_bank, passage_bank;
+    BankScoreCache bank_scores;
+  };
+  BankState bank_state() const;
+  void restore_banks(const BankState& state);
+
+  /// Saves / restores both banks, in storage order, and the bank score cache
+  /// (for checkpoints): a restored strategy continues bit for bit as the
+  /// saved one would have.
   void save(torch::serialize::OutputArchive& archive) const;
   void load(torch::serialize::InputArchive& archive);
 
