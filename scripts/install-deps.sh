@@ -8,7 +8,7 @@ packages=(
   libtorch-dev libgloo-dev libopenblas0-pthread
   libeigen3-dev libfmt-dev libspdlog-dev libgtest-dev
   nlohmann-json3-dev libsimdjson-dev libutf8proc-dev
-  libyaml-cpp-dev libcli11-dev lz4
+  libyaml-cpp-dev libcli11-dev zlib1g-dev lz4
   python3 python3-torch python3-numpy
   "$@"  # extra packages a script needs (e.g. gnuplot-nox for examples/reproduce)
 )

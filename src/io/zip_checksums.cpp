@@ -1,0 +1,207 @@
+#include "contaccum/io/zip_checksums.h"
+
+#include <c10/util/Exception.h>
+#include <zlib.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <limits>
+
+namespace contaccum {
+namespace {
+
+// Little-endian fields of zip headers.
+uint64_t le(const unsigned char* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+constexpr uint32_t kLocalHeader = 0x04034b50, kCentralHeader = 0x02014b50, kEnd = 0x06054b50,
+                   kZip64End = 0x06064b50, kZip64Locator = 0x07064b50;
+
+// Random access to the archive's bytes, a file or a buffer.
+class Bytes {
+ public:
+  using ReadFn = std::function<void(uint64_t offset, uint64_t n, unsigned char* out)>;
+  Bytes(uint64_t size, ReadFn read, std::string what) : size_(size), read_(std::move(read)), what_(std::move(what)) {}
+
+  uint64_t size() const { return size_; }
+  const std::string& what() const { return what_; }
+
+  // `n` bytes at `offset`; throws (naming the file) when they run past its end.
+  std::vector<unsigned char> at(uint64_t offset, uint64_t n, const char* part) const {
+    require(offset <= size_ && n <= size_ - offset, part, offset, n);
+    std::vector<unsigned char> out(n);
+    if (n > 0) read_(offset, n, out.data());
+    return out;
+  }
+  void require(bool ok, const char* part, uint64_t offset, uint64_t n) const {
+    TORCH_CHECK(ok, what_, ": damaged or truncated zip archive: its ", part, " (", n, " bytes at offset ", offset,
+                ") lies past the end of the file (", size_, " bytes)");
+  }
+  uint32_t crc(uint64_t offset, uint64_t n) const {
+    require(offset <= size_ && n <= size_ - offset, "record data", offset, n);
+    uint32_t c = 0;
+    std::vector<unsigned char> block(std::min<uint64_t>(n, uint64_t{1} << 20));
+    for (uint64_t done = 0; done < n;) {
+      const uint64_t len = std::min<uint64_t>(block.size(), n - done);
+      read_(offset + done, len, block.data());
+      c = crc32_of(block.data(), len, c);
+      done += len;
+    }
+    return c;
+  }
+
+ private:
+  uint64_t size_;
+  ReadFn read_;
+  std::string what_;
+};
+
+struct Directory {
+  uint64_t entries = 0, offset = 0, size = 0;
+};
+
+// The end-of-central-directory record (zip64 when the writer needed it).
+Directory find_directory(const Bytes& bytes) {
+  const uint64_t size = bytes.size();
+  TORCH_CHECK(size >= 22, bytes.what(), ": not a zip archive (", size, " bytes; LibTorch archives are zip files)");
+  // The record is 22 bytes plus a comment of up to 65535 bytes at the end.
+  const uint64_t tail = std::min<uint64_t>(size, 22 + 65535);
+  const auto buf = bytes.at(size - tail, tail, "end record");
+  int64_t at = -1;
+  for (int64_t i = static_cast<int64_t>(tail) - 22; i >= 0; --i) {
+    if (le(&buf[i], 4) == kEnd && static_cast<uint64_t>(i) + 22 + le(&buf[i + 20], 2) == tail) {
+      at = i;
+      break;
+    }
+  }
+  TORCH_CHECK(at >= 0, bytes.what(), ": not a zip archive or truncated (no end-of-central-directory record)");
+  const unsigned char* e = &buf[at];
+  Directory d{le(e + 10, 2), le(e + 16, 4), le(e + 12, 4)};
+  const uint64_t end_offset = size - tail + static_cast<uint64_t>(at);
+  if (d.entries == 0xffff || d.offset == 0xffffffffu || d.size == 0xffffffffu) {
+    TORCH_CHECK(end_offset >= 20, bytes.what(), ": damaged zip archive (no zip64 locator)");
+    const auto locator = bytes.at(end_offset - 20, 20, "zip64 locator");
+    TORCH_CHECK(le(locator.data(), 4) == kZip64Locator, bytes.what(), ": damaged zip archive (bad zip64 locator)");
+    const auto end64 = bytes.at(le(&locator[8], 8), 56, "zip64 end record");
+    TORCH_CHECK(le(end64.data(), 4) == kZip64End, bytes.what(), ": damaged zip archive (bad zip64 end record)");
+    d = {le(&end64[32], 8), le(&end64[48], 8), le(&end64[40], 8)};
+  }
+  bytes.require(d.offset <= end_offset && d.size <= end_offset - d.offset, "central directory", d.offset, d.size);
+  return d;
+}
+
+// Sizes and offset of a central-directory entry, from its zip64 extra field
+// where the 32-bit fields are saturated.
+void apply_zip64(const unsigned char* extra, uint64_t length, uint64_t& size, uint64_t& compressed,
+                 uint64_t& offset, const std::string& what, const std::string& name) {
+  for (uint64_t i = 0; i + 4 <= length;) {
+    const uint64_t id = le(extra + i, 2), n = le(extra + i + 2, 2);
+    TORCH_CHECK(i + 4 + n <= length, what, ": damaged zip archive (extra field of '", name, "' overruns)");
+    if (id == 0x0001) {
+      uint64_t at = i + 4;
+      auto take = [&](uint64_t& field) {
+        if (field != 0xffffffffu) return;
+        TORCH_CHECK(at + 8 <= i + 4 + n, what, ": damaged zip archive (short zip64 field of '", name, "')");
+        field = le(extra + at, 8);
+        at += 8;
+      };
+      take(size);
+      take(compressed);
+      take(offset);
+      return;
+    }
+    i += 4 + n;
+  }
+}
+
+std::vector<ZipRecord> verify(const Bytes& bytes) {
+  const auto dir = find_directory(bytes);
+  const auto cd = bytes.at(dir.offset, dir.size, "central directory");
+  std::vector<ZipRecord> records;
+  uint64_t pos = 0;
+  for (uint64_t entry = 0; entry < dir.entries; ++entry) {
+    TORCH_CHECK(pos + 46 <= cd.size() && le(&cd[pos], 4) == kCentralHeader, bytes.what(),
+                ": damaged zip archive (central directory entry ", entry, " of ", dir.entries, " is malformed)");
+    const unsigned char* h = &cd[pos];
+    const uint64_t method = le(h + 10, 2), name_len = le(h + 28, 2), extra_len = le(h + 30, 2),
+                   comment_len = le(h + 32, 2);
+    TORCH_CHECK(pos + 46 + name_len + extra_len + comment_len <= cd.size(), bytes.what(),
+                ": damaged zip archive (central directory entry ", entry, " overruns the directory)");
+    ZipRecord r;
+    r.name.assign(reinterpret_cast<const char*>(h + 46), name_len);
+    r.stored_crc32 = static_cast<uint32_t>(le(h + 16, 4));
+    uint64_t compressed = le(h + 20, 4), size = le(h + 24, 4), offset = le(h + 42, 4);
+    apply_zip64(h + 46 + name_len, extra_len, size, compressed, offset, bytes.what(), r.name);
+    TORCH_CHECK(method == 0 && compressed == size, bytes.what(), ": record '", r.name,
+                "' is compressed (method ", method, "); LibTorch archives store records uncompressed");
+    const auto local = bytes.at(offset, 30, "local header");
+    TORCH_CHECK(le(local.data(), 4) == kLocalHeader, bytes.what(), ": damaged zip archive (no local header for '",
+                r.name, "' at offset ", offset, ")");
+    r.data_offset = offset + 30 + le(&local[26], 2) + le(&local[28], 2);
+    r.size = size;
+    const uint32_t actual = bytes.crc(r.data_offset, r.size);
+    TORCH_CHECK(actual == r.stored_crc32, bytes.what(), ": damaged: record '", r.name, "' (", r.size,
+                " bytes) has CRC-32 ", actual, " but ", r.stored_crc32,
+                " was stored when it was written; the file changed since");
+    records.push_back(std::move(r));
+    pos += 46 + name_len + extra_len + comment_len;
+  }
+  return records;
+}
+
+}  // namespace
+
+uint32_t crc32_of(const void* data, uint64_t size, uint32_t crc) {
+  const auto* p = static_cast<const Bytef*>(data);
+  uLong c = crc;
+  while (size > 0) {
+    const uInt n = static_cast<uInt>(std::min<uint64_t>(size, std::numeric_limits<uInt>::max()));
+    c = ::crc32(c, p, n);
+    p += n;
+    size -= n;
+  }
+  return static_cast<uint32_t>(c);
+}
+
+std::vector<ZipRecord> verify_zip_checksums(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  TORCH_CHECK(fd >= 0, path, ": cannot open: ", std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  const off_t end = ::lseek(fd, 0, SEEK_END);
+  TORCH_CHECK(end >= 0, path, ": cannot seek: ", std::strerror(errno));
+  Bytes bytes(
+      static_cast<uint64_t>(end),
+      [&](uint64_t offset, uint64_t n, unsigned char* out) {
+        while (n > 0) {
+          const ssize_t got = ::pread(fd, out, n, static_cast<off_t>(offset));
+          if (got < 0 && errno == EINTR) continue;
+          TORCH_CHECK(got > 0, path, ": read error at offset ", offset, ": ",
+                      got == 0 ? "unexpected end of file" : std::strerror(errno));
+          out += got;
+          offset += static_cast<uint64_t>(got);
+          n -= static_cast<uint64_t>(got);
+        }
+      },
+      path);
+  return verify(bytes);
+}
+
+std::vector<ZipRecord> verify_zip_checksums(const void* data, uint64_t size, const std::string& what) {
+  const auto* base = static_cast<const unsigned char*>(data);
+  Bytes bytes(
+      size, [&](uint64_t offset, uint64_t n, unsigned char* out) { std::memcpy(out, base + offset, n); }, what);
+  return verify(bytes);
+}
+
+}  // namespace contaccum
