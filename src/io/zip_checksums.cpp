@@ -45,6 +45,33 @@ class Bytes {
     TORCH_CHECK(ok, what_, ": damaged or truncated zip archive: its ", part, " (", n, " bytes at offset ", offset,
                 ") lies past the end of the file (", size_, " bytes)");
   }
+  // CRC-32 of the bytes a raw-deflate stream of `n` bytes at `offset`
+  // inflates to; their count must be `expected`.
+  uint32_t inflated_crc(uint64_t offset, uint64_t n, uint64_t expected, const std::string& name) const {
+    require(offset <= size_ && n <= size_ - offset, "record data", offset, n);
+    const auto in = at(offset, n, "record data");
+    z_stream z{};
+    TORCH_CHECK(inflateInit2(&z, -MAX_WBITS) == Z_OK, what_, ": cannot start zlib's inflate");
+    std::vector<unsigned char> out(1 << 16);
+    uint32_t c = 0;
+    uint64_t produced = 0;
+    z.next_in = const_cast<unsigned char*>(in.data());
+    z.avail_in = static_cast<uInt>(in.size());
+    int rc = Z_OK;
+    while (rc == Z_OK) {
+      z.next_out = out.data();
+      z.avail_out = static_cast<uInt>(out.size());
+      rc = inflate(&z, Z_NO_FLUSH);
+      const uint64_t got = out.size() - z.avail_out;
+      c = crc32_of(out.data(), got, c);
+      produced += got;
+      if (rc == Z_BUF_ERROR && got > 0) rc = Z_OK;  // output full, go on
+    }
+    inflateEnd(&z);
+    TORCH_CHECK(rc == Z_STREAM_END && produced == expected, what_, ": damaged: compressed record '", name,
+                "' does not inflate to its ", expected, " bytes");
+    return c;
+  }
   uint32_t crc(uint64_t offset, uint64_t n) const {
     require(offset <= size_ && n <= size_ - offset, "record data", offset, n);
     uint32_t c = 0;
@@ -140,14 +167,18 @@ std::vector<ZipRecord> verify(const Bytes& bytes) {
     r.stored_crc32 = static_cast<uint32_t>(le(h + 16, 4));
     uint64_t compressed = le(h + 20, 4), size = le(h + 24, 4), offset = le(h + 42, 4);
     apply_zip64(h + 46 + name_len, extra_len, size, compressed, offset, bytes.what(), r.name);
-    TORCH_CHECK(method == 0 && compressed == size, bytes.what(), ": record '", r.name,
-                "' is compressed (method ", method, "); LibTorch archives store records uncompressed");
+    // LibTorch stores tensors (method 0) and deflates a module's code files.
+    TORCH_CHECK(method == 0 || method == 8, bytes.what(), ": damaged zip archive: record '", r.name,
+                "' uses compression method ", method, " (LibTorch writes 0 and 8 only)");
+    TORCH_CHECK(method == 8 || compressed == size, bytes.what(), ": damaged zip archive: stored record '", r.name,
+                "' claims ", compressed, " bytes stored for ", size);
     const auto local = bytes.at(offset, 30, "local header");
     TORCH_CHECK(le(local.data(), 4) == kLocalHeader, bytes.what(), ": damaged zip archive (no local header for '",
                 r.name, "' at offset ", offset, ")");
     r.data_offset = offset + 30 + le(&local[26], 2) + le(&local[28], 2);
-    r.size = size;
-    const uint32_t actual = bytes.crc(r.data_offset, r.size);
+    r.size = compressed;
+    const uint32_t actual =
+        method == 0 ? bytes.crc(r.data_offset, r.size) : bytes.inflated_crc(r.data_offset, r.size, size, r.name);
     TORCH_CHECK(actual == r.stored_crc32, bytes.what(), ": damaged: record '", r.name, "' (", r.size,
                 " bytes) has CRC-32 ", actual, " but ", r.stored_crc32,
                 " was stored when it was written; the file changed since");

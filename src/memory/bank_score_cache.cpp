@@ -148,12 +148,6 @@ void BankScoreCache::clear() {
   if (tree_.defined()) tree_.fill_(-std::numeric_limits<double>::infinity());
 }
 
-BankScoreCache BankScoreCache::clone() const {
-  BankScoreCache copy(*this);
-  if (tree_.defined()) copy.tree_ = tree_.clone();
-  return copy;
-}
-
 void BankScoreCache::save(torch::serialize::OutputArchive& archive) const {
   archive.write("block_slots", torch::tensor(options_.block_slots(), torch::kLong));
   archive.write("size", torch::tensor(size_, torch::kLong));

@@ -58,10 +58,27 @@ void MemoryBank::clear() {
   head_ = 0;
 }
 
-MemoryBank MemoryBank::clone() const {
-  MemoryBank copy(*this);
-  if (storage_.defined()) copy.storage_ = storage_.clone();
-  return copy;
+MemoryBank::Undo MemoryBank::undo_for(int64_t count) const {
+  TORCH_CHECK(count >= 0, "MemoryBank::undo_for: count must be >= 0, got ", count);
+  Undo u;
+  u.head = head_;
+  u.size = size_;
+  const int64_t n = std::min(count, capacity());
+  if (!storage_.defined() || n == 0) return u;
+  u.slots = torch::arange(head_, head_ + n, torch::TensorOptions(torch::kLong).device(storage_.device()))
+                .remainder_(capacity());
+  u.rows = storage_.index_select(0, u.slots);
+  return u;
+}
+
+void MemoryBank::undo(const Undo& u) {
+  if (u.rows.defined()) {
+    TORCH_CHECK(storage_.defined() && u.rows.size(1) == storage_.size(1) && u.rows.size(2) == storage_.size(2),
+                "MemoryBank::undo: the undo record belongs to another bank");
+    storage_.index_copy_(0, u.slots, u.rows);
+  }
+  head_ = u.head;
+  size_ = u.size;
 }
 
 void MemoryBank::save(torch::serialize::OutputArchive& archive) const {

@@ -211,6 +211,8 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
 
   StepStats stats;
   encode_seconds_ = loss_seconds_ = 0.0;
+  query_undo_ = query_bank_.undo_for(n);
+  passage_undo_ = passage_bank_.undo_for(n);
   double negatives = 0.0;
   for (int64_t b = 0; b < n; b += group_size) {
     const auto group = batch.slice(b, std::min(n, b + group_size));
@@ -247,17 +249,13 @@ void Strategy::clear_banks() {
   bank_scores_.clear();
 }
 
-Strategy::BankState Strategy::bank_state() const {
-  return {query_bank_.clone(), passage_bank_.clone(), bank_scores_.clone()};
-}
-
-void Strategy::restore_banks(const BankState& state) {
-  TORCH_CHECK(state.query_bank.capacity() == query_bank_.capacity() &&
-                  state.passage_bank.capacity() == passage_bank_.capacity(),
-              "Strategy::restore_banks: the state belongs to banks of another capacity");
-  query_bank_ = state.query_bank.clone();
-  passage_bank_ = state.passage_bank.clone();
-  bank_scores_ = state.bank_scores.clone();
+void Strategy::discard_step() {
+  query_bank_.undo(query_undo_);
+  passage_bank_.undo(passage_undo_);
+  query_undo_ = passage_undo_ = {};
+  // Rebuilt, not restored: the same values in other last bits. A resumed run
+  // still continues exactly, as checkpoints hold the cache.
+  if (use_bank_scores_) bank_scores_.rebuild(query_bank_, passage_bank_);
 }
 
 void Strategy::save(torch::serialize::OutputArchive& archive) const {

@@ -47,7 +47,8 @@ void rename_into_place(const std::string& tmp, const std::string& path) {
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) {
-    fs::remove(tmp, ec);
+    std::error_code ignored;  // the rename's error is the one to report
+    fs::remove(tmp, ignored);
     TORCH_CHECK(false, "cannot move ", tmp, " to ", path, ": ", ec.message());
   }
 }

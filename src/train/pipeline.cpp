@@ -6,14 +6,17 @@
 #include "contaccum/eval/evaluate.h"
 #include "contaccum/text/vocab_builder.h"
 #include "contaccum/train/checkpoint.h"
+#include "contaccum/train/run_directory.h"
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 namespace fs = std::filesystem;
 
@@ -102,6 +105,44 @@ double since(std::chrono::steady_clock::time_point t) {
 
 nlohmann::json to_json(const RetrievalMetrics& m) { return nlohmann::json::parse(m.to_json()); }
 
+// Keys that may differ between a run and its resume: how it is watched and
+// how fast it runs, not what it computes.
+bool changeable_on_resume(const std::string& line) {
+  for (const char* key : {"threads:", "log_every:", "keep_checkpoints:"}) {
+    if (line.rfind(key, 0) == 0) return true;
+  }
+  return false;
+}
+
+// A run owns its output directory: a new run needs an empty one, and a
+// resume needs the config the run was started with.
+void claim_output_directory(const std::string& output_dir, const TrainConfig& config, bool resume) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(output_dir, ec)) {
+    if (entry.path().filename() != ".lock") found.push_back(entry.path().filename().string());
+  }
+  std::sort(found.begin(), found.end());
+  if (!resume) {
+    std::string list;
+    for (size_t i = 0; i < found.size() && i < 4; ++i) list += (i ? ", " : "") + found[i];
+    TORCH_CHECK(found.empty(), "output directory ", output_dir, " is not empty (", list, found.size() > 4 ? ", ..." : "",
+                "): pass --resume to continue the run it holds, or choose a new or empty --output directory");
+    return;
+  }
+  const auto saved = (fs::path(output_dir) / "config.yaml").string();
+  if (!fs::exists(saved)) return;
+  const auto before = TrainConfig::load(saved).to_yaml();
+  const auto now = config.to_yaml();
+  std::istringstream a(before), b(now);
+  std::string la, lb;
+  while (std::getline(a, la) && std::getline(b, lb)) {
+    TORCH_CHECK(la == lb || (changeable_on_resume(la) && changeable_on_resume(lb)), "cannot resume the run in ",
+                output_dir, ": it was started with '", la, "' (", saved, ") but this config says '", lb,
+                "'; resume with the same config, or train into a new --output directory");
+  }
+}
+
 }  // namespace
 
 TextEncoderFn TrainedModel::text_encoder() const {
@@ -179,6 +220,9 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
   TORCH_CHECK(!config.data_train_qrels.empty() || !config.data_hard_negatives.empty(),
               "config key 'data.train_qrels' or 'data.hard_negatives' is required");
   TORCH_CHECK(!output_dir.empty(), "run_training: the output directory must not be empty");
+  // Held to the end: a second `contaccum train` on this directory is refused.
+  RunDirectoryLock lock(output_dir);
+  claim_output_directory(output_dir, config, resume);
   if (config.threads > 0) torch::set_num_threads(static_cast<int>(config.threads));
   const auto setup_start = std::chrono::steady_clock::now();
   TrainingRun run;
@@ -254,6 +298,8 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
       .eval_metric(config.eval_metric)
       .checkpoint_every(config.checkpoint_every)
       .keep_checkpoints(config.keep_checkpoints)
+      .non_finite(config.non_finite == "skip" ? NonFinitePolicy::Skip : NonFinitePolicy::Error)
+      .max_consecutive_skips(config.max_consecutive_skips)
       .progress(progress);
   Trainer trainer(trained.model, strategy_options(config), train_set, collator, options);
   spdlog::info(

@@ -2,11 +2,13 @@
 
 #include "contaccum/data/batch_loader.h"
 #include "contaccum/strategy/rng_state.h"
+#include "contaccum/io/zip_checksums.h"
 #include "contaccum/train/checkpoint.h"
+#include "contaccum/train/finite.h"
+#include "contaccum/train/run_directory.h"
 #include "contaccum/train/schedule.h"
 
 #include <spdlog/spdlog.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/serialize.h>
 #include <nlohmann/json.hpp>
 
@@ -17,6 +19,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -127,12 +130,13 @@ nlohmann::json metrics_json(const RetrievalMetrics& m) {
 
 // One metrics.jsonl object; the trainer adds `eval` to it before writing.
 nlohmann::json step_json(const StepRecord& r) {
-  return {
+  nlohmann::json j = {
       {"step", r.step},
       {"epoch", r.epoch},
       {"loss", number(r.stats.loss)},
       {"lr", r.lr},
       {"grad_norm", number(r.grad_norm)},
+      {"skipped", !r.non_finite.empty()},
       {"query_grad_norm", number(r.stats.query_grad_norm)},
       {"passage_grad_norm", number(r.stats.passage_grad_norm)},
       {"grad_norm_ratio", number(r.stats.grad_norm_ratio)},
@@ -147,6 +151,49 @@ nlohmann::json step_json(const StepRecord& r) {
         {"optimizer", r.optimizer_seconds},
         {"total", r.step_seconds}}},
   };
+  if (!r.non_finite.empty()) j["non_finite"] = r.non_finite;
+  return j;
+}
+
+std::string number_text(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
+// What of the step is not finite ("" when all is), in words for the log.
+// `square_limit` is the largest gradient norm whose square the parameters'
+// dtype holds: beyond it AdamW's second moment overflows to infinity from
+// finite gradients.
+std::string non_finite_part(const StepRecord& r, double applied_norm, double square_limit) {
+  std::string out;
+  auto add = [&](const std::string& what) { out += (out.empty() ? "" : ", ") + what; };
+  if (!std::isfinite(r.stats.loss)) add("the loss is " + number_text(r.stats.loss));
+  if (!std::isfinite(r.stats.query_grad_norm)) {
+    add("the query tower's gradient norm is " + number_text(r.stats.query_grad_norm));
+  }
+  if (!std::isfinite(r.stats.passage_grad_norm)) {
+    add("the passage tower's gradient norm is " + number_text(r.stats.passage_grad_norm));
+  }
+  if (out.empty() && applied_norm > square_limit) {
+    add("the gradient norm " + number_text(applied_norm) + " is finite but its square overflows the parameters' " +
+        "dtype (AdamW's second moment would become infinite); clip it with max_grad_norm");
+  }
+  return out;
+}
+
+// torch::nn::utils::clip_grad_norm_'s rule, with the float64 norm the
+// strategy already computed (a float32 sum overflows where this does not).
+void clip_gradients(const std::vector<torch::Tensor>& params, double norm, double max_norm) {
+  if (max_norm <= 0) return;
+  const double coefficient = max_norm / (norm + 1e-6);
+  if (coefficient >= 1.0) return;
+  torch::NoGradGuard no_grad;
+  for (const auto& p : params) {
+    if (p.grad().defined()) p.grad().mul_(coefficient);
+  }
 }
 
 }  // namespace
@@ -187,6 +234,10 @@ Trainer::Trainer(DualEncoder model, StrategyOptions strategy, std::shared_ptr<co
               options_.checkpoint_every());
   TORCH_CHECK(options_.keep_checkpoints() >= 1, "TrainerOptions::keep_checkpoints must be >= 1, got ",
               options_.keep_checkpoints());
+  TORCH_CHECK(options_.max_grad_norm() >= 0 && !std::isnan(options_.max_grad_norm()),
+              "TrainerOptions::max_grad_norm must be >= 0 (0 disables clipping), got ", options_.max_grad_norm());
+  TORCH_CHECK(options_.max_consecutive_skips() >= 1, "TrainerOptions::max_consecutive_skips must be >= 1, got ",
+              options_.max_consecutive_skips());
   TORCH_CHECK(options_.prefetch() >= 1, "TrainerOptions::prefetch must be >= 1, got ", options_.prefetch());
   strategy_ = std::make_unique<Strategy>(model_, strategy);
   optimizer_ = make_adamw(*model_, options_.optimizer());
@@ -224,6 +275,11 @@ TrainResult Trainer::train() {
   const auto start = Clock::now();
   const int64_t first_step = state_.step;
   const bool writes = !options_.output_dir().empty();
+  std::optional<RunDirectoryLock> lock;
+  if (writes) {
+    lock.emplace(options_.output_dir());
+    if (!loaded_) check_fresh_directory();
+  }
   MetricsLog log(writes ? (fs::path(options_.output_dir()) / "metrics.jsonl").string() : "", first_step);
   LinearSchedule schedule(
       LinearScheduleOptions(options_.optimizer().lr(), state_.total_steps).warmup_steps(options_.warmup_steps()));
@@ -233,7 +289,6 @@ TrainResult Trainer::train() {
   sampler_->seek(state_.position);
   BatchLoader loader(*sampler_, collator_, static_cast<size_t>(options_.prefetch()), state_.total_steps - state_.step);
   Progress progress(options_.progress(), state_.total_steps, options_.log_every());
-  const auto params = model_->parameters();
   while (state_.step < state_.total_steps && !state_.should_stop) {
     const auto step_start = Clock::now();
     auto item = loader.next();
@@ -248,9 +303,7 @@ TrainResult Trainer::train() {
     model_->train();
     record.stats = strategy_->compute_gradients(item->batch);
     const auto opt_start = Clock::now();
-    record.grad_norm = torch::nn::utils::clip_grad_norm_(
-        params, options_.max_grad_norm() > 0 ? options_.max_grad_norm() : std::numeric_limits<double>::infinity());
-    optimizer_->step();
+    apply_step(record);
     record.optimizer_seconds = since(opt_start);
 
     state_.step += 1;
@@ -259,8 +312,6 @@ TrainResult Trainer::train() {
     record.step = state_.step;
     record.step_seconds = since(step_start);
     record.examples_per_second = static_cast<double>(item->batch.size()) / record.step_seconds;
-    TORCH_CHECK(std::isfinite(record.stats.loss), "Trainer: the loss is ", record.stats.loss, " at step ", state_.step,
-                " (lr ", record.lr, "); lower the learning rate or check the data");
 
     const bool last = state_.step == state_.total_steps;
     const bool epoch_end = state_.position.batch == 0;
@@ -292,7 +343,60 @@ TrainResult Trainer::train() {
   return result;
 }
 
+void Trainer::apply_step(StepRecord& record) {
+  const auto& st = record.stats;
+  record.grad_norm = model_->shared() ? st.query_grad_norm : std::hypot(st.query_grad_norm, st.passage_grad_norm);
+  const auto params = model_->parameters();
+  const double square_limit = params.front().scalar_type() == torch::kDouble
+                                  ? std::sqrt(std::numeric_limits<double>::max())
+                                  : std::sqrt(static_cast<double>(std::numeric_limits<float>::max()));
+  const double max_norm = options_.max_grad_norm();
+  const double applied = max_norm > 0 ? std::min(record.grad_norm, max_norm) : record.grad_norm;
+  const auto problem = non_finite_part(record, applied, square_limit);
+  const int64_t step = state_.step + 1;
+  if (problem.empty()) {
+    clip_gradients(params, record.grad_norm, max_norm);
+    optimizer_->step();
+    state_.consecutive_skips = 0;
+    return;
+  }
+  // Nothing of the step is applied, whatever the policy.
+  optimizer_->zero_grad();
+  strategy_->discard_step();
+  TORCH_CHECK(options_.non_finite() == NonFinitePolicy::Skip, "Trainer: step ", step, " is not finite: ", problem,
+              " (lr ", record.lr, "). Nothing of it was applied: weights, optimizer state and banks are those after step ",
+              step - 1, ". Lower the learning rate, raise the temperature, check the data, or set non_finite: skip");
+  record.non_finite = problem;
+  state_.skipped_steps += 1;
+  state_.consecutive_skips += 1;
+  spdlog::warn("step {}: skipped ({}); {} skipped in all, {} in a row", step, problem, state_.skipped_steps,
+               state_.consecutive_skips);
+  TORCH_CHECK(state_.consecutive_skips < options_.max_consecutive_skips(), "Trainer: ",
+              state_.consecutive_skips, " steps in a row (to step ", step,
+              ") were not finite and skipped (max_consecutive_skips = ", options_.max_consecutive_skips(),
+              "); the last: ", problem, ". Lower the learning rate, raise the temperature or check the data");
+}
+
+// A new run must not share its directory with another run's checkpoints:
+// `keep_checkpoints` would delete the new ones first, and a later resume
+// would continue the other run.
+void Trainer::check_fresh_directory() const {
+  CheckpointManager manager((fs::path(options_.output_dir()) / "checkpoints").string(), options_.keep_checkpoints());
+  const auto existing = manager.list();
+  TORCH_CHECK(existing.empty(), "Trainer: ", options_.output_dir(), " already holds checkpoints of another run (",
+              existing.back(),
+              "); resume it (Trainer::resume_latest, `contaccum train --resume`), or train into an empty directory");
+}
+
 void Trainer::save(torch::serialize::OutputArchive& archive) const {
+  // Nothing non-finite is ever written (the steps are checked; this also
+  // catches an optimizer moment that overflowed from finite gradients).
+  auto bad = first_non_finite(*model_, "model parameter ");
+  if (bad.empty()) bad = first_non_finite(*optimizer_);
+  if (bad.empty() && !all_finite(strategy_->query_bank().view())) bad = "the query bank";
+  if (bad.empty() && !all_finite(strategy_->passage_bank().view())) bad = "the passage bank";
+  TORCH_CHECK(bad.empty(), "Trainer: refusing to write a checkpoint at step ", state_.step, ": ", bad,
+              " holds a NaN or an infinity");
   torch::serialize::OutputArchive model, optimizer, strategy, rng;
   model_->save(model);
   optimizer_->save(optimizer);
@@ -308,6 +412,7 @@ void Trainer::save(torch::serialize::OutputArchive& archive) const {
                                strategy_->options().memory_size(), options_.hard_negatives()},
                               torch::kLong));
   archive.write("best_metric", torch::tensor(state_.best_metric, torch::kDouble));
+  archive.write("skips", torch::tensor({state_.skipped_steps, state_.consecutive_skips}, torch::kLong));
 }
 
 void Trainer::load(torch::serialize::InputArchive& archive) {
@@ -339,26 +444,74 @@ void Trainer::load(torch::serialize::InputArchive& archive) {
   state_.best_step = v(4);
   state_.best_metric = best.item<double>();
   state_.should_stop = false;
+  torch::Tensor skips;
+  state_.skipped_steps = state_.consecutive_skips = 0;
+  if (archive.try_read("skips", skips) && skips.numel() == 2) {
+    state_.skipped_steps = skips[0].item<int64_t>();
+    state_.consecutive_skips = skips[1].item<int64_t>();
+  }
+  loaded_ = true;
 }
 
+namespace {
+// Reads a checkpoint file after checking every record's CRC-32.
+void read_checkpoint(const std::string& path, torch::serialize::InputArchive& archive, const torch::Device& device) {
+  TORCH_CHECK(fs::exists(path), "no file ", path);
+  verify_zip_checksums(path);
+  try {
+    archive.load_from(path, device);
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "cannot read ", path, ": ", e.what_without_backtrace());
+  }
+}
+}  // namespace
+
 void Trainer::load_checkpoint(const std::string& path) {
-  TORCH_CHECK(fs::exists(path), "Trainer::load_checkpoint: no file ", path);
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path, model_->device());
+    read_checkpoint(path, archive, model_->device());
   } catch (const c10::Error& e) {
-    TORCH_CHECK(false, "Trainer::load_checkpoint: cannot read ", path, ": ", e.what_without_backtrace());
+    TORCH_CHECK(false, "Trainer::load_checkpoint: ", e.what_without_backtrace());
   }
-  load(archive);
+  try {
+    load(archive);
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "Trainer::load_checkpoint: ", path, ": ", e.what_without_backtrace());
+  }
 }
 
 bool Trainer::resume_latest() {
   TORCH_CHECK(!options_.output_dir().empty(), "Trainer::resume_latest: TrainerOptions::output_dir is empty");
-  CheckpointManager manager((fs::path(options_.output_dir()) / "checkpoints").string(), options_.keep_checkpoints());
-  auto latest = manager.latest();
-  if (!latest) return false;
-  load_checkpoint(*latest);
-  return true;
+  RunDirectoryLock lock(options_.output_dir());
+  const auto directory = (fs::path(options_.output_dir()) / "checkpoints").string();
+  if (const auto removed = remove_stale_temporaries(options_.output_dir()); removed > 0) {
+    spdlog::warn("removed {} temporary file(s) that an interrupted write left in {}", removed, options_.output_dir());
+  }
+  const auto all = CheckpointManager(directory, options_.keep_checkpoints()).list();
+  if (all.empty()) return false;
+  std::vector<std::string> damaged;
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    torch::serialize::InputArchive archive;
+    try {
+      read_checkpoint(*it, archive, model_->device());
+    } catch (const c10::Error& e) {
+      damaged.push_back(e.what_without_backtrace());
+      spdlog::warn("checkpoint {} is damaged, trying an older one: {}", *it, damaged.back());
+      continue;
+    }
+    if (!damaged.empty()) spdlog::warn("resuming from {}, the newest valid checkpoint", *it);
+    try {
+      load(archive);
+    } catch (const c10::Error& e) {
+      TORCH_CHECK(false, "Trainer::resume_latest: ", *it, ": ", e.what_without_backtrace());
+    }
+    return true;
+  }
+  std::string reasons;
+  for (const auto& d : damaged) reasons += "\n  " + d;
+  TORCH_CHECK(false, "Trainer::resume_latest: every checkpoint in ", directory, " is damaged:", reasons,
+              "\nMove them away to start the run again from scratch");
+  return false;
 }
 
 }  // namespace contaccum

@@ -36,6 +36,7 @@ TEST_F(ZipChecksums, AcceptsWhatLibTorchWroteAndAgreesWithZlib) {
     // The record's bytes, read through the offsets the directory gives, have
     // the stored CRC (an independent check of the offsets and of crc32_of).
     ASSERT_LE(r.data_offset + r.size, bytes.size()) << r.name;
+    if (r.name.find("/data/") == std::string::npos) continue;  // code files are deflated
     EXPECT_EQ(crc32_of(bytes.data() + r.data_offset, r.size), r.stored_crc32) << r.name;
   }
   EXPECT_EQ(crc32_of("123456789", 9), 0xcbf43926u);  // the CRC-32 check value
@@ -55,7 +56,8 @@ TEST_F(ZipChecksums, NamesTheRecordOfAnyFlippedDataByte) {
       damaged[at] = static_cast<char>(damaged[at] ^ (1 << (trial % 8)));
       write_bytes(path, damaged);
       EXPECT_THAT(test::error_of([&] { verify_zip_checksums(path); }),
-                  ::testing::AllOf(::testing::HasSubstr(path), ::testing::HasSubstr("damaged: record '" + r.name + "'")))
+                  ::testing::AllOf(::testing::HasSubstr(path), ::testing::HasSubstr("damaged"),
+                                   ::testing::HasSubstr("record '" + r.name + "'")))
           << "byte " << at;
     }
   }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "test_util.h"
 #include "train/train_fixture.h"
 
 #include <filesystem>
@@ -61,6 +62,23 @@ TEST(AtomicWrite, FailureNamesThePathAndKeepsTheOldFile) {
   std::ifstream in(path);
   std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(all, "old\n");
+}
+
+}  // namespace
+}  // namespace contaccum
+
+namespace contaccum {
+namespace {
+
+// The rename's own errno text, not the cleanup's ("Success").
+TEST(AtomicWrite, NamesTheRealErrorOfAFailedRename) {
+  test::TempDir dir;
+  std::filesystem::create_directories(dir.path / "target");
+  std::ofstream(dir.path / "target" / "keep") << "x";
+  const auto error = test::error_of([&] { write_file_atomically(dir / "target", "text"); });
+  EXPECT_THAT(error, ::testing::HasSubstr("Is a directory"));
+  EXPECT_THAT(error, ::testing::Not(::testing::HasSubstr("Success")));
+  EXPECT_EQ(remove_stale_temporaries(dir.path.string()), 0) << "the temporary file must be gone";
 }
 
 }  // namespace

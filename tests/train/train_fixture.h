@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <random>
@@ -88,6 +90,47 @@ struct TempDir {
     std::filesystem::remove_all(path, ec);
   }
   std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+/// Vocabulary of `tiny_dual_encoder` (use `hashing_tokenizer(kTinyVocab)`).
+constexpr int64_t kTinyVocab = 101;
+
+/// Two bag-of-embeddings towers (12 wide, dropout 0.2), seeded.
+inline DualEncoder tiny_dual_encoder(uint64_t seed) {
+  torch::manual_seed(seed);
+  auto tower = [] {
+    return BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(kTinyVocab, 16).embedding_dim(12).dropout(0.2)).ptr();
+  };
+  return DualEncoder(tower(), tower());
+}
+
+/// 8 steps, checkpoints every 4, 2 hard negatives, silent.
+inline TrainerOptions tiny_trainer_options(const std::string& dir) {
+  return TrainerOptions()
+      .optimizer(AdamWSetup().lr(1e-2))
+      .warmup_steps(2)
+      .max_steps(8)
+      .seed(5)
+      .hard_negatives(2)
+      .output_dir(dir)
+      .checkpoint_every(4)
+      .progress(ProgressMode::Silent);
+}
+
+/// Every line of a JSON-lines file, parsed.
+inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+/// Runs `fn(state)` at the end of every step.
+struct OnStepEnd : TrainerCallback {
+  std::function<void(TrainerState&)> fn;
+  explicit OnStepEnd(std::function<void(TrainerState&)> f) : fn(std::move(f)) {}
+  void on_step_end(TrainerState& state, const StepRecord&) override { fn(state); }
 };
 
 }  // namespace test

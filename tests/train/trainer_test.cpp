@@ -12,35 +12,11 @@
 namespace contaccum {
 namespace {
 
-constexpr int64_t kVocab = 101;
+constexpr int64_t kVocab = test::kTinyVocab;
+DualEncoder tiny_model(uint64_t seed) { return test::tiny_dual_encoder(seed); }
+TrainerOptions tiny_options(const std::string& dir) { return test::tiny_trainer_options(dir); }
 
-DualEncoder tiny_model(uint64_t seed) {
-  torch::manual_seed(seed);
-  auto tower = [] {
-    return BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(kVocab, 16).embedding_dim(12).dropout(0.2)).ptr();
-  };
-  return DualEncoder(tower(), tower());
-}
-
-TrainerOptions tiny_options(const std::string& dir) {
-  return TrainerOptions()
-      .optimizer(AdamWSetup().lr(1e-2))
-      .warmup_steps(2)
-      .max_steps(8)
-      .seed(5)
-      .hard_negatives(2)
-      .output_dir(dir)
-      .checkpoint_every(4)
-      .progress(ProgressMode::Silent);
-}
-
-std::vector<nlohmann::json> read_jsonl(const std::string& path) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
+using test::read_jsonl;
 
 struct StopAt : TrainerCallback {
   int64_t at;

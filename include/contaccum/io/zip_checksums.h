@@ -12,7 +12,7 @@ struct ZipRecord {
   std::string name;
   /// CRC-32 the writer stored for the record's bytes.
   uint32_t stored_crc32 = 0;
-  /// Offset of the record's bytes in the file, and their length.
+  /// Offset of the record's bytes in the file, and their length there.
   uint64_t data_offset = 0;
   uint64_t size = 0;
 };
@@ -24,9 +24,10 @@ struct ZipRecord {
 /// LibTorch writes a CRC-32 for every record but, built with
 /// `MINIZ_DISABLE_ZIP_READER_CRC32_CHECKS`, never checks it on load, so a
 /// flipped byte in a tensor loads silently. Throws `c10::Error` naming the
-/// file and the record when a CRC differs, when the file is truncated, when a
-/// record is compressed (LibTorch stores them), or when it is not a zip
-/// archive at all. Reads the file once, in blocks.
+/// file and the record when a CRC differs, when the file is truncated, or
+/// when it is not a zip archive at all. Tensors are stored records; a
+/// module's code files are deflated, and are checked after inflating them.
+/// Reads the file once, in blocks.
 std::vector<ZipRecord> verify_zip_checksums(const std::string& path);
 
 /// The same for an archive held in memory; `what` names it in errors.

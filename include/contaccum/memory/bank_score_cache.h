@@ -49,8 +49,6 @@ class BankScoreCache {
   void rebuild(const MemoryBank& queries, const MemoryBank& passages);
   /// Forgets everything (call when the banks are cleared).
   void clear();
-  /// A deep copy (copies share no storage; a plain copy does).
-  BankScoreCache clone() const;
 
   /// Writes the cached trees (for checkpoints). `rebuild` computes the same
   /// values in another operand order, so only a saved cache lets a resumed

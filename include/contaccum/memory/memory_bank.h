@@ -41,8 +41,17 @@ class MemoryBank {
 
   /// Drops every row; keeps the storage.
   void clear();
-  /// A deep copy (copies share no storage; a plain copy does).
-  MemoryBank clone() const;
+  /// What undoing the next `count` enqueued rows needs: the write position,
+  /// the size and a copy of the rows those writes will overwrite (at most
+  /// `min(count, capacity)` rows, not the whole bank).
+  struct Undo {
+    int64_t head = 0, size = 0;
+    torch::Tensor slots, rows;  // storage slots and their old contents
+  };
+  Undo undo_for(int64_t count) const;
+  /// Puts the bank back as it was when `undo_for` was called, provided at
+  /// most `count` rows were enqueued since (and no `load`).
+  void undo(const Undo& undo);
 
   int64_t size() const { return size_; }
   int64_t capacity() const { return options_.capacity(); }

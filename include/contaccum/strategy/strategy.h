@@ -154,14 +154,11 @@ class Strategy {
   const StrategyOptions& options() const { return options_; }
   const DualEncoder& model() const { return model_; }
 
-  /// The banks and their score cache, deep-copied: `restore_banks` undoes
-  /// every bank write since (a step whose gradients were thrown away).
-  struct BankState {
-    MemoryBank query_bank, passage_bank;
-    BankScoreCache bank_scores;
-  };
-  BankState bank_state() const;
-  void restore_banks(const BankState& state);
+  /// Undoes the bank writes of the last `compute_gradients` (a step whose
+  /// gradients are thrown away, e.g. not finite): the banks hold what they
+  /// held before it. Each step keeps a copy of the bank rows it overwrites
+  /// for this (`total_batch` rows); the score cache is rebuilt.
+  void discard_step();
 
   /// Saves / restores both banks, in storage order, and the bank score cache
   /// (for checkpoints): a restored strategy continues bit for bit as the
@@ -190,6 +187,7 @@ class Strategy {
   // incrementally (only used when both banks feed the loss).
   BankScoreCache bank_scores_;
   bool use_bank_scores_ = false;
+  MemoryBank::Undo query_undo_, passage_undo_;  // of the last step
   double encode_seconds_ = 0.0, loss_seconds_ = 0.0;  // of the step in progress
 };
 

@@ -101,8 +101,15 @@ struct TrainConfig {
   double weight_decay = 0.01;
   /// Default: 0.
   int64_t warmup_steps = 0;
-  /// Default: 2.0; <= 0 disables clipping.
+  /// Default: 2.0; 0 disables clipping (negative values are refused).
   double max_grad_norm = 2.0;
+  /// A step whose loss or gradient norm is not finite: `error` stops the run
+  /// naming the step, `skip` drops it (nothing applied) and goes on.
+  /// Default: error.
+  std::string non_finite = "error";
+  /// With non_finite: skip, this many skipped steps in a row stop the run.
+  /// Default: 10.
+  int64_t max_consecutive_skips = 10;
   /// Seeds the model's initialisation, dropout and the sampler. Default: 0.
   int64_t seed = 0;
   /// LibTorch intra-op threads; 0 keeps LibTorch's default. Default: 0.

@@ -30,6 +30,18 @@ enum class ProgressMode {
   Silent,
 };
 
+/// What the trainer does with a step whose loss or gradient norm is not
+/// finite. Either way nothing of that step is applied: not to the weights,
+/// not to the optimizer state, not to the banks.
+enum class NonFinitePolicy {
+  /// Stop with an error naming the step and what was not finite.
+  Error,
+  /// Throw the step's gradients away, undo its bank writes, count it in
+  /// `metrics.jsonl` and go on; stop when `max_consecutive_skips` steps in a
+  /// row are skipped.
+  Skip,
+};
+
 /// Options of `Trainer`.
 struct TrainerOptions {
   /// AdamW and its parameter groups. Default: lr 2e-5, weight decay 0.01 (none
@@ -37,7 +49,8 @@ struct TrainerOptions {
   TORCH_ARG(AdamWSetup, optimizer) = {};
   /// Steps of linear warm-up before the linear decay to 0. Default: 0.
   TORCH_ARG(int64_t, warmup_steps) = 0;
-  /// Clip the global gradient norm to this; <= 0 disables clipping.
+  /// Clip the global gradient norm to this; 0 disables clipping. Must be
+  /// >= 0.
   /// Default: 2.0 (the ContAccum code's).
   TORCH_ARG(double, max_grad_norm) = 2.0;
   /// Passes over the training set. Default: 1.
@@ -70,6 +83,11 @@ struct TrainerOptions {
   TORCH_ARG(int64_t, prefetch) = 4;
   /// Default: `ProgressMode::Auto`.
   TORCH_ARG(ProgressMode, progress) = ProgressMode::Auto;
+  /// Default: `NonFinitePolicy::Error`.
+  TORCH_ARG(NonFinitePolicy, non_finite) = NonFinitePolicy::Error;
+  /// With `NonFinitePolicy::Skip`: this many skipped steps in a row stop the
+  /// run with an error. Must be >= 1. Default: 10.
+  TORCH_ARG(int64_t, max_consecutive_skips) = 10;
 };
 
 /// Where training stands; callbacks may read it and set `should_stop`.
@@ -87,6 +105,10 @@ struct TrainerState {
   int64_t best_step = -1;
   /// Set to stop after the current step (early stopping).
   bool should_stop = false;
+  /// Steps skipped as not finite (`NonFinitePolicy::Skip`), in all and in a
+  /// row up to now.
+  int64_t skipped_steps = 0;
+  int64_t consecutive_skips = 0;
 };
 
 /// What one optimizer step did (one line of `metrics.jsonl`).
@@ -94,8 +116,10 @@ struct StepRecord {
   int64_t step = 0;   // 1-based
   int64_t epoch = 0;  // of the step's batch
   double lr = 0.0;
-  /// Global gradient norm before clipping.
+  /// Global gradient norm before clipping (summed in float64).
   double grad_norm = 0.0;
+  /// What was not finite when the step was skipped ("" for an applied step).
+  std::string non_finite;
   /// Loss, negatives, bank fill, per-tower gradient norms, encode/loss time.
   StepStats stats;
   /// Seconds waiting for the batch, in the optimizer (clip + step), and the
@@ -156,10 +180,19 @@ struct TrainResult {
 /// step to `output_dir/metrics.jsonl`, evaluates, tracks the best model and
 /// saves checkpoints.
 ///
-/// A checkpoint holds the model, the optimizer, the memory banks, the random
-/// generators and the data position, so `load_checkpoint` + `train` continues
-/// exactly: on the CPU, N steps + resume + N steps give bit-identical weights
-/// and banks to 2N steps straight.
+/// A checkpoint holds the model, the optimizer, the memory banks and their
+/// score cache, the random generators and the data position, so
+/// `load_checkpoint` + `train` continues exactly: on the CPU, N steps +
+/// resume + N steps give bit-identical weights and banks to 2N steps
+/// straight, on any CPU (nothing is recomputed on load).
+///
+/// A step is applied only when its loss and gradient norms are finite (see
+/// `NonFinitePolicy`); a checkpoint is written only when every tensor in it
+/// is finite, and read only when every record matches its CRC-32.
+///
+/// With an `output_dir` the trainer holds `RunDirectoryLock` on it while it
+/// trains, and refuses to start a new run (step 0, nothing loaded) in a
+/// directory that already holds checkpoints of another one.
 ///
 /// ```
 /// Trainer trainer(model, StrategyOptions::contaccum(128, 8, 1024), train_set, collator,
@@ -189,10 +222,14 @@ class Trainer {
   /// Restores what `save` wrote. Throws when the checkpoint belongs to a run
   /// of another length, batch size or strategy.
   void load(torch::serialize::InputArchive& archive);
-  /// `load` from a checkpoint file.
+  /// `load` from a checkpoint file, after checking every record's CRC-32;
+  /// throws naming the file when it is damaged or belongs to another run.
   void load_checkpoint(const std::string& path);
-  /// Resumes from the newest checkpoint in `output_dir/checkpoints`; returns
-  /// false when there is none.
+  /// Resumes from the newest valid checkpoint in `output_dir/checkpoints`:
+  /// a damaged newer one (torn, truncated, a flipped byte) is passed over
+  /// with a warning naming it. Returns false when there is no checkpoint;
+  /// throws when every one is damaged. Removes temporary files a killed
+  /// write left behind.
   bool resume_latest();
 
   const TrainerState& state() const { return state_; }
@@ -206,6 +243,9 @@ class Trainer {
  private:
   RetrievalMetrics evaluate();
   std::string checkpoint(int64_t step);
+  // Applies the step's gradients, or (not finite) throws or undoes it.
+  void apply_step(StepRecord& record);
+  void check_fresh_directory() const;
 
   DualEncoder model_;
   std::unique_ptr<Strategy> strategy_;
@@ -215,6 +255,7 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::unique_ptr<TrainingSampler> sampler_;
   TrainerState state_;
+  bool loaded_ = false;  // state came from a checkpoint
   Evaluator evaluator_;
   std::vector<std::shared_ptr<TrainerCallback>> callbacks_;
   std::function<void(DualEncoder&, int64_t)> on_new_best_;
