@@ -39,6 +39,12 @@ bool LineReader::fill() {
   return got > 0;
 }
 
+// Editors on Windows start UTF-8 files with a byte order mark; it is not
+// part of the first record.
+void LineReader::strip_byte_order_mark(std::string_view& line) const {
+  if (line_number_ == 1 && line.substr(0, 3) == "\xEF\xBB\xBF") line.remove_prefix(3);
+}
+
 LineReader::Status LineReader::next(std::string_view& line) {
   bool too_long = false;
   for (;;) {
@@ -54,6 +60,7 @@ LineReader::Status LineReader::next(std::string_view& line) {
       }
       line = {start, len};
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      strip_byte_order_mark(line);
       return Status::Line;
     }
     if (end_ - begin_ > max_line_) {
@@ -77,6 +84,7 @@ LineReader::Status LineReader::next(std::string_view& line) {
         return Status::TooLong;
       }
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      strip_byte_order_mark(line);
       return Status::Line;
     }
   }

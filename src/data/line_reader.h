@@ -29,7 +29,8 @@ class LineReader {
   LineReader(const LineReader&) = delete;
   LineReader& operator=(const LineReader&) = delete;
 
-  /// Next line without its '\n' (and a trailing '\r'). `TooLong`: the line
+  /// Next line without its '\n' (and a trailing '\r'; the first line without
+  /// a UTF-8 byte order mark). `TooLong`: the line
   /// exceeded the limit and was skipped (`line` is empty).
   Status next(std::string_view& line);
   /// 1-based number of the line last returned.
@@ -41,6 +42,7 @@ class LineReader {
 
  private:
   bool fill();  // false at end of file
+  void strip_byte_order_mark(std::string_view& line) const;
 
   std::string path_;
   std::FILE* file_ = nullptr;

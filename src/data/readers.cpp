@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <functional>
 #include <unordered_map>
 
 namespace contaccum {
@@ -93,10 +94,19 @@ TextTable read_beir_table(const std::string& path, const ReaderOptions& options,
   return table;
 }
 
-// A TSV line of a file with a header; calls fn(fields, line) -> problem.
+// Whether the first line of a file is its header. Without one the first line
+// is a record and must not be dropped, so a header is recognised by what it
+// is not: its first field is no known query id.
+using IsHeader = std::function<bool(const std::vector<std::string_view>& fields)>;
+IsHeader unless_query_id(const TextTable& queries) {
+  return [&queries](const std::vector<std::string_view>& f) { return f.empty() || queries.find(f[0]) < 0; };
+}
+
+// A TSV line of a file (with a header when `is_header` says the first line
+// is one); calls fn(fields, line) -> problem.
 template <typename Fn>
-void for_each_tsv_line(const std::string& path, const ReaderOptions& options, ReadReport& report, bool header,
-                       Fn&& fn) {
+void for_each_tsv_line(const std::string& path, const ReaderOptions& options, ReadReport& report,
+                       const IsHeader& is_header, Fn&& fn) {
   LineReader reader(path, options.max_line_bytes());
   BadRecords bad(path, options, report);
   std::string_view line;
@@ -113,9 +123,10 @@ void for_each_tsv_line(const std::string& path, const ReaderOptions& options, Re
       bad(number, "invalid UTF-8");
       continue;
     }
-    if (header && number == 1) continue;
     if (line.empty()) continue;
-    const auto problem = fn(detail::split_tabs(line), number);
+    const auto fields = detail::split_tabs(line);
+    if (number == 1 && is_header && is_header(fields)) continue;
+    const auto problem = fn(fields, number);
     if (problem.empty()) {
       report.records += 1;
     } else {
@@ -139,7 +150,7 @@ std::vector<Qrel> read_qrels(const std::string& path, const TextTable& queries, 
   ReadReport local;
   auto& report = report_or(report_ptr, local);
   std::vector<Qrel> qrels;
-  for_each_tsv_line(path, options, report, /*header=*/true, [&](const auto& f, int64_t) -> std::string {
+  for_each_tsv_line(path, options, report, unless_query_id(queries), [&](const auto& f, int64_t) -> std::string {
     if (f.size() != 3) return c10::str("expected 3 tab-separated fields (query-id, corpus-id, score), got ", f.size());
     Qrel q;
     q.query = queries.find(f[0]);
@@ -176,7 +187,7 @@ TrainingSet read_hard_negatives(const std::string& path, std::shared_ptr<const T
   auto& report = report_or(report_ptr, local);
   TrainingSet set(queries, corpus);
   std::vector<int64_t> negatives;
-  for_each_tsv_line(path, options, report, /*header=*/true, [&](const auto& f, int64_t) -> std::string {
+  for_each_tsv_line(path, options, report, unless_query_id(*queries), [&](const auto& f, int64_t) -> std::string {
     if (f.size() != 3 && f.size() != 2) {
       return c10::str("expected 3 tab-separated fields (query-id, positive-id, negative-ids), got ", f.size());
     }
@@ -348,7 +359,7 @@ TrainingSet read_tsv_tuples(const std::string& path, const ReaderOptions& option
   auto passages = std::make_shared<TextTable>();
   std::vector<int64_t> query_rows;
   std::vector<std::vector<int64_t>> rows;
-  for_each_tsv_line(path, options, report, /*header=*/false, [&](const auto& f, int64_t) -> std::string {
+  for_each_tsv_line(path, options, report, IsHeader(), [&](const auto& f, int64_t) -> std::string {
     if (f.size() < 2) return c10::str("expected at least 2 tab-separated fields (query, positive), got ", f.size());
     for (size_t i = 0; i < f.size(); ++i) {
       if (f[i].find_first_not_of(" \r") == std::string_view::npos) return c10::str("field ", i + 1, " is empty");

@@ -1,7 +1,9 @@
 #include "contaccum/train/checkpoint.h"
 
 #include <c10/util/Exception.h>
+#include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
+#include <torch/utils.h>
 
 #include <unistd.h>
 
@@ -84,6 +86,34 @@ void write_file_atomically(const std::string& path, const std::string& text) {
   }
   fsync_file(tmp);
   rename_into_place(tmp, path);
+}
+
+namespace {
+void load_checked(torch::nn::Module& module, torch::serialize::InputArchive& archive, const std::string& what,
+                  const std::string& prefix) {
+  torch::NoGradGuard no_grad;
+  auto read = [&](const std::string& name, torch::Tensor& into, bool is_buffer) {
+    torch::Tensor saved;
+    TORCH_CHECK(archive.try_read(name, saved, is_buffer), what, ": no tensor '", prefix + name,
+                "' (saved from another kind of model?)");
+    TORCH_CHECK(saved.sizes() == into.sizes() && saved.scalar_type() == into.scalar_type(), what, ": '",
+                prefix + name, "' is ", saved.sizes(), " ", saved.scalar_type(), " but this model's is ", into.sizes(),
+                " ", into.scalar_type(), " (the config, the vocabulary or the model does not match the weights)");
+    TORCH_CHECK(torch::isfinite(saved).all().item<bool>(), what, ": '", prefix + name, "' holds a NaN or an infinity");
+    into.copy_(saved);
+  };
+  for (auto& p : module.named_parameters(/*recurse=*/false)) read(p.key(), p.value(), false);
+  for (auto& b : module.named_buffers(/*recurse=*/false)) read(b.key(), b.value(), true);
+  for (const auto& child : module.named_children()) {
+    torch::serialize::InputArchive sub;
+    TORCH_CHECK(archive.try_read(child.key(), sub), what, ": no module '", prefix + child.key(), "'");
+    load_checked(*child.value(), sub, what, prefix + child.key() + ".");
+  }
+}
+}  // namespace
+
+void load_module_checked(torch::nn::Module& module, torch::serialize::InputArchive& archive, const std::string& what) {
+  load_checked(module, archive, what, "");
 }
 
 CheckpointManager::CheckpointManager(std::string directory, int64_t keep_last)

@@ -4,8 +4,10 @@
 #include "contaccum/encoders/bag_of_embeddings.h"
 #include "contaccum/encoders/transformer.h"
 #include "contaccum/eval/evaluate.h"
+#include "contaccum/io/zip_checksums.h"
 #include "contaccum/text/vocab_builder.h"
 #include "contaccum/train/checkpoint.h"
+#include "contaccum/train/finite.h"
 #include "contaccum/train/run_directory.h"
 
 #include <spdlog/spdlog.h>
@@ -14,9 +16,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include <unistd.h>
 
 namespace fs = std::filesystem;
 
@@ -105,6 +110,43 @@ double since(std::chrono::steady_clock::time_point t) {
 
 nlohmann::json to_json(const RetrievalMetrics& m) { return nlohmann::json::parse(m.to_json()); }
 
+// Memory the kernel could hand out now (MemAvailable counts reclaimable
+// page cache, unlike free pages); 0 when unknown.
+double available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  double kib = 0;
+  while (in >> key >> kib) {
+    if (key == "MemAvailable:") return kib * 1024.0;
+    in.ignore(256, '\n');
+  }
+  return static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+}
+
+// Bytes the banks, their score cache and the loss over them take: refused
+// up front, naming the key, rather than failing deep in the allocator.
+void check_bank_memory(const TrainConfig& c) {
+  const bool banks = c.strategy == "contaccum" || c.strategy == "contaccum_grad_cache";
+  if (!banks || c.memory_size == 0) return;
+  const double m = static_cast<double>(c.memory_size), g = 1.0 + static_cast<double>(c.hard_negatives);
+  const double d = static_cast<double>(c.encoder == "transformer" ? c.encoder_hidden_size : c.encoder_dim);
+  const double block = static_cast<double>(c.strategy == "contaccum" ? c.micro_batch : c.total_batch);
+  double leaves = 1;
+  while (leaves < std::ceil(m / block)) leaves *= 2;
+  const double rows = m + static_cast<double>(c.strategy == "contaccum" ? c.micro_batch : c.total_batch);
+  const double banks_bytes = 4 * m * (1 + g) * d;
+  const double cache_bytes = 4 * 2 * leaves * m;
+  // Scores, their softmax and its gradient: three [rows, rows * g] matrices.
+  const double loss_bytes = 3 * 4 * rows * rows * g;
+  const double need = banks_bytes + cache_bytes + loss_bytes;
+  const double available = available_memory_bytes();
+  constexpr double GiB = 1024.0 * 1024.0 * 1024.0;
+  TORCH_CHECK(available <= 0 || need < available, "config key 'memory_size' = ", c.memory_size, " needs about ",
+              need / GiB, " GiB (banks ", banks_bytes / GiB, ", score cache ", cache_bytes / GiB,
+              ", the loss over the banks ", loss_bytes / GiB, ") but ", available / GiB,
+              " GiB of memory are free; lower memory_size");
+}
+
 // Keys that may differ between a run and its resume: how it is watched and
 // how fast it runs, not what it computes.
 bool changeable_on_resume(const std::string& line) {
@@ -143,6 +185,54 @@ void claim_output_directory(const std::string& output_dir, const TrainConfig& co
   }
 }
 
+// The files `load_model` reads, listed with their size and CRC-32 in
+// checksums.json, written last: a model directory whose files were changed,
+// cut short or mixed with another model's is refused by name.
+const char* const kModelFiles[] = {"config.yaml", "vocab.txt", "weights.pt"};
+
+nlohmann::json file_checksum(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  TORCH_CHECK(in.good(), "cannot read ", path);
+  std::vector<char> block(1 << 20);
+  uint32_t crc = 0;
+  uint64_t bytes = 0;
+  while (in) {
+    in.read(block.data(), static_cast<std::streamsize>(block.size()));
+    const auto n = static_cast<uint64_t>(in.gcount());
+    crc = crc32_of(block.data(), n, crc);
+    bytes += n;
+  }
+  return {{"bytes", bytes}, {"crc32", crc}};
+}
+
+void write_model_checksums(const std::string& directory) {
+  nlohmann::json files;
+  for (const char* f : kModelFiles) files[f] = file_checksum((fs::path(directory) / f).string());
+  write_file_atomically((fs::path(directory) / "checksums.json").string(),
+                        nlohmann::json({{"format", 1}, {"files", files}}).dump(2) + "\n");
+}
+
+void verify_model_checksums(const std::string& directory) {
+  const auto path = (fs::path(directory) / "checksums.json").string();
+  if (!fs::exists(path)) {
+    spdlog::warn("{}: no checksums.json (a model saved by an older contaccum): its files are not verified", directory);
+    return;
+  }
+  std::ifstream in(path);
+  const auto manifest = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  TORCH_CHECK(manifest.is_object() && manifest.contains("files") && manifest["files"].is_object(), path,
+              ": not a checksums file of a contaccum model");
+  for (const char* f : kModelFiles) {
+    TORCH_CHECK(manifest["files"].contains(f), path, ": lists no checksum for ", f);
+    const auto want = manifest["files"][f];
+    const auto got = file_checksum((fs::path(directory) / f).string());
+    TORCH_CHECK(got == want, (fs::path(directory) / f).string(), " changed after the model was saved (",
+                got["bytes"].get<uint64_t>(), " bytes, CRC-32 ", got["crc32"].get<uint32_t>(), "; saved: ",
+                want.value("bytes", uint64_t{0}), " bytes, CRC-32 ", want.value("crc32", uint32_t{0}),
+                "): the model directory is damaged or mixes files of different models");
+  }
+}
+
 }  // namespace
 
 TextEncoderFn TrainedModel::text_encoder() const {
@@ -176,7 +266,11 @@ TrainedModel build_model(const TrainConfig& config, const TextTable* corpus) {
 }
 
 void save_model(const TrainedModel& m, const std::string& directory) {
+  const auto bad = first_non_finite(*m.model, "parameter ");
+  TORCH_CHECK(bad.empty(), "save_model: refusing to save ", directory, ": ", bad, " holds a NaN or an infinity");
   fs::create_directories(directory);
+  // A re-save must not leave a manifest that describes the old files.
+  fs::remove(fs::path(directory) / "checksums.json");
   write_file_atomically((fs::path(directory) / "config.yaml").string(), m.config.to_yaml());
   write_file_atomically((fs::path(directory) / "vocab.txt").string(), vocab_text(m.tokenizer->vocab()));
   torch::serialize::OutputArchive archive;
@@ -190,6 +284,7 @@ void save_model(const TrainedModel& m, const std::string& directory) {
     export_tower(m.model->query_encoder(), "query_encoder");
     if (!m.model->shared()) export_tower(m.model->passage_encoder(), "passage_encoder");
   }
+  write_model_checksums(directory);
 }
 
 TrainedModel load_model(const std::string& directory) {
@@ -199,6 +294,8 @@ TrainedModel load_model(const std::string& directory) {
   for (const auto& p : {config_path, vocab_path, weights_path}) {
     TORCH_CHECK(fs::exists(p), "load_model: ", directory, " is not a saved contaccum model (no ", p, ")");
   }
+  verify_model_checksums(directory);
+  verify_zip_checksums(weights_path);
   auto config = TrainConfig::load(config_path);
   config.tokenizer_vocab = vocab_path;
   config.encoder_pretrained.clear();  // the weights file has every tensor
@@ -206,10 +303,10 @@ TrainedModel load_model(const std::string& directory) {
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(weights_path);
-    out.model->load(archive);
   } catch (const c10::Error& e) {
     TORCH_CHECK(false, "load_model: cannot read ", weights_path, ": ", e.what_without_backtrace());
   }
+  load_module_checked(*out.model, archive, weights_path);
   return out;
 }
 
@@ -223,6 +320,7 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
   // Held to the end: a second `contaccum train` on this directory is refused.
   RunDirectoryLock lock(output_dir);
   claim_output_directory(output_dir, config, resume);
+  check_bank_memory(config);
   if (config.threads > 0) torch::set_num_threads(static_cast<int>(config.threads));
   const auto setup_start = std::chrono::steady_clock::now();
   TrainingRun run;
@@ -259,6 +357,9 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
     dev = read_qrels(config.data_dev_qrels, *queries, *corpus, reader, &report);
     log_report(config.data_dev_qrels, report);
     dev = first_judged_queries(dev, config.data_dev_max_queries);
+    // Found now, not after the whole training run.
+    TORCH_CHECK(!judged_queries(dev).empty(), config.data_dev_qrels,
+                ": no query has a relevant passage (score > 0), so there is nothing to evaluate (data.dev_qrels)");
   }
 
   fs::create_directories(output_dir);

@@ -85,19 +85,24 @@ const Key* find_key(const std::string& name) {
   return nullptr;
 }
 
-// Flattens nested maps into dotted keys; every leaf must be a scalar.
+// Flattens nested maps into dotted keys; every leaf must be a scalar, and no
+// key may appear twice (yaml-cpp keeps the last silently).
 void flatten(const YAML::Node& node, const std::string& prefix, const std::string& source,
-             std::vector<std::pair<std::string, std::string>>& out) {
+             std::vector<std::pair<std::string, std::string>>& out, std::map<std::string, int>& lines) {
   for (const auto& item : node) {
     const auto name = item.first.as<std::string>();
     const auto key = prefix.empty() ? name : prefix + "." + name;
+    const int line = item.first.Mark().line + 1;
     const auto& value = item.second;
+    const auto [seen, fresh] = lines.emplace(key, line);
+    TORCH_CHECK(fresh || value.IsMap(), source, ":", line, ": config key '", key, "' is given twice (first on line ",
+                seen->second, ")");
     if (value.IsMap()) {
-      flatten(value, key, source, out);
+      flatten(value, key, source, out, lines);
     } else if (value.IsNull()) {
       out.emplace_back(key, "");
     } else {
-      TORCH_CHECK(value.IsScalar(), source, ": config key '", key, "' must be a single value, got a list");
+      TORCH_CHECK(value.IsScalar(), source, ":", line, ": config key '", key, "' must be a single value, got a list");
       out.emplace_back(key, value.Scalar());
     }
   }
@@ -164,7 +169,10 @@ TrainConfig TrainConfig::parse(const std::string& yaml, const std::vector<std::s
   }
   TORCH_CHECK(root.IsNull() || root.IsMap(), source, ": a config must be a map of keys to values");
   std::vector<std::pair<std::string, std::string>> entries;
-  if (root.IsMap()) flatten(root, "", source, entries);
+  if (root.IsMap()) {
+    std::map<std::string, int> lines;
+    flatten(root, "", source, entries, lines);
+  }
   for (const auto& [key, value] : entries) assign(config, key, value, source);
   for (const auto& o : overrides) {
     const auto eq = o.find('=');

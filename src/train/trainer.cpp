@@ -434,7 +434,7 @@ void Trainer::load(torch::serialize::InputArchive& archive) {
   archive.read("optimizer", optimizer);
   archive.read("strategy", strategy);
   archive.read("rng", rng);
-  model_->load(model);
+  load_module_checked(*model_, model, "checkpoint");
   optimizer_->load(optimizer);
   strategy_->load(strategy);
   RngState::load(rng).restore();

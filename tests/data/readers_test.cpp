@@ -144,6 +144,37 @@ TEST_F(Readers, HardNegativesById) {
               ::testing::HasSubstr(bad + ":2: unknown negative id 'dX'"));
 }
 
+// A qrels or hard-negative file without its header keeps its first record.
+TEST_F(Readers, AMissingHeaderLosesNoRecord) {
+  const auto corpus = read_beir_corpus(write("corpus.jsonl", kCorpus));
+  const auto queries =
+      read_beir_queries(write("q.jsonl", "{\"_id\": \"q1\", \"text\": \"a\"}\n{\"_id\": \"q2\", \"text\": \"b\"}\n"));
+  const auto with = read_qrels(write("with.tsv", "query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td3\t2\n"), queries, corpus);
+  const auto without = read_qrels(write("without.tsv", "q1\td2\t1\nq2\td3\t2\n"), queries, corpus);
+  ASSERT_EQ(with.size(), 2u);
+  ASSERT_EQ(without.size(), 2u);
+  EXPECT_EQ(without[0].query, 0);
+  EXPECT_EQ(without[0].passage, 1);
+  auto c = std::make_shared<TextTable>(read_beir_corpus((dir_ / "corpus.jsonl").string()));
+  auto q = std::make_shared<TextTable>(read_beir_queries((dir_ / "q.jsonl").string()));
+  EXPECT_EQ(read_hard_negatives(write("hn.tsv", "q1\td1\td2,d3\nq2\td2\t\n"), q, c).size(), 2);
+  // Any other first line is a header (whatever its names), as in BEIR.
+  EXPECT_EQ(read_qrels(write("named.tsv", "qid\tdocid\trel\nq1\td2\t1\n"), queries, corpus).size(), 1u);
+}
+
+// A UTF-8 byte order mark (Windows editors write one) is not part of the
+// first record, in JSONL and in TSV files.
+TEST_F(Readers, AByteOrderMarkIsSkipped) {
+  const std::string bom = "\xEF\xBB\xBF";
+  const auto corpus = read_beir_corpus(write("corpus.jsonl", bom + kCorpus));
+  ASSERT_EQ(corpus.size(), 3);
+  EXPECT_EQ(corpus.id(0), "d1");
+  const auto queries = read_beir_queries(write("q.jsonl", bom + "{\"_id\": \"q1\", \"text\": \"a\"}\n"));
+  EXPECT_EQ(queries.id(0), "q1");
+  EXPECT_EQ(read_qrels(write("bom.tsv", bom + "q1\td2\t1\n"), queries, corpus).size(), 1u);
+  EXPECT_EQ(read_qrels(write("bomh.tsv", bom + "query-id\tcorpus-id\tscore\nq1\td2\t1\n"), queries, corpus).size(), 1u);
+}
+
 const char* kDprRecord1 =
     "{\"question\": \"who?\", \"answers\": [\"x\"], \"positive_ctxs\": [{\"title\": \"P\", \"text\": \"pos one\", "
     "\"passage_id\": \"11\"}], \"negative_ctxs\": [{\"title\": \"N\", \"text\": \"rand\", \"passage_id\": 12}], "

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#include "test_util.h"
 #include "train/train_fixture.h"
 
 #include <filesystem>
@@ -97,6 +98,95 @@ TEST(RunTraining, ResumeOfAFinishedRunChangesNothing) {
   for (const auto& p : first.model->named_parameters()) {
     EXPECT_TRUE(torch::equal(p.value(), second.model->named_parameters()[p.key()])) << p.key();
   }
+}
+
+TEST(RunTraining, ARunOwnsItsOutputDirectory) {
+  test::TempDir data, out;
+  auto set = test::tiny_training_set(64, 2);
+  write_beir(*set, 48, data);
+  auto config = tiny_config(data);
+  config.max_steps = 2;
+  run_training(config, out.path.string(), false, ProgressMode::Silent);
+  // A second fresh run into it, a resume with another config: refused, and
+  // the first run's files stay.
+  EXPECT_THAT(test::error_of([&] { run_training(config, out.path.string(), false, ProgressMode::Silent); }),
+              ::testing::AllOf(::testing::HasSubstr("is not empty"), ::testing::HasSubstr("pass --resume")));
+  auto other = config;
+  other.lr = 0.5;
+  EXPECT_THAT(test::error_of([&] { run_training(other, out.path.string(), true, ProgressMode::Silent); }),
+              ::testing::AllOf(::testing::HasSubstr("it was started with 'lr: 0.01'"),
+                               ::testing::HasSubstr("this config says 'lr: 0.5'")));
+  auto watched = config;
+  watched.log_every = 1;  // how a run is watched may change
+  EXPECT_EQ(run_training(watched, out.path.string(), true, ProgressMode::Silent).train.steps, 0);
+  EXPECT_TRUE(fs::exists(out / "model/weights.pt"));
+}
+
+TEST(RunTraining, BadInputIsFoundBeforeTraining) {
+  test::TempDir data, out;
+  auto set = test::tiny_training_set(64, 2);
+  write_beir(*set, 48, data);
+  auto config = tiny_config(data);
+  std::ofstream(data / "dev.tsv", std::ios::trunc) << "query-id\tcorpus-id\tscore\n" << set->queries().id(50) << "\t"
+                                                    << set->passages().id(0) << "\t0\n";
+  EXPECT_THAT(test::error_of([&] { run_training(config, out.path.string(), false, ProgressMode::Silent); }),
+              ::testing::HasSubstr("dev.tsv: no query has a relevant passage"));
+  std::ofstream(data / "dev.tsv", std::ios::trunc).flush();  // empty
+  EXPECT_THAT(test::error_of([&] { run_training(config, out.path.string(), false, ProgressMode::Silent); }),
+              ::testing::HasSubstr("dev.tsv: no query has a relevant passage"));
+  EXPECT_FALSE(fs::exists(out / "checkpoints"));
+  config.memory_size = 4000000;
+  config.data_dev_qrels.clear();
+  EXPECT_THAT(test::error_of([&] { run_training(config, out.path.string(), false, ProgressMode::Silent); }),
+              ::testing::AllOf(::testing::HasSubstr("config key 'memory_size' = 4000000 needs about"),
+                               ::testing::HasSubstr("lower memory_size")));
+}
+
+// Saved models carry CRC-32s of their files, and every tensor's shape is
+// checked against the config: damage and mixed files are named, not used.
+TEST(LoadModel, RefusesDamagedOrMismatchedFiles) {
+  test::TempDir data, out;
+  auto set = test::tiny_training_set(64, 2);
+  write_beir(*set, 48, data);
+  auto config = tiny_config(data);
+  config.max_steps = 1;
+  config.data_dev_qrels.clear();
+  run_training(config, out.path.string(), false, ProgressMode::Silent);
+  const auto model = out / "model";
+  load_model(model);  // intact
+  const auto original_weights = test::slurp(model + "/weights.pt");
+  const auto original_vocab = test::slurp(model + "/vocab.txt");
+  auto put = [](const std::string& path, const std::string& bytes) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  };
+
+  auto flipped = original_weights;
+  ZipRecord largest;
+  for (const auto& r : verify_zip_checksums(model + "/weights.pt")) largest = r.size > largest.size ? r : largest;
+  flipped[largest.data_offset + largest.size / 3] ^= 0x04;
+  put(model + "/weights.pt", flipped);
+  EXPECT_THAT(test::error_of([&] { load_model(model); }),
+              ::testing::AllOf(::testing::HasSubstr("weights.pt changed after the model was saved")));
+  put(model + "/weights.pt", original_weights);
+
+  // Cut short at a line: a valid, smaller vocabulary.
+  put(model + "/vocab.txt", original_vocab.substr(0, original_vocab.rfind('\n', original_vocab.size() / 2) + 1));
+  EXPECT_THAT(test::error_of([&] { load_model(model); }), ::testing::HasSubstr("vocab.txt changed after"));
+  // Without the manifest the shapes still give it away.
+  fs::remove(model + "/checksums.json");
+  EXPECT_THAT(test::error_of([&] { load_model(model); }),
+              ::testing::AllOf(::testing::HasSubstr("weights.pt: 'encoder.embedding.weight' is [")));
+  put(model + "/vocab.txt", original_vocab);
+  // And the zip's own CRC-32s still catch a flipped byte.
+  put(model + "/weights.pt", flipped);
+  EXPECT_THAT(test::error_of([&] { load_model(model); }), ::testing::HasSubstr("damaged"));
+  put(model + "/weights.pt", original_weights);
+  auto cfg = test::slurp(model + "/config.yaml");
+  const auto at = cfg.find("encoder_options.embedding_dim: 32");
+  ASSERT_NE(at, std::string::npos);
+  cfg.replace(at, std::string("encoder_options.embedding_dim: 32").size(), "encoder_options.embedding_dim: 16");
+  put(model + "/config.yaml", cfg);
+  EXPECT_THAT(test::error_of([&] { load_model(model); }), ::testing::HasSubstr("but this model's is"));
 }
 
 TEST(RunTraining, MissingDataKeysAreNamed) {

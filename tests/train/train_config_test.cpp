@@ -127,5 +127,18 @@ TEST(TrainConfig, ReproductionConfigurationsLoad) {
   EXPECT_GE(found, 8);
 }
 
+// yaml-cpp keeps the last of two equal keys silently; a config refuses them.
+TEST(TrainConfig, RefusesAKeyGivenTwiceAndANegativeClip) {
+  EXPECT_THAT(test::error_of([] { TrainConfig::parse("lr: 0.1\nseed: 3\nlr: 0.2\n", {}, "a.yaml"); }),
+              ::testing::HasSubstr("a.yaml:3: config key 'lr' is given twice (first on line 1)"));
+  EXPECT_THAT(test::error_of([] { TrainConfig::parse("data:\n  corpus: a\ndata:\n  corpus: b\n", {}, "b.yaml"); }),
+              ::testing::HasSubstr("config key 'data.corpus' is given twice"));
+  EXPECT_THAT(test::error_of([] { TrainConfig::parse("max_grad_norm: -1\n"); }),
+              ::testing::HasSubstr("config key 'max_grad_norm' must be >= 0 (0 disables clipping), got -1"));
+  EXPECT_THAT(test::error_of([] { TrainConfig::parse("non_finite: ignore\n"); }),
+              ::testing::HasSubstr("non_finite"));
+  EXPECT_EQ(TrainConfig::parse("\xEF\xBB\xBFlr: 0.5\n").lr, 0.5) << "a byte order mark is not part of the key";
+}
+
 }  // namespace
 }  // namespace contaccum

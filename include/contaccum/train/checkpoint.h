@@ -1,5 +1,6 @@
 #pragma once
 
+#include <torch/nn/module.h>
 #include <torch/serialize/archive.h>
 
 #include <cstdint>
@@ -18,6 +19,13 @@ void save_archive_atomically(torch::serialize::OutputArchive& archive, const std
 /// Writes `text` to `path` atomically (temporary file + rename). Throws naming
 /// the path.
 void write_file_atomically(const std::string& path, const std::string& text);
+
+/// `module.load(archive)`, checked: every parameter and buffer must be in
+/// the archive with the shape and dtype the module has, and finite. (LibTorch
+/// replaces a tensor of another shape silently, so an edited config or a
+/// vocabulary cut short would load into a model of the wrong size.) Throws
+/// naming `what` (the file) and the tensor.
+void load_module_checked(torch::nn::Module& module, torch::serialize::InputArchive& archive, const std::string& what);
 
 /// The checkpoints of a run: `directory/step-<000000123>.pt`, the newest
 /// `keep_last` kept.
