@@ -1,0 +1,121 @@
+// The real `contaccum train`, killed with SIGKILL at random moments (during
+// checkpoint writes too: it checkpoints every step) and resumed until it
+// finishes, ends with weights identical, byte for byte, to a run that was
+// never interrupted.
+#include "test_util.h"
+#include "train/train_fixture.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <fcntl.h>
+
+#include <chrono>
+#include <random>
+#include <thread>
+
+extern char** environ;
+
+namespace contaccum {
+namespace {
+
+namespace fs = std::filesystem;
+
+#ifdef CONTACCUM_CLI
+// Starts `contaccum train` into `out` (always --resume: a fresh directory
+// starts from scratch); kills it after `kill_after_ms` unless it ends first.
+// Returns true when it finished by itself (with exit status 0).
+bool run_cli(const fs::path& config, const fs::path& out, int64_t kill_after_ms) {
+  const std::string log = (out.parent_path() / (out.filename().string() + ".log")).string();
+  std::vector<std::string> args = {CONTACCUM_CLI, "--threads",  "1",        "train",    "--config", config.string(),
+                                   "--output",   out.string(), "--resume", "--progress", "silent"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  EXPECT_EQ(rc, 0) << "cannot start " << argv[0];
+  if (rc != 0) return true;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kill_after_ms);
+  int status = 0;
+  for (;;) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "contaccum train failed; see " << log << ":\n"
+                                                                  << test::slurp(log);
+      return true;
+    }
+    if (kill_after_ms >= 0 && std::chrono::steady_clock::now() >= deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+std::map<std::string, torch::Tensor> weights_in(const fs::path& model_dir) {
+  auto model = load_model(model_dir.string());
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : model.model->named_parameters()) out[p.key()] = p.value().clone();
+  return out;
+}
+#endif
+
+TEST(KillResume, SigkillAtRandomMomentsThenResumeEqualsAStraightRun) {
+#ifndef CONTACCUM_CLI
+  GTEST_SKIP() << "built without the command-line tool";
+#else
+  test::TempDir work;
+  const auto data = work.path / "data";
+  build_synthetic_dataset(data.string(), SyntheticDatasetOptions().seed(3).passages(400).train_queries(320).dev_queries(40));
+  const auto config = work.path / "config.yaml";
+  std::ofstream(config) << "data: {corpus: " << (data / "corpus.jsonl").string()
+                        << ", queries: " << (data / "queries.jsonl").string()
+                        << ", train_qrels: " << (data / "qrels/train.tsv").string() << "}\n"
+                        << "strategy: contaccum\ntotal_batch: 16\nmicro_batch: 4\nmemory_size: 36\nhard_negatives: 0\n"
+                           "encoder_options: {dim: 32, embedding_dim: 32, dropout: 0.1}\ntokenizer: {vocab_size: 400}\n"
+                           "lr: 0.01\nmax_steps: 40\nwarmup_steps: 4\ncheckpoint_every: 1\nkeep_checkpoints: 2\n"
+                           "seed: 11\n";
+  const auto straight = work.path / "straight";
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(run_cli(config, straight, -1));
+  const auto run_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+  const auto want = weights_in(straight / "model");
+
+  std::mt19937 rng(static_cast<uint32_t>(std::random_device{}()));
+  constexpr int kTrials = 6;
+  int kills = 0;
+  for (int trial = 0; trial < kTrials; ++trial) {
+    const auto out = work.path / ("trial-" + std::to_string(trial));
+    // Kill at a random moment of the run, up to three times, then let it end.
+    int launches = 0;
+    bool finished = false;
+    for (; launches < 3 && !finished; ++launches) {
+      finished = run_cli(config, out, std::uniform_int_distribution<int64_t>(1, run_ms)(rng));
+      kills += finished ? 0 : 1;
+    }
+    if (!finished) {
+      ASSERT_TRUE(run_cli(config, out, -1));
+    }
+    ASSERT_TRUE(fs::exists(out / "model/weights.pt")) << out;
+    const auto got = weights_in(out / "model");
+    ASSERT_EQ(got.size(), want.size());
+    for (const auto& [name, tensor] : want) {
+      EXPECT_TRUE(torch::equal(tensor, got.at(name))) << "trial " << trial << ": " << name << " differs after "
+                                                      << launches << " launches";
+    }
+  }
+  std::cerr << kills << " kills in " << kTrials << " trials; straight run " << run_ms << " ms\n";
+  EXPECT_GE(kills, kTrials) << "most launches must have been killed, or the test proves little";
+#endif
+}
+
+}  // namespace
+}  // namespace contaccum
