@@ -175,7 +175,14 @@ std::vector<ZipRecord> verify(const Bytes& bytes) {
     const auto local = bytes.at(offset, 30, "local header");
     TORCH_CHECK(le(local.data(), 4) == kLocalHeader, bytes.what(), ": damaged zip archive (no local header for '",
                 r.name, "' at offset ", offset, ")");
-    r.data_offset = offset + 30 + le(&local[26], 2) + le(&local[28], 2);
+    // Every name is stored twice, in the local header and the directory;
+    // no CRC covers either, so a damaged name shows as a disagreement.
+    const uint64_t local_name_len = le(&local[26], 2);
+    const auto local_name = bytes.at(offset + 30, local_name_len, "local header name");
+    TORCH_CHECK(std::string(local_name.begin(), local_name.end()) == r.name, bytes.what(),
+                ": damaged zip archive: record '", r.name, "' is named '",
+                std::string(local_name.begin(), local_name.end()), "' in its local header");
+    r.data_offset = offset + 30 + local_name_len + le(&local[28], 2);
     r.size = compressed;
     const uint32_t actual =
         method == 0 ? bytes.crc(r.data_offset, r.size) : bytes.inflated_crc(r.data_offset, r.size, size, r.name);

@@ -63,6 +63,20 @@ TEST_F(ZipChecksums, NamesTheRecordOfAnyFlippedDataByte) {
   }
 }
 
+// Names are covered by no CRC, but are stored twice.
+TEST_F(ZipChecksums, NamesARecordWhoseNameWasDamaged) {
+  const auto path = (dir_ / "a.pt").string();
+  const auto bytes = saved_archive(path);
+  const auto name = verify_zip_checksums(path).back().name;
+  const auto at = bytes.rfind(name);  // the central directory's copy
+  ASSERT_NE(at, std::string::npos);
+  auto damaged = bytes;
+  damaged[at + name.size() - 1] ^= 0x01;
+  write_bytes(path, damaged);
+  EXPECT_THAT(test::error_of([&] { verify_zip_checksums(path); }),
+              ::testing::HasSubstr("in its local header"));
+}
+
 TEST_F(ZipChecksums, RefusesTruncatedEmptyAndForeignFiles) {
   const auto path = (dir_ / "a.pt").string();
   const auto bytes = saved_archive(path);

@@ -24,7 +24,9 @@ struct ZipRecord {
 /// LibTorch writes a CRC-32 for every record but, built with
 /// `MINIZ_DISABLE_ZIP_READER_CRC32_CHECKS`, never checks it on load, so a
 /// flipped byte in a tensor loads silently. Throws `c10::Error` naming the
-/// file and the record when a CRC differs, when the file is truncated, or
+/// file and the record when a CRC differs, when a record's two copies of its
+/// name (local header, central directory) disagree, when the file is
+/// truncated, or
 /// when it is not a zip archive at all. Tensors are stored records; a
 /// module's code files are deflated, and are checked after inflating them.
 /// Reads the file once, in blocks.
