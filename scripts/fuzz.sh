@@ -20,8 +20,7 @@ bash "$root/scripts/install-deps.sh" clang libclang-rt-14-dev
 
 build="$root/build-fuzz"
 work="$build/work"
-export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
-export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+source "$root/scripts/ccache-env.sh"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
   "-DCMAKE_CXX_FLAGS=-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
   "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g" \
