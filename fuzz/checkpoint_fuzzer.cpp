@@ -53,7 +53,8 @@ EncoderInput hash_tokens(const std::vector<std::string>& texts, int64_t max_leng
     while (start < t.size() && c < max_length) {
       auto end = t.find(' ', start);
       if (end == std::string::npos) end = t.size();
-      in.input_ids[r][c] = 1 + static_cast<int64_t>(std::hash<std::string>{}(t.substr(start, end - start)) % (kVocab - 1));
+      in.input_ids[r][c] =
+          1 + static_cast<int64_t>(std::hash<std::string>{}(t.substr(start, end - start)) % (kVocab - 1));
       in.attention_mask[r][c] = 1;
       ++c;
       start = end + 1;

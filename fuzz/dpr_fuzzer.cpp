@@ -1,4 +1,5 @@
-// Fuzzes read_dpr (DPR JSON array or JSONL; the form follows the first character) under both bad-record policies (by input length parity).
+// Fuzzes read_dpr (DPR JSON array or JSONL; the form follows the first character) under both bad-record policies (by
+// input length parity).
 #include "fuzz_common.h"
 
 #include <contaccum/data/readers.h>

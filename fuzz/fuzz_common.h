@@ -20,7 +20,9 @@ namespace contaccum_fuzz {
 // A c10::Error captures and symbolizes a stack trace when it is built, which
 // makes every rejected input cost milliseconds; the fuzzers throw thousands,
 // so they fetch none. Call once from LLVMFuzzerInitialize.
-inline void init() { c10::SetStackTraceFetcher([] { return std::string(); }); }
+inline void init() {
+  c10::SetStackTraceFetcher([] { return std::string(); });
+}
 
 // With CONTACCUM_FUZZ_VERBOSE set, prints why an input was rejected (to
 // see how far a reproducer gets).
@@ -34,8 +36,8 @@ inline void rejected(const char* stage, const std::exception& e) {
 inline const std::string& input_path(const char* target, const char* ext) {
   static const std::string path = [&] {
     const char* dir = std::getenv("CONTACCUM_FUZZ_TMPDIR");
-    return std::string(dir && *dir ? dir : "/tmp") + "/contaccum-fuzz-" + target + "-" +
-           std::to_string(::getpid()) + ext;
+    return std::string(dir && *dir ? dir : "/tmp") + "/contaccum-fuzz-" + target + "-" + std::to_string(::getpid()) +
+           ext;
   }();
   return path;
 }

@@ -16,9 +16,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const int mode = contaccum_fuzz::mode_of(size);
     contaccum::ReadReport report;
     try {
-      const auto set = contaccum::read_hard_negatives(path, contaccum_fuzz::fixed_queries(),
-                                                      contaccum_fuzz::fixed_corpus(),
-                                                      contaccum_fuzz::options_for(mode), &report);
+      const auto set =
+          contaccum::read_hard_negatives(path, contaccum_fuzz::fixed_queries(), contaccum_fuzz::fixed_corpus(),
+                                         contaccum_fuzz::options_for(mode), &report);
       contaccum_fuzz::touch(set);
       contaccum_fuzz::check_report(report, report.records, mode);
     } catch (const std::exception&) {

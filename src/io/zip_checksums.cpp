@@ -22,8 +22,8 @@ uint64_t le(const unsigned char* p, int bytes) {
   return v;
 }
 
-constexpr uint32_t kLocalHeader = 0x04034b50, kCentralHeader = 0x02014b50, kEnd = 0x06054b50,
-                   kZip64End = 0x06064b50, kZip64Locator = 0x07064b50;
+constexpr uint32_t kLocalHeader = 0x04034b50, kCentralHeader = 0x02014b50, kEnd = 0x06054b50, kZip64End = 0x06064b50,
+                   kZip64Locator = 0x07064b50;
 
 // Random access to the archive's bytes, a file or a buffer.
 class Bytes {
@@ -127,8 +127,8 @@ Directory find_directory(const Bytes& bytes) {
 
 // Sizes and offset of a central-directory entry, from its zip64 extra field
 // where the 32-bit fields are saturated.
-void apply_zip64(const unsigned char* extra, uint64_t length, uint64_t& size, uint64_t& compressed,
-                 uint64_t& offset, const std::string& what, const std::string& name) {
+void apply_zip64(const unsigned char* extra, uint64_t length, uint64_t& size, uint64_t& compressed, uint64_t& offset,
+                 const std::string& what, const std::string& name) {
   for (uint64_t i = 0; i + 4 <= length;) {
     const uint64_t id = le(extra + i, 2), n = le(extra + i + 2, 2);
     TORCH_CHECK(i + 4 + n <= length, what, ": damaged zip archive (extra field of '", name, "' overruns)");

@@ -121,8 +121,7 @@ void MemoryBank::load(torch::serialize::InputArchive& archive) {
                 " does not hold ", rows, " rows");
     if (!storage_.defined() || storage_.size(1) != contents.size(1) || storage_.size(2) != contents.size(2) ||
         storage_.scalar_type() != contents.scalar_type()) {
-      storage_ = torch::empty({capacity(), contents.size(1), contents.size(2)},
-                              contents.options().device(device));
+      storage_ = torch::empty({capacity(), contents.size(1), contents.size(2)}, contents.options().device(device));
     }
     storage_.slice(0, 0, rows).copy_(contents);
     size_ = rows;
@@ -132,8 +131,8 @@ void MemoryBank::load(torch::serialize::InputArchive& archive) {
   // Checkpoints written before the write position was saved hold the rows
   // oldest first.
   if (archive.try_read("contents", contents)) {
-    TORCH_CHECK(contents.dim() == 3 && contents.size(0) == rows, "MemoryBank::load: saved contents ",
-                contents.sizes(), " do not hold ", rows, " rows");
+    TORCH_CHECK(contents.dim() == 3 && contents.size(0) == rows, "MemoryBank::load: saved contents ", contents.sizes(),
+                " do not hold ", rows, " rows");
     if (storage_.defined() && (storage_.size(1) != contents.size(1) || storage_.size(2) != contents.size(2) ||
                                storage_.scalar_type() != contents.scalar_type())) {
       storage_ = torch::Tensor();

@@ -96,9 +96,9 @@ void load_checked(torch::nn::Module& module, torch::serialize::InputArchive& arc
     torch::Tensor saved;
     TORCH_CHECK(archive.try_read(name, saved, is_buffer), what, ": no tensor '", prefix + name,
                 "' (saved from another kind of model?)");
-    TORCH_CHECK(saved.sizes() == into.sizes() && saved.scalar_type() == into.scalar_type(), what, ": '",
-                prefix + name, "' is ", saved.sizes(), " ", saved.scalar_type(), " but this model's is ", into.sizes(),
-                " ", into.scalar_type(), " (the config, the vocabulary or the model does not match the weights)");
+    TORCH_CHECK(saved.sizes() == into.sizes() && saved.scalar_type() == into.scalar_type(), what, ": '", prefix + name,
+                "' is ", saved.sizes(), " ", saved.scalar_type(), " but this model's is ", into.sizes(), " ",
+                into.scalar_type(), " (the config, the vocabulary or the model does not match the weights)");
     TORCH_CHECK(torch::isfinite(saved).all().item<bool>(), what, ": '", prefix + name, "' holds a NaN or an infinity");
     into.copy_(saved);
   };

@@ -168,7 +168,8 @@ void claim_output_directory(const std::string& output_dir, const TrainConfig& co
   if (!resume) {
     std::string list;
     for (size_t i = 0; i < found.size() && i < 4; ++i) list += (i ? ", " : "") + found[i];
-    TORCH_CHECK(found.empty(), "output directory ", output_dir, " is not empty (", list, found.size() > 4 ? ", ..." : "",
+    TORCH_CHECK(found.empty(), "output directory ", output_dir, " is not empty (", list,
+                found.size() > 4 ? ", ..." : "",
                 "): pass --resume to continue the run it holds, or choose a new or empty --output directory");
     return;
   }
@@ -227,8 +228,8 @@ void verify_model_checksums(const std::string& directory) {
     const auto want = manifest["files"][f];
     const auto got = file_checksum((fs::path(directory) / f).string());
     TORCH_CHECK(got == want, (fs::path(directory) / f).string(), " changed after the model was saved (",
-                got["bytes"].get<uint64_t>(), " bytes, CRC-32 ", got["crc32"].get<uint32_t>(), "; saved: ",
-                want.value("bytes", uint64_t{0}), " bytes, CRC-32 ", want.value("crc32", uint32_t{0}),
+                got["bytes"].get<uint64_t>(), " bytes, CRC-32 ", got["crc32"].get<uint32_t>(),
+                "; saved: ", want.value("bytes", uint64_t{0}), " bytes, CRC-32 ", want.value("crc32", uint32_t{0}),
                 "): the model directory is damaged or mixes files of different models");
   }
 }

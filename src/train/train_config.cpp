@@ -263,8 +263,7 @@ void TrainConfig::validate() const {
   TORCH_CHECK(epochs > 0 || max_steps > 0, "config key 'epochs' must be > 0 when max_steps is 0, got ", epochs);
   TORCH_CHECK(lr > 0, "config key 'lr' must be > 0, got ", lr);
   TORCH_CHECK(weight_decay >= 0, "config key 'weight_decay' must be >= 0, got ", weight_decay);
-  TORCH_CHECK(max_grad_norm >= 0, "config key 'max_grad_norm' must be >= 0 (0 disables clipping), got ",
-              max_grad_norm);
+  TORCH_CHECK(max_grad_norm >= 0, "config key 'max_grad_norm' must be >= 0 (0 disables clipping), got ", max_grad_norm);
   check_choice("non_finite", non_finite, {"error", "skip"});
   positive("max_consecutive_skips", max_consecutive_skips);
   non_negative("warmup_steps", warmup_steps);

@@ -1,8 +1,8 @@
 #include "contaccum/train/trainer.h"
 
 #include "contaccum/data/batch_loader.h"
-#include "contaccum/strategy/rng_state.h"
 #include "contaccum/io/zip_checksums.h"
+#include "contaccum/strategy/rng_state.h"
 #include "contaccum/train/checkpoint.h"
 #include "contaccum/train/finite.h"
 #include "contaccum/train/run_directory.h"
@@ -364,15 +364,16 @@ void Trainer::apply_step(StepRecord& record) {
   optimizer_->zero_grad();
   strategy_->discard_step();
   TORCH_CHECK(options_.non_finite() == NonFinitePolicy::Skip, "Trainer: step ", step, " is not finite: ", problem,
-              " (lr ", record.lr, "). Nothing of it was applied: weights, optimizer state and banks are those after step ",
-              step - 1, ". Lower the learning rate, raise the temperature, check the data, or set non_finite: skip");
+              " (lr ", record.lr,
+              "). Nothing of it was applied: weights, optimizer state and banks are those after step ", step - 1,
+              ". Lower the learning rate, raise the temperature, check the data, or set non_finite: skip");
   record.non_finite = problem;
   state_.skipped_steps += 1;
   state_.consecutive_skips += 1;
   spdlog::warn("step {}: skipped ({}); {} skipped in all, {} in a row", step, problem, state_.skipped_steps,
                state_.consecutive_skips);
-  TORCH_CHECK(state_.consecutive_skips < options_.max_consecutive_skips(), "Trainer: ",
-              state_.consecutive_skips, " steps in a row (to step ", step,
+  TORCH_CHECK(state_.consecutive_skips < options_.max_consecutive_skips(), "Trainer: ", state_.consecutive_skips,
+              " steps in a row (to step ", step,
               ") were not finite and skipped (max_consecutive_skips = ", options_.max_consecutive_skips(),
               "); the last: ", problem, ". Lower the learning rate, raise the temperature or check the data");
 }

@@ -149,7 +149,8 @@ TEST_F(Readers, AMissingHeaderLosesNoRecord) {
   const auto corpus = read_beir_corpus(write("corpus.jsonl", kCorpus));
   const auto queries =
       read_beir_queries(write("q.jsonl", "{\"_id\": \"q1\", \"text\": \"a\"}\n{\"_id\": \"q2\", \"text\": \"b\"}\n"));
-  const auto with = read_qrels(write("with.tsv", "query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td3\t2\n"), queries, corpus);
+  const auto with =
+      read_qrels(write("with.tsv", "query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td3\t2\n"), queries, corpus);
   const auto without = read_qrels(write("without.tsv", "q1\td2\t1\nq2\td3\t2\n"), queries, corpus);
   ASSERT_EQ(with.size(), 2u);
   ASSERT_EQ(without.size(), 2u);

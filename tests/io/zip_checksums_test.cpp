@@ -24,7 +24,8 @@ std::string saved_archive(const std::string& path) {
 using ZipChecksums = test::TempDirTest;
 
 void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary | std::ios::trunc)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 TEST_F(ZipChecksums, AcceptsWhatLibTorchWroteAndAgreesWithZlib) {
@@ -73,8 +74,7 @@ TEST_F(ZipChecksums, NamesARecordWhoseNameWasDamaged) {
   auto damaged = bytes;
   damaged[at + name.size() - 1] ^= 0x01;
   write_bytes(path, damaged);
-  EXPECT_THAT(test::error_of([&] { verify_zip_checksums(path); }),
-              ::testing::HasSubstr("in its local header"));
+  EXPECT_THAT(test::error_of([&] { verify_zip_checksums(path); }), ::testing::HasSubstr("in its local header"));
 }
 
 TEST_F(ZipChecksums, RefusesTruncatedEmptyAndForeignFiles) {

@@ -28,8 +28,8 @@ namespace fs = std::filesystem;
 // Returns true when it finished by itself (with exit status 0).
 bool run_cli(const fs::path& config, const fs::path& out, int64_t kill_after_ms) {
   const std::string log = (out.parent_path() / (out.filename().string() + ".log")).string();
-  std::vector<std::string> args = {CONTACCUM_CLI, "--threads",  "1",        "train",    "--config", config.string(),
-                                   "--output",   out.string(), "--resume", "--progress", "silent"};
+  std::vector<std::string> args = {CONTACCUM_CLI, "--threads",  "1",        "train",      "--config", config.string(),
+                                   "--output",    out.string(), "--resume", "--progress", "silent"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -47,7 +47,7 @@ bool run_cli(const fs::path& config, const fs::path& out, int64_t kill_after_ms)
   for (;;) {
     if (::waitpid(pid, &status, WNOHANG) == pid) {
       EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "contaccum train failed; see " << log << ":\n"
-                                                                  << test::slurp(log);
+                                                                 << test::slurp(log);
       return true;
     }
     if (kill_after_ms >= 0 && std::chrono::steady_clock::now() >= deadline) {
@@ -73,7 +73,8 @@ TEST(KillResume, SigkillAtRandomMomentsThenResumeEqualsAStraightRun) {
 #else
   test::TempDir work;
   const auto data = work.path / "data";
-  build_synthetic_dataset(data.string(), SyntheticDatasetOptions().seed(3).passages(400).train_queries(320).dev_queries(40));
+  build_synthetic_dataset(data.string(),
+                          SyntheticDatasetOptions().seed(3).passages(400).train_queries(320).dev_queries(40));
   const auto config = work.path / "config.yaml";
   std::ofstream(config) << "data: {corpus: " << (data / "corpus.jsonl").string()
                         << ", queries: " << (data / "queries.jsonl").string()
@@ -108,8 +109,8 @@ TEST(KillResume, SigkillAtRandomMomentsThenResumeEqualsAStraightRun) {
     const auto got = weights_in(out / "model");
     ASSERT_EQ(got.size(), want.size());
     for (const auto& [name, tensor] : want) {
-      EXPECT_TRUE(torch::equal(tensor, got.at(name))) << "trial " << trial << ": " << name << " differs after "
-                                                      << launches << " launches";
+      EXPECT_TRUE(torch::equal(tensor, got.at(name)))
+          << "trial " << trial << ": " << name << " differs after " << launches << " launches";
     }
   }
   std::cerr << kills << " kills in " << kTrials << " trials; straight run " << run_ms << " ms\n";

@@ -116,8 +116,9 @@ TEST_F(NonFinite, TheSkipPolicyUndoesTheStepCountsItAndGoesOn) {
 }
 
 TEST_F(NonFinite, TooManySkipsInARowStop) {
-  Trainer trainer(model, StrategyOptions::contaccum(16, 4, 32), set, collator,
-                  test::tiny_trainer_options(dir.path.string()).non_finite(NonFinitePolicy::Skip).max_consecutive_skips(3));
+  Trainer trainer(
+      model, StrategyOptions::contaccum(16, 4, 32), set, collator,
+      test::tiny_trainer_options(dir.path.string()).non_finite(NonFinitePolicy::Skip).max_consecutive_skips(3));
   poison_gradient_from_step(trainer, 3, 100);
   EXPECT_THAT(test::error_of([&] { trainer.train(); }),
               ::testing::AllOf(HasSubstr("3 steps in a row (to step 5)"), HasSubstr("max_consecutive_skips = 3")));

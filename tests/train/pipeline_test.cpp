@@ -127,8 +127,8 @@ TEST(RunTraining, BadInputIsFoundBeforeTraining) {
   auto set = test::tiny_training_set(64, 2);
   write_beir(*set, 48, data);
   auto config = tiny_config(data);
-  std::ofstream(data / "dev.tsv", std::ios::trunc) << "query-id\tcorpus-id\tscore\n" << set->queries().id(50) << "\t"
-                                                    << set->passages().id(0) << "\t0\n";
+  std::ofstream(data / "dev.tsv", std::ios::trunc) << "query-id\tcorpus-id\tscore\n"
+                                                   << set->queries().id(50) << "\t" << set->passages().id(0) << "\t0\n";
   EXPECT_THAT(test::error_of([&] { run_training(config, out.path.string(), false, ProgressMode::Silent); }),
               ::testing::HasSubstr("dev.tsv: no query has a relevant passage"));
   std::ofstream(data / "dev.tsv", std::ios::trunc).flush();  // empty

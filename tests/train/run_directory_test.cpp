@@ -64,9 +64,9 @@ struct Resume : ::testing::Test {
   Collator collator{test::hashing_tokenizer(test::kTinyVocab)};
   test::TempDir dir;
   std::unique_ptr<Trainer> make(uint64_t seed = 1) {
-    return std::make_unique<Trainer>(test::tiny_dual_encoder(seed), StrategyOptions::contaccum(16, 4, 20), set,
-                                     collator,
-                                     test::tiny_trainer_options(dir.path.string()).checkpoint_every(2).keep_checkpoints(3));
+    return std::make_unique<Trainer>(
+        test::tiny_dual_encoder(seed), StrategyOptions::contaccum(16, 4, 20), set, collator,
+        test::tiny_trainer_options(dir.path.string()).checkpoint_every(2).keep_checkpoints(3));
   }
   std::string checkpoint(int64_t step) const { return CheckpointManager(dir / "checkpoints").path_of(step); }
 };

@@ -135,8 +135,7 @@ TEST(TrainConfig, RefusesAKeyGivenTwiceAndANegativeClip) {
               ::testing::HasSubstr("config key 'data.corpus' is given twice"));
   EXPECT_THAT(test::error_of([] { TrainConfig::parse("max_grad_norm: -1\n"); }),
               ::testing::HasSubstr("config key 'max_grad_norm' must be >= 0 (0 disables clipping), got -1"));
-  EXPECT_THAT(test::error_of([] { TrainConfig::parse("non_finite: ignore\n"); }),
-              ::testing::HasSubstr("non_finite"));
+  EXPECT_THAT(test::error_of([] { TrainConfig::parse("non_finite: ignore\n"); }), ::testing::HasSubstr("non_finite"));
   EXPECT_EQ(TrainConfig::parse("\xEF\xBB\xBFlr: 0.5\n").lr, 0.5) << "a byte order mark is not part of the key";
 }
 

@@ -187,7 +187,7 @@ class Strategy {
   // incrementally (only used when both banks feed the loss).
   BankScoreCache bank_scores_;
   bool use_bank_scores_ = false;
-  MemoryBank::Undo query_undo_, passage_undo_;  // of the last step
+  MemoryBank::Undo query_undo_, passage_undo_;        // of the last step
   double encode_seconds_ = 0.0, loss_seconds_ = 0.0;  // of the step in progress
 };
 
