@@ -13,7 +13,7 @@ flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-fr
 cmake -S "$root" -B "$root/build-asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DCMAKE_CXX_FLAGS="$flags" \
   -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
-  -DCONTACCUM_BUILD_TESTS=ON -DCONTACCUM_BUILD_EXAMPLES=OFF -DCONTACCUM_INSTALL=OFF >/dev/null
+  -DCONTACCUM_BUILD_TESTS=ON "-DCONTACCUM_WERROR=${CONTACCUM_WERROR:-OFF}" -DCONTACCUM_BUILD_EXAMPLES=OFF -DCONTACCUM_INSTALL=OFF >/dev/null
 cmake --build "$root/build-asan" --parallel "$(nproc)"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=0"
 export LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp:print_suppressions=0"

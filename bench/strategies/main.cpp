@@ -37,10 +37,6 @@ using json = nlohmann::json;
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -255,13 +251,13 @@ struct Runner {
   }
 
   void run(const TrainingBatch& batch, bool record) {
-    const auto start = std::chrono::steady_clock::now();
+    const Stopwatch step_watch;
     optimizer->zero_grad();
     const auto stats = strategy->compute_gradients(batch);
-    const auto opt_start = std::chrono::steady_clock::now();
+    const Stopwatch optimizer_watch;
     torch::nn::utils::clip_grad_norm_(model->parameters(), 2.0);
     optimizer->step();
-    const double opt = seconds_since(opt_start), total = seconds_since(start);
+    const double opt = optimizer_watch.seconds(), total = step_watch.seconds();
     TORCH_CHECK(std::isfinite(stats.loss), config.strategy, ": non-finite loss");
     if (!record) return;
     step.push_back(total);

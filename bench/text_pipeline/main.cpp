@@ -6,6 +6,7 @@
 // docs/TEXT_PIPELINE.md.
 //
 //   contaccum_bench_text_pipeline [DATA_DIR] [--repeats N] [--vocab-repeats N] [--vocab-size N]
+#include <contaccum/core/stopwatch.h>
 #include <contaccum/data/readers.h>
 #include <contaccum/text/vocab_builder.h>
 #include <contaccum/text/wordpiece_tokenizer.h>
@@ -28,9 +29,9 @@ template <typename Fn>
 double median_seconds(int repeats, Fn&& fn) {
   std::vector<double> times;
   for (int i = 0; i < repeats; ++i) {
-    const auto start = std::chrono::steady_clock::now();
+    const Stopwatch watch;
     fn();
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    times.push_back(watch.seconds());
   }
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];

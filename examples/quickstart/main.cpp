@@ -75,12 +75,13 @@ int main(int argc, char** argv) {
   for (int64_t step = 1; step <= steps; ++step) {
     optimizer.zero_grad();
     StepStats stats = strategy.compute_gradients(make_batch(options.total_batch()));
+    const GradientNorms norms = gradient_norms(model);
     torch::nn::utils::clip_grad_norm_(model->parameters(), 2.0);
     optimizer.step();
     if (step % 25 == 0 || step == 1) {
       std::printf("step %4lld  loss %.4f  negatives/query %.0f  bank fill %.2f  |gq|/|gp| %.3f\n",
                   static_cast<long long>(step), stats.loss, stats.negatives_per_query, stats.passage_bank_fill,
-                  stats.grad_norm_ratio);
+                  norms.ratio);
     }
   }
   std::printf("top@1 after training:  %.3f (1000 candidates)\n", top1(model, 1000));

@@ -2,7 +2,10 @@
 
 /// Umbrella header: everything contaccum offers.
 
+#include "contaccum/core/encoder_input.h"
+#include "contaccum/core/stopwatch.h"
 #include "contaccum/data/batch_loader.h"
+#include "contaccum/data/beir_writer.h"
 #include "contaccum/data/collator.h"
 #include "contaccum/data/debian_descriptions.h"
 #include "contaccum/data/prefetcher.h"
@@ -13,6 +16,7 @@
 #include "contaccum/data/text_table.h"
 #include "contaccum/data/training_batch.h"
 #include "contaccum/data/training_set.h"
+#include "contaccum/distributed/collective.h"
 #include "contaccum/encoders/bag_of_embeddings.h"
 #include "contaccum/encoders/encoder.h"
 #include "contaccum/encoders/torchscript.h"
@@ -21,12 +25,14 @@
 #include "contaccum/eval/evaluate.h"
 #include "contaccum/eval/metrics.h"
 #include "contaccum/eval/search.h"
+#include "contaccum/io/atomic_file.h"
 #include "contaccum/io/safetensors.h"
 #include "contaccum/io/zip_checksums.h"
 #include "contaccum/loss/info_nce.h"
 #include "contaccum/memory/bank_score_cache.h"
 #include "contaccum/memory/memory_bank.h"
 #include "contaccum/model/dual_encoder.h"
+#include "contaccum/model/gradient_norms.h"
 #include "contaccum/strategy/rng_state.h"
 #include "contaccum/strategy/strategy.h"
 #include "contaccum/text/basic_tokenizer.h"

@@ -53,6 +53,22 @@ class LineReader {
   int64_t line_number_ = 0;
 };
 
+/// The one line loop of the readers: calls `on_line(line, number)` for every
+/// line of `reader` and `on_too_long(number)` for every line over its limit
+/// (skipped unread), counting both in `report.lines`.
+template <typename OnLine, typename OnTooLong>
+void for_each_line(LineReader& reader, ReadReport& report, OnLine&& on_line, OnTooLong&& on_too_long) {
+  std::string_view line;
+  for (auto status = reader.next(line); status != LineReader::Status::End; status = reader.next(line)) {
+    report.lines += 1;
+    if (status == LineReader::Status::TooLong) {
+      on_too_long(reader.line_number());
+    } else {
+      on_line(line, reader.line_number());
+    }
+  }
+}
+
 /// Applies `ReaderOptions::on_bad_record`: throws "path:line: problem" or
 /// counts the skip.
 class BadRecords {
@@ -68,6 +84,8 @@ class BadRecords {
     if (report_.problems.size() < 20) report_.problems.push_back(std::move(message));
   }
   const std::string& path() const { return path_; }
+  /// Reports the over-long line `line` (the usual `on_too_long`).
+  void too_long(int64_t line) { (*this)(line, "line longer than max_line_bytes (", options_.max_line_bytes(), ")"); }
 
  private:
   std::string path_;

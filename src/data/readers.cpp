@@ -44,17 +44,8 @@ void for_each_json_line(const std::string& path, const ReaderOptions& options, R
   LineReader reader(path, options.max_line_bytes());
   BadRecords bad(path, options, report);
   od::parser parser;
-  std::string_view line;
-  for (;;) {
-    const auto status = reader.next(line);
-    if (status == LineReader::Status::End) break;
-    report.lines += 1;
-    const int64_t number = reader.line_number();
-    if (status == LineReader::Status::TooLong) {
-      bad(number, "line longer than max_line_bytes (", options.max_line_bytes(), ")");
-      continue;
-    }
-    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;  // blank line
+  auto on_line = [&](std::string_view line, int64_t number) {
+    if (line.find_first_not_of(" \t") == std::string_view::npos) return;  // blank line
     od::document doc;
     auto err = parser.iterate(line.data(), line.size(), reader.capacity_after(line)).get(doc);
     od::object obj;
@@ -62,7 +53,7 @@ void for_each_json_line(const std::string& path, const ReaderOptions& options, R
     if (err) {
       bad(number,
           err == simdjson::INCORRECT_TYPE ? std::string("expected a JSON object") : json_problem("record", err));
-      continue;
+      return;
     }
     const auto problem = fn(obj, number);
     if (problem.empty()) {
@@ -70,7 +61,8 @@ void for_each_json_line(const std::string& path, const ReaderOptions& options, R
     } else {
       bad(number, problem);
     }
-  }
+  };
+  detail::for_each_line(reader, report, on_line, [&](int64_t number) { bad.too_long(number); });
 }
 
 TextTable read_beir_table(const std::string& path, const ReaderOptions& options, ReadReport* report_ptr, bool titles) {
@@ -94,9 +86,6 @@ TextTable read_beir_table(const std::string& path, const ReaderOptions& options,
   return table;
 }
 
-// Whether the first line of a file is its header. Without one the first line
-// is a record and must not be dropped, so a header is recognised by what it
-// is not: its first field is no known query id.
 using IsHeader = std::function<bool(const std::vector<std::string_view>& fields)>;
 IsHeader unless_query_id(const TextTable& queries) {
   return [&queries](const std::vector<std::string_view>& f) { return f.empty() || queries.find(f[0]) < 0; };
@@ -109,30 +98,22 @@ void for_each_tsv_line(const std::string& path, const ReaderOptions& options, Re
                        const IsHeader& is_header, Fn&& fn) {
   LineReader reader(path, options.max_line_bytes());
   BadRecords bad(path, options, report);
-  std::string_view line;
-  for (;;) {
-    const auto status = reader.next(line);
-    if (status == LineReader::Status::End) break;
-    report.lines += 1;
-    const int64_t number = reader.line_number();
-    if (status == LineReader::Status::TooLong) {
-      bad(number, "line longer than max_line_bytes (", options.max_line_bytes(), ")");
-      continue;
-    }
+  auto on_line = [&](std::string_view line, int64_t number) {
     if (!detail::valid_utf8(line)) {
       bad(number, "invalid UTF-8");
-      continue;
+      return;
     }
-    if (line.empty()) continue;
+    if (line.empty()) return;
     const auto fields = detail::split_tabs(line);
-    if (number == 1 && is_header && is_header(fields)) continue;
+    if (number == 1 && is_header && is_header(fields)) return;
     const auto problem = fn(fields, number);
     if (problem.empty()) {
       report.records += 1;
     } else {
       bad(number, problem);
     }
-  }
+  };
+  detail::for_each_line(reader, report, on_line, [&](int64_t number) { bad.too_long(number); });
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 #include "contaccum/data/synthetic_dataset.h"
 
-#include "contaccum/data/debian_descriptions.h"
+#include "contaccum/data/beir_writer.h"
 
 #include <c10/util/Exception.h>
 
@@ -154,14 +154,14 @@ void build_synthetic_dataset(const std::string& out_dir, const SyntheticDatasetO
     ids.push_back(prefix + std::to_string(n));
     return ids.back();
   };
-  std::vector<detail::BeirPassage> corpus;
+  std::vector<BeirPassage> corpus;
   corpus.reserve(texts.size());
   for (size_t n = 0; n < texts.size(); ++n) corpus.push_back({id("d:", static_cast<int64_t>(n)), texts[n]});
 
   std::vector<std::string> query_texts;
   query_texts.reserve(static_cast<size_t>(o.train_queries() + o.dev_queries()));
   auto queries = [&](int64_t begin, int64_t count) {
-    std::vector<detail::BeirQuery> rows;
+    std::vector<BeirQuery> rows;
     for (int64_t i = begin; i < begin + count; ++i) {
       const int64_t n = about[static_cast<size_t>(i)];
       std::vector<int64_t> pool = focus[static_cast<size_t>(n)];
@@ -177,7 +177,7 @@ void build_synthetic_dataset(const std::string& out_dir, const SyntheticDatasetO
   // Dev first, so a dev query does not change with train_queries.
   const auto dev = queries(0, o.dev_queries());
   const auto train = queries(o.dev_queries(), o.train_queries());
-  detail::write_beir_dataset(out_dir, corpus, train, dev, "build_synthetic_dataset");
+  write_beir_dataset(out_dir, corpus, train, dev, "build_synthetic_dataset");
 }
 
 }  // namespace contaccum

@@ -1,5 +1,6 @@
 #include "contaccum/encoders/transformer.h"
 
+#include "contaccum/io/atomic_file.h"
 #include "contaccum/io/safetensors.h"
 
 #include <ATen/Dispatch.h>
@@ -15,7 +16,6 @@
 
 #include <unistd.h>
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -51,27 +51,6 @@ torch::Tensor additive_mask(const torch::Tensor& mask, torch::ScalarType dtype) 
                                   [&] { lowest = static_cast<double>(std::numeric_limits<scalar_t>::lowest()); });
   auto m = mask.to(dtype).unsqueeze(1).unsqueeze(2);  // [B, 1, 1, T]
   return (1.0 - m) * lowest;
-}
-
-// A file under its final name only once complete, like save_safetensors.
-void write_text_atomically(const fs::path& path, const std::string& text) {
-  static std::atomic<uint64_t> counter{0};
-  const fs::path temp = path.parent_path() / ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()) +
-                                              "-" + std::to_string(counter++));
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) {
-      out.close();
-      fs::remove(temp);
-      TORCH_CHECK(false, "cannot write '", temp.string(), "'");
-    }
-  }
-  std::error_code ec;
-  fs::rename(temp, path, ec);
-  if (ec) fs::remove(temp);
-  TORCH_CHECK(!ec, "cannot rename '", temp.string(), "' to '", path.string(), "': ", ec.message());
 }
 
 }  // namespace
@@ -490,7 +469,7 @@ void TransformerEncoderImpl::save_hf_pretrained(const std::string& directory) co
     }
   }
   save_hf_weights((dir / "model.safetensors").string());
-  write_text_atomically(dir / "config.json", options_.to_hf_config(dtype));
+  write_file_atomically(dir / "config.json", options_.to_hf_config(dtype));
 }
 
 TransformerEncoder load_hf_pretrained(const std::string& directory, std::optional<TransformerPooling> pooling) {

@@ -1,5 +1,7 @@
 #include "contaccum/eval/metrics.h"
 
+#include "contaccum/io/atomic_file.h"
+
 #include <nlohmann/json.hpp>
 
 #include <unistd.h>
@@ -241,23 +243,12 @@ void write_trec_run(const std::string& path, const SearchResult& ranking, const 
     }
   }
 
-  // Unique per process and call, so concurrent writers never share one.
-  static std::atomic<int64_t> counter{0};
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  TORCH_CHECK(f != nullptr, "write_trec_run: cannot write ", path, ": cannot create ", tmp, ": ", std::strerror(errno));
-  const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  const int write_errno = errno;
-  const bool closed = std::fclose(f) == 0;
-  if (!written || !closed) {
-    std::remove(tmp.c_str());
-    TORCH_CHECK(false, "write_trec_run: cannot write ", path, ": ", std::strerror(written ? errno : write_errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int rename_errno = errno;
-    std::remove(tmp.c_str());
-    TORCH_CHECK(false, "write_trec_run: cannot write ", path, ": rename from ", tmp,
-                " failed: ", std::strerror(rename_errno));
+  try {
+    AtomicFile file(path);
+    file.write(text);
+    file.commit();
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "write_trec_run: ", e.what_without_backtrace());
   }
 }
 

@@ -1,5 +1,7 @@
 #include "contaccum/io/safetensors.h"
 
+#include "contaccum/io/atomic_file.h"
+
 #include <c10/util/Exception.h>
 #include <c10/util/StringUtil.h>
 
@@ -7,7 +9,6 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -16,10 +17,6 @@
 #include <limits>
 #include <set>
 #include <vector>
-
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace contaccum {
 namespace {
@@ -203,36 +200,6 @@ Header read_header(std::ifstream& in, const std::string& path) {
   return h;
 }
 
-void write_all(int fd, const char* data, size_t size, const std::string& temp) {
-  while (size > 0) {
-    const ssize_t n = ::write(fd, data, size);
-    if (n < 0 && errno == EINTR) continue;
-    TORCH_CHECK(n > 0, "cannot write '", temp, "': ", std::strerror(errno));
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-}
-
-// Removes the temporary file unless the save got to the rename.
-class TempFile {
- public:
-  explicit TempFile(std::string path) : path_(std::move(path)) {}
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(path_.c_str());
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  const std::string& path() const { return path_; }
-  int& fd() { return fd_; }
-  void commit() { committed_ = true; }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
-
 }  // namespace
 
 SafetensorsContents read_safetensors(const std::string& path) {
@@ -303,37 +270,16 @@ void save_safetensors(const std::string& path, const std::map<std::string, torch
   }
   text.append((8 - text.size() % 8) % 8, ' ');
 
-  const fs::path target(path);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  static std::atomic<uint64_t> counter{0};
-  TempFile temp((dir / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
-                        std::to_string(counter++)))
-                    .string());
-  temp.fd() = ::open(temp.path().c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  TORCH_CHECK(temp.fd() >= 0, "save_safetensors('", path, "'): cannot create temporary file '", temp.path(),
-              "': ", std::strerror(errno));
   unsigned char length_bytes[8];
   for (int i = 0; i < 8; ++i) length_bytes[i] = static_cast<unsigned char>(uint64_t(text.size()) >> (8 * i));
-  write_all(temp.fd(), reinterpret_cast<const char*>(length_bytes), 8, temp.path());
-  write_all(temp.fd(), text.data(), text.size(), temp.path());
-  for (const auto& t : data) write_all(temp.fd(), static_cast<const char*>(t.data_ptr()), t.nbytes(), temp.path());
-  // Without the fsync a crash right after the rename could leave an empty or
-  // partial file under the final name on some file systems.
-  TORCH_CHECK(::fsync(temp.fd()) == 0, "save_safetensors('", path, "'): cannot flush '", temp.path(),
-              "': ", std::strerror(errno));
-  const int fd = temp.fd();
-  temp.fd() = -1;
-  TORCH_CHECK(::close(fd) == 0, "save_safetensors('", path, "'): cannot close '", temp.path(),
-              "': ", std::strerror(errno));
-  std::error_code ec;
-  fs::rename(temp.path(), target, ec);
-  TORCH_CHECK(!ec, "save_safetensors('", path, "'): cannot rename '", temp.path(), "' to it: ", ec.message());
-  temp.commit();
-  // Persist the rename itself; failure here cannot lose data already written.
-  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
+  try {
+    AtomicFile file(path);
+    file.write(length_bytes, 8);
+    file.write(text);
+    for (const auto& t : data) file.write(t.data_ptr(), t.nbytes());
+    file.commit();
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "save_safetensors('", path, "'): ", e.what_without_backtrace());
   }
 }
 

@@ -1,5 +1,6 @@
 #include "contaccum/strategy/strategy.h"
 
+#include "contaccum/core/stopwatch.h"
 #include "contaccum/strategy/rng_state.h"
 
 #include <torch/autograd.h>
@@ -7,7 +8,6 @@
 #include <torch/serialize/output-archive.h>
 #include <torch/utils.h>
 
-#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -53,37 +53,6 @@ MemoryBankOptions validated_bank(const StrategyOptions& o, bool enabled) {
   return MemoryBankOptions(enabled ? o.memory_size() : 0);
 }
 
-// Seconds since `start`; the towers' and the loss's shares of a step.
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-// Sum of squares accumulated in double. For float gradients on the CPU a
-// loop over the data: no double copy of every gradient each step (for a
-// bag-of-embeddings tower that copy cost more than the loss).
-double squared_norm(const torch::Tensor& grad) {
-  if (grad.device().is_cpu() && grad.scalar_type() == torch::kFloat) {
-    const auto c = grad.contiguous();
-    const float* x = c.data_ptr<float>();
-    const int64_t n = c.numel();
-    double acc[4] = {0.0, 0.0, 0.0, 0.0};  // independent chains pipeline better
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-      for (int k = 0; k < 4; ++k) acc[k] += static_cast<double>(x[i + k]) * static_cast<double>(x[i + k]);
-    }
-    for (; i < n; ++i) acc[0] += static_cast<double>(x[i]) * static_cast<double>(x[i]);
-    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
-  }
-  return grad.to(torch::kDouble).pow(2).sum().item<double>();
-}
-
-double grad_norm(const std::vector<torch::Tensor>& params) {
-  double sq = 0.0;
-  for (const auto& p : params) {
-    if (p.grad().defined()) sq += squared_norm(p.grad().detach());
-  }
-  return std::sqrt(sq);
-}
 }  // namespace
 
 Strategy::Strategy(DualEncoder model, StrategyOptions options)
@@ -121,27 +90,25 @@ InfoNCEBank Strategy::bank_view() const {
 }
 
 std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_direct(const TrainingBatch& group, double weight) {
-  auto start = std::chrono::steady_clock::now();
+  Stopwatch watch;
   std::vector<torch::Tensor> queries, passages;
   for (int64_t b = 0; b < group.size(); b += options_.micro_batch()) {
     auto reps = encode(group.slice(b, std::min(group.size(), b + options_.micro_batch())));
     queries.push_back(reps.queries);
     passages.push_back(reps.passages);
   }
-  encode_seconds_ += seconds_since(start);
-  start = std::chrono::steady_clock::now();
+  encode_seconds_ += watch.lap();
   Encoded reps{queries.size() == 1 ? queries[0] : torch::cat(queries),
                passages.size() == 1 ? passages[0] : torch::cat(passages)};
   auto result = info_nce(reps.queries, reps.passages, options_.loss(), bank_view());
-  loss_seconds_ += seconds_since(start);
-  start = std::chrono::steady_clock::now();
+  loss_seconds_ += watch.lap();
   (result.loss * weight).backward();
-  encode_seconds_ += seconds_since(start);
+  encode_seconds_ += watch.lap();
   return {result, Encoded{reps.queries.detach(), reps.passages.detach()}};
 }
 
 std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const TrainingBatch& group, double weight) {
-  auto start = std::chrono::steady_clock::now();
+  Stopwatch watch;
   std::vector<TrainingBatch> chunks;
   std::vector<RngState> states;
   std::vector<torch::Tensor> queries, passages;
@@ -156,15 +123,13 @@ std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const Trai
     }
   }
   const auto after_first_pass = RngState::capture();
-  encode_seconds_ += seconds_since(start);
-  start = std::chrono::steady_clock::now();
+  encode_seconds_ += watch.lap();
   auto q = torch::cat(queries).requires_grad_(true);
   auto p = torch::cat(passages).requires_grad_(true);
   auto result = info_nce(q, p, options_.loss(), bank_view());
   (result.loss * weight).backward();
   const auto q_grad = q.grad(), p_grad = p.grad();
-  loss_seconds_ += seconds_since(start);
-  start = std::chrono::steady_clock::now();
+  loss_seconds_ += watch.lap();
 
   int64_t row = 0;
   for (size_t c = 0; c < chunks.size(); ++c) {
@@ -185,7 +150,7 @@ std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const Trai
   }
   // Leave the generators where a single pass would have left them.
   after_first_pass.restore();
-  encode_seconds_ += seconds_since(start);
+  encode_seconds_ += watch.lap();
   return {result, Encoded{q.detach(), p.detach()}};
 }
 
@@ -223,20 +188,15 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
     negatives += weight * static_cast<double>(done.first.negatives_per_query);
     stats.loss_groups += 1;
     stats.micro_batches += (group.size() + options_.micro_batch() - 1) / options_.micro_batch();
-    const auto start = std::chrono::steady_clock::now();
+    const Stopwatch enqueue_watch;
     enqueue(done.second);
-    loss_seconds_ += seconds_since(start);
+    loss_seconds_ += enqueue_watch.seconds();
   }
   stats.negatives_per_query = negatives;
   stats.query_bank_size = query_bank_.size();
   stats.passage_bank_size = passage_bank_.size();
   stats.query_bank_fill = query_bank_.fill();
   stats.passage_bank_fill = passage_bank_.fill();
-  stats.query_grad_norm = grad_norm(model_->query_parameters());
-  stats.passage_grad_norm = grad_norm(model_->passage_parameters());
-  stats.grad_norm_ratio = model_->shared()                ? 1.0
-                          : stats.passage_grad_norm > 0.0 ? stats.query_grad_norm / stats.passage_grad_norm
-                                                          : std::numeric_limits<double>::quiet_NaN();
   if (options_.clear_banks_after_step()) clear_banks();
   stats.encode_seconds = encode_seconds_;
   stats.loss_seconds = loss_seconds_;

@@ -1,5 +1,7 @@
 #include "contaccum/text/vocabulary.h"
 
+#include "contaccum/io/atomic_file.h"
+
 #include <c10/util/Exception.h>
 #include <unistd.h>
 #include <utf8proc.h>
@@ -92,27 +94,14 @@ Vocabulary Vocabulary::load(const std::string& path) {
 }
 
 void Vocabulary::save(const std::string& path) const {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    TORCH_CHECK(out.is_open(), "Vocabulary::save: cannot open '", tmp, "' for writing");
-    for (const auto& t : impl_->tokens) {
-      out.write(t.data(), static_cast<std::streamsize>(t.size()));
-      out.put('\n');
-    }
-    out.close();
-    if (!out) {
-      std::error_code ignored;
-      std::filesystem::remove(tmp, ignored);
-      TORCH_CHECK(false, "Vocabulary::save: error while writing '", tmp, "'");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    TORCH_CHECK(false, "Vocabulary::save: cannot rename '", tmp, "' to '", path, "': ", ec.message());
+  std::string text;
+  for (const auto& t : impl_->tokens) text.append(t).push_back('\n');
+  try {
+    AtomicFile file(path);
+    file.write(text);
+    file.commit();
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "Vocabulary::save: ", e.what_without_backtrace());
   }
 }
 

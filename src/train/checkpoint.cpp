@@ -1,5 +1,7 @@
 #include "contaccum/train/checkpoint.h"
 
+#include "contaccum/io/atomic_file.h"
+
 #include <c10/util/Exception.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
@@ -18,74 +20,9 @@
 namespace fs = std::filesystem;
 
 namespace contaccum {
-namespace {
-
-// A temporary name beside `path` (same file system, so rename is atomic) that
-// no concurrent writer picks too.
-std::string temporary_beside(const std::string& path) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char suffix[32];
-  std::snprintf(suffix, sizeof(suffix), ".tmp-%d-%08llx", static_cast<int>(::getpid()),
-                static_cast<unsigned long long>(rng() & 0xffffffffULL));
-  return path + suffix;
-}
-
-void ensure_parent(const std::string& path) {
-  const auto parent = fs::path(path).parent_path();
-  if (parent.empty()) return;
-  std::error_code ec;
-  fs::create_directories(parent, ec);
-  TORCH_CHECK(!ec, "cannot create directory ", parent.string(), ": ", ec.message());
-}
-
-void fsync_file(const std::string& path) {
-  if (FILE* f = std::fopen(path.c_str(), "rb")) {
-    ::fsync(fileno(f));
-    std::fclose(f);
-  }
-}
-
-void rename_into_place(const std::string& tmp, const std::string& path) {
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;  // the rename's error is the one to report
-    fs::remove(tmp, ignored);
-    TORCH_CHECK(false, "cannot move ", tmp, " to ", path, ": ", ec.message());
-  }
-}
-
-}  // namespace
 
 void save_archive_atomically(torch::serialize::OutputArchive& archive, const std::string& path) {
-  ensure_parent(path);
-  const auto tmp = temporary_beside(path);
-  try {
-    archive.save_to(tmp);
-  } catch (const std::exception& e) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    TORCH_CHECK(false, "cannot write ", path, ": ", e.what());
-  }
-  fsync_file(tmp);
-  rename_into_place(tmp, path);
-}
-
-void write_file_atomically(const std::string& path, const std::string& text) {
-  ensure_parent(path);
-  const auto tmp = temporary_beside(path);
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      TORCH_CHECK(false, "cannot write ", path);
-    }
-  }
-  fsync_file(tmp);
-  rename_into_place(tmp, path);
+  write_atomically_with(path, [&](const std::string& temporary) { archive.save_to(temporary); });
 }
 
 namespace {

@@ -1,5 +1,6 @@
 #include "contaccum/train/pipeline.h"
 
+#include "contaccum/core/stopwatch.h"
 #include "contaccum/data/readers.h"
 #include "contaccum/encoders/bag_of_embeddings.h"
 #include "contaccum/encoders/transformer.h"
@@ -102,10 +103,6 @@ StrategyOptions strategy_options(const TrainConfig& c) {
 
 void require(const std::string& value, const char* key) {
   TORCH_CHECK(!value.empty(), "config key '", key, "' is required");
-}
-
-double since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
 nlohmann::json to_json(const RetrievalMetrics& m) { return nlohmann::json::parse(m.to_json()); }
@@ -323,7 +320,7 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
   claim_output_directory(output_dir, config, resume);
   check_bank_memory(config);
   if (config.threads > 0) torch::set_num_threads(static_cast<int>(config.threads));
-  const auto setup_start = std::chrono::steady_clock::now();
+  const Stopwatch setup_watch;
   TrainingRun run;
 
   const auto reader =
@@ -372,16 +369,16 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
     // same one, but reading it is faster.
     effective.tokenizer_vocab = saved_vocab;
   }
-  const auto vocab_start = std::chrono::steady_clock::now();
+  const Stopwatch vocab_watch;
   trained = build_model(effective, corpus.get());
   trained.config = config;
   if (config.tokenizer_vocab.empty() && config.encoder_pretrained.empty()) {
     spdlog::info("WordPiece vocabulary of {} tokens in {:.1f} s", trained.tokenizer->vocab().size(),
-                 since(vocab_start));
+                 vocab_watch.seconds());
     write_file_atomically(saved_vocab, vocab_text(trained.tokenizer->vocab()));
   }
   write_file_atomically((fs::path(output_dir) / "config.yaml").string(), config.to_yaml());
-  run.setup_seconds = since(setup_start);
+  run.setup_seconds = setup_watch.seconds();
 
   Collator collator(
       trained.text_encoder(),

@@ -1,5 +1,6 @@
 #include "contaccum/train/trainer.h"
 
+#include "contaccum/core/stopwatch.h"
 #include "contaccum/data/batch_loader.h"
 #include "contaccum/io/zip_checksums.h"
 #include "contaccum/strategy/rng_state.h"
@@ -23,12 +24,9 @@
 #include <sstream>
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 namespace contaccum {
 namespace {
-
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
@@ -72,7 +70,7 @@ class Progress {
       drawn_ = true;
     } else {
       spdlog::info("step {}/{}  epoch {}  loss {:.4f}  lr {:.3e}  |g| {:.3f}  |gq|/|gp| {:.3f}  {:.0f} ex/s  ETA {}",
-                   r.step, total_, r.epoch, r.stats.loss, r.lr, r.grad_norm, r.stats.grad_norm_ratio,
+                   r.step, total_, r.epoch, r.stats.loss, r.lr, r.grad_norms.total, r.grad_norms.ratio,
                    r.examples_per_second, format_duration(eta));
     }
   }
@@ -135,11 +133,11 @@ nlohmann::json step_json(const StepRecord& r) {
       {"epoch", r.epoch},
       {"loss", number(r.stats.loss)},
       {"lr", r.lr},
-      {"grad_norm", number(r.grad_norm)},
+      {"grad_norm", number(r.grad_norms.total)},
       {"skipped", !r.non_finite.empty()},
-      {"query_grad_norm", number(r.stats.query_grad_norm)},
-      {"passage_grad_norm", number(r.stats.passage_grad_norm)},
-      {"grad_norm_ratio", number(r.stats.grad_norm_ratio)},
+      {"query_grad_norm", number(r.grad_norms.query)},
+      {"passage_grad_norm", number(r.grad_norms.passage)},
+      {"grad_norm_ratio", number(r.grad_norms.ratio)},
       {"negatives_per_query", r.stats.negatives_per_query},
       {"query_bank_fill", r.stats.query_bank_fill},
       {"passage_bank_fill", r.stats.passage_bank_fill},
@@ -171,11 +169,11 @@ std::string non_finite_part(const StepRecord& r, double applied_norm, double squ
   std::string out;
   auto add = [&](const std::string& what) { out += (out.empty() ? "" : ", ") + what; };
   if (!std::isfinite(r.stats.loss)) add("the loss is " + number_text(r.stats.loss));
-  if (!std::isfinite(r.stats.query_grad_norm)) {
-    add("the query tower's gradient norm is " + number_text(r.stats.query_grad_norm));
+  if (!std::isfinite(r.grad_norms.query)) {
+    add("the query tower's gradient norm is " + number_text(r.grad_norms.query));
   }
-  if (!std::isfinite(r.stats.passage_grad_norm)) {
-    add("the passage tower's gradient norm is " + number_text(r.stats.passage_grad_norm));
+  if (!std::isfinite(r.grad_norms.passage)) {
+    add("the passage tower's gradient norm is " + number_text(r.grad_norms.passage));
   }
   if (out.empty() && applied_norm > square_limit) {
     add("the gradient norm " + number_text(applied_norm) + " is finite but its square overflows the parameters' " +
@@ -184,8 +182,8 @@ std::string non_finite_part(const StepRecord& r, double applied_norm, double squ
   return out;
 }
 
-// torch::nn::utils::clip_grad_norm_'s rule, with the float64 norm the
-// strategy already computed (a float32 sum overflows where this does not).
+// torch::nn::utils::clip_grad_norm_'s rule, with the float64 norm of
+// `gradient_norms` (a float32 sum overflows where this does not).
 void clip_gradients(const std::vector<torch::Tensor>& params, double norm, double max_norm) {
   if (max_norm <= 0) return;
   const double coefficient = max_norm / (norm + 1e-6);
@@ -220,7 +218,8 @@ Trainer::Trainer(DualEncoder model, StrategyOptions strategy, std::shared_ptr<co
     : model_(std::move(model)),
       train_set_(std::move(train_set)),
       collator_(std::move(collator)),
-      options_(std::move(options)) {
+      options_(std::move(options)),
+      collective_(local_collective()) {
   TORCH_CHECK(train_set_ && !train_set_->empty(), "Trainer: the training set is empty");
   TORCH_CHECK(options_.epochs() >= 1 || options_.max_steps() > 0, "TrainerOptions::epochs must be >= 1, got ",
               options_.epochs());
@@ -272,7 +271,7 @@ std::string Trainer::checkpoint(int64_t step) {
 }
 
 TrainResult Trainer::train() {
-  const auto start = Clock::now();
+  const Stopwatch run_watch;
   const int64_t first_step = state_.step;
   const bool writes = !options_.output_dir().empty();
   std::optional<RunDirectoryLock> lock;
@@ -290,11 +289,11 @@ TrainResult Trainer::train() {
   BatchLoader loader(*sampler_, collator_, static_cast<size_t>(options_.prefetch()), state_.total_steps - state_.step);
   Progress progress(options_.progress(), state_.total_steps, options_.log_every());
   while (state_.step < state_.total_steps && !state_.should_stop) {
-    const auto step_start = Clock::now();
+    const Stopwatch step_watch;
     auto item = loader.next();
     TORCH_CHECK(item.has_value(), "Trainer: the batch loader ran dry at step ", state_.step);
     StepRecord record;
-    record.data_seconds = since(step_start);
+    record.data_seconds = step_watch.seconds();
     record.epoch = item->indices.position.epoch;
     record.lr = schedule.lr(state_.step);
     set_learning_rate(*optimizer_, record.lr);
@@ -302,21 +301,21 @@ TrainResult Trainer::train() {
     optimizer_->zero_grad();
     model_->train();
     record.stats = strategy_->compute_gradients(item->batch);
-    const auto opt_start = Clock::now();
+    const Stopwatch optimizer_watch;
     apply_step(record);
-    record.optimizer_seconds = since(opt_start);
+    record.optimizer_seconds = optimizer_watch.seconds();
 
     state_.step += 1;
     state_.position = item->indices.next;
     state_.epoch = state_.position.epoch;
     record.step = state_.step;
-    record.step_seconds = since(step_start);
+    record.step_seconds = step_watch.seconds();
     record.examples_per_second = static_cast<double>(item->batch.size()) / record.step_seconds;
 
     const bool last = state_.step == state_.total_steps;
     const bool epoch_end = state_.position.batch == 0;
     for (auto& cb : callbacks_) cb->on_step_end(state_, record);
-    progress.update(record, since(start), state_.step - first_step);
+    progress.update(record, run_watch.seconds(), state_.step - first_step);
 
     nlohmann::json line = step_json(record);
     const bool due_eval = options_.eval_every() > 0 ? state_.step % options_.eval_every() == 0 : epoch_end;
@@ -336,26 +335,41 @@ TrainResult Trainer::train() {
   progress.finish();
   for (auto& cb : callbacks_) cb->on_train_end(state_);
   result.steps = state_.step - first_step;
-  result.seconds = since(start);
+  result.seconds = run_watch.seconds();
   result.best_metric = state_.best_metric;
   result.best_step = state_.best_step;
   result.stopped_early = state_.should_stop && state_.step < state_.total_steps;
   return result;
 }
 
+void Trainer::set_collective(std::shared_ptr<Collective> collective) {
+  TORCH_CHECK(collective != nullptr, "Trainer::set_collective: the collective must not be null");
+  collective_ = std::move(collective);
+}
+
+void Trainer::reduce_gradients() {
+  if (collective_->world_size() == 1) return;
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : model_->parameters()) {
+    if (p.grad().defined()) grads.push_back(p.grad());
+  }
+  collective_->all_reduce_sum(grads);
+}
+
 void Trainer::apply_step(StepRecord& record) {
-  const auto& st = record.stats;
-  record.grad_norm = model_->shared() ? st.query_grad_norm : std::hypot(st.query_grad_norm, st.passage_grad_norm);
+  reduce_gradients();
+  record.grad_norms = gradient_norms(model_);
+  const double norm = record.grad_norms.total;
   const auto params = model_->parameters();
   const double square_limit = params.front().scalar_type() == torch::kDouble
                                   ? std::sqrt(std::numeric_limits<double>::max())
                                   : std::sqrt(static_cast<double>(std::numeric_limits<float>::max()));
   const double max_norm = options_.max_grad_norm();
-  const double applied = max_norm > 0 ? std::min(record.grad_norm, max_norm) : record.grad_norm;
+  const double applied = max_norm > 0 ? std::min(norm, max_norm) : norm;
   const auto problem = non_finite_part(record, applied, square_limit);
   const int64_t step = state_.step + 1;
   if (problem.empty()) {
-    clip_gradients(params, record.grad_norm, max_norm);
+    clip_gradients(params, norm, max_norm);
     optimizer_->step();
     state_.consecutive_skips = 0;
     return;

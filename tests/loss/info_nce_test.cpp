@@ -185,6 +185,31 @@ TEST(InfoNCE, ModuleMatchesFunctional) {
   EXPECT_TRUE(torch::equal(loss(q, p), info_nce(q, p, loss->options).loss));
 }
 
+// The module twin carries its options through clone() and gives the
+// functional form's loss and gradients, banks included.
+TEST(InfoNCE, ModuleWithBanksGivesTheFunctionalGradients) {
+  const auto options = InfoNCEOptions().similarity(Similarity::Dot).temperature(0.3);
+  auto q = torch::randn({4, 5}, torch::kDouble).requires_grad_(true);
+  auto p = torch::randn({4, 2, 5}, torch::kDouble).requires_grad_(true);
+  const InfoNCEBank bank{torch::randn({3, 5}, torch::kDouble), torch::randn({3, 2, 5}, torch::kDouble), true, {}};
+  info_nce(q, p, options, bank).loss.backward();
+  const auto want_q = q.grad().clone(), want_p = p.grad().clone();
+  q.grad().zero_();
+  p.grad().zero_();
+
+  InfoNCE original(options);
+  auto module = std::dynamic_pointer_cast<InfoNCEImpl>(original->clone());
+  ASSERT_TRUE(module);
+  EXPECT_EQ(module->options.temperature(), 0.3);
+  EXPECT_TRUE(module->parameters().empty());
+  const auto loss = module->forward(q, p, bank);
+  EXPECT_TRUE(torch::equal(loss, info_nce(q.detach(), p.detach(), options, bank).loss));
+  loss.backward();
+  EXPECT_TRUE(torch::equal(q.grad(), want_q));
+  EXPECT_TRUE(torch::equal(p.grad(), want_p));
+  EXPECT_THROW(InfoNCE(InfoNCEOptions().temperature(-1.0)), c10::Error);
+}
+
 TEST(InfoNCE, RejectsInconsistentInputs) {
   auto q = torch::randn({3, 4}), p = torch::randn({3, 2, 4});
   auto message = [](auto&& fn) {

@@ -230,3 +230,48 @@ TEST(Trainer, RejectsBadOptionsAndMismatchedCheckpoints) {
 
 }  // namespace
 }  // namespace contaccum
+
+namespace contaccum {
+namespace {
+
+// Pretends to be one of two ranks whose partner computed the same gradients:
+// the sum doubles them. Counts the reductions.
+struct TwoIdenticalRanks : Collective {
+  int64_t reductions = 0;
+  int64_t rank() const override { return 0; }
+  int64_t world_size() const override { return 2; }
+  torch::Tensor all_gather(const torch::Tensor& t) override { return torch::cat({t, t}); }
+  void all_reduce_sum(std::vector<torch::Tensor>& tensors) override {
+    ++reductions;
+    for (auto& t : tensors) t.mul_(2);
+  }
+  void broadcast(torch::Tensor&, int64_t) override {}
+};
+
+// The collective seam: gradients are reduced once per optimizer step, after
+// the last micro-batch and before the norms and clipping that see them.
+TEST(Trainer, ReducesGradientsOncePerStepBeforeTheNorms) {
+  auto set = test::tiny_training_set(40);
+  Collator collator(test::hashing_tokenizer(kVocab));
+  auto run = [&](std::shared_ptr<Collective> collective) {
+    test::TempDir dir;
+    Trainer trainer(tiny_model(7), StrategyOptions::contaccum(16, 4, 32), set, collator,
+                    tiny_options(dir.path.string()).max_steps(3).max_grad_norm(0));
+    if (collective) trainer.set_collective(collective);
+    trainer.train();
+    return read_jsonl(dir / "metrics.jsonl");
+  };
+  const auto local = run(nullptr);
+  auto two = std::make_shared<TwoIdenticalRanks>();
+  const auto doubled = run(two);
+  EXPECT_EQ(two->reductions, 3);
+  // The first step starts from the same weights: twice the gradient.
+  for (const char* key : {"grad_norm", "query_grad_norm", "passage_grad_norm"}) {
+    EXPECT_NEAR(doubled[0][key].get<double>(), 2 * local[0][key].get<double>(), 1e-9 * local[0][key].get<double>())
+        << key;
+  }
+  EXPECT_EQ(doubled[0]["loss"], local[0]["loss"]);
+}
+
+}  // namespace
+}  // namespace contaccum

@@ -76,10 +76,6 @@ void print_result(const EvalResult& result, const LoadedData& data, const DataAr
   std::cout << j.dump() << std::endl;
 }
 
-double since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -176,7 +172,7 @@ int main(int argc, char** argv) {
       if (run.dev) j["dev"] = nlohmann::json::parse(run.dev->to_json());
       std::cout << j.dump() << std::endl;
     } else if (eval->parsed()) {
-      const auto start = std::chrono::steady_clock::now();
+      const Stopwatch watch;
       auto data = load_data(eval_args);
       auto model = load_model(model_dir);
       DenseEvalOptions options;
@@ -185,13 +181,13 @@ int main(int argc, char** argv) {
           .passage_max_length(passage_max_length > 0 ? passage_max_length : model.config.passage_max_length)
           .search(SearchOptions().k(eval_args.k));
       auto result = evaluate_dense(model.model, model.text_encoder(), data.corpus, data.queries, data.qrels, options);
-      print_result(result, data, eval_args, "contaccum", since(start));
+      print_result(result, data, eval_args, "contaccum", watch.seconds());
     } else if (bm25->parsed()) {
-      const auto start = std::chrono::steady_clock::now();
+      const Stopwatch watch;
       auto data = load_data(bm25_args);
       BM25Index index(data.corpus, BM25Options().k1(k1).b(b));
       auto result = evaluate_bm25(index, data.queries, data.qrels, MetricsOptions(), bm25_args.k);
-      print_result(result, data, bm25_args, "bm25", since(start));
+      print_result(result, data, bm25_args, "bm25", watch.seconds());
     } else if (debian->parsed()) {
       ReadReport report;
       auto descriptions = read_debian_descriptions(translation, ReaderOptions(), &report);

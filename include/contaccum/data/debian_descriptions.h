@@ -103,23 +103,4 @@ struct DebianDatasetSummary {
 DebianDatasetSummary build_debian_dataset(const std::vector<DebianDescription>& descriptions,
                                           const std::string& out_dir, const DebianDatasetOptions& options = {});
 
-namespace detail {
-
-/// A passage of a generated BEIR set.
-struct BeirPassage {
-  std::string_view id, text;
-};
-/// A query of a generated BEIR set and the id of its one relevant passage.
-struct BeirQuery {
-  std::string_view id, text, positive;
-};
-
-/// The writer behind the data set builders: writes the BEIR files into a
-/// temporary sibling of `out_dir` and renames it into place (see
-/// `build_debian_dataset`). `caller` prefixes error messages.
-void write_beir_dataset(const std::string& out_dir, const std::vector<BeirPassage>& corpus,
-                        const std::vector<BeirQuery>& train, const std::vector<BeirQuery>& dev, const char* caller);
-
-}  // namespace detail
-
 }  // namespace contaccum

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "contaccum/encoders/encoder.h"
+#include "contaccum/core/encoder_input.h"
 
 namespace contaccum {
 

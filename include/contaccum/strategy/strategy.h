@@ -5,6 +5,7 @@
 #include "contaccum/memory/bank_score_cache.h"
 #include "contaccum/memory/memory_bank.h"
 #include "contaccum/model/dual_encoder.h"
+#include "contaccum/model/gradient_norms.h"
 
 #include <torch/arg.h>
 
@@ -111,14 +112,10 @@ struct StepStats {
   /// `size / capacity` of the banks after the step (before clearing).
   double query_bank_fill = 0.0;
   double passage_bank_fill = 0.0;
-  /// L2 norm over the query / passage tower's accumulated gradients.
-  double query_grad_norm = 0.0;
-  double passage_grad_norm = 0.0;
-  /// `query_grad_norm / passage_grad_norm` (the paper's stability
-  /// diagnostic; 1 for a shared tower; NaN when the passage norm is 0).
-  double grad_norm_ratio = 0.0;
   /// Wall-clock seconds spent in the towers: their forward passes and every
-  /// backward pass (which is dominated by the towers).
+  /// backward pass (which is dominated by the towers). Measured here, as only
+  /// the engine sees where the towers end and the loss begins; gradient norms
+  /// are taken after the step's gradients are final (`gradient_norms`).
   double encode_seconds = 0.0;
   /// Wall-clock seconds spent computing the losses and updating the banks.
   double loss_seconds = 0.0;
@@ -132,6 +129,7 @@ struct StepStats {
 /// ```
 /// optimizer.zero_grad();
 /// StepStats stats = strategy.compute_gradients(batch);
+/// GradientNorms norms = gradient_norms(model);  // diagnostics, clipping
 /// optimizer.step();
 /// ```
 class Strategy {
@@ -140,8 +138,7 @@ class Strategy {
 
   /// Accumulates the gradients of `batch` (exactly `total_batch` examples,
   /// or fewer with `allow_partial_batch`) into the model's parameters. Call
-  /// `zero_grad` before it: the reported gradient norms are those of the
-  /// accumulated `.grad`.
+  /// `zero_grad` before it unless gradients are meant to add up.
   StepStats compute_gradients(const TrainingBatch& batch);
 
   /// Empties both banks.

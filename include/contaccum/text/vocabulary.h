@@ -35,9 +35,8 @@ class Vocabulary {
   /// file cannot be read.
   static Vocabulary load(const std::string& path);
 
-  /// Writes one token per line. Atomic: the text goes to
-  /// `path.tmp.<pid>` first, which is then renamed over `path`, so readers
-  /// never see a half-written file and a failure leaves `path` untouched.
+  /// Writes one token per line. Atomic (`AtomicFile`): readers never see a
+  /// half-written file and a failure leaves `path` untouched.
   void save(const std::string& path) const;
 
   /// Number of tokens.

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "contaccum/encoders/encoder.h"
+#include "contaccum/core/encoder_input.h"
 #include "contaccum/text/basic_tokenizer.h"
 #include "contaccum/text/vocabulary.h"
 

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "contaccum/io/atomic_file.h"
+
 #include <torch/nn/module.h>
 #include <torch/serialize/archive.h>
 
@@ -11,14 +13,10 @@
 
 namespace contaccum {
 
-/// Writes `archive` to `path` atomically: into a temporary file in the same
-/// directory, flushed, then renamed over `path`, so a crash leaves either the
-/// old file or the new one, never a torn one. Throws naming the path.
-void save_archive_atomically(torch::serialize::OutputArchive& archive, const std::string& path);
-
-/// Writes `text` to `path` atomically (temporary file + rename). Throws naming
+/// Writes `archive` to `path` atomically (`write_atomically_with`): a crash
+/// leaves either the old file or the new one, never a torn one. Throws naming
 /// the path.
-void write_file_atomically(const std::string& path, const std::string& text);
+void save_archive_atomically(torch::serialize::OutputArchive& archive, const std::string& path);
 
 /// `module.load(archive)`, checked: every parameter and buffer must be in
 /// the archive with the shape and dtype the module has, and finite. (LibTorch

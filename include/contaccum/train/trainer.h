@@ -2,8 +2,10 @@
 
 #include "contaccum/data/collator.h"
 #include "contaccum/data/sampler.h"
+#include "contaccum/distributed/collective.h"
 #include "contaccum/eval/metrics.h"
 #include "contaccum/model/dual_encoder.h"
+#include "contaccum/model/gradient_norms.h"
 #include "contaccum/strategy/strategy.h"
 #include "contaccum/train/optimizer.h"
 
@@ -116,11 +118,13 @@ struct StepRecord {
   int64_t step = 0;   // 1-based
   int64_t epoch = 0;  // of the step's batch
   double lr = 0.0;
-  /// Global gradient norm before clipping (summed in float64).
-  double grad_norm = 0.0;
+  /// Gradient norms per tower and overall (summed in float64), taken once the
+  /// step's gradients are final (after the collective's reduction) and
+  /// before clipping.
+  GradientNorms grad_norms;
   /// What was not finite when the step was skipped ("" for an applied step).
   std::string non_finite;
-  /// Loss, negatives, bank fill, per-tower gradient norms, encode/loss time.
+  /// Loss, negatives, bank fill, encode/loss time.
   StepStats stats;
   /// Seconds waiting for the batch, in the optimizer (clip + step), and the
   /// whole step.
@@ -212,6 +216,12 @@ class Trainer {
   /// Called with the model whenever `eval_metric` reaches a new best (e.g. to
   /// save it).
   void on_new_best(std::function<void(DualEncoder&, int64_t step)> fn) { on_new_best_ = std::move(fn); }
+  /// The processes this trainer runs with (default: `local_collective()`, one
+  /// process). Each step's gradients are summed over them with one
+  /// `all_reduce_sum` after the last micro-batch, before the gradient norms,
+  /// clipping and the optimizer step; at world size 1 nothing is done.
+  void set_collective(std::shared_ptr<Collective> collective);
+  const Collective& collective() const { return *collective_; }
 
   /// Trains from the current state (step 0, or where `load_checkpoint` left
   /// it) to the end or an early stop.
@@ -243,6 +253,8 @@ class Trainer {
  private:
   RetrievalMetrics evaluate();
   std::string checkpoint(int64_t step);
+  // Sums the step's gradients over the collective's processes.
+  void reduce_gradients();
   // Applies the step's gradients, or (not finite) throws or undoes it.
   void apply_step(StepRecord& record);
   void check_fresh_directory() const;
@@ -259,6 +271,7 @@ class Trainer {
   Evaluator evaluator_;
   std::vector<std::shared_ptr<TrainerCallback>> callbacks_;
   std::function<void(DualEncoder&, int64_t)> on_new_best_;
+  std::shared_ptr<Collective> collective_;
 };
 
 }  // namespace contaccum

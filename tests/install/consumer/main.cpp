@@ -3,8 +3,11 @@
 
 #include <torch/torch.h>
 
+#include <cstring>
+
 int main() {
   using namespace contaccum;
+  if (std::strcmp(CONTACCUM_VERSION_STRING, CONTACCUM_PACKAGE_VERSION) != 0) return 2;
   DualEncoder model(BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(50, 8)).ptr());
   Strategy strategy(model, StrategyOptions::contaccum(4, 2, 8));
   TrainingBatch batch;

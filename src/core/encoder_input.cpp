@@ -1,4 +1,4 @@
-#include "contaccum/encoders/encoder.h"
+#include "contaccum/core/encoder_input.h"
 
 #include <c10/util/Exception.h>
 

@@ -1,0 +1,49 @@
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace contaccum {
+
+/// The collectives data-parallel training needs, behind one interface, so
+/// the trainer and the engine are written once for any number of processes.
+/// `LocalCollective` (one process, the default) implements it at no cost; a
+/// backend over LibTorch's c10d implements it for several.
+///
+/// Every rank must make the same calls in the same order (as with any
+/// collective library); each call returns once every rank has made it.
+class Collective {
+ public:
+  virtual ~Collective() = default;
+  /// This process's rank, in `[0, world_size())`.
+  virtual int64_t rank() const = 0;
+  /// Number of processes taking part.
+  virtual int64_t world_size() const = 0;
+  /// Every rank's `tensor` (same shape and dtype on all ranks) concatenated
+  /// along dimension 0 in rank order. Not differentiable.
+  virtual torch::Tensor all_gather(const torch::Tensor& tensor) = 0;
+  /// Replaces each tensor by its sum over the ranks, in place.
+  virtual void all_reduce_sum(std::vector<torch::Tensor>& tensors) = 0;
+  /// Replaces `tensor` by rank `root`'s, in place.
+  virtual void broadcast(torch::Tensor& tensor, int64_t root = 0) = 0;
+};
+
+/// One process: rank 0 of 1. `all_gather` returns its input (no copy),
+/// `all_reduce_sum` and `broadcast` change nothing.
+class LocalCollective final : public Collective {
+ public:
+  int64_t rank() const override { return 0; }
+  int64_t world_size() const override { return 1; }
+  torch::Tensor all_gather(const torch::Tensor& tensor) override;
+  void all_reduce_sum(std::vector<torch::Tensor>& tensors) override;
+  void broadcast(torch::Tensor& tensor, int64_t root = 0) override;
+};
+
+/// The process-wide `LocalCollective`, the default wherever a collective is
+/// taken.
+std::shared_ptr<Collective> local_collective();
+
+}  // namespace contaccum

@@ -1,0 +1,155 @@
+#include "contaccum/io/atomic_file.h"
+
+#include <c10/util/Exception.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <system_error>
+
+namespace fs = std::filesystem;
+
+namespace contaccum {
+namespace {
+
+void ensure_parent(const std::string& path) {
+  const auto parent = fs::path(path).parent_path();
+  if (parent.empty()) return;
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  TORCH_CHECK(!ec, "cannot write ", path, ": cannot create directory ", parent.string(), ": ", ec.message());
+}
+
+// Persists a rename: the directory entry, not only the file's bytes.
+void fsync_directory_of(const std::string& path) {
+  const auto parent = fs::path(path).parent_path();
+  const int fd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;  // failure here cannot lose data already written
+  ::fsync(fd);
+  ::close(fd);
+}
+
+}  // namespace
+
+std::string temporary_name_beside(const std::string& path, bool hidden) {
+  // Random and counted: neither another process nor another thread of this
+  // one picks the same name.
+  static std::atomic<uint64_t> counter{0};
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char suffix[48];
+  std::snprintf(suffix, sizeof(suffix), ".tmp-%d-%08llx", static_cast<int>(::getpid()),
+                static_cast<unsigned long long>((rng() + counter++) & 0xffffffffULL));
+  if (!hidden) return path + suffix;
+  const fs::path p(path);
+  return (p.parent_path() / ("." + p.filename().string() + suffix)).string();
+}
+
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)), temporary_(temporary_name_beside(path_)) {
+  fd_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  TORCH_CHECK(fd_ >= 0, "cannot write ", path_, ": cannot create temporary file ", temporary_,
+              " (cannot open it for writing: ", std::strerror(errno), ")");
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(temporary_.c_str());
+}
+
+void AtomicFile::write(const void* data, size_t size) {
+  TORCH_CHECK(fd_ >= 0 && !committed_, "AtomicFile::write: ", path_, " is already committed");
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd_, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    TORCH_CHECK(n > 0, "cannot write ", path_, ": writing ", temporary_, " failed: ", std::strerror(errno));
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+}
+
+void AtomicFile::commit() {
+  TORCH_CHECK(fd_ >= 0 && !committed_, "AtomicFile::commit: ", path_, " is already committed");
+  // Without the fsync a crash right after the rename could leave an empty or
+  // partial file under the final name on some file systems.
+  TORCH_CHECK(::fsync(fd_) == 0, "cannot write ", path_, ": cannot flush ", temporary_, ": ", std::strerror(errno));
+  const int fd = fd_;
+  fd_ = -1;
+  TORCH_CHECK(::close(fd) == 0, "cannot write ", path_, ": cannot close ", temporary_, ": ", std::strerror(errno));
+  if (std::rename(temporary_.c_str(), path_.c_str()) != 0) {
+    const int rename_errno = errno;  // before the cleanup can overwrite it
+    TORCH_CHECK(false, "cannot write ", path_, ": rename from ", temporary_,
+                " failed (cannot rename it into place): ", std::strerror(rename_errno));
+  }
+  committed_ = true;
+  fsync_directory_of(path_);
+}
+
+void write_file_atomically(const std::string& path, std::string_view bytes) {
+  ensure_parent(path);
+  AtomicFile file(path);
+  file.write(bytes);
+  file.commit();
+}
+
+void write_atomically_with(const std::string& path, const std::function<void(const std::string&)>& write) {
+  ensure_parent(path);
+  AtomicFile file(path);
+  try {
+    write(file.temporary_path());
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "cannot write ", path, ": ", e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "cannot write ", path, ": ", e.what());
+  }
+  file.commit();
+}
+
+AtomicDirectory::AtomicDirectory(std::string path) : path_(std::move(path)) {
+  TORCH_CHECK(!path_.empty(), "AtomicDirectory: the path must not be empty");
+  fs::path out(path_);
+  if (!out.has_filename()) out = out.parent_path();  // "data/" names "data"
+  path_ = out.string();
+  std::error_code ec;
+  TORCH_CHECK(!fs::exists(out, ec) || fs::is_directory(out, ec), "cannot write ", path_, ": ", path_,
+              " exists and is not a directory");
+  ensure_parent(path_);
+  temporary_ = temporary_name_beside(path_, /*hidden=*/true);
+  TORCH_CHECK(fs::create_directory(temporary_, ec) && !ec, "cannot write ", path_, ": cannot create ", temporary_, ": ",
+              ec.message());
+}
+
+AtomicDirectory::~AtomicDirectory() {
+  std::error_code ignored;
+  if (!committed_) fs::remove_all(temporary_, ignored);
+}
+
+void AtomicDirectory::commit() {
+  TORCH_CHECK(!committed_, "AtomicDirectory::commit: ", path_, " is already committed");
+  std::error_code ec;
+  if (fs::exists(path_, ec)) {
+    // Two renames: POSIX rename() cannot replace a non-empty directory.
+    const auto old = temporary_name_beside(path_, /*hidden=*/true);
+    fs::rename(path_, old, ec);
+    TORCH_CHECK(!ec, "cannot write ", path_, ": cannot move the old directory aside: ", ec.message());
+    fs::rename(temporary_, path_, ec);
+    if (ec) {
+      std::error_code ignored;
+      fs::rename(old, path_, ignored);
+      TORCH_CHECK(false, "cannot write ", path_, ": cannot rename ", temporary_, " into place: ", ec.message());
+    }
+    fs::remove_all(old, ec);
+  } else {
+    fs::rename(temporary_, path_, ec);
+    TORCH_CHECK(!ec, "cannot write ", path_, ": cannot rename ", temporary_, " into place: ", ec.message());
+  }
+  committed_ = true;
+  fsync_directory_of(path_);
+}
+
+}  // namespace contaccum
