@@ -92,7 +92,7 @@ void MemoryBank::save(torch::serialize::OutputArchive& archive) const {
   if (storage_.defined()) archive.write("storage", view().cpu());
 }
 
-void MemoryBank::load(torch::serialize::InputArchive& archive) {
+void MemoryBank::load(torch::serialize::InputArchive& archive, const torch::Device& device) {
   torch::Tensor cap, size, head;
   archive.read("capacity", cap);
   archive.read("size", size);
@@ -102,7 +102,6 @@ void MemoryBank::load(torch::serialize::InputArchive& archive) {
   const int64_t rows = size.item<int64_t>();
   TORCH_CHECK(rows >= 0 && rows <= capacity(), "MemoryBank::load: saved size ", rows, " is not in [0, ", capacity(),
               "]");
-  const auto device = storage_.defined() ? storage_.device() : torch::Device(torch::kCPU);
   clear();
   torch::Tensor contents;
   if (archive.try_read("head", head)) {
@@ -120,7 +119,7 @@ void MemoryBank::load(torch::serialize::InputArchive& archive) {
     TORCH_CHECK(contents.dim() == 3 && contents.size(0) == rows, "MemoryBank::load: saved storage ", contents.sizes(),
                 " does not hold ", rows, " rows");
     if (!storage_.defined() || storage_.size(1) != contents.size(1) || storage_.size(2) != contents.size(2) ||
-        storage_.scalar_type() != contents.scalar_type()) {
+        storage_.scalar_type() != contents.scalar_type() || storage_.device() != device) {
       storage_ = torch::empty({capacity(), contents.size(1), contents.size(2)}, contents.options().device(device));
     }
     storage_.slice(0, 0, rows).copy_(contents);
@@ -134,7 +133,7 @@ void MemoryBank::load(torch::serialize::InputArchive& archive) {
     TORCH_CHECK(contents.dim() == 3 && contents.size(0) == rows, "MemoryBank::load: saved contents ", contents.sizes(),
                 " do not hold ", rows, " rows");
     if (storage_.defined() && (storage_.size(1) != contents.size(1) || storage_.size(2) != contents.size(2) ||
-                               storage_.scalar_type() != contents.scalar_type())) {
+                               storage_.scalar_type() != contents.scalar_type() || storage_.device() != device)) {
       storage_ = torch::Tensor();
     }
     if (contents.size(0) > 0) enqueue(contents.to(device));

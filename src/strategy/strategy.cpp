@@ -235,8 +235,10 @@ void Strategy::load(torch::serialize::InputArchive& archive) {
   torch::serialize::InputArchive q, p;
   archive.read("query_bank", q);
   archive.read("passage_bank", p);
-  query_bank_.load(q);
-  passage_bank_.load(p);
+  // On the model's device, whatever the archive was mapped to.
+  const auto device = model_->device();
+  query_bank_.load(q, device);
+  passage_bank_.load(p, device);
   if (!use_bank_scores_) return;
   torch::serialize::InputArchive scores;
   if (archive.try_read("bank_scores", scores)) {

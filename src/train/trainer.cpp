@@ -9,6 +9,8 @@
 #include "contaccum/train/run_directory.h"
 #include "contaccum/train/schedule.h"
 
+#include "trainer_state_io.h"
+
 #include <spdlog/spdlog.h>
 #include <torch/serialize.h>
 #include <nlohmann/json.hpp>
@@ -192,6 +194,21 @@ void clip_gradients(const std::vector<torch::Tensor>& params, double norm, doubl
   for (const auto& p : params) {
     if (p.grad().defined()) p.grad().mul_(coefficient);
   }
+}
+
+// What a checkpoint must agree on with the run that loads it.
+detail::TrainerFields run_fields(const StrategyOptions& s, const TrainerOptions& o, int64_t total_steps) {
+  return {{"total_steps", total_steps},
+          {"total_batch", s.total_batch()},
+          {"micro_batch", s.micro_batch()},
+          {"memory_size", s.memory_size()},
+          {"hard_negatives", o.hard_negatives()},
+          {"gradients", static_cast<int64_t>(s.gradients())},
+          {"negatives", static_cast<int64_t>(s.negatives())},
+          {"query_bank", s.query_bank()},
+          {"passage_bank", s.passage_bank()},
+          {"bank_hard_negatives", s.bank_hard_negatives()},
+          {"clear_banks_after_step", s.clear_banks_after_step()}};
 }
 
 }  // namespace
@@ -421,29 +438,25 @@ void Trainer::save(torch::serialize::OutputArchive& archive) const {
   archive.write("optimizer", optimizer);
   archive.write("strategy", strategy);
   archive.write("rng", rng);
-  archive.write("trainer",
-                torch::tensor({state_.step, state_.total_steps, state_.position.epoch, state_.position.batch,
-                               state_.best_step, strategy_->options().total_batch(), strategy_->options().micro_batch(),
-                               strategy_->options().memory_size(), options_.hard_negatives()},
-                              torch::kLong));
-  archive.write("best_metric", torch::tensor(state_.best_metric, torch::kDouble));
-  archive.write("skips", torch::tensor({state_.skipped_steps, state_.consecutive_skips}, torch::kLong));
+  auto fields = run_fields(strategy_->options(), options_, state_.total_steps);
+  fields["step"] = state_.step;
+  fields["epoch"] = state_.position.epoch;
+  fields["batch"] = state_.position.batch;
+  fields["best_step"] = state_.best_step;
+  fields["skipped_steps"] = state_.skipped_steps;
+  fields["consecutive_skips"] = state_.consecutive_skips;
+  detail::write_trainer_state(archive, fields, state_.best_metric);
 }
 
 void Trainer::load(torch::serialize::InputArchive& archive) {
-  torch::Tensor t, best;
-  archive.read("trainer", t);
-  archive.read("best_metric", best);
-  TORCH_CHECK(t.numel() == 9, "Trainer::load: not a contaccum trainer checkpoint");
-  auto v = [&](int i) { return t[i].item<int64_t>(); };
-  TORCH_CHECK(v(1) == state_.total_steps, "Trainer::load: the checkpoint belongs to a run of ", v(1),
-              " steps, this one has ", state_.total_steps, " (epochs/max_steps/total_batch differ)");
-  TORCH_CHECK(v(5) == strategy_->options().total_batch() && v(6) == strategy_->options().micro_batch() &&
-                  v(7) == strategy_->options().memory_size() && v(8) == options_.hard_negatives(),
-              "Trainer::load: the checkpoint's total_batch/micro_batch/memory_size/hard_negatives (", v(5), "/", v(6),
-              "/", v(7), "/", v(8), ") differ from this run's (", strategy_->options().total_batch(), "/",
-              strategy_->options().micro_batch(), "/", strategy_->options().memory_size(), "/",
-              options_.hard_negatives(), ")");
+  detail::SavedTrainerState saved;
+  try {
+    saved = detail::read_trainer_state(archive);
+    detail::check_same_run(saved, run_fields(strategy_->options(), options_, state_.total_steps));
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "Trainer::load: ", e.what_without_backtrace());
+  }
+  const auto& field = saved.fields;
   torch::serialize::InputArchive model, optimizer, strategy, rng;
   archive.read("model", model);
   archive.read("optimizer", optimizer);
@@ -453,18 +466,14 @@ void Trainer::load(torch::serialize::InputArchive& archive) {
   optimizer_->load(optimizer);
   strategy_->load(strategy);
   RngState::load(rng).restore();
-  state_.step = v(0);
-  state_.position = SamplerPosition{v(2), v(3)};
+  state_.step = field.at("step");
+  state_.position = SamplerPosition{field.at("epoch"), field.at("batch")};
   state_.epoch = state_.position.epoch;
-  state_.best_step = v(4);
-  state_.best_metric = best.item<double>();
+  state_.best_step = field.at("best_step");
+  state_.best_metric = saved.best_metric;
   state_.should_stop = false;
-  torch::Tensor skips;
-  state_.skipped_steps = state_.consecutive_skips = 0;
-  if (archive.try_read("skips", skips) && skips.numel() == 2) {
-    state_.skipped_steps = skips[0].item<int64_t>();
-    state_.consecutive_skips = skips[1].item<int64_t>();
-  }
+  state_.skipped_steps = field.at("skipped_steps");
+  state_.consecutive_skips = field.at("consecutive_skips");
   loaded_ = true;
 }
 

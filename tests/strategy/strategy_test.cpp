@@ -411,5 +411,30 @@ TEST(Strategy, BanksSurviveSaveAndLoad) {
   EXPECT_TRUE(torch::equal(restored.passage_bank().ordered(), strategy.passage_bank().ordered()));
 }
 
+// A checkpoint read on the CPU (or mapped anywhere) restores the banks on
+// the model's device, so the next step's loss sees banks and
+// representations on one device.
+TEST(Strategy, BanksAreRestoredOnTheModelsDevice) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs a CUDA device";
+  torch::manual_seed(49);
+  auto model = make_model(0.0);
+  model->to(torch::kCUDA);
+  Strategy strategy(model, StrategyOptions::contaccum(8, 2, 12));
+  test::step(strategy, random_batch(8, 1));
+  torch::serialize::OutputArchive out;
+  strategy.save(out);
+  std::stringstream buffer;
+  out.save_to(buffer);
+  Strategy restored(model, StrategyOptions::contaccum(8, 2, 12));
+  torch::serialize::InputArchive in;
+  in.load_from(buffer, torch::kCPU);
+  restored.load(in);
+  EXPECT_TRUE(restored.query_bank().view().is_cuda());
+  EXPECT_TRUE(restored.passage_bank().view().is_cuda());
+  EXPECT_TRUE(torch::equal(restored.passage_bank().ordered(), strategy.passage_bank().ordered()));
+  const auto stats = test::step(restored, random_batch(8, 1));
+  EXPECT_TRUE(std::isfinite(stats.loss));
+}
+
 }  // namespace
 }  // namespace contaccum

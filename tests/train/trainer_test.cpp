@@ -275,3 +275,97 @@ TEST(Trainer, ReducesGradientsOncePerStepBeforeTheNorms) {
 
 }  // namespace
 }  // namespace contaccum
+
+namespace contaccum {
+namespace {
+
+using ::testing::HasSubstr;
+
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  }
+  return "no error";
+}
+
+// A checkpoint names the run it belongs to field by field: a run with the
+// same sizes but another gradient mode, negative scope or bank option is
+// refused, naming the field and both values.
+TEST(TrainerCheckpoint, RefusesARunOfAnotherGradientModeOrNegativeScope) {
+  auto set = test::tiny_training_set(40);
+  Collator collator(test::hashing_tokenizer(kVocab));
+  test::TempDir dir;
+  auto options = tiny_options(dir.path.string()).max_steps(2).checkpoint_every(1);
+  Trainer a(tiny_model(1), StrategyOptions::contaccum(16, 4, 32), set, collator, options);
+  a.train();
+  const auto path = CheckpointManager(dir / "checkpoints").latest().value();
+  auto refused = [&](StrategyOptions s) {
+    Trainer b(tiny_model(1), s, set, collator, options);
+    return error_of([&] { b.load_checkpoint(path); });
+  };
+  EXPECT_THAT(refused(StrategyOptions::contaccum_grad_cache(16, 4, 32).negatives(NegativeScope::MicroBatch)),
+              HasSubstr("gradients = direct, this one has cached (GradCache)"));
+  EXPECT_THAT(refused(StrategyOptions::contaccum(16, 4, 32).negatives(NegativeScope::TotalBatch)),
+              HasSubstr("negatives = micro-batch, this one has total-batch"));
+  EXPECT_THAT(refused(StrategyOptions::contaccum(16, 4, 32).passage_bank(false)),
+              HasSubstr("passage_bank = true, this one has false"));
+  EXPECT_THAT(refused(StrategyOptions::contaccum(16, 4, 32).clear_banks_after_step(true)),
+              HasSubstr("clear_banks_after_step = false, this one has true"));
+  Trainer same(tiny_model(1), StrategyOptions::contaccum(16, 4, 32), set, collator, options);
+  same.load_checkpoint(path);
+  EXPECT_EQ(same.state().step, 2);
+}
+
+// Checkpoints of the positional format (before named fields) still load;
+// one of a newer format is refused, naming it.
+TEST(TrainerCheckpoint, ReadsTheOldFormatAndRefusesANewerOne) {
+  auto set = test::tiny_training_set(40);
+  Collator collator(test::hashing_tokenizer(kVocab));
+  test::TempDir dir;
+  auto options = tiny_options("").max_steps(3);
+  Trainer a(tiny_model(1), StrategyOptions::contaccum(16, 4, 32), set, collator, options);
+  a.add_callback(std::make_shared<StopAt>(2));
+  a.train();
+  // Format 1, as contaccum wrote it: the trainer's state as 9 positional
+  // integers plus best_metric and the skip counts.
+  torch::serialize::OutputArchive old, model, optimizer, strategy, rng;
+  a.model()->save(model);
+  a.optimizer().save(optimizer);
+  a.strategy().save(strategy);
+  RngState::capture().save(rng);
+  old.write("model", model);
+  old.write("optimizer", optimizer);
+  old.write("strategy", strategy);
+  old.write("rng", rng);
+  const auto& s = a.state();
+  old.write("trainer", torch::tensor({s.step, s.total_steps, s.position.epoch, s.position.batch, s.best_step,
+                                      int64_t{16}, int64_t{4}, int64_t{32}, options.hard_negatives()},
+                                     torch::kLong));
+  old.write("best_metric", torch::tensor(0.25, torch::kDouble));
+  old.write("skips", torch::tensor({int64_t{1}, int64_t{0}}, torch::kLong));
+  const auto old_path = dir / "old.pt";
+  save_archive_atomically(old, old_path);
+  Trainer b(tiny_model(2), StrategyOptions::contaccum(16, 4, 32), set, collator, options);
+  b.load_checkpoint(old_path);
+  EXPECT_EQ(b.state().step, 2);
+  EXPECT_EQ(b.state().position.batch, s.position.batch);
+  EXPECT_EQ(b.state().best_metric, 0.25);
+  EXPECT_EQ(b.state().skipped_steps, 1);
+  for (const auto& p : b.model()->named_parameters()) {
+    EXPECT_TRUE(torch::equal(p.value(), a.model()->named_parameters()[p.key()])) << p.key();
+  }
+
+  torch::serialize::OutputArchive future, state;
+  state.write("format", torch::tensor(int64_t{99}, torch::kLong));
+  future.write("state", state);
+  const auto future_path = dir / "future.pt";
+  save_archive_atomically(future, future_path);
+  EXPECT_THAT(error_of([&] { b.load_checkpoint(future_path); }),
+              HasSubstr("trainer format 99; this contaccum reads formats 1 to 2"));
+}
+
+}  // namespace
+}  // namespace contaccum

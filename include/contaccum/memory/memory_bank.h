@@ -71,9 +71,11 @@ class MemoryBank {
   void save(torch::serialize::OutputArchive& archive) const;
   /// Restores what `save` wrote, every row in the slot it had, so that a
   /// restored bank is bit for bit the saved one (also in `view()` order).
-  /// The capacity must match this bank's; reads older checkpoints' oldest-
-  /// first `contents` too.
-  void load(torch::serialize::InputArchive& archive);
+  /// The storage is allocated on `device` (the model's: a bank restored
+  /// before its first enqueue has no storage to take the device from). The
+  /// capacity must match this bank's; reads older checkpoints' oldest-first
+  /// `contents` too.
+  void load(torch::serialize::InputArchive& archive, const torch::Device& device = torch::kCPU);
 
  private:
   MemoryBankOptions options_;

@@ -229,8 +229,11 @@ class Trainer {
 
   /// Writes the whole training state into `archive`.
   void save(torch::serialize::OutputArchive& archive) const;
-  /// Restores what `save` wrote. Throws when the checkpoint belongs to a run
-  /// of another length, batch size or strategy.
+  /// Restores what `save` wrote (named fields with a format version; the
+  /// positional format of earlier checkpoints is read too). Throws naming
+  /// the field when the checkpoint belongs to a run of another length, batch
+  /// or micro-batch size, memory size, number of hard negatives, gradient
+  /// mode, negative scope or bank options, or has a newer format.
   void load(torch::serialize::InputArchive& archive);
   /// `load` from a checkpoint file, after checking every record's CRC-32;
   /// throws naming the file when it is damaged or belongs to another run.
