@@ -206,32 +206,29 @@ struct EncoderSpec {
   }
 };
 
+// Through the library's encoder registry, as the pipeline builds towers.
 std::shared_ptr<EncoderModule> make_tower(const EncoderSpec& spec, int64_t vocab) {
-  if (spec.kind == "boe") {
-    return BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(vocab, spec.dim).embedding_dim(spec.embedding_dim))
-        .ptr();
-  }
-  TORCH_CHECK(spec.kind == "transformer", "--encoder must be boe or transformer, got ", spec.kind);
-  return TransformerEncoder(TransformerEncoderOptions(vocab)
-                                .hidden_size(spec.hidden)
-                                .num_hidden_layers(spec.layers)
-                                .num_attention_heads(spec.heads)
-                                .intermediate_size(spec.intermediate)
-                                .max_position_embeddings(std::max(spec.query_length, spec.passage_length)))
-      .ptr();
+  TORCH_CHECK(spec.kind == "boe" || spec.kind == "transformer", "--encoder must be boe or transformer, got ",
+              spec.kind);
+  const auto& encoder = EncoderRegistry::global().at(spec.kind == "boe" ? "bag_of_embeddings" : "transformer");
+  auto settings = EncoderRegistry::global().defaults();
+  settings.set("dim", spec.dim);
+  settings.set("embedding_dim", spec.embedding_dim);
+  settings.set("hidden_size", spec.hidden);
+  settings.set("layers", spec.layers);
+  settings.set("heads", spec.heads);
+  settings.set("intermediate_size", spec.intermediate);
+  settings.set("dropout", 0.1);
+  TowerContext context;
+  context.vocab_size = vocab;
+  context.max_positions = std::max(spec.query_length, spec.passage_length);
+  return encoder.make_tower(settings, context);
 }
 
 struct Config {
   std::string strategy;
   int64_t total = 0, micro = 0, memory = 0;
-  StrategyOptions options() const {
-    if (strategy == "full_batch") return StrategyOptions::full_batch(total);
-    if (strategy == "grad_accum") return StrategyOptions::grad_accum(total, micro);
-    if (strategy == "grad_cache") return StrategyOptions::grad_cache(total, micro);
-    if (strategy == "contaccum") return StrategyOptions::contaccum(total, micro, memory);
-    if (strategy == "contaccum_grad_cache") return StrategyOptions::contaccum_grad_cache(total, micro, memory);
-    TORCH_CHECK(false, "unknown strategy ", strategy);
-  }
+  StrategyOptions options() const { return StrategyOptions::from_preset(strategy, total, micro, memory); }
 };
 
 // One configuration's model, optimizer and strategy, and its measurements.

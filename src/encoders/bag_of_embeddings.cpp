@@ -1,6 +1,10 @@
 #include "contaccum/encoders/bag_of_embeddings.h"
 
+#include "contaccum/encoders/registry.h"
+
 #include <torch/nn/functional/dropout.h>
+
+#include <c10/util/StringUtil.h>
 
 #include <limits>
 
@@ -74,6 +78,33 @@ torch::Tensor BagOfEmbeddingsEncoderImpl::forward(const EncoderInput& input) {
   pooled = torch::nn::functional::dropout(
       pooled, torch::nn::functional::DropoutFuncOptions().p(options_.dropout()).training(is_training()));
   return projection_->forward(pooled);
+}
+
+EncoderRegistration bag_of_embeddings_registration() {
+  EncoderRegistration r;
+  r.name = "bag_of_embeddings";
+  r.options = {
+      {"dim", int64_t{256}, "output width (default 256)", positive_integer()},
+      {"embedding_dim", int64_t{256}, "token embedding width (default 256)", positive_integer()},
+      {"dropout", 0.1, "dropout on the pooled embedding (default 0.1)", fraction_below_one()},
+      {"pooling", std::string(), "mean or attention, a learned per-token softmax weight (default: mean)", {}},
+  };
+  r.validate = [](const EncoderSettings& s) {
+    const auto& pooling = s.text("pooling");
+    TORCH_CHECK(pooling.empty() || pooling == "mean" || pooling == "attention", "config key '", s.name_of("pooling"),
+                "' must be one of mean, attention; got '", pooling, "'");
+  };
+  r.make_tower = [](const EncoderSettings& s, const TowerContext& c) -> std::shared_ptr<EncoderModule> {
+    return BagOfEmbeddingsEncoder(
+               BagOfEmbeddingsEncoderOptions(c.vocab_size, s.integer("dim"))
+                   .embedding_dim(s.integer("embedding_dim"))
+                   .dropout(s.number("dropout"))
+                   .padding_idx(c.pad_id)
+                   .pooling(s.text("pooling") == "attention" ? BagPooling::Attention : BagPooling::Mean))
+        .ptr();
+  };
+  r.output_dim = [](const EncoderSettings& s) { return s.integer("dim"); };
+  return r;
 }
 
 }  // namespace contaccum

@@ -33,6 +33,28 @@ StrategyOptions StrategyOptions::contaccum_grad_cache(int64_t total_batch, int64
   return grad_cache(total_batch, micro_batch).memory_size(memory_size);
 }
 
+const std::vector<std::string>& StrategyOptions::preset_names() {
+  static const std::vector<std::string> names = {"full_batch", "grad_accum", "grad_cache", "contaccum",
+                                                 "contaccum_grad_cache"};
+  return names;
+}
+
+bool StrategyOptions::preset_has_banks(const std::string& name) {
+  return name == "contaccum" || name == "contaccum_grad_cache";
+}
+
+StrategyOptions StrategyOptions::from_preset(const std::string& name, int64_t total_batch, int64_t micro_batch,
+                                             int64_t memory_size) {
+  if (name == "full_batch") return full_batch(total_batch);
+  if (name == "grad_accum") return grad_accum(total_batch, micro_batch);
+  if (name == "grad_cache") return grad_cache(total_batch, micro_batch);
+  if (name == "contaccum") return contaccum(total_batch, micro_batch, memory_size);
+  if (name == "contaccum_grad_cache") return contaccum_grad_cache(total_batch, micro_batch, memory_size);
+  std::string list;
+  for (const auto& n : preset_names()) list += (list.empty() ? "" : ", ") + n;
+  TORCH_CHECK(false, "StrategyOptions::from_preset: the strategy must be one of ", list, "; got '", name, "'");
+}
+
 void StrategyOptions::validate() const {
   TORCH_CHECK(total_batch() > 0, "StrategyOptions::total_batch must be > 0, got ", total_batch());
   TORCH_CHECK(micro_batch() > 0, "StrategyOptions::micro_batch must be > 0, got ", micro_batch());

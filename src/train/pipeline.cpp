@@ -2,8 +2,7 @@
 
 #include "contaccum/core/stopwatch.h"
 #include "contaccum/data/readers.h"
-#include "contaccum/encoders/bag_of_embeddings.h"
-#include "contaccum/encoders/transformer.h"
+#include "contaccum/encoders/registry.h"
 #include "contaccum/eval/evaluate.h"
 #include "contaccum/io/zip_checksums.h"
 #include "contaccum/text/vocab_builder.h"
@@ -36,28 +35,11 @@ std::string vocab_text(const Vocabulary& vocab) {
 }
 
 std::shared_ptr<EncoderModule> make_tower(const TrainConfig& c, int64_t vocab_size, int64_t pad_id) {
-  if (c.encoder == "bag_of_embeddings") {
-    return BagOfEmbeddingsEncoder(
-               BagOfEmbeddingsEncoderOptions(vocab_size, c.encoder_dim)
-                   .embedding_dim(c.encoder_embedding_dim)
-                   .dropout(c.encoder_dropout)
-                   .padding_idx(pad_id)
-                   .pooling(c.encoder_pooling == "attention" ? BagPooling::Attention : BagPooling::Mean))
-        .ptr();
-  }
-  const auto pooling = c.encoder_pooling == "mean" ? TransformerPooling::Mean : TransformerPooling::Cls;
-  if (!c.encoder_pretrained.empty()) return load_hf_pretrained(c.encoder_pretrained, pooling).ptr();
-  return TransformerEncoder(TransformerEncoderOptions(vocab_size)
-                                .hidden_size(c.encoder_hidden_size)
-                                .num_hidden_layers(c.encoder_layers)
-                                .num_attention_heads(c.encoder_heads)
-                                .intermediate_size(c.encoder_intermediate_size)
-                                .max_position_embeddings(std::max<int64_t>(512, c.passage_max_length))
-                                .hidden_dropout_prob(c.encoder_dropout)
-                                .attention_probs_dropout_prob(c.encoder_dropout)
-                                .pooling(pooling)
-                                .pad_token_id(pad_id))
-      .ptr();
+  TowerContext context;
+  context.vocab_size = vocab_size;
+  context.pad_id = pad_id;
+  context.max_positions = std::max<int64_t>(512, c.passage_max_length);
+  return EncoderRegistry::global().at(c.encoder).make_tower(c.encoder_options, context);
 }
 
 DualEncoder make_dual_encoder(const TrainConfig& c, const WordPieceTokenizer& tokenizer) {
@@ -82,14 +64,7 @@ WordPieceTokenizerOptions tokenizer_options(const TrainConfig& c) {
 }
 
 StrategyOptions strategy_options(const TrainConfig& c) {
-  StrategyOptions s = c.strategy == "full_batch"   ? StrategyOptions::full_batch(c.total_batch)
-                      : c.strategy == "grad_accum" ? StrategyOptions::grad_accum(c.total_batch, c.micro_batch)
-                      : c.strategy == "grad_cache" ? StrategyOptions::grad_cache(c.total_batch, c.micro_batch)
-                      : c.strategy == "contaccum"
-                          ? StrategyOptions::contaccum(c.total_batch, c.micro_batch, c.memory_size)
-                          : StrategyOptions::contaccum_grad_cache(c.total_batch, c.micro_batch, c.memory_size);
-  const bool banks = c.strategy == "contaccum" || c.strategy == "contaccum_grad_cache";
-  if (!banks) s.memory_size(0);
+  auto s = StrategyOptions::from_preset(c.strategy, c.total_batch, c.micro_batch, c.memory_size);
   s.query_bank(c.query_bank)
       .passage_bank(c.passage_bank)
       .bank_hard_negatives(c.bank_hard_negatives)
@@ -99,6 +74,12 @@ StrategyOptions strategy_options(const TrainConfig& c) {
                 .temperature(c.temperature));
   s.validate();
   return s;
+}
+
+// The pretrained directory the chosen encoder starts from ("" for none).
+std::string pretrained_directory(const TrainConfig& c) {
+  const auto& key = EncoderRegistry::global().at(c.encoder).pretrained_key;
+  return key.empty() ? "" : c.encoder_options.text(key);
 }
 
 void require(const std::string& value, const char* key) {
@@ -123,10 +104,9 @@ double available_memory_bytes() {
 // Bytes the banks, their score cache and the loss over them take: refused
 // up front, naming the key, rather than failing deep in the allocator.
 void check_bank_memory(const TrainConfig& c) {
-  const bool banks = c.strategy == "contaccum" || c.strategy == "contaccum_grad_cache";
-  if (!banks || c.memory_size == 0) return;
+  if (!StrategyOptions::preset_has_banks(c.strategy) || c.memory_size == 0) return;
   const double m = static_cast<double>(c.memory_size), g = 1.0 + static_cast<double>(c.hard_negatives);
-  const double d = static_cast<double>(c.encoder == "transformer" ? c.encoder_hidden_size : c.encoder_dim);
+  const double d = static_cast<double>(EncoderRegistry::global().at(c.encoder).output_dim(c.encoder_options));
   const double block = static_cast<double>(c.strategy == "contaccum" ? c.micro_batch : c.total_batch);
   double leaves = 1;
   while (leaves < std::ceil(m / block)) leaves *= 2;
@@ -247,8 +227,8 @@ TrainedModel build_model(const TrainConfig& config, const TextTable* corpus) {
   Vocabulary vocab;
   if (!config.tokenizer_vocab.empty()) {
     vocab = Vocabulary::load(config.tokenizer_vocab);
-  } else if (!config.encoder_pretrained.empty()) {
-    vocab = Vocabulary::load((fs::path(config.encoder_pretrained) / "vocab.txt").string());
+  } else if (const auto pretrained = pretrained_directory(config); !pretrained.empty()) {
+    vocab = Vocabulary::load((fs::path(pretrained) / "vocab.txt").string());
   } else {
     TORCH_CHECK(corpus != nullptr && !corpus->empty(),
                 "build_model: no tokenizer.vocab given and no corpus to train a vocabulary on");
@@ -274,13 +254,9 @@ void save_model(const TrainedModel& m, const std::string& directory) {
   torch::serialize::OutputArchive archive;
   m.model->save(archive);
   save_archive_atomically(archive, (fs::path(directory) / "weights.pt").string());
-  if (m.config.encoder == "transformer") {
-    auto export_tower = [&](const std::shared_ptr<EncoderModule>& tower, const char* name) {
-      auto t = std::dynamic_pointer_cast<TransformerEncoderImpl>(tower);
-      if (t) t->save_hf_pretrained((fs::path(directory) / name).string());
-    };
-    export_tower(m.model->query_encoder(), "query_encoder");
-    if (!m.model->shared()) export_tower(m.model->passage_encoder(), "passage_encoder");
+  if (const auto& export_hf = EncoderRegistry::global().at(m.config.encoder).export_hf) {
+    export_hf(*m.model->query_encoder(), (fs::path(directory) / "query_encoder").string());
+    if (!m.model->shared()) export_hf(*m.model->passage_encoder(), (fs::path(directory) / "passage_encoder").string());
   }
   write_model_checksums(directory);
 }
@@ -296,7 +272,10 @@ TrainedModel load_model(const std::string& directory) {
   verify_zip_checksums(weights_path);
   auto config = TrainConfig::load(config_path);
   config.tokenizer_vocab = vocab_path;
-  config.encoder_pretrained.clear();  // the weights file has every tensor
+  // The weights file has every tensor: no pretrained start.
+  if (const auto& key = EncoderRegistry::global().at(config.encoder).pretrained_key; !key.empty()) {
+    config.encoder_options.set(key, std::string());
+  }
   TrainedModel out = build_model(config, nullptr);
   torch::serialize::InputArchive archive;
   try {
@@ -372,7 +351,7 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
   const Stopwatch vocab_watch;
   trained = build_model(effective, corpus.get());
   trained.config = config;
-  if (config.tokenizer_vocab.empty() && config.encoder_pretrained.empty()) {
+  if (config.tokenizer_vocab.empty() && pretrained_directory(config).empty()) {
     spdlog::info("WordPiece vocabulary of {} tokens in {:.1f} s", trained.tokenizer->vocab().size(),
                  vocab_watch.seconds());
     write_file_atomically(saved_vocab, vocab_text(trained.tokenizer->vocab()));

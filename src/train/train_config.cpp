@@ -1,27 +1,36 @@
 #include "contaccum/train/train_config.h"
 
+#include "contaccum/strategy/strategy.h"
+
 #include <c10/util/Exception.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <variant>
 
 namespace contaccum {
 namespace {
 
-using Field =
-    std::variant<std::string TrainConfig::*, int64_t TrainConfig::*, double TrainConfig::*, bool TrainConfig::*>;
+// A key of the chosen encoder's options (`TrainConfig::encoder_options`).
+struct EncoderKey {
+  std::string key;
+};
+
+using Field = std::variant<std::string TrainConfig::*, int64_t TrainConfig::*, double TrainConfig::*,
+                           bool TrainConfig::*, EncoderKey>;
 
 struct Key {
-  const char* name;
+  std::string name;
   Field field;
 };
 
-// The one table of keys: parsing, printing and `keys()` all read it.
-const std::vector<Key>& key_table() {
+// The keys of TrainConfig's own fields; the encoders' keys are added from
+// the registry after "encoder_options.tied_init".
+const std::vector<Key>& fixed_keys() {
   static const std::vector<Key> table = {
       {"data.corpus", &TrainConfig::data_corpus},
       {"data.queries", &TrainConfig::data_queries},
@@ -44,15 +53,6 @@ const std::vector<Key>& key_table() {
       {"encoder", &TrainConfig::encoder},
       {"encoder_options.shared", &TrainConfig::encoder_shared},
       {"encoder_options.tied_init", &TrainConfig::encoder_tied_init},
-      {"encoder_options.dim", &TrainConfig::encoder_dim},
-      {"encoder_options.embedding_dim", &TrainConfig::encoder_embedding_dim},
-      {"encoder_options.dropout", &TrainConfig::encoder_dropout},
-      {"encoder_options.hidden_size", &TrainConfig::encoder_hidden_size},
-      {"encoder_options.layers", &TrainConfig::encoder_layers},
-      {"encoder_options.heads", &TrainConfig::encoder_heads},
-      {"encoder_options.intermediate_size", &TrainConfig::encoder_intermediate_size},
-      {"encoder_options.pooling", &TrainConfig::encoder_pooling},
-      {"encoder_options.pretrained", &TrainConfig::encoder_pretrained},
       {"tokenizer.vocab", &TrainConfig::tokenizer_vocab},
       {"tokenizer.vocab_size", &TrainConfig::tokenizer_vocab_size},
       {"tokenizer.lower_case", &TrainConfig::tokenizer_lower_case},
@@ -78,11 +78,61 @@ const std::vector<Key>& key_table() {
   return table;
 }
 
-const Key* find_key(const std::string& name) {
-  for (const auto& k : key_table()) {
-    if (name == k.name) return &k;
+// The one table of keys: parsing, printing and `keys()` all read it.
+std::vector<Key> key_table() {
+  std::vector<Key> table;
+  for (const auto& k : fixed_keys()) {
+    table.push_back(k);
+    if (k.name == "encoder_options.tied_init") {
+      for (const auto& spec : EncoderRegistry::global().options()) {
+        table.push_back({"encoder_options." + spec.key, EncoderKey{spec.key}});
+      }
+    }
   }
-  return nullptr;
+  return table;
+}
+
+std::optional<Key> find_key(const std::string& name) {
+  for (auto& k : key_table()) {
+    if (name == k.name) return k;
+  }
+  return std::nullopt;
+}
+
+// Parses a YAML scalar as T; false when it is not one (or not finite).
+template <typename T>
+bool parse_scalar(const std::string& value, T& out) {
+  try {
+    out = YAML::Load(value).as<T>();
+  } catch (const YAML::Exception&) {
+    return false;
+  }
+  if constexpr (std::is_same_v<T, double>) return std::isfinite(out);
+  return true;
+}
+
+template <typename T>
+const char* type_words() {
+  return std::is_same_v<T, bool> ? "true or false" : std::is_same_v<T, double> ? "a finite number" : "an integer";
+}
+
+// An encoder option's value, typed as its default is.
+void assign_encoder_option(TrainConfig& config, const EncoderKey& k, const std::string& name, const std::string& value,
+                           const std::string& source) {
+  const auto type = config.encoder_options.values().at(k.key);
+  std::visit(
+      [&](const auto& like) {
+        using T = std::decay_t<decltype(like)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          config.encoder_options.set(k.key, value);
+        } else {
+          T parsed{};
+          TORCH_CHECK(parse_scalar(value, parsed), source, ": config key '", name, "' must be ", type_words<T>(),
+                      ", got '", value, "'");
+          config.encoder_options.set(k.key, parsed);
+        }
+      },
+      type);
 }
 
 // Flattens nested maps into dotted keys; every leaf must be a scalar, and no
@@ -109,45 +159,61 @@ void flatten(const YAML::Node& node, const std::string& prefix, const std::strin
 }
 
 void assign(TrainConfig& config, const std::string& key, const std::string& value, const std::string& source) {
-  const Key* k = find_key(key);
-  TORCH_CHECK(k != nullptr, source, ": unknown config key '", key, "' (see `contaccum train --list-keys`)");
+  const auto k = find_key(key);
+  TORCH_CHECK(k.has_value(), source, ": unknown config key '", key, "' (see `contaccum train --list-keys`)");
   std::visit(
       [&](auto member) {
-        using T = std::decay_t<decltype(config.*member)>;
-        if constexpr (std::is_same_v<T, std::string>) {
-          config.*member = value;
+        if constexpr (std::is_same_v<decltype(member), EncoderKey>) {
+          assign_encoder_option(config, member, key, value, source);
         } else {
-          T parsed{};
-          bool ok = false;
-          try {
-            parsed = YAML::Load(value).as<T>();
-            ok = true;
-          } catch (const YAML::Exception&) {
+          using T = std::decay_t<decltype(config.*member)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            config.*member = value;
+          } else {
+            T parsed{};
+            TORCH_CHECK(parse_scalar(value, parsed), source, ": config key '", key, "' must be ", type_words<T>(),
+                        ", got '", value, "'");
+            config.*member = parsed;
           }
-          if constexpr (std::is_same_v<T, double>) ok = ok && std::isfinite(parsed);
-          const char* type = std::is_same_v<T, bool>     ? "true or false"
-                             : std::is_same_v<T, double> ? "a finite number"
-                                                         : "an integer";
-          TORCH_CHECK(ok, source, ": config key '", key, "' must be ", type, ", got '", value, "'");
-          config.*member = parsed;
         }
       },
       k->field);
 }
 
-std::string quoted(const std::string& s) {
-  YAML::Emitter e;
-  e << YAML::DoubleQuoted << s;
-  return e.c_str();
+// A value as to_yaml prints it.
+template <typename T>
+void print_value(std::ostream& out, const T& v) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    YAML::Emitter e;
+    e << YAML::DoubleQuoted << v;
+    out << e.c_str();
+  } else if constexpr (std::is_same_v<T, bool>) {
+    out << (v ? "true" : "false");
+  } else {
+    out << v;
+  }
 }
 
-void check_choice(const std::string& key, const std::string& value, std::initializer_list<const char*> choices) {
+void check_choice(const std::string& key, const std::string& value, const std::vector<std::string>& choices) {
   std::string list;
-  for (const char* c : choices) {
+  for (const auto& c : choices) {
     if (value == c) return;
-    list += list.empty() ? c : std::string(", ") + c;
+    list += (list.empty() ? "" : ", ") + c;
   }
   TORCH_CHECK(false, "config key '", key, "' must be one of ", list, "; got '", value, "'");
+}
+
+// Every registered encoder's keys in range (a key's own check), then the
+// chosen encoder's own checks.
+void validate_encoder_options(const std::string& encoder, const EncoderSettings& settings) {
+  const auto& registry = EncoderRegistry::global();
+  const auto& chosen = registry.at(encoder);  // throws listing the names
+  for (const auto& spec : registry.options()) {
+    if (!spec.check) continue;
+    const auto problem = spec.check(settings.values().at(spec.key));
+    TORCH_CHECK(problem.empty(), "config key '", settings.name_of(spec.key), "' ", problem);
+  }
+  if (chosen.validate) chosen.validate(settings);
 }
 
 }  // namespace
@@ -205,13 +271,10 @@ std::string TrainConfig::to_yaml() const {
     out << k.name << ": ";
     std::visit(
         [&](auto member) {
-          using T = std::decay_t<decltype(this->*member)>;
-          if constexpr (std::is_same_v<T, std::string>) {
-            out << quoted(this->*member);
-          } else if constexpr (std::is_same_v<T, bool>) {
-            out << (this->*member ? "true" : "false");
+          if constexpr (std::is_same_v<decltype(member), EncoderKey>) {
+            std::visit([&](const auto& v) { print_value(out, v); }, encoder_options.values().at(member.key));
           } else {
-            out << this->*member;
+            print_value(out, this->*member);
           }
         },
         k.field);
@@ -221,16 +284,9 @@ std::string TrainConfig::to_yaml() const {
 }
 
 void TrainConfig::validate() const {
-  check_choice("strategy", strategy, {"full_batch", "grad_accum", "grad_cache", "contaccum", "contaccum_grad_cache"});
+  check_choice("strategy", strategy, StrategyOptions::preset_names());
   check_choice("similarity", similarity, {"dot", "cosine"});
-  check_choice("encoder", encoder, {"bag_of_embeddings", "transformer"});
-  if (!encoder_pooling.empty()) {
-    if (encoder == "transformer") {
-      check_choice("encoder_options.pooling", encoder_pooling, {"cls", "mean"});
-    } else {
-      check_choice("encoder_options.pooling", encoder_pooling, {"mean", "attention"});
-    }
-  }
+  validate_encoder_options(encoder, encoder_options);
   auto positive = [](const char* key, int64_t v) { TORCH_CHECK(v > 0, "config key '", key, "' must be > 0, got ", v); };
   auto non_negative = [](const char* key, int64_t v) {
     TORCH_CHECK(v >= 0, "config key '", key, "' must be >= 0, got ", v);
@@ -244,16 +300,6 @@ void TrainConfig::validate() const {
   non_negative("memory_size", memory_size);
   non_negative("hard_negatives", hard_negatives);
   TORCH_CHECK(temperature > 0, "config key 'temperature' must be > 0, got ", temperature);
-  positive("encoder_options.dim", encoder_dim);
-  positive("encoder_options.embedding_dim", encoder_embedding_dim);
-  TORCH_CHECK(encoder_dropout >= 0 && encoder_dropout < 1,
-              "config key 'encoder_options.dropout' must be in [0, 1), got ", encoder_dropout);
-  positive("encoder_options.hidden_size", encoder_hidden_size);
-  positive("encoder_options.layers", encoder_layers);
-  positive("encoder_options.heads", encoder_heads);
-  TORCH_CHECK(encoder_hidden_size % encoder_heads == 0, "config key 'encoder_options.heads' (", encoder_heads,
-              ") must divide encoder_options.hidden_size (", encoder_hidden_size, ")");
-  positive("encoder_options.intermediate_size", encoder_intermediate_size);
   TORCH_CHECK(tokenizer_vocab_size >= 100, "config key 'tokenizer.vocab_size' must be >= 100, got ",
               tokenizer_vocab_size);
   TORCH_CHECK(query_max_length >= 3, "config key 'query_max_length' must be >= 3, got ", query_max_length);

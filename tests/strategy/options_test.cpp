@@ -52,3 +52,33 @@ TEST(Strategy, RejectsBatchesOfTheWrongShape) {
 
 }  // namespace
 }  // namespace contaccum
+
+namespace contaccum {
+namespace {
+
+bool same(const StrategyOptions& a, const StrategyOptions& b) {
+  return a.total_batch() == b.total_batch() && a.micro_batch() == b.micro_batch() && a.gradients() == b.gradients() &&
+         a.negatives() == b.negatives() && a.memory_size() == b.memory_size();
+}
+
+// The one name -> options mapping agrees with the named presets; memory is
+// kept only by the bank presets.
+TEST(StrategyOptions, FromPresetIsTheNamedPreset) {
+  EXPECT_TRUE(same(StrategyOptions::from_preset("full_batch", 32, 8, 64), StrategyOptions::full_batch(32)));
+  EXPECT_TRUE(same(StrategyOptions::from_preset("grad_accum", 32, 8, 64), StrategyOptions::grad_accum(32, 8)));
+  EXPECT_TRUE(same(StrategyOptions::from_preset("grad_cache", 32, 8, 64), StrategyOptions::grad_cache(32, 8)));
+  EXPECT_TRUE(same(StrategyOptions::from_preset("contaccum", 32, 8, 64), StrategyOptions::contaccum(32, 8, 64)));
+  EXPECT_TRUE(same(StrategyOptions::from_preset("contaccum_grad_cache", 32, 8, 64),
+                   StrategyOptions::contaccum_grad_cache(32, 8, 64)));
+  EXPECT_EQ(StrategyOptions::preset_names().size(), 5u);
+  for (const auto& name : StrategyOptions::preset_names()) {
+    EXPECT_EQ(StrategyOptions::preset_has_banks(name), StrategyOptions::from_preset(name, 32, 8, 64).memory_size() > 0)
+        << name;
+  }
+  EXPECT_THAT(test::error_of([] { StrategyOptions::from_preset("moco", 8, 2); }),
+              ::testing::HasSubstr("must be one of full_batch, grad_accum, grad_cache, contaccum, "
+                                   "contaccum_grad_cache; got 'moco'"));
+}
+
+}  // namespace
+}  // namespace contaccum

@@ -33,9 +33,9 @@ lr: 3e-4
   EXPECT_EQ(c.data_corpus, "c.jsonl");
   EXPECT_EQ(c.data_queries, "q.jsonl");
   EXPECT_EQ(c.encoder, "transformer");
-  EXPECT_EQ(c.encoder_layers, 2);
-  EXPECT_EQ(c.encoder_pooling, "mean");
-  EXPECT_DOUBLE_EQ(c.encoder_dropout, 0.0);
+  EXPECT_EQ(c.encoder_options.integer("layers"), 2);
+  EXPECT_EQ(c.encoder_options.text("pooling"), "mean");
+  EXPECT_DOUBLE_EQ(c.encoder_options.number("dropout"), 0.0);
   EXPECT_DOUBLE_EQ(c.lr, 3e-4);
   EXPECT_EQ(c.similarity, "cosine");
   EXPECT_EQ(c.memory_size, 1024);  // default kept

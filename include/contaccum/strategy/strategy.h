@@ -9,6 +9,9 @@
 
 #include <torch/arg.h>
 
+#include <string>
+#include <vector>
+
 namespace contaccum {
 
 /// How representations get their gradients.
@@ -60,6 +63,18 @@ struct StrategyOptions {
   /// ContAccum over GradCache micro-batches: full-batch negatives plus banks
   /// holding earlier steps.
   static StrategyOptions contaccum_grad_cache(int64_t total_batch, int64_t micro_batch, int64_t memory_size);
+  /// The preset of that name (`full_batch`, `grad_accum`, `grad_cache`,
+  /// `contaccum`, `contaccum_grad_cache`): the one mapping from a strategy's
+  /// name to its options, used by the config, the pipeline and the
+  /// benchmarks. `micro_batch` is not used by `full_batch`; `memory_size`
+  /// only by the bank presets (`preset_has_banks`), the others get 0. Throws
+  /// listing the names on an unknown one.
+  static StrategyOptions from_preset(const std::string& name, int64_t total_batch, int64_t micro_batch,
+                                     int64_t memory_size = 0);
+  /// The presets' names, in the order above.
+  static const std::vector<std::string>& preset_names();
+  /// True for `contaccum` and `contaccum_grad_cache`.
+  static bool preset_has_banks(const std::string& name);
 
   /// Examples per optimizer step (`N_total`). Required, > 0.
   TORCH_ARG(int64_t, total_batch);

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "contaccum/encoders/registry.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -52,31 +54,22 @@ struct TrainConfig {
   double temperature = 1.0;
 
   // --- encoder ---
-  /// bag_of_embeddings or transformer. Default: bag_of_embeddings.
+  /// A registered encoder (built in: bag_of_embeddings, transformer).
+  /// Default: bag_of_embeddings.
   std::string encoder = "bag_of_embeddings";
   /// One tower for queries and passages. Default: false.
   bool encoder_shared = false;
   /// Two towers start from the same initial weights, as two copies of one
   /// pretrained checkpoint do (ignored for a shared tower). Default: false.
   bool encoder_tied_init = false;
-  /// Output width (bag_of_embeddings). Default: 256.
-  int64_t encoder_dim = 256;
-  /// Token embedding width (bag_of_embeddings). Default: 256.
-  int64_t encoder_embedding_dim = 256;
-  /// Default: 0.1.
-  double encoder_dropout = 0.1;
-  /// Transformer sizes. Defaults: 256, 4, 4, 1024.
-  int64_t encoder_hidden_size = 256;
-  int64_t encoder_layers = 4;
-  int64_t encoder_heads = 4;
-  int64_t encoder_intermediate_size = 1024;
-  /// transformer: cls or mean; bag_of_embeddings: mean or attention (a
-  /// learned per-token softmax weight). Default: empty, the encoder's own
-  /// default (cls for transformer, mean for bag_of_embeddings).
-  std::string encoder_pooling;
-  /// A Hugging Face BERT directory (config.json, model.safetensors,
-  /// vocab.txt) to start both towers from. Default: none.
-  std::string encoder_pretrained;
+  /// The chosen encoder's options, `encoder_options.<key>` in the config:
+  /// every key of every registered encoder (`EncoderRegistry`), at its
+  /// default unless given; only the chosen encoder's are used. Built in:
+  /// bag_of_embeddings `dim`, `embedding_dim` (256 each), `dropout` (0.1),
+  /// `pooling` (mean or attention); transformer `hidden_size` (256),
+  /// `layers` (4), `heads` (4), `intermediate_size` (1024), `dropout`,
+  /// `pooling` (cls or mean), `pretrained` (a Hugging Face BERT directory).
+  EncoderSettings encoder_options = EncoderRegistry::global().defaults();
 
   // --- tokenizer ---
   /// A `vocab.txt`; empty trains a WordPiece vocabulary on the corpus.
