@@ -20,8 +20,13 @@ using detail::PythonRandom;
 using detail::strip_restatement;
 using detail::valid_package;
 
-DebianDatasetSummary build_debian_dataset(const std::vector<DebianDescription>& descriptions,
-                                          const std::string& out_dir, const DebianDatasetOptions& options) {
+namespace {
+
+struct Kept {
+  std::string_view package, synopsis, text;
+};
+
+void check_options(const std::vector<DebianDescription>& descriptions, const DebianDatasetOptions& options) {
   TORCH_CHECK(options.dev_queries() >= 0, "DebianDatasetOptions::dev_queries must be >= 0, got ",
               options.dev_queries());
   TORCH_CHECK(options.reserved_queries() >= 0, "DebianDatasetOptions::reserved_queries must be >= 0, got ",
@@ -35,7 +40,13 @@ DebianDatasetSummary build_debian_dataset(const std::vector<DebianDescription>& 
               options.min_query_words());
   TORCH_CHECK(descriptions.size() < (size_t{1} << 32), "build_debian_dataset: at most 2^32 - 1 descriptions, got ",
               descriptions.size());
+}
 
+// build.py's selection: a package, synopsis or long description shared by
+// several packages drops them all, and so does a passage shared after its
+// restatement is removed; too short ones go too. Counts into `summary`.
+std::vector<Kept> select_packages(const std::vector<DebianDescription>& descriptions,
+                                  const DebianDatasetOptions& options, DebianDatasetSummary& summary) {
   std::unordered_map<std::string_view, int64_t> packages, synopses, texts;
   for (size_t i = 0; i < descriptions.size(); ++i) {
     const auto& d = descriptions[i];
@@ -46,11 +57,7 @@ DebianDatasetSummary build_debian_dataset(const std::vector<DebianDescription>& 
     texts[d.long_description] += 1;
   }
 
-  DebianDatasetSummary summary;
   summary.packages = static_cast<int64_t>(descriptions.size());
-  struct Kept {
-    std::string_view package, synopsis, text;
-  };
   std::vector<Kept> candidates;
   for (const auto& d : descriptions) {
     if (packages[d.package] != 1 || synopses[d.synopsis] != 1 || texts[d.long_description] != 1) {
@@ -75,6 +82,16 @@ DebianDatasetSummary build_debian_dataset(const std::vector<DebianDescription>& 
       kept.push_back(c);
     }
   }
+  return kept;
+}
+
+}  // namespace
+
+DebianDatasetSummary build_debian_dataset(const std::vector<DebianDescription>& descriptions,
+                                          const std::string& out_dir, const DebianDatasetOptions& options) {
+  check_options(descriptions, options);
+  DebianDatasetSummary summary;
+  auto kept = select_packages(descriptions, options, summary);
   summary.kept = static_cast<int64_t>(kept.size());
   const int64_t held = options.reserved_queries() + options.dev_queries();
   TORCH_CHECK(summary.kept > held, "build_debian_dataset: ", summary.kept, " of ", summary.packages, " packages kept (",

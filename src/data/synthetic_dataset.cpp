@@ -68,9 +68,7 @@ std::string join(const std::vector<int64_t>& words, const std::vector<std::strin
   return out;
 }
 
-}  // namespace
-
-void build_synthetic_dataset(const std::string& out_dir, const SyntheticDatasetOptions& o) {
+void check_options(const SyntheticDatasetOptions& o) {
   TORCH_CHECK(o.topics() > 0, "SyntheticDatasetOptions::topics must be > 0, got ", o.topics());
   TORCH_CHECK(o.words_per_topic() > 0, "SyntheticDatasetOptions::words_per_topic must be > 0, got ",
               o.words_per_topic());
@@ -103,46 +101,69 @@ void build_synthetic_dataset(const std::string& out_dir, const SyntheticDatasetO
               "SyntheticDatasetOptions: 2 * topics * words_per_topic + background_words must be <= ", kWords,
               ", got topics ", o.topics(), ", words_per_topic ", o.words_per_topic(), ", background_words ",
               o.background_words());
+}
 
-  // Vocabulary: topic words (topic-major), their paraphrases, background.
-  const int64_t per_topic = o.words_per_topic();
-  const int64_t topic_words = o.topics() * per_topic;
-  const int64_t background = 2 * topic_words;
-  std::vector<std::string> vocabulary;
-  vocabulary.reserve(static_cast<size_t>(background + o.background_words()));
-  for (int64_t w = 0; w < background + o.background_words(); ++w) vocabulary.push_back(spell(w));
-  // Zipf weights 1/rank, as words in real text.
-  std::vector<double> cumulative(static_cast<size_t>(o.background_words()));
+// Words: topic words (topic-major), their paraphrases, then background words
+// drawn with Zipf weights 1/rank, as words in real text.
+struct SyntheticWords {
+  explicit SyntheticWords(const SyntheticDatasetOptions& o)
+      : per_topic(o.words_per_topic()), topic_words(o.topics() * per_topic), background(2 * topic_words) {
+    spelled.reserve(static_cast<size_t>(background + o.background_words()));
+    for (int64_t w = 0; w < background + o.background_words(); ++w) spelled.push_back(spell(w));
+    cumulative.resize(static_cast<size_t>(o.background_words()));
+    for (size_t r = 0; r < cumulative.size(); ++r) cumulative[r] = total += 1.0 / static_cast<double>(r + 1);
+  }
+  int64_t background_word(double u) const {
+    const auto it = std::upper_bound(cumulative.begin(), cumulative.end(), u * total);
+    return background + std::min<int64_t>(it - cumulative.begin(), static_cast<int64_t>(cumulative.size()) - 1);
+  }
+
+  int64_t per_topic, topic_words, background;
+  std::vector<std::string> spelled;
+  std::vector<double> cumulative;
   double total = 0.0;
-  for (size_t r = 0; r < cumulative.size(); ++r) cumulative[r] = total += 1.0 / static_cast<double>(r + 1);
+};
 
-  Rng rng(o.seed());
-  auto sample_distinct = [&](std::vector<int64_t>& pool, int64_t k) {
-    // Partial Fisher-Yates: the first k entries become the sample.
-    for (int64_t i = 0; i < k; ++i) std::swap(pool[i], pool[i + rng.below(static_cast<int64_t>(pool.size()) - i)]);
-    return std::vector<int64_t>(pool.begin(), pool.begin() + k);
-  };
+// Partial Fisher-Yates: the first k entries of `pool` become the sample.
+std::vector<int64_t> sample_distinct(Rng& rng, std::vector<int64_t>& pool, int64_t k) {
+  for (int64_t i = 0; i < k; ++i) std::swap(pool[i], pool[i + rng.below(static_cast<int64_t>(pool.size()) - i)]);
+  return std::vector<int64_t>(pool.begin(), pool.begin() + k);
+}
 
+// Each passage: its topic's focus words, padded with topic and background
+// words, shuffled. `focus` gets each passage's focus words.
+std::vector<std::string> make_passages(const SyntheticDatasetOptions& o, const SyntheticWords& v, Rng& rng,
+                                       std::vector<std::vector<int64_t>>& focus) {
   std::vector<std::string> texts(static_cast<size_t>(o.passages()));
-  std::vector<std::vector<int64_t>> focus(texts.size());
-  std::vector<int64_t> topic_pool(static_cast<size_t>(per_topic));
+  focus.assign(texts.size(), {});
+  std::vector<int64_t> topic_pool(static_cast<size_t>(v.per_topic));
   std::vector<int64_t> words;
   for (size_t n = 0; n < texts.size(); ++n) {
-    const int64_t topic_base = rng.below(o.topics()) * per_topic;
-    for (int64_t j = 0; j < per_topic; ++j) topic_pool[j] = topic_base + j;
-    focus[n] = sample_distinct(topic_pool, o.focus_words());
+    const int64_t topic_base = rng.below(o.topics()) * v.per_topic;
+    for (int64_t j = 0; j < v.per_topic; ++j) topic_pool[j] = topic_base + j;
+    focus[n] = sample_distinct(rng, topic_pool, o.focus_words());
     words = focus[n];
     while (static_cast<int64_t>(words.size()) < o.passage_words()) {
       if (rng.uniform() < o.topic_fraction()) {
-        words.push_back(topic_base + rng.below(per_topic));
+        words.push_back(topic_base + rng.below(v.per_topic));
       } else {
-        const auto it = std::upper_bound(cumulative.begin(), cumulative.end(), rng.uniform() * total);
-        words.push_back(background + std::min<int64_t>(it - cumulative.begin(), o.background_words() - 1));
+        words.push_back(v.background_word(rng.uniform()));
       }
     }
     rng.shuffle(words);
-    texts[n] = join(words, vocabulary);
+    texts[n] = join(words, v.spelled);
   }
+  return texts;
+}
+
+}  // namespace
+
+void build_synthetic_dataset(const std::string& out_dir, const SyntheticDatasetOptions& o) {
+  check_options(o);
+  const SyntheticWords vocabulary(o);
+  Rng rng(o.seed());
+  std::vector<std::vector<int64_t>> focus;
+  const auto texts = make_passages(o, vocabulary, rng, focus);
 
   std::vector<int64_t> about(texts.size());
   for (size_t n = 0; n < about.size(); ++n) about[n] = static_cast<int64_t>(n);
@@ -165,11 +186,11 @@ void build_synthetic_dataset(const std::string& out_dir, const SyntheticDatasetO
     for (int64_t i = begin; i < begin + count; ++i) {
       const int64_t n = about[static_cast<size_t>(i)];
       std::vector<int64_t> pool = focus[static_cast<size_t>(n)];
-      auto query = sample_distinct(pool, o.query_words());
+      auto query = sample_distinct(rng, pool, o.query_words());
       for (auto& w : query) {
-        if (rng.uniform() < o.paraphrase_rate()) w += topic_words;
+        if (rng.uniform() < o.paraphrase_rate()) w += vocabulary.topic_words;
       }
-      query_texts.push_back(join(query, vocabulary));
+      query_texts.push_back(join(query, vocabulary.spelled));
       rows.push_back({id("q:", n), query_texts.back(), id("d:", n)});
     }
     return rows;

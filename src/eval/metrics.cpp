@@ -77,20 +77,12 @@ std::vector<Qrel> first_judged_queries(const std::vector<Qrel>& qrels, int64_t m
   return kept;
 }
 
-RetrievalMetrics compute_metrics(const SearchResult& ranking, const std::vector<int64_t>& query_rows,
-                                 const std::vector<Qrel>& qrels, const MetricsOptions& options) {
-  check_cutoffs(options.top_k(), "top_k");
-  check_cutoffs(options.recall_k(), "recall_k");
-  TORCH_CHECK(options.mrr_k() > 0, "MetricsOptions::mrr_k must be > 0, got ", options.mrr_k());
-  TORCH_CHECK(options.ndcg_k() > 0, "MetricsOptions::ndcg_k must be > 0, got ", options.ndcg_k());
-  TORCH_CHECK(options.map_k() > 0, "MetricsOptions::map_k must be > 0, got ", options.map_k());
-  check_ranking(ranking, query_rows, "compute_metrics");
-  for (size_t i = 0; i < query_rows.size(); ++i) {
-    TORCH_CHECK(query_rows[i] >= 0, "compute_metrics: query_rows[", i, "] must be >= 0, got ", query_rows[i]);
-  }
+namespace {
 
-  // Relevant passages grouped by query: sorted (query, passage) pairs, so each
-  // query's judgements are one contiguous, passage-ordered run.
+// Relevant passages grouped by query: sorted (query, passage) pairs, so each
+// query's judgements are one contiguous, passage-ordered run; a pair judged
+// twice keeps its higher score.
+std::vector<std::pair<int64_t, Judged>> relevant_by_query(const std::vector<Qrel>& qrels) {
   std::vector<std::pair<int64_t, Judged>> relevant;
   for (size_t i = 0; i < qrels.size(); ++i) {
     const auto& q = qrels[i];
@@ -103,89 +95,129 @@ RetrievalMetrics compute_metrics(const SearchResult& ranking, const std::vector<
                               : (a.second.passage != b.second.passage ? a.second.passage < b.second.passage
                                                                       : a.second.gain > b.second.gain);
   });
-  // A pair judged twice: the higher score (sorted first) stays.
   relevant.erase(std::unique(relevant.begin(), relevant.end(),
                              [](const auto& a, const auto& b) {
                                return a.first == b.first && a.second.passage == b.second.passage;
                              }),
                  relevant.end());
+  return relevant;
+}
 
-  const auto indices = ranking.indices.contiguous();
-  const int64_t width = indices.size(1);
-  const int64_t* ranked_all = indices.data_ptr<int64_t>();
+// (0-based rank, gain) of each relevant passage among the `width` ranked
+// ones, in rank order; a passage listed twice counts once.
+void find_hits(const int64_t* ranked, int64_t width, const std::vector<Judged>& rel, std::vector<char>& found,
+               std::vector<std::pair<int64_t, double>>& hits) {
+  found.assign(rel.size(), 0);
+  hits.clear();
+  for (int64_t j = 0; j < width; ++j) {
+    const auto it = std::lower_bound(rel.begin(), rel.end(), Judged{ranked[j], 0.0});
+    if (it == rel.end() || it->passage != ranked[j] || found[it - rel.begin()]) continue;
+    found[it - rel.begin()] = 1;
+    hits.emplace_back(j, it->gain);
+  }
+}
 
-  const auto& top_k = options.top_k();
-  const auto& recall_k = options.recall_k();
-  std::vector<double> top(top_k.size()), recall(recall_k.size());
+double ndcg_of(const std::vector<std::pair<int64_t, double>>& hits, const std::vector<Judged>& rel, int64_t k,
+               std::vector<double>& ideal) {
+  double dcg = 0, idcg = 0;
+  for (const auto& h : hits) {
+    if (h.first < k) dcg += h.second / std::log2(static_cast<double>(h.first + 2));
+  }
+  ideal.clear();
+  for (const auto& j : rel) ideal.push_back(j.gain);
+  std::sort(ideal.begin(), ideal.end(), std::greater<double>());
+  for (size_t i = 0; i < ideal.size() && static_cast<int64_t>(i) < k; ++i) {
+    idcg += ideal[i] / std::log2(static_cast<double>(i + 2));
+  }
+  return dcg / idcg;
+}
+
+double average_precision(const std::vector<std::pair<int64_t, double>>& hits, double num_rel, int64_t k) {
+  double ap = 0;
+  int64_t seen = 0;
+  for (const auto& h : hits) {
+    if (h.first >= k) break;
+    ++seen;
+    ap += static_cast<double>(seen) / static_cast<double>(h.first + 1);
+  }
+  return ap / num_rel;
+}
+
+// Per-query metrics summed over the evaluated queries.
+struct MetricSums {
+  explicit MetricSums(const MetricsOptions& o) : options(o), top(o.top_k().size()), recall(o.recall_k().size()) {}
+
+  void add(const std::vector<std::pair<int64_t, double>>& hits, const std::vector<Judged>& rel) {
+    ++evaluated;
+    const auto num_rel = static_cast<double>(rel.size());
+    for (size_t c = 0; c < top.size(); ++c) {
+      top[c] += !hits.empty() && hits.front().first < options.top_k()[c] ? 1.0 : 0.0;
+    }
+    for (size_t c = 0; c < recall.size(); ++c) {
+      int64_t n = 0;
+      for (const auto& h : hits) n += h.first < options.recall_k()[c];
+      recall[c] += static_cast<double>(n) / num_rel;
+    }
+    if (!hits.empty() && hits.front().first < options.mrr_k()) mrr += 1.0 / static_cast<double>(hits.front().first + 1);
+    ndcg += ndcg_of(hits, rel, options.ndcg_k(), ideal);
+    map += average_precision(hits, num_rel, options.map_k());
+  }
+
+  RetrievalMetrics means() const {
+    RetrievalMetrics out;
+    out.queries = evaluated;
+    const auto n = static_cast<double>(evaluated);
+    for (size_t c = 0; c < top.size(); ++c) {
+      out.values.emplace_back("top@" + std::to_string(options.top_k()[c]), top[c] / n);
+    }
+    for (size_t c = 0; c < recall.size(); ++c) {
+      out.values.emplace_back("recall@" + std::to_string(options.recall_k()[c]), recall[c] / n);
+    }
+    out.values.emplace_back("mrr@" + std::to_string(options.mrr_k()), mrr / n);
+    out.values.emplace_back("ndcg@" + std::to_string(options.ndcg_k()), ndcg / n);
+    out.values.emplace_back("map@" + std::to_string(options.map_k()), map / n);
+    return out;
+  }
+
+  const MetricsOptions& options;
+  std::vector<double> top, recall;
   double mrr = 0, ndcg = 0, map = 0;
   int64_t evaluated = 0;
+  std::vector<double> ideal;  // scratch
+};
+
+}  // namespace
+
+RetrievalMetrics compute_metrics(const SearchResult& ranking, const std::vector<int64_t>& query_rows,
+                                 const std::vector<Qrel>& qrels, const MetricsOptions& options) {
+  check_cutoffs(options.top_k(), "top_k");
+  check_cutoffs(options.recall_k(), "recall_k");
+  TORCH_CHECK(options.mrr_k() > 0, "MetricsOptions::mrr_k must be > 0, got ", options.mrr_k());
+  TORCH_CHECK(options.ndcg_k() > 0, "MetricsOptions::ndcg_k must be > 0, got ", options.ndcg_k());
+  TORCH_CHECK(options.map_k() > 0, "MetricsOptions::map_k must be > 0, got ", options.map_k());
+  check_ranking(ranking, query_rows, "compute_metrics");
+  for (size_t i = 0; i < query_rows.size(); ++i) {
+    TORCH_CHECK(query_rows[i] >= 0, "compute_metrics: query_rows[", i, "] must be >= 0, got ", query_rows[i]);
+  }
+  const auto relevant = relevant_by_query(qrels);
+  const auto indices = ranking.indices.contiguous();
+  const int64_t width = indices.size(1);
+  MetricSums sums(options);
   std::vector<Judged> rel;
   std::vector<char> found;
-  std::vector<std::pair<int64_t, double>> hits;  // (0-based rank, gain) of each relevant passage retrieved
-  std::vector<double> ideal;
+  std::vector<std::pair<int64_t, double>> hits;
   for (size_t r = 0; r < query_rows.size(); ++r) {
     const auto lo = std::lower_bound(relevant.begin(), relevant.end(), query_rows[r],
                                      [](const auto& a, int64_t q) { return a.first < q; });
     rel.clear();
     for (auto it = lo; it != relevant.end() && it->first == query_rows[r]; ++it) rel.push_back(it->second);
     if (rel.empty()) continue;
-    ++evaluated;
-    const auto num_rel = static_cast<double>(rel.size());
-    found.assign(rel.size(), 0);
-    hits.clear();
-    const int64_t* ranked = ranked_all + static_cast<int64_t>(r) * width;
-    for (int64_t j = 0; j < width; ++j) {
-      const auto it = std::lower_bound(rel.begin(), rel.end(), Judged{ranked[j], 0.0});
-      // A passage listed twice counts once.
-      if (it == rel.end() || it->passage != ranked[j] || found[it - rel.begin()]) continue;
-      found[it - rel.begin()] = 1;
-      hits.emplace_back(j, it->gain);
-    }
-    for (size_t c = 0; c < top_k.size(); ++c) {
-      top[c] += !hits.empty() && hits.front().first < top_k[c] ? 1.0 : 0.0;
-    }
-    for (size_t c = 0; c < recall_k.size(); ++c) {
-      int64_t n = 0;
-      for (const auto& h : hits) n += h.first < recall_k[c];
-      recall[c] += static_cast<double>(n) / num_rel;
-    }
-    if (!hits.empty() && hits.front().first < options.mrr_k()) mrr += 1.0 / static_cast<double>(hits.front().first + 1);
-
-    double dcg = 0, idcg = 0;
-    for (const auto& h : hits) {
-      if (h.first < options.ndcg_k()) dcg += h.second / std::log2(static_cast<double>(h.first + 2));
-    }
-    ideal.clear();
-    for (const auto& j : rel) ideal.push_back(j.gain);
-    std::sort(ideal.begin(), ideal.end(), std::greater<double>());
-    for (size_t i = 0; i < ideal.size() && static_cast<int64_t>(i) < options.ndcg_k(); ++i) {
-      idcg += ideal[i] / std::log2(static_cast<double>(i + 2));
-    }
-    ndcg += dcg / idcg;
-
-    double ap = 0;
-    int64_t seen = 0;
-    for (const auto& h : hits) {
-      if (h.first >= options.map_k()) break;
-      ++seen;
-      ap += static_cast<double>(seen) / static_cast<double>(h.first + 1);
-    }
-    map += ap / num_rel;
+    find_hits(indices.data_ptr<int64_t>() + static_cast<int64_t>(r) * width, width, rel, found, hits);
+    sums.add(hits, rel);
   }
-  TORCH_CHECK(evaluated > 0, "compute_metrics: none of the ", query_rows.size(),
+  TORCH_CHECK(sums.evaluated > 0, "compute_metrics: none of the ", query_rows.size(),
               " query rows has a relevant passage (a qrel with score > 0)");
-
-  RetrievalMetrics out;
-  out.queries = evaluated;
-  const auto n = static_cast<double>(evaluated);
-  for (size_t c = 0; c < top_k.size(); ++c) out.values.emplace_back("top@" + std::to_string(top_k[c]), top[c] / n);
-  for (size_t c = 0; c < recall_k.size(); ++c) {
-    out.values.emplace_back("recall@" + std::to_string(recall_k[c]), recall[c] / n);
-  }
-  out.values.emplace_back("mrr@" + std::to_string(options.mrr_k()), mrr / n);
-  out.values.emplace_back("ndcg@" + std::to_string(options.ndcg_k()), ndcg / n);
-  out.values.emplace_back("map@" + std::to_string(options.map_k()), map / n);
-  return out;
+  return sums.means();
 }
 
 namespace {

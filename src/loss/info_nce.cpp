@@ -34,16 +34,30 @@ std::pair<torch::Tensor, torch::Tensor> score_blocks(const torch::Tensor& rows, 
 
 }  // namespace
 
-InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passages_in, const InfoNCEOptions& options,
-                       const InfoNCEBank& bank) {
+namespace {
+
+// The inputs as info_nce uses them, checked: passages as [n, g, d] groups,
+// the bank's passages likewise.
+struct Inputs {
+  torch::Tensor passages, bank_passages;
+  int64_t n = 0, d = 0, m_p = 0, m_q = 0;
+  bool cosine = false, bank_negatives = false;
+};
+
+Inputs checked_inputs(const torch::Tensor& queries, const torch::Tensor& passages_in, const InfoNCEOptions& options,
+                      const InfoNCEBank& bank) {
+  Inputs in;
   TORCH_CHECK(options.temperature() > 0.0 && std::isfinite(options.temperature()),
               "InfoNCEOptions::temperature must be > 0, got ", options.temperature());
   TORCH_CHECK(queries.defined() && queries.dim() == 2, "info_nce: queries must be [n, d], got ",
               queries.defined() ? queries.sizes() : torch::IntArrayRef{});
   TORCH_CHECK(queries.is_floating_point(), "info_nce: queries must be floating point, got ", queries.scalar_type());
   TORCH_CHECK(passages_in.defined(), "info_nce: passages must be defined");
-  const auto passages = as_groups(passages_in, "passages");
+  in.passages = as_groups(passages_in, "passages");
+  const auto& passages = in.passages;
   const int64_t n = queries.size(0), d = queries.size(1);
+  in.n = n;
+  in.d = d;
   TORCH_CHECK(n > 0, "info_nce: queries must hold at least one row");
   TORCH_CHECK(passages.size(0) == n, "info_nce: passages must hold one group per query: ", n, " queries but ",
               passages.size(0), " passage groups");
@@ -52,8 +66,8 @@ InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passag
               "info_nce: passages (", passages.scalar_type(), ", ", passages.device(), ") must match queries (",
               queries.scalar_type(), ", ", queries.device(), ")");
 
-  torch::Tensor bank_passages;
-  int64_t m_p = 0;
+  auto& bank_passages = in.bank_passages;
+  auto& m_p = in.m_p;
   if (bank.passages.defined()) {
     bank_passages = as_groups(bank.passages, "bank.passages");
     m_p = bank_passages.size(0);
@@ -62,7 +76,7 @@ InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passag
                 "info_nce: bank.passages (", bank_passages.scalar_type(), ", ", bank_passages.device(),
                 ") must match queries (", queries.scalar_type(), ", ", queries.device(), ")");
   }
-  int64_t m_q = 0;
+  auto& m_q = in.m_q;
   if (bank.queries.defined()) {
     TORCH_CHECK(bank.queries.dim() == 2 && bank.queries.size(1) == d, "info_nce: bank.queries must be [m, ", d,
                 "], got ", bank.queries.sizes());
@@ -73,31 +87,34 @@ InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passag
                 "info_nce: bank.queries (", bank.queries.scalar_type(), ", ", bank.queries.device(),
                 ") must match queries (", queries.scalar_type(), ", ", queries.device(), ")");
   }
-  const bool cosine = options.similarity() == Similarity::Cosine;
-  const bool bank_negatives = m_p > 0 && bank.passages_as_negatives;
-  if (m_q > 0 && bank_negatives && bank.row_logsumexp.defined()) {
+  in.cosine = options.similarity() == Similarity::Cosine;
+  in.bank_negatives = m_p > 0 && bank.passages_as_negatives;
+  if (m_q > 0 && in.bank_negatives && bank.row_logsumexp.defined()) {
     TORCH_CHECK(bank.row_logsumexp.dim() == 1 && bank.row_logsumexp.size(0) == m_q,
                 "info_nce: bank.row_logsumexp must be [", m_q, "] (one per banked query), got ",
                 bank.row_logsumexp.sizes());
   }
-  const double inv_tau = 1.0 / options.temperature();
-  auto normalised = [&](const torch::Tensor& rows) {
-    return cosine ? rows / rows.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12) : rows;
-  };
+  return in;
+}
 
-  // Current rows: every column, with gradients to queries and passages.
-  const auto q = normalised(queries);
-  auto cur = score_blocks(q, passages, cosine);
+torch::Tensor normalised(const torch::Tensor& rows, bool cosine) {
+  return cosine ? rows / rows.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12) : rows;
+}
+
+// The current rows' scores (every column, with gradients to queries and
+// passages), in the spec's layout and divided by the temperature.
+torch::Tensor current_scores(const torch::Tensor& q, const Inputs& in, const InfoNCEBank& bank, double inv_tau) {
+  auto cur = score_blocks(q, in.passages, in.cosine);
   std::vector<torch::Tensor> blocks{cur.first};
-  if (m_p > 0) {
+  if (in.m_p > 0) {
     std::pair<torch::Tensor, torch::Tensor> bank_scores;
     if (bank.passages_as_negatives) {
-      bank_scores = score_blocks(q, bank_passages, cosine);
+      bank_scores = score_blocks(q, in.bank_passages, in.cosine);
     } else {
       const double ninf = -std::numeric_limits<double>::infinity();
-      const int64_t gb = bank_passages.size(1);
-      bank_scores.first = torch::full({n, m_p}, ninf, q.options());
-      bank_scores.second = torch::full({n, m_p * (gb - 1)}, ninf, q.options());
+      const int64_t gb = in.bank_passages.size(1);
+      bank_scores.first = torch::full({in.n, in.m_p}, ninf, q.options());
+      bank_scores.second = torch::full({in.n, in.m_p * (gb - 1)}, ninf, q.options());
     }
     blocks.push_back(bank_scores.first);
     blocks.push_back(cur.second);
@@ -105,52 +122,64 @@ InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passag
   } else {
     blocks.push_back(cur.second);
   }
-  auto scores = torch::cat(blocks, 1) * inv_tau;
-  auto target = torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(scores.device()));
+  return torch::cat(blocks, 1) * inv_tau;
+}
+
+// The banked rows' summed cross-entropy. They are constants themselves, but
+// their scores against the current passages carry gradient to the passage
+// tower. Their bank-by-bank block is a constant and only enters through its
+// log-sum-exp.
+torch::Tensor banked_rows_loss(const Inputs& in, const InfoNCEOptions& options, const InfoNCEBank& bank,
+                               double inv_tau) {
+  const bool cosine = in.cosine;
+  torch::Tensor bq, bank_positives;
+  {
+    torch::NoGradGuard no_grad;
+    bq = normalised(bank.queries.detach(), cosine);
+    bank_positives = in.bank_passages.select(1, 0);
+  }
+  // [n g, m]: every current passage against every banked query. Laid out
+  // passage-major so that each banked row's log-sum-exp below reduces over
+  // the short leading dimension with contiguous inner loops; column order
+  // does not matter to a log-sum-exp.
+  auto current_passages = in.passages.reshape({in.n * in.passages.size(1), in.d});
+  if (cosine) current_passages = normalised(current_passages, cosine);
+  auto current = torch::matmul(current_passages, bq.t()) * inv_tau;
+  torch::Tensor bank_lse, target_score;
+  {
+    torch::NoGradGuard no_grad;
+    target_score = (bq * bank_positives).sum(1);
+    if (cosine) target_score = target_score / bank_positives.norm(2, {1}).clamp_min(1e-12);
+    target_score = target_score * inv_tau;
+    if (!in.bank_negatives) {
+      bank_lse = target_score;  // only its own positive is unmasked
+    } else if (bank.row_logsumexp.defined()) {
+      bank_lse = bank.row_logsumexp.to(target_score.scalar_type());
+    } else {
+      bank_lse = bank_row_logsumexp(bank.queries, in.bank_passages, options);
+    }
+  }
+  auto lse = torch::logsumexp(torch::cat({current, bank_lse.unsqueeze(0)}, 0), 0);
+  return (lse - target_score).sum();
+}
+
+}  // namespace
+
+InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passages_in, const InfoNCEOptions& options,
+                       const InfoNCEBank& bank) {
+  const auto in = checked_inputs(queries, passages_in, options, bank);
+  const double inv_tau = 1.0 / options.temperature();
+  auto scores = current_scores(normalised(queries, in.cosine), in, bank, inv_tau);
+  auto target = torch::arange(in.n, torch::TensorOptions().dtype(torch::kLong).device(scores.device()));
   auto loss_sum = torch::nn::functional::cross_entropy(
       scores, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-
-  if (m_q > 0) {
-    // Banked rows: constants themselves, but their scores against the current
-    // passages carry gradient to the passage tower. Their bank-by-bank block
-    // is a constant and only enters through its log-sum-exp.
-    torch::Tensor bq, bank_positives;
-    {
-      torch::NoGradGuard no_grad;
-      bq = normalised(bank.queries.detach());
-      bank_positives = bank_passages.select(1, 0);
-    }
-    // [n g, m]: every current passage against every banked query. Laid out
-    // passage-major so that each banked row's log-sum-exp below reduces
-    // over the short leading dimension with contiguous inner loops; column
-    // order does not matter to a log-sum-exp.
-    auto current_passages = passages.reshape({n * passages.size(1), d});
-    if (cosine) current_passages = normalised(current_passages);
-    auto current = torch::matmul(current_passages, bq.t()) * inv_tau;
-    torch::Tensor bank_lse, target_score;
-    {
-      torch::NoGradGuard no_grad;
-      target_score = (bq * bank_positives).sum(1);
-      if (cosine) target_score = target_score / bank_positives.norm(2, {1}).clamp_min(1e-12);
-      target_score = target_score * inv_tau;
-      if (!bank_negatives) {
-        bank_lse = target_score;  // only its own positive is unmasked
-      } else if (bank.row_logsumexp.defined()) {
-        bank_lse = bank.row_logsumexp.to(target_score.scalar_type());
-      } else {
-        bank_lse = bank_row_logsumexp(bank.queries, bank_passages, options);
-      }
-    }
-    auto lse = torch::logsumexp(torch::cat({current, bank_lse.unsqueeze(0)}, 0), 0);
-    loss_sum = loss_sum + (lse - target_score).sum();
-  }
+  if (in.m_q > 0) loss_sum = loss_sum + banked_rows_loss(in, options, bank, inv_tau);
 
   InfoNCEResult result;
-  result.loss = loss_sum / static_cast<double>(n + m_q);
+  result.loss = loss_sum / static_cast<double>(in.n + in.m_q);
   result.scores = scores;
-  const int64_t g = passages.size(1);
-  const int64_t bank_columns = bank_negatives ? m_p * bank_passages.size(1) : 0;
-  result.negatives_per_query = n * g - 1 + bank_columns;
+  const int64_t bank_columns = in.bank_negatives ? in.m_p * in.bank_passages.size(1) : 0;
+  result.negatives_per_query = in.n * in.passages.size(1) - 1 + bank_columns;
   return result;
 }
 

@@ -157,27 +157,33 @@ void WordPieceTrainer::add(std::string_view text) {
   });
 }
 
-Vocabulary WordPieceTrainer::finish() const {
-  const auto& options = impl_->options;
+namespace {
 
-  // Sorted words make every id below independent of hash-map order.
-  std::vector<std::pair<std::string_view, int64_t>> entries(impl_->counts.begin(), impl_->counts.end());
-  std::sort(entries.begin(), entries.end());
+using Entry = std::pair<std::string_view, int64_t>;
+using CharIds = std::unordered_map<int32_t, uint32_t>;
 
+// Every word's code points, one array; word w is [begin[w], begin[w + 1]).
+struct WordChars {
   std::vector<int32_t> chars;
-  std::vector<size_t> char_begin;
-  std::unordered_map<int32_t, int64_t> char_counts;
-  for (const auto& e : entries) {
-    char_begin.push_back(chars.size());
-    decode(e.first, chars);
-    for (size_t i = char_begin.back(); i < chars.size(); ++i) char_counts[chars[i]] += e.second;
-  }
-  char_begin.push_back(chars.size());
+  std::vector<size_t> begin;
+  std::unordered_map<int32_t, int64_t> counts;  // occurrences of each code point
+};
 
-  // The alphabet: the most frequent characters (ties to the lower code
-  // point), in code point order.
-  std::vector<std::pair<int32_t, int64_t>> alphabet(char_counts.begin(), char_counts.end());
-  const auto limit = static_cast<size_t>(options.limit_alphabet());
+WordChars split_into_chars(const std::vector<Entry>& entries) {
+  WordChars out;
+  for (const auto& e : entries) {
+    out.begin.push_back(out.chars.size());
+    decode(e.first, out.chars);
+    for (size_t i = out.begin.back(); i < out.chars.size(); ++i) out.counts[out.chars[i]] += e.second;
+  }
+  out.begin.push_back(out.chars.size());
+  return out;
+}
+
+// The alphabet: the most frequent characters (ties to the lower code point),
+// in code point order.
+std::vector<std::pair<int32_t, int64_t>> alphabet_of(const WordChars& w, size_t limit) {
+  std::vector<std::pair<int32_t, int64_t>> alphabet(w.counts.begin(), w.counts.end());
   if (alphabet.size() > limit) {
     std::nth_element(
         alphabet.begin(), alphabet.begin() + static_cast<std::ptrdiff_t>(limit), alphabet.end(),
@@ -185,40 +191,38 @@ Vocabulary WordPieceTrainer::finish() const {
     alphabet.resize(limit);
   }
   std::sort(alphabet.begin(), alphabet.end());
+  return alphabet;
+}
 
-  Vocab vocab;
-  for (const auto& t : options.special_tokens()) vocab.add(t);
-  std::unordered_map<int32_t, uint32_t> start_id, continuation_id;
+// Adds the alphabet to `vocab`: every character, and "##c" for those seen
+// past the start of a word. Position counts in the word as written, before
+// dropped characters are removed, as in Hugging Face.
+void add_alphabet(const std::vector<std::pair<int32_t, int64_t>>& alphabet, const WordChars& w, Vocab& vocab,
+                  CharIds& start_id, CharIds& continuation_id) {
   for (const auto& c : alphabet) start_id.emplace(c.first, vocab.add(encode(c.first)));
-  // "##c" exists for the characters seen past the start of a word. Position
-  // counts in the word as written, before dropped characters are removed, as
-  // in Hugging Face.
-  {
-    std::vector<bool> continues(alphabet.size(), false);
-    for (size_t w = 0; w < entries.size(); ++w) {
-      for (size_t i = char_begin[w] + 1; i < char_begin[w + 1]; ++i) {
-        const auto it = std::lower_bound(alphabet.begin(), alphabet.end(), std::make_pair(chars[i], int64_t{0}),
-                                         [](const auto& x, const auto& y) { return x.first < y.first; });
-        if (it != alphabet.end() && it->first == chars[i]) continues[static_cast<size_t>(it - alphabet.begin())] = true;
-      }
-    }
-    for (size_t k = 0; k < alphabet.size(); ++k) {
-      if (continues[k]) continuation_id.emplace(alphabet[k].first, vocab.add("##" + encode(alphabet[k].first)));
+  std::vector<bool> continues(alphabet.size(), false);
+  for (size_t word = 0; word + 1 < w.begin.size(); ++word) {
+    for (size_t i = w.begin[word] + 1; i < w.begin[word + 1]; ++i) {
+      const auto it = std::lower_bound(alphabet.begin(), alphabet.end(), std::make_pair(w.chars[i], int64_t{0}),
+                                       [](const auto& x, const auto& y) { return x.first < y.first; });
+      if (it != alphabet.end() && it->first == w.chars[i]) continues[static_cast<size_t>(it - alphabet.begin())] = true;
     }
   }
-  TORCH_CHECK(vocab.size() <= static_cast<size_t>(options.vocab_size()), "WordPieceTrainer: vocab_size (",
-              options.vocab_size(), ") cannot hold the ", options.special_tokens().size(),
-              " special tokens and the alphabet (", vocab.size() - options.special_tokens().size(),
-              " characters and ## continuations); raise vocab_size or lower limit_alphabet");
+  for (size_t k = 0; k < alphabet.size(); ++k) {
+    if (continues[k]) continuation_id.emplace(alphabet[k].first, vocab.add("##" + encode(alphabet[k].first)));
+  }
+}
 
-  // Words as unit ids; those left with fewer than two units have no pair and
-  // are not kept.
+// Words as unit ids; those left with fewer than two units have no pair and
+// are not kept.
+Words words_as_units(const std::vector<Entry>& entries, const WordChars& w, const CharIds& start_id,
+                     const CharIds& continuation_id) {
   Words words;
-  for (size_t w = 0; w < entries.size(); ++w) {
+  for (size_t word = 0; word < entries.size(); ++word) {
     const size_t begin = words.symbols.size();
-    for (size_t i = char_begin[w]; i < char_begin[w + 1]; ++i) {
-      const auto& ids = i == char_begin[w] ? start_id : continuation_id;
-      const auto it = ids.find(chars[i]);
+    for (size_t i = w.begin[word]; i < w.begin[word + 1]; ++i) {
+      const auto& ids = i == w.begin[word] ? start_id : continuation_id;
+      const auto it = ids.find(w.chars[i]);
       if (it != ids.end()) words.symbols.push_back(it->second);
     }
     const size_t length = words.symbols.size() - begin;
@@ -228,10 +232,12 @@ Vocabulary WordPieceTrainer::finish() const {
     }
     words.begin.push_back(begin);
     words.length.push_back(static_cast<uint32_t>(length));
-    words.count.push_back(entries[w].second);
+    words.count.push_back(entries[word].second);
   }
-  std::vector<int32_t>().swap(chars);
+  return words;
+}
 
+std::unordered_map<Pair, PairInfo> count_pairs(const Words& words) {
   std::unordered_map<Pair, PairInfo> pairs;
   for (size_t w = 0; w < words.begin.size(); ++w) {
     const uint32_t* s = words.symbols.data() + words.begin[w];
@@ -241,81 +247,130 @@ Vocabulary WordPieceTrainer::finish() const {
       if (info.words.empty() || info.words.back() != w) info.words.push_back(static_cast<uint32_t>(w));
     }
   }
-  std::priority_queue<QueueEntry, std::vector<QueueEntry>, QueueOrder> queue;
-  for (const auto& kv : pairs) queue.push({kv.second.count, kv.first});
+  return pairs;
+}
 
-  const int64_t min_count = std::max<int64_t>(1, options.min_frequency());
-  std::vector<uint32_t> visited(words.begin.size(), std::numeric_limits<uint32_t>::max());
-  std::vector<Pair> grown;
-  uint32_t merge = 0;
-  while (vocab.size() < static_cast<size_t>(options.vocab_size()) && !queue.empty()) {
-    const QueueEntry top = queue.top();
-    queue.pop();
-    const auto found = pairs.find(top.pair);
-    const int64_t count = found == pairs.end() ? 0 : found->second.count;
-    if (count != top.count) {
-      // Stale entry; pairs that grew were pushed afresh when they grew.
-      if (count > 0) queue.push({count, top.pair});
-      continue;
-    }
-    if (count < min_count) break;
-
-    const uint32_t a = first_of(top.pair), b = second_of(top.pair);
-    const std::string& right = vocab[b];
-    const bool continued = right.size() > 2 && right.compare(0, 2, "##") == 0;
-    const uint32_t merged = vocab.add(vocab[a] + (continued ? right.substr(2) : right));
-
-    // References into an unordered_map survive rehashing.
-    PairInfo& target = found->second;
-    const std::vector<uint32_t> targets = std::move(target.words);
-    grown.clear();
-    auto update = [&](Pair p, int64_t delta, uint32_t w) {
-      auto& info = pairs[p];
-      info.count += delta;
-      if (delta > 0) {
-        if (info.words.empty() || info.words.back() != w) info.words.push_back(w);
-        grown.push_back(p);
-      }
-    };
-    for (const uint32_t w : targets) {
-      if (visited[w] == merge) continue;
-      visited[w] = merge;
-      uint32_t* s = words.symbols.data() + words.begin[w];
-      const uint32_t n = words.length[w];
-      const int64_t c = words.count[w];
-      // Left to right, non-overlapping, as Hugging Face: `out` trails `in`,
-      // so s[out - 1] is the already merged left neighbour and s[in + 2] the
-      // untouched right one.
-      uint32_t in = 0, out = 0;
-      while (in < n) {
-        if (in + 1 < n && s[in] == a && s[in + 1] == b) {
-          target.count -= c;
-          if (out > 0) {
-            update(make_pair(s[out - 1], a), -c, w);
-            update(make_pair(s[out - 1], merged), c, w);
-          }
-          if (in + 2 < n) {
-            update(make_pair(b, s[in + 2]), -c, w);
-            update(make_pair(merged, s[in + 2]), c, w);
-          }
-          s[out++] = merged;
-          in += 2;
-        } else {
-          s[out++] = s[in++];
-        }
-      }
-      words.length[w] = out;
-    }
-    TORCH_INTERNAL_ASSERT(pairs.at(top.pair).count == 0, "WordPieceTrainer: pair count out of sync after a merge");
-    pairs.erase(top.pair);
-    std::sort(grown.begin(), grown.end());
-    grown.erase(std::unique(grown.begin(), grown.end()), grown.end());
-    for (const Pair p : grown) {
-      const auto it = pairs.find(p);
-      if (it != pairs.end() && it->second.count > 0) queue.push({it->second.count, p});
-    }
-    ++merge;
+// The merge loop: the most frequent pair becomes a unit, until the
+// vocabulary is full or no pair occurs `min_count` times.
+class PairMerger {
+ public:
+  PairMerger(Words& words, std::unordered_map<Pair, PairInfo>& pairs, Vocab& vocab)
+      : words_(words), pairs_(pairs), vocab_(vocab), visited_(words.begin.size(), kNever) {
+    for (const auto& kv : pairs_) queue_.push({kv.second.count, kv.first});
   }
+
+  void run(size_t vocab_size, int64_t min_count) {
+    while (vocab_.size() < vocab_size && !queue_.empty()) {
+      const QueueEntry top = queue_.top();
+      queue_.pop();
+      const auto found = pairs_.find(top.pair);
+      const int64_t count = found == pairs_.end() ? 0 : found->second.count;
+      if (count != top.count) {
+        // Stale entry; pairs that grew were pushed afresh when they grew.
+        if (count > 0) queue_.push({count, top.pair});
+        continue;
+      }
+      if (count < min_count) break;
+      merge(top.pair, found->second);
+    }
+  }
+
+ private:
+  static constexpr uint32_t kNever = std::numeric_limits<uint32_t>::max();
+
+  void merge(Pair pair, PairInfo& target) {
+    const uint32_t a = first_of(pair), b = second_of(pair);
+    const std::string& right = vocab_[b];
+    const bool continued = right.size() > 2 && right.compare(0, 2, "##") == 0;
+    const uint32_t merged = vocab_.add(vocab_[a] + (continued ? right.substr(2) : right));
+    // References into an unordered_map survive rehashing.
+    const std::vector<uint32_t> targets = std::move(target.words);
+    grown_.clear();
+    for (const uint32_t w : targets) {
+      if (visited_[w] == merge_) continue;
+      visited_[w] = merge_;
+      rewrite(w, a, b, merged, target);
+    }
+    TORCH_INTERNAL_ASSERT(pairs_.at(pair).count == 0, "WordPieceTrainer: pair count out of sync after a merge");
+    pairs_.erase(pair);
+    std::sort(grown_.begin(), grown_.end());
+    grown_.erase(std::unique(grown_.begin(), grown_.end()), grown_.end());
+    for (const Pair p : grown_) {
+      const auto it = pairs_.find(p);
+      if (it != pairs_.end() && it->second.count > 0) queue_.push({it->second.count, p});
+    }
+    ++merge_;
+  }
+
+  // Replaces every (a, b) in word w by `merged`, left to right and
+  // non-overlapping, as Hugging Face: `out` trails `in`, so s[out - 1] is the
+  // already merged left neighbour and s[in + 2] the untouched right one.
+  void rewrite(uint32_t w, uint32_t a, uint32_t b, uint32_t merged, PairInfo& target) {
+    uint32_t* s = words_.symbols.data() + words_.begin[w];
+    const uint32_t n = words_.length[w];
+    const int64_t c = words_.count[w];
+    uint32_t in = 0, out = 0;
+    while (in < n) {
+      if (in + 1 < n && s[in] == a && s[in + 1] == b) {
+        target.count -= c;
+        if (out > 0) {
+          update(make_pair(s[out - 1], a), -c, w);
+          update(make_pair(s[out - 1], merged), c, w);
+        }
+        if (in + 2 < n) {
+          update(make_pair(b, s[in + 2]), -c, w);
+          update(make_pair(merged, s[in + 2]), c, w);
+        }
+        s[out++] = merged;
+        in += 2;
+      } else {
+        s[out++] = s[in++];
+      }
+    }
+    words_.length[w] = out;
+  }
+
+  void update(Pair p, int64_t delta, uint32_t w) {
+    auto& info = pairs_[p];
+    info.count += delta;
+    if (delta > 0) {
+      if (info.words.empty() || info.words.back() != w) info.words.push_back(w);
+      grown_.push_back(p);
+    }
+  }
+
+  Words& words_;
+  std::unordered_map<Pair, PairInfo>& pairs_;
+  Vocab& vocab_;
+  std::priority_queue<QueueEntry, std::vector<QueueEntry>, QueueOrder> queue_;
+  std::vector<uint32_t> visited_;  // the merge that last rewrote each word
+  std::vector<Pair> grown_;
+  uint32_t merge_ = 0;
+};
+
+}  // namespace
+
+Vocabulary WordPieceTrainer::finish() const {
+  const auto& options = impl_->options;
+  // Sorted words make every id below independent of hash-map order.
+  std::vector<Entry> entries(impl_->counts.begin(), impl_->counts.end());
+  std::sort(entries.begin(), entries.end());
+  const auto chars = split_into_chars(entries);
+
+  Vocab vocab;
+  for (const auto& t : options.special_tokens()) vocab.add(t);
+  CharIds start_id, continuation_id;
+  add_alphabet(alphabet_of(chars, static_cast<size_t>(options.limit_alphabet())), chars, vocab, start_id,
+               continuation_id);
+  TORCH_CHECK(vocab.size() <= static_cast<size_t>(options.vocab_size()), "WordPieceTrainer: vocab_size (",
+              options.vocab_size(), ") cannot hold the ", options.special_tokens().size(),
+              " special tokens and the alphabet (", vocab.size() - options.special_tokens().size(),
+              " characters and ## continuations); raise vocab_size or lower limit_alphabet");
+
+  Words words = words_as_units(entries, chars, start_id, continuation_id);
+  auto pairs = count_pairs(words);
+  PairMerger(words, pairs, vocab)
+      .run(static_cast<size_t>(options.vocab_size()), std::max<int64_t>(1, options.min_frequency()));
   return Vocabulary(vocab.release());
 }
 

@@ -10,6 +10,8 @@
 #include "contaccum/train/finite.h"
 #include "contaccum/train/run_directory.h"
 
+#include "trained_model_internal.h"
+
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
@@ -28,40 +30,8 @@ namespace fs = std::filesystem;
 namespace contaccum {
 namespace {
 
-std::string vocab_text(const Vocabulary& vocab) {
-  std::string out;
-  for (const auto& t : vocab.tokens()) out += t + "\n";
-  return out;
-}
-
-std::shared_ptr<EncoderModule> make_tower(const TrainConfig& c, int64_t vocab_size, int64_t pad_id) {
-  TowerContext context;
-  context.vocab_size = vocab_size;
-  context.pad_id = pad_id;
-  context.max_positions = std::max<int64_t>(512, c.passage_max_length);
-  return EncoderRegistry::global().at(c.encoder).make_tower(c.encoder_options, context);
-}
-
-DualEncoder make_dual_encoder(const TrainConfig& c, const WordPieceTokenizer& tokenizer) {
-  const auto options = DualEncoderOptions().normalize(c.similarity == "cosine");
-  const int64_t vocab = tokenizer.vocab().size();
-  if (c.encoder_shared) return DualEncoder(make_tower(c, vocab, tokenizer.pad_id()), options);
-  auto query_tower = make_tower(c, vocab, tokenizer.pad_id());
-  auto passage_tower = make_tower(c, vocab, tokenizer.pad_id());
-  if (c.encoder_tied_init) {
-    torch::NoGradGuard no_grad;
-    const auto from = query_tower->named_parameters(), from_buffers = query_tower->named_buffers();
-    for (auto& p : passage_tower->named_parameters()) p.value().copy_(from[p.key()]);
-    for (auto& b : passage_tower->named_buffers()) b.value().copy_(from_buffers[b.key()]);
-  }
-  return DualEncoder(query_tower, passage_tower, options);
-}
-
-WordPieceTokenizerOptions tokenizer_options(const TrainConfig& c) {
-  auto o = WordPieceTokenizerOptions().max_length(std::max(c.query_max_length, c.passage_max_length));
-  o.basic().lower_case(c.tokenizer_lower_case);
-  return o;
-}
+using detail::pretrained_directory;
+using detail::vocab_text;
 
 StrategyOptions strategy_options(const TrainConfig& c) {
   auto s = StrategyOptions::from_preset(c.strategy, c.total_batch, c.micro_batch, c.memory_size);
@@ -74,12 +44,6 @@ StrategyOptions strategy_options(const TrainConfig& c) {
                 .temperature(c.temperature));
   s.validate();
   return s;
-}
-
-// The pretrained directory the chosen encoder starts from ("" for none).
-std::string pretrained_directory(const TrainConfig& c) {
-  const auto& key = EncoderRegistry::global().at(c.encoder).pretrained_key;
-  return key.empty() ? "" : c.encoder_options.text(key);
 }
 
 void require(const std::string& value, const char* key) {
@@ -163,184 +127,66 @@ void claim_output_directory(const std::string& output_dir, const TrainConfig& co
   }
 }
 
-// The files `load_model` reads, listed with their size and CRC-32 in
-// checksums.json, written last: a model directory whose files were changed,
-// cut short or mixed with another model's is refused by name.
-const char* const kModelFiles[] = {"config.yaml", "vocab.txt", "weights.pt"};
-
-nlohmann::json file_checksum(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  TORCH_CHECK(in.good(), "cannot read ", path);
-  std::vector<char> block(1 << 20);
-  uint32_t crc = 0;
-  uint64_t bytes = 0;
-  while (in) {
-    in.read(block.data(), static_cast<std::streamsize>(block.size()));
-    const auto n = static_cast<uint64_t>(in.gcount());
-    crc = crc32_of(block.data(), n, crc);
-    bytes += n;
-  }
-  return {{"bytes", bytes}, {"crc32", crc}};
-}
-
-void write_model_checksums(const std::string& directory) {
-  nlohmann::json files;
-  for (const char* f : kModelFiles) files[f] = file_checksum((fs::path(directory) / f).string());
-  write_file_atomically((fs::path(directory) / "checksums.json").string(),
-                        nlohmann::json({{"format", 1}, {"files", files}}).dump(2) + "\n");
-}
-
-void verify_model_checksums(const std::string& directory) {
-  const auto path = (fs::path(directory) / "checksums.json").string();
-  if (!fs::exists(path)) {
-    spdlog::warn("{}: no checksums.json (a model saved by an older contaccum): its files are not verified", directory);
-    return;
-  }
-  std::ifstream in(path);
-  const auto manifest = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  TORCH_CHECK(manifest.is_object() && manifest.contains("files") && manifest["files"].is_object(), path,
-              ": not a checksums file of a contaccum model");
-  for (const char* f : kModelFiles) {
-    TORCH_CHECK(manifest["files"].contains(f), path, ": lists no checksum for ", f);
-    const auto want = manifest["files"][f];
-    const auto got = file_checksum((fs::path(directory) / f).string());
-    TORCH_CHECK(got == want, (fs::path(directory) / f).string(), " changed after the model was saved (",
-                got["bytes"].get<uint64_t>(), " bytes, CRC-32 ", got["crc32"].get<uint32_t>(),
-                "; saved: ", want.value("bytes", uint64_t{0}), " bytes, CRC-32 ", want.value("crc32", uint32_t{0}),
-                "): the model directory is damaged or mixes files of different models");
-  }
-}
-
 }  // namespace
 
-TextEncoderFn TrainedModel::text_encoder() const {
-  auto tok = tokenizer;
-  return
-      [tok](const std::vector<std::string>& texts, int64_t max_length) { return tok->encode_batch(texts, max_length); };
-}
+namespace {
 
-TrainedModel build_model(const TrainConfig& config, const TextTable* corpus) {
-  config.validate();
-  torch::manual_seed(static_cast<uint64_t>(config.seed));
-  TrainedModel out;
-  out.config = config;
-  Vocabulary vocab;
-  if (!config.tokenizer_vocab.empty()) {
-    vocab = Vocabulary::load(config.tokenizer_vocab);
-  } else if (const auto pretrained = pretrained_directory(config); !pretrained.empty()) {
-    vocab = Vocabulary::load((fs::path(pretrained) / "vocab.txt").string());
-  } else {
-    TORCH_CHECK(corpus != nullptr && !corpus->empty(),
-                "build_model: no tokenizer.vocab given and no corpus to train a vocabulary on");
-    auto trainer_options = WordPieceTrainerOptions(config.tokenizer_vocab_size);
-    trainer_options.basic().lower_case(config.tokenizer_lower_case);
-    WordPieceTrainer trainer(trainer_options);
-    for (int64_t i = 0; i < corpus->size(); ++i) trainer.add(corpus->full_text(i));
-    vocab = trainer.finish();
-  }
-  out.tokenizer = std::make_shared<const WordPieceTokenizer>(std::move(vocab), tokenizer_options(config));
-  out.model = make_dual_encoder(config, *out.tokenizer);
-  return out;
-}
-
-void save_model(const TrainedModel& m, const std::string& directory) {
-  const auto bad = first_non_finite(*m.model, "parameter ");
-  TORCH_CHECK(bad.empty(), "save_model: refusing to save ", directory, ": ", bad, " holds a NaN or an infinity");
-  fs::create_directories(directory);
-  // A re-save must not leave a manifest that describes the old files.
-  fs::remove(fs::path(directory) / "checksums.json");
-  write_file_atomically((fs::path(directory) / "config.yaml").string(), m.config.to_yaml());
-  write_file_atomically((fs::path(directory) / "vocab.txt").string(), vocab_text(m.tokenizer->vocab()));
-  torch::serialize::OutputArchive archive;
-  m.model->save(archive);
-  save_archive_atomically(archive, (fs::path(directory) / "weights.pt").string());
-  if (const auto& export_hf = EncoderRegistry::global().at(m.config.encoder).export_hf) {
-    export_hf(*m.model->query_encoder(), (fs::path(directory) / "query_encoder").string());
-    if (!m.model->shared()) export_hf(*m.model->passage_encoder(), (fs::path(directory) / "passage_encoder").string());
-  }
-  write_model_checksums(directory);
-}
-
-TrainedModel load_model(const std::string& directory) {
-  const auto config_path = (fs::path(directory) / "config.yaml").string();
-  const auto vocab_path = (fs::path(directory) / "vocab.txt").string();
-  const auto weights_path = (fs::path(directory) / "weights.pt").string();
-  for (const auto& p : {config_path, vocab_path, weights_path}) {
-    TORCH_CHECK(fs::exists(p), "load_model: ", directory, " is not a saved contaccum model (no ", p, ")");
-  }
-  verify_model_checksums(directory);
-  verify_zip_checksums(weights_path);
-  auto config = TrainConfig::load(config_path);
-  config.tokenizer_vocab = vocab_path;
-  // The weights file has every tensor: no pretrained start.
-  if (const auto& key = EncoderRegistry::global().at(config.encoder).pretrained_key; !key.empty()) {
-    config.encoder_options.set(key, std::string());
-  }
-  TrainedModel out = build_model(config, nullptr);
-  torch::serialize::InputArchive archive;
-  try {
-    archive.load_from(weights_path);
-  } catch (const c10::Error& e) {
-    TORCH_CHECK(false, "load_model: cannot read ", weights_path, ": ", e.what_without_backtrace());
-  }
-  load_module_checked(*out.model, archive, weights_path);
-  return out;
-}
-
-TrainingRun run_training(const TrainConfig& config, const std::string& output_dir, bool resume, ProgressMode progress) {
-  config.validate();
+void require_data_keys(const TrainConfig& config) {
   require(config.data_corpus, "data.corpus");
   require(config.data_queries, "data.queries");
   TORCH_CHECK(!config.data_train_qrels.empty() || !config.data_hard_negatives.empty(),
               "config key 'data.train_qrels' or 'data.hard_negatives' is required");
-  TORCH_CHECK(!output_dir.empty(), "run_training: the output directory must not be empty");
-  // Held to the end: a second `contaccum train` on this directory is refused.
-  RunDirectoryLock lock(output_dir);
-  claim_output_directory(output_dir, config, resume);
-  check_bank_memory(config);
-  if (config.threads > 0) torch::set_num_threads(static_cast<int>(config.threads));
-  const Stopwatch setup_watch;
-  TrainingRun run;
+}
 
+// What `data.*` names, read and checked before anything is trained.
+struct TrainingData {
+  std::shared_ptr<TextTable> corpus, queries;
+  std::shared_ptr<TrainingSet> train;
+  std::vector<Qrel> dev;
+};
+
+TrainingData read_training_data(const TrainConfig& config) {
   const auto reader =
       ReaderOptions().on_bad_record(config.data_skip_bad_records ? OnBadRecord::Skip : OnBadRecord::Error);
-  auto log_report = [&](const std::string& path, const ReadReport& r) {
-    spdlog::info("read {}: {} records", path, r.records);
-    if (r.skipped > 0) {
-      spdlog::warn("{}: skipped {} bad records; first: {}", path, r.skipped,
-                   r.problems.empty() ? "" : r.problems.front());
-    }
-  };
   ReadReport report;
-  auto corpus = std::make_shared<TextTable>(read_beir_corpus(config.data_corpus, reader, &report));
-  log_report(config.data_corpus, report);
-  report = {};
-  auto queries = std::make_shared<TextTable>(read_beir_queries(config.data_queries, reader, &report));
-  log_report(config.data_queries, report);
-  std::shared_ptr<TrainingSet> train_set;
-  report = {};
-  if (!config.data_hard_negatives.empty()) {
-    train_set = std::make_shared<TrainingSet>(
-        read_hard_negatives(config.data_hard_negatives, queries, corpus, reader, &report));
-    log_report(config.data_hard_negatives, report);
-  } else {
-    auto qrels = read_qrels(config.data_train_qrels, *queries, *corpus, reader, &report);
-    log_report(config.data_train_qrels, report);
-    train_set = std::make_shared<TrainingSet>(training_set_from_qrels(queries, corpus, qrels));
-  }
-  std::vector<Qrel> dev;
-  if (!config.data_dev_qrels.empty()) {
+  auto logged = [&report](const std::string& path) {
+    spdlog::info("read {}: {} records", path, report.records);
+    if (report.skipped > 0) {
+      spdlog::warn("{}: skipped {} bad records; first: {}", path, report.skipped,
+                   report.problems.empty() ? "" : report.problems.front());
+    }
     report = {};
-    dev = read_qrels(config.data_dev_qrels, *queries, *corpus, reader, &report);
-    log_report(config.data_dev_qrels, report);
-    dev = first_judged_queries(dev, config.data_dev_max_queries);
+  };
+  TrainingData d;
+  d.corpus = std::make_shared<TextTable>(read_beir_corpus(config.data_corpus, reader, &report));
+  logged(config.data_corpus);
+  d.queries = std::make_shared<TextTable>(read_beir_queries(config.data_queries, reader, &report));
+  logged(config.data_queries);
+  if (!config.data_hard_negatives.empty()) {
+    d.train = std::make_shared<TrainingSet>(
+        read_hard_negatives(config.data_hard_negatives, d.queries, d.corpus, reader, &report));
+    logged(config.data_hard_negatives);
+  } else {
+    auto qrels = read_qrels(config.data_train_qrels, *d.queries, *d.corpus, reader, &report);
+    logged(config.data_train_qrels);
+    d.train = std::make_shared<TrainingSet>(training_set_from_qrels(d.queries, d.corpus, qrels));
+  }
+  if (!config.data_dev_qrels.empty()) {
+    d.dev = read_qrels(config.data_dev_qrels, *d.queries, *d.corpus, reader, &report);
+    logged(config.data_dev_qrels);
+    d.dev = first_judged_queries(d.dev, config.data_dev_max_queries);
     // Found now, not after the whole training run.
-    TORCH_CHECK(!judged_queries(dev).empty(), config.data_dev_qrels,
+    TORCH_CHECK(!judged_queries(d.dev).empty(), config.data_dev_qrels,
                 ": no query has a relevant passage (score > 0), so there is nothing to evaluate (data.dev_qrels)");
   }
+  return d;
+}
 
+// Tokenizer and model for the run, and `config.yaml` and a trained
+// vocabulary in `output_dir`.
+TrainedModel prepare_model(const TrainConfig& config, const std::string& output_dir, bool resume,
+                           const TextTable& corpus) {
   fs::create_directories(output_dir);
-  TrainedModel trained;
   const auto saved_vocab = (fs::path(output_dir) / "vocab.txt").string();
   TrainConfig effective = config;
   if (resume && effective.tokenizer_vocab.empty() && fs::exists(saved_vocab)) {
@@ -349,7 +195,7 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
     effective.tokenizer_vocab = saved_vocab;
   }
   const Stopwatch vocab_watch;
-  trained = build_model(effective, corpus.get());
+  TrainedModel trained = build_model(effective, &corpus);
   trained.config = config;
   if (config.tokenizer_vocab.empty() && pretrained_directory(config).empty()) {
     spdlog::info("WordPiece vocabulary of {} tokens in {:.1f} s", trained.tokenizer->vocab().size(),
@@ -357,11 +203,10 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
     write_file_atomically(saved_vocab, vocab_text(trained.tokenizer->vocab()));
   }
   write_file_atomically((fs::path(output_dir) / "config.yaml").string(), config.to_yaml());
-  run.setup_seconds = setup_watch.seconds();
+  return trained;
+}
 
-  Collator collator(
-      trained.text_encoder(),
-      CollatorOptions().query_max_length(config.query_max_length).passage_max_length(config.passage_max_length));
+TrainerOptions trainer_options(const TrainConfig& config, const std::string& output_dir, ProgressMode progress) {
   TrainerOptions options;
   options.optimizer(AdamWSetup().lr(config.lr).weight_decay(config.weight_decay))
       .warmup_steps(config.warmup_steps)
@@ -379,21 +224,61 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
       .non_finite(config.non_finite == "skip" ? NonFinitePolicy::Skip : NonFinitePolicy::Error)
       .max_consecutive_skips(config.max_consecutive_skips)
       .progress(progress);
-  Trainer trainer(trained.model, strategy_options(config), train_set, collator, options);
+  return options;
+}
+
+DenseEvalOptions dev_eval_options(const TrainConfig& config) {
+  DenseEvalOptions options;
+  options.batch_size(config.eval_batch_size)
+      .query_max_length(config.query_max_length)
+      .passage_max_length(config.passage_max_length);
+  return options;
+}
+
+void write_eval_json(const std::string& output_dir, const TrainConfig& config, const TrainingRun& run, int64_t steps) {
+  nlohmann::json j = {{"final", to_json(*run.dev)},
+                      {"best_step", run.train.best_step},
+                      {"best_" + config.eval_metric, run.train.best_metric},
+                      {"steps", steps},
+                      {"train_seconds", run.train.seconds}};
+  write_file_atomically((fs::path(output_dir) / "eval.json").string(), j.dump(2) + "\n");
+}
+
+}  // namespace
+
+TrainingRun run_training(const TrainConfig& config, const std::string& output_dir, bool resume, ProgressMode progress) {
+  config.validate();
+  require_data_keys(config);
+  TORCH_CHECK(!output_dir.empty(), "run_training: the output directory must not be empty");
+  // Held to the end: a second `contaccum train` on this directory is refused.
+  RunDirectoryLock lock(output_dir);
+  claim_output_directory(output_dir, config, resume);
+  check_bank_memory(config);
+  if (config.threads > 0) torch::set_num_threads(static_cast<int>(config.threads));
+  const Stopwatch setup_watch;
+  TrainingRun run;
+  const auto data = read_training_data(config);
+  const TrainedModel trained = prepare_model(config, output_dir, resume, *data.corpus);
+  run.setup_seconds = setup_watch.seconds();
+
+  Collator collator(
+      trained.text_encoder(),
+      CollatorOptions().query_max_length(config.query_max_length).passage_max_length(config.passage_max_length));
+  Trainer trainer(trained.model, strategy_options(config), data.train, collator,
+                  trainer_options(config, output_dir, progress));
   spdlog::info(
       "{} training examples, {} steps per epoch, {} steps; strategy {} (total_batch {}, micro_batch {}, "
       "memory_size {})",
-      train_set->size(), trainer.steps_per_epoch(), trainer.state().total_steps, config.strategy, config.total_batch,
+      data.train->size(), trainer.steps_per_epoch(), trainer.state().total_steps, config.strategy, config.total_batch,
       config.micro_batch, config.memory_size);
 
-  DenseEvalOptions eval_options;
-  eval_options.batch_size(config.eval_batch_size)
-      .query_max_length(config.query_max_length)
-      .passage_max_length(config.passage_max_length);
+  const auto eval_options = dev_eval_options(config);
   const auto tokenize = trained.text_encoder();
-  if (!dev.empty()) {
-    trainer.set_evaluator(
-        [&](DualEncoder& m) { return evaluate_dense(m, tokenize, *corpus, *queries, dev, eval_options).metrics; });
+  auto evaluate = [&](DualEncoder& m) {
+    return evaluate_dense(m, tokenize, *data.corpus, *data.queries, data.dev, eval_options).metrics;
+  };
+  if (!data.dev.empty()) {
+    trainer.set_evaluator(evaluate);
     trainer.on_new_best([&](DualEncoder& m, int64_t step) {
       TrainedModel best = trained;
       best.model = m;
@@ -410,16 +295,10 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
   }
   run.train = trainer.train();
   save_model(trained, (fs::path(output_dir) / "model").string());
-  if (!dev.empty()) {
-    run.dev = run.train.last_eval.queries > 0
-                  ? run.train.last_eval
-                  : evaluate_dense(trained.model, tokenize, *corpus, *queries, dev, eval_options).metrics;
-    nlohmann::json j = {{"final", to_json(*run.dev)},
-                        {"best_step", run.train.best_step},
-                        {"best_" + config.eval_metric, run.train.best_metric},
-                        {"steps", trainer.state().step},
-                        {"train_seconds", run.train.seconds}};
-    write_file_atomically((fs::path(output_dir) / "eval.json").string(), j.dump(2) + "\n");
+  if (!data.dev.empty()) {
+    DualEncoder model = trained.model;
+    run.dev = run.train.last_eval.queries > 0 ? run.train.last_eval : evaluate(model);
+    write_eval_json(output_dir, config, run, trainer.state().step);
   }
   return run;
 }
