@@ -393,20 +393,25 @@ TEST(Strategy, PartialLastBatchUsesASmallerLastMicroBatch) {
       ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("batch has 10 examples but total_batch is 16")));
 }
 
+// `from`'s banks into `into` through a serialized archive read onto `map_to`.
+void save_and_load(const Strategy& from, Strategy& into, torch::Device map_to) {
+  torch::serialize::OutputArchive out;
+  from.save(out);
+  std::stringstream buffer;
+  out.save_to(buffer);
+  torch::serialize::InputArchive in;
+  in.load_from(buffer, map_to);
+  into.load(in);
+}
+
 TEST(Strategy, BanksSurviveSaveAndLoad) {
   torch::manual_seed(48);
   auto model = make_model(0.0);
   Strategy strategy(model, StrategyOptions::contaccum(8, 2, 12));
   test::step(strategy, random_batch(8, 1));
   test::step(strategy, random_batch(8, 1));
-  torch::serialize::OutputArchive out;
-  strategy.save(out);
-  std::stringstream buffer;
-  out.save_to(buffer);
   Strategy restored(model, StrategyOptions::contaccum(8, 2, 12));
-  torch::serialize::InputArchive in;
-  in.load_from(buffer);
-  restored.load(in);
+  save_and_load(strategy, restored, torch::kCPU);
   EXPECT_TRUE(torch::equal(restored.query_bank().ordered(), strategy.query_bank().ordered()));
   EXPECT_TRUE(torch::equal(restored.passage_bank().ordered(), strategy.passage_bank().ordered()));
 }
@@ -421,14 +426,8 @@ TEST(Strategy, BanksAreRestoredOnTheModelsDevice) {
   model->to(torch::kCUDA);
   Strategy strategy(model, StrategyOptions::contaccum(8, 2, 12));
   test::step(strategy, random_batch(8, 1));
-  torch::serialize::OutputArchive out;
-  strategy.save(out);
-  std::stringstream buffer;
-  out.save_to(buffer);
   Strategy restored(model, StrategyOptions::contaccum(8, 2, 12));
-  torch::serialize::InputArchive in;
-  in.load_from(buffer, torch::kCPU);
-  restored.load(in);
+  save_and_load(strategy, restored, torch::kCPU);
   EXPECT_TRUE(restored.query_bank().view().is_cuda());
   EXPECT_TRUE(restored.passage_bank().view().is_cuda());
   EXPECT_TRUE(torch::equal(restored.passage_bank().ordered(), strategy.passage_bank().ordered()));

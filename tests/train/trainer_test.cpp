@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#include "test_util.h"
 #include "train/train_fixture.h"
 
 #include <cmath>
@@ -281,15 +282,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  }
-  return "no error";
-}
+using test::error_of;
 
 // A checkpoint names the run it belongs to field by field: a run with the
 // same sizes but another gradient mode, negative scope or bank option is
