@@ -8,15 +8,15 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/install-deps.sh"
 source "$root/scripts/ccache-env.sh"
-# -Wno-error=maybe-uninitialized: at -O1 with ASan, GCC 12 reports false
-# "may be used uninitialized" inside LibTorch's inline headers (c10's
-# intrusive_ptr in NormalizeFuncOptions); the plain build keeps it an error.
-flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -Wno-error=maybe-uninitialized"
+flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 # -O1: sanitizer builds compile faster and report better than at -O2.
+# Warnings are errors in the plain build (scripts/test.sh under CI) only:
+# instrumented at -O1, GCC 12 reports false "may be used uninitialized"
+# inside LibTorch's inline headers (c10's intrusive_ptr).
 cmake -S "$root" -B "$root/build-asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DCMAKE_CXX_FLAGS="$flags" \
   -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
-  -DCONTACCUM_BUILD_TESTS=ON "-DCONTACCUM_WERROR=${CONTACCUM_WERROR:-OFF}" -DCONTACCUM_BUILD_EXAMPLES=OFF -DCONTACCUM_INSTALL=OFF >/dev/null
+  -DCONTACCUM_BUILD_TESTS=ON -DCONTACCUM_WERROR=OFF -DCONTACCUM_BUILD_EXAMPLES=OFF -DCONTACCUM_INSTALL=OFF >/dev/null
 cmake --build "$root/build-asan" --parallel "$(nproc)"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=0"
 export LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp:print_suppressions=0"
