@@ -22,7 +22,7 @@ ALLOWED = {
     "memory": {"core", "loss"},
     "distributed": {"core"},
     "strategy": {"core", "data", "encoders", "model", "loss", "memory", "distributed"},
-    "eval": {"core", "io", "text", "data", "encoders", "model"},
+    "eval": {"core", "io", "text", "data", "encoders", "model", "distributed"},
     "train": {"core", "io", "text", "data", "encoders", "model", "loss", "memory", "distributed", "strategy", "eval"},
 }
 # Top-level headers: the umbrella includes everything; the test helper sits

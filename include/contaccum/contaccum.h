@@ -17,6 +17,8 @@
 #include "contaccum/data/training_batch.h"
 #include "contaccum/data/training_set.h"
 #include "contaccum/distributed/collective.h"
+#include "contaccum/distributed/launcher.h"
+#include "contaccum/distributed/process_group.h"
 #include "contaccum/encoders/bag_of_embeddings.h"
 #include "contaccum/encoders/encoder.h"
 #include "contaccum/encoders/torchscript.h"

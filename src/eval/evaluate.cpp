@@ -62,38 +62,74 @@ torch::Tensor encode_texts(DualEncoder& model, Tower side, const std::vector<std
   return out;
 }
 
-EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
-                          const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options) {
-  check_qrels(qrels, queries.size(), corpus.size(), "evaluate_dense");
+namespace {
+
+void check_dense_options(const DenseEvalOptions& options) {
   TORCH_CHECK(options.batch_size() > 0, "DenseEvalOptions::batch_size must be > 0, got ", options.batch_size());
   TORCH_CHECK(options.query_max_length() > 0, "DenseEvalOptions::query_max_length must be > 0, got ",
               options.query_max_length());
   TORCH_CHECK(options.passage_max_length() > 0, "DenseEvalOptions::passage_max_length must be > 0, got ",
               options.passage_max_length());
   TORCH_CHECK(options.search().k() > 0, "SearchOptions::k must be > 0, got ", options.search().k());
-  EvalResult result;
-  result.query_rows = judged_queries(qrels);
-  TORCH_CHECK(!result.query_rows.empty(), "evaluate_dense: no query has a relevant passage (a qrel with score > 0)");
+}
 
+// Representations of corpus rows [begin, end), [end - begin, dim] float32.
+torch::Tensor encode_corpus_rows(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
+                                 int64_t begin, int64_t end, const DenseEvalOptions& options) {
   // Passage texts are built a chunk at a time: a large corpus's texts would
   // otherwise be copied whole next to the table.
   const int64_t chunk = options.batch_size() * 64;
-  auto passage_reps = torch::empty({corpus.size(), model->dim()}, torch::kFloat);
+  auto reps = torch::empty({end - begin, model->dim()}, torch::kFloat);
   std::vector<std::string> passages;
-  for (int64_t begin = 0; begin < corpus.size(); begin += chunk) {
-    const int64_t end = std::min(corpus.size(), begin + chunk);
+  for (int64_t at = begin; at < end; at += chunk) {
+    const int64_t stop = std::min(end, at + chunk);
     passages.clear();
-    for (int64_t row = begin; row < end; ++row) passages.push_back(corpus.full_text(row));
-    passage_reps.slice(0, begin, end)
+    for (int64_t row = at; row < stop; ++row) passages.push_back(corpus.full_text(row));
+    reps.slice(0, at - begin, stop - begin)
         .copy_(encode_texts(model, Tower::Passage, passages, tokenize, options.passage_max_length(),
                             options.batch_size()));
   }
+  return reps;
+}
+
+EvalResult search_and_score(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& queries,
+                            const std::vector<Qrel>& qrels, const DenseEvalOptions& options,
+                            const torch::Tensor& passage_reps, std::vector<int64_t> query_rows) {
+  EvalResult result;
+  result.query_rows = std::move(query_rows);
   const auto query_reps = encode_texts(model, Tower::Query, query_texts(queries, result.query_rows), tokenize,
                                        options.query_max_length(), options.batch_size());
   // The search runs where the model does; the corpus streams there by blocks.
   result.ranking = exact_search(query_reps.to(model->device()), passage_reps, options.search());
   result.metrics = compute_metrics(result.ranking, result.query_rows, qrels, options.metrics());
   return result;
+}
+
+}  // namespace
+
+EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
+                          const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options) {
+  return evaluate_dense(model, tokenize, corpus, queries, qrels, options, *local_collective());
+}
+
+EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
+                          const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options,
+                          Collective& collective) {
+  check_qrels(qrels, queries.size(), corpus.size(), "evaluate_dense");
+  check_dense_options(options);
+  auto query_rows = judged_queries(qrels);
+  TORCH_CHECK(!query_rows.empty(), "evaluate_dense: no query has a relevant passage (a qrel with score > 0)");
+  const int64_t world = collective.world_size(), rank = collective.rank(), rows = corpus.size();
+  // Contiguous shards, so the gathered rows are the corpus rows in order.
+  std::vector<int64_t> counts;
+  for (int64_t r = 0; r < world; ++r) counts.push_back(rows / world + (r < rows % world ? 1 : 0));
+  int64_t begin = 0;
+  for (int64_t r = 0; r < rank; ++r) begin += counts[static_cast<size_t>(r)];
+  auto mine = encode_corpus_rows(model, tokenize, corpus, begin, begin + counts[static_cast<size_t>(rank)], options);
+  if (world == 1) return search_and_score(model, tokenize, queries, qrels, options, mine, std::move(query_rows));
+  auto shards = all_gather_rows(collective, mine, counts);
+  if (rank != 0) return {};
+  return search_and_score(model, tokenize, queries, qrels, options, torch::cat(shards), std::move(query_rows));
 }
 
 EvalResult evaluate_bm25(const BM25Index& index, const TextTable& queries, const std::vector<Qrel>& qrels,

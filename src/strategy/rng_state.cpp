@@ -69,4 +69,28 @@ RngState RngState::load(torch::serialize::InputArchive& archive) {
   return s;
 }
 
+torch::Tensor RngState::to_bytes() const {
+  TORCH_CHECK(cpu_.defined(), "RngState::to_bytes: nothing captured");
+  std::vector<torch::Tensor> parts = {cpu_.flatten()};
+  for (const auto& c : cuda_) parts.push_back(c.flatten());
+  return torch::cat(parts);
+}
+
+RngState RngState::from_bytes(const torch::Tensor& bytes) {
+  const RngState like = capture();
+  RngState s;
+  int64_t at = 0, total = like.cpu_.numel();
+  for (const auto& c : like.cuda_) total += c.numel();
+  TORCH_CHECK(bytes.dim() == 1 && bytes.scalar_type() == torch::kUInt8 && bytes.numel() == total,
+              "RngState::from_bytes: expected ", total, " bytes of generator state, got ", bytes.numel());
+  auto take = [&](const torch::Tensor& shape_of) {
+    auto t = bytes.slice(0, at, at + shape_of.numel()).clone().view(shape_of.sizes());
+    at += shape_of.numel();
+    return t;
+  };
+  s.cpu_ = take(like.cpu_);
+  for (const auto& c : like.cuda_) s.cuda_.push_back(take(c));
+  return s;
+}
+
 }  // namespace contaccum

@@ -3,6 +3,8 @@
 #include "contaccum/core/stopwatch.h"
 #include "contaccum/strategy/rng_state.h"
 
+#include "row_shards.h"
+
 #include <torch/autograd.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
@@ -75,20 +77,24 @@ MemoryBankOptions validated_bank(const StrategyOptions& o, bool enabled) {
   return MemoryBankOptions(enabled ? o.memory_size() : 0);
 }
 
+BankScoreCacheOptions bank_score_options(const StrategyOptions& o, int64_t world) {
+  // Blocks the size of one enqueue: a global micro-batch, or the whole batch
+  // when the loss spans it.
+  const int64_t enqueued =
+      o.negatives() == NegativeScope::MicroBatch ? std::min(o.total_batch(), world * o.micro_batch()) : o.total_batch();
+  return BankScoreCacheOptions(enqueued).loss(o.loss());
+}
 }  // namespace
 
 Strategy::Strategy(DualEncoder model, StrategyOptions options)
     : model_(std::move(model)),
       options_(options),
+      collective_(local_collective()),
       query_bank_(validated_bank(options, options.query_bank())),
       // The passage bank also backs the query bank's targets when banked
       // passages are not used as negatives.
       passage_bank_(validated_bank(options, options.query_bank() || options.passage_bank())),
-      // Blocks the size of one enqueue: a micro-batch, or the whole batch
-      // when the loss spans it.
-      bank_scores_(BankScoreCacheOptions(options.negatives() == NegativeScope::MicroBatch ? options.micro_batch()
-                                                                                          : options.total_batch())
-                       .loss(options.loss())),
+      bank_scores_(bank_score_options(options, 1)),
       use_bank_scores_(options.memory_size() > 0 && options.query_bank() && options.passage_bank()) {
   TORCH_CHECK(!model_.is_empty(), "Strategy: model must not be empty");
 }
@@ -98,6 +104,58 @@ Strategy::Encoded Strategy::encode(const TrainingBatch& chunk) {
   Encoded out;
   out.queries = model_->encode_queries(chunk.queries);
   out.passages = model_->encode_passages(chunk.passages).view({n, chunk.group(), model_->dim()});
+  return out;
+}
+
+void Strategy::set_collective(std::shared_ptr<Collective> collective) {
+  TORCH_CHECK(collective != nullptr, "Strategy::set_collective: the collective must not be null");
+  const int64_t world = collective->world_size();
+  const int64_t n = options_.micro_batch(), total = options_.total_batch();
+  TORCH_CHECK(total >= world, "Strategy: total_batch (", total, ") must be >= the number of ranks (", world, ")");
+  TORCH_CHECK(n == total || total % (world * n) == 0, "Strategy: ", world, " ranks x micro_batch ", n, " = ", world * n,
+              " rows per global micro-batch must divide total_batch (", total, ")");
+  TORCH_CHECK(query_bank_.empty() && passage_bank_.empty(),
+              "Strategy::set_collective: call it before the first step (the banks hold rows)");
+  collective_ = std::move(collective);
+  bank_scores_ = BankScoreCache(bank_score_options(options_, world));
+}
+
+int64_t Strategy::chunk_rows() const {
+  const int64_t world = collective_->world_size();
+  return world == 1 ? options_.micro_batch() : std::min(options_.total_batch(), world * options_.micro_batch());
+}
+
+Strategy::Encoded Strategy::concat(const std::vector<Encoded>& parts, int64_t group) const {
+  if (parts.size() == 1) return parts[0];
+  if (parts.empty()) {
+    const auto options = model_->parameters().front().options().requires_grad(false);
+    return {torch::empty({0, model_->dim()}, options), torch::empty({0, group, model_->dim()}, options)};
+  }
+  std::vector<torch::Tensor> queries, passages;
+  for (const auto& p : parts) {
+    queries.push_back(p.queries);
+    passages.push_back(p.passages);
+  }
+  return {torch::cat(queries), torch::cat(passages)};
+}
+
+Strategy::Encoded Strategy::gather(const Encoded& local, const detail::RowShards& shards, int64_t group) {
+  const int64_t world = collective_->world_size();
+  if (world == 1) return local;
+  const Stopwatch watch;
+  const int64_t d = model_->dim();
+  // One collective for both towers: [rows, (1 + group) d].
+  const auto packed = torch::cat({local.queries.detach(), local.passages.detach().flatten(1)}, 1);
+  auto per_rank = all_gather_rows(*collective_, packed, shards.counts());
+  std::vector<torch::Tensor> queries, passages;
+  for (int64_t r = 0; r < world; ++r) {
+    const auto& rows = per_rank[static_cast<size_t>(r)];
+    const bool mine = r == collective_->rank();
+    queries.push_back(mine ? local.queries : rows.slice(1, 0, d));
+    passages.push_back(mine ? local.passages : rows.slice(1, d).view({rows.size(0), group, d}));
+  }
+  Encoded out{shards.assemble(queries), shards.assemble(passages)};
+  gather_seconds_ += watch.seconds();
   return out;
 }
 
@@ -113,62 +171,58 @@ InfoNCEBank Strategy::bank_view() const {
 
 std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_direct(const TrainingBatch& group, double weight) {
   Stopwatch watch;
-  std::vector<torch::Tensor> queries, passages;
-  for (int64_t b = 0; b < group.size(); b += options_.micro_batch()) {
-    auto reps = encode(group.slice(b, std::min(group.size(), b + options_.micro_batch())));
-    queries.push_back(reps.queries);
-    passages.push_back(reps.passages);
-  }
+  const detail::RowShards shards(group.size(), chunk_rows(), collective_->world_size());
+  std::vector<Encoded> parts;
+  for (const auto& range : shards.of(collective_->rank())) parts.push_back(encode(group.slice(range.begin, range.end)));
   encode_seconds_ += watch.lap();
-  Encoded reps{queries.size() == 1 ? queries[0] : torch::cat(queries),
-               passages.size() == 1 ? passages[0] : torch::cat(passages)};
+  const Encoded reps = gather(concat(parts, group.group()), shards, group.group());
+  watch.restart();
   auto result = info_nce(reps.queries, reps.passages, options_.loss(), bank_view());
   loss_seconds_ += watch.lap();
-  (result.loss * weight).backward();
+  // A rank with no rows of the group has nothing to backpropagate.
+  if (result.loss.requires_grad()) (result.loss * weight).backward();
   encode_seconds_ += watch.lap();
   return {result, Encoded{reps.queries.detach(), reps.passages.detach()}};
 }
 
 std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const TrainingBatch& group, double weight) {
   Stopwatch watch;
-  std::vector<TrainingBatch> chunks;
+  const detail::RowShards shards(group.size(), chunk_rows(), collective_->world_size());
+  const auto ranges = shards.of(collective_->rank());
   std::vector<RngState> states;
-  std::vector<torch::Tensor> queries, passages;
+  std::vector<Encoded> parts;
   {
     torch::NoGradGuard no_grad;
-    for (int64_t b = 0; b < group.size(); b += options_.micro_batch()) {
-      chunks.push_back(group.slice(b, std::min(group.size(), b + options_.micro_batch())));
+    for (const auto& range : ranges) {
       states.push_back(RngState::capture());
-      auto reps = encode(chunks.back());
-      queries.push_back(reps.queries);
-      passages.push_back(reps.passages);
+      parts.push_back(encode(group.slice(range.begin, range.end)));
     }
   }
   const auto after_first_pass = RngState::capture();
   encode_seconds_ += watch.lap();
-  auto q = torch::cat(queries).requires_grad_(true);
-  auto p = torch::cat(passages).requires_grad_(true);
+  Encoded all = gather(concat(parts, group.group()), shards, group.group());
+  watch.restart();
+  // Leaves: the loss's gradient stops at the representations.
+  auto q = all.queries.requires_grad_(true);
+  auto p = all.passages.requires_grad_(true);
   auto result = info_nce(q, p, options_.loss(), bank_view());
   (result.loss * weight).backward();
   const auto q_grad = q.grad(), p_grad = p.grad();
   loss_seconds_ += watch.lap();
 
-  int64_t row = 0;
-  for (size_t c = 0; c < chunks.size(); ++c) {
+  for (size_t c = 0; c < ranges.size(); ++c) {
     states[c].restore();
-    auto reps = encode(chunks[c]);
-    const int64_t n = chunks[c].size();
+    auto reps = encode(group.slice(ranges[c].begin, ranges[c].end));
     std::vector<torch::Tensor> outputs, grads;
     if (reps.queries.requires_grad()) {
       outputs.push_back(reps.queries);
-      grads.push_back(q_grad.slice(0, row, row + n));
+      grads.push_back(q_grad.slice(0, ranges[c].begin, ranges[c].end));
     }
     if (reps.passages.requires_grad()) {
       outputs.push_back(reps.passages);
-      grads.push_back(p_grad.slice(0, row, row + n));
+      grads.push_back(p_grad.slice(0, ranges[c].begin, ranges[c].end));
     }
     if (!outputs.empty()) torch::autograd::backward(outputs, grads);
-    row += n;
   }
   // Leave the generators where a single pass would have left them.
   after_first_pass.restore();
@@ -194,10 +248,10 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
     TORCH_CHECK(n == options_.total_batch(), "Strategy: batch has ", n, " examples but total_batch is ",
                 options_.total_batch(), " (set allow_partial_batch to accept a smaller last batch)");
   }
-  const int64_t group_size = options_.negatives() == NegativeScope::MicroBatch ? options_.micro_batch() : n;
+  const int64_t group_size = options_.negatives() == NegativeScope::MicroBatch ? chunk_rows() : n;
 
   StepStats stats;
-  encode_seconds_ = loss_seconds_ = 0.0;
+  encode_seconds_ = loss_seconds_ = gather_seconds_ = 0.0;
   query_undo_ = query_bank_.undo_for(n);
   passage_undo_ = passage_bank_.undo_for(n);
   double negatives = 0.0;
@@ -209,7 +263,8 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
     stats.loss += weight * done.first.loss.item<double>();
     negatives += weight * static_cast<double>(done.first.negatives_per_query);
     stats.loss_groups += 1;
-    stats.micro_batches += (group.size() + options_.micro_batch() - 1) / options_.micro_batch();
+    stats.micro_batches += static_cast<int64_t>(
+        detail::RowShards(group.size(), chunk_rows(), collective_->world_size()).of(collective_->rank()).size());
     const Stopwatch enqueue_watch;
     enqueue(done.second);
     loss_seconds_ += enqueue_watch.seconds();
@@ -222,6 +277,7 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
   if (options_.clear_banks_after_step()) clear_banks();
   stats.encode_seconds = encode_seconds_;
   stats.loss_seconds = loss_seconds_;
+  stats.gather_seconds = gather_seconds_;
   return stats;
 }
 

@@ -185,8 +185,8 @@ TrainingData read_training_data(const TrainConfig& config) {
 // Tokenizer and model for the run, and `config.yaml` and a trained
 // vocabulary in `output_dir`.
 TrainedModel prepare_model(const TrainConfig& config, const std::string& output_dir, bool resume,
-                           const TextTable& corpus) {
-  fs::create_directories(output_dir);
+                           const TextTable& corpus, bool writes) {
+  if (writes) fs::create_directories(output_dir);
   const auto saved_vocab = (fs::path(output_dir) / "vocab.txt").string();
   TrainConfig effective = config;
   if (resume && effective.tokenizer_vocab.empty() && fs::exists(saved_vocab)) {
@@ -197,12 +197,12 @@ TrainedModel prepare_model(const TrainConfig& config, const std::string& output_
   const Stopwatch vocab_watch;
   TrainedModel trained = build_model(effective, &corpus);
   trained.config = config;
-  if (config.tokenizer_vocab.empty() && pretrained_directory(config).empty()) {
+  if (writes && config.tokenizer_vocab.empty() && pretrained_directory(config).empty()) {
     spdlog::info("WordPiece vocabulary of {} tokens in {:.1f} s", trained.tokenizer->vocab().size(),
                  vocab_watch.seconds());
     write_file_atomically(saved_vocab, vocab_text(trained.tokenizer->vocab()));
   }
-  write_file_atomically((fs::path(output_dir) / "config.yaml").string(), config.to_yaml());
+  if (writes) write_file_atomically((fs::path(output_dir) / "config.yaml").string(), config.to_yaml());
   return trained;
 }
 
@@ -246,36 +246,50 @@ void write_eval_json(const std::string& output_dir, const TrainConfig& config, c
 
 }  // namespace
 
-TrainingRun run_training(const TrainConfig& config, const std::string& output_dir, bool resume, ProgressMode progress) {
+TrainingRun run_training(const TrainConfig& config, const std::string& output_dir, bool resume, ProgressMode progress,
+                         std::shared_ptr<Collective> collective) {
   config.validate();
   require_data_keys(config);
   TORCH_CHECK(!output_dir.empty(), "run_training: the output directory must not be empty");
+  if (!collective) collective = local_collective();
+  // Rank 0 owns the directory and writes every file; the others only read.
+  const bool writes = collective->rank() == 0;
   // Held to the end: a second `contaccum train` on this directory is refused.
-  RunDirectoryLock lock(output_dir);
-  claim_output_directory(output_dir, config, resume);
+  std::optional<RunDirectoryLock> lock;
+  if (writes) {
+    lock.emplace(output_dir);
+    claim_output_directory(output_dir, config, resume);
+  }
   check_bank_memory(config);
   if (config.threads > 0) torch::set_num_threads(static_cast<int>(config.threads));
   const Stopwatch setup_watch;
   TrainingRun run;
   const auto data = read_training_data(config);
-  const TrainedModel trained = prepare_model(config, output_dir, resume, *data.corpus);
+  const TrainedModel trained = prepare_model(config, output_dir, resume, *data.corpus, writes);
   run.setup_seconds = setup_watch.seconds();
 
   Collator collator(
       trained.text_encoder(),
       CollatorOptions().query_max_length(config.query_max_length).passage_max_length(config.passage_max_length));
   Trainer trainer(trained.model, strategy_options(config), data.train, collator,
-                  trainer_options(config, output_dir, progress));
-  spdlog::info(
-      "{} training examples, {} steps per epoch, {} steps; strategy {} (total_batch {}, micro_batch {}, "
-      "memory_size {})",
-      data.train->size(), trainer.steps_per_epoch(), trainer.state().total_steps, config.strategy, config.total_batch,
-      config.micro_batch, config.memory_size);
+                  trainer_options(config, output_dir, writes ? progress : ProgressMode::Silent));
+  trainer.set_collective(collective);
+  if (writes) {
+    spdlog::info(
+        "{} training examples, {} steps per epoch, {} steps; strategy {} (total_batch {}, micro_batch {}, "
+        "memory_size {})",
+        data.train->size(), trainer.steps_per_epoch(), trainer.state().total_steps, config.strategy, config.total_batch,
+        config.micro_batch, config.memory_size);
+    if (collective->world_size() > 1) {
+      spdlog::info("{} ranks: micro_batch {} per rank, {} rows per global micro-batch", collective->world_size(),
+                   config.micro_batch, collective->world_size() * config.micro_batch);
+    }
+  }
 
   const auto eval_options = dev_eval_options(config);
   const auto tokenize = trained.text_encoder();
   auto evaluate = [&](DualEncoder& m) {
-    return evaluate_dense(m, tokenize, *data.corpus, *data.queries, data.dev, eval_options).metrics;
+    return evaluate_dense(m, tokenize, *data.corpus, *data.queries, data.dev, eval_options, *collective).metrics;
   };
   if (!data.dev.empty()) {
     trainer.set_evaluator(evaluate);
@@ -288,17 +302,17 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
   }
   if (resume) {
     if (trainer.resume_latest()) {
-      spdlog::info("resumed at step {} of {}", trainer.state().step, trainer.state().total_steps);
-    } else {
+      if (writes) spdlog::info("resumed at step {} of {}", trainer.state().step, trainer.state().total_steps);
+    } else if (writes) {
       spdlog::info("no checkpoint in {}: starting from scratch", output_dir);
     }
   }
   run.train = trainer.train();
-  save_model(trained, (fs::path(output_dir) / "model").string());
+  if (writes) save_model(trained, (fs::path(output_dir) / "model").string());
   if (!data.dev.empty()) {
     DualEncoder model = trained.model;
     run.dev = run.train.last_eval.queries > 0 ? run.train.last_eval : evaluate(model);
-    write_eval_json(output_dir, config, run, trainer.state().step);
+    if (writes) write_eval_json(output_dir, config, run, trainer.state().step);
   }
   return run;
 }

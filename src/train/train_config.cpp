@@ -68,6 +68,8 @@ const std::vector<Key>& fixed_keys() {
       {"max_consecutive_skips", &TrainConfig::max_consecutive_skips},
       {"seed", &TrainConfig::seed},
       {"threads", &TrainConfig::threads},
+      {"distributed.backend", &TrainConfig::distributed_backend},
+      {"distributed.timeout", &TrainConfig::distributed_timeout},
       {"log_every", &TrainConfig::log_every},
       {"eval_every", &TrainConfig::eval_every},
       {"eval_metric", &TrainConfig::eval_metric},
@@ -315,6 +317,9 @@ void TrainConfig::validate() const {
   non_negative("warmup_steps", warmup_steps);
   non_negative("seed", seed);
   non_negative("threads", threads);
+  check_choice("distributed.backend", distributed_backend, {"auto", "gloo", "nccl"});
+  TORCH_CHECK(distributed_timeout > 0, "config key 'distributed.timeout' must be > 0 seconds, got ",
+              distributed_timeout);
   positive("log_every", log_every);
   non_negative("eval_every", eval_every);
   positive("eval_batch_size", eval_batch_size);

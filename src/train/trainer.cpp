@@ -92,6 +92,29 @@ detail::TrainerFields run_fields(const StrategyOptions& s, const TrainerOptions&
           {"clear_banks_after_step", s.clear_banks_after_step()}};
 }
 
+// Rank 0's metrics on every rank (exact: JSON numbers round-trip doubles).
+RetrievalMetrics broadcast_metrics(Collective& collective, const RetrievalMetrics& mine) {
+  std::string text;
+  if (collective.rank() == 0) {
+    nlohmann::json j = {
+        {"queries", mine.queries}, {"names", nlohmann::json::array()}, {"values", nlohmann::json::array()}};
+    for (const auto& [name, value] : mine.values) {
+      j["names"].push_back(name);
+      j["values"].push_back(value);
+    }
+    text = j.dump();
+  }
+  broadcast_string(collective, text);
+  const auto j = nlohmann::json::parse(text);
+  RetrievalMetrics out;
+  out.queries = j["queries"].get<int64_t>();
+  for (size_t i = 0; i < j["names"].size(); ++i) {
+    out.values.emplace_back(j["names"][i].get<std::string>(),
+                            j["values"][i].is_null() ? std::nan("") : j["values"][i].get<double>());
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string StepRecord::to_json() const { return step_json(*this).dump(); }
@@ -151,17 +174,24 @@ int64_t Trainer::steps_per_epoch() const { return sampler_->batches_per_epoch();
 
 RetrievalMetrics Trainer::evaluate() {
   auto metrics = evaluator_(model_);
+  if (collective_->world_size() > 1) metrics = broadcast_metrics(*collective_, metrics);
   for (auto& cb : callbacks_) cb->on_evaluate(state_, metrics);
   const double value = metrics.at(options_.eval_metric());
   if (value > state_.best_metric) {
     state_.best_metric = value;
     state_.best_step = state_.step;
-    if (on_new_best_) on_new_best_(model_, state_.step);
+    if (on_new_best_ && is_main_rank()) on_new_best_(model_, state_.step);
   }
   return metrics;
 }
 
 std::string Trainer::checkpoint(int64_t step) {
+  if (!is_main_rank()) {
+    // The other ranks take part in the save's collectives and write nothing.
+    torch::serialize::OutputArchive unused;
+    save(unused);
+    return "";
+  }
   CheckpointManager manager((fs::path(options_.output_dir()) / "checkpoints").string(), options_.keep_checkpoints());
   auto path = manager.save(step, [this](torch::serialize::OutputArchive& a) { save(a); });
   for (auto& cb : callbacks_) cb->on_checkpoint(state_, path);
@@ -171,7 +201,8 @@ std::string Trainer::checkpoint(int64_t step) {
 TrainResult Trainer::train() {
   const Stopwatch run_watch;
   const int64_t first_step = state_.step;
-  const bool writes = !options_.output_dir().empty();
+  const bool checkpoints = !options_.output_dir().empty();
+  const bool writes = checkpoints && is_main_rank();
   std::optional<RunDirectoryLock> lock;
   if (writes) {
     lock.emplace(options_.output_dir());
@@ -185,7 +216,8 @@ TrainResult Trainer::train() {
   TrainResult result;
   sampler_->seek(state_.position);
   BatchLoader loader(*sampler_, collator_, static_cast<size_t>(options_.prefetch()), state_.total_steps - state_.step);
-  Progress progress(options_.progress(), state_.total_steps, options_.log_every());
+  Progress progress(is_main_rank() ? options_.progress() : ProgressMode::Silent, state_.total_steps,
+                    options_.log_every());
   while (state_.step < state_.total_steps && !state_.should_stop) {
     const Stopwatch step_watch;
     auto item = loader.next();
@@ -221,14 +253,14 @@ TrainResult Trainer::train() {
       progress.finish();
       result.last_eval = evaluate();
       line["eval"] = metrics_json(result.last_eval);
-      if (options_.progress() != ProgressMode::Silent) {
+      if (options_.progress() != ProgressMode::Silent && is_main_rank()) {
         spdlog::info("step {}: {}", state_.step, metrics_json(result.last_eval).dump());
       }
     }
     log.write(line);
     const bool due_checkpoint =
         options_.checkpoint_every() > 0 ? state_.step % options_.checkpoint_every() == 0 : epoch_end;
-    if (writes && (due_checkpoint || last || state_.should_stop)) checkpoint(state_.step);
+    if (checkpoints && (due_checkpoint || last || state_.should_stop)) checkpoint(state_.step);
   }
   progress.finish();
   for (auto& cb : callbacks_) cb->on_train_end(state_);
@@ -242,20 +274,39 @@ TrainResult Trainer::train() {
 
 void Trainer::set_collective(std::shared_ptr<Collective> collective) {
   TORCH_CHECK(collective != nullptr, "Trainer::set_collective: the collective must not be null");
+  TORCH_CHECK(state_.step == 0 && !loaded_, "Trainer::set_collective: call it before load and train");
+  strategy_->set_collective(collective);
   collective_ = std::move(collective);
+  if (collective_->world_size() == 1) return;
+  {
+    // Every rank starts from rank 0's weights, whatever its own init drew.
+    torch::NoGradGuard no_grad;
+    for (auto& p : model_->parameters()) {
+      auto data = p.data();
+      collective_->broadcast(data);
+    }
+    for (auto& b : model_->buffers()) collective_->broadcast(b);
+  }
+  // A stream of its own per rank (dropout), a function of the seed only.
+  const uint64_t rank = static_cast<uint64_t>(collective_->rank());
+  torch::manual_seed(options_.seed() ^ (0x9E3779B97F4A7C15ULL * (rank + 1)));
 }
 
-void Trainer::reduce_gradients() {
-  if (collective_->world_size() == 1) return;
+bool Trainer::is_main_rank() const { return collective_->rank() == 0; }
+
+double Trainer::reduce_gradients() {
+  if (collective_->world_size() == 1) return 0.0;
+  const Stopwatch watch;
   std::vector<torch::Tensor> grads;
   for (const auto& p : model_->parameters()) {
     if (p.grad().defined()) grads.push_back(p.grad());
   }
   collective_->all_reduce_sum(grads);
+  return watch.seconds();
 }
 
 void Trainer::apply_step(StepRecord& record) {
-  reduce_gradients();
+  record.reduce_seconds = reduce_gradients();
   record.grad_norms = gradient_norms(model_);
   const double norm = record.grad_norms.total;
   const auto params = model_->parameters();
@@ -315,6 +366,10 @@ void Trainer::save(torch::serialize::OutputArchive& archive) const {
   optimizer_->save(optimizer);
   strategy_->save(strategy);
   RngState::capture().save(rng);
+  if (collective_->world_size() > 1) {
+    // [world, bytes]: row r is rank r's generators.
+    archive.write("rng_ranks", collective_->all_gather(RngState::capture().to_bytes().unsqueeze(0)));
+  }
   archive.write("model", model);
   archive.write("optimizer", optimizer);
   archive.write("strategy", strategy);
@@ -326,6 +381,7 @@ void Trainer::save(torch::serialize::OutputArchive& archive) const {
   fields["best_step"] = state_.best_step;
   fields["skipped_steps"] = state_.skipped_steps;
   fields["consecutive_skips"] = state_.consecutive_skips;
+  fields["world_size"] = collective_->world_size();
   detail::write_trainer_state(archive, fields, state_.best_metric);
 }
 
@@ -334,6 +390,12 @@ void Trainer::load(torch::serialize::InputArchive& archive) {
   try {
     saved = detail::read_trainer_state(archive);
     detail::check_same_run(saved, run_fields(strategy_->options(), options_, state_.total_steps));
+    const auto world = saved.fields.count("world_size") ? saved.fields.at("world_size") : 1;
+    TORCH_CHECK(world == collective_->world_size(), "the checkpoint was written by a run on ", world,
+                " rank(s), this one has ", collective_->world_size(),
+                "; resuming on another number of ranks is not supported (each rank's random stream is in the "
+                "checkpoint): resume with --nproc-per-node ",
+                world);
   } catch (const c10::Error& e) {
     TORCH_CHECK(false, "Trainer::load: ", e.what_without_backtrace());
   }
@@ -346,7 +408,14 @@ void Trainer::load(torch::serialize::InputArchive& archive) {
   load_module_checked(*model_, model, "checkpoint");
   optimizer_->load(optimizer);
   strategy_->load(strategy);
-  RngState::load(rng).restore();
+  if (collective_->world_size() > 1) {
+    torch::Tensor ranks;
+    TORCH_CHECK(archive.try_read("rng_ranks", ranks),
+                "Trainer::load: the checkpoint lacks the ranks' generator states");
+    RngState::from_bytes(ranks[collective_->rank()].contiguous()).restore();
+  } else {
+    RngState::load(rng).restore();
+  }
   state_.step = field.at("step");
   state_.position = SamplerPosition{field.at("epoch"), field.at("batch")};
   state_.epoch = state_.position.epoch;
@@ -387,9 +456,11 @@ void Trainer::load_checkpoint(const std::string& path) {
 
 bool Trainer::resume_latest() {
   TORCH_CHECK(!options_.output_dir().empty(), "Trainer::resume_latest: TrainerOptions::output_dir is empty");
-  RunDirectoryLock lock(options_.output_dir());
+  // Rank 0 owns the directory; the others only read the checkpoint.
+  std::optional<RunDirectoryLock> lock;
+  if (is_main_rank()) lock.emplace(options_.output_dir());
   const auto directory = (fs::path(options_.output_dir()) / "checkpoints").string();
-  if (const auto removed = remove_stale_temporaries(options_.output_dir()); removed > 0) {
+  if (const auto removed = is_main_rank() ? remove_stale_temporaries(options_.output_dir()) : 0; removed > 0) {
     spdlog::warn("removed {} temporary file(s) that an interrupted write left in {}", removed, options_.output_dir());
   }
   const auto all = CheckpointManager(directory, options_.keep_checkpoints()).list();

@@ -37,6 +37,14 @@ const char* const kFields[] = {"step",          "total_steps",         "epoch",
                                "gradients",     "negatives",           "query_bank",
                                "passage_bank",  "bank_hard_negatives", "clear_banks_after_step",
                                "skipped_steps", "consecutive_skips"};
+// Fields added since format 2 came out: absent from older checkpoints.
+// world_size: absent means 1.
+const char* const kOptionalFields[] = {"world_size"};
+
+bool known_field(const std::string& key) {
+  return std::find(std::begin(kFields), std::end(kFields), key) != std::end(kFields) ||
+         std::find(std::begin(kOptionalFields), std::end(kOptionalFields), key) != std::end(kOptionalFields);
+}
 
 }  // namespace
 
@@ -44,8 +52,7 @@ void write_trainer_state(torch::serialize::OutputArchive& archive, const Trainer
   torch::serialize::OutputArchive state;
   state.write("format", torch::tensor(kTrainerStateFormat, torch::kLong));
   for (const auto& [key, value] : fields) {
-    TORCH_CHECK(std::find(std::begin(kFields), std::end(kFields), key) != std::end(kFields),
-                "write_trainer_state: unknown field '", key, "'");
+    TORCH_CHECK(known_field(key), "write_trainer_state: unknown field '", key, "'");
     state.write(key, torch::tensor(value, torch::kLong));
   }
   state.write("best_metric", torch::tensor(best_metric, torch::kDouble));
@@ -62,6 +69,9 @@ SavedTrainerState read_trainer_state(torch::serialize::InputArchive& archive) {
     TORCH_CHECK(out.format >= 2 && out.format <= kTrainerStateFormat, "the checkpoint has trainer format ", out.format,
                 "; this contaccum reads formats 1 to ", kTrainerStateFormat, " (a checkpoint of a newer contaccum?)");
     for (const char* key : kFields) {
+      if (state.try_read(key, t)) out.fields[key] = scalar(t, key);
+    }
+    for (const char* key : kOptionalFields) {
       if (state.try_read(key, t)) out.fields[key] = scalar(t, key);
     }
     TORCH_CHECK(state.try_read("best_metric", t) && t.numel() == 1, "the checkpoint has no best_metric");

@@ -138,6 +138,8 @@ inline nlohmann::json step_json(const StepRecord& r) {
        {{"data", r.data_seconds},
         {"encode", r.stats.encode_seconds},
         {"loss", r.stats.loss_seconds},
+        {"gather", r.stats.gather_seconds},
+        {"reduce", r.reduce_seconds},
         {"optimizer", r.optimizer_seconds},
         {"total", r.step_seconds}}},
   };

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <thread>
 
 namespace contaccum {
 namespace {
@@ -235,43 +236,82 @@ TEST(Trainer, RejectsBadOptionsAndMismatchedCheckpoints) {
 namespace contaccum {
 namespace {
 
-// Pretends to be one of two ranks whose partner computed the same gradients:
-// the sum doubles them. Counts the reductions.
-struct TwoIdenticalRanks : Collective {
+// A real collective that counts the gradient reductions.
+struct CountingCollective : Collective {
+  std::shared_ptr<Collective> inner;
   int64_t reductions = 0;
-  int64_t rank() const override { return 0; }
-  int64_t world_size() const override { return 2; }
-  torch::Tensor all_gather(const torch::Tensor& t) override { return torch::cat({t, t}); }
+  explicit CountingCollective(std::shared_ptr<Collective> c) : inner(std::move(c)) {}
+  int64_t rank() const override { return inner->rank(); }
+  int64_t world_size() const override { return inner->world_size(); }
+  torch::Tensor all_gather(const torch::Tensor& t) override { return inner->all_gather(t); }
   void all_reduce_sum(std::vector<torch::Tensor>& tensors) override {
     ++reductions;
-    for (auto& t : tensors) t.mul_(2);
+    inner->all_reduce_sum(tensors);
   }
-  void broadcast(torch::Tensor&, int64_t) override {}
+  void broadcast(torch::Tensor& t, int64_t root) override { inner->broadcast(t, root); }
+  void barrier() override { inner->barrier(); }
 };
 
-// The collective seam: gradients are reduced once per optimizer step, after
-// the last micro-batch and before the norms and clipping that see them.
-TEST(Trainer, ReducesGradientsOncePerStepBeforeTheNorms) {
+DualEncoder model_without_dropout(uint64_t seed) {
+  torch::manual_seed(seed);
+  auto tower = [] {
+    return BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(kVocab, 16).embedding_dim(12).dropout(0.0)).ptr();
+  };
+  return DualEncoder(tower(), tower());
+}
+
+// Two ranks (threads over Gloo) train as one process with twice the
+// micro-batch: the same losses and gradient norms (the norms see the reduced
+// gradients), one reduction per step, identical weights on both ranks, and
+// only rank 0 writes.
+TEST(Trainer, TwoRanksTrainAsOneProcessWithTwiceTheMicroBatch) {
   auto set = test::tiny_training_set(40);
   Collator collator(test::hashing_tokenizer(kVocab));
-  auto run = [&](std::shared_ptr<Collective> collective) {
-    test::TempDir dir;
-    Trainer trainer(tiny_model(7), StrategyOptions::contaccum(16, 4, 32), set, collator,
-                    tiny_options(dir.path.string()).max_steps(3).max_grad_norm(0));
-    if (collective) trainer.set_collective(collective);
-    trainer.train();
-    return read_jsonl(dir / "metrics.jsonl");
-  };
-  const auto local = run(nullptr);
-  auto two = std::make_shared<TwoIdenticalRanks>();
-  const auto doubled = run(two);
-  EXPECT_EQ(two->reductions, 3);
-  // The first step starts from the same weights: twice the gradient.
-  for (const char* key : {"grad_norm", "query_grad_norm", "passage_grad_norm"}) {
-    EXPECT_NEAR(doubled[0][key].get<double>(), 2 * local[0][key].get<double>(), 1e-9 * local[0][key].get<double>())
-        << key;
+  test::TempDir single_dir, ranks_dir;
+  auto options = [](const std::string& dir) { return tiny_options(dir).max_steps(4).checkpoint_every(2); };
+  auto single_model = model_without_dropout(7);
+  Trainer single(single_model, StrategyOptions::contaccum(16, 8, 32), set, collator, options(single_dir.path.string()));
+  single.train();
+  const auto want = read_jsonl(single_dir / "metrics.jsonl");
+
+  auto group = make_in_process_group(2);
+  std::vector<std::shared_ptr<CountingCollective>> counting;
+  std::vector<DualEncoder> models;
+  for (int r = 0; r < 2; ++r) {
+    counting.push_back(std::make_shared<CountingCollective>(group[static_cast<size_t>(r)]));
+    models.push_back(model_without_dropout(7 + 10 * r));  // rank 1's own init is replaced by rank 0's
   }
-  EXPECT_EQ(doubled[0]["loss"], local[0]["loss"]);
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      errors[static_cast<size_t>(r)] = test::error_of([&] {
+        Trainer t(models[static_cast<size_t>(r)], StrategyOptions::contaccum(16, 4, 32), set, collator,
+                  options(ranks_dir.path.string()));
+        t.set_collective(counting[static_cast<size_t>(r)]);
+        t.train();
+      });
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors[0], "no error");
+  EXPECT_EQ(errors[1], "no error");
+  const auto got = read_jsonl(ranks_dir / "metrics.jsonl");
+  ASSERT_EQ(got.size(), want.size());  // one writer
+  for (size_t i = 0; i < want.size(); ++i) {
+    for (const char* key : {"loss", "grad_norm", "query_grad_norm", "passage_grad_norm", "negatives_per_query"}) {
+      const double w = want[i][key].get<double>();
+      EXPECT_NEAR(got[i][key].get<double>(), w, 1e-5 * std::abs(w)) << key << " at step " << i + 1;
+    }
+  }
+  EXPECT_EQ(counting[0]->reductions, 4);
+  EXPECT_EQ(counting[1]->reductions, 4);
+  const auto a = models[0]->parameters(), b = models[1]->parameters(), c = single_model->parameters();
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::equal(a[i], b[i]));
+    EXPECT_TRUE(torch::allclose(a[i], c[i], 1e-4, 1e-5));
+  }
+  EXPECT_EQ(CheckpointManager(ranks_dir / "checkpoints").list().size(), 2u);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace contaccum {
@@ -29,6 +30,8 @@ class Collective {
   virtual void all_reduce_sum(std::vector<torch::Tensor>& tensors) = 0;
   /// Replaces `tensor` by rank `root`'s, in place.
   virtual void broadcast(torch::Tensor& tensor, int64_t root = 0) = 0;
+  /// Returns once every rank has called it.
+  virtual void barrier() = 0;
 };
 
 /// One process: rank 0 of 1. `all_gather` returns its input (no copy),
@@ -40,7 +43,19 @@ class LocalCollective final : public Collective {
   torch::Tensor all_gather(const torch::Tensor& tensor) override;
   void all_reduce_sum(std::vector<torch::Tensor>& tensors) override;
   void broadcast(torch::Tensor& tensor, int64_t root = 0) override;
+  void barrier() override {}
 };
+
+/// Gathers rows when ranks hold different numbers of them: rank `r` passes
+/// `counts[r]` rows (`tensor.size(0) == counts[rank]`; the other dimensions,
+/// dtype and device equal on every rank) and gets every rank's rows back,
+/// one tensor per rank. Every rank must pass the same `counts`. One
+/// `all_gather` of the rows padded to `max(counts)`.
+std::vector<torch::Tensor> all_gather_rows(Collective& collective, const torch::Tensor& tensor,
+                                           const std::vector<int64_t>& counts);
+
+/// Replaces `text` by rank `root`'s (two broadcasts: the length, the bytes).
+void broadcast_string(Collective& collective, std::string& text, int64_t root = 0);
 
 /// The process-wide `LocalCollective`, the default wherever a collective is
 /// taken.

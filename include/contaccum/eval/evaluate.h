@@ -3,6 +3,7 @@
 #include "contaccum/data/collator.h"
 #include "contaccum/data/readers.h"
 #include "contaccum/data/text_table.h"
+#include "contaccum/distributed/collective.h"
 #include "contaccum/eval/bm25.h"
 #include "contaccum/eval/metrics.h"
 #include "contaccum/eval/search.h"
@@ -56,6 +57,15 @@ struct EvalResult {
 EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
                           const TextTable& queries, const std::vector<Qrel>& qrels,
                           const DenseEvalOptions& options = {});
+
+/// `evaluate_dense` over the ranks of `collective` (every rank calls it):
+/// each encodes its contiguous share of the corpus, the shares are gathered,
+/// and rank 0 encodes the queries, searches and scores; the other ranks get
+/// an empty `EvalResult` (`metrics.queries == 0`). At world size 1 it is
+/// `evaluate_dense`.
+EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
+                          const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options,
+                          Collective& collective);
 
 /// BM25 evaluation: searches `index` (built over the corpus `qrels` refer to)
 /// with every judged query's text for `k` results and scores the ranking.

@@ -22,6 +22,12 @@ class RngState {
   /// Reads what `save` wrote. Throws when the number of CUDA generators
   /// differs from the snapshot's.
   static RngState load(torch::serialize::InputArchive& archive);
+  /// Every generator's state as one 1-D byte tensor (CPU first, then each
+  /// CUDA device), e.g. to gather the ranks' states into one checkpoint.
+  torch::Tensor to_bytes() const;
+  /// Reads what `to_bytes` wrote in a process with as many CUDA devices;
+  /// throws when the size does not fit.
+  static RngState from_bytes(const torch::Tensor& bytes);
 
  private:
   torch::Tensor cpu_;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "contaccum/data/training_batch.h"
+#include "contaccum/distributed/collective.h"
 #include "contaccum/loss/info_nce.h"
 #include "contaccum/memory/bank_score_cache.h"
 #include "contaccum/memory/memory_bank.h"
@@ -9,10 +10,15 @@
 
 #include <torch/arg.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace contaccum {
+
+namespace detail {
+class RowShards;
+}
 
 /// How representations get their gradients.
 enum class GradientMode {
@@ -134,6 +140,9 @@ struct StepStats {
   double encode_seconds = 0.0;
   /// Wall-clock seconds spent computing the losses and updating the banks.
   double loss_seconds = 0.0;
+  /// Wall-clock seconds spent gathering representations from the other
+  /// ranks (0 in one process).
+  double gather_seconds = 0.0;
 };
 
 /// The strategy engine: computes the gradients of one total batch into the
@@ -155,6 +164,23 @@ class Strategy {
   /// or fewer with `allow_partial_batch`) into the model's parameters. Call
   /// `zero_grad` before it unless gradients are meant to add up.
   StepStats compute_gradients(const TrainingBatch& batch);
+
+  /// The processes this engine runs on (default: `local_collective()`).
+  ///
+  /// With `W` ranks, `total_batch` is the global batch (every rank passes
+  /// the same `TrainingBatch` to `compute_gradients`) and `micro_batch` is
+  /// per rank: the batch is cut into global micro-batches of `W x
+  /// micro_batch` rows (one of `total_batch` rows for full batch, where
+  /// `micro_batch == total_batch`), and rank `r` encodes the `r`-th of `W`
+  /// contiguous parts of each. The representations are all-gathered into the
+  /// single-process row order (each rank's own rows keep their autograd
+  /// graph), every rank computes the same losses and bank writes, and the
+  /// gradients each rank accumulates are its rows' share: their sum over the
+  /// ranks (the caller's all-reduce, see `Trainer`) is the gradient one
+  /// process computes with micro-batch `W x micro_batch`. Call before the
+  /// first step; `W x micro_batch` must divide `total_batch`.
+  void set_collective(std::shared_ptr<Collective> collective);
+  const Collective& collective() const { return *collective_; }
 
   /// Empties both banks.
   void clear_banks();
@@ -184,6 +210,14 @@ class Strategy {
     torch::Tensor passages;  // [n, 1 + h, d]
   };
   Encoded encode(const TrainingBatch& chunk);
+  // Rows per global micro-batch: what one process with W x micro_batch cuts.
+  int64_t chunk_rows() const;
+  // This rank's rows of the group (its parts of `shards`, concatenated),
+  // gathered from every rank into the group's row order; `local` keeps its
+  // autograd graph.
+  Encoded gather(const Encoded& local, const detail::RowShards& shards, int64_t group);
+  // The parts concatenated (empty tensors of the right shape for none).
+  Encoded concat(const std::vector<Encoded>& parts, int64_t group) const;
   InfoNCEBank bank_view() const;
   // Backpropagates `weight * loss` of one loss group; returns the loss result
   // and the group's representations, detached, for the banks.
@@ -193,14 +227,15 @@ class Strategy {
 
   DualEncoder model_;
   StrategyOptions options_;
+  std::shared_ptr<Collective> collective_;
   MemoryBank query_bank_;
   MemoryBank passage_bank_;
   // The banked queries' log-sum-exp over the banked passages, kept
   // incrementally (only used when both banks feed the loss).
   BankScoreCache bank_scores_;
   bool use_bank_scores_ = false;
-  MemoryBank::Undo query_undo_, passage_undo_;        // of the last step
-  double encode_seconds_ = 0.0, loss_seconds_ = 0.0;  // of the step in progress
+  MemoryBank::Undo query_undo_, passage_undo_;                               // of the last step
+  double encode_seconds_ = 0.0, loss_seconds_ = 0.0, gather_seconds_ = 0.0;  // of the step in progress
 };
 
 }  // namespace contaccum

@@ -56,7 +56,13 @@ struct TrainingRun {
 /// `metrics.jsonl`, `checkpoints/`, the final model in `model/`, the best one
 /// in `best/` (with a dev split) and `eval.json`. With `resume`, continues
 /// from the newest checkpoint in `output_dir` (the config must match).
+///
+/// With a `collective` of several ranks (every rank calls it with the same
+/// config): each rank reads the data and builds the same model; the trainer
+/// splits every batch among the ranks (`Trainer::set_collective`); the dev
+/// evaluation encodes the corpus sharded across them; only rank 0 writes
+/// files and logs. Null: one process.
 TrainingRun run_training(const TrainConfig& config, const std::string& output_dir, bool resume = false,
-                         ProgressMode progress = ProgressMode::Auto);
+                         ProgressMode progress = ProgressMode::Auto, std::shared_ptr<Collective> collective = nullptr);
 
 }  // namespace contaccum

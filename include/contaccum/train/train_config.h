@@ -108,6 +108,13 @@ struct TrainConfig {
   /// LibTorch intra-op threads; 0 keeps LibTorch's default. Default: 0.
   int64_t threads = 0;
 
+  // --- several processes (`contaccum train --nproc-per-node`, torchrun) ---
+  /// auto, gloo or nccl (see `DistributedOptions::backend`). Default: auto.
+  std::string distributed_backend = "auto";
+  /// Seconds a collective waits for the other ranks before the run fails (a
+  /// dead or hung rank). Default: 1800.
+  double distributed_timeout = 1800.0;
+
   // --- logging, evaluation, checkpoints ---
   /// Default: 20.
   int64_t log_every = 20;

@@ -130,6 +130,8 @@ struct StepRecord {
   /// whole step.
   double data_seconds = 0.0;
   double optimizer_seconds = 0.0;
+  /// Seconds summing the gradients over the ranks (0 in one process).
+  double reduce_seconds = 0.0;
   double step_seconds = 0.0;
   /// Training examples per second of this step.
   double examples_per_second = 0.0;
@@ -217,9 +219,21 @@ class Trainer {
   /// save it).
   void on_new_best(std::function<void(DualEncoder&, int64_t step)> fn) { on_new_best_ = std::move(fn); }
   /// The processes this trainer runs with (default: `local_collective()`, one
-  /// process). Each step's gradients are summed over them with one
+  /// process). Each step's gradients are summed over them with one bucketed
   /// `all_reduce_sum` after the last micro-batch, before the gradient norms,
   /// clipping and the optimizer step; at world size 1 nothing is done.
+  ///
+  /// With several ranks (call it right after construction, before `load` or
+  /// `train`, on every rank with the same options and data): the strategy
+  /// splits each batch among the ranks (`Strategy::set_collective`); rank
+  /// 0's parameters and buffers are broadcast to all; torch's default CPU
+  /// generator is seeded per rank from `seed` and the rank (dropout differs
+  /// per rank, as in any data-parallel run); only rank 0 writes
+  /// `metrics.jsonl`, checkpoints, and shows progress; the evaluator runs on
+  /// every rank (so it may shard its work) and rank 0's metrics are
+  /// broadcast so every rank takes the same early-stopping and best-model
+  /// decisions; a checkpoint holds every rank's generator state, and one
+  /// written by another number of ranks is refused.
   void set_collective(std::shared_ptr<Collective> collective);
   const Collective& collective() const { return *collective_; }
 
@@ -227,7 +241,9 @@ class Trainer {
   /// it) to the end or an early stop.
   TrainResult train();
 
-  /// Writes the whole training state into `archive`.
+  /// Writes the whole training state into `archive`. With several ranks it
+  /// is a collective (every rank's generator state is gathered): every rank
+  /// must call it.
   void save(torch::serialize::OutputArchive& archive) const;
   /// Restores what `save` wrote (named fields with a format version; the
   /// positional format of earlier checkpoints is read too). Throws naming
@@ -256,8 +272,10 @@ class Trainer {
  private:
   RetrievalMetrics evaluate();
   std::string checkpoint(int64_t step);
-  // Sums the step's gradients over the collective's processes.
-  void reduce_gradients();
+  // Sums the step's gradients over the collective's processes; returns the
+  // seconds it took.
+  double reduce_gradients();
+  bool is_main_rank() const;
   // Applies the step's gradients, or (not finite) throws or undoes it.
   void apply_step(StepRecord& record);
   void check_fresh_directory() const;

@@ -1,0 +1,18 @@
+#include "../process_group_collective.h"
+
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+
+#include <chrono>
+
+namespace contaccum::detail {
+
+c10::intrusive_ptr<c10d::ProcessGroup> make_gloo_group(const c10::intrusive_ptr<c10d::Store>& store, int64_t rank,
+                                                       int64_t world_size, const DistributedOptions& options) {
+  auto gloo = c10d::ProcessGroupGloo::Options::create();
+  gloo->timeout = std::chrono::milliseconds(static_cast<int64_t>(options.timeout_seconds() * 1000.0));
+  // Loopback for one machine; a hostname lookup otherwise, as torch does.
+  gloo->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(store, static_cast<int>(rank), static_cast<int>(world_size), gloo);
+}
+
+}  // namespace contaccum::detail

@@ -1,0 +1,42 @@
+#include "contaccum/distributed/collective.h"
+
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+
+namespace contaccum {
+
+std::vector<torch::Tensor> all_gather_rows(Collective& collective, const torch::Tensor& tensor,
+                                           const std::vector<int64_t>& counts) {
+  const int64_t world = collective.world_size(), rank = collective.rank();
+  TORCH_CHECK(static_cast<int64_t>(counts.size()) == world, "all_gather_rows: counts has ", counts.size(),
+              " entries for ", world, " ranks");
+  TORCH_CHECK(tensor.defined() && tensor.dim() >= 1, "all_gather_rows: the tensor needs a row dimension");
+  TORCH_CHECK(tensor.size(0) == counts[rank], "all_gather_rows: rank ", rank, " holds ", tensor.size(0),
+              " rows but counts says ", counts[rank]);
+  if (world == 1) return {tensor};
+  const int64_t most = *std::max_element(counts.begin(), counts.end());
+  auto padded = tensor;
+  if (tensor.size(0) < most) {
+    auto shape = tensor.sizes().vec();
+    shape[0] = most - tensor.size(0);
+    padded = torch::cat({tensor, torch::zeros(shape, tensor.options())});
+  }
+  const auto all = collective.all_gather(padded.contiguous());
+  std::vector<torch::Tensor> out;
+  out.reserve(static_cast<size_t>(world));
+  for (int64_t r = 0; r < world; ++r) out.push_back(all.slice(0, r * most, r * most + counts[r]));
+  return out;
+}
+
+void broadcast_string(Collective& collective, std::string& text, int64_t root) {
+  if (collective.world_size() == 1) return;
+  auto length = torch::tensor({static_cast<int64_t>(text.size())}, torch::kLong);
+  collective.broadcast(length, root);
+  auto bytes = torch::zeros({length.item<int64_t>()}, torch::kUInt8);
+  if (collective.rank() == root) std::copy(text.begin(), text.end(), bytes.data_ptr<uint8_t>());
+  collective.broadcast(bytes, root);
+  text.assign(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()), static_cast<size_t>(bytes.numel()));
+}
+
+}  // namespace contaccum

@@ -1,0 +1,40 @@
+#pragma once
+// Internal: `Collective` over a c10d process group (Gloo or NCCL). Not
+// installed: c10d's headers need Gloo's, which the public API does not.
+
+#include "contaccum/distributed/collective.h"
+#include "contaccum/distributed/process_group.h"
+
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
+namespace contaccum::detail {
+
+class ProcessGroupCollective final : public Collective {
+ public:
+  ProcessGroupCollective(c10::intrusive_ptr<c10d::ProcessGroup> group, DistributedOptions options);
+  int64_t rank() const override { return rank_; }
+  int64_t world_size() const override { return world_; }
+  torch::Tensor all_gather(const torch::Tensor& tensor) override;
+  void all_reduce_sum(std::vector<torch::Tensor>& tensors) override;
+  void broadcast(torch::Tensor& tensor, int64_t root = 0) override;
+  void barrier() override;
+
+ private:
+  // Waits for `work`; a failure (a peer gone, the timeout passed) becomes an
+  // error naming this rank and the operation.
+  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) const;
+  void all_reduce_bucket(std::vector<torch::Tensor>& tensors, size_t begin, size_t end);
+
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  DistributedOptions options_;
+  int64_t rank_, world_;
+};
+
+/// The process groups of each backend (backend/gloo.cpp, backend/nccl.cpp).
+c10::intrusive_ptr<c10d::ProcessGroup> make_gloo_group(const c10::intrusive_ptr<c10d::Store>& store, int64_t rank,
+                                                       int64_t world_size, const DistributedOptions& options);
+c10::intrusive_ptr<c10d::ProcessGroup> make_nccl_group(const c10::intrusive_ptr<c10d::Store>& store, int64_t rank,
+                                                       int64_t world_size, const DistributedOptions& options);
+
+}  // namespace contaccum::detail
