@@ -100,6 +100,8 @@ class Workers {
 
 void stop_remaining(Workers& workers, double grace_seconds) {
   workers.signal_all(SIGTERM);
+  // A stopped (hung, traced) worker takes the SIGTERM once continued.
+  workers.signal_all(SIGCONT);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_seconds);
   pid_t pid;
   int64_t rank;

@@ -1,5 +1,6 @@
 #include "contaccum/distributed/process_group.h"
 
+#include "backend/backends.h"
 #include "process_group_collective.h"
 
 #include <torch/cuda.h>

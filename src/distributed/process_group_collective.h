@@ -31,10 +31,4 @@ class ProcessGroupCollective final : public Collective {
   int64_t rank_, world_;
 };
 
-/// The process groups of each backend (backend/gloo.cpp, backend/nccl.cpp).
-c10::intrusive_ptr<c10d::ProcessGroup> make_gloo_group(const c10::intrusive_ptr<c10d::Store>& store, int64_t rank,
-                                                       int64_t world_size, const DistributedOptions& options);
-c10::intrusive_ptr<c10d::ProcessGroup> make_nccl_group(const c10::intrusive_ptr<c10d::Store>& store, int64_t rank,
-                                                       int64_t world_size, const DistributedOptions& options);
-
 }  // namespace contaccum::detail

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace contaccum::cli {
@@ -22,6 +23,10 @@ class Command {
  protected:
   CLI::App* app_ = nullptr;
 };
+
+/// The process's command line as `main` received it.
+const std::vector<std::string>& command_line();
+void set_command_line(int argc, char** argv);
 
 std::unique_ptr<Command> train_command();
 std::unique_ptr<Command> eval_command();

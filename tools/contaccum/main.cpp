@@ -15,8 +15,20 @@
 
 #include <iostream>
 
+namespace contaccum::cli {
+namespace {
+std::vector<std::string>& stored_command_line() {
+  static std::vector<std::string> line;
+  return line;
+}
+}  // namespace
+const std::vector<std::string>& command_line() { return stored_command_line(); }
+void set_command_line(int argc, char** argv) { stored_command_line().assign(argv, argv + argc); }
+}  // namespace contaccum::cli
+
 int main(int argc, char** argv) {
   using namespace contaccum;
+  cli::set_command_line(argc, argv);
   CLI::App app{"contaccum: train and evaluate dense retrievers under memory limits"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string(CONTACCUM_VERSION_STRING));

@@ -3,8 +3,10 @@
 
 #include <contaccum/contaccum.h>
 
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <iostream>
 
 namespace contaccum::cli {
@@ -21,6 +23,10 @@ class TrainCommand : public Command {
     app_->add_option("--progress", progress_, "auto, bar, lines or silent")
         ->check(CLI::IsMember({"auto", "bar", "lines", "silent"}));
     app_->add_flag("--list-keys", list_keys_, "print every config key with its default and exit");
+    app_->add_option("--nproc-per-node", nproc_,
+                     "start this many worker processes on this machine for data-parallel training (as torchrun "
+                     "does); workers started by a launcher read RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT instead")
+        ->check(CLI::PositiveNumber);
   }
 
   int run() override {
@@ -33,11 +39,23 @@ class TrainCommand : public Command {
       return 2;
     }
     auto config = TrainConfig::load(config_path_, overrides_);
+    const auto env = DistributedEnvironment::from_environment();
+    if (nproc_ > 1 && !env) return launch();
+    std::shared_ptr<Collective> collective;
+    if (env && env->world_size > 1) {
+      if (env->rank != 0) spdlog::set_level(spdlog::level::warn);  // rank 0 tells the story
+      // Each worker takes its share of this machine's threads.
+      const int64_t threads = config.threads > 0 ? config.threads : torch::get_num_threads();
+      config.threads = std::max<int64_t>(1, threads / env->local_world_size);
+      collective = init_process_group(
+          *env, DistributedOptions().backend(config.distributed_backend).timeout_seconds(config.distributed_timeout));
+    }
     const auto mode = progress_ == "bar"      ? ProgressMode::Bar
                       : progress_ == "lines"  ? ProgressMode::Lines
                       : progress_ == "silent" ? ProgressMode::Silent
                                               : ProgressMode::Auto;
-    auto run = run_training(config, output_dir_, resume_, mode);
+    auto run = run_training(config, output_dir_, resume_, mode, collective);
+    if (collective && collective->rank() != 0) return 0;  // rank 0 reports
     nlohmann::json j = {{"output", output_dir_}, {"steps", run.train.steps}, {"train_seconds", run.train.seconds}};
     if (run.dev) j["dev"] = nlohmann::json::parse(run.dev->to_json());
     std::cout << j.dump() << std::endl;
@@ -48,6 +66,31 @@ class TrainCommand : public Command {
   std::string config_path_, output_dir_, progress_ = "auto";
   std::vector<std::string> overrides_;
   bool resume_ = false, list_keys_ = false;
+  int64_t nproc_ = 1;
+
+  // Starts nproc_ workers running this same command line without
+  // --nproc-per-node; each takes 1/nproc_ of --threads (or `threads`, or
+  // LibTorch's default).
+  int launch() {
+    std::vector<std::string> argv = {"/proc/self/exe"};
+    const auto& original = command_line();
+    for (size_t i = 1; i < original.size(); ++i) {
+      const auto& a = original[i];
+      if (a == "--nproc-per-node") {
+        ++i;
+        continue;
+      }
+      if (a.rfind("--nproc-per-node=", 0) == 0) continue;
+      argv.push_back(a);
+    }
+    const auto result = launch_local_workers(argv, LaunchOptions().nproc_per_node(nproc_));
+    if (result.exit_status == 0) return 0;
+    std::cerr << "contaccum train: "
+              << (result.failed_rank >= 0 ? "rank " + std::to_string(result.failed_rank) + " " + result.failure
+                                          : result.failure)
+              << "; the other workers were stopped\n";
+    return result.exit_status;
+  }
 };
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "../process_group_collective.h"
+#include "backends.h"
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 

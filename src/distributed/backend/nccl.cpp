@@ -1,6 +1,6 @@
 // NCCL: compiled only where LibTorch is built with it (USE_C10D_NCCL).
 // Untested here: Debian's LibTorch is CPU-only (docs/DISTRIBUTED.md).
-#include "../process_group_collective.h"
+#include "backends.h"
 
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>

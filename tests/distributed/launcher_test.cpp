@@ -1,0 +1,228 @@
+// `contaccum train --nproc-per-node 2`, end to end through the real command
+// line: the same per-step losses as one process with twice the micro-batch,
+// resume after the launcher is killed reproduces the straight run bit for
+// bit (dropout on: every rank's generator is in the checkpoint), another
+// number of ranks is refused, and a worker that dies or hangs stops the run
+// within the timeout with no process left behind.
+#include "test_util.h"
+#include "train/train_fixture.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <fcntl.h>
+
+#include <chrono>
+#include <thread>
+
+extern char** environ;
+
+namespace contaccum {
+namespace {
+
+namespace fs = std::filesystem;
+
+#ifdef CONTACCUM_CLI
+struct Cli {
+  pid_t pid = 0;
+  std::string log;
+};
+
+// Starts `contaccum --threads 2 train --config CONFIG --output OUT ARGS...`.
+Cli start(const fs::path& config, const fs::path& out, std::vector<std::string> extra) {
+  Cli cli;
+  cli.log = out.string() + ".log";
+  std::vector<std::string> args = {CONTACCUM_CLI,   "--threads", "2",          "train",      "--config",
+                                   config.string(), "--output",  out.string(), "--progress", "silent"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, cli.log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  const int rc = posix_spawn(&cli.pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  EXPECT_EQ(rc, 0) << "cannot start " << argv[0];
+  return cli;
+}
+
+int finish(const Cli& cli) {
+  int status = 0;
+  ::waitpid(cli.pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Processes whose command line mentions `needle` (the run's directory).
+std::vector<pid_t> processes_mentioning(const std::string& needle) {
+  std::vector<pid_t> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline");
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find(needle) != std::string::npos) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+// The launcher's children (its workers).
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    char state;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == parent) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+std::vector<double> losses(const fs::path& run) {
+  std::vector<double> out;
+  for (const auto& line : test::read_jsonl((run / "metrics.jsonl").string())) out.push_back(line["loss"]);
+  return out;
+}
+
+std::map<std::string, torch::Tensor> weights_in(const fs::path& model_dir) {
+  auto model = load_model(model_dir.string());
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : model.model->named_parameters()) out[p.key()] = p.value().clone();
+  return out;
+}
+
+class LauncherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_ = work_.path / "data";
+    build_synthetic_dataset(data_.string(),
+                            SyntheticDatasetOptions().seed(3).passages(400).train_queries(320).dev_queries(40));
+  }
+  fs::path config(const std::string& name, double dropout, int64_t steps) {
+    const auto path = work_.path / (name + ".yaml");
+    std::ofstream(path) << "data: {corpus: " << (data_ / "corpus.jsonl").string()
+                        << ", queries: " << (data_ / "queries.jsonl").string()
+                        << ", train_qrels: " << (data_ / "qrels/train.tsv").string()
+                        << ", dev_qrels: " << (data_ / "qrels/dev.tsv").string() << "}\n"
+                        << "strategy: contaccum\ntotal_batch: 16\nmicro_batch: 4\nmemory_size: 36\nhard_negatives: 1\n"
+                        << "encoder_options: {dim: 32, embedding_dim: 32, dropout: " << dropout << "}\n"
+                        << "tokenizer: {vocab_size: 400}\nlr: 0.01\nwarmup_steps: 4\nmax_steps: " << steps
+                        << "\neval_every: 10\ncheckpoint_every: 1\nkeep_checkpoints: 2\nseed: 11\n"
+                        << "distributed: {timeout: 5}\n";
+    return path;
+  }
+  test::TempDir work_;
+  fs::path data_;
+};
+
+TEST_F(LauncherTest, TwoWorkersGiveTheLossesOfOneProcessWithTwiceTheMicroBatch) {
+  const auto cfg = config("plain", 0.0, 20);
+  const auto one = work_.path / "one", two = work_.path / "two";
+  auto a = start(cfg, one, {"--set", "micro_batch=8"});
+  ASSERT_EQ(finish(a), 0) << test::slurp(a.log);
+  auto b = start(cfg, two, {"--nproc-per-node", "2"});
+  ASSERT_EQ(finish(b), 0) << test::slurp(b.log);
+  const auto want = losses(one), got = losses(two);
+  ASSERT_EQ(got.size(), 20u);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * want[i]) << "step " << i + 1;
+  // The sharded dev evaluation scores the same model the same way.
+  const auto eval_one = nlohmann::json::parse(test::slurp(one / "eval.json"));
+  const auto eval_two = nlohmann::json::parse(test::slurp(two / "eval.json"));
+  EXPECT_EQ(eval_two["final"]["queries"], eval_one["final"]["queries"]);
+  EXPECT_NEAR(eval_two["final"]["mrr@10"].get<double>(), eval_one["final"]["mrr@10"].get<double>(), 1e-6);
+}
+
+TEST_F(LauncherTest, ResumeAfterTheLauncherIsKilledEqualsTheStraightRun) {
+  const auto cfg = config("dropout", 0.1, 30);
+  const auto straight = work_.path / "straight", resumed = work_.path / "resumed";
+  auto s = start(cfg, straight, {"--nproc-per-node", "2"});
+  ASSERT_EQ(finish(s), 0) << test::slurp(s.log);
+
+  auto first = start(cfg, resumed, {"--nproc-per-node", "2"});
+  // Kill the launcher (SIGKILL: no cleanup of its own) once a checkpoint
+  // exists; its workers die with it.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline &&
+         CheckpointManager((resumed / "checkpoints").string(), 2).list().empty()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ::kill(first.pid, SIGKILL);
+  finish(first);
+  for (int i = 0; i < 200 && !processes_mentioning(resumed.string()).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(processes_mentioning(resumed.string()).empty()) << "a worker outlived its launcher";
+
+  auto other = start(cfg, resumed, {"--resume"});
+  EXPECT_EQ(finish(other), 1);
+  EXPECT_THAT(test::slurp(other.log),
+              ::testing::HasSubstr("the checkpoint was written by a run on 2 rank(s), this one has 1"));
+
+  auto second = start(cfg, resumed, {"--nproc-per-node", "2", "--resume"});
+  ASSERT_EQ(finish(second), 0) << test::slurp(second.log);
+  const auto want = weights_in(straight / "model"), got = weights_in(resumed / "model");
+  ASSERT_EQ(got.size(), want.size());
+  for (const auto& [name, w] : want) EXPECT_TRUE(torch::equal(got.at(name), w)) << name;
+  EXPECT_EQ(losses(resumed), losses(straight));
+}
+
+// Kills (or stops) rank 1 mid-run; returns the launcher's exit status and
+// the seconds from the fault to its exit.
+std::pair<int, double> fault(const fs::path& cfg, const fs::path& out, int signal) {
+  auto cli = start(cfg, out, {"--nproc-per-node", "2"});
+  std::vector<pid_t> workers;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline &&
+         (workers.size() < 2 || CheckpointManager((out / "checkpoints").string(), 2).list().empty())) {
+    workers = children_of(cli.pid);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(workers.size(), 2u);
+  if (workers.size() < 2) return {finish(cli), 0.0};
+  std::sort(workers.begin(), workers.end());  // forked in rank order
+  const auto at = std::chrono::steady_clock::now();
+  ::kill(workers[1], signal);
+  const int status = finish(cli);
+  return {status, std::chrono::duration<double>(std::chrono::steady_clock::now() - at).count()};
+}
+
+TEST_F(LauncherTest, AWorkerKilledMidRunStopsTheRunAndNamesItsRank) {
+  const auto cfg = config("long", 0.0, 100000);
+  const auto out = work_.path / "killed";
+  const auto [status, seconds] = fault(cfg, out, SIGKILL);
+  EXPECT_EQ(status, 1);
+  EXPECT_LT(seconds, 5.0 + 10.0);  // distributed.timeout + the grace period
+  EXPECT_THAT(test::slurp(out.string() + ".log"),
+              ::testing::HasSubstr("rank 1 was killed by signal 9 (Killed); the other workers were stopped"));
+  EXPECT_TRUE(processes_mentioning(out.string()).empty());
+}
+
+TEST_F(LauncherTest, AHungWorkerTimesTheOthersOutAndIsKilled) {
+  const auto cfg = config("long", 0.0, 100000);
+  const auto out = work_.path / "hung";
+  const auto [status, seconds] = fault(cfg, out, SIGSTOP);
+  EXPECT_EQ(status, 1);
+  EXPECT_LT(seconds, 5.0 + 5.0);  // the timeout, then SIGTERM + SIGCONT end it at once
+  const auto log = test::slurp(out.string() + ".log");
+  EXPECT_THAT(log, ::testing::HasSubstr("rank 0 of 2: "));
+  EXPECT_THAT(log, ::testing::HasSubstr(" failed (a rank died, or none answered within"));
+  EXPECT_THAT(log, ::testing::HasSubstr("distributed.timeout = 5 s"));
+  for (int i = 0; i < 200 && !processes_mentioning(out.string()).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(processes_mentioning(out.string()).empty());
+}
+#endif
+
+}  // namespace
+}  // namespace contaccum
