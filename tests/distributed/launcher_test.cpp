@@ -11,9 +11,14 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <thread>
 
 extern char** environ;
@@ -29,24 +34,39 @@ struct Cli {
   std::string log;
 };
 
-// Starts `contaccum --threads 2 train --config CONFIG --output OUT ARGS...`.
-Cli start(const fs::path& config, const fs::path& out, std::vector<std::string> extra) {
+// Starts `args` with `env` added to this process's environment, stderr to
+// `log`.
+Cli spawn(std::vector<std::string> args, const std::vector<std::string>& env, const std::string& log) {
   Cli cli;
-  cli.log = out.string() + ".log";
-  std::vector<std::string> args = {CONTACCUM_CLI,   "--threads", "2",          "train",      "--config",
-                                   config.string(), "--output",  out.string(), "--progress", "silent"};
-  args.insert(args.end(), extra.begin(), extra.end());
+  cli.log = log;
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<std::string> env_strings(env);
+  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 2, cli.log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  const int rc = posix_spawn(&cli.pid, argv[0], &actions, nullptr, argv.data(), environ);
+  const int rc = posix_spawn(&cli.pid, argv[0], &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   EXPECT_EQ(rc, 0) << "cannot start " << argv[0];
   return cli;
+}
+
+std::vector<std::string> train_args(const fs::path& config, const fs::path& out, std::vector<std::string> extra) {
+  std::vector<std::string> args = {CONTACCUM_CLI,   "--threads", "2",          "train",      "--config",
+                                   config.string(), "--output",  out.string(), "--progress", "silent"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+// Starts `contaccum --threads 2 train --config CONFIG --output OUT ARGS...`.
+Cli start(const fs::path& config, const fs::path& out, std::vector<std::string> extra) {
+  return spawn(train_args(config, out, std::move(extra)), {}, out.string() + ".log");
 }
 
 int finish(const Cli& cli) {
@@ -174,6 +194,68 @@ TEST_F(LauncherTest, ResumeAfterTheLauncherIsKilledEqualsTheStraightRun) {
   ASSERT_EQ(got.size(), want.size());
   for (const auto& [name, w] : want) EXPECT_TRUE(torch::equal(got.at(name), w)) << name;
   EXPECT_EQ(losses(resumed), losses(straight));
+}
+
+// A free loopback port (free when asked; the test uses it at once).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t size = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &size);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Workers started as a SLURM or mpirun script starts them: each with RANK,
+// WORLD_SIZE, MASTER_ADDR, MASTER_PORT, rank 0 hosting the store; and by
+// torchrun. Both train exactly as the built-in launcher does.
+TEST_F(LauncherTest, WorkersStartedFromTheEnvironmentOrByTorchrunTrainAsTheLauncherDoes) {
+  const auto cfg = config("plain", 0.0, 12);
+  const auto launcher = work_.path / "launcher", by_hand = work_.path / "by_hand", torchrun = work_.path / "torchrun";
+  auto a = start(cfg, launcher, {"--nproc-per-node", "2"});
+  ASSERT_EQ(finish(a), 0) << test::slurp(a.log);
+  const auto want = losses(launcher);
+  ASSERT_EQ(want.size(), 12u);
+
+  const std::string port = std::to_string(free_port());
+  std::vector<Cli> workers;
+  for (int r = 0; r < 2; ++r) {
+    workers.push_back(spawn(train_args(cfg, by_hand, {}),
+                            {"RANK=" + std::to_string(r), "WORLD_SIZE=2", "LOCAL_RANK=" + std::to_string(r),
+                             "LOCAL_WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port},
+                            by_hand.string() + ".log"));
+  }
+  for (const auto& w : workers) EXPECT_EQ(finish(w), 0) << test::slurp(w.log);
+  EXPECT_EQ(losses(by_hand), want);
+
+  if (std::system(CONTACCUM_TEST_PYTHON " -c 'import torch.distributed.run' 2>/dev/null") != 0) {
+    GTEST_SKIP() << "no torch.distributed.run in " CONTACCUM_TEST_PYTHON;
+  }
+  // Debian 12's torch 1.13 under Python 3.11 cannot parse its own default
+  // --redirects/--tee of 0 (enum.Flag iteration changed); 2 works.
+  std::vector<std::string> args = {CONTACCUM_TEST_PYTHON,
+                                   "-m",
+                                   "torch.distributed.run",
+                                   "--no_python",
+                                   "--nproc_per_node",
+                                   "2",
+                                   "--master_port",
+                                   std::to_string(free_port()),
+                                   "--redirects",
+                                   "2",
+                                   "--tee",
+                                   "2",
+                                   "--log_dir",
+                                   (work_.path / "torchrun-logs").string()};
+  const auto train = train_args(cfg, torchrun, {});
+  args.insert(args.end(), train.begin(), train.end());
+  auto t = spawn(args, {}, torchrun.string() + ".log");
+  ASSERT_EQ(finish(t), 0) << test::slurp(t.log);
+  EXPECT_EQ(losses(torchrun), want);
 }
 
 // Kills (or stops) rank 1 mid-run; returns the launcher's exit status and
