@@ -267,6 +267,7 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
   const auto data = read_training_data(config);
   const TrainedModel trained = prepare_model(config, output_dir, resume, *data.corpus, writes);
   run.setup_seconds = setup_watch.seconds();
+  for (const auto& p : trained.model->parameters()) run.parameters += p.numel();
 
   Collator collator(
       trained.text_encoder(),

@@ -6,11 +6,19 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <iostream>
 
 namespace contaccum::cli {
 namespace {
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // KiB on Linux
+}
 
 class TrainCommand : public Command {
  public:
@@ -55,8 +63,16 @@ class TrainCommand : public Command {
                       : progress_ == "silent" ? ProgressMode::Silent
                                               : ProgressMode::Auto;
     auto run = run_training(config, output_dir_, resume_, mode, collective);
+    // Every rank's peak resident memory, in rank order.
+    auto peak = torch::tensor({peak_rss_mb()}, torch::kDouble);
+    if (collective) peak = collective->all_gather(peak);
     if (collective && collective->rank() != 0) return 0;  // rank 0 reports
-    nlohmann::json j = {{"output", output_dir_}, {"steps", run.train.steps}, {"train_seconds", run.train.seconds}};
+    nlohmann::json j = {
+        {"output", output_dir_},
+        {"steps", run.train.steps},
+        {"parameters", run.parameters},
+        {"train_seconds", run.train.seconds},
+        {"peak_rss_mb", std::vector<double>(peak.data_ptr<double>(), peak.data_ptr<double>() + peak.numel())}};
     if (run.dev) j["dev"] = nlohmann::json::parse(run.dev->to_json());
     std::cout << j.dump() << std::endl;
     return 0;

@@ -48,6 +48,8 @@ struct TrainingRun {
   std::optional<RetrievalMetrics> dev;
   /// Seconds spent loading data and building the tokenizer.
   double setup_seconds = 0.0;
+  /// Trainable numbers in the model (both towers; once when shared).
+  int64_t parameters = 0;
 };
 
 /// The whole `contaccum train` job: reads the data named in `config`, builds

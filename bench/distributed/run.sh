@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Data-parallel scaling: examples/s of 1, 2 and 4 ranks (1 thread each) per
+# strategy through `contaccum train --nproc-per-node W`, the share of a step
+# spent in collectives (the engine's all-gathers + the trainer's gradient
+# all-reduce, from metrics.jsonl) and every rank's peak resident memory
+# (the command's final JSON). Writes bench/distributed/results.jsonl and the
+# table in docs/DISTRIBUTED.md (bench/distributed/report.py).
+#
+# Usage: bash bench/distributed/run.sh [DATA_DIR]
+#        (default: ../shared/data/debpkg beside the repository; without it a
+#        generated data set stands in)
+# Environment: STEPS (optimizer steps per run, default 20; the first 4 are
+# not timed), RANKS (default "1 2 4"), STRATEGIES (default: all five).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+data=${1:-$(cd "$root/.." && pwd)/shared/data/debpkg}
+steps=${STEPS:-20}
+ranks=${RANKS:-"1 2 4"}
+strategies=${STRATEGIES:-"full_batch grad_accum grad_cache contaccum contaccum_grad_cache"}
+bash "$root/scripts/build.sh" -DCONTACCUM_BUILD_TESTS=OFF >/dev/null
+cli="$root/build/tools/contaccum"
+work="$root/build/bench-distributed"
+rm -rf "$work"
+mkdir -p "$work"
+if [ ! -f "$data/corpus.jsonl" ]; then
+  echo "no corpus.jsonl in $data: using a generated data set" >&2
+  "$cli" data synthetic --output "$work/data" >/dev/null
+  data="$work/data"
+fi
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+# A small BERT (2 layers, 128 wide) so a step is tower-bound as in real use;
+# total batch 64, micro-batch 8 per rank, banks of 256.
+common=(--set "data.corpus=$data/corpus.jsonl" --set "data.queries=$data/queries.jsonl"
+  --set "data.train_qrels=$data/qrels/train.tsv" --set data.skip_bad_records=true --set "max_steps=$steps" --set total_batch=64
+  --set micro_batch=8 --set memory_size=256 --set hard_negatives=0 --set encoder=transformer
+  --set encoder_options.hidden_size=128 --set encoder_options.layers=2 --set encoder_options.heads=2
+  --set encoder_options.intermediate_size=512 --set encoder_options.dim=128 --set encoder_options.dropout=0.1
+  --set query_max_length=32 --set passage_max_length=128 --set tokenizer.vocab_size=8000
+  --set checkpoint_every=1000000 --set log_every=1000)
+if [ -f "$data/train-hard-negatives.tsv" ]; then
+  common+=(--set "data.hard_negatives=$data/train-hard-negatives.tsv" --set hard_negatives=1)
+fi
+config="$work/config.yaml"
+printf 'strategy: grad_accum\n' >"$config"
+# The vocabulary once, reused by every run.
+"$cli" --threads 1 train --config "$config" "${common[@]}" --set max_steps=1 --output "$work/vocab" --progress silent \
+  >/dev/null
+common+=(--set "tokenizer.vocab=$work/vocab/vocab.txt")
+out="$root/bench/distributed/results.jsonl"
+: >"$out"
+for s in $strategies; do
+  for w in $ranks; do
+    run="$work/$s-$w"
+    result=$("$cli" --threads "$w" train --config "$config" "${common[@]}" --set "strategy=$s" \
+      --nproc-per-node "$w" --output "$run" --progress silent 2>"$run.log")
+    python3 - "$s" "$w" "$run/metrics.jsonl" "$result" "$run/config.yaml" >>"$out" <<'PY'
+import json, platform, statistics, sys
+strategy, world, metrics, result = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+config = dict(l.split(": ", 1) for l in open(sys.argv[5]).read().splitlines() if ": " in l and not l.startswith(" "))
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+steps = [json.loads(l) for l in open(metrics)][4:]
+total = statistics.median(s["seconds"]["total"] for s in steps)
+gather = statistics.median(s["seconds"]["gather"] for s in steps)
+reduce = statistics.median(s["seconds"]["reduce"] for s in steps)
+print(json.dumps({"strategy": strategy, "ranks": world, "step_seconds": total,
+                  "examples_per_second": 64 / total, "gather_seconds": gather, "reduce_seconds": reduce,
+                  "collective_share": (gather + reduce) / total, "peak_rss_mb": result["peak_rss_mb"],
+                  "timed_steps": len(steps), "parameters": result["parameters"],
+                  "total_batch": 64, "micro_batch": 8, "memory_size": 256, "dim": 128,
+                  "group": 1 + int(config.get("hard_negatives", "0")),
+                  "machine": f"{cpu}, {len(open('/proc/cpuinfo').read().split('processor')) - 1} cores"}))
+PY
+    tail -1 "$out"
+  done
+done
+python3 "$root/bench/distributed/report.py" "$out" "$root/docs/DISTRIBUTED.md"
