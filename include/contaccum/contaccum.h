@@ -3,6 +3,7 @@
 /// Umbrella header: everything contaccum offers.
 
 #include "contaccum/core/encoder_input.h"
+#include "contaccum/core/progress.h"
 #include "contaccum/core/stopwatch.h"
 #include "contaccum/data/batch_loader.h"
 #include "contaccum/data/beir_writer.h"
@@ -24,7 +25,9 @@
 #include "contaccum/encoders/torchscript.h"
 #include "contaccum/encoders/transformer.h"
 #include "contaccum/eval/bm25.h"
+#include "contaccum/eval/embeddings.h"
 #include "contaccum/eval/evaluate.h"
+#include "contaccum/eval/fusion.h"
 #include "contaccum/eval/metrics.h"
 #include "contaccum/eval/search.h"
 #include "contaccum/io/atomic_file.h"

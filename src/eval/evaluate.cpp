@@ -1,8 +1,12 @@
 #include "contaccum/eval/evaluate.h"
 
+#include "contaccum/core/progress.h"
+
 #include <torch/utils.h>
 
 #include <algorithm>
+#include <functional>
+#include <limits>
 
 namespace contaccum {
 namespace {
@@ -73,34 +77,60 @@ void check_dense_options(const DenseEvalOptions& options) {
   TORCH_CHECK(options.search().k() > 0, "SearchOptions::k must be > 0, got ", options.search().k());
 }
 
-// Representations of corpus rows [begin, end), [end - begin, dim] float32.
-torch::Tensor encode_corpus_rows(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
-                                 int64_t begin, int64_t end, const DenseEvalOptions& options) {
-  // Passage texts are built a chunk at a time: a large corpus's texts would
-  // otherwise be copied whole next to the table.
-  const int64_t chunk = options.batch_size() * 64;
-  auto reps = torch::empty({end - begin, model->dim()}, torch::kFloat);
-  std::vector<std::string> passages;
-  for (int64_t at = begin; at < end; at += chunk) {
-    const int64_t stop = std::min(end, at + chunk);
-    passages.clear();
-    for (int64_t row = at; row < stop; ++row) passages.push_back(corpus.full_text(row));
-    reps.slice(0, at - begin, stop - begin)
-        .copy_(encode_texts(model, Tower::Passage, passages, tokenize, options.passage_max_length(),
-                            options.batch_size()));
+// The ranking of `queries` `[Q, d]` over `rows` corpus rows that `block(begin,
+// end)` produces a block at a time, this rank's contiguous share only; the
+// shares' rankings are merged on rank 0 (the other ranks get an empty one).
+SearchResult streamed_search(const torch::Tensor& queries, int64_t rows, int64_t block_rows,
+                             const std::function<torch::Tensor(int64_t, int64_t)>& block, const SearchOptions& search,
+                             bool progress, Collective& collective) {
+  const int64_t world = collective.world_size(), rank = collective.rank();
+  std::vector<int64_t> counts;
+  for (int64_t r = 0; r < world; ++r) counts.push_back(rows / world + (r < rows % world ? 1 : 0));
+  int64_t begin = 0;
+  for (int64_t r = 0; r < rank; ++r) begin += counts[static_cast<size_t>(r)];
+  const int64_t end = begin + counts[static_cast<size_t>(rank)];
+  TopKAccumulator top(queries, search);
+  ProgressReporter bar("search", end - begin, world > 1 ? "passages (rank 0's share)" : "passages",
+                       !progress || rank != 0);
+  for (int64_t at = begin; at < end; at += block_rows) {
+    const int64_t stop = std::min(end, at + block_rows);
+    top.add(block(at, stop), at);
+    bar.advance(stop - at);
   }
-  return reps;
+  bar.finish();
+  auto mine = top.result();
+  if (world == 1) return mine;
+  // Fixed width k for the gather: missing entries lose every comparison.
+  const int64_t k = search.k(), have = mine.scores.size(1);
+  auto scores = torch::full({queries.size(0), k}, -std::numeric_limits<double>::infinity(), mine.scores.options());
+  auto indices = torch::full({queries.size(0), k}, std::numeric_limits<int64_t>::max(), torch::kLong);
+  scores.slice(1, 0, have).copy_(mine.scores);
+  indices.slice(1, 0, have).copy_(mine.indices);
+  const std::vector<int64_t> same(static_cast<size_t>(world), queries.size(0));
+  auto all_scores = all_gather_rows(collective, scores, same);
+  auto all_indices = all_gather_rows(collective, indices, same);
+  if (rank != 0) return {};
+  TopKAccumulator merged(queries, search);
+  for (int64_t r = 0; r < world; ++r) {
+    merged.merge({all_scores[static_cast<size_t>(r)], all_indices[static_cast<size_t>(r)]});
+  }
+  auto out = merged.result();
+  const int64_t kept = std::min(k, rows);
+  return {out.scores.slice(1, 0, kept).contiguous(), out.indices.slice(1, 0, kept).contiguous()};
 }
 
-EvalResult search_and_score(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& queries,
-                            const std::vector<Qrel>& qrels, const DenseEvalOptions& options,
-                            const torch::Tensor& passage_reps, std::vector<int64_t> query_rows) {
+EvalResult score_dense(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& queries,
+                       const std::vector<Qrel>& qrels, const DenseEvalOptions& options, int64_t rows,
+                       const std::function<torch::Tensor(int64_t, int64_t)>& block, Collective& collective) {
   EvalResult result;
-  result.query_rows = std::move(query_rows);
+  result.query_rows = judged_queries(qrels);
+  TORCH_CHECK(!result.query_rows.empty(), "evaluate_dense: no query has a relevant passage (a qrel with score > 0)");
   const auto query_reps = encode_texts(model, Tower::Query, query_texts(queries, result.query_rows), tokenize,
                                        options.query_max_length(), options.batch_size());
   // The search runs where the model does; the corpus streams there by blocks.
-  result.ranking = exact_search(query_reps.to(model->device()), passage_reps, options.search());
+  result.ranking = streamed_search(query_reps.to(model->device()), rows, options.batch_size() * 64, block,
+                                   options.search(), options.progress(), collective);
+  if (collective.rank() != 0) return {};
   result.metrics = compute_metrics(result.ranking, result.query_rows, qrels, options.metrics());
   return result;
 }
@@ -117,19 +147,27 @@ EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, con
                           Collective& collective) {
   check_qrels(qrels, queries.size(), corpus.size(), "evaluate_dense");
   check_dense_options(options);
-  auto query_rows = judged_queries(qrels);
-  TORCH_CHECK(!query_rows.empty(), "evaluate_dense: no query has a relevant passage (a qrel with score > 0)");
-  const int64_t world = collective.world_size(), rank = collective.rank(), rows = corpus.size();
-  // Contiguous shards, so the gathered rows are the corpus rows in order.
-  std::vector<int64_t> counts;
-  for (int64_t r = 0; r < world; ++r) counts.push_back(rows / world + (r < rows % world ? 1 : 0));
-  int64_t begin = 0;
-  for (int64_t r = 0; r < rank; ++r) begin += counts[static_cast<size_t>(r)];
-  auto mine = encode_corpus_rows(model, tokenize, corpus, begin, begin + counts[static_cast<size_t>(rank)], options);
-  if (world == 1) return search_and_score(model, tokenize, queries, qrels, options, mine, std::move(query_rows));
-  auto shards = all_gather_rows(collective, mine, counts);
-  if (rank != 0) return {};
-  return search_and_score(model, tokenize, queries, qrels, options, torch::cat(shards), std::move(query_rows));
+  // Passages are encoded a block at a time and searched at once: memory is
+  // one block plus each query's running top k, whatever the corpus size.
+  auto block = [&](int64_t begin, int64_t end) {
+    std::vector<std::string> passages;
+    for (int64_t row = begin; row < end; ++row) passages.push_back(corpus.full_text(row));
+    return encode_texts(model, Tower::Passage, passages, tokenize, options.passage_max_length(), options.batch_size());
+  };
+  return score_dense(model, tokenize, queries, qrels, options, corpus.size(), block, collective);
+}
+
+EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, EmbeddingsReader& embeddings,
+                          const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options) {
+  check_qrels(qrels, queries.size(), embeddings.info().count, "evaluate_dense");
+  check_dense_options(options);
+  TORCH_CHECK(embeddings.info().dim == model->dim(), "evaluate_dense: the embeddings are ", embeddings.info().dim,
+              " wide but the model's are ", model->dim());
+  const std::string similarity = model->options().normalize() ? "cosine" : "dot";
+  TORCH_CHECK(embeddings.info().similarity == similarity, "evaluate_dense: the embeddings were written for ",
+              embeddings.info().similarity, " similarity but the model scores by ", similarity);
+  auto block = [&](int64_t begin, int64_t end) { return embeddings.read(begin, end); };
+  return score_dense(model, tokenize, queries, qrels, options, embeddings.info().count, block, *local_collective());
 }
 
 EvalResult evaluate_bm25(const BM25Index& index, const TextTable& queries, const std::vector<Qrel>& qrels,

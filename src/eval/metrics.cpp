@@ -250,7 +250,8 @@ void write_trec_run(const std::string& path, const SearchResult& ranking, const 
   const auto indices = ranking.indices.contiguous();
   if (indices.numel() > 0) {
     const auto lo = indices.min().item<int64_t>(), hi = indices.max().item<int64_t>();
-    TORCH_CHECK(lo >= 0 && hi < corpus.size(), "write_trec_run: ranking.indices holds corpus row ", lo < 0 ? lo : hi,
+    // -1 pads a query with fewer results (fused rankings); it is skipped.
+    TORCH_CHECK(lo >= -1 && hi < corpus.size(), "write_trec_run: ranking.indices holds corpus row ", lo < -1 ? lo : hi,
                 ", out of range for a corpus table of ", corpus.size(), " rows");
   }
   const bool as_double = scores.scalar_type() == torch::kDouble;
@@ -263,6 +264,7 @@ void write_trec_run(const std::string& path, const SearchResult& ranking, const 
     const auto qid = queries.id(query_rows[r]);
     for (int64_t j = 0; j < width; ++j) {
       const int64_t at = static_cast<int64_t>(r) * width + j;
+      if (idx[at] < 0) break;
       text.append(qid).append(" Q0 ").append(corpus.id(idx[at])).append(" ");
       append_number(text, j + 1);
       text.push_back(' ');

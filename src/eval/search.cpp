@@ -54,10 +54,102 @@ std::pair<Tensor, Tensor> block_top(const Tensor& scores, int64_t k) {
 
 }  // namespace
 
-SearchResult exact_search(const torch::Tensor& queries, const torch::Tensor& corpus, const SearchOptions& options) {
+namespace {
+void check_options(const SearchOptions& options) {
   TORCH_CHECK(options.k() > 0, "SearchOptions::k must be > 0, got ", options.k());
   TORCH_CHECK(options.query_block() > 0, "SearchOptions::query_block must be > 0, got ", options.query_block());
   TORCH_CHECK(options.corpus_block() > 0, "SearchOptions::corpus_block must be > 0, got ", options.corpus_block());
+}
+
+// Half precision would blur the ranking (and has no CPU matmul): score in
+// float32 unless an input is float64.
+torch::ScalarType score_type(torch::ScalarType a, torch::ScalarType b) {
+  return c10::promoteTypes(a, b) == torch::kDouble ? torch::kDouble : torch::kFloat;
+}
+}  // namespace
+
+TopKAccumulator::TopKAccumulator(torch::Tensor queries, SearchOptions options)
+    : queries_(std::move(queries)), options_(options) {
+  check_options(options_);
+  TORCH_CHECK(queries_.defined() && queries_.dim() == 2, "TopKAccumulator: queries must be [Q, dim], got ",
+              queries_.defined() ? queries_.sizes() : torch::IntArrayRef{});
+  TORCH_CHECK(queries_.is_floating_point(), "TopKAccumulator: queries must be floating point, got ",
+              queries_.scalar_type());
+  dtype_ = score_type(queries_.scalar_type(), queries_.scalar_type());
+}
+
+void TopKAccumulator::add(const torch::Tensor& block, int64_t first_row) {
+  TORCH_CHECK(block.defined() && block.dim() == 2, "TopKAccumulator::add: the block must be [rows, dim], got ",
+              block.defined() ? block.sizes() : torch::IntArrayRef{});
+  TORCH_CHECK(block.size(1) == queries_.size(1), "TopKAccumulator::add: block dim (", block.size(1),
+              ") must equal the queries' dim (", queries_.size(1), ")");
+  TORCH_CHECK(block.is_floating_point(), "TopKAccumulator::add: the block must be floating point, got ",
+              block.scalar_type());
+  if (first_row < 0) first_row = next_row_;
+  const int64_t n = block.size(0);
+  next_row_ = first_row + n;
+  rows_ += n;
+  const int64_t num_queries = queries_.size(0);
+  if (n == 0 || num_queries == 0) return;
+  torch::NoGradGuard no_grad;
+  const auto dtype = score_type(queries_.scalar_type(), block.scalar_type());
+  dtype_ = dtype;
+  const auto device = queries_.device();
+  std::vector<Tensor> values_out, rows_out;
+  for (int64_t q0 = 0; q0 < num_queries; q0 += options_.query_block()) {
+    const int64_t q1 = std::min(num_queries, q0 + options_.query_block());
+    const auto q = queries_.slice(0, q0, q1).to(dtype);
+    Tensor best_values, best_rows;
+    if (best_values_.defined()) {
+      best_values = best_values_.slice(0, q0, q1).to(device, dtype);
+      best_rows = best_rows_.slice(0, q0, q1).to(device);
+    }
+    for (int64_t c0 = 0; c0 < n; c0 += options_.corpus_block()) {
+      const int64_t c1 = std::min(n, c0 + options_.corpus_block());
+      const auto part = block.slice(0, c0, c1).to(device, dtype);
+      Tensor values, columns;
+      std::tie(values, columns) = block_top(q.matmul(part.t()), std::min(options_.k(), c1 - c0));
+      auto found = columns + (first_row + c0);
+      if (best_values.defined()) {
+        values = torch::cat({best_values, values}, 1);
+        found = torch::cat({best_rows, found}, 1);
+      }
+      std::tie(best_values, best_rows) = ordered_top(values, found, std::min(options_.k(), values.size(1)));
+    }
+    values_out.push_back(best_values.cpu());
+    rows_out.push_back(best_rows.cpu());
+  }
+  best_values_ = torch::cat(values_out);
+  best_rows_ = torch::cat(rows_out);
+}
+
+void TopKAccumulator::merge(const SearchResult& other) {
+  TORCH_CHECK(other.scores.defined() && other.scores.size(0) == queries_.size(0),
+              "TopKAccumulator::merge: the other ranking must have one row per query (", queries_.size(0), ")");
+  if (other.scores.size(1) == 0) return;
+  auto values = other.scores.to(torch::kCPU, dtype_);
+  auto rows = other.indices.to(torch::kCPU);
+  if (best_values_.defined()) {
+    values = torch::cat({best_values_, values}, 1);
+    rows = torch::cat({best_rows_, rows}, 1);
+  }
+  std::tie(best_values_, best_rows_) = ordered_top(values, rows, std::min(options_.k(), values.size(1)));
+}
+
+SearchResult TopKAccumulator::result() const {
+  SearchResult out;
+  if (!best_values_.defined()) {
+    out.scores = torch::empty({queries_.size(0), 0}, torch::dtype(dtype_));
+    out.indices = torch::empty({queries_.size(0), 0}, torch::kLong);
+    return out;
+  }
+  out.scores = best_values_.clone();
+  out.indices = best_rows_.clone();
+  return out;
+}
+
+SearchResult exact_search(const torch::Tensor& queries, const torch::Tensor& corpus, const SearchOptions& options) {
+  check_options(options);
   TORCH_CHECK(queries.defined() && queries.dim() == 2, "exact_search: queries must be [Q, dim], got ",
               queries.defined() ? queries.sizes() : torch::IntArrayRef{});
   TORCH_CHECK(corpus.defined() && corpus.dim() == 2, "exact_search: corpus must be [N, dim], got ",
@@ -67,38 +159,14 @@ SearchResult exact_search(const torch::Tensor& queries, const torch::Tensor& cor
   TORCH_CHECK(queries.is_floating_point() && corpus.is_floating_point(),
               "exact_search: queries and corpus must be floating point, got ", queries.scalar_type(), " and ",
               corpus.scalar_type());
-
-  torch::NoGradGuard no_grad;
-  // Half precision would blur the ranking (and has no CPU matmul): score in
-  // float32 unless an input is float64.
-  const auto dtype =
-      c10::promoteTypes(queries.scalar_type(), corpus.scalar_type()) == torch::kDouble ? torch::kDouble : torch::kFloat;
-  const auto device = queries.device();
-  const int64_t num_queries = queries.size(0), rows = corpus.size(0);
-  const int64_t k = std::min(options.k(), rows);
-  SearchResult result;
-  result.scores = torch::empty({num_queries, k}, torch::dtype(dtype));
-  result.indices = torch::empty({num_queries, k}, torch::kLong);
-  if (num_queries == 0 || k == 0) return result;
-
-  for (int64_t q0 = 0; q0 < num_queries; q0 += options.query_block()) {
-    const int64_t q1 = std::min(num_queries, q0 + options.query_block());
-    const auto q = queries.slice(0, q0, q1).to(dtype);
-    Tensor best_values, best_rows;
-    for (int64_t c0 = 0; c0 < rows; c0 += options.corpus_block()) {
-      const int64_t c1 = std::min(rows, c0 + options.corpus_block());
-      const auto block = corpus.slice(0, c0, c1).to(device, dtype);
-      Tensor values, columns;
-      std::tie(values, columns) = block_top(q.matmul(block.t()), std::min(k, c1 - c0));
-      auto found = columns + c0;
-      if (best_values.defined()) {
-        values = torch::cat({best_values, values}, 1);
-        found = torch::cat({best_rows, found}, 1);
-      }
-      std::tie(best_values, best_rows) = ordered_top(values, found, std::min(k, values.size(1)));
-    }
-    result.scores.slice(0, q0, q1).copy_(best_values);
-    result.indices.slice(0, q0, q1).copy_(best_rows);
+  TopKAccumulator top(queries, options);
+  top.add(corpus);
+  auto result = top.result();
+  if (corpus.size(0) == 0 || queries.size(0) == 0) {
+    const auto dtype = score_type(queries.scalar_type(), corpus.scalar_type());
+    const int64_t k = std::min(options.k(), corpus.size(0));
+    result.scores = torch::empty({queries.size(0), k}, torch::dtype(dtype));
+    result.indices = torch::empty({queries.size(0), k}, torch::kLong);
   }
   return result;
 }

@@ -32,5 +32,7 @@ std::unique_ptr<Command> train_command();
 std::unique_ptr<Command> eval_command();
 std::unique_ptr<Command> bm25_command();
 std::unique_ptr<Command> data_command();
+std::unique_ptr<Command> encode_command();
+std::unique_ptr<Command> search_command();
 
 }  // namespace contaccum::cli

@@ -1,12 +1,30 @@
-// contaccum eval --model DIR --corpus ... --queries ... --qrels ... [--run FILE]
+// contaccum eval --model DIR --corpus ... --queries ... --qrels ... [--run FILE] [--embeddings EMB]
+//                [--hybrid-bm25 [--fusion rrf|linear] [--weight W | --tune-on QRELS] [--k1 --b]]
 // contaccum bm25 --corpus ... --queries ... --qrels ... [--run FILE] [--k1 --b]
 #include "command.h"
 #include "data_args.h"
 
 #include <contaccum/contaccum.h>
 
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+#include <iostream>
+#include <set>
+
 namespace contaccum::cli {
 namespace {
+
+// Rows `subset` (a subset of `all`, both ascending) of a ranking whose row r
+// belongs to query row all[r].
+SearchResult select_queries(const SearchResult& ranking, const std::vector<int64_t>& all,
+                            const std::vector<int64_t>& subset) {
+  std::vector<int64_t> picks;
+  for (const auto q : subset) picks.push_back(std::lower_bound(all.begin(), all.end(), q) - all.begin());
+  const auto index = torch::tensor(picks, torch::kLong);
+  return {ranking.scores.index_select(0, index), ranking.indices.index_select(0, index)};
+}
 
 class EvalCommand : public Command {
  public:
@@ -21,26 +39,122 @@ class EvalCommand : public Command {
         ->check(CLI::NonNegativeNumber);
     app_->add_option("--passage-max-length", passage_max_length_, "token limit of passages (default: the model's)")
         ->check(CLI::NonNegativeNumber);
+    app_->add_option("--embeddings", embeddings_,
+                     "search these passage embeddings (`contaccum encode`) instead of "
+                     "encoding the corpus")
+        ->check(CLI::ExistingDirectory);
+    app_->add_flag("--hybrid-bm25", hybrid_, "fuse the dense ranking with BM25's");
+    app_->add_option("--fusion", fusion_, "rrf or linear (min-max normalised scores)")
+        ->check(CLI::IsMember({"rrf", "linear"}));
+    app_->add_option("--weight", weight_, "weight of the dense ranking in [0, 1] (BM25 gets 1 - weight)")
+        ->check(CLI::Range(0.0, 1.0));
+    app_->add_option("--tune-on", tune_on_, "choose the weight on these qrels (another split than --qrels)")
+        ->check(CLI::ExistingFile);
+    app_->add_option("--k1", k1_, "BM25 k1 (with --hybrid-bm25)")->check(CLI::NonNegativeNumber);
+    app_->add_option("--b", b_, "BM25 b (with --hybrid-bm25)")->check(CLI::Range(0.0, 1.0));
   }
 
   int run() override {
     const Stopwatch watch;
+    TORCH_CHECK(hybrid_ || (tune_on_.empty() && weight_ < 0), "--weight and --tune-on need --hybrid-bm25");
+    TORCH_CHECK(tune_on_.empty() || weight_ < 0, "give --weight or --tune-on, not both");
     auto data = load_data(data_);
     auto model = load_model(model_dir_);
+    std::vector<Qrel> tune_qrels;
+    if (!tune_on_.empty()) tune_qrels = read_tune_qrels(data);
+    // One dense search (and one BM25 search) for the reported and the tuning
+    // queries together.
+    std::vector<Qrel> all_qrels = data.qrels;
+    all_qrels.insert(all_qrels.end(), tune_qrels.begin(), tune_qrels.end());
     DenseEvalOptions options;
     options.batch_size(batch_size_)
         .query_max_length(query_max_length_ > 0 ? query_max_length_ : model.config.query_max_length)
         .passage_max_length(passage_max_length_ > 0 ? passage_max_length_ : model.config.passage_max_length)
-        .search(SearchOptions().k(data_.k));
-    auto result = evaluate_dense(model.model, model.text_encoder(), data.corpus, data.queries, data.qrels, options);
-    print_result(result, data, data_, "contaccum", watch.seconds());
+        .search(SearchOptions().k(data_.k))
+        .progress(true);
+    EvalResult dense;
+    if (!embeddings_.empty()) {
+      EmbeddingsReader reader(embeddings_);
+      check_embeddings_ids(reader, data.corpus);
+      dense = evaluate_dense(model.model, model.text_encoder(), reader, data.queries, all_qrels, options);
+    } else {
+      dense = evaluate_dense(model.model, model.text_encoder(), data.corpus, data.queries, all_qrels, options);
+    }
+    const auto rows = judged_queries(data.qrels);
+    if (!hybrid_) {
+      EvalResult reported{compute_metrics(select_queries(dense.ranking, dense.query_rows, rows), rows, data.qrels),
+                          select_queries(dense.ranking, dense.query_rows, rows), rows};
+      print_result(reported, data, data_, "contaccum", watch.seconds());
+      return 0;
+    }
+    BM25Index index(data.corpus, BM25Options().k1(k1_).b(b_));
+    const auto bm25 = evaluate_bm25(index, data.queries, all_qrels, MetricsOptions(), data_.k);
+    FusionOptions fusion = FusionOptions().method(fusion_method(fusion_)).k(data_.k);
+    fusion.weight(weight_ >= 0 ? weight_ : 0.5);
+    if (!tune_qrels.empty()) {
+      const auto tune_rows = judged_queries(tune_qrels);
+      fusion.weight(tune_fusion_weight(select_queries(dense.ranking, dense.query_rows, tune_rows),
+                                       select_queries(bm25.ranking, bm25.query_rows, tune_rows), tune_rows, tune_qrels,
+                                       fusion));
+    }
+    const auto dense_rows = select_queries(dense.ranking, dense.query_rows, rows);
+    const auto bm25_rows = select_queries(bm25.ranking, bm25.query_rows, rows);
+    EvalResult fused;
+    fused.ranking = fuse_rankings(dense_rows, bm25_rows, fusion);
+    fused.query_rows = rows;
+    fused.metrics = compute_metrics(fused.ranking, rows, data.qrels);
+    if (!data_.run.empty()) {
+      write_trec_run(data_.run, fused.ranking, rows, data.queries, data.corpus, "contaccum-hybrid");
+    }
+    auto j = nlohmann::json::parse(fused.metrics.to_json());
+    j["fusion"] = fusion_;
+    j["weight"] = fusion.weight();
+    j["tuned_on"] = tune_on_.empty() ? nlohmann::json(nullptr) : nlohmann::json(tune_on_);
+    j["dense"] = nlohmann::json::parse(compute_metrics(dense_rows, rows, data.qrels).to_json());
+    j["bm25"] = nlohmann::json::parse(compute_metrics(bm25_rows, rows, data.qrels).to_json());
+    j["seconds"] = watch.seconds();
+    std::cout << j.dump() << std::endl;
     return 0;
   }
 
  private:
+  // The tuning split: never the reported one, and sharing no query with it.
+  std::vector<Qrel> read_tune_qrels(const LoadedData& data) const {
+    TORCH_CHECK(fs_equivalent(tune_on_, data_.qrels) == false, "--tune-on ", tune_on_,
+                " is the split being reported (--qrels); tune on another split");
+    const auto reader = ReaderOptions().on_bad_record(data_.skip_bad_records ? OnBadRecord::Skip : OnBadRecord::Error);
+    auto qrels = read_qrels(tune_on_, data.queries, data.corpus, reader);
+    const auto tune_rows = judged_queries(qrels), report_rows = judged_queries(data.qrels);
+    std::vector<int64_t> shared;
+    std::set_intersection(tune_rows.begin(), tune_rows.end(), report_rows.begin(), report_rows.end(),
+                          std::back_inserter(shared));
+    TORCH_CHECK(shared.empty(), "--tune-on ", tune_on_, " and --qrels ", data_.qrels, " share ", shared.size(),
+                " judged queries (e.g. '", shared.empty() ? "" : std::string(data.queries.id(shared[0])),
+                "'); tune on queries that are not reported");
+    TORCH_CHECK(!tune_rows.empty(), tune_on_, ": no query has a relevant passage (score > 0)");
+    return qrels;
+  }
+
+  static bool fs_equivalent(const std::string& a, const std::string& b) {
+    std::error_code error;
+    return std::filesystem::equivalent(a, b, error);
+  }
+
+  static void check_embeddings_ids(const EmbeddingsReader& reader, const TextTable& corpus) {
+    TORCH_CHECK(reader.info().count == corpus.size(), "--embeddings holds ", reader.info().count,
+                " passages but the corpus has ", corpus.size(), " (encode this corpus with `contaccum encode`)");
+    for (int64_t row = 0; row < corpus.size(); ++row) {
+      TORCH_CHECK(reader.ids()[static_cast<size_t>(row)] == corpus.id(row), "--embeddings row ", row, " is passage '",
+                  reader.ids()[static_cast<size_t>(row)], "' but the corpus's row ", row, " is '", corpus.id(row),
+                  "' (encoded from another corpus, or with other --skip-bad-records)");
+    }
+  }
+
   DataArgs data_;
-  std::string model_dir_;
+  std::string model_dir_, embeddings_, fusion_ = "rrf", tune_on_;
   int64_t batch_size_ = 256, query_max_length_ = 0, passage_max_length_ = 0;
+  bool hybrid_ = false;
+  double weight_ = -1.0, k1_ = 0.9, b_ = 0.4;
 };
 
 class Bm25Command : public Command {

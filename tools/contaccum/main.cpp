@@ -3,6 +3,8 @@
 //   contaccum train --config FILE.yaml [--set key=value ...] --output DIR [--resume]
 //   contaccum eval  --model DIR --corpus corpus.jsonl --queries queries.jsonl --qrels qrels.tsv [--run FILE]
 //   contaccum bm25  --corpus corpus.jsonl --queries queries.jsonl --qrels qrels.tsv [--run FILE]
+//   contaccum encode --model DIR --corpus corpus.jsonl --output EMB
+//   contaccum search --model DIR --corpus corpus.jsonl [--embeddings EMB] [--hybrid-bm25] [QUERY...]
 //   contaccum data debian --translation Translation-en --output DIR
 //   contaccum data synthetic --output DIR
 #include "command.h"
@@ -40,6 +42,8 @@ int main(int argc, char** argv) {
   commands.push_back(cli::eval_command());
   commands.push_back(cli::bm25_command());
   commands.push_back(cli::data_command());
+  commands.push_back(cli::encode_command());
+  commands.push_back(cli::search_command());
   for (auto& c : commands) c->add(app);
 
   CLI11_PARSE(app, argc, argv);

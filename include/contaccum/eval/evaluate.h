@@ -5,6 +5,7 @@
 #include "contaccum/data/text_table.h"
 #include "contaccum/distributed/collective.h"
 #include "contaccum/eval/bm25.h"
+#include "contaccum/eval/embeddings.h"
 #include "contaccum/eval/metrics.h"
 #include "contaccum/eval/search.h"
 #include "contaccum/model/dual_encoder.h"
@@ -30,6 +31,8 @@ struct DenseEvalOptions {
   TORCH_ARG(SearchOptions, search) = {};
   /// Which metrics are reported. Default: `MetricsOptions()`.
   TORCH_ARG(MetricsOptions, metrics) = {};
+  /// Show the corpus search's progress on stderr. Default: false.
+  TORCH_ARG(bool, progress) = false;
 };
 
 /// Which tower of a `DualEncoder` encodes.
@@ -51,9 +54,11 @@ struct EvalResult {
   std::vector<int64_t> query_rows;
 };
 
-/// Dense retrieval evaluation: encodes every passage (`full_text`) and every
-/// judged query (`text`, see `judged_queries`), searches exactly
-/// (`exact_search` on the model's device) and scores the ranking.
+/// Dense retrieval evaluation: encodes every judged query (`text`, see
+/// `judged_queries`), then the passages (`full_text`) a block of
+/// `64 x batch_size` at a time, each block searched exactly on the model's
+/// device as it comes (`TopKAccumulator`): memory is one block plus each
+/// query's running top k, flat in the corpus size. Scores the ranking.
 EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
                           const TextTable& queries, const std::vector<Qrel>& qrels,
                           const DenseEvalOptions& options = {});
@@ -66,6 +71,12 @@ EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, con
 EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
                           const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options,
                           Collective& collective);
+
+/// `evaluate_dense` over precomputed passage embeddings (`contaccum
+/// encode`), read a block at a time; refuses embeddings of another width or
+/// similarity than the model's.
+EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, EmbeddingsReader& embeddings,
+                          const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options);
 
 /// BM25 evaluation: searches `index` (built over the corpus `qrels` refer to)
 /// with every judged query's text for `k` results and scores the ranking.

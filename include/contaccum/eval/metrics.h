@@ -69,7 +69,9 @@ std::vector<Qrel> first_judged_queries(const std::vector<Qrel>& qrels, int64_t m
 /// Writes `ranking` as a TREC run file, one line per result:
 /// `query-id Q0 corpus-id rank score run_name` (rank from 1). The file is
 /// written to a temporary file in the same directory and renamed over `path`,
-/// so readers never see a partial run. Throws naming `path` on failure.
+/// so readers never see a partial run. Index -1 (the padding of a query
+/// with fewer results, as in fused rankings) ends that query's lines.
+/// Throws naming `path` on failure.
 void write_trec_run(const std::string& path, const SearchResult& ranking, const std::vector<int64_t>& query_rows,
                     const TextTable& queries, const TextTable& corpus, const std::string& run_name = "contaccum");
 

@@ -37,4 +37,34 @@ struct SearchResult {
 /// searched on a GPU); the result is on the CPU.
 SearchResult exact_search(const torch::Tensor& queries, const torch::Tensor& corpus, const SearchOptions& options = {});
 
+/// Exact search over a corpus that arrives a block at a time (encoded on the
+/// fly, read from an embeddings file, or a shard of a rank): keeps only each
+/// query's running top `k`, so memory is `O(Q k + block)` whatever the corpus
+/// size. `exact_search` is this over the corpus's blocks; feeding the same
+/// blocks gives bit-identical results.
+class TopKAccumulator {
+ public:
+  /// `queries` `[Q, dim]`; scoring happens on their device.
+  TopKAccumulator(torch::Tensor queries, SearchOptions options = {});
+  /// Scores the next corpus rows `block` `[b, dim]`, which are rows
+  /// `[first_row, first_row + b)` of the corpus (default: right after the
+  /// rows added so far).
+  void add(const torch::Tensor& block, int64_t first_row = -1);
+  /// Merges another accumulator's ranking (e.g. another rank's shard, with
+  /// global row numbers) into this one.
+  void merge(const SearchResult& other);
+  /// The ranking so far: `min(k, rows)` results per query, best first, ties
+  /// towards the lower row.
+  SearchResult result() const;
+  /// Corpus rows added.
+  int64_t rows() const { return rows_; }
+
+ private:
+  torch::Tensor queries_;
+  SearchOptions options_;
+  torch::ScalarType dtype_;
+  torch::Tensor best_values_, best_rows_;  // [Q, <= k], on the CPU
+  int64_t rows_ = 0, next_row_ = 0;
+};
+
 }  // namespace contaccum

@@ -1,0 +1,157 @@
+// contaccum encode --model DIR --corpus corpus.jsonl --output EMB [--skip-bad-records] [--batch-size N]
+// contaccum search --model DIR --corpus corpus.jsonl [--embeddings EMB] [--hybrid-bm25 ...] [--k 10] [QUERY...]
+#include "command.h"
+
+#include <contaccum/contaccum.h>
+
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+namespace contaccum::cli {
+namespace {
+
+TextTable read_corpus(const std::string& path, bool skip_bad_records) {
+  const auto reader = ReaderOptions().on_bad_record(skip_bad_records ? OnBadRecord::Skip : OnBadRecord::Error);
+  ReadReport report;
+  auto corpus = read_beir_corpus(path, reader, &report);
+  if (report.skipped > 0) {
+    spdlog::warn("{}: skipped {} bad records; first: {}", path, report.skipped,
+                 report.problems.empty() ? "" : report.problems.front());
+  }
+  return corpus;
+}
+
+class EncodeCommand : public Command {
+ public:
+  void add(CLI::App& parent) override {
+    app_ = parent.add_subcommand("encode", "write a corpus's passage embeddings (NumPy .npy + ids) for reuse");
+    app_->add_option("--model", model_dir_, "a model directory written by `contaccum train`")
+        ->required()
+        ->check(CLI::ExistingDirectory);
+    app_->add_option("--corpus", corpus_, "BEIR corpus.jsonl")->required()->check(CLI::ExistingFile);
+    app_->add_option("--output", output_, "embeddings directory to write")->required();
+    app_->add_option("--batch-size", batch_size_, "passages encoded at once")->check(CLI::PositiveNumber);
+    app_->add_option("--passage-max-length", passage_max_length_, "token limit of passages (default: the model's)")
+        ->check(CLI::NonNegativeNumber);
+    app_->add_flag("--skip-bad-records", skip_bad_records_, "skip (and count) malformed records instead of stopping");
+  }
+
+  int run() override {
+    const Stopwatch watch;
+    const auto corpus = read_corpus(corpus_, skip_bad_records_);
+    auto model = load_model(model_dir_);
+    const auto rows = encode_corpus(
+        model.model, model.text_encoder(), corpus, output_,
+        EncodeCorpusOptions()
+            .batch_size(batch_size_)
+            .passage_max_length(passage_max_length_ > 0 ? passage_max_length_ : model.config.passage_max_length)
+            .model_path(model_dir_)
+            .corpus_path(corpus_));
+    std::cout << nlohmann::json({{"output", output_},
+                                 {"passages", rows},
+                                 {"dim", model.model->dim()},
+                                 {"seconds", watch.seconds()}})
+                     .dump()
+              << std::endl;
+    return 0;
+  }
+
+ private:
+  std::string model_dir_, corpus_, output_;
+  int64_t batch_size_ = 256, passage_max_length_ = 0;
+  bool skip_bad_records_ = false;
+};
+
+class SearchCommand : public Command {
+ public:
+  void add(CLI::App& parent) override {
+    app_ = parent.add_subcommand("search",
+                                 "print the best passages for each query (from the arguments, or one per "
+                                 "line on standard input)");
+    app_->add_option("--model", model_dir_, "a model directory written by `contaccum train`")
+        ->required()
+        ->check(CLI::ExistingDirectory);
+    app_->add_option("--corpus", corpus_, "BEIR corpus.jsonl")->required()->check(CLI::ExistingFile);
+    app_->add_option("--embeddings", embeddings_,
+                     "its passage embeddings (`contaccum encode`); else the corpus is "
+                     "encoded first")
+        ->check(CLI::ExistingDirectory);
+    app_->add_option("--k", k_, "results per query")->check(CLI::PositiveNumber);
+    app_->add_flag("--hybrid-bm25", hybrid_, "fuse the dense ranking with BM25's");
+    app_->add_option("--fusion", fusion_, "rrf or linear")->check(CLI::IsMember({"rrf", "linear"}));
+    app_->add_option("--weight", weight_, "weight of the dense ranking in [0, 1]")->check(CLI::Range(0.0, 1.0));
+    app_->add_flag("--skip-bad-records", skip_bad_records_, "skip (and count) malformed records instead of stopping");
+    app_->add_option("query", queries_, "query text (none: read queries from standard input)");
+  }
+
+  int run() override {
+    const auto corpus = read_corpus(corpus_, skip_bad_records_);
+    auto model = load_model(model_dir_);
+    const auto tokenize = model.text_encoder();
+    // The corpus's embeddings, held for every query (count x dim floats).
+    torch::Tensor passages;
+    if (!embeddings_.empty()) {
+      EmbeddingsReader reader(embeddings_);
+      TORCH_CHECK(reader.info().count == corpus.size() && reader.info().dim == model.model->dim(), "--embeddings ",
+                  embeddings_, " holds ", reader.info().count, " x ", reader.info().dim, ", not this corpus (",
+                  corpus.size(), ") and model (", model.model->dim(), ")");
+      passages = reader.read_all();
+    } else {
+      std::vector<std::string> texts;
+      for (int64_t row = 0; row < corpus.size(); ++row) texts.push_back(corpus.full_text(row));
+      passages = encode_texts(model.model, Tower::Passage, texts, tokenize, model.config.passage_max_length, 256);
+    }
+    std::unique_ptr<BM25Index> bm25;
+    if (hybrid_) bm25 = std::make_unique<BM25Index>(corpus);
+    auto answer = [&](const std::string& query) {
+      const auto q = encode_texts(model.model, Tower::Query, {query}, tokenize, model.config.query_max_length, 1);
+      auto ranking = exact_search(q, passages, SearchOptions().k(hybrid_ ? std::max<int64_t>(k_, 100) : k_));
+      if (bm25) {
+        ranking = fuse_rankings(ranking, bm25->search({query}, std::max<int64_t>(k_, 100)),
+                                FusionOptions().method(fusion_method(fusion_)).weight(weight_).k(k_));
+      }
+      std::cout << "query: " << query << "\n";
+      const auto scores = ranking.scores.to(torch::kDouble);
+      for (int64_t j = 0; j < std::min<int64_t>(k_, ranking.indices.size(1)); ++j) {
+        const int64_t row = ranking.indices[0][j].item<int64_t>();
+        if (row < 0) break;
+        auto text = corpus.full_text(row);
+        for (auto& c : text) {
+          if (c == '\n' || c == '\t') c = ' ';
+        }
+        if (text.size() > 80) text = text.substr(0, 77) + "...";
+        std::ostringstream line;
+        line << std::setw(3) << j + 1 << "  " << corpus.id(row) << "  " << std::fixed << std::setprecision(4)
+             << scores[0][j].item<double>() << "  " << text;
+        std::cout << line.str() << "\n";
+      }
+      std::cout << std::endl;
+    };
+    if (!queries_.empty()) {
+      for (const auto& q : queries_) answer(q);
+    } else {
+      for (std::string line; std::getline(std::cin, line);) {
+        if (!line.empty()) answer(line);
+      }
+    }
+    return 0;
+  }
+
+ private:
+  std::string model_dir_, corpus_, embeddings_, fusion_ = "rrf";
+  std::vector<std::string> queries_;
+  int64_t k_ = 10;
+  bool hybrid_ = false, skip_bad_records_ = false;
+  double weight_ = 0.5;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> encode_command() { return std::make_unique<EncodeCommand>(); }
+std::unique_ptr<Command> search_command() { return std::make_unique<SearchCommand>(); }
+
+}  // namespace contaccum::cli
