@@ -1,0 +1,187 @@
+// The retrieval commands through the real command line: `encode` writes what
+// the model computes and `eval --embeddings` scores it as `eval` does; an
+// `encode` killed mid-way leaves no embeddings; `search` prints the expected
+// ranking (dense, and BM25 through --hybrid-bm25 --weight 0) for arguments
+// and standard input; `eval --tune-on` refuses the reported split.
+#include "test_util.h"
+#include "train/train_fixture.h"
+
+#include <nlohmann/json.hpp>
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+extern char** environ;
+
+namespace contaccum {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+#ifdef CONTACCUM_CLI
+// Runs a shell command line; returns (exit status, stdout).
+std::pair<int, std::string> shell(const std::string& command) {
+  std::string out;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  char buffer[4096];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, out};
+}
+
+class RetrievalCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_ = work_.path / "data";
+    build_synthetic_dataset(data_.string(),
+                            SyntheticDatasetOptions().seed(4).passages(3000).train_queries(200).dev_queries(100));
+    TrainConfig config;
+    config.data_corpus = (data_ / "corpus.jsonl").string();
+    config.tokenizer_vocab_size = 300;
+    config.encoder_options.set("dim", int64_t{16});
+    config.encoder_options.set("embedding_dim", int64_t{16});
+    const auto corpus = read_beir_corpus(config.data_corpus);
+    save_model(build_model(config, &corpus), (work_.path / "model").string());
+    model_ = (work_.path / "model").string();
+  }
+  std::string cli() const { return std::string(CONTACCUM_CLI); }
+  std::string data_args(const std::string& split = "dev") const {
+    return " --corpus " + (data_ / "corpus.jsonl").string() + " --queries " + (data_ / "queries.jsonl").string() +
+           " --qrels " + (data_ / "qrels" / (split + ".tsv")).string();
+  }
+  test::TempDir work_;
+  fs::path data_;
+  std::string model_;
+};
+
+TEST_F(RetrievalCli, EncodeWritesTheModelsEmbeddingsAndEvalScoresThemAlike) {
+  const auto emb = (work_.path / "emb").string();
+  const auto [status, out] = shell(cli() + " encode --model " + model_ + " --corpus " +
+                                   (data_ / "corpus.jsonl").string() + " --output " + emb + " 2>/dev/null");
+  ASSERT_EQ(status, 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["passages"], 3000);
+  EmbeddingsReader reader(emb);
+  auto model = load_model(model_);
+  const auto corpus = read_beir_corpus((data_ / "corpus.jsonl").string());
+  std::vector<std::string> texts;
+  for (int64_t r = 0; r < 100; ++r) texts.push_back(corpus.full_text(r));
+  const auto want =
+      encode_texts(model.model, Tower::Passage, texts, model.text_encoder(), model.config.passage_max_length, 256);
+  EXPECT_TRUE(torch::allclose(reader.read(0, 100), want, 1e-6, 1e-6));
+  EXPECT_EQ(reader.ids()[7], std::string(corpus.id(7)));
+  const auto plain = shell(cli() + " eval --model " + model_ + data_args() + " 2>/dev/null");
+  const auto from_file =
+      shell(cli() + " eval --model " + model_ + data_args() + " --embeddings " + emb + " 2>/dev/null");
+  ASSERT_EQ(plain.first, 0);
+  ASSERT_EQ(from_file.first, 0);
+  auto a = nlohmann::json::parse(plain.second), b = nlohmann::json::parse(from_file.second);
+  a.erase("seconds");
+  b.erase("seconds");
+  EXPECT_EQ(a, b);
+}
+
+TEST_F(RetrievalCli, AnEncodeKilledWhileWritingLeavesNoEmbeddings) {
+  const auto emb = work_.path / "emb";
+  std::vector<std::string> args = {
+      cli(),      "encode",     "--model",      model_, "--corpus", (data_ / "corpus.jsonl").string(),
+      "--output", emb.string(), "--batch-size", "1"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+  // Kill it as soon as its temporary directory exists: mid-write.
+  bool writing = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!writing && std::chrono::steady_clock::now() < deadline) {
+    for (const auto& e : fs::directory_iterator(work_.path)) {
+      if (e.path().filename().string().find(".tmp-") != std::string::npos) writing = true;
+    }
+    if (!writing) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(writing);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "encode finished before it could be killed";
+  EXPECT_FALSE(fs::exists(emb));
+  EXPECT_THAT(test::error_of([&] { EmbeddingsReader reader(emb.string()); }), HasSubstr("no file"));
+}
+
+TEST_F(RetrievalCli, SearchPrintsTheRankingForArgumentsAndStandardInput) {
+  const auto corpus = read_beir_corpus((data_ / "corpus.jsonl").string());
+  const auto queries = read_beir_queries((data_ / "queries.jsonl").string());
+  const std::string query(queries.text(0));
+  // Dense: the model's own top 3.
+  auto model = load_model(model_);
+  std::vector<std::string> texts;
+  for (int64_t r = 0; r < corpus.size(); ++r) texts.push_back(corpus.full_text(r));
+  const auto passages =
+      encode_texts(model.model, Tower::Passage, texts, model.text_encoder(), model.config.passage_max_length, 256);
+  const auto q =
+      encode_texts(model.model, Tower::Query, {query}, model.text_encoder(), model.config.query_max_length, 1);
+  const auto dense = exact_search(q, passages, SearchOptions().k(3));
+  const auto base = cli() + " search --model " + model_ + " --corpus " + (data_ / "corpus.jsonl").string() + " --k 3";
+  const auto [status, out] = shell(base + " '" + query + "' 2>/dev/null");
+  ASSERT_EQ(status, 0) << out;
+  std::istringstream lines(out);
+  std::string line;
+  std::getline(lines, line);
+  EXPECT_EQ(line, "query: " + query);
+  for (int64_t j = 0; j < 3; ++j) {
+    std::getline(lines, line);
+    std::istringstream fields(line);
+    int rank;
+    std::string id;
+    fields >> rank >> id;
+    EXPECT_EQ(rank, j + 1);
+    EXPECT_EQ(id, std::string(corpus.id(dense.indices[0][j].item<int64_t>()))) << line;
+  }
+  // BM25 alone (--hybrid-bm25 --weight 0), two queries from standard input.
+  BM25Index bm25(corpus);
+  const std::string second(queries.text(1));
+  const auto want = bm25.search({query, second}, 3);
+  const auto piped =
+      shell("printf '%s\\n%s\\n' '" + query + "' '" + second + "' | " + base + " --hybrid-bm25 --weight 0 2>/dev/null");
+  ASSERT_EQ(piped.first, 0) << piped.second;
+  std::istringstream lines2(piped.second);
+  for (int qi = 0; qi < 2; ++qi) {
+    std::getline(lines2, line);
+    EXPECT_EQ(line, "query: " + (qi == 0 ? query : second));
+    for (int64_t j = 0; j < 3; ++j) {
+      std::getline(lines2, line);
+      std::istringstream fields(line);
+      int rank;
+      std::string id;
+      fields >> rank >> id;
+      EXPECT_EQ(id, std::string(corpus.id(want.indices[qi][j].item<int64_t>()))) << line;
+    }
+    std::getline(lines2, line);  // blank
+  }
+}
+
+TEST_F(RetrievalCli, HybridEvalReportsTheWeightAndRefusesToTuneOnTheReportedSplit) {
+  const auto tuned = shell(cli() + " eval --model " + model_ + data_args() + " --hybrid-bm25 --tune-on " +
+                           (data_ / "qrels" / "train.tsv").string() + " 2>/dev/null");
+  ASSERT_EQ(tuned.first, 0) << tuned.second;
+  const auto j = nlohmann::json::parse(tuned.second);
+  for (const char* key : {"mrr@10", "top@1", "weight", "fusion", "dense", "bm25", "tuned_on"}) {
+    EXPECT_TRUE(j.contains(key)) << key;
+  }
+  EXPECT_GE(j["mrr@10"].get<double>(), 0.0);
+  const auto same = shell(cli() + " eval --model " + model_ + data_args() + " --hybrid-bm25 --tune-on " +
+                          (data_ / "qrels" / "dev.tsv").string() + " 2>&1");
+  EXPECT_EQ(same.first, 1);
+  EXPECT_THAT(same.second, HasSubstr("is the split being reported (--qrels); tune on another split"));
+}
+#endif
+
+}  // namespace
+}  // namespace contaccum
