@@ -171,13 +171,27 @@ EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, Emb
 }
 
 EvalResult evaluate_bm25(const BM25Index& index, const TextTable& queries, const std::vector<Qrel>& qrels,
-                         const MetricsOptions& metrics, int64_t k) {
+                         const MetricsOptions& metrics, int64_t k, bool progress) {
   TORCH_CHECK(k > 0, "evaluate_bm25: k must be > 0, got ", k);
   check_qrels(qrels, queries.size(), index.size(), "evaluate_bm25");
   EvalResult result;
   result.query_rows = judged_queries(qrels);
   TORCH_CHECK(!result.query_rows.empty(), "evaluate_bm25: no query has a relevant passage (a qrel with score > 0)");
-  result.ranking = index.search(query_texts(queries, result.query_rows), k);
+  // Queries in chunks, so that progress can be shown; each chunk is scored
+  // in parallel and the rankings do not depend on the cut.
+  const auto texts = query_texts(queries, result.query_rows);
+  const int64_t chunk = 1024, total = static_cast<int64_t>(texts.size());
+  ProgressReporter bar("bm25", total, "queries", !progress);
+  std::vector<torch::Tensor> scores, indices;
+  for (int64_t begin = 0; begin < total; begin += chunk) {
+    const int64_t end = std::min(total, begin + chunk);
+    auto part = index.search(std::vector<std::string>(texts.begin() + begin, texts.begin() + end), k);
+    scores.push_back(part.scores);
+    indices.push_back(part.indices);
+    bar.advance(end - begin);
+  }
+  bar.finish();
+  result.ranking = {torch::cat(scores), torch::cat(indices)};
   result.metrics = compute_metrics(result.ranking, result.query_rows, qrels, metrics);
   return result;
 }

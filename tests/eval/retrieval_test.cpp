@@ -280,12 +280,14 @@ TEST(Eval, ShardedOverRanksEqualsOneProcess) {
   for (int64_t world : {2, 3}) {
     auto group = make_in_process_group(world);
     std::vector<EvalResult> got(static_cast<size_t>(world));
+    // Built here: torch's one generator must not be seeded from two threads.
+    std::vector<DualEncoder> models;
+    for (int64_t r = 0; r < world; ++r) models.push_back(small_model());
     std::vector<std::thread> threads;
     for (int64_t r = 0; r < world; ++r) {
       threads.emplace_back([&, r] {
-        auto mine = small_model();
-        got[static_cast<size_t>(r)] =
-            evaluate_dense(mine, numbers_tokenizer(), corpus, queries, qrels, options, *group[static_cast<size_t>(r)]);
+        got[static_cast<size_t>(r)] = evaluate_dense(models[static_cast<size_t>(r)], numbers_tokenizer(), corpus,
+                                                     queries, qrels, options, *group[static_cast<size_t>(r)]);
       });
     }
     for (auto& t : threads) t.join();

@@ -79,8 +79,9 @@ EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, Emb
                           const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options);
 
 /// BM25 evaluation: searches `index` (built over the corpus `qrels` refer to)
-/// with every judged query's text for `k` results and scores the ranking.
+/// with every judged query's text for `k` results and scores the ranking
+/// (with `progress`, a progress display on stderr).
 EvalResult evaluate_bm25(const BM25Index& index, const TextTable& queries, const std::vector<Qrel>& qrels,
-                         const MetricsOptions& metrics = {}, int64_t k = 100);
+                         const MetricsOptions& metrics = {}, int64_t k = 100, bool progress = false);
 
 }  // namespace contaccum
