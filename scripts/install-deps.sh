@@ -11,8 +11,8 @@ packages=(
   libtorch-dev libgloo-dev libopenblas0-pthread
   libeigen3-dev libfmt-dev libspdlog-dev libgtest-dev
   nlohmann-json3-dev libsimdjson-dev libutf8proc-dev
-  libyaml-cpp-dev libcli11-dev zlib1g-dev lz4
-  python3 python3-torch python3-numpy
+  libyaml-cpp-dev libcli11-dev zlib1g-dev lz4 libfaiss-dev
+  python3 python3-torch python3-numpy python3-faiss
   "$@"  # extra packages a script needs (e.g. gnuplot-nox for examples/reproduce)
 )
 

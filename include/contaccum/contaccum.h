@@ -30,6 +30,7 @@
 #include "contaccum/eval/fusion.h"
 #include "contaccum/eval/metrics.h"
 #include "contaccum/eval/search.h"
+#include "contaccum/eval/vector_index.h"
 #include "contaccum/io/atomic_file.h"
 #include "contaccum/io/safetensors.h"
 #include "contaccum/io/zip_checksums.h"

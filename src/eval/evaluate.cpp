@@ -157,17 +157,61 @@ EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, con
   return score_dense(model, tokenize, queries, qrels, options, corpus.size(), block, collective);
 }
 
+namespace {
+
+// The rankings of `total` queries searched 1,024 at a time by `search(begin,
+// end)`, so that progress can be shown; the rankings do not depend on the cut.
+SearchResult search_by_chunks(const char* label, int64_t total, bool progress,
+                              const std::function<SearchResult(int64_t, int64_t)>& search) {
+  const int64_t chunk = 1024;
+  ProgressReporter bar(label, total, "queries", !progress);
+  std::vector<torch::Tensor> scores, indices;
+  for (int64_t begin = 0; begin < total; begin += chunk) {
+    const int64_t end = std::min(total, begin + chunk);
+    auto part = search(begin, end);
+    scores.push_back(part.scores);
+    indices.push_back(part.indices);
+    bar.advance(end - begin);
+  }
+  bar.finish();
+  return {torch::cat(scores), torch::cat(indices)};
+}
+
+// Precomputed passage vectors must be the model's: same width, same scoring.
+void check_matches_model(DualEncoder& model, int64_t dim, const std::string& similarity, const char* what) {
+  TORCH_CHECK(dim == model->dim(), "evaluate_dense: the ", what, " is ", dim, " wide but the model's embeddings are ",
+              model->dim());
+  const std::string mine = model->options().normalize() ? "cosine" : "dot";
+  TORCH_CHECK(similarity == mine, "evaluate_dense: the ", what, " was built for ", similarity,
+              " similarity but the model scores by ", mine);
+}
+
+}  // namespace
+
 EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, EmbeddingsReader& embeddings,
                           const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options) {
   check_qrels(qrels, queries.size(), embeddings.info().count, "evaluate_dense");
   check_dense_options(options);
-  TORCH_CHECK(embeddings.info().dim == model->dim(), "evaluate_dense: the embeddings are ", embeddings.info().dim,
-              " wide but the model's are ", model->dim());
-  const std::string similarity = model->options().normalize() ? "cosine" : "dot";
-  TORCH_CHECK(embeddings.info().similarity == similarity, "evaluate_dense: the embeddings were written for ",
-              embeddings.info().similarity, " similarity but the model scores by ", similarity);
+  check_matches_model(model, embeddings.info().dim, embeddings.info().similarity, "embeddings directory");
   auto block = [&](int64_t begin, int64_t end) { return embeddings.read(begin, end); };
   return score_dense(model, tokenize, queries, qrels, options, embeddings.info().count, block, *local_collective());
+}
+
+EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const VectorIndex& index,
+                          const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options) {
+  check_qrels(qrels, queries.size(), index.size(), "evaluate_dense");
+  check_dense_options(options);
+  check_matches_model(model, index.dim(), index.options().similarity(), "index");
+  EvalResult result;
+  result.query_rows = judged_queries(qrels);
+  TORCH_CHECK(!result.query_rows.empty(), "evaluate_dense: no query has a relevant passage (a qrel with score > 0)");
+  const auto query_reps = encode_texts(model, Tower::Query, query_texts(queries, result.query_rows), tokenize,
+                                       options.query_max_length(), options.batch_size());
+  result.ranking = search_by_chunks("index search", query_reps.size(0), options.progress(), [&](int64_t b, int64_t e) {
+    return index.search(query_reps.slice(0, b, e), options.search().k());
+  });
+  result.metrics = compute_metrics(result.ranking, result.query_rows, qrels, options.metrics());
+  return result;
 }
 
 EvalResult evaluate_bm25(const BM25Index& index, const TextTable& queries, const std::vector<Qrel>& qrels,
@@ -177,21 +221,10 @@ EvalResult evaluate_bm25(const BM25Index& index, const TextTable& queries, const
   EvalResult result;
   result.query_rows = judged_queries(qrels);
   TORCH_CHECK(!result.query_rows.empty(), "evaluate_bm25: no query has a relevant passage (a qrel with score > 0)");
-  // Queries in chunks, so that progress can be shown; each chunk is scored
-  // in parallel and the rankings do not depend on the cut.
   const auto texts = query_texts(queries, result.query_rows);
-  const int64_t chunk = 1024, total = static_cast<int64_t>(texts.size());
-  ProgressReporter bar("bm25", total, "queries", !progress);
-  std::vector<torch::Tensor> scores, indices;
-  for (int64_t begin = 0; begin < total; begin += chunk) {
-    const int64_t end = std::min(total, begin + chunk);
-    auto part = index.search(std::vector<std::string>(texts.begin() + begin, texts.begin() + end), k);
-    scores.push_back(part.scores);
-    indices.push_back(part.indices);
-    bar.advance(end - begin);
-  }
-  bar.finish();
-  result.ranking = {torch::cat(scores), torch::cat(indices)};
+  result.ranking = search_by_chunks("bm25", static_cast<int64_t>(texts.size()), progress, [&](int64_t b, int64_t e) {
+    return index.search(std::vector<std::string>(texts.begin() + b, texts.begin() + e), k);
+  });
   result.metrics = compute_metrics(result.ranking, result.query_rows, qrels, metrics);
   return result;
 }

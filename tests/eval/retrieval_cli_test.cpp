@@ -2,7 +2,9 @@
 // the model computes and `eval --embeddings` scores it as `eval` does; an
 // `encode` killed mid-way leaves no embeddings; `search` prints the expected
 // ranking (dense, and BM25 through --hybrid-bm25 --weight 0) for arguments
-// and standard input; `eval --tune-on` refuses the reported split.
+// and standard input; `eval --tune-on` refuses the reported split; `index
+// build` + `eval --index` / `search --index`: flat scores exactly as `eval`,
+// IVF close to it, an index of another model is refused.
 #include "test_util.h"
 #include "train/train_fixture.h"
 
@@ -180,6 +182,57 @@ TEST_F(RetrievalCli, HybridEvalReportsTheWeightAndRefusesToTuneOnTheReportedSpli
                           (data_ / "qrels" / "dev.tsv").string() + " 2>&1");
   EXPECT_EQ(same.first, 1);
   EXPECT_THAT(same.second, HasSubstr("is the split being reported (--qrels); tune on another split"));
+}
+TEST_F(RetrievalCli, IndexBuildThenEvalAndSearchThroughTheIndex) {
+  const auto emb = (work_.path / "emb").string(), corpus = (data_ / "corpus.jsonl").string();
+  ASSERT_EQ(
+      shell(cli() + " encode --model " + model_ + " --corpus " + corpus + " --output " + emb + " 2>/dev/null").first,
+      0);
+  const auto exact = shell(cli() + " eval --model " + model_ + data_args() + " --run " +
+                           (work_.path / "exact.run").string() + " 2>/dev/null");
+  ASSERT_EQ(exact.first, 0) << exact.second;
+  auto want = nlohmann::json::parse(exact.second);
+  want.erase("seconds");
+  for (const std::string type : {"flat", "ivf", "hnsw"}) {
+    const auto index = (work_.path / ("index-" + type)).string();
+    const auto built =
+        shell(cli() + " index build --embeddings " + emb + " --type " + type + " --output " + index + " 2>/dev/null");
+    ASSERT_EQ(built.first, 0) << built.second;
+    const auto info = nlohmann::json::parse(built.second);
+    EXPECT_EQ(info["passages"], 3000);
+    EXPECT_GT(info["memory_bytes"].get<int64_t>(), 3000 * 16 * 4 - 1) << type;
+    const auto run = (work_.path / (type + ".run")).string();
+    const auto [status, out] =
+        shell(cli() + " eval --model " + model_ + data_args() + " --index " + index + " --run " + run + " 2>/dev/null");
+    ASSERT_EQ(status, 0) << out;
+    auto got = nlohmann::json::parse(out);
+    got.erase("seconds");
+    if (type == "flat") {
+      EXPECT_EQ(got, want) << "flat is exact search";
+      EXPECT_EQ(test::slurp(run), test::slurp(work_.path / "exact.run"));
+    } else {
+      EXPECT_NEAR(got["mrr@10"].get<double>(), want["mrr@10"].get<double>(), 0.1) << type;
+    }
+  }
+  // search --index flat: the lines of search without an index.
+  const auto base = cli() + " search --model " + model_ + " --corpus " + corpus + " --k 5 'tipili patale'";
+  const auto plain = shell(base + " 2>/dev/null"),
+             indexed = shell(base + " --index " + (work_.path / "index-flat").string() + " 2>/dev/null");
+  ASSERT_EQ(indexed.first, 0) << indexed.second;
+  EXPECT_EQ(indexed.second, plain.second);
+  // An index of another model (other width) is refused naming both.
+  TrainConfig config;
+  config.data_corpus = corpus;
+  config.tokenizer_vocab_size = 300;
+  config.encoder_options.set("dim", int64_t{8});
+  config.encoder_options.set("embedding_dim", int64_t{8});
+  const auto table = read_beir_corpus(corpus);
+  const auto other = (work_.path / "other").string();
+  save_model(build_model(config, &table), other);
+  const auto refused = shell(cli() + " eval --model " + other + data_args() + " --index " +
+                             (work_.path / "index-ivf").string() + " 2>&1");
+  EXPECT_EQ(refused.first, 1);
+  EXPECT_THAT(refused.second, HasSubstr("the index is 16 wide but the model's embeddings are 8"));
 }
 #endif
 

@@ -34,5 +34,6 @@ std::unique_ptr<Command> bm25_command();
 std::unique_ptr<Command> data_command();
 std::unique_ptr<Command> encode_command();
 std::unique_ptr<Command> search_command();
+std::unique_ptr<Command> index_command();
 
 }  // namespace contaccum::cli

@@ -20,23 +20,48 @@ void add_data_args(CLI::App* app, DataArgs& a) {
   app->add_flag("--skip-bad-records", a.skip_bad_records, "skip (and count) malformed records instead of stopping");
 }
 
+namespace {
+
+ReaderOptions reader_options(bool skip_bad_records) {
+  return ReaderOptions().on_bad_record(skip_bad_records ? OnBadRecord::Skip : OnBadRecord::Error);
+}
+
+void warn_skipped(const std::string& path, ReadReport& report) {
+  if (report.skipped > 0) {
+    spdlog::warn("{}: skipped {} bad records; first: {}", path, report.skipped,
+                 report.problems.empty() ? "" : report.problems.front());
+  }
+  report = {};
+}
+
+}  // namespace
+
+TextTable read_corpus(const std::string& path, bool skip_bad_records) {
+  ReadReport report;
+  auto corpus = read_beir_corpus(path, reader_options(skip_bad_records), &report);
+  warn_skipped(path, report);
+  return corpus;
+}
+
+void check_passage_ids(const std::vector<std::string>& ids, const TextTable& corpus, const std::string& what) {
+  TORCH_CHECK(static_cast<int64_t>(ids.size()) == corpus.size(), what, " holds ", ids.size(),
+              " passages but the corpus has ", corpus.size(), " (encode this corpus with `contaccum encode`)");
+  for (int64_t row = 0; row < corpus.size(); ++row) {
+    TORCH_CHECK(ids[static_cast<size_t>(row)] == corpus.id(row), what, " row ", row, " is passage '",
+                ids[static_cast<size_t>(row)], "' but the corpus's row ", row, " is '", corpus.id(row),
+                "' (encoded from another corpus, or with other --skip-bad-records)");
+  }
+}
+
 LoadedData load_data(const DataArgs& a) {
-  const auto reader = ReaderOptions().on_bad_record(a.skip_bad_records ? OnBadRecord::Skip : OnBadRecord::Error);
+  const auto reader = reader_options(a.skip_bad_records);
   LoadedData d;
   ReadReport report;
-  auto warn = [&](const std::string& path) {
-    if (report.skipped > 0) {
-      spdlog::warn("{}: skipped {} bad records; first: {}", path, report.skipped,
-                   report.problems.empty() ? "" : report.problems.front());
-    }
-    report = {};
-  };
-  d.corpus = read_beir_corpus(a.corpus, reader, &report);
-  warn(a.corpus);
+  d.corpus = read_corpus(a.corpus, a.skip_bad_records);
   d.queries = read_beir_queries(a.queries, reader, &report);
-  warn(a.queries);
+  warn_skipped(a.queries, report);
   d.qrels = read_qrels(a.qrels, d.queries, d.corpus, reader, &report);
-  warn(a.qrels);
+  warn_skipped(a.qrels, report);
   d.qrels = first_judged_queries(d.qrels, a.max_queries);
   TORCH_CHECK(!judged_queries(d.qrels).empty(), a.qrels, ": no query has a relevant passage (score > 0)");
   return d;

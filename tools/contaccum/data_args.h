@@ -24,6 +24,14 @@ struct LoadedData {
   std::vector<Qrel> qrels;
 };
 
+/// Reads a BEIR corpus (bad records skipped and counted, with a warning, when
+/// `skip_bad_records`).
+TextTable read_corpus(const std::string& path, bool skip_bad_records);
+
+/// Checks that precomputed passage vectors (`what`: "--embeddings DIR",
+/// "--index DIR") hold this corpus's passages, row for row.
+void check_passage_ids(const std::vector<std::string>& ids, const TextTable& corpus, const std::string& what);
+
 /// Reads the three files (bad records skipped and counted with
 /// --skip-bad-records); throws when no query has a relevant passage.
 LoadedData load_data(const DataArgs& a);

@@ -1,4 +1,5 @@
-// contaccum eval --model DIR --corpus ... --queries ... --qrels ... [--run FILE] [--embeddings EMB]
+// contaccum eval --model DIR --corpus ... --queries ... --qrels ... [--run FILE] [--embeddings EMB |
+//                --index DIR [--nprobe N] [--ef-search N]]
 //                [--hybrid-bm25 [--fusion rrf|linear] [--weight W | --tune-on QRELS] [--k1 --b]]
 // contaccum bm25 --corpus ... --queries ... --qrels ... [--run FILE] [--k1 --b]
 #include "command.h"
@@ -43,6 +44,14 @@ class EvalCommand : public Command {
                      "search these passage embeddings (`contaccum encode`) instead of "
                      "encoding the corpus")
         ->check(CLI::ExistingDirectory);
+    app_->add_option("--index", index_,
+                     "search this vector index (`contaccum index build`) instead of exact search "
+                     "(approximate for ivf and hnsw)")
+        ->check(CLI::ExistingDirectory);
+    app_->add_option("--nprobe", nprobe_, "with an ivf --index: cells visited per query (default: the index's)")
+        ->check(CLI::PositiveNumber);
+    app_->add_option("--ef-search", ef_search_, "with an hnsw --index: candidate list (default: the index's)")
+        ->check(CLI::PositiveNumber);
     app_->add_flag("--hybrid-bm25", hybrid_, "fuse the dense ranking with BM25's");
     app_->add_option("--fusion", fusion_, "rrf or linear (min-max normalised scores)")
         ->check(CLI::IsMember({"rrf", "linear"}));
@@ -58,6 +67,8 @@ class EvalCommand : public Command {
     const Stopwatch watch;
     TORCH_CHECK(hybrid_ || (tune_on_.empty() && weight_ < 0), "--weight and --tune-on need --hybrid-bm25");
     TORCH_CHECK(tune_on_.empty() || weight_ < 0, "give --weight or --tune-on, not both");
+    TORCH_CHECK(embeddings_.empty() || index_.empty(), "give --embeddings or --index, not both");
+    TORCH_CHECK(!index_.empty() || (nprobe_ == 0 && ef_search_ == 0), "--nprobe and --ef-search need --index");
     auto data = load_data(data_);
     auto model = load_model(model_dir_);
     std::vector<Qrel> tune_qrels;
@@ -75,8 +86,14 @@ class EvalCommand : public Command {
     EvalResult dense;
     if (!embeddings_.empty()) {
       EmbeddingsReader reader(embeddings_);
-      check_embeddings_ids(reader, data.corpus);
+      check_passage_ids(reader.ids(), data.corpus, "--embeddings " + embeddings_);
       dense = evaluate_dense(model.model, model.text_encoder(), reader, data.queries, all_qrels, options);
+    } else if (!index_.empty()) {
+      auto index = VectorIndex::load(index_);
+      check_passage_ids(index.ids(), data.corpus, "--index " + index_);
+      if (nprobe_ > 0) index.set_nprobe(nprobe_);
+      if (ef_search_ > 0) index.set_ef_search(ef_search_);
+      dense = evaluate_dense(model.model, model.text_encoder(), index, data.queries, all_qrels, options);
     } else {
       dense = evaluate_dense(model.model, model.text_encoder(), data.corpus, data.queries, all_qrels, options);
     }
@@ -140,19 +157,9 @@ class EvalCommand : public Command {
     return std::filesystem::equivalent(a, b, error);
   }
 
-  static void check_embeddings_ids(const EmbeddingsReader& reader, const TextTable& corpus) {
-    TORCH_CHECK(reader.info().count == corpus.size(), "--embeddings holds ", reader.info().count,
-                " passages but the corpus has ", corpus.size(), " (encode this corpus with `contaccum encode`)");
-    for (int64_t row = 0; row < corpus.size(); ++row) {
-      TORCH_CHECK(reader.ids()[static_cast<size_t>(row)] == corpus.id(row), "--embeddings row ", row, " is passage '",
-                  reader.ids()[static_cast<size_t>(row)], "' but the corpus's row ", row, " is '", corpus.id(row),
-                  "' (encoded from another corpus, or with other --skip-bad-records)");
-    }
-  }
-
   DataArgs data_;
-  std::string model_dir_, embeddings_, fusion_ = "rrf", tune_on_;
-  int64_t batch_size_ = 256, query_max_length_ = 0, passage_max_length_ = 0;
+  std::string model_dir_, embeddings_, index_, fusion_ = "rrf", tune_on_;
+  int64_t batch_size_ = 256, query_max_length_ = 0, passage_max_length_ = 0, nprobe_ = 0, ef_search_ = 0;
   bool hybrid_ = false;
   double weight_ = -1.0, k1_ = 0.9, b_ = 0.4;
 };

@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   commands.push_back(cli::data_command());
   commands.push_back(cli::encode_command());
   commands.push_back(cli::search_command());
+  commands.push_back(cli::index_command());
   for (auto& c : commands) c->add(app);
 
   CLI11_PARSE(app, argc, argv);

@@ -1,29 +1,21 @@
 // contaccum encode --model DIR --corpus corpus.jsonl --output EMB [--skip-bad-records] [--batch-size N]
-// contaccum search --model DIR --corpus corpus.jsonl [--embeddings EMB] [--hybrid-bm25 ...] [--k 10] [QUERY...]
+// contaccum search --model DIR --corpus corpus.jsonl [--embeddings EMB | --index DIR] [--hybrid-bm25 ...] [--k 10]
+//                  [QUERY...]
 #include "command.h"
+#include "data_args.h"
 
 #include <contaccum/contaccum.h>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
 
 namespace contaccum::cli {
 namespace {
-
-TextTable read_corpus(const std::string& path, bool skip_bad_records) {
-  const auto reader = ReaderOptions().on_bad_record(skip_bad_records ? OnBadRecord::Skip : OnBadRecord::Error);
-  ReadReport report;
-  auto corpus = read_beir_corpus(path, reader, &report);
-  if (report.skipped > 0) {
-    spdlog::warn("{}: skipped {} bad records; first: {}", path, report.skipped,
-                 report.problems.empty() ? "" : report.problems.front());
-  }
-  return corpus;
-}
 
 class EncodeCommand : public Command {
  public:
@@ -80,6 +72,8 @@ class SearchCommand : public Command {
                      "its passage embeddings (`contaccum encode`); else the corpus is "
                      "encoded first")
         ->check(CLI::ExistingDirectory);
+    app_->add_option("--index", index_, "search this vector index (`contaccum index build`) over the corpus")
+        ->check(CLI::ExistingDirectory);
     app_->add_option("--k", k_, "results per query")->check(CLI::PositiveNumber);
     app_->add_flag("--hybrid-bm25", hybrid_, "fuse the dense ranking with BM25's");
     app_->add_option("--fusion", fusion_, "rrf or linear")->check(CLI::IsMember({"rrf", "linear"}));
@@ -92,24 +86,13 @@ class SearchCommand : public Command {
     const auto corpus = read_corpus(corpus_, skip_bad_records_);
     auto model = load_model(model_dir_);
     const auto tokenize = model.text_encoder();
-    // The corpus's embeddings, held for every query (count x dim floats).
-    torch::Tensor passages;
-    if (!embeddings_.empty()) {
-      EmbeddingsReader reader(embeddings_);
-      TORCH_CHECK(reader.info().count == corpus.size() && reader.info().dim == model.model->dim(), "--embeddings ",
-                  embeddings_, " holds ", reader.info().count, " x ", reader.info().dim, ", not this corpus (",
-                  corpus.size(), ") and model (", model.model->dim(), ")");
-      passages = reader.read_all();
-    } else {
-      std::vector<std::string> texts;
-      for (int64_t row = 0; row < corpus.size(); ++row) texts.push_back(corpus.full_text(row));
-      passages = encode_texts(model.model, Tower::Passage, texts, tokenize, model.config.passage_max_length, 256);
-    }
+    TORCH_CHECK(embeddings_.empty() || index_.empty(), "give --embeddings or --index, not both");
+    const auto dense_search = dense_searcher(model, corpus);
     std::unique_ptr<BM25Index> bm25;
     if (hybrid_) bm25 = std::make_unique<BM25Index>(corpus);
     auto answer = [&](const std::string& query) {
       const auto q = encode_texts(model.model, Tower::Query, {query}, tokenize, model.config.query_max_length, 1);
-      auto ranking = exact_search(q, passages, SearchOptions().k(hybrid_ ? std::max<int64_t>(k_, 100) : k_));
+      auto ranking = dense_search(q, hybrid_ ? std::max<int64_t>(k_, 100) : k_);
       if (bm25) {
         ranking = fuse_rankings(ranking, bm25->search({query}, std::max<int64_t>(k_, 100)),
                                 FusionOptions().method(fusion_method(fusion_)).weight(weight_).k(k_));
@@ -142,7 +125,38 @@ class SearchCommand : public Command {
   }
 
  private:
-  std::string model_dir_, corpus_, embeddings_, fusion_ = "rrf";
+  using DenseSearch = std::function<SearchResult(const torch::Tensor& query, int64_t k)>;
+
+  // Through the index, or exactly over the corpus's embeddings held for every
+  // query (read from --embeddings, or encoded first).
+  DenseSearch dense_searcher(TrainedModel& model, const TextTable& corpus) const {
+    const auto similarity = model.model->options().normalize() ? "cosine" : "dot";
+    if (!index_.empty()) {
+      auto index = std::make_shared<VectorIndex>(VectorIndex::load(index_));
+      check_passage_ids(index->ids(), corpus, "--index " + index_);
+      TORCH_CHECK(index->dim() == model.model->dim() && index->options().similarity() == similarity, "--index ", index_,
+                  " holds ", index->dim(), "-wide ", index->options().similarity(), " vectors, not this model's (",
+                  model.model->dim(), "-wide ", similarity, ")");
+      return [index](const torch::Tensor& q, int64_t k) { return index->search(q, k); };
+    }
+    torch::Tensor passages;
+    if (!embeddings_.empty()) {
+      EmbeddingsReader reader(embeddings_);
+      check_passage_ids(reader.ids(), corpus, "--embeddings " + embeddings_);
+      TORCH_CHECK(reader.info().dim == model.model->dim() && reader.info().similarity == similarity, "--embeddings ",
+                  embeddings_, " holds ", reader.info().dim, "-wide ", reader.info().similarity,
+                  " vectors, not this model's (", model.model->dim(), "-wide ", similarity, ")");
+      passages = reader.read_all();
+    } else {
+      std::vector<std::string> texts;
+      for (int64_t row = 0; row < corpus.size(); ++row) texts.push_back(corpus.full_text(row));
+      passages =
+          encode_texts(model.model, Tower::Passage, texts, model.text_encoder(), model.config.passage_max_length, 256);
+    }
+    return [passages](const torch::Tensor& q, int64_t k) { return exact_search(q, passages, SearchOptions().k(k)); };
+  }
+
+  std::string model_dir_, corpus_, embeddings_, index_, fusion_ = "rrf";
   std::vector<std::string> queries_;
   int64_t k_ = 10;
   bool hybrid_ = false, skip_bad_records_ = false;

@@ -8,6 +8,7 @@
 #include "contaccum/eval/embeddings.h"
 #include "contaccum/eval/metrics.h"
 #include "contaccum/eval/search.h"
+#include "contaccum/eval/vector_index.h"
 #include "contaccum/model/dual_encoder.h"
 
 #include <torch/arg.h>
@@ -76,6 +77,14 @@ EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, con
 /// encode`), read a block at a time; refuses embeddings of another width or
 /// similarity than the model's.
 EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, EmbeddingsReader& embeddings,
+                          const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options);
+
+/// `evaluate_dense` through a vector index over the corpus's embeddings
+/// (`build_vector_index`, `contaccum index build`): the judged queries are
+/// encoded and searched in the index, 1,024 at a time. Refuses an index of
+/// another width or similarity than the model's; an approximate index gives
+/// approximate metrics (a flat one: exactly `evaluate_dense`'s).
+EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const VectorIndex& index,
                           const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options);
 
 /// BM25 evaluation: searches `index` (built over the corpus `qrels` refer to)
