@@ -1,5 +1,7 @@
 #include "contaccum/eval/bm25.h"
 
+#include "contaccum/core/progress.h"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -132,6 +134,7 @@ BM25Index::BM25Index(const TextTable& corpus, BM25Options options) : options_(op
   lengths_.resize(static_cast<size_t>(n));
   std::string buf;
   int64_t total_length = 0;
+  ProgressReporter bar("bm25 index", n, "passages", !options_.progress());
   for (int64_t row = 0; row < n; ++row) {
     int32_t length = 0;
     const auto add = [&](std::string_view w) {
@@ -158,7 +161,10 @@ BM25Index::BM25Index(const TextTable& corpus, BM25Options options) : options_(op
     pair_offsets[row + 1] = static_cast<int64_t>(pair_terms.size());
     lengths_[row] = length;
     total_length += length;
+    if ((row + 1) % 4096 == 0) bar.advance(4096);
   }
+  bar.advance(n % 4096);
+  bar.finish();
   average_length_ = n > 0 ? static_cast<double>(total_length) / static_cast<double>(n) : 0.0;
 
   // Second pass, term-major: passages come in ascending order, and each

@@ -89,6 +89,21 @@ TEST_F(RetrievalCli, EncodeWritesTheModelsEmbeddingsAndEvalScoresThemAlike) {
   EXPECT_EQ(a, b);
 }
 
+TEST_F(RetrievalCli, EncodeWithTwoWorkersWritesWhatOneProcessWrites) {
+  const auto corpus = (data_ / "corpus.jsonl").string();
+  const auto one = (work_.path / "one").string(), two = (work_.path / "two").string();
+  const auto base = cli() + " encode --model " + model_ + " --corpus " + corpus + " --batch-size 100";
+  ASSERT_EQ(shell(base + " --output " + one + " 2>/dev/null").first, 0);
+  const auto [status, out] = shell(base + " --output " + two + " --nproc-per-node 2 2>/dev/null");
+  ASSERT_EQ(status, 0) << out;
+  const auto j = nlohmann::json::parse(out);  // one report, from rank 0
+  EXPECT_EQ(j["workers"], 2);
+  EmbeddingsReader a(one), b(two);
+  EXPECT_EQ(a.ids(), b.ids());
+  // Each worker encodes other batches, so BLAS may round a row differently.
+  EXPECT_TRUE(torch::allclose(a.read_all(), b.read_all(), 1e-6, 1e-6));
+}
+
 TEST_F(RetrievalCli, AnEncodeKilledWhileWritingLeavesNoEmbeddings) {
   const auto emb = work_.path / "emb";
   std::vector<std::string> args = {

@@ -104,7 +104,7 @@ class EvalCommand : public Command {
       print_result(reported, data, data_, "contaccum", watch.seconds());
       return 0;
     }
-    BM25Index index(data.corpus, BM25Options().k1(k1_).b(b_));
+    BM25Index index(data.corpus, BM25Options().k1(k1_).b(b_).progress(true));
     const auto bm25 = evaluate_bm25(index, data.queries, all_qrels, MetricsOptions(), data_.k, true);
     FusionOptions fusion = FusionOptions().method(fusion_method(fusion_)).k(data_.k);
     fusion.weight(weight_ >= 0 ? weight_ : 0.5);
@@ -176,7 +176,7 @@ class Bm25Command : public Command {
   int run() override {
     const Stopwatch watch;
     auto data = load_data(data_);
-    BM25Index index(data.corpus, BM25Options().k1(k1_).b(b_));
+    BM25Index index(data.corpus, BM25Options().k1(k1_).b(b_).progress(true));
     auto result = evaluate_bm25(index, data.queries, data.qrels, MetricsOptions(), data_.k, true);
     print_result(result, data, data_, "bm25", watch.seconds());
     return 0;

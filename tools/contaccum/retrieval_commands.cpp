@@ -1,8 +1,10 @@
 // contaccum encode --model DIR --corpus corpus.jsonl --output EMB [--skip-bad-records] [--batch-size N]
+//                  [--nproc-per-node W]
 // contaccum search --model DIR --corpus corpus.jsonl [--embeddings EMB | --index DIR] [--hybrid-bm25 ...] [--k 10]
 //                  [QUERY...]
 #include "command.h"
 #include "data_args.h"
+#include "workers.h"
 
 #include <contaccum/contaccum.h>
 
@@ -30,10 +32,18 @@ class EncodeCommand : public Command {
     app_->add_option("--passage-max-length", passage_max_length_, "token limit of passages (default: the model's)")
         ->check(CLI::NonNegativeNumber);
     app_->add_flag("--skip-bad-records", skip_bad_records_, "skip (and count) malformed records instead of stopping");
+    app_->add_option("--nproc-per-node", nproc_,
+                     "encode with this many worker processes, each a contiguous share of every block (rank 0 "
+                     "writes); workers started by a launcher read RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT")
+        ->check(CLI::PositiveNumber);
   }
 
   int run() override {
     const Stopwatch watch;
+    const auto env = DistributedEnvironment::from_environment();
+    if (nproc_ > 1 && !env) return launch_workers("encode", nproc_);
+    std::shared_ptr<Collective> collective = local_collective();
+    if (env && env->world_size > 1) collective = join_workers(*env, DistributedOptions(), 0);
     const auto corpus = read_corpus(corpus_, skip_bad_records_);
     auto model = load_model(model_dir_);
     const auto rows = encode_corpus(
@@ -42,10 +52,13 @@ class EncodeCommand : public Command {
             .batch_size(batch_size_)
             .passage_max_length(passage_max_length_ > 0 ? passage_max_length_ : model.config.passage_max_length)
             .model_path(model_dir_)
-            .corpus_path(corpus_));
+            .corpus_path(corpus_),
+        *collective);
+    if (collective->rank() != 0) return 0;  // rank 0 wrote and reports
     std::cout << nlohmann::json({{"output", output_},
                                  {"passages", rows},
                                  {"dim", model.model->dim()},
+                                 {"workers", collective->world_size()},
                                  {"seconds", watch.seconds()}})
                      .dump()
               << std::endl;
@@ -54,7 +67,7 @@ class EncodeCommand : public Command {
 
  private:
   std::string model_dir_, corpus_, output_;
-  int64_t batch_size_ = 256, passage_max_length_ = 0;
+  int64_t batch_size_ = 256, passage_max_length_ = 0, nproc_ = 1;
   bool skip_bad_records_ = false;
 };
 
@@ -89,7 +102,7 @@ class SearchCommand : public Command {
     TORCH_CHECK(embeddings_.empty() || index_.empty(), "give --embeddings or --index, not both");
     const auto dense_search = dense_searcher(model, corpus);
     std::unique_ptr<BM25Index> bm25;
-    if (hybrid_) bm25 = std::make_unique<BM25Index>(corpus);
+    if (hybrid_) bm25 = std::make_unique<BM25Index>(corpus, BM25Options().progress(true));
     auto answer = [&](const std::string& query) {
       const auto q = encode_texts(model.model, Tower::Query, {query}, tokenize, model.config.query_max_length, 1);
       auto ranking = dense_search(q, hybrid_ ? std::max<int64_t>(k_, 100) : k_);

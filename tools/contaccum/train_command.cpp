@@ -1,5 +1,6 @@
 // contaccum train --config FILE.yaml [--set key=value ...] --output DIR [--resume]
 #include "command.h"
+#include "workers.h"
 
 #include <contaccum/contaccum.h>
 
@@ -48,15 +49,13 @@ class TrainCommand : public Command {
     }
     auto config = TrainConfig::load(config_path_, overrides_);
     const auto env = DistributedEnvironment::from_environment();
-    if (nproc_ > 1 && !env) return launch();
+    if (nproc_ > 1 && !env) return launch_workers("train", nproc_);
     std::shared_ptr<Collective> collective;
     if (env && env->world_size > 1) {
-      if (env->rank != 0) spdlog::set_level(spdlog::level::warn);  // rank 0 tells the story
-      // Each worker takes its share of this machine's threads.
-      const int64_t threads = config.threads > 0 ? config.threads : torch::get_num_threads();
-      config.threads = std::max<int64_t>(1, threads / env->local_world_size);
-      collective = init_process_group(
-          *env, DistributedOptions().backend(config.distributed_backend).timeout_seconds(config.distributed_timeout));
+      collective = join_workers(
+          *env, DistributedOptions().backend(config.distributed_backend).timeout_seconds(config.distributed_timeout),
+          config.threads);
+      config.threads = torch::get_num_threads();
     }
     const auto mode = progress_ == "bar"      ? ProgressMode::Bar
                       : progress_ == "lines"  ? ProgressMode::Lines
@@ -83,30 +82,6 @@ class TrainCommand : public Command {
   std::vector<std::string> overrides_;
   bool resume_ = false, list_keys_ = false;
   int64_t nproc_ = 1;
-
-  // Starts nproc_ workers running this same command line without
-  // --nproc-per-node; each takes 1/nproc_ of --threads (or `threads`, or
-  // LibTorch's default).
-  int launch() {
-    std::vector<std::string> argv = {"/proc/self/exe"};
-    const auto& original = command_line();
-    for (size_t i = 1; i < original.size(); ++i) {
-      const auto& a = original[i];
-      if (a == "--nproc-per-node") {
-        ++i;
-        continue;
-      }
-      if (a.rfind("--nproc-per-node=", 0) == 0) continue;
-      argv.push_back(a);
-    }
-    const auto result = launch_local_workers(argv, LaunchOptions().nproc_per_node(nproc_));
-    if (result.exit_status == 0) return 0;
-    std::cerr << "contaccum train: "
-              << (result.failed_rank >= 0 ? "rank " + std::to_string(result.failed_rank) + " " + result.failure
-                                          : result.failure)
-              << "; the other workers were stopped\n";
-    return result.exit_status;
-  }
 };
 
 }  // namespace

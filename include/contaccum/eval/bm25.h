@@ -19,6 +19,9 @@ struct BM25Options {
   TORCH_ARG(double, k1) = 0.9;
   /// Length normalisation, in [0, 1]. Default: 0.4.
   TORCH_ARG(double, b) = 0.4;
+  /// Show the index build's progress on stderr (passages read). Default:
+  /// false.
+  TORCH_ARG(bool, progress) = false;
 };
 
 /// An exact BM25 index over a corpus, scoring as the `debpkg` data set's
