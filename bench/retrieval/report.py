@@ -52,7 +52,7 @@ def scale(path):
     lines = ["| passages | corpus file MB | eval wall s | passages/s | peak RSS MB | all embeddings held (old) MB |",
              "|---|---|---|---|---|---|"]
     for r in rows:
-        held = r["passages"] * 256 * 4 / 2**20
+        held = r["passages"] * r["dim"] * 4 / 2**20
         lines.append(f"| {r['passages']:,} | {r['corpus_mb']:.0f} | {r['wall_seconds']:.0f} | "
                      f"{r['passages'] / r['wall_seconds']:,.0f} | {r['peak_rss_mb']:.0f} | {held:.0f} |")
     return lines

@@ -71,8 +71,10 @@ if has scale && [ -n "$scale" ]; then
     [ -f "$set_dir/corpus.jsonl" ] || "$cli" data synthetic --output "$set_dir" --passages "$n" --train-queries 2000 \
       --dev-queries 1000 --seed 7 >/dev/null
     if [ ! -f "$work/scale-model/model/config.yaml" ]; then
-      # A model of the main job's shape whose vocabulary knows the generated words.
-      "$cli" train --config "$root/examples/main_job/config.yaml" --progress silent \
+      # A 256-wide bag of embeddings whose vocabulary knows the generated words
+      # (what is measured is eval's memory, not the model's quality).
+      "$cli" train --config "$root/examples/main_job/config.yaml" --progress silent --set encoder_options.dim=256 \
+        --set encoder_options.embedding_dim=256 --set passage_max_length=128 --set memory_size=256 \
         --set "data.corpus=$set_dir/corpus.jsonl" --set "data.queries=$set_dir/queries.jsonl" \
         --set "data.train_qrels=$set_dir/qrels/train.tsv" --set max_steps=20 --output "$work/scale-model" >/dev/null
     fi
@@ -80,11 +82,12 @@ if has scale && [ -n "$scale" ]; then
       --corpus "$set_dir/corpus.jsonl" --queries "$set_dir/queries.jsonl" --qrels "$set_dir/qrels/dev.tsv" \
       >"$work/eval-$n.json" 2>"$work/eval-$n.log"
     read -r seconds kb <"$work/time-$n"
-    python3 - "$n" "$seconds" "$kb" "$set_dir/corpus.jsonl" "$work/eval-$n.json" >>"$out/scale.jsonl" <<'PY'
+    dim=$(sed -n 's/^encoder_options.dim: //p' "$work/scale-model/model/config.yaml")
+    python3 - "$n" "$seconds" "$kb" "$set_dir/corpus.jsonl" "$work/eval-$n.json" "$dim" >>"$out/scale.jsonl" <<'PY'
 import json, os, sys
-n, seconds, kb, corpus, result = sys.argv[1:6]
+n, seconds, kb, corpus, result, dim = sys.argv[1:7]
 r = json.load(open(result))
-print(json.dumps({"passages": int(n), "wall_seconds": float(seconds), "peak_rss_mb": int(kb) / 1024,
+print(json.dumps({"passages": int(n), "dim": int(dim), "wall_seconds": float(seconds), "peak_rss_mb": int(kb) / 1024,
                   "corpus_mb": os.path.getsize(corpus) / 2**20, "queries": r["queries"], "mrr@10": r["mrr@10"]}))
 PY
   done
