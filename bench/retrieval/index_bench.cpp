@@ -6,6 +6,7 @@
 // into docs/RETRIEVAL.md's index table.
 //
 //   contaccum_bench_index --model DIR --corpus C --queries Q --qrels R --embeddings EMB [--threads N] [--repeats N]
+//   (bad records are skipped)
 #include <contaccum/contaccum.h>
 
 #include <ATen/Parallel.h>
@@ -64,9 +65,12 @@ int main(int argc, char** argv) {
   const int repeats = args.count("--repeats") ? std::stoi(args["--repeats"]) : 3;
   at::set_num_threads(threads);
   auto model = load_model(args["--model"]);
-  const auto corpus = read_beir_corpus(args["--corpus"]);
-  const auto queries = read_beir_queries(args["--queries"]);
-  const auto qrels = read_qrels(args["--qrels"], queries, corpus);
+  // Bad records (debpkg repeats one passage id) are skipped, as the CLI's
+  // --skip-bad-records does.
+  const auto reader = ReaderOptions().on_bad_record(OnBadRecord::Skip);
+  const auto corpus = read_beir_corpus(args["--corpus"], reader);
+  const auto queries = read_beir_queries(args["--queries"], reader);
+  const auto qrels = read_qrels(args["--qrels"], queries, corpus, reader);
   const auto rows = judged_queries(qrels);
   std::vector<std::string> texts;
   for (const auto r : rows) texts.emplace_back(queries.text(r));
