@@ -32,7 +32,8 @@ has() { [[ " $parts " == *" $1 "* ]]; }
 
 # The model: trained once per config and data set (reused while both are unchanged).
 stamp=$( (cat "$root/examples/main_job/config.yaml"; echo "$data") | sha1sum | cut -c1-16)
-if [ ! -f "$work/run/model/config.yaml" ] || [ "$(cat "$work/model.stamp" 2>/dev/null)" != "$stamp" ]; then
+if { has quality || has index; } &&
+  { [ ! -f "$work/run/model/config.yaml" ] || [ "$(cat "$work/model.stamp" 2>/dev/null)" != "$stamp" ]; }; then
   rm -rf "$work/run"
   "$cli" train --config "$root/examples/main_job/config.yaml" --progress lines \
     --set "data.corpus=$data/corpus.jsonl" --set "data.queries=$data/queries.jsonl" \
@@ -84,13 +85,20 @@ if has scale && [ -n "$scale" ]; then
     /usr/bin/time -f '%e %M' -o "$work/time-$n" "$cli" eval --model "$work/scale-model/model" \
       --corpus "$set_dir/corpus.jsonl" --queries "$set_dir/queries.jsonl" --qrels "$set_dir/qrels/dev.tsv" \
       >"$work/eval-$n.json" 2>"$work/eval-$n.log"
+    # encode writes every embedding (n x 256 floats) but holds one block.
+    /usr/bin/time -f '%e %M' -o "$work/encode-time-$n" "$cli" encode --model "$work/scale-model/model" \
+      --corpus "$set_dir/corpus.jsonl" --output "$work/scale-emb" >/dev/null 2>"$work/encode-$n.log"
+    rm -rf "$work/scale-emb"
     read -r seconds kb <"$work/time-$n"
+    read -r encode_seconds encode_kb <"$work/encode-time-$n"
     dim=$(sed -n 's/^encoder_options.dim: //p' "$work/scale-model/model/config.yaml")
-    python3 - "$n" "$seconds" "$kb" "$set_dir/corpus.jsonl" "$work/eval-$n.json" "$dim" >>"$out/scale.jsonl" <<'PY'
+    python3 - "$n" "$seconds" "$kb" "$set_dir/corpus.jsonl" "$work/eval-$n.json" "$dim" "$encode_seconds" \
+      "$encode_kb" >>"$out/scale.jsonl" <<'PY'
 import json, os, sys
-n, seconds, kb, corpus, result, dim = sys.argv[1:7]
+n, seconds, kb, corpus, result, dim, encode_seconds, encode_kb = sys.argv[1:9]
 r = json.load(open(result))
 print(json.dumps({"passages": int(n), "dim": int(dim), "wall_seconds": float(seconds), "peak_rss_mb": int(kb) / 1024,
+                  "encode_seconds": float(encode_seconds), "encode_peak_rss_mb": int(encode_kb) / 1024,
                   "corpus_mb": os.path.getsize(corpus) / 2**20, "queries": r["queries"], "mrr@10": r["mrr@10"]}))
 PY
   done

@@ -1,8 +1,8 @@
 #include "contaccum/data/readers.h"
 
-#include "line_reader.h"
+#include "contaccum/data/corpus_stream.h"
 
-#include <simdjson.h>
+#include "json_lines.h"
 
 #include <algorithm>
 #include <charconv>
@@ -13,74 +13,22 @@ namespace contaccum {
 namespace {
 
 using detail::BadRecords;
+using detail::for_each_json_line;
+using detail::json_problem;
 using detail::LineReader;
+using detail::string_field;
 namespace od = simdjson::ondemand;
 
 ReadReport& report_or(ReadReport* report, ReadReport& local) { return report ? (*report = ReadReport{}) : local; }
-
-std::string json_problem(const char* what, simdjson::error_code err) {
-  if (err == simdjson::NO_SUCH_FIELD) return c10::str("missing field '", what, "'");
-  if (err == simdjson::INCORRECT_TYPE) return c10::str("field '", what, "' has the wrong type");
-  if (err == simdjson::UTF8_ERROR) return "invalid UTF-8";
-  return c10::str("malformed JSON at '", what, "' (", simdjson::error_message(err), ")");
-}
-
-// Reads a string field; `required` fields must be present, `non_empty` ones
-// must not be empty. Returns a problem, or "" on success.
-std::string string_field(od::object& obj, const char* name, std::string_view& out, bool required, bool non_empty) {
-  out = {};
-  auto err = obj[name].get_string().get(out);
-  if (err == simdjson::NO_SUCH_FIELD && !required) return "";
-  if (err) return json_problem(name, err);
-  if (non_empty && out.find_first_not_of(" \t\r\n") == std::string_view::npos) {
-    return c10::str("empty '", name, "'");
-  }
-  return "";
-}
-
-// Streams a JSONL file, calling `fn(object, line)` -> problem ("" = kept).
-template <typename Fn>
-void for_each_json_line(const std::string& path, const ReaderOptions& options, ReadReport& report, Fn&& fn) {
-  LineReader reader(path, options.max_line_bytes());
-  BadRecords bad(path, options, report);
-  od::parser parser;
-  auto on_line = [&](std::string_view line, int64_t number) {
-    if (line.find_first_not_of(" \t") == std::string_view::npos) return;  // blank line
-    od::document doc;
-    auto err = parser.iterate(line.data(), line.size(), reader.capacity_after(line)).get(doc);
-    od::object obj;
-    if (!err) err = doc.get_object().get(obj);
-    if (err) {
-      bad(number,
-          err == simdjson::INCORRECT_TYPE ? std::string("expected a JSON object") : json_problem("record", err));
-      return;
-    }
-    const auto problem = fn(obj, number);
-    if (problem.empty()) {
-      report.records += 1;
-    } else {
-      bad(number, problem);
-    }
-  };
-  detail::for_each_line(reader, report, on_line, [&](int64_t number) { bad.too_long(number); });
-}
 
 TextTable read_beir_table(const std::string& path, const ReaderOptions& options, ReadReport* report_ptr, bool titles) {
   ReadReport local;
   auto& report = report_or(report_ptr, local);
   TextTable table;
-  std::string id_copy;
-  for_each_json_line(path, options, report, [&](od::object& obj, int64_t) -> std::string {
-    std::string_view id, title, text;
-    // Field order in the file is free; ondemand looks each one up.
-    if (auto p = string_field(obj, "_id", id, true, true); !p.empty()) return p;
-    id_copy.assign(id);  // the parser reuses its string buffer per field
-    if (titles) {
-      if (auto p = string_field(obj, "title", title, false, false); !p.empty()) return p;
-    }
-    std::string title_copy(title);
-    if (auto p = string_field(obj, "text", text, true, true); !p.empty()) return p;
-    if (table.add(id_copy, title_copy, text) < 0) return c10::str("duplicate _id '", id_copy, "'");
+  detail::BeirRecord record;
+  detail::for_each_json_line(path, options, report, [&](od::object& obj, int64_t) -> std::string {
+    if (auto p = detail::read_beir_record(obj, titles, record); !p.empty()) return p;
+    if (table.add(record.id, record.title, record.text) < 0) return c10::str("duplicate _id '", record.id, "'");
     return "";
   });
   return table;
@@ -126,8 +74,12 @@ TextTable read_beir_queries(const std::string& path, const ReaderOptions& option
   return read_beir_table(path, options, report, /*titles=*/false);
 }
 
-std::vector<Qrel> read_qrels(const std::string& path, const TextTable& queries, const TextTable& corpus,
-                             const ReaderOptions& options, ReadReport* report_ptr) {
+namespace {
+
+// Qrels whose corpus ids `find_passage(id)` maps to rows (-1: unknown).
+std::vector<Qrel> read_qrels_with(const std::string& path, const TextTable& queries,
+                                  const std::function<int64_t(std::string_view)>& find_passage,
+                                  const ReaderOptions& options, ReadReport* report_ptr) {
   ReadReport local;
   auto& report = report_or(report_ptr, local);
   std::vector<Qrel> qrels;
@@ -136,7 +88,7 @@ std::vector<Qrel> read_qrels(const std::string& path, const TextTable& queries, 
     Qrel q;
     q.query = queries.find(f[0]);
     if (q.query < 0) return c10::str("unknown query id '", f[0], "'");
-    q.passage = corpus.find(f[1]);
+    q.passage = find_passage(f[1]);
     if (q.passage < 0) return c10::str("unknown corpus id '", f[1], "'");
     const auto [end, ec] = std::from_chars(f[2].data(), f[2].data() + f[2].size(), q.score);
     if (ec != std::errc() || end != f[2].data() + f[2].size()) return c10::str("score '", f[2], "' is not an integer");
@@ -144,6 +96,41 @@ std::vector<Qrel> read_qrels(const std::string& path, const TextTable& queries, 
     return "";
   });
   return qrels;
+}
+
+}  // namespace
+
+std::vector<Qrel> read_qrels(const std::string& path, const TextTable& queries, const TextTable& corpus,
+                             const ReaderOptions& options, ReadReport* report) {
+  return read_qrels_with(
+      path, queries, [&](std::string_view id) { return corpus.find(id); }, options, report);
+}
+
+std::vector<Qrel> read_qrels(const std::string& path, const TextTable& queries, const CorpusStream& corpus,
+                             const ReaderOptions& options, ReadReport* report) {
+  // The corpus ids the file names (a line that is bad anyway adds at most
+  // one), looked up in one scan of the corpus.
+  std::vector<std::string> ids;
+  {
+    ReadReport ignored;
+    const auto lenient = ReaderOptions(options).on_bad_record(OnBadRecord::Skip);
+    for_each_tsv_line(path, lenient, ignored, unless_query_id(queries), [&](const auto& f, int64_t) -> std::string {
+      if (f.size() >= 2) ids.emplace_back(f[1]);
+      return "";
+    });
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  const auto rows = corpus.find(ids);
+  std::unordered_map<std::string_view, int64_t> row_of;
+  for (size_t i = 0; i < ids.size(); ++i) row_of.emplace(ids[i], rows[i]);
+  return read_qrels_with(
+      path, queries,
+      [&](std::string_view id) {
+        const auto it = row_of.find(id);
+        return it == row_of.end() ? int64_t{-1} : it->second;
+      },
+      options, report);
 }
 
 TrainingSet training_set_from_qrels(std::shared_ptr<const TextTable> queries, std::shared_ptr<const TextTable> corpus,

@@ -6,6 +6,14 @@
 
 namespace contaccum {
 
+std::vector<int64_t> contiguous_shares(int64_t rows, int64_t world) {
+  TORCH_CHECK(rows >= 0, "contiguous_shares: rows must be >= 0, got ", rows);
+  TORCH_CHECK(world > 0, "contiguous_shares: world must be > 0, got ", world);
+  std::vector<int64_t> counts;
+  for (int64_t r = 0; r < world; ++r) counts.push_back(rows / world + (r < rows % world ? 1 : 0));
+  return counts;
+}
+
 std::vector<torch::Tensor> all_gather_rows(Collective& collective, const torch::Tensor& tensor,
                                            const std::vector<int64_t>& counts) {
   const int64_t world = collective.world_size(), rank = collective.rank();

@@ -145,7 +145,7 @@ torch::Tensor EmbeddingsReader::read(int64_t begin, int64_t end) {
   return out;
 }
 
-int64_t encode_corpus(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
+int64_t encode_corpus(DualEncoder& model, const TextEncoderFn& tokenize, const PassageSource& corpus,
                       const std::string& path, const EncodeCorpusOptions& options, Collective& collective) {
   TORCH_CHECK(options.batch_size() > 0, "EncodeCorpusOptions::batch_size must be > 0, got ", options.batch_size());
   TORCH_CHECK(options.block_rows() > 0, "EncodeCorpusOptions::block_rows must be > 0, got ", options.block_rows());
@@ -160,30 +160,33 @@ int64_t encode_corpus(DualEncoder& model, const TextEncoderFn& tokenize, const T
   if (rank == 0) writer = std::make_unique<EmbeddingsWriter>(path, info);
   ProgressReporter progress("encode", rows, "passages", !options.progress() || rank != 0);
   // Block by block: each rank encodes its contiguous part of the block.
-  for (int64_t begin = 0; begin < rows; begin += options.block_rows()) {
-    const int64_t end = std::min(rows, begin + options.block_rows());
-    std::vector<int64_t> counts;
-    for (int64_t r = 0; r < world; ++r) counts.push_back((end - begin) / world + (r < (end - begin) % world ? 1 : 0));
-    int64_t first = begin;
+  corpus.for_each_block(0, rows, options.block_rows(), [&](int64_t, const TextTable& block) {
+    const auto counts = contiguous_shares(block.size(), world);
+    int64_t first = 0;
     for (int64_t r = 0; r < rank; ++r) first += counts[static_cast<size_t>(r)];
-    std::vector<std::string> texts;
+    TextTable share;
     for (int64_t row = first; row < first + counts[static_cast<size_t>(rank)]; ++row) {
-      texts.push_back(corpus.full_text(row));
+      share.add(block.id(row), block.title(row), block.text(row));
     }
-    auto mine = texts.empty() ? torch::empty({0, info.dim}, torch::kFloat)
-                              : encode_texts(model, Tower::Passage, texts, tokenize, options.passage_max_length(),
-                                             options.batch_size());
+    auto mine = share.empty()
+                    ? torch::empty({0, info.dim}, torch::kFloat)
+                    : encode_passages(model, share, tokenize, options.passage_max_length(), options.batch_size());
     auto shares = all_gather_rows(collective, mine, counts);
     if (writer) {
       std::vector<std::string> ids;
-      for (int64_t row = begin; row < end; ++row) ids.emplace_back(corpus.id(row));
+      for (int64_t row = 0; row < block.size(); ++row) ids.emplace_back(block.id(row));
       writer->append(world == 1 ? mine : torch::cat(shares), ids);
     }
-    progress.advance(end - begin);
-  }
+    progress.advance(block.size());
+  });
   if (writer) writer->commit();
   progress.finish();
   return rows;
+}
+
+int64_t encode_corpus(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
+                      const std::string& path, const EncodeCorpusOptions& options, Collective& collective) {
+  return encode_corpus(model, tokenize, TablePassages(corpus), path, options, collective);
 }
 
 }  // namespace contaccum

@@ -77,26 +77,28 @@ void check_dense_options(const DenseEvalOptions& options) {
   TORCH_CHECK(options.search().k() > 0, "SearchOptions::k must be > 0, got ", options.search().k());
 }
 
-// The ranking of `queries` `[Q, d]` over `rows` corpus rows that `block(begin,
-// end)` produces a block at a time, this rank's contiguous share only; the
-// shares' rankings are merged on rank 0 (the other ranks get an empty one).
-SearchResult streamed_search(const torch::Tensor& queries, int64_t rows, int64_t block_rows,
-                             const std::function<torch::Tensor(int64_t, int64_t)>& block, const SearchOptions& search,
-                             bool progress, Collective& collective) {
+// Calls `sink(first_row, reps)` with the representations of rows `[begin,
+// end)`, a block of at most `block_rows` at a time, in order.
+using RowSink = std::function<void(int64_t first_row, const torch::Tensor& reps)>;
+using BlockVisitor = std::function<void(int64_t begin, int64_t end, int64_t block_rows, const RowSink& sink)>;
+
+// The ranking of `queries` `[Q, d]` over `rows` corpus rows that `visit`
+// produces a block at a time, this rank's contiguous share only; the shares'
+// rankings are merged on rank 0 (the other ranks get an empty one).
+SearchResult streamed_search(const torch::Tensor& queries, int64_t rows, int64_t block_rows, const BlockVisitor& visit,
+                             const SearchOptions& search, bool progress, Collective& collective) {
   const int64_t world = collective.world_size(), rank = collective.rank();
-  std::vector<int64_t> counts;
-  for (int64_t r = 0; r < world; ++r) counts.push_back(rows / world + (r < rows % world ? 1 : 0));
+  const auto counts = contiguous_shares(rows, world);
   int64_t begin = 0;
   for (int64_t r = 0; r < rank; ++r) begin += counts[static_cast<size_t>(r)];
   const int64_t end = begin + counts[static_cast<size_t>(rank)];
   TopKAccumulator top(queries, search);
   ProgressReporter bar("search", end - begin, world > 1 ? "passages (rank 0's share)" : "passages",
                        !progress || rank != 0);
-  for (int64_t at = begin; at < end; at += block_rows) {
-    const int64_t stop = std::min(end, at + block_rows);
-    top.add(block(at, stop), at);
-    bar.advance(stop - at);
-  }
+  visit(begin, end, block_rows, [&](int64_t first, const torch::Tensor& reps) {
+    top.add(reps, first);
+    bar.advance(reps.size(0));
+  });
   bar.finish();
   auto mine = top.result();
   if (world == 1) return mine;
@@ -121,14 +123,14 @@ SearchResult streamed_search(const torch::Tensor& queries, int64_t rows, int64_t
 
 EvalResult score_dense(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& queries,
                        const std::vector<Qrel>& qrels, const DenseEvalOptions& options, int64_t rows,
-                       const std::function<torch::Tensor(int64_t, int64_t)>& block, Collective& collective) {
+                       const BlockVisitor& visit, Collective& collective) {
   EvalResult result;
   result.query_rows = judged_queries(qrels);
   TORCH_CHECK(!result.query_rows.empty(), "evaluate_dense: no query has a relevant passage (a qrel with score > 0)");
   const auto query_reps = encode_texts(model, Tower::Query, query_texts(queries, result.query_rows), tokenize,
                                        options.query_max_length(), options.batch_size());
   // The search runs where the model does; the corpus streams there by blocks.
-  result.ranking = streamed_search(query_reps.to(model->device()), rows, options.batch_size() * 64, block,
+  result.ranking = streamed_search(query_reps.to(model->device()), rows, options.batch_size() * 64, visit,
                                    options.search(), options.progress(), collective);
   if (collective.rank() != 0) return {};
   result.metrics = compute_metrics(result.ranking, result.query_rows, qrels, options.metrics());
@@ -137,24 +139,38 @@ EvalResult score_dense(DualEncoder& model, const TextEncoderFn& tokenize, const 
 
 }  // namespace
 
-EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
-                          const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options) {
-  return evaluate_dense(model, tokenize, corpus, queries, qrels, options, *local_collective());
+torch::Tensor encode_passages(DualEncoder& model, const TextTable& block, const TextEncoderFn& tokenize,
+                              int64_t max_length, int64_t batch_size) {
+  std::vector<std::string> texts;
+  texts.reserve(static_cast<size_t>(block.size()));
+  for (int64_t row = 0; row < block.size(); ++row) texts.push_back(block.full_text(row));
+  return encode_texts(model, Tower::Passage, texts, tokenize, max_length, batch_size);
 }
 
 EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
+                          const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options) {
+  return evaluate_dense(model, tokenize, TablePassages(corpus), queries, qrels, options, *local_collective());
+}
+
+EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
+                          const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options,
+                          Collective& collective) {
+  return evaluate_dense(model, tokenize, TablePassages(corpus), queries, qrels, options, collective);
+}
+
+EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const PassageSource& corpus,
                           const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options,
                           Collective& collective) {
   check_qrels(qrels, queries.size(), corpus.size(), "evaluate_dense");
   check_dense_options(options);
   // Passages are encoded a block at a time and searched at once: memory is
   // one block plus each query's running top k, whatever the corpus size.
-  auto block = [&](int64_t begin, int64_t end) {
-    std::vector<std::string> passages;
-    for (int64_t row = begin; row < end; ++row) passages.push_back(corpus.full_text(row));
-    return encode_texts(model, Tower::Passage, passages, tokenize, options.passage_max_length(), options.batch_size());
+  auto visit = [&](int64_t begin, int64_t end, int64_t block_rows, const RowSink& sink) {
+    corpus.for_each_block(begin, end, block_rows, [&](int64_t first, const TextTable& block) {
+      sink(first, encode_passages(model, block, tokenize, options.passage_max_length(), options.batch_size()));
+    });
   };
-  return score_dense(model, tokenize, queries, qrels, options, corpus.size(), block, collective);
+  return score_dense(model, tokenize, queries, qrels, options, corpus.size(), visit, collective);
 }
 
 namespace {
@@ -193,8 +209,10 @@ EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, Emb
   check_qrels(qrels, queries.size(), embeddings.info().count, "evaluate_dense");
   check_dense_options(options);
   check_matches_model(model, embeddings.info().dim, embeddings.info().similarity, "embeddings directory");
-  auto block = [&](int64_t begin, int64_t end) { return embeddings.read(begin, end); };
-  return score_dense(model, tokenize, queries, qrels, options, embeddings.info().count, block, *local_collective());
+  auto visit = [&](int64_t begin, int64_t end, int64_t block_rows, const RowSink& sink) {
+    for (int64_t at = begin; at < end; at += block_rows) sink(at, embeddings.read(at, std::min(end, at + block_rows)));
+  };
+  return score_dense(model, tokenize, queries, qrels, options, embeddings.info().count, visit, *local_collective());
 }
 
 EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const VectorIndex& index,

@@ -286,4 +286,27 @@ void write_trec_run(const std::string& path, const SearchResult& ranking, const 
   }
 }
 
+void write_trec_run(const std::string& path, const SearchResult& ranking, const std::vector<int64_t>& query_rows,
+                    const TextTable& queries, const CorpusStream& corpus, const std::string& run_name) {
+  check_ranking(ranking, query_rows, "write_trec_run");
+  // The ranked rows' ids, in a table of their own that the ranking is
+  // renumbered into (-1 padding stays -1).
+  const auto indices = ranking.indices.contiguous();
+  std::vector<int64_t> ranked(indices.data_ptr<int64_t>(), indices.data_ptr<int64_t>() + indices.numel());
+  ranked.erase(std::remove(ranked.begin(), ranked.end(), int64_t{-1}), ranked.end());
+  std::sort(ranked.begin(), ranked.end());
+  ranked.erase(std::unique(ranked.begin(), ranked.end()), ranked.end());
+  TORCH_CHECK(ranked.empty() || (ranked.front() >= 0 && ranked.back() < corpus.size()),
+              "write_trec_run: ranking.indices holds corpus row ", ranked.front() < 0 ? ranked.front() : ranked.back(),
+              ", out of range for ", corpus.path(), "'s ", corpus.size(), " passages");
+  TextTable ids;
+  for (const auto& id : corpus.ids(ranked)) ids.add(id, "", "");
+  auto renumbered = indices.clone();
+  auto* at = renumbered.data_ptr<int64_t>();
+  for (int64_t i = 0; i < renumbered.numel(); ++i) {
+    if (at[i] >= 0) at[i] = std::lower_bound(ranked.begin(), ranked.end(), at[i]) - ranked.begin();
+  }
+  write_trec_run(path, {ranking.scores, renumbered}, query_rows, queries, ids, run_name);
+}
+
 }  // namespace contaccum

@@ -1,6 +1,8 @@
 #pragma once
 // Internal: which rows of a loss group each rank encodes.
 
+#include "contaccum/distributed/collective.h"
+
 #include <c10/util/Exception.h>
 #include <torch/types.h>
 
@@ -31,8 +33,7 @@ class RowShards {
       const int64_t size = std::min(chunk, rows - begin);
       int64_t at = begin;
       std::vector<RowRange> parts;
-      for (int64_t r = 0; r < world; ++r) {
-        const int64_t n = size / world + (r < size % world ? 1 : 0);
+      for (const auto n : contiguous_shares(size, world)) {
         parts.push_back({at, at + n});
         at += n;
       }

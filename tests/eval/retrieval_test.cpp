@@ -298,5 +298,49 @@ TEST(Eval, ShardedOverRanksEqualsOneProcess) {
   }
 }
 
+// --- a corpus read from its file
+
+TEST_F(EmbeddingsTest, ACorpusStreamedFromItsFileGivesWhatTheTableGives) {
+  std::string text;
+  for (int i = 0; i < 301; ++i) {
+    text += "{\"_id\": \"d" + std::to_string(i) + "\", \"title\": \"t" + std::to_string(i % 7) +
+            "\", \"text\": \"passage " + std::to_string(i) + "\"}\n";
+    if (i % 50 == 3) text += "{\"_id\": \"d" + std::to_string(i) + "\", \"text\": \"repeat\"}\n";
+  }
+  const auto path = write("corpus.jsonl", text);
+  const auto skip = ReaderOptions().on_bad_record(OnBadRecord::Skip);
+  const auto table = read_beir_corpus(path, skip);
+  const CorpusStream stream(path, skip);
+  ASSERT_EQ(stream.size(), 301);
+  TextTable queries;
+  std::vector<Qrel> qrels;
+  for (int i = 0; i < 40; ++i) {
+    queries.add("q" + std::to_string(i), "", "query " + std::to_string(i));
+    qrels.push_back({i, (i * 7) % 301, 1});
+  }
+  auto model = small_model();
+  const auto options = DenseEvalOptions().batch_size(16).search(SearchOptions().k(20));
+  const auto want = evaluate_dense(model, numbers_tokenizer(), table, queries, qrels, options);
+  const auto got = evaluate_dense(model, numbers_tokenizer(), stream, queries, qrels, options);
+  EXPECT_TRUE(torch::equal(got.ranking.indices, want.ranking.indices));
+  EXPECT_TRUE(torch::equal(got.ranking.scores, want.ranking.scores));
+  EXPECT_EQ(got.metrics.to_json(), want.metrics.to_json());
+  // The run file names the same passages.
+  const auto run_table = (dir_ / "table.run").string(), run_stream = (dir_ / "stream.run").string();
+  write_trec_run(run_table, want.ranking, want.query_rows, queries, table);
+  write_trec_run(run_stream, got.ranking, got.query_rows, queries, stream);
+  std::ifstream a(run_table), b(run_stream);
+  const std::string want_run((std::istreambuf_iterator<char>(a)), {}), got_run((std::istreambuf_iterator<char>(b)), {});
+  EXPECT_GT(want_run.size(), 1000u);
+  EXPECT_EQ(got_run, want_run);
+  // Encoded blocks of 64: the embeddings the table's give.
+  const auto encode = EncodeCorpusOptions().batch_size(16).block_rows(64).progress(false);
+  encode_corpus(model, numbers_tokenizer(), table, (dir_ / "table.emb").string(), encode);
+  encode_corpus(model, numbers_tokenizer(), stream, (dir_ / "stream.emb").string(), encode);
+  EmbeddingsReader from_table((dir_ / "table.emb").string()), from_stream((dir_ / "stream.emb").string());
+  EXPECT_EQ(from_stream.ids(), from_table.ids());
+  EXPECT_TRUE(torch::equal(from_stream.read_all(), from_table.read_all()));
+}
+
 }  // namespace
 }  // namespace contaccum

@@ -43,33 +43,57 @@ TextTable read_corpus(const std::string& path, bool skip_bad_records) {
   return corpus;
 }
 
-void check_passage_ids(const std::vector<std::string>& ids, const TextTable& corpus, const std::string& what) {
-  TORCH_CHECK(static_cast<int64_t>(ids.size()) == corpus.size(), what, " holds ", ids.size(),
-              " passages but the corpus has ", corpus.size(), " (encode this corpus with `contaccum encode`)");
-  for (int64_t row = 0; row < corpus.size(); ++row) {
-    TORCH_CHECK(ids[static_cast<size_t>(row)] == corpus.id(row), what, " row ", row, " is passage '",
-                ids[static_cast<size_t>(row)], "' but the corpus's row ", row, " is '", corpus.id(row),
-                "' (encoded from another corpus, or with other --skip-bad-records)");
-  }
+CorpusStream open_corpus(const std::string& path, bool skip_bad_records) {
+  ReadReport report;
+  CorpusStream corpus(path, reader_options(skip_bad_records), &report);
+  warn_skipped(path, report);
+  return corpus;
 }
 
-LoadedData load_data(const DataArgs& a) {
+void check_passage_ids(const std::vector<std::string>& ids, const PassageSource& corpus, const std::string& what) {
+  TORCH_CHECK(static_cast<int64_t>(ids.size()) == corpus.size(), what, " holds ", ids.size(),
+              " passages but the corpus has ", corpus.size(), " (encode this corpus with `contaccum encode`)");
+  corpus.for_each_block(0, corpus.size(), 65536, [&](int64_t first, const TextTable& block) {
+    for (int64_t i = 0; i < block.size(); ++i) {
+      const auto& id = ids[static_cast<size_t>(first + i)];
+      TORCH_CHECK(id == block.id(i), what, " row ", first + i, " is passage '", id, "' but the corpus's row ",
+                  first + i, " is '", block.id(i), "' (encoded from another corpus, or with other --skip-bad-records)");
+    }
+  });
+}
+
+namespace {
+
+// The queries and qrels of `a` against `corpus` (a table or a stream).
+template <typename Corpus>
+std::pair<TextTable, std::vector<Qrel>> read_queries_and_qrels(const DataArgs& a, const Corpus& corpus) {
   const auto reader = reader_options(a.skip_bad_records);
-  LoadedData d;
   ReadReport report;
-  d.corpus = read_corpus(a.corpus, a.skip_bad_records);
-  d.queries = read_beir_queries(a.queries, reader, &report);
+  auto queries = read_beir_queries(a.queries, reader, &report);
   warn_skipped(a.queries, report);
-  d.qrels = read_qrels(a.qrels, d.queries, d.corpus, reader, &report);
+  auto qrels = read_qrels(a.qrels, queries, corpus, reader, &report);
   warn_skipped(a.qrels, report);
-  d.qrels = first_judged_queries(d.qrels, a.max_queries);
-  TORCH_CHECK(!judged_queries(d.qrels).empty(), a.qrels, ": no query has a relevant passage (score > 0)");
+  qrels = first_judged_queries(qrels, a.max_queries);
+  TORCH_CHECK(!judged_queries(qrels).empty(), a.qrels, ": no query has a relevant passage (score > 0)");
+  return {std::move(queries), std::move(qrels)};
+}
+
+}  // namespace
+
+LoadedData load_data(const DataArgs& a) {
+  LoadedData d;
+  d.corpus = read_corpus(a.corpus, a.skip_bad_records);
+  std::tie(d.queries, d.qrels) = read_queries_and_qrels(a, d.corpus);
   return d;
 }
 
-void print_result(const EvalResult& result, const LoadedData& data, const DataArgs& a, const std::string& run_name,
-                  double seconds) {
-  if (!a.run.empty()) write_trec_run(a.run, result.ranking, result.query_rows, data.queries, data.corpus, run_name);
+StreamedData load_streamed_data(const DataArgs& a) {
+  auto corpus = open_corpus(a.corpus, a.skip_bad_records);
+  auto [queries, qrels] = read_queries_and_qrels(a, corpus);
+  return {std::move(corpus), std::move(queries), std::move(qrels)};
+}
+
+void print_metrics(const EvalResult& result, double seconds) {
   auto j = nlohmann::json::parse(result.metrics.to_json());
   j["seconds"] = seconds;
   std::cout << j.dump() << std::endl;

@@ -24,21 +24,34 @@ struct LoadedData {
   std::vector<Qrel> qrels;
 };
 
+/// The same files with the corpus left on disk (`CorpusStream`): what exact
+/// dense evaluation needs, in memory flat in the corpus size.
+struct StreamedData {
+  CorpusStream corpus;
+  TextTable queries;
+  std::vector<Qrel> qrels;
+};
+
 /// Reads a BEIR corpus (bad records skipped and counted, with a warning, when
 /// `skip_bad_records`).
 TextTable read_corpus(const std::string& path, bool skip_bad_records);
 
+/// Opens a BEIR corpus to be read a block at a time (checked, with the same
+/// warning as `read_corpus`).
+CorpusStream open_corpus(const std::string& path, bool skip_bad_records);
+
 /// Checks that precomputed passage vectors (`what`: "--embeddings DIR",
 /// "--index DIR") hold this corpus's passages, row for row.
-void check_passage_ids(const std::vector<std::string>& ids, const TextTable& corpus, const std::string& what);
+void check_passage_ids(const std::vector<std::string>& ids, const PassageSource& corpus, const std::string& what);
 
 /// Reads the three files (bad records skipped and counted with
 /// --skip-bad-records); throws when no query has a relevant passage.
 LoadedData load_data(const DataArgs& a);
 
-/// Prints the metrics (and the seconds) as one JSON object on stdout; writes
-/// the TREC run file when --run was given.
-void print_result(const EvalResult& result, const LoadedData& data, const DataArgs& a, const std::string& run_name,
-                  double seconds);
+/// `load_data` with the corpus opened, not read.
+StreamedData load_streamed_data(const DataArgs& a);
+
+/// Prints the metrics (and the seconds) as one JSON object on stdout.
+void print_metrics(const EvalResult& result, double seconds);
 
 }  // namespace contaccum::cli

@@ -69,6 +69,19 @@ class EvalCommand : public Command {
     TORCH_CHECK(tune_on_.empty() || weight_ < 0, "give --weight or --tune-on, not both");
     TORCH_CHECK(embeddings_.empty() || index_.empty(), "give --embeddings or --index, not both");
     TORCH_CHECK(!index_.empty() || (nprobe_ == 0 && ef_search_ == 0), "--nprobe and --ef-search need --index");
+    if (!hybrid_) {
+      // Dense alone: the corpus is read from its file a block at a time, so
+      // memory stays flat in the corpus size.
+      const auto data = load_streamed_data(data_);
+      auto model = load_model(model_dir_);
+      const auto result = evaluate(model, data.corpus, data.queries, data.qrels);
+      if (!data_.run.empty()) {
+        write_trec_run(data_.run, result.ranking, result.query_rows, data.queries, data.corpus, "contaccum");
+      }
+      print_metrics(result, watch.seconds());
+      return 0;
+    }
+    // BM25 needs every passage's text for its index: the corpus is held.
     auto data = load_data(data_);
     auto model = load_model(model_dir_);
     std::vector<Qrel> tune_qrels;
@@ -77,33 +90,8 @@ class EvalCommand : public Command {
     // queries together.
     std::vector<Qrel> all_qrels = data.qrels;
     all_qrels.insert(all_qrels.end(), tune_qrels.begin(), tune_qrels.end());
-    DenseEvalOptions options;
-    options.batch_size(batch_size_)
-        .query_max_length(query_max_length_ > 0 ? query_max_length_ : model.config.query_max_length)
-        .passage_max_length(passage_max_length_ > 0 ? passage_max_length_ : model.config.passage_max_length)
-        .search(SearchOptions().k(data_.k))
-        .progress(true);
-    EvalResult dense;
-    if (!embeddings_.empty()) {
-      EmbeddingsReader reader(embeddings_);
-      check_passage_ids(reader.ids(), data.corpus, "--embeddings " + embeddings_);
-      dense = evaluate_dense(model.model, model.text_encoder(), reader, data.queries, all_qrels, options);
-    } else if (!index_.empty()) {
-      auto index = VectorIndex::load(index_);
-      check_passage_ids(index.ids(), data.corpus, "--index " + index_);
-      if (nprobe_ > 0) index.set_nprobe(nprobe_);
-      if (ef_search_ > 0) index.set_ef_search(ef_search_);
-      dense = evaluate_dense(model.model, model.text_encoder(), index, data.queries, all_qrels, options);
-    } else {
-      dense = evaluate_dense(model.model, model.text_encoder(), data.corpus, data.queries, all_qrels, options);
-    }
+    const auto dense = evaluate(model, TablePassages(data.corpus), data.queries, all_qrels);
     const auto rows = judged_queries(data.qrels);
-    if (!hybrid_) {
-      EvalResult reported{compute_metrics(select_queries(dense.ranking, dense.query_rows, rows), rows, data.qrels),
-                          select_queries(dense.ranking, dense.query_rows, rows), rows};
-      print_result(reported, data, data_, "contaccum", watch.seconds());
-      return 0;
-    }
     BM25Index index(data.corpus, BM25Options().k1(k1_).b(b_).progress(true));
     const auto bm25 = evaluate_bm25(index, data.queries, all_qrels, MetricsOptions(), data_.k, true);
     FusionOptions fusion = FusionOptions().method(fusion_method(fusion_)).k(data_.k);
@@ -135,6 +123,32 @@ class EvalCommand : public Command {
   }
 
  private:
+  // The dense ranking of the judged queries of `qrels`: by exact search over
+  // the corpus (encoded as it is read), over --embeddings, or through --index.
+  EvalResult evaluate(TrainedModel& model, const PassageSource& corpus, const TextTable& queries,
+                      const std::vector<Qrel>& qrels) const {
+    DenseEvalOptions options;
+    options.batch_size(batch_size_)
+        .query_max_length(query_max_length_ > 0 ? query_max_length_ : model.config.query_max_length)
+        .passage_max_length(passage_max_length_ > 0 ? passage_max_length_ : model.config.passage_max_length)
+        .search(SearchOptions().k(data_.k))
+        .progress(true);
+    if (!embeddings_.empty()) {
+      EmbeddingsReader reader(embeddings_);
+      check_passage_ids(reader.ids(), corpus, "--embeddings " + embeddings_);
+      return evaluate_dense(model.model, model.text_encoder(), reader, queries, qrels, options);
+    }
+    if (!index_.empty()) {
+      auto index = VectorIndex::load(index_);
+      check_passage_ids(index.ids(), corpus, "--index " + index_);
+      if (nprobe_ > 0) index.set_nprobe(nprobe_);
+      if (ef_search_ > 0) index.set_ef_search(ef_search_);
+      return evaluate_dense(model.model, model.text_encoder(), index, queries, qrels, options);
+    }
+    auto result = evaluate_dense(model.model, model.text_encoder(), corpus, queries, qrels, options);
+    return result;
+  }
+
   // The tuning split: never the reported one, and sharing no query with it.
   std::vector<Qrel> read_tune_qrels(const LoadedData& data) const {
     TORCH_CHECK(fs_equivalent(tune_on_, data_.qrels) == false, "--tune-on ", tune_on_,
@@ -178,7 +192,10 @@ class Bm25Command : public Command {
     auto data = load_data(data_);
     BM25Index index(data.corpus, BM25Options().k1(k1_).b(b_).progress(true));
     auto result = evaluate_bm25(index, data.queries, data.qrels, MetricsOptions(), data_.k, true);
-    print_result(result, data, data_, "bm25", watch.seconds());
+    if (!data_.run.empty()) {
+      write_trec_run(data_.run, result.ranking, result.query_rows, data.queries, data.corpus, "bm25");
+    }
+    print_metrics(result, watch.seconds());
     return 0;
   }
 

@@ -44,7 +44,8 @@ class EncodeCommand : public Command {
     if (nproc_ > 1 && !env) return launch_workers("encode", nproc_);
     std::shared_ptr<Collective> collective = local_collective();
     if (env && env->world_size > 1) collective = join_workers(*env, DistributedOptions(), 0);
-    const auto corpus = read_corpus(corpus_, skip_bad_records_);
+    // Read from the file a block at a time: memory is one block.
+    const auto corpus = open_corpus(corpus_, skip_bad_records_);
     auto model = load_model(model_dir_);
     const auto rows = encode_corpus(
         model.model, model.text_encoder(), corpus, output_,
@@ -146,7 +147,7 @@ class SearchCommand : public Command {
     const auto similarity = model.model->options().normalize() ? "cosine" : "dot";
     if (!index_.empty()) {
       auto index = std::make_shared<VectorIndex>(VectorIndex::load(index_));
-      check_passage_ids(index->ids(), corpus, "--index " + index_);
+      check_passage_ids(index->ids(), TablePassages(corpus), "--index " + index_);
       TORCH_CHECK(index->dim() == model.model->dim() && index->options().similarity() == similarity, "--index ", index_,
                   " holds ", index->dim(), "-wide ", index->options().similarity(), " vectors, not this model's (",
                   model.model->dim(), "-wide ", similarity, ")");
@@ -155,7 +156,7 @@ class SearchCommand : public Command {
     torch::Tensor passages;
     if (!embeddings_.empty()) {
       EmbeddingsReader reader(embeddings_);
-      check_passage_ids(reader.ids(), corpus, "--embeddings " + embeddings_);
+      check_passage_ids(reader.ids(), TablePassages(corpus), "--embeddings " + embeddings_);
       TORCH_CHECK(reader.info().dim == model.model->dim() && reader.info().similarity == similarity, "--embeddings ",
                   embeddings_, " holds ", reader.info().dim, "-wide ", reader.info().similarity,
                   " vectors, not this model's (", model.model->dim(), "-wide ", similarity, ")");

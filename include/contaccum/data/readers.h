@@ -1,5 +1,6 @@
 #pragma once
 
+#include "contaccum/data/corpus_stream.h"
 #include "contaccum/data/reader_options.h"
 #include "contaccum/data/text_table.h"
 #include "contaccum/data/training_set.h"
@@ -34,6 +35,11 @@ struct Qrel {
 /// `query-id \t corpus-id \t score` (integer). Ids must exist in `queries`
 /// and `corpus`.
 std::vector<Qrel> read_qrels(const std::string& path, const TextTable& queries, const TextTable& corpus,
+                             const ReaderOptions& options = {}, ReadReport* report = nullptr);
+
+/// `read_qrels` against a corpus read from its file: the corpus ids the
+/// qrels name are looked up in one scan of it.
+std::vector<Qrel> read_qrels(const std::string& path, const TextTable& queries, const CorpusStream& corpus,
                              const ReaderOptions& options = {}, ReadReport* report = nullptr);
 
 /// Training examples from qrels: each query with its judgements of score > 0

@@ -46,6 +46,12 @@ class LocalCollective final : public Collective {
   void barrier() override {}
 };
 
+/// The sizes of `world` contiguous shares of `rows` rows, in rank order:
+/// they differ by at most one and the first ranks get the extra rows. The one
+/// rule every sharded loop uses (encoding a corpus or a loss group), so that
+/// shares gathered in rank order are the rows in their own order.
+std::vector<int64_t> contiguous_shares(int64_t rows, int64_t world);
+
 /// Gathers rows when ranks hold different numbers of them: rank `r` passes
 /// `counts[r]` rows (`tensor.size(0) == counts[rank]`; the other dimensions,
 /// dtype and device equal on every rank) and gets every rank's rows back,

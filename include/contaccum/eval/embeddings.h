@@ -1,6 +1,7 @@
 #pragma once
 
 #include "contaccum/data/collator.h"
+#include "contaccum/data/passage_source.h"
 #include "contaccum/data/text_table.h"
 #include "contaccum/distributed/collective.h"
 #include "contaccum/model/dual_encoder.h"
@@ -88,9 +89,16 @@ struct EncodeCorpusOptions {
 };
 
 /// Encodes every passage of `corpus` (`full_text`) with the passage tower and
-/// writes them with their ids to the embeddings directory `path`, a block at
-/// a time. With several ranks each encodes a contiguous share and rank 0
-/// writes (the shares are gathered block by block). Returns the rows written.
+/// writes them with their ids to the embeddings directory `path`, a block of
+/// `block_rows` at a time: with a `CorpusStream`, memory is one block
+/// whatever the corpus size. With several ranks each encodes a contiguous
+/// share of every block and rank 0 writes (the shares are gathered block by
+/// block). Returns the rows written.
+int64_t encode_corpus(DualEncoder& model, const TextEncoderFn& tokenize, const PassageSource& corpus,
+                      const std::string& path, const EncodeCorpusOptions& options = {},
+                      Collective& collective = *local_collective());
+
+/// `encode_corpus` of a corpus in memory.
 int64_t encode_corpus(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
                       const std::string& path, const EncodeCorpusOptions& options = {},
                       Collective& collective = *local_collective());

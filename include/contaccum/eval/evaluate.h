@@ -1,6 +1,7 @@
 #pragma once
 
 #include "contaccum/data/collator.h"
+#include "contaccum/data/passage_source.h"
 #include "contaccum/data/readers.h"
 #include "contaccum/data/text_table.h"
 #include "contaccum/distributed/collective.h"
@@ -46,6 +47,11 @@ enum class Tower { Query, Passage };
 torch::Tensor encode_texts(DualEncoder& model, Tower side, const std::vector<std::string>& texts,
                            const TextEncoderFn& tokenize, int64_t max_length, int64_t batch_size);
 
+/// Passage-tower representations of every row of `block` (`full_text`), as
+/// `encode_texts`.
+torch::Tensor encode_passages(DualEncoder& model, const TextTable& block, const TextEncoderFn& tokenize,
+                              int64_t max_length, int64_t batch_size);
+
 /// What an evaluation produced: the metrics, and the ranking they were
 /// computed from (row `r` for query row `query_rows[r]`), e.g. for
 /// `write_trec_run`.
@@ -72,6 +78,13 @@ EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, con
 EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
                           const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options,
                           Collective& collective);
+
+/// `evaluate_dense` over a corpus read a block at a time (`CorpusStream`:
+/// from its file, so that nothing of the corpus is held; `TablePassages`:
+/// the overloads above), over the ranks of `collective` as above.
+EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, const PassageSource& corpus,
+                          const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options,
+                          Collective& collective = *local_collective());
 
 /// `evaluate_dense` over precomputed passage embeddings (`contaccum
 /// encode`), read a block at a time; refuses embeddings of another width or

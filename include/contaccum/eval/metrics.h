@@ -75,4 +75,9 @@ std::vector<Qrel> first_judged_queries(const std::vector<Qrel>& qrels, int64_t m
 void write_trec_run(const std::string& path, const SearchResult& ranking, const std::vector<int64_t>& query_rows,
                     const TextTable& queries, const TextTable& corpus, const std::string& run_name = "contaccum");
 
+/// `write_trec_run` with the corpus ids read from its file (one scan, for
+/// the ranked rows only).
+void write_trec_run(const std::string& path, const SearchResult& ranking, const std::vector<int64_t>& query_rows,
+                    const TextTable& queries, const CorpusStream& corpus, const std::string& run_name = "contaccum");
+
 }  // namespace contaccum
