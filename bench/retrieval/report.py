@@ -50,14 +50,13 @@ def index(path):
 def scale(path):
     rows = [json.loads(line) for line in open(path) if line.strip()]
     lines = ["| passages | corpus file MB | `eval` wall s | passages/s | `eval` peak RSS MB | "
-             "`encode` wall s | `encode` peak RSS MB | every embedding held MB | corpus text held MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "`encode` wall s | `encode` peak RSS MB | every embedding, if held, MB |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         held = r["passages"] * r["dim"] * 4 / 2**20
         lines.append(f"| {r['passages']:,} | {r['corpus_mb']:.0f} | {r['wall_seconds']:.0f} | "
                      f"{r['passages'] / r['wall_seconds']:,.0f} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['encode_seconds']:.0f} | {r['encode_peak_rss_mb']:.0f} | {held:.0f} | "
-                     f"{r['corpus_mb']:.0f} |")
+                     f"{r['encode_seconds']:.0f} | {r['encode_peak_rss_mb']:.0f} | {held:.0f} |")
     return lines
 
 
