@@ -10,6 +10,7 @@
 #include <contaccum/contaccum.h>
 
 #include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -52,17 +53,15 @@ std::pair<double, SearchResult> timed(int repeats, Fn&& fn) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  CLI::App app("exact search against FAISS flat / IVF / HNSW indexes over a corpus's embeddings");
   std::map<std::string, std::string> args;
-  for (int i = 1; i + 1 < argc; i += 2) args[argv[i]] = argv[i + 1];
   for (const char* key : {"--model", "--corpus", "--queries", "--qrels", "--embeddings"}) {
-    if (!args.count(key)) {
-      std::cerr << "usage: contaccum_bench_index --model DIR --corpus C --queries Q --qrels R --embeddings EMB "
-                   "[--threads N] [--repeats N]\n";
-      return 2;
-    }
+    app.add_option(key, args[key])->required();
   }
-  const int threads = args.count("--threads") ? std::stoi(args["--threads"]) : 1;
-  const int repeats = args.count("--repeats") ? std::stoi(args["--repeats"]) : 3;
+  int threads = 1, repeats = 3;
+  app.add_option("--threads", threads, "search threads")->check(CLI::PositiveNumber);
+  app.add_option("--repeats", repeats, "timed repeats of each search (the fastest counts)")->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
   at::set_num_threads(threads);
   auto model = load_model(args["--model"]);
   // Bad records (debpkg repeats one passage id) are skipped, as the CLI's
