@@ -75,36 +75,41 @@ int finish(const Cli& cli) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-// Processes whose command line mentions `needle` (the run's directory).
-std::vector<pid_t> processes_mentioning(const std::string& needle) {
+// The processes for which `keep(pid directory)` holds.
+template <typename Keep>
+std::vector<pid_t> processes_where(Keep&& keep) {
   std::vector<pid_t> out;
   for (const auto& entry : fs::directory_iterator("/proc")) {
     const auto name = entry.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "cmdline");
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (cmdline.find(needle) != std::string::npos) out.push_back(std::stoi(name));
+    if (keep(entry.path())) out.push_back(std::stoi(name));
   }
   return out;
 }
 
+std::string read_proc_file(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Processes whose command line mentions `needle` (the run's directory).
+std::vector<pid_t> processes_mentioning(const std::string& needle) {
+  return processes_where(
+      [&](const fs::path& dir) { return read_proc_file(dir / "cmdline").find(needle) != std::string::npos; });
+}
+
 // The launcher's children (its workers).
 std::vector<pid_t> children_of(pid_t parent) {
-  std::vector<pid_t> out;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const auto name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return processes_where([&](const fs::path& dir) {
+    const auto stat = read_proc_file(dir / "stat");
     const auto close = stat.rfind(')');
-    if (close == std::string::npos) continue;
+    if (close == std::string::npos) return false;
     std::istringstream rest(stat.substr(close + 2));
     char state;
     pid_t ppid = 0;
     rest >> state >> ppid;
-    if (ppid == parent) out.push_back(std::stoi(name));
-  }
-  return out;
+    return ppid == parent;
+  });
 }
 
 std::vector<double> losses(const fs::path& run) {
