@@ -210,6 +210,7 @@ TrainerOptions trainer_options(const TrainConfig& config, const std::string& out
   TrainerOptions options;
   options.optimizer(AdamWSetup().lr(config.lr).weight_decay(config.weight_decay))
       .warmup_steps(config.warmup_steps)
+      .final_lr_ratio(config.final_lr_ratio)
       .max_grad_norm(config.max_grad_norm)
       .epochs(config.epochs)
       .max_steps(config.max_steps)

@@ -146,6 +146,8 @@ Trainer::Trainer(DualEncoder model, StrategyOptions strategy, std::shared_ptr<co
               options_.epochs());
   TORCH_CHECK(options_.max_steps() >= 0, "TrainerOptions::max_steps must be >= 0, got ", options_.max_steps());
   TORCH_CHECK(options_.warmup_steps() >= 0, "TrainerOptions::warmup_steps must be >= 0, got ", options_.warmup_steps());
+  TORCH_CHECK(options_.final_lr_ratio() >= 0 && options_.final_lr_ratio() <= 1,
+              "TrainerOptions::final_lr_ratio must be in [0, 1], got ", options_.final_lr_ratio());
   TORCH_CHECK(options_.hard_negatives() >= 0, "TrainerOptions::hard_negatives must be >= 0, got ",
               options_.hard_negatives());
   TORCH_CHECK(options_.log_every() >= 1, "TrainerOptions::log_every must be >= 1, got ", options_.log_every());
@@ -209,8 +211,9 @@ TrainResult Trainer::train() {
     if (!loaded_) check_fresh_directory();
   }
   MetricsLog log(writes ? (fs::path(options_.output_dir()) / "metrics.jsonl").string() : "", first_step);
-  LinearSchedule schedule(
-      LinearScheduleOptions(options_.optimizer().lr(), state_.total_steps).warmup_steps(options_.warmup_steps()));
+  LinearSchedule schedule(LinearScheduleOptions(options_.optimizer().lr(), state_.total_steps)
+                              .warmup_steps(options_.warmup_steps())
+                              .final_lr_ratio(options_.final_lr_ratio()));
   for (auto& cb : callbacks_) cb->on_train_begin(state_);
 
   TrainResult result;

@@ -136,6 +136,9 @@ TEST(TrainConfig, RefusesAKeyGivenTwiceAndANegativeClip) {
   EXPECT_THAT(test::error_of([] { TrainConfig::parse("max_grad_norm: -1\n"); }),
               ::testing::HasSubstr("config key 'max_grad_norm' must be >= 0 (0 disables clipping), got -1"));
   EXPECT_THAT(test::error_of([] { TrainConfig::parse("non_finite: ignore\n"); }), ::testing::HasSubstr("non_finite"));
+  EXPECT_EQ(TrainConfig::parse("final_lr_ratio: 0.45\n").final_lr_ratio, 0.45);
+  EXPECT_THAT(test::error_of([] { TrainConfig::parse("final_lr_ratio: 2\n"); }),
+              ::testing::HasSubstr("config key 'final_lr_ratio' must be in [0, 1], got 2"));
   EXPECT_EQ(TrainConfig::parse("\xEF\xBB\xBFlr: 0.5\n").lr, 0.5) << "a byte order mark is not part of the key";
 }
 

@@ -94,6 +94,9 @@ struct TrainConfig {
   double weight_decay = 0.01;
   /// Default: 0.
   int64_t warmup_steps = 0;
+  /// The learning rate the linear decay ends at, as a fraction of `lr`, in
+  /// [0, 1]. Default: 0.
+  double final_lr_ratio = 0.0;
   /// Default: 2.0; 0 disables clipping (negative values are refused).
   double max_grad_norm = 2.0;
   /// A step whose loss or gradient norm is not finite: `error` stops the run

@@ -51,6 +51,9 @@ struct TrainerOptions {
   TORCH_ARG(AdamWSetup, optimizer) = {};
   /// Steps of linear warm-up before the linear decay to 0. Default: 0.
   TORCH_ARG(int64_t, warmup_steps) = 0;
+  /// Where the decay ends, as a fraction of the peak learning rate, in
+  /// [0, 1] (`LinearScheduleOptions::final_lr_ratio`). Default: 0.
+  TORCH_ARG(double, final_lr_ratio) = 0.0;
   /// Clip the global gradient norm to this; 0 disables clipping. Must be
   /// >= 0.
   /// Default: 2.0 (the ContAccum code's).
