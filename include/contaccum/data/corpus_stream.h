@@ -17,9 +17,9 @@ namespace contaccum {
 /// records refused or skipped (`ReaderOptions`), so qrels, rankings and
 /// embeddings agree with the in-memory table's. A repeated `_id` is found
 /// without keeping the ids: opening scans the file for 64-bit hashes of the
-/// ids (8 bytes a passage, freed before the constructor returns), then
-/// validates and counts, comparing the text of only the ids whose hash
-/// repeats. Every later call is one more scan; nothing of the corpus is kept
+/// ids (8 bytes a passage, up to 16 while the vector grows; freed after that
+/// scan), then validates and counts, comparing the text of only the ids
+/// whose hash repeats. Every later call is one more scan; nothing of the corpus is kept
 /// between calls. A file that changes after opening is refused.
 class CorpusStream : public PassageSource {
  public:
