@@ -145,8 +145,7 @@ class EvalCommand : public Command {
       if (ef_search_ > 0) index.set_ef_search(ef_search_);
       return evaluate_dense(model.model, model.text_encoder(), index, queries, qrels, options);
     }
-    auto result = evaluate_dense(model.model, model.text_encoder(), corpus, queries, qrels, options);
-    return result;
+    return evaluate_dense(model.model, model.text_encoder(), corpus, queries, qrels, options);
   }
 
   // The tuning split: never the reported one, and sharing no query with it.
