@@ -266,16 +266,27 @@ TextEncoderFn numbers_tokenizer() {
   };
 }
 
-TEST(Eval, ShardedOverRanksEqualsOneProcess) {
-  TextTable corpus, queries;
-  for (int i = 0; i < 301; ++i) corpus.add("d" + std::to_string(i), "", "passage " + std::to_string(i));
+// 40 queries, each judging one of 301 passages (rows d0..d300).
+std::pair<TextTable, std::vector<Qrel>> forty_queries() {
+  TextTable queries;
   std::vector<Qrel> qrels;
   for (int i = 0; i < 40; ++i) {
     queries.add("q" + std::to_string(i), "", "query " + std::to_string(i));
     qrels.push_back({i, (i * 7) % 301, 1});
   }
+  return {std::move(queries), std::move(qrels)};
+}
+
+DenseEvalOptions small_eval_options() { return DenseEvalOptions().batch_size(16).search(SearchOptions().k(20)); }
+
+TEST(Eval, ShardedOverRanksEqualsOneProcess) {
+  TextTable corpus;
+  for (int i = 0; i < 301; ++i) corpus.add("d" + std::to_string(i), "", "passage " + std::to_string(i));
+  const auto judged = forty_queries();
+  const auto& queries = judged.first;
+  const auto& qrels = judged.second;
   auto model = small_model();
-  const auto options = DenseEvalOptions().batch_size(16).search(SearchOptions().k(20));
+  const auto options = small_eval_options();
   const auto want = evaluate_dense(model, numbers_tokenizer(), corpus, queries, qrels, options);
   for (int64_t world : {2, 3}) {
     auto group = make_in_process_group(world);
@@ -312,14 +323,11 @@ TEST_F(EmbeddingsTest, ACorpusStreamedFromItsFileGivesWhatTheTableGives) {
   const auto table = read_beir_corpus(path, skip);
   const CorpusStream stream(path, skip);
   ASSERT_EQ(stream.size(), 301);
-  TextTable queries;
-  std::vector<Qrel> qrels;
-  for (int i = 0; i < 40; ++i) {
-    queries.add("q" + std::to_string(i), "", "query " + std::to_string(i));
-    qrels.push_back({i, (i * 7) % 301, 1});
-  }
+  const auto judged = forty_queries();
+  const auto& queries = judged.first;
+  const auto& qrels = judged.second;
   auto model = small_model();
-  const auto options = DenseEvalOptions().batch_size(16).search(SearchOptions().k(20));
+  const auto options = small_eval_options();
   const auto want = evaluate_dense(model, numbers_tokenizer(), table, queries, qrels, options);
   const auto got = evaluate_dense(model, numbers_tokenizer(), stream, queries, qrels, options);
   EXPECT_TRUE(torch::equal(got.ranking.indices, want.ranking.indices));
