@@ -8,7 +8,9 @@
 # Environment: SEEDS (default "1 2 3"), JOBS (runs at once, default 2: each
 # run uses one thread), METHODS (default: every methods/*.set), EXTRA_CONFIGS
 # (runs beyond the comparison: tuning and diagnostics, default: every
-# extra/*.set; empty for none), EXTRA_SEEDS (default "1"), OUT (default
+# extra/*.set; empty for none), EXTRA_SEEDS (default "1"), STALENESS (the
+# bank staleness study: every staleness/*.set by default; empty for none),
+# STALENESS_SEEDS (default "1 2 3"), OUT (default
 # build/reproduce), DATA (default ../shared/data/debpkg), EXTRA (more --set
 # overrides for every run, e.g. "epochs=1" for a smoke test), REPORT (default
 # docs/RESULTS.md; its plots go to results/ beside it), CHECKS (default 1; 0
@@ -26,6 +28,8 @@ data=${DATA:-$(cd "$root/.." && pwd)/shared/data/debpkg}
 methods=${METHODS:-$(cd "$here/methods" && ls *.set | sed 's/\.set$//' | tr '\n' ' ')}
 extra_configs=${EXTRA_CONFIGS-$(cd "$here/extra" && ls *.set | sed 's/\.set$//' | tr '\n' ' ')}
 extra_seeds=${EXTRA_SEEDS:-1}
+staleness=${STALENESS-$(cd "$here/staleness" && ls *.set | sed 's/\.set$//' | tr '\n' ' ')}
+staleness_seeds=${STALENESS_SEEDS:-1 2 3}
 [ -f "$data/corpus.jsonl" ] || { echo "run.sh: no debpkg data set at $data (set DATA)" >&2; exit 1; }
 
 bash scripts/install-deps.sh gnuplot-nox  # the plots
@@ -45,6 +49,7 @@ train_run() {
     --set "data.hard_negatives=$data/train-hard-negatives.tsv" --set "data.dev_qrels=$data/qrels/dev.tsv")
   local file="$here/methods/$method.set"
   [ -f "$file" ] || file="$here/extra/$method.set"
+  [ -f "$file" ] || file="$here/staleness/$method.set"
   while IFS= read -r line; do [ -n "$line" ] && sets+=(--set "$line"); done <"$file"
   for extra in ${EXTRA:-} "$@"; do sets+=(--set "$extra"); done
   # A run stopped part-way continues from its newest checkpoint.
@@ -108,6 +113,7 @@ fi
 {
   for method in $methods; do for seed in $seeds; do echo "$method $seed"; done; done
   for method in $extra_configs; do for seed in $extra_seeds; do echo "$method $seed"; done; done
+  for method in $staleness; do for seed in $staleness_seeds; do echo "$method $seed"; done; done
 } |
   xargs -P "$jobs" -L 1 bash -c 'data_args=(--corpus "$data/corpus.jsonl" --queries "$data/queries.jsonl"
     --qrels "$data/qrels/dev.tsv" --skip-bad-records); run_one "$@"' _

@@ -41,6 +41,8 @@
 #include "contaccum/memory/memory_bank.h"
 #include "contaccum/model/dual_encoder.h"
 #include "contaccum/model/gradient_norms.h"
+#include "contaccum/strategy/bank_staleness.h"
+#include "contaccum/strategy/momentum_encoder.h"
 #include "contaccum/strategy/rng_state.h"
 #include "contaccum/strategy/strategy.h"
 #include "contaccum/text/basic_tokenizer.h"

@@ -12,7 +12,7 @@ MemoryBank::MemoryBank(MemoryBankOptions options) : options_(options) {
   TORCH_CHECK(options_.capacity() >= 0, "MemoryBankOptions::capacity must be >= 0, got ", options_.capacity());
 }
 
-void MemoryBank::enqueue(const torch::Tensor& reps_in) {
+void MemoryBank::enqueue(const torch::Tensor& reps_in, int64_t tag) {
   TORCH_CHECK(reps_in.defined() && (reps_in.dim() == 2 || reps_in.dim() == 3),
               "MemoryBank::enqueue: reps must be [n, dim] or [n, group, dim], got ",
               reps_in.defined() ? reps_in.sizes() : torch::IntArrayRef{});
@@ -38,8 +38,24 @@ void MemoryBank::enqueue(const torch::Tensor& reps_in) {
   const int64_t first = std::min(n, capacity() - head_);
   storage_.slice(0, head_, head_ + first).copy_(reps.slice(0, 0, first));
   if (first < n) storage_.slice(0, 0, n - first).copy_(reps.slice(0, first, n));
+  for (int64_t j = 0; j < n; ++j) {
+    const auto slot = static_cast<size_t>((head_ + j) % capacity());
+    if (slot < tags_.size()) {
+      tags_[slot] = tag;
+    } else {
+      tags_.push_back(tag);  // the bank is filling: slot == size
+    }
+  }
   head_ = (head_ + n) % capacity();
   size_ = std::min(capacity(), size_ + n);
+}
+
+int64_t MemoryBank::slot_for(int64_t count, int64_t row) const {
+  TORCH_CHECK(row >= 0 && row < count, "MemoryBank::slot_for: row ", row, " is not in [0, ", count, ")");
+  if (capacity() == 0) return -1;
+  const int64_t dropped = std::max<int64_t>(0, count - capacity());
+  if (row < dropped) return -1;
+  return (head_ + row - dropped) % capacity();
 }
 
 torch::Tensor MemoryBank::view() const {
@@ -56,6 +72,7 @@ torch::Tensor MemoryBank::ordered() const {
 void MemoryBank::clear() {
   size_ = 0;
   head_ = 0;
+  tags_.clear();
 }
 
 MemoryBank::Undo MemoryBank::undo_for(int64_t count) const {
@@ -68,6 +85,10 @@ MemoryBank::Undo MemoryBank::undo_for(int64_t count) const {
   u.slots = torch::arange(head_, head_ + n, torch::TensorOptions(torch::kLong).device(storage_.device()))
                 .remainder_(capacity());
   u.rows = storage_.index_select(0, u.slots);
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t slot = (head_ + j) % capacity();
+    if (slot < size_) u.tags.emplace_back(slot, tags_[static_cast<size_t>(slot)]);
+  }
   return u;
 }
 
@@ -77,8 +98,12 @@ void MemoryBank::undo(const Undo& u) {
                 "MemoryBank::undo: the undo record belongs to another bank");
     storage_.index_copy_(0, u.slots, u.rows);
   }
+  // Slots that were valid before get their tags back; the rest fall out of
+  // the valid prefix with the size.
+  for (const auto& [slot, tag] : u.tags) tags_[static_cast<size_t>(slot)] = tag;
   head_ = u.head;
   size_ = u.size;
+  tags_.resize(static_cast<size_t>(size_), -1);
 }
 
 void MemoryBank::save(torch::serialize::OutputArchive& archive) const {
@@ -90,6 +115,7 @@ void MemoryBank::save(torch::serialize::OutputArchive& archive) const {
   archive.write("size", torch::tensor(size_, torch::kLong));
   archive.write("head", torch::tensor(head_, torch::kLong));
   if (storage_.defined()) archive.write("storage", view().cpu());
+  archive.write("tags", torch::tensor(tags_, torch::kLong));
 }
 
 void MemoryBank::load(torch::serialize::InputArchive& archive, const torch::Device& device) {
@@ -125,6 +151,14 @@ void MemoryBank::load(torch::serialize::InputArchive& archive, const torch::Devi
     storage_.slice(0, 0, rows).copy_(contents);
     size_ = rows;
     head_ = at;
+    tags_.assign(static_cast<size_t>(rows), -1);
+    torch::Tensor tags;
+    if (archive.try_read("tags", tags)) {
+      TORCH_CHECK(tags.dim() == 1 && tags.size(0) == rows && tags.scalar_type() == torch::kLong,
+                  "MemoryBank::load: saved tags ", tags.sizes(), " do not hold ", rows, " integers");
+      const auto t = tags.contiguous();
+      std::copy(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + rows, tags_.begin());
+    }
     return;
   }
   // Checkpoints written before the write position was saved hold the rows

@@ -4,6 +4,7 @@
 #include "contaccum/strategy/rng_state.h"
 
 #include "row_shards.h"
+#include "staleness_sample.h"
 
 #include <torch/autograd.h>
 #include <torch/serialize/input-archive.h>
@@ -12,6 +13,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 
 namespace contaccum {
 
@@ -69,6 +71,11 @@ void StrategyOptions::validate() const {
               " needs query_bank or passage_bank on (both are off)");
   TORCH_CHECK(loss().temperature() > 0.0 && std::isfinite(loss().temperature()),
               "StrategyOptions::loss.temperature must be > 0, got ", loss().temperature());
+  TORCH_CHECK(std::isfinite(momentum()) && momentum() >= 0.0 && momentum() < 1.0,
+              "StrategyOptions::momentum must be in [0, 1), got ", momentum());
+  TORCH_CHECK(bank_encoder() == BankEncoder::Current || memory_size() > 0,
+              "StrategyOptions::bank_encoder = momentum needs banks (memory_size > 0, got ", memory_size(), ")");
+  TORCH_CHECK(staleness_sample() >= 0, "StrategyOptions::staleness_sample must be >= 0, got ", staleness_sample());
 }
 
 namespace {
@@ -97,7 +104,15 @@ Strategy::Strategy(DualEncoder model, StrategyOptions options)
       bank_scores_(bank_score_options(options, 1)),
       use_bank_scores_(options.memory_size() > 0 && options.query_bank() && options.passage_bank()) {
   TORCH_CHECK(!model_.is_empty(), "Strategy: model must not be empty");
+  if (options_.bank_encoder() == BankEncoder::Momentum) momentum_.emplace(options_.momentum());
+  if (options_.staleness_sample() > 0 && passage_bank_.capacity() > 0) {
+    sample_ = std::make_unique<detail::StalenessSample>(options_.staleness_sample(), passage_bank_.capacity());
+  }
 }
+
+Strategy::~Strategy() = default;
+Strategy::Strategy(Strategy&&) noexcept = default;
+Strategy& Strategy::operator=(Strategy&&) noexcept = default;
 
 Strategy::Encoded Strategy::encode(const TrainingBatch& chunk) {
   const int64_t n = chunk.size();
@@ -230,12 +245,39 @@ std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const Trai
   return {result, Encoded{q.detach(), p.detach()}};
 }
 
-void Strategy::enqueue(const Encoded& reps) {
+Strategy::Encoded Strategy::encode_for_banks(const TrainingBatch& group, const RngState& before) {
+  Stopwatch watch;
+  // The same dropout masks as the group's first encoding (with momentum 0
+  // the banks are bit for bit ContAccum's), and the generators left where
+  // that encoding left them.
+  const auto after = RngState::capture();
+  before.restore();
+  const detail::RowShards shards(group.size(), chunk_rows(), collective_->world_size());
+  std::vector<Encoded> parts;
+  {
+    torch::NoGradGuard no_grad;
+    const MomentumEncoder::Swap swap(*momentum_, *model_);
+    for (const auto& range : shards.of(collective_->rank()))
+      parts.push_back(encode(group.slice(range.begin, range.end)));
+  }
+  after.restore();
+  encode_seconds_ += watch.lap();
+  return gather(concat(parts, group.group()), shards, group.group());
+}
+
+void Strategy::enqueue(const Encoded& reps, const TrainingBatch& group) {
   if (passage_bank_.capacity() == 0) return;
   const int64_t first_slot = passage_bank_.head();
-  query_bank_.enqueue(reps.queries);
+  if (sample_) {
+    for (int64_t j = 0; j < group.size(); ++j) {
+      const int64_t slot = passage_bank_.slot_for(group.size(), j);
+      const int64_t index = slot < 0 ? -1 : sample_->index_of(slot);
+      if (index >= 0) sample_->record(index, group, j);
+    }
+  }
+  query_bank_.enqueue(reps.queries, steps_);
   const bool groups = options_.passage_bank() && options_.bank_hard_negatives();
-  passage_bank_.enqueue(groups ? reps.passages : reps.passages.slice(1, 0, 1));
+  passage_bank_.enqueue(groups ? reps.passages : reps.passages.slice(1, 0, 1), steps_);
   if (use_bank_scores_) bank_scores_.update(query_bank_, passage_bank_, first_slot, reps.queries.size(0));
 }
 
@@ -254,21 +296,27 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
   encode_seconds_ = loss_seconds_ = gather_seconds_ = 0.0;
   query_undo_ = query_bank_.undo_for(n);
   passage_undo_ = passage_bank_.undo_for(n);
+  if (sample_) sample_->begin_step();
+  if (momentum_ && !momentum_->initialized()) momentum_->initialize(*model_);
   double negatives = 0.0;
   for (int64_t b = 0; b < n; b += group_size) {
     const auto group = batch.slice(b, std::min(n, b + group_size));
     const double weight = static_cast<double>(group.size()) / static_cast<double>(n);
+    std::optional<RngState> before;
+    if (momentum_) before = RngState::capture();
     auto done =
         options_.gradients() == GradientMode::Direct ? backward_direct(group, weight) : backward_cached(group, weight);
+    if (momentum_) done.second = encode_for_banks(group, *before);
     stats.loss += weight * done.first.loss.item<double>();
     negatives += weight * static_cast<double>(done.first.negatives_per_query);
     stats.loss_groups += 1;
     stats.micro_batches += static_cast<int64_t>(
         detail::RowShards(group.size(), chunk_rows(), collective_->world_size()).of(collective_->rank()).size());
     const Stopwatch enqueue_watch;
-    enqueue(done.second);
+    enqueue(done.second, group);
     loss_seconds_ += enqueue_watch.seconds();
   }
+  steps_ += 1;
   stats.negatives_per_query = negatives;
   stats.query_bank_size = query_bank_.size();
   stats.passage_bank_size = passage_bank_.size();
@@ -281,6 +329,10 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
   return stats;
 }
 
+void Strategy::update_bank_encoder() {
+  if (momentum_) momentum_->update(*model_);
+}
+
 void Strategy::clear_banks() {
   query_bank_.clear();
   passage_bank_.clear();
@@ -291,6 +343,8 @@ void Strategy::discard_step() {
   query_bank_.undo(query_undo_);
   passage_bank_.undo(passage_undo_);
   query_undo_ = passage_undo_ = {};
+  if (sample_) sample_->undo_step();
+  steps_ -= 1;
   // Rebuilt, not restored: the same values in other last bits. A resumed run
   // still continues exactly, as checkpoints hold the cache.
   if (use_bank_scores_) bank_scores_.rebuild(query_bank_, passage_bank_);
@@ -302,6 +356,17 @@ void Strategy::save(torch::serialize::OutputArchive& archive) const {
   passage_bank_.save(p);
   archive.write("query_bank", q);
   archive.write("passage_bank", p);
+  archive.write("steps", torch::tensor(steps_, torch::kLong));
+  if (momentum_) {
+    torch::serialize::OutputArchive ema;
+    momentum_->save(ema);
+    archive.write("momentum_encoder", ema);
+  }
+  if (sample_) {
+    torch::serialize::OutputArchive sample;
+    sample_->save(sample);
+    archive.write("staleness_sample", sample);
+  }
   if (use_bank_scores_) {
     torch::serialize::OutputArchive scores;
     bank_scores_.save(scores);
@@ -317,6 +382,23 @@ void Strategy::load(torch::serialize::InputArchive& archive) {
   const auto device = model_->device();
   query_bank_.load(q, device);
   passage_bank_.load(p, device);
+  torch::Tensor steps;
+  steps_ = archive.try_read("steps", steps) ? steps.item<int64_t>() : 0;
+  if (momentum_) {
+    // A checkpoint of a run without the momentum encoder starts the average
+    // at the loaded weights.
+    torch::serialize::InputArchive ema;
+    if (archive.try_read("momentum_encoder", ema)) {
+      momentum_->load(ema, *model_);
+    } else {
+      momentum_->initialize(*model_);
+    }
+  }
+  if (sample_) {
+    torch::serialize::InputArchive sample;
+    // Kept with another sample size: it fills again as the banks are written.
+    if (archive.try_read("staleness_sample", sample)) sample_->load(sample);
+  }
   if (!use_bank_scores_) return;
   torch::serialize::InputArchive scores;
   if (archive.try_read("bank_scores", scores)) {

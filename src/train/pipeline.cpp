@@ -39,6 +39,9 @@ StrategyOptions strategy_options(const TrainConfig& c) {
       .passage_bank(c.passage_bank)
       .bank_hard_negatives(c.bank_hard_negatives)
       .clear_banks_after_step(c.clear_banks_after_step)
+      .bank_encoder(c.bank_encoder == "momentum" ? BankEncoder::Momentum : BankEncoder::Current)
+      .momentum(c.momentum)
+      .staleness_sample(c.staleness_every > 0 ? c.staleness_sample : 0)
       .loss(InfoNCEOptions()
                 .similarity(c.similarity == "cosine" ? Similarity::Cosine : Similarity::Dot)
                 .temperature(c.temperature));
@@ -224,6 +227,7 @@ TrainerOptions trainer_options(const TrainConfig& config, const std::string& out
       .keep_checkpoints(config.keep_checkpoints)
       .non_finite(config.non_finite == "skip" ? NonFinitePolicy::Skip : NonFinitePolicy::Error)
       .max_consecutive_skips(config.max_consecutive_skips)
+      .staleness_every(config.staleness_every)
       .progress(progress);
   return options;
 }

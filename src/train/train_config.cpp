@@ -47,6 +47,8 @@ const std::vector<Key>& fixed_keys() {
       {"passage_bank", &TrainConfig::passage_bank},
       {"bank_hard_negatives", &TrainConfig::bank_hard_negatives},
       {"clear_banks_after_step", &TrainConfig::clear_banks_after_step},
+      {"bank_encoder", &TrainConfig::bank_encoder},
+      {"momentum", &TrainConfig::momentum},
       {"hard_negatives", &TrainConfig::hard_negatives},
       {"similarity", &TrainConfig::similarity},
       {"temperature", &TrainConfig::temperature},
@@ -77,6 +79,8 @@ const std::vector<Key>& fixed_keys() {
       {"eval_batch_size", &TrainConfig::eval_batch_size},
       {"checkpoint_every", &TrainConfig::checkpoint_every},
       {"keep_checkpoints", &TrainConfig::keep_checkpoints},
+      {"staleness_every", &TrainConfig::staleness_every},
+      {"staleness_sample", &TrainConfig::staleness_sample},
   };
   return table;
 }
@@ -301,6 +305,15 @@ void TrainConfig::validate() const {
                 ") must divide total_batch (", total_batch, ")");
   }
   non_negative("memory_size", memory_size);
+  check_choice("bank_encoder", bank_encoder, {"current", "momentum"});
+  TORCH_CHECK(momentum >= 0 && momentum < 1, "config key 'momentum' must be in [0, 1), got ", momentum);
+  const bool banks = StrategyOptions::preset_has_banks(strategy) && memory_size > 0;
+  TORCH_CHECK(bank_encoder == "current" || banks, "config key 'bank_encoder' = momentum needs banks (strategy ",
+              strategy, ", memory_size ", memory_size, ")");
+  non_negative("staleness_every", staleness_every);
+  positive("staleness_sample", staleness_sample);
+  TORCH_CHECK(staleness_every == 0 || banks, "config key 'staleness_every' = ", staleness_every,
+              " needs banks (strategy ", strategy, ", memory_size ", memory_size, ")");
   non_negative("hard_negatives", hard_negatives);
   TORCH_CHECK(temperature > 0, "config key 'temperature' must be > 0, got ", temperature);
   TORCH_CHECK(tokenizer_vocab_size >= 100, "config key 'tokenizer.vocab_size' must be >= 100, got ",

@@ -89,7 +89,8 @@ detail::TrainerFields run_fields(const StrategyOptions& s, const TrainerOptions&
           {"query_bank", s.query_bank()},
           {"passage_bank", s.passage_bank()},
           {"bank_hard_negatives", s.bank_hard_negatives()},
-          {"clear_banks_after_step", s.clear_banks_after_step()}};
+          {"clear_banks_after_step", s.clear_banks_after_step()},
+          {"bank_encoder", static_cast<int64_t>(s.bank_encoder())}};
 }
 
 // Rank 0's metrics on every rank (exact: JSON numbers round-trip doubles).
@@ -161,6 +162,12 @@ Trainer::Trainer(DualEncoder model, StrategyOptions strategy, std::shared_ptr<co
   TORCH_CHECK(options_.max_consecutive_skips() >= 1, "TrainerOptions::max_consecutive_skips must be >= 1, got ",
               options_.max_consecutive_skips());
   TORCH_CHECK(options_.prefetch() >= 1, "TrainerOptions::prefetch must be >= 1, got ", options_.prefetch());
+  TORCH_CHECK(options_.staleness_every() >= 0, "TrainerOptions::staleness_every must be >= 0, got ",
+              options_.staleness_every());
+  TORCH_CHECK(options_.staleness_every() == 0 || (strategy.memory_size() > 0 && strategy.staleness_sample() > 0),
+              "TrainerOptions::staleness_every = ", options_.staleness_every(),
+              " needs banks and a staleness sample (StrategyOptions::memory_size = ", strategy.memory_size(),
+              ", staleness_sample = ", strategy.staleness_sample(), ")");
   strategy_ = std::make_unique<Strategy>(model_, strategy);
   optimizer_ = make_adamw(*model_, options_.optimizer());
   sampler_ = std::make_unique<TrainingSampler>(
@@ -260,6 +267,9 @@ TrainResult Trainer::train() {
         spdlog::info("step {}: {}", state_.step, metrics_json(result.last_eval).dump());
       }
     }
+    if (options_.staleness_every() > 0 && state_.step % options_.staleness_every() == 0 && is_main_rank()) {
+      line["staleness"] = detail::staleness_json(strategy_->measure_staleness());
+    }
     log.write(line);
     const bool due_checkpoint =
         options_.checkpoint_every() > 0 ? state_.step % options_.checkpoint_every() == 0 : epoch_end;
@@ -323,6 +333,7 @@ void Trainer::apply_step(StepRecord& record) {
   if (problem.empty()) {
     clip_gradients(params, norm, max_norm);
     optimizer_->step();
+    strategy_->update_bank_encoder();
     state_.consecutive_skips = 0;
     return;
   }
@@ -362,6 +373,11 @@ void Trainer::save(torch::serialize::OutputArchive& archive) const {
   if (bad.empty()) bad = first_non_finite(*optimizer_);
   if (bad.empty() && !all_finite(strategy_->query_bank().view())) bad = "the query bank";
   if (bad.empty() && !all_finite(strategy_->passage_bank().view())) bad = "the passage bank";
+  if (const auto* ema = strategy_->momentum_encoder(); bad.empty() && ema != nullptr) {
+    for (const auto& w : ema->weights()) {
+      if (!all_finite(w)) bad = "the momentum bank encoder";
+    }
+  }
   TORCH_CHECK(bad.empty(), "Trainer: refusing to write a checkpoint at step ", state_.step, ": ", bad,
               " holds a NaN or an infinity");
   torch::serialize::OutputArchive model, optimizer, strategy, rng;

@@ -18,6 +18,7 @@ const char* const kFormat1Fields[] = {"step",        "total_steps", "epoch",    
 std::string value_text(const std::string& key, int64_t v) {
   if (key == "gradients") return v == 0 ? "direct" : v == 1 ? "cached (GradCache)" : std::to_string(v);
   if (key == "negatives") return v == 0 ? "micro-batch" : v == 1 ? "total-batch" : std::to_string(v);
+  if (key == "bank_encoder") return v == 0 ? "current" : v == 1 ? "momentum" : std::to_string(v);
   if (key == "query_bank" || key == "passage_bank" || key == "bank_hard_negatives" || key == "clear_banks_after_step") {
     return v ? "true" : "false";
   }
@@ -38,8 +39,8 @@ const char* const kFields[] = {"step",          "total_steps",         "epoch",
                                "passage_bank",  "bank_hard_negatives", "clear_banks_after_step",
                                "skipped_steps", "consecutive_skips"};
 // Fields added since format 2 came out: absent from older checkpoints.
-// world_size: absent means 1.
-const char* const kOptionalFields[] = {"world_size"};
+// world_size: absent means 1; bank_encoder: absent means current.
+const char* const kOptionalFields[] = {"world_size", "bank_encoder"};
 
 bool known_field(const std::string& key) {
   return std::find(std::begin(kFields), std::end(kFields), key) != std::end(kFields) ||

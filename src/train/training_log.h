@@ -119,6 +119,32 @@ inline nlohmann::json metrics_json(const RetrievalMetrics& m) {
 }
 
 // One metrics.jsonl object; the trainer adds `eval` to it before writing.
+inline nlohmann::json staleness_stats_json(const StalenessStats& s) {
+  return {{"min_age", s.min_age},
+          {"max_age", s.max_age},
+          {"rows", s.rows},
+          {"mean_cosine", number(s.mean_cosine)},
+          {"min_cosine", number(s.min_cosine)}};
+}
+
+// staleness.query / staleness.passage: the whole sample's fields, plus
+// `by_age`, one object per age bucket.
+inline nlohmann::json staleness_side_json(const BankSideStaleness& side) {
+  auto j = staleness_stats_json(side.all);
+  j["by_age"] = nlohmann::json::array();
+  for (const auto& b : side.by_age) j["by_age"].push_back(staleness_stats_json(b));
+  return j;
+}
+
+inline nlohmann::json staleness_json(const BankStaleness& s) {
+  return {{"examples", s.examples},
+          {"query", staleness_side_json(s.query)},
+          {"passage", staleness_side_json(s.passage)},
+          {"rank_changed", number(s.rank_changed)},
+          {"ranked", s.ranked},
+          {"seconds", s.seconds}};
+}
+
 inline nlohmann::json step_json(const StepRecord& r) {
   nlohmann::json j = {
       {"step", r.step},

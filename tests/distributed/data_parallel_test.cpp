@@ -37,6 +37,9 @@ std::vector<Case> cases() {
       {"clear_banks_after_step", [=](int64_t m) { return bank(m).clear_banks_after_step(true); }},
       {"cosine_temperature",
        [=](int64_t m) { return bank(m).loss(InfoNCEOptions().similarity(Similarity::Cosine).temperature(0.05)); }},
+      // The banks come from the moving average: it must move identically on
+      // every rank.
+      {"momentum_bank_encoder", [=](int64_t m) { return bank(m).bank_encoder(BankEncoder::Momentum).momentum(0.5); }},
   };
 }
 
@@ -82,6 +85,7 @@ std::pair<std::vector<StepResult>, std::vector<std::vector<StepResult>>> run(con
       const auto stats = test::step(strategy, b);
       reference.push_back(snapshot(strategy, stats.loss));
       sgd(model);
+      strategy.update_bank_encoder();
     }
   }
   auto collectives = make_in_process_group(world, DistributedOptions().timeout_seconds(60));
@@ -107,6 +111,7 @@ std::pair<std::vector<StepResult>, std::vector<std::vector<StepResult>>> run(con
           collective.all_reduce_sum(grads);
           ranks[static_cast<size_t>(r)].push_back(snapshot(strategy, stats.loss));
           sgd(model);
+          strategy.update_bank_encoder();
         }
       } catch (const std::exception& e) {
         errors[static_cast<size_t>(r)] = e.what();

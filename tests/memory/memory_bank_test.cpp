@@ -144,5 +144,64 @@ TEST(MemoryBank, SaveAndLoadRestoreTheStorageAtEveryWritePosition) {
   }
 }
 
+// Every row's tag is the tag of the enqueue that wrote it: through wraps, an
+// enqueue longer than the bank, an undo and a save/load; slot_for says where
+// each row goes.
+TEST(MemoryBank, TagsFollowTheirRowsThroughWrapsUndoAndSaveLoad) {
+  MemoryBank bank(MemoryBankOptions(7));
+  // A plain model of the ring: each slot's row number and tag.
+  std::vector<int64_t> row_of(7, -1), tag_of(7, -1);
+  int64_t next = 0;
+  const auto enqueue = [&](int64_t n, int64_t tag) {
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t slot = bank.slot_for(n, j);
+      if (n > 7 && j < n - 7) {
+        EXPECT_EQ(slot, -1);
+        continue;
+      }
+      ASSERT_GE(slot, 0);
+      row_of[static_cast<size_t>(slot)] = next + j;
+      tag_of[static_cast<size_t>(slot)] = tag;
+    }
+    bank.enqueue(numbered(next, n), tag);
+    next += n;
+  };
+  const auto check = [&](const std::string& when) {
+    std::vector<int64_t> want(tag_of.begin(), tag_of.begin() + bank.size());
+    EXPECT_EQ(bank.tags(), want) << when;
+    for (int64_t s = 0; s < bank.size(); ++s) {
+      EXPECT_EQ(bank.view()[s][0][0].item<double>(), static_cast<double>(row_of[static_cast<size_t>(s)])) << when;
+    }
+  };
+  enqueue(3, 0);
+  check("filling");
+  enqueue(3, 1);
+  const auto undo = bank.undo_for(3);
+  const auto tags_before = tag_of;
+  const auto rows_before = row_of;
+  enqueue(3, 2);  // wraps: slots 6, 0, 1
+  check("wrapped");
+  bank.undo(undo);
+  tag_of = tags_before;
+  row_of = rows_before;
+  next -= 3;
+  check("undone");
+  enqueue(10, 3);  // longer than the bank: the newest 7 rows, all tag 3
+  check("overfull");
+  enqueue(2, 4);
+
+  torch::serialize::OutputArchive out;
+  bank.save(out);
+  std::stringstream buffer;
+  out.save_to(buffer);
+  torch::serialize::InputArchive in;
+  in.load_from(buffer);
+  MemoryBank restored(MemoryBankOptions(7));
+  restored.load(in);
+  EXPECT_EQ(restored.tags(), bank.tags());
+  bank.clear();
+  EXPECT_TRUE(bank.tags().empty());
+}
+
 }  // namespace
 }  // namespace contaccum

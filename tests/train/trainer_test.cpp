@@ -86,6 +86,23 @@ TEST_P(TrainerResume, IsBitIdenticalToAStraightRun) {
     if (ba.size() > 0) {
       EXPECT_TRUE(torch::equal(ba.view(), bb.view())) << bank << " bank";
     }
+    EXPECT_EQ(ba.tags(), bb.tags()) << bank << " bank's tags (the rows' ages)";
+  }
+  EXPECT_EQ(sa.steps(), sb.steps());
+  ASSERT_EQ(sa.momentum_encoder() != nullptr, sb.momentum_encoder() != nullptr);
+  if (sa.momentum_encoder() != nullptr) {
+    const auto &wa = sa.momentum_encoder()->weights(), &wb = sb.momentum_encoder()->weights();
+    ASSERT_EQ(wa.size(), wb.size());
+    for (size_t i = 0; i < wa.size(); ++i) EXPECT_TRUE(torch::equal(wa[i], wb[i])) << "moving average " << i;
+  }
+  if (c.strategy.staleness_sample() > 0) {
+    // The kept inputs came through the checkpoint: the same measurement.
+    const auto ma = straight.strategy().measure_staleness(), mb = resumed.strategy().measure_staleness();
+    EXPECT_EQ(ma.examples, 7);
+    EXPECT_EQ(mb.examples, ma.examples);
+    EXPECT_EQ(mb.query.all.mean_cosine, ma.query.all.mean_cosine);
+    EXPECT_EQ(mb.passage.all.min_cosine, ma.passage.all.min_cosine);
+    EXPECT_EQ(mb.rank_changed, ma.rank_changed);
   }
   ASSERT_EQ(sa.bank_scores().size(), sb.bank_scores().size());
   if (sa.bank_scores().size() > 0) {
@@ -114,6 +131,9 @@ std::vector<ResumeCase> resume_cases() {
       {"no_passage_bank", StrategyOptions::contaccum(16, 4, 20).passage_bank(false)},
       {"no_banked_hard_negatives", StrategyOptions::contaccum(16, 4, 20).bank_hard_negatives(false)},
       {"banks_cleared", StrategyOptions::contaccum(16, 4, 20).clear_banks_after_step(true)},
+      {"momentum_bank_encoder",
+       StrategyOptions::contaccum(16, 4, 20).bank_encoder(BankEncoder::Momentum).momentum(0.9)},
+      {"staleness_sample", StrategyOptions::contaccum(16, 4, 20).staleness_sample(7)},
   };
   std::vector<ResumeCase> out;
   for (const auto& [name, options] : strategies) {

@@ -4,6 +4,9 @@
 #include <torch/serialize/archive.h>
 #include <torch/types.h>
 
+#include <utility>
+#include <vector>
+
 namespace contaccum {
 
 /// Options of `MemoryBank`.
@@ -23,6 +26,10 @@ struct MemoryBankOptions {
 /// prefix `[0, size())` of the storage (the buffer only wraps once full), so
 /// `view()` hands the bank to a matrix product without a copy. Row order in
 /// `view()` is storage order; `ordered()` gives oldest-to-newest.
+///
+/// Each row also carries an integer tag given at `enqueue` (the strategy
+/// writes the number of steps done before the row was encoded, from which
+/// the row's age follows), kept, undone, saved and restored with it.
 class MemoryBank {
  public:
   explicit MemoryBank(MemoryBankOptions options = {});
@@ -31,7 +38,14 @@ class MemoryBank {
   /// and copied. When the bank overflows the oldest rows are dropped; when
   /// `n > capacity` only the newest `capacity` rows of `reps` are kept.
   /// Throws when group, dim, dtype or device differ from what it holds.
-  void enqueue(const torch::Tensor& reps);
+  /// Every written row gets `tag`.
+  void enqueue(const torch::Tensor& reps, int64_t tag = -1);
+  /// The storage slot row `row` of the next `enqueue` of `count` rows goes
+  /// to, or -1 when that row is dropped (`count > capacity`).
+  int64_t slot_for(int64_t count, int64_t row) const;
+  /// The tag of each valid row, in storage order (-1: none given, or read
+  /// from a checkpoint written before tags were saved).
+  const std::vector<int64_t>& tags() const { return tags_; }
 
   /// The valid rows `[size(), group, dim]` in storage order (a view; an
   /// undefined tensor while the bank has never been filled).
@@ -46,7 +60,8 @@ class MemoryBank {
   /// `min(count, capacity)` rows, not the whole bank).
   struct Undo {
     int64_t head = 0, size = 0;
-    torch::Tensor slots, rows;  // storage slots and their old contents
+    torch::Tensor slots, rows;                      // storage slots and their old contents
+    std::vector<std::pair<int64_t, int64_t>> tags;  // (slot, old tag) of the valid slots among them
   };
   Undo undo_for(int64_t count) const;
   /// Puts the bank back as it was when `undo_for` was called, provided at
@@ -66,8 +81,8 @@ class MemoryBank {
   /// Width of the stored vectors; 0 before the first enqueue.
   int64_t dim() const { return storage_.defined() ? storage_.size(2) : 0; }
 
-  /// Writes capacity, size, write position and the valid rows in storage
-  /// order into `archive`.
+  /// Writes capacity, size, write position and the valid rows and their tags
+  /// in storage order into `archive`.
   void save(torch::serialize::OutputArchive& archive) const;
   /// Restores what `save` wrote, every row in the slot it had, so that a
   /// restored bank is bit for bit the saved one (also in `view()` order).
@@ -82,6 +97,7 @@ class MemoryBank {
   torch::Tensor storage_;  // [capacity, group, dim]
   int64_t size_ = 0;
   int64_t head_ = 0;
+  std::vector<int64_t> tags_;  // [size()], storage order
 };
 
 }  // namespace contaccum

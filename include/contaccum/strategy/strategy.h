@@ -7,18 +7,24 @@
 #include "contaccum/memory/memory_bank.h"
 #include "contaccum/model/dual_encoder.h"
 #include "contaccum/model/gradient_norms.h"
+#include "contaccum/strategy/bank_staleness.h"
+#include "contaccum/strategy/momentum_encoder.h"
 
 #include <torch/arg.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace contaccum {
 
+class RngState;
+
 namespace detail {
 class RowShards;
-}
+class StalenessSample;
+}  // namespace detail
 
 /// How representations get their gradients.
 enum class GradientMode {
@@ -37,6 +43,19 @@ enum class NegativeScope {
   MicroBatch,
   /// The whole total batch; one loss per step.
   TotalBatch,
+};
+
+/// Which weights encode the representations that go into the banks.
+enum class BankEncoder {
+  /// The towers being trained: a banked row is the current micro-batch's
+  /// representation, detached (ContAccum).
+  Current,
+  /// An exponential moving average of the towers (MoCo's key encoder,
+  /// `MomentumEncoder`): each micro-batch is encoded a second time, without
+  /// autograd, with the averaged weights and the same dropout masks, and
+  /// that goes into the banks. The current micro-batch's rows and in-batch
+  /// negatives, and so its gradient path, are those of the current towers.
+  Momentum,
 };
 
 /// Options of `Strategy`: what one optimizer step's gradients are.
@@ -110,6 +129,16 @@ struct StrategyOptions {
   TORCH_ARG(bool, allow_partial_batch) = false;
   /// The loss. Default: dot product, temperature 1.
   TORCH_ARG(InfoNCEOptions, loss) = {};
+  /// Where banked representations come from. Default: `BankEncoder::Current`.
+  TORCH_ARG(BankEncoder, bank_encoder) = BankEncoder::Current;
+  /// The moving average's momentum with `BankEncoder::Momentum`, in [0, 1)
+  /// (0: the averaged weights are the current ones). Default: 0.999.
+  TORCH_ARG(double, momentum) = 0.999;
+  /// Banked examples whose inputs are kept for `Strategy::measure_staleness`
+  /// (the examples in that many bank slots spread evenly over the ring; at
+  /// most `memory_size`); 0 keeps none. Costs the token tensors of that many
+  /// examples, whatever the bank's size. Default: 0.
+  TORCH_ARG(int64_t, staleness_sample) = 0;
 
  public:
   /// Throws, naming the option and its value, when the options are
@@ -155,10 +184,14 @@ struct StepStats {
 /// StepStats stats = strategy.compute_gradients(batch);
 /// GradientNorms norms = gradient_norms(model);  // diagnostics, clipping
 /// optimizer.step();
+/// strategy.update_bank_encoder();  // with BankEncoder::Momentum
 /// ```
 class Strategy {
  public:
   Strategy(DualEncoder model, StrategyOptions options);
+  ~Strategy();
+  Strategy(Strategy&&) noexcept;
+  Strategy& operator=(Strategy&&) noexcept;
 
   /// Accumulates the gradients of `batch` (exactly `total_batch` examples,
   /// or fewer with `allow_partial_batch`) into the model's parameters. Call
@@ -182,6 +215,25 @@ class Strategy {
   void set_collective(std::shared_ptr<Collective> collective);
   const Collective& collective() const { return *collective_; }
 
+  /// Moves the momentum bank encoder's average one step towards the current
+  /// weights (`BankEncoder::Momentum`; nothing otherwise). Call it after
+  /// every applied optimizer step, not after a discarded one.
+  void update_bank_encoder();
+  /// The momentum bank encoder (null unless `BankEncoder::Momentum`).
+  const MomentumEncoder* momentum_encoder() const { return momentum_ ? &*momentum_ : nullptr; }
+
+  /// Re-encodes the staleness sample's banked examples (`staleness_sample`)
+  /// with the current towers, without autograd and in eval mode, and
+  /// compares them with the banked rows: cosines per bank and by age, and
+  /// how many positives change place. Changes no state and draws no random
+  /// number, so a run measured every step trains bit for bit as one never
+  /// measured. Cost: one forward pass over `staleness_sample` queries and
+  /// passage groups. Throws when no sample is kept.
+  BankStaleness measure_staleness();
+  /// `compute_gradients` calls so far, less the discarded ones: a banked
+  /// row's age is this minus its bank tag.
+  int64_t steps() const { return steps_; }
+
   /// Empties both banks.
   void clear_banks();
   const MemoryBank& query_bank() const { return query_bank_; }
@@ -198,9 +250,10 @@ class Strategy {
   /// for this (`total_batch` rows); the score cache is rebuilt.
   void discard_step();
 
-  /// Saves / restores both banks, in storage order, and the bank score cache
-  /// (for checkpoints): a restored strategy continues bit for bit as the
-  /// saved one would have.
+  /// Saves / restores both banks, in storage order with their tags, the bank
+  /// score cache, the step count, the momentum encoder's average and the
+  /// staleness sample (for checkpoints): a restored strategy continues bit
+  /// for bit as the saved one would have.
   void save(torch::serialize::OutputArchive& archive) const;
   void load(torch::serialize::InputArchive& archive);
 
@@ -223,7 +276,12 @@ class Strategy {
   // and the group's representations, detached, for the banks.
   std::pair<InfoNCEResult, Encoded> backward_direct(const TrainingBatch& group, double weight);
   std::pair<InfoNCEResult, Encoded> backward_cached(const TrainingBatch& group, double weight);
-  void enqueue(const Encoded& reps);
+  // Writes the group's representations into the banks (tagged with the
+  // step count) and keeps the staleness sample's inputs.
+  void enqueue(const Encoded& reps, const TrainingBatch& group);
+  // The group encoded for the banks by the momentum encoder, replaying the
+  // random state `before` the group's first encoding.
+  Encoded encode_for_banks(const TrainingBatch& group, const RngState& before);
 
   DualEncoder model_;
   StrategyOptions options_;
@@ -234,7 +292,10 @@ class Strategy {
   // incrementally (only used when both banks feed the loss).
   BankScoreCache bank_scores_;
   bool use_bank_scores_ = false;
-  MemoryBank::Undo query_undo_, passage_undo_;                               // of the last step
+  MemoryBank::Undo query_undo_, passage_undo_;  // of the last step
+  std::optional<MomentumEncoder> momentum_;
+  std::unique_ptr<detail::StalenessSample> sample_;
+  int64_t steps_ = 0;
   double encode_seconds_ = 0.0, loss_seconds_ = 0.0, gather_seconds_ = 0.0;  // of the step in progress
 };
 

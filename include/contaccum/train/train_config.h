@@ -46,6 +46,12 @@ struct TrainConfig {
   bool passage_bank = true;
   bool bank_hard_negatives = true;
   bool clear_banks_after_step = false;
+  /// Where banked representations come from: current (the towers being
+  /// trained) or momentum (their moving average). Default: current.
+  std::string bank_encoder = "current";
+  /// The moving average's momentum with bank_encoder momentum, in [0, 1).
+  /// Default: 0.999.
+  double momentum = 0.999;
   /// Hard negatives per example. Default: 1.
   int64_t hard_negatives = 1;
   /// dot or cosine. Default: dot.
@@ -131,6 +137,12 @@ struct TrainConfig {
   int64_t checkpoint_every = 0;
   /// Default: 2.
   int64_t keep_checkpoints = 2;
+  /// Steps between bank staleness measurements, written to metrics.jsonl
+  /// (`staleness`); 0: off. Default: 0.
+  int64_t staleness_every = 0;
+  /// Banked examples re-encoded by each measurement (their token ids are
+  /// kept beside the banks). Default: 256.
+  int64_t staleness_sample = 256;
 
   /// Reads `path` and applies `overrides` ("key=value", YAML scalars). Throws
   /// `c10::Error` naming the file and key on an unknown key, a wrong type or

@@ -93,6 +93,11 @@ struct TrainerOptions {
   /// With `NonFinitePolicy::Skip`: this many skipped steps in a row stop the
   /// run with an error. Must be >= 1. Default: 10.
   TORCH_ARG(int64_t, max_consecutive_skips) = 10;
+  /// Steps between bank staleness measurements (`Strategy::measure_staleness`,
+  /// after the step's update, on rank 0), written to `metrics.jsonl` as the
+  /// step's `staleness` object; needs `StrategyOptions::staleness_sample`.
+  /// 0: never (nothing is kept or measured). Default: 0.
+  TORCH_ARG(int64_t, staleness_every) = 0;
 };
 
 /// Where training stands; callbacks may read it and set `should_stop`.
