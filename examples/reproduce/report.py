@@ -14,6 +14,8 @@ import statistics
 import subprocess
 import tempfile
 
+from staleness_report import read_staleness, write_staleness
+
 METRICS = ["top@1", "top@5", "top@20", "top@100", "mrr@10", "ndcg@10"]
 ORDER = ["dpr-128", "dpr-8", "grad-accum-8x16", "grad-cache-8x16", "contaccum-8x16-m1024",
          "contaccum-no-query-bank", "contaccum-no-passage-bank", "contaccum-cleared-banks"]
@@ -34,7 +36,13 @@ NAMES = {
     "contaccum-8x16-m1024-tuned-1024": "ContAccum 8 x 16, memory 1024, attention pooling, 1024 wide, passages 512 tokens",
     "contaccum-no-query-bank-cleared": "ContAccum without query bank, banks cleared every step",
     "contaccum-no-passage-bank-cleared": "ContAccum without passage bank, banks cleared every step",
+    "contaccum-8x16-m1024-staleness": "ContAccum 8 x 16, memory 1024 (staleness measured)",
+    "contaccum-8x16-m4096-staleness": "ContAccum 8 x 16, memory 4096 (staleness measured)",
+    "contaccum-8x16-m8192-staleness": "ContAccum 8 x 16, memory 8192 (staleness measured)",
+    "contaccum-8x16-m1024-momentum-0.9": "ContAccum 8 x 16, memory 1024, momentum bank encoder 0.9",
+    "contaccum-8x16-m1024-momentum-0.99": "ContAccum 8 x 16, memory 1024, momentum bank encoder 0.99",
 }
+DAGGER = " †"
 
 
 def mean_std(values):
@@ -69,29 +77,33 @@ def mean_curve(curves):
     return [(curves[0][i][0], statistics.mean(c[i][1] for c in curves)) for i in range(n)]
 
 
-def plot(curves, title, ylabel, path, logscale=False):
+def plot(curves, title, ylabel, path, logscale=False, xlabel="optimizer step", logx=False, points=False,
+         key="outside right"):
     with tempfile.TemporaryDirectory() as data_dir:
-        plot_from(data_dir, curves, title, ylabel, path, logscale)
+        plot_from(data_dir, curves, title, ylabel, path, logscale, xlabel, logx, points, key)
 
 
-def plot_from(data_dir, curves, title, ylabel, path, logscale):
+def plot_from(data_dir, curves, title, ylabel, path, logscale, xlabel, logx, points, key):
     parts = []
     for i, (method, points) in enumerate(curves):
         dat = os.path.join(data_dir, f"{method}.dat")
         with open(dat, "w") as f:
             f.writelines(f"{s} {v}\n" for s, v in points)
-        parts.append(f"'{dat}' using 1:2 with lines lw 2 title '{NAMES.get(method, method)}'")
+        style = "linespoints pt 7" if points else "lines"
+        parts.append(f"'{dat}' using 1:2 with {style} lw 2 title '{NAMES.get(method, method)}'")
     script = [
         "set terminal pngcairo size 1100,650 font ',11'",
         f"set output '{path}'",
         f"set title '{title}'",
-        "set xlabel 'optimizer step'",
+        f"set xlabel '{xlabel}'",
         f"set ylabel '{ylabel}'",
-        "set key outside right",
+        f"set key {key}",
         "set grid",
     ]
     if logscale:
         script.append("set logscale y")
+    if logx:
+        script.append("set logscale x 2")
     script.append("plot " + ", ".join(parts))
     subprocess.run(["gnuplot"], input="\n".join(script), text=True, check=True)
 
@@ -131,6 +143,36 @@ def write_checks(w, checks):
     w("")
 
 
+class Previous:
+    """What the RESULTS.md being replaced holds, for methods and sections this invocation did not rerun
+    (run.sh with METHODS / EXTRA_CONFIGS / CHECKS set): their rows and sections are carried over, marked."""
+
+    def __init__(self, path):
+        self.text = open(path).read() if os.path.exists(path) else ""
+        self.rows = {}
+        for line in self.text.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if line.startswith("| ") and len(cells) > 1:
+                self.rows[(cells[0].removesuffix(DAGGER.strip()).strip(), len(cells))] = line
+
+    def row(self, name, cells):
+        line = self.rows.get((name, cells))
+        if line is None:
+            return None
+        # Mark it once: "| name † | ...".
+        head, rest = line[2:].split(" |", 1)
+        return "| " + head.removesuffix(DAGGER) + DAGGER + " |" + rest
+
+    def section(self, heading):
+        """The section under `heading` up to the next "## " heading, or None."""
+        lines = self.text.splitlines()
+        if heading not in lines:
+            return None
+        start = lines.index(heading)
+        end = next((k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
+        return "\n".join(lines[start:end]).rstrip()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", required=True)
@@ -138,6 +180,7 @@ def main():
     ap.add_argument("--markdown", required=True)
     ap.add_argument("--figures", required=True)
     args = ap.parse_args()
+    previous = Previous(args.markdown)
 
     results = {}
     for path in glob.glob(os.path.join(args.runs, "*", "seed*", "dev.json")):
@@ -145,34 +188,47 @@ def main():
         d["dir"] = os.path.dirname(path)
         results.setdefault(d["method"], []).append(d)
     here = os.path.dirname(os.path.abspath(__file__))
-    extra = sorted(m for m in results if os.path.exists(os.path.join(here, "extra", m + ".set")))
-    methods = [m for m in ORDER if m in results] + sorted(m for m in results if m not in ORDER and m not in extra)
+
+    def listed(group):
+        return sorted(f[:-4] for f in os.listdir(os.path.join(here, group)) if f.endswith(".set"))
+
+    study = set(listed("staleness"))
+    extra_all = listed("extra")
+    methods_all = ORDER + sorted(m for m in results if m not in ORDER and m not in extra_all and m not in study)
+    methods = [m for m in methods_all if m in results]
+    extra = [m for m in extra_all if m in results]
     bm25 = json.load(open(os.path.join(args.runs, "bm25.json")))
     base = open(os.path.join(here, "base.yaml")).read()
 
     os.makedirs(args.figures, exist_ok=True)
-    loss_curves, ratio_curves, steps, ratios_per_seed = [], [], {}, {}
-    for m in methods + extra:
+    loss_curves, ratio_curves, steps, ratios_per_seed, staleness = [], [], {}, {}, {}
+    for m in sorted(results):
         loss, ratio = [], []
         for r in results[m]:
             metrics = os.path.join(r["dir"], "run", "metrics.jsonl")
             loss.append(read_curve(metrics, "loss"))
             ratio.append(read_curve(metrics, "grad_norm_ratio"))
             steps[m] = len(loss[-1])
+            if m in study:
+                staleness.setdefault(m, []).append(read_staleness(metrics))
         ratios_per_seed[m] = [[v for _, v in c] for c in ratio]
         window = max(1, steps[m] // 100)
         loss_curves.append((m, smooth(mean_curve(loss), window)))
         ratio_curves.append((m, smooth(mean_curve(ratio), window)))
     # DPR-8 takes 16x the steps; plot the methods with 128 examples per step.
-    same_steps = [c for c in loss_curves if c[0] in methods and c[0] != "dpr-8"]
-    plot(same_steps, "Training loss (mean over seeds, moving average)", "InfoNCE loss",
-         os.path.join(args.figures, "loss.png"))
-    plot([c for c in ratio_curves if c[0] in methods and c[0] != "dpr-8"],
-         "||grad E_q|| / ||grad E_p|| (mean over seeds, moving average)", "ratio",
-         os.path.join(args.figures, "grad-norm-ratio.png"), logscale=True)
+    # Replotted only when every method of the comparison was run here.
+    plotted = [m for m in ORDER if m != "dpr-8"]
+    replot = all(m in results for m in plotted)
+    if replot:
+        plot([c for c in loss_curves if c[0] in plotted], "Training loss (mean over seeds, moving average)",
+             "InfoNCE loss", os.path.join(args.figures, "loss.png"))
+        plot([c for c in ratio_curves if c[0] in plotted],
+             "||grad E_q|| / ||grad E_p|| (mean over seeds, moving average)", "ratio",
+             os.path.join(args.figures, "grad-norm-ratio.png"), logscale=True)
 
     lines = []
     w = lines.append
+    carried = []
     w("# Reproduction: ContAccum against DPR, GradAccum and GradCache on debpkg")
     w("")
     w("Written by the command below from its own runs; do not edit by hand.")
@@ -181,8 +237,14 @@ def main():
     w("")
     table_header = "| method | seeds | " + " | ".join(METRICS) + " | steps | wall time per run |"
     table_rule = "|---|---|" + "---|" * len(METRICS) + "---|---|"
+    table_cells = 2 + len(METRICS) + 2
 
     def table_row(m):
+        if m not in results:
+            old = previous.row(NAMES.get(m, m), table_cells)
+            if old:
+                carried.append(m)
+            return old
         cells = []
         for k in METRICS:
             mu, sd = mean_std([r[k] for r in results[m]])
@@ -193,22 +255,34 @@ def main():
         return (f"| {NAMES.get(m, m)} | {len(results[m])} | " + " | ".join(cells) +
                 f" | {steps[m]:,} | {wall / 60:.1f} min{mark} |")
 
+    def rows(ms):
+        return [r for r in (table_row(m) for m in ms) if r]
+
     w(table_header)
     w(table_rule)
-    for m in methods:
-        w(table_row(m))
+    for r in rows(methods_all):
+        w(r)
     w("| BM25 (k1 0.9, b 0.4) | – | " + " | ".join(f"{bm25[k]:.3f}" for k in METRICS) + " | – | – |")
     w("")
-    if extra:
+    extra_rows = rows(extra_all)
+    if extra_rows:
         w("### Beyond the comparison (`examples/reproduce/extra/`: tuning and diagnostics)")
         w("")
         w(table_header)
         w(table_rule)
-        for m in extra:
-            w(table_row(m))
+        for r in extra_rows:
+            w(r)
+        w("")
+    carried_rows = len(carried)
+    if carried:
+        w(f"Rows marked †: not rerun by this invocation of the command; carried over, as they were, from the")
+        w("RESULTS.md it replaced (every row has its run's own figures; a full run of the command reruns them).")
         w("")
     w("## Curves")
     w("")
+    if not replot:
+        w("The two plots are those of the last invocation that ran every method of the comparison.")
+        w("")
     w("![training loss](results/loss.png)")
     w("")
     w("![gradient-norm ratio](results/grad-norm-ratio.png)")
@@ -217,7 +291,12 @@ def main():
     w("")
     w("| method | median ratio | min ratio | max ratio |")
     w("|---|---|---|---|")
-    for m in methods + extra:
+    for m in methods_all + extra_all + sorted(study):
+        if m not in results:
+            old = previous.row(NAMES.get(m, m), 4)
+            if old:
+                w(old)
+            continue
         meds, mins, maxs = [], [], []
         for c in ratios_per_seed[m]:
             meds.append(statistics.median(c))
@@ -225,10 +304,25 @@ def main():
             maxs.append(max(c))
         w(f"| {NAMES.get(m, m)} | {statistics.mean(meds):.3f} | {min(mins):.3f} | {max(maxs):.3f} |")
     w("")
+    write_staleness(w, results, staleness, args.figures, table_row, table_header, table_rule, plot, NAMES)
+    staleness_notes = os.path.join(here, "staleness.md")
+    if staleness and os.path.exists(staleness_notes):
+        w(open(staleness_notes).read().strip())
+        w("")
+    if len(carried) > carried_rows:
+        w("Rows marked †: carried over from the RESULTS.md this one replaced, as above.")
+        w("")
     checks = os.path.join(args.runs, "checks")
+    old_checks = previous.section("## The spec's equalities on this data")
     if os.path.isdir(checks):
         write_checks(w, checks)
+    elif old_checks:
+        w(old_checks)
+        w("")
+        w("(Carried over from the RESULTS.md this one replaced: this invocation ran no checks.)")
+        w("")
     overlap = os.path.join(args.runs, "top1-overlap.txt")
+    old_overlap = previous.section("## Rank 1: the best dense model against BM25")
     if os.path.exists(overlap):
         w("## Rank 1: the best dense model against BM25")
         w("")
@@ -237,6 +331,9 @@ def main():
         w("```")
         w(open(overlap).read().strip())
         w("```")
+        w("")
+    elif old_overlap:
+        w(old_overlap)
         w("")
     notes = os.path.join(here, "discussion.md")
     if os.path.exists(notes):

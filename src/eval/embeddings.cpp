@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 
@@ -159,9 +160,17 @@ int64_t encode_corpus(DualEncoder& model, const TextEncoderFn& tokenize, const P
   std::unique_ptr<EmbeddingsWriter> writer;
   if (rank == 0) writer = std::make_unique<EmbeddingsWriter>(path, info);
   ProgressReporter progress("encode", rows, "passages", !options.progress() || rank != 0);
-  // Block by block: each rank encodes its contiguous part of the block.
+  // Block by block: each rank encodes its contiguous part of the block, in
+  // whole encoder batches (the batches of one process, so the same vectors
+  // bit for bit whatever the number of ranks, when blocks are whole batches).
   corpus.for_each_block(0, rows, options.block_rows(), [&](int64_t, const TextTable& block) {
-    const auto counts = contiguous_shares(block.size(), world);
+    const int64_t batch = options.batch_size();
+    auto counts = contiguous_shares((block.size() + batch - 1) / batch, world);
+    int64_t left = block.size();
+    for (auto& c : counts) {
+      c = std::min(left, c * batch);
+      left -= c;
+    }
     int64_t first = 0;
     for (int64_t r = 0; r < rank; ++r) first += counts[static_cast<size_t>(r)];
     TextTable share;

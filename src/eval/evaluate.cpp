@@ -84,14 +84,19 @@ using BlockVisitor = std::function<void(int64_t begin, int64_t end, int64_t bloc
 
 // The ranking of `queries` `[Q, d]` over `rows` corpus rows that `visit`
 // produces a block at a time, this rank's contiguous share only; the shares'
-// rankings are merged on rank 0 (the other ranks get an empty one).
-SearchResult streamed_search(const torch::Tensor& queries, int64_t rows, int64_t block_rows, const BlockVisitor& visit,
-                             const SearchOptions& search, bool progress, Collective& collective) {
+// rankings are merged on rank 0 (the other ranks get an empty one). Shares
+// are whole multiples of `batch` rows (the encoder's batch), so every batch a
+// rank encodes is one a single process encodes: the same rows together, the
+// same representations bit for bit, whatever the number of ranks.
+SearchResult streamed_search(const torch::Tensor& queries, int64_t rows, int64_t batch, int64_t block_rows,
+                             const BlockVisitor& visit, const SearchOptions& search, bool progress,
+                             Collective& collective) {
   const int64_t world = collective.world_size(), rank = collective.rank();
-  const auto counts = contiguous_shares(rows, world);
-  int64_t begin = 0;
-  for (int64_t r = 0; r < rank; ++r) begin += counts[static_cast<size_t>(r)];
-  const int64_t end = begin + counts[static_cast<size_t>(rank)];
+  const auto counts = contiguous_shares((rows + batch - 1) / batch, world);
+  int64_t first_batch = 0;
+  for (int64_t r = 0; r < rank; ++r) first_batch += counts[static_cast<size_t>(r)];
+  const int64_t begin = std::min(rows, first_batch * batch);
+  const int64_t end = std::min(rows, (first_batch + counts[static_cast<size_t>(rank)]) * batch);
   TopKAccumulator top(queries, search);
   ProgressReporter bar("search", end - begin, world > 1 ? "passages (rank 0's share)" : "passages",
                        !progress || rank != 0);
@@ -130,8 +135,8 @@ EvalResult score_dense(DualEncoder& model, const TextEncoderFn& tokenize, const 
   const auto query_reps = encode_texts(model, Tower::Query, query_texts(queries, result.query_rows), tokenize,
                                        options.query_max_length(), options.batch_size());
   // The search runs where the model does; the corpus streams there by blocks.
-  result.ranking = streamed_search(query_reps.to(model->device()), rows, options.batch_size() * 64, visit,
-                                   options.search(), options.progress(), collective);
+  result.ranking = streamed_search(query_reps.to(model->device()), rows, options.batch_size(),
+                                   options.batch_size() * 64, visit, options.search(), options.progress(), collective);
   if (collective.rank() != 0) return {};
   result.metrics = compute_metrics(result.ranking, result.query_rows, qrels, options.metrics());
   return result;
