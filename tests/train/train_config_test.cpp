@@ -112,7 +112,7 @@ TEST(TrainConfig, ShippedExampleConfigsLoad) {
 TEST(TrainConfig, ReproductionConfigurationsLoad) {
   const std::filesystem::path root = CONTACCUM_TEST_DIR "/../examples/reproduce";
   int found = 0;
-  for (const char* folder : {"methods", "extra"}) {
+  for (const char* folder : {"methods", "extra", "staleness"}) {
     for (const auto& e : std::filesystem::directory_iterator(root / folder)) {
       if (e.path().extension() != ".set") continue;
       ++found;
@@ -124,7 +124,27 @@ TEST(TrainConfig, ReproductionConfigurationsLoad) {
       EXPECT_NO_THROW(TrainConfig::load((root / "base.yaml").string(), overrides)) << e.path();
     }
   }
-  EXPECT_GE(found, 8);
+  EXPECT_GE(found, 13);
+}
+
+TEST(TrainConfig, BankEncoderAndStalenessKeys) {
+  const auto c =
+      TrainConfig::parse("bank_encoder: momentum\nmomentum: 0.9\nstaleness_every: 10\nstaleness_sample: 64\n");
+  EXPECT_EQ(c.bank_encoder, "momentum");
+  EXPECT_EQ(c.momentum, 0.9);
+  EXPECT_EQ(c.staleness_every, 10);
+  EXPECT_EQ(c.staleness_sample, 64);
+  EXPECT_EQ(TrainConfig::parse(c.to_yaml()).to_yaml(), c.to_yaml());
+  using ::testing::HasSubstr;
+  EXPECT_THAT(test::error_of([] { TrainConfig::parse("bank_encoder: ema\n"); }), HasSubstr("bank_encoder"));
+  EXPECT_THAT(test::error_of([] { TrainConfig::parse("bank_encoder: momentum\nmomentum: 1\n"); }),
+              HasSubstr("config key 'momentum' must be in [0, 1), got 1"));
+  EXPECT_THAT(test::error_of([] { TrainConfig::parse("strategy: grad_accum\nbank_encoder: momentum\n"); }),
+              HasSubstr("config key 'bank_encoder' = momentum needs banks (strategy grad_accum"));
+  EXPECT_THAT(test::error_of([] { TrainConfig::parse("memory_size: 0\nstaleness_every: 5\n"); }),
+              HasSubstr("config key 'staleness_every' = 5 needs banks"));
+  EXPECT_THAT(test::error_of([] { TrainConfig::parse("staleness_sample: 0\n"); }),
+              HasSubstr("config key 'staleness_sample' must be > 0, got 0"));
 }
 
 // yaml-cpp keeps the last of two equal keys silently; a config refuses them.

@@ -186,6 +186,46 @@ TEST(Trainer, MetricsLinesCarryEveryField) {
   EXPECT_EQ(manager.list().back(), manager.path_of(4));
 }
 
+// staleness_every: a `staleness` object on every N-th line only, with the
+// fields the docs name; without a kept sample the option is refused.
+TEST(Trainer, WritesBankStalenessEveryNSteps) {
+  auto set = test::tiny_training_set(48);
+  Collator collator(test::hashing_tokenizer(kVocab));
+  test::TempDir dir;
+  auto model = tiny_model(3);
+  Trainer trainer(model, StrategyOptions::contaccum(16, 4, 40).staleness_sample(10), set, collator,
+                  tiny_options(dir.path.string()).staleness_every(3));
+  trainer.train();
+  const auto lines = read_jsonl(dir / "metrics.jsonl");
+  ASSERT_EQ(lines.size(), 8u);
+  for (const auto& j : lines) {
+    const int64_t step = j["step"].get<int64_t>();
+    ASSERT_EQ(j.contains("staleness"), step % 3 == 0) << "step " << step;
+    if (step % 3 != 0) continue;
+    const auto& s = j["staleness"];
+    EXPECT_EQ(s["examples"].get<int64_t>(), 10);
+    EXPECT_GE(s["seconds"].get<double>(), 0.0);
+    EXPECT_GE(s["rank_changed"].get<double>(), 0.0);
+    for (const char* bank : {"query", "passage"}) {
+      const auto& b = s[bank];
+      EXPECT_LE(b["mean_cosine"].get<double>(), 1.0);
+      EXPECT_LE(b["min_cosine"].get<double>(), b["mean_cosine"].get<double>());
+      EXPECT_EQ(b["min_age"].get<int64_t>(), 1) << "the newest rows were written by the step measured";
+      int64_t rows = 0;
+      for (const auto& a : b["by_age"]) rows += a["rows"].get<int64_t>();
+      EXPECT_EQ(rows, b["rows"].get<int64_t>()) << bank;
+    }
+    // 16 examples a step into 40 slots: by step 3 the oldest rows are 3 steps old.
+    EXPECT_EQ(s["passage"]["max_age"].get<int64_t>(), 3);
+  }
+  auto other = tiny_model(3);
+  EXPECT_THAT(
+      [&] {
+        Trainer(other, StrategyOptions::contaccum(16, 4, 40), set, collator, TrainerOptions().staleness_every(2));
+      },
+      ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("needs banks and a staleness sample")));
+}
+
 TEST(Trainer, ClipsTheGlobalGradientNorm) {
   auto set = test::tiny_training_set(16);
   Collator collator(test::hashing_tokenizer(kVocab));
