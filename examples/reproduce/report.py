@@ -83,13 +83,13 @@ def plot(curves, title, ylabel, path, logscale=False, xlabel="optimizer step", l
         plot_from(data_dir, curves, title, ylabel, path, logscale, xlabel, logx, points, key)
 
 
-def plot_from(data_dir, curves, title, ylabel, path, logscale, xlabel, logx, points, key):
+def plot_from(data_dir, curves, title, ylabel, path, logscale, xlabel, logx, with_points, key):
     parts = []
     for i, (method, points) in enumerate(curves):
         dat = os.path.join(data_dir, f"{method}.dat")
         with open(dat, "w") as f:
             f.writelines(f"{s} {v}\n" for s, v in points)
-        style = "linespoints pt 7" if points else "lines"
+        style = "linespoints pt 7" if with_points else "lines"
         parts.append(f"'{dat}' using 1:2 with {style} lw 2 title '{NAMES.get(method, method)}'")
     script = [
         "set terminal pngcairo size 1100,650 font ',11'",
