@@ -133,7 +133,7 @@ report=${REPORT:-docs/RESULTS.md}
 # The command as invoked: the settings given in the environment, then the script.
 command="bash examples/reproduce/run.sh"
 for v in STALENESS_SEEDS STALENESS EXTRA_SEEDS EXTRA_CONFIGS METHODS SEEDS EXTRA CHECKS; do
-  if declare -p "$v" >/dev/null 2>&1; then command="$v=\"${!v}\" $command"; fi
+  if [ -n "${!v+set}" ]; then command="$v=\"${!v}\" $command"; fi
 done
 python3 "$here/report.py" --runs "$out" --command "$command" --markdown "$report" \
   --figures "$(dirname "$report")/results"
