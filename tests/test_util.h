@@ -115,6 +115,19 @@ inline void expect_same_grads(const std::vector<std::pair<std::string, torch::Te
   }
 }
 
+/// What `save(archive)` writes, serialized to bytes and read back (a
+/// checkpoint round trip without a file).
+template <typename Saveable>
+torch::serialize::InputArchive through_bytes(const Saveable& object) {
+  torch::serialize::OutputArchive out;
+  object.save(out);
+  std::stringstream buffer;
+  out.save_to(buffer);
+  torch::serialize::InputArchive in;
+  in.load_from(buffer);
+  return in;
+}
+
 /// Runs one strategy step on `model` from zero gradients; returns the stats.
 inline StepStats step(Strategy& strategy, const TrainingBatch& batch) {
   for (auto& p : strategy.model()->parameters()) p.mutable_grad() = torch::Tensor();

@@ -190,12 +190,7 @@ TEST(MemoryBank, TagsFollowTheirRowsThroughWrapsUndoAndSaveLoad) {
   check("overfull");
   enqueue(2, 4);
 
-  torch::serialize::OutputArchive out;
-  bank.save(out);
-  std::stringstream buffer;
-  out.save_to(buffer);
-  torch::serialize::InputArchive in;
-  in.load_from(buffer);
+  auto in = test::through_bytes(bank);
   MemoryBank restored(MemoryBankOptions(7));
   restored.load(in);
   EXPECT_EQ(restored.tags(), bank.tags());

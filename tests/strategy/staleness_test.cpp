@@ -196,12 +196,7 @@ TEST(BankStaleness, AgesAreRightAcrossWrapAroundADiscardedStepAndACheckpoint) {
 
   // Through a checkpoint into a fresh strategy: the same tags, and the same
   // ages as both go on.
-  torch::serialize::OutputArchive out;
-  strategy.save(out);
-  std::stringstream buffer;
-  out.save_to(buffer);
-  torch::serialize::InputArchive in;
-  in.load_from(buffer);
+  auto in = test::through_bytes(strategy);
   Strategy restored(model, options);
   restored.load(in);
   EXPECT_EQ(restored.steps(), 5);
