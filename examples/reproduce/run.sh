@@ -14,9 +14,13 @@
 # build/reproduce), DATA (default ../shared/data/debpkg), EXTRA (more --set
 # overrides for every run, e.g. "epochs=1" for a smoke test), REPORT (default
 # docs/RESULTS.md; its plots go to results/ beside it), CHECKS (default 1; 0
-# skips the equality checks, for tuning probes).
+# skips the equality checks, for tuning probes), ARCHIVE (default
+# examples/reproduce/runs; empty for none).
 # Finished runs (their dev.json exists) are kept, so an interrupted
-# reproduction resumes where it stopped.
+# reproduction resumes where it stopped; each is also recorded in ARCHIVE
+# (archive.py: evaluation and metrics, no model), which is committed and
+# restored before the runs, so that runs finished in an earlier session or on
+# another machine are not trained again.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -30,12 +34,17 @@ extra_configs=${EXTRA_CONFIGS-$(cd "$here/extra" && ls *.set | sed 's/\.set$//' 
 extra_seeds=${EXTRA_SEEDS:-1}
 staleness=${STALENESS-$(cd "$here/staleness" && ls *.set | sed 's/\.set$//' | tr '\n' ' ')}
 staleness_seeds=${STALENESS_SEEDS:-1 2 3}
+archive=${ARCHIVE-$here/runs}
 [ -f "$data/corpus.jsonl" ] || { echo "run.sh: no debpkg data set at $data (set DATA)" >&2; exit 1; }
 
 bash scripts/install-deps.sh gnuplot-nox  # the plots
 bash scripts/build.sh -DCONTACCUM_BUILD_TESTS=OFF
+# Each run uses one thread (base.yaml); OpenBLAS would otherwise start a
+# thread per core in every run, which spin against each other.
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 cli="$root/build/tools/contaccum"
 mkdir -p "$out"
+if [ -n "$archive" ]; then python3 "$here/archive.py" restore --runs "$out" --archive "$archive"; fi
 # debpkg repeats one package (openjdk-17-jre); skipping keeps its first record.
 data_args=(--corpus "$data/corpus.jsonl" --queries "$data/queries.jsonl" --qrels "$data/qrels/dev.tsv"
   --skip-bad-records)
@@ -81,6 +90,7 @@ json.dump(d, open(path, "w"))'
     python3 -c "$stamp" "$dir/dev.tmp" "$train_seconds" "$method" "$seed" "$resumed" ||
     { echo "run.sh: $method seed $seed: evaluation failed, see $dir/train.log" >&2; return 1; }
   mv "$dir/dev.tmp" "$dir/dev.json"
+  if [ -n "$archive" ]; then python3 "$here/archive.py" save --runs "$out" --archive "$archive" --run "$1/seed$2" >/dev/null; fi
   echo "[$(date +%H:%M:%S)] $method seed $seed: mrr@10 $(python3 -c "import json;print(round(json.load(open('$dir/dev.json'))['mrr@10'],4))") in ${train_seconds}s" >&2
 }
 
@@ -97,7 +107,7 @@ check_one() {
   train_run "$dir" "$method" 1 encoder_options.dropout=0 max_steps=200 log_every=1 "$@"
 }
 export -f run_one train_run
-export out data here cli EXTRA
+export out data here cli EXTRA archive
 export -n data_args
 if [ ! -f "$out/bm25.json" ]; then
   "$cli" bm25 "${data_args[@]}" --k 100 >"$out/bm25.tmp" && mv "$out/bm25.tmp" "$out/bm25.json"
@@ -121,7 +131,8 @@ fi
 # Where the best dense model and BM25 disagree at rank 1 (the discussion's
 # comparison with BM25); skipped when that model was not trained.
 best=contaccum-8x16-m1024-tuned-1024
-if [ -f "$out/$best/seed1/dev.json" ] && [ ! -f "$out/top1-overlap.txt" ]; then
+# (A run restored from the archive has no model.)
+if [ -d "$out/$best/seed1/run/model" ] && [ ! -f "$out/top1-overlap.txt" ]; then
   "$cli" eval --model "$out/$best/seed1/run/model" "${data_args[@]}" --k 1 --run "$out/$best.run" >/dev/null
   "$cli" bm25 "${data_args[@]}" --k 1 --run "$out/bm25.run" >/dev/null
   python3 "$here/top1_overlap.py" --qrels "$data/qrels/dev.tsv" --corpus "$data/corpus.jsonl" \
