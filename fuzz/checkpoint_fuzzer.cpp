@@ -81,7 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   contaccum_fuzz::init();
-  torch::set_num_threads(1);
+  contaccum::set_compute_threads(1);
   if (const char* out = std::getenv("CONTACCUM_FUZZ_WRITE_CHECKPOINT"); out && *out) {
     auto trainer = tiny_trainer();
     trainer->train();

@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "search threads")->check(CLI::PositiveNumber);
   app.add_option("--repeats", repeats, "timed repeats of each search (the fastest counts)")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
-  at::set_num_threads(threads);
+  contaccum::set_compute_threads(threads);
   auto model = load_model(args["--model"]);
   // Bad records (debpkg repeats one passage id) are skipped, as the CLI's
   // --skip-bad-records does.

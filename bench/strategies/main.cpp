@@ -389,7 +389,7 @@ int main(int argc, char** argv) {
       return prepare(data, out_dir, parse_list(totals_arg), rounds, vocab_size, query_length, passage_length,
                      hard_negatives);
     }
-    if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
+    if (threads > 0) contaccum::set_compute_threads(static_cast<int>(threads));
     const auto batches = open_batches(batches_dir);
     const int64_t vocab = batches.manifest["vocab_size"];
     if (*time) {

@@ -2,6 +2,7 @@
 
 /// Umbrella header: everything contaccum offers.
 
+#include "contaccum/core/compute_threads.h"
 #include "contaccum/core/encoder_input.h"
 #include "contaccum/core/progress.h"
 #include "contaccum/core/stopwatch.h"

@@ -1,5 +1,6 @@
 #include "contaccum/train/pipeline.h"
 
+#include "contaccum/core/compute_threads.h"
 #include "contaccum/core/stopwatch.h"
 #include "contaccum/data/readers.h"
 #include "contaccum/encoders/registry.h"
@@ -266,7 +267,7 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
     claim_output_directory(output_dir, config, resume);
   }
   check_bank_memory(config);
-  if (config.threads > 0) torch::set_num_threads(static_cast<int>(config.threads));
+  if (config.threads > 0) set_compute_threads(static_cast<int>(config.threads));
   const Stopwatch setup_watch;
   TrainingRun run;
   const auto data = read_training_data(config);

@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("contaccum"));
   spdlog::set_pattern("[%H:%M:%S] %v");
   try {
-    if (threads > 0) torch::set_num_threads(threads);
+    if (threads > 0) set_compute_threads(threads);
     for (auto& c : commands) {
       if (c->chosen()) return c->run();
     }

@@ -2,6 +2,8 @@
 
 #include "command.h"
 
+#include <contaccum/core/compute_threads.h>
+
 #include <spdlog/spdlog.h>
 
 #include <iostream>
@@ -33,7 +35,7 @@ std::shared_ptr<Collective> join_workers(const DistributedEnvironment& env, cons
                                          int64_t threads) {
   if (env.rank != 0) spdlog::set_level(spdlog::level::warn);  // rank 0 tells the story
   const int64_t all = threads > 0 ? threads : torch::get_num_threads();
-  torch::set_num_threads(static_cast<int>(std::max<int64_t>(1, all / env.local_world_size)));
+  set_compute_threads(static_cast<int>(std::max<int64_t>(1, all / env.local_world_size)));
   return init_process_group(env, options);
 }
 
