@@ -49,6 +49,11 @@ def _late(records):
     return _window(records, last - 999, last)
 
 
+def _middle(records):
+    """Between the early window and the late one: where large banks are still catching up."""
+    return _window(records, EARLY[1] + 1, records[-1][0] - 1000)
+
+
 def write_staleness(w, results, runs_of, figures, table_row, table_header, table_rule, plot, names):
     """Writes the section; `runs_of[m]` lists each seed's `read_staleness`."""
     totals = {m: [t for _, t in runs_of[m]] for m in runs_of}
@@ -70,14 +75,15 @@ def write_staleness(w, results, runs_of, figures, table_row, table_header, table
             w(row)
     w("")
     w(f"Staleness, mean over seeds of each window's mean (\"early\": steps {EARLY[0]}-{EARLY[1]}; \"late\": the last")
-    w("1,000 steps); cosine between a banked vector and its re-encoding, \"min\" the smallest single row over")
-    w("the whole run; \"rank changed\": the share of sampled positives ranked at another place among the")
-    w("sample's positives for their own query; cost: seconds per measurement, and all measurements' share")
-    w("of the run's step time.")
+    w("1,000 steps; \"middle\": the steps between); cosine between a banked vector and its re-encoding,")
+    w("\"min\" the smallest single row over the whole run; \"rank changed\": the share of sampled positives")
+    w("ranked at another place among the sample's positives for their own query; cost: seconds per")
+    w("measurement, and all measurements' share of the run's step time.")
     w("")
-    w("| method | query cos early | query cos late | passage cos early | passage cos late | min passage cos | "
+    w("| method | query cos early | query cos late | passage cos early | passage cos middle | passage cos late | "
+      "min passage cos | "
       "rank changed early | rank changed late | seconds per measurement | share of step time |")
-    w("|---|---|---|---|---|---|---|---|---|---|")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
     for m in methods:
         runs = runs_of[m]
 
@@ -90,6 +96,7 @@ def write_staleness(w, results, runs_of, figures, table_row, table_header, table
           f"{_fmt(_per_seed(runs, lambda rs: side(_window(rs, *EARLY), 'query')))} | "
           f"{_fmt(_per_seed(runs, lambda rs: side(_late(rs), 'query')))} | "
           f"{_fmt(_per_seed(runs, lambda rs: side(_window(rs, *EARLY), 'passage')))} | "
+          f"{_fmt(_per_seed(runs, lambda rs: side(_middle(rs), 'passage')))} | "
           f"{_fmt(_per_seed(runs, lambda rs: side(_late(rs), 'passage')))} | "
           f"{_fmt(min(min(r['passage']['min_cosine'] for _, r, _ in rs) for rs in runs))} | "
           f"{_fmt(_per_seed(runs, lambda rs: _mean([r['rank_changed'] for r in _window(rs, *EARLY)])), 3)} | "
@@ -97,11 +104,11 @@ def write_staleness(w, results, runs_of, figures, table_row, table_header, table
           f"{_fmt(cost, 3)} | {_fmt(None if share is None else 100 * share, 2)}% |")
     w("")
 
-    # By age: passage bank, early and late windows.
+    # By age: passage bank, early, middle and late windows.
     buckets = sorted({(b["min_age"], b["max_age"]) for m in methods for rs in runs_of[m] for _, r, _ in rs
                       for b in r["passage"]["by_age"]})
     label = {b: (f"{b[0]}" if b[0] == b[1] else f"{b[0]}-{b[1]}") for b in buckets}
-    w("Passage bank by age (optimizer steps since the row was encoded), mean cosine, early / late:")
+    w("Passage bank by age (optimizer steps since the row was encoded), mean cosine, early / middle / late:")
     w("")
     w("| method | " + " | ".join(f"age {label[b]}" for b in buckets) + " |")
     w("|---|" + "---|" * len(buckets))
@@ -113,9 +120,11 @@ def write_staleness(w, results, runs_of, figures, table_row, table_header, table
                 return _mean([x["mean_cosine"] for r in records for x in r["passage"]["by_age"]
                               if (x["min_age"], x["max_age"]) == b])
             early = _per_seed(runs_of[m], lambda rs: at(_window(rs, *EARLY)))
+            middle = _per_seed(runs_of[m], lambda rs: at(_middle(rs)))
             late = _per_seed(runs_of[m], lambda rs: at(_late(rs)))
             every = _per_seed(runs_of[m], lambda rs: at([r for _, r, _ in rs]))
-            cells.append("–" if early is None and late is None else f"{_fmt(early, 3)} / {_fmt(late, 3)}")
+            cells.append("–" if early is None and late is None else
+                         f"{_fmt(early, 3)} / {_fmt(middle, 3)} / {_fmt(late, 3)}")
             if every is not None:
                 # Plotted at the middle of the ages the bucket holds (the oldest bucket is cut at the
                 # bank's oldest row).
