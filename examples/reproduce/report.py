@@ -317,9 +317,11 @@ def main():
     if os.path.isdir(checks):
         write_checks(w, checks)
     elif old_checks:
-        w(old_checks)
+        # A section carried over before already ends with the note: keep one.
+        note = "(Carried over from the RESULTS.md this one replaced: this invocation ran no checks.)"
+        w(old_checks.replace(note, "").rstrip())
         w("")
-        w("(Carried over from the RESULTS.md this one replaced: this invocation ran no checks.)")
+        w(note)
         w("")
     overlap = os.path.join(args.runs, "top1-overlap.txt")
     old_overlap = previous.section("## Rank 1: the best dense model against BM25")

@@ -12,6 +12,7 @@ import statistics
 STUDY = ["contaccum-8x16-m1024-staleness", "contaccum-8x16-m4096-staleness", "contaccum-8x16-m8192-staleness",
          "contaccum-8x16-m1024-momentum-0.9", "contaccum-8x16-m1024-momentum-0.99"]
 EARLY = (1, 300)  # steps: warm-up (100 steps) and the fast start
+LATE_STEPS = 1000  # the last steps of a run, where the learning rate has decayed
 
 
 def read_staleness(metrics):
@@ -46,12 +47,12 @@ def _per_seed(runs, fn):
 
 def _late(records):
     last = records[-1][0]
-    return _window(records, last - 999, last)
+    return _window(records, last - LATE_STEPS + 1, last)
 
 
 def _middle(records):
     """Between the early window and the late one: where large banks are still catching up."""
-    return _window(records, EARLY[1] + 1, records[-1][0] - 1000)
+    return _window(records, EARLY[1] + 1, records[-1][0] - LATE_STEPS)
 
 
 def write_staleness(w, results, runs_of, figures, table_row, table_header, table_rule, plot, names):
