@@ -249,7 +249,7 @@ struct Runner {
 
   void run(const TrainingBatch& batch, bool record) {
     const Stopwatch step_watch;
-    optimizer->zero_grad();
+    zero_gradients(*optimizer);
     const auto stats = strategy->compute_gradients(batch);
     const Stopwatch optimizer_watch;
     torch::nn::utils::clip_grad_norm_(model->parameters(), 2.0);

@@ -2,6 +2,8 @@
 
 /// Umbrella header: everything contaccum offers.
 
+#include "contaccum/core/allocation_counter.h"
+#include "contaccum/core/allocator.h"
 #include "contaccum/core/compute_threads.h"
 #include "contaccum/core/encoder_input.h"
 #include "contaccum/core/progress.h"
@@ -52,6 +54,7 @@
 #include "contaccum/text/wordpiece_tokenizer.h"
 #include "contaccum/train/checkpoint.h"
 #include "contaccum/train/finite.h"
+#include "contaccum/train/fused_adamw.h"
 #include "contaccum/train/optimizer.h"
 #include "contaccum/train/pipeline.h"
 #include "contaccum/train/run_directory.h"

@@ -3,6 +3,8 @@
 #include <torch/optim/adamw.h>
 #include <torch/utils.h>
 
+#include "contaccum/train/optimizer.h"
+
 namespace contaccum {
 
 bool all_finite(const torch::Tensor& t) {
@@ -23,13 +25,10 @@ std::string first_non_finite(const torch::nn::Module& module, const std::string&
 
 std::string first_non_finite(const torch::optim::Optimizer& optimizer, const std::string& prefix) {
   const auto& groups = optimizer.param_groups();
-  const auto& state = optimizer.state();
   for (size_t g = 0; g < groups.size(); ++g) {
     const auto& params = groups[g].params();
     for (size_t i = 0; i < params.size(); ++i) {
-      const auto it = state.find(c10::guts::to_string(params[i].unsafeGetTensorImpl()));
-      if (it == state.end()) continue;
-      const auto* adam = dynamic_cast<const torch::optim::AdamWParamState*>(it->second.get());
+      const auto* adam = adamw_state(optimizer, params[i]);
       if (adam == nullptr) continue;
       const auto where = prefix + " group " + std::to_string(g) + " parameter " + std::to_string(i);
       if (!all_finite(adam->exp_avg())) return where + " exp_avg";

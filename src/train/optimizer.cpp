@@ -1,6 +1,11 @@
 #include "contaccum/train/optimizer.h"
 
+#include <torch/nn/modules/embedding.h>
+
 #include <cmath>
+
+#include "contaccum/core/torch_compat.h"
+#include "contaccum/train/fused_adamw.h"
 
 namespace contaccum {
 
@@ -23,7 +28,35 @@ std::unique_ptr<torch::optim::AdamW> make_adamw(const torch::nn::Module& module,
   if (!decay.empty()) groups.emplace_back(decay, options(setup.weight_decay()));
   if (!no_decay.empty()) groups.emplace_back(no_decay, options(0.0));
   TORCH_CHECK(!groups.empty(), "make_adamw: the module has no trainable parameters");
-  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(setup.lr()));
+  TORCH_CHECK(setup.fused() || !setup.row_sparse_embeddings(),
+              "AdamWSetup::row_sparse_embeddings needs fused = true (torch::optim::AdamW has no row-sparse update)");
+  if (!setup.fused()) return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(setup.lr()));
+  auto fused = std::make_unique<FusedAdamW>(groups, torch::optim::AdamWOptions(setup.lr()));
+  if (setup.row_sparse_embeddings()) {
+    for (const auto& child : module.modules(/*include_self=*/true)) {
+      if (const auto* embedding = child->as<torch::nn::EmbeddingImpl>()) {
+        if (embedding->weight.requires_grad()) fused->set_row_sparse(embedding->weight);
+      }
+    }
+  }
+  return fused;
+}
+
+const torch::optim::AdamWParamState* adamw_state(const torch::optim::Optimizer& optimizer, const torch::Tensor& param) {
+  const auto* state = detail::find_optimizer_state(optimizer, param);
+  return dynamic_cast<const torch::optim::AdamWParamState*>(state);
+}
+
+void zero_gradients(torch::optim::Optimizer& optimizer) {
+  torch::NoGradGuard no_grad;
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& p : group.params()) {
+      auto& grad = p.mutable_grad();
+      if (!grad.defined()) continue;
+      grad.detach_();
+      grad.zero_();
+    }
+  }
 }
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {

@@ -212,7 +212,12 @@ TrainedModel prepare_model(const TrainConfig& config, const std::string& output_
 
 TrainerOptions trainer_options(const TrainConfig& config, const std::string& output_dir, ProgressMode progress) {
   TrainerOptions options;
-  options.optimizer(AdamWSetup().lr(config.lr).weight_decay(config.weight_decay))
+  options
+      .optimizer(AdamWSetup()
+                     .lr(config.lr)
+                     .weight_decay(config.weight_decay)
+                     .fused(config.fused_adamw)
+                     .row_sparse_embeddings(config.row_sparse_embeddings))
       .warmup_steps(config.warmup_steps)
       .final_lr_ratio(config.final_lr_ratio)
       .max_grad_norm(config.max_grad_norm)
@@ -229,6 +234,7 @@ TrainerOptions trainer_options(const TrainConfig& config, const std::string& out
       .non_finite(config.non_finite == "skip" ? NonFinitePolicy::Skip : NonFinitePolicy::Error)
       .max_consecutive_skips(config.max_consecutive_skips)
       .staleness_every(config.staleness_every)
+      .count_allocations(config.count_allocations)
       .progress(progress);
   return options;
 }

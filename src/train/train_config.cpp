@@ -64,6 +64,8 @@ const std::vector<Key>& fixed_keys() {
       {"max_steps", &TrainConfig::max_steps},
       {"lr", &TrainConfig::lr},
       {"weight_decay", &TrainConfig::weight_decay},
+      {"fused_adamw", &TrainConfig::fused_adamw},
+      {"row_sparse_embeddings", &TrainConfig::row_sparse_embeddings},
       {"final_lr_ratio", &TrainConfig::final_lr_ratio},
       {"warmup_steps", &TrainConfig::warmup_steps},
       {"max_grad_norm", &TrainConfig::max_grad_norm},
@@ -80,6 +82,7 @@ const std::vector<Key>& fixed_keys() {
       {"checkpoint_every", &TrainConfig::checkpoint_every},
       {"keep_checkpoints", &TrainConfig::keep_checkpoints},
       {"staleness_every", &TrainConfig::staleness_every},
+      {"count_allocations", &TrainConfig::count_allocations},
       {"staleness_sample", &TrainConfig::staleness_sample},
   };
   return table;
@@ -325,6 +328,8 @@ void TrainConfig::validate() const {
   TORCH_CHECK(epochs > 0 || max_steps > 0, "config key 'epochs' must be > 0 when max_steps is 0, got ", epochs);
   TORCH_CHECK(lr > 0, "config key 'lr' must be > 0, got ", lr);
   TORCH_CHECK(weight_decay >= 0, "config key 'weight_decay' must be >= 0, got ", weight_decay);
+  TORCH_CHECK(fused_adamw || !row_sparse_embeddings,
+              "config key 'row_sparse_embeddings' needs fused_adamw: true (torch::optim::AdamW updates every row)");
   TORCH_CHECK(final_lr_ratio >= 0 && final_lr_ratio <= 1, "config key 'final_lr_ratio' must be in [0, 1], got ",
               final_lr_ratio);
   TORCH_CHECK(max_grad_norm >= 0, "config key 'max_grad_norm' must be >= 0 (0 disables clipping), got ", max_grad_norm);

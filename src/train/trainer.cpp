@@ -228,8 +228,11 @@ TrainResult Trainer::train() {
   BatchLoader loader(*sampler_, collator_, static_cast<size_t>(options_.prefetch()), state_.total_steps - state_.step);
   Progress progress(is_main_rank() ? options_.progress() : ProgressMode::Silent, state_.total_steps,
                     options_.log_every());
+  std::optional<AllocationCounter> allocations;
+  if (options_.count_allocations()) allocations.emplace();
   while (state_.step < state_.total_steps && !state_.should_stop) {
     const Stopwatch step_watch;
+    if (allocations) allocations->reset();
     auto item = loader.next();
     TORCH_CHECK(item.has_value(), "Trainer: the batch loader ran dry at step ", state_.step);
     StepRecord record;
@@ -238,7 +241,7 @@ TrainResult Trainer::train() {
     record.lr = schedule.lr(state_.step);
     set_learning_rate(*optimizer_, record.lr);
 
-    optimizer_->zero_grad();
+    zero_gradients(*optimizer_);
     model_->train();
     record.stats = strategy_->compute_gradients(item->batch);
     const Stopwatch optimizer_watch;
@@ -250,6 +253,7 @@ TrainResult Trainer::train() {
     state_.epoch = state_.position.epoch;
     record.step = state_.step;
     record.step_seconds = step_watch.seconds();
+    if (allocations) record.allocations = allocations->counts();
     record.examples_per_second = static_cast<double>(item->batch.size()) / record.step_seconds;
 
     const bool last = state_.step == state_.total_steps;
@@ -338,7 +342,7 @@ void Trainer::apply_step(StepRecord& record) {
     return;
   }
   // Nothing of the step is applied, whatever the policy.
-  optimizer_->zero_grad();
+  zero_gradients(*optimizer_);
   strategy_->discard_step();
   TORCH_CHECK(options_.non_finite() == NonFinitePolicy::Skip, "Trainer: step ", step, " is not finite: ", problem,
               " (lr ", record.lr,

@@ -170,6 +170,14 @@ inline nlohmann::json step_json(const StepRecord& r) {
         {"total", r.step_seconds}}},
   };
   if (!r.non_finite.empty()) j["non_finite"] = r.non_finite;
+  if (r.allocations) {
+    const auto& a = *r.allocations;
+    j["allocations"] = {{"count", a.allocations},
+                        {"bytes", a.bytes},
+                        {"large_count", a.large_allocations},
+                        {"large_bytes", a.large_bytes},
+                        {"peak_bytes", a.peak_bytes}};
+  }
   return j;
 }
 

@@ -56,9 +56,9 @@ struct NonFinite : ::testing::Test {
     std::vector<torch::Tensor> parts;
     for (const auto& group : trainer.optimizer().param_groups()) {
       for (const auto& p : group.params()) {
-        const auto it = trainer.optimizer().state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
-        if (it == trainer.optimizer().state().end()) continue;
-        const auto& adam = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+        const auto* state = adamw_state(trainer.optimizer(), p);
+        if (state == nullptr) continue;
+        const auto& adam = *state;
         parts.push_back(adam.exp_avg().flatten());
         parts.push_back(adam.exp_avg_sq().flatten());
         parts.push_back(torch::tensor({static_cast<float>(adam.step())}));

@@ -162,5 +162,16 @@ TEST(TrainConfig, RefusesAKeyGivenTwiceAndANegativeClip) {
   EXPECT_EQ(TrainConfig::parse("\xEF\xBB\xBFlr: 0.5\n").lr, 0.5) << "a byte order mark is not part of the key";
 }
 
+TEST(TrainConfig, OptimizerKeys) {
+  const auto defaults = TrainConfig::parse("");
+  EXPECT_TRUE(defaults.fused_adamw);
+  EXPECT_FALSE(defaults.row_sparse_embeddings);
+  const auto sparse = TrainConfig::parse("row_sparse_embeddings: true\n");
+  EXPECT_TRUE(sparse.row_sparse_embeddings);
+  EXPECT_FALSE(TrainConfig::parse("fused_adamw: false\n").fused_adamw);
+  EXPECT_THAT(test::error_of([] { TrainConfig::parse("fused_adamw: false\nrow_sparse_embeddings: true\n"); }),
+              ::testing::HasSubstr("config key 'row_sparse_embeddings' needs fused_adamw: true"));
+}
+
 }  // namespace
 }  // namespace contaccum

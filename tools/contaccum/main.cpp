@@ -30,6 +30,8 @@ void set_command_line(int argc, char** argv) { stored_command_line().assign(argv
 
 int main(int argc, char** argv) {
   using namespace contaccum;
+  // Before any tensor: freed memory stays in the process (see allocator.h).
+  const auto allocator = configure_allocator();
   cli::set_command_line(argc, argv);
   CLI::App app{"contaccum: train and evaluate dense retrievers under memory limits"};
   app.require_subcommand(1);
@@ -51,6 +53,7 @@ int main(int argc, char** argv) {
   // Logs go to stderr: stdout carries only the command's JSON result.
   spdlog::set_default_logger(spdlog::stderr_color_mt("contaccum"));
   spdlog::set_pattern("[%H:%M:%S] %v");
+  spdlog::debug("{}", allocator.description);
   try {
     if (threads > 0) set_compute_threads(threads);
     for (auto& c : commands) {

@@ -98,6 +98,14 @@ struct TrainConfig {
   double lr = 2e-5;
   /// Default: 0.01.
   double weight_decay = 0.01;
+  /// AdamW in one pass per parameter (`FusedAdamW`: the same numbers as
+  /// `torch::optim::AdamW` bit for bit, without its temporaries); false
+  /// uses `torch::optim::AdamW`. Default: true.
+  bool fused_adamw = true;
+  /// Lazy, row-sparse AdamW updates of embedding tables (only rows with
+  /// gradient move; `FusedAdamW::set_row_sparse`). Needs fused_adamw.
+  /// Default: false.
+  bool row_sparse_embeddings = false;
   /// Default: 0.
   int64_t warmup_steps = 0;
   /// The learning rate the linear decay ends at, as a fraction of `lr`, in
@@ -140,6 +148,9 @@ struct TrainConfig {
   /// Steps between bank staleness measurements, written to metrics.jsonl
   /// (`staleness`); 0: off. Default: 0.
   int64_t staleness_every = 0;
+  /// Writes what each step allocates to metrics.jsonl (`allocations`;
+  /// `TrainerOptions::count_allocations`). Default: false.
+  bool count_allocations = false;
   /// Banked examples re-encoded by each measurement (their token ids are
   /// kept beside the banks). Default: 256.
   int64_t staleness_sample = 256;

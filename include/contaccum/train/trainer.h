@@ -1,5 +1,6 @@
 #pragma once
 
+#include "contaccum/core/allocation_counter.h"
 #include "contaccum/data/collator.h"
 #include "contaccum/data/sampler.h"
 #include "contaccum/distributed/collective.h"
@@ -15,6 +16,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -98,6 +100,12 @@ struct TrainerOptions {
   /// step's `staleness` object; needs `StrategyOptions::staleness_sample`.
   /// 0: never (nothing is kept or measured). Default: 0.
   TORCH_ARG(int64_t, staleness_every) = 0;
+  /// Counts the CPU tensor memory each step allocates on the training
+  /// thread (`AllocationCounter`, 1 MiB for "large") and writes it to
+  /// `metrics.jsonl` as the step's `allocations` object: how many tensors,
+  /// their bytes, how many of at least 1 MiB and their bytes, and the peak
+  /// held at once. Costs a little per allocation. Default: false.
+  TORCH_ARG(bool, count_allocations) = false;
 };
 
 /// Where training stands; callbacks may read it and set `should_stop`.
@@ -143,6 +151,8 @@ struct StepRecord {
   double step_seconds = 0.0;
   /// Training examples per second of this step.
   double examples_per_second = 0.0;
+  /// With `TrainerOptions::count_allocations`: what the step allocated.
+  std::optional<AllocationCounts> allocations;
   /// The JSON object written to `metrics.jsonl`.
   std::string to_json() const;
 };

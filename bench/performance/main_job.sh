@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The main job's training steps, side by side: the same `contaccum train`
+# (examples/main_job/config.yaml, MAX_STEPS steps, no dev evaluation) with
+# each allocator and optimizer setting, REPEATS times interleaved, on the
+# shared debpkg split (or the main job's own data). Writes one JSON object
+# per run to bench/performance/main_job.jsonl; bench/performance/report.py
+# turns them into docs/PERFORMANCE.md.
+#
+# Usage: bash bench/performance/main_job.sh [DATA_DIR]
+# Environment: MAX_STEPS (default 40), REPEATS (default 2), BEFORE_BIN (a
+# `contaccum` binary of an earlier revision to time as "before", optional),
+# VARIANTS (names from the list below, default all).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+data=${1:-$(cd "$root/.." && pwd)/shared/data/debpkg}
+steps=${MAX_STEPS:-40}
+repeats=${REPEATS:-2}
+cli="$root/build/tools/contaccum"
+out="$root/bench/performance/main_job.jsonl"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+[ -x "$cli" ] || bash "$root/scripts/build.sh" -DCONTACCUM_BUILD_TESTS=OFF >/dev/null
+
+jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
+# name | environment | extra train arguments | binary
+variants=(
+  "default||"
+  "glibc defaults|CONTACCUM_ALLOCATOR=system|"
+  "torch AdamW||--set fused_adamw=false"
+  "glibc defaults, torch AdamW|CONTACCUM_ALLOCATOR=system|--set fused_adamw=false"
+  "row-sparse embeddings||--set row_sparse_embeddings=true"
+)
+[ -f "$jemalloc" ] && variants+=("jemalloc|LD_PRELOAD=$jemalloc|")
+[ -f "$tcmalloc" ] && variants+=("tcmalloc|LD_PRELOAD=$tcmalloc|")
+[ -n "${BEFORE_BIN:-}" ] && variants+=("before||" "before, glibc kept|MALLOC_MMAP_THRESHOLD_=2147483647 MALLOC_TRIM_THRESHOLD_=2147483647|")
+
+: >"$out.tmp"
+for ((r = 0; r < repeats; r++)); do
+  for v in "${variants[@]}"; do
+    IFS='|' read -r name env extra <<<"$v"
+    if [ -n "${VARIANTS:-}" ] && [[ ",$VARIANTS," != *",$name,"* ]]; then continue; fi
+    binary=$cli
+    [[ "$name" == before* ]] && binary=$BEFORE_BIN
+    run="$work/run"
+    rm -rf "$run"
+    # shellcheck disable=SC2086
+    env $env /usr/bin/time -f '%e %U %S %M %R' -o "$work/time" "$binary" train \
+      --config "$root/examples/main_job/config.yaml" \
+      --set "data.corpus=$data/corpus.jsonl" --set "data.queries=$data/queries.jsonl" \
+      --set "data.train_qrels=$data/qrels/train.tsv" --set "max_steps=$steps" --set "checkpoint_every=0" --set data.skip_bad_records=true \
+      $extra --output "$run" >/dev/null 2>"$work/log" || { cat "$work/log" >&2; exit 1; }
+    python3 - "$run/metrics.jsonl" "$work/time" "$name" "$r" "$extra" >>"$out.tmp" <<'PY'
+import json, statistics, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+steady = lines[5:]  # the first steps create the gradients and optimizer state
+wall, user, system, rss_kb, minor = open(sys.argv[2]).read().split()
+med = lambda k: statistics.median(l["seconds"][k] for l in steady)
+print(json.dumps({"variant": sys.argv[3], "repeat": int(sys.argv[4]), "arguments": sys.argv[5],
+                  "steps": len(lines), "step": med("total"), "encode": med("encode"), "loss": med("loss"),
+                  "optimizer": med("optimizer"), "data": med("data"),
+                  "final_loss": lines[-1]["loss"], "wall": float(wall), "user": float(user),
+                  "system": float(system), "peak_rss_mb": int(rss_kb) / 1024, "minor_faults": int(minor)}))
+PY
+    tail -n 1 "$out.tmp" >&2
+  done
+done
+mv "$out.tmp" "$out"

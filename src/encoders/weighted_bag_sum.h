@@ -1,0 +1,28 @@
+#pragma once
+
+// The bag-of-embeddings pooling as one autograd function whose backward adds
+// straight into the table's `.grad`. Internal to src/encoders/.
+
+#include <torch/types.h>
+
+namespace contaccum::detail {
+
+/// `pooled[b] = sum over t of token_weights[b, t] * table[ids[b, t]]`, with
+/// tokens equal to `padding_idx` left out; `ids` int64 [batch, seq],
+/// `token_weights` [batch * seq] of the table's dtype. The forward is
+/// `torch::embedding_bag` (mode sum). The backward adds each token's share
+/// `token_weights[t] * grad[b]` into `table.grad()` in place, token by token
+/// in order (parallel over columns, so the result does not depend on the
+/// thread count), creating a zero `.grad` first when there is none: no
+/// table-sized temporary per call, where LibTorch's dense backward allocates
+/// and zeroes one and its sparse one a [tokens, dim] one, and autograd then
+/// adds either into `.grad`. The gradient of `token_weights` is the dot
+/// product of `grad[b]` and the token's row, summed in a fixed order.
+///
+/// The table's gradient never reaches autograd's outputs: `torch::autograd::grad`
+/// with respect to the table sees none. Everything in contaccum (and
+/// `backward()`) reads `.grad`.
+torch::Tensor weighted_bag_sum(const torch::Tensor& table, const torch::Tensor& ids, const torch::Tensor& token_weights,
+                               int64_t padding_idx);
+
+}  // namespace contaccum::detail
