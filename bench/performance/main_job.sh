@@ -19,6 +19,8 @@ cli="$root/build/tools/contaccum"
 out="$root/bench/performance/main_job.jsonl"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# jemalloc and tcmalloc are measured beside glibc (preloaded, not linked).
+bash "$root/scripts/install-deps.sh" libjemalloc2 libtcmalloc-minimal4
 [ -x "$cli" ] || bash "$root/scripts/build.sh" -DCONTACCUM_BUILD_TESTS=OFF >/dev/null
 
 jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
@@ -30,6 +32,8 @@ variants=(
   "torch AdamW||--set fused_adamw=false"
   "glibc defaults, torch AdamW|CONTACCUM_ALLOCATOR=system|--set fused_adamw=false"
   "row-sparse embeddings||--set row_sparse_embeddings=true"
+  "default, allocations counted||--set count_allocations=true"
+  "torch AdamW, allocations counted||--set fused_adamw=false --set count_allocations=true"
 )
 [ -f "$jemalloc" ] && variants+=("jemalloc|LD_PRELOAD=$jemalloc|")
 [ -f "$tcmalloc" ] && variants+=("tcmalloc|LD_PRELOAD=$tcmalloc|")
@@ -56,11 +60,16 @@ lines = [json.loads(l) for l in open(sys.argv[1])]
 steady = lines[5:]  # the first steps create the gradients and optimizer state
 wall, user, system, rss_kb, minor = open(sys.argv[2]).read().split()
 med = lambda k: statistics.median(l["seconds"][k] for l in steady)
+counted = {}
+if "allocations" in steady[0]:
+    for k in ("count", "bytes", "large_count", "large_bytes", "peak_bytes"):
+        counted[k] = statistics.median(l["allocations"][k] for l in steady)
 print(json.dumps({"variant": sys.argv[3], "repeat": int(sys.argv[4]), "arguments": sys.argv[5],
                   "steps": len(lines), "step": med("total"), "encode": med("encode"), "loss": med("loss"),
                   "optimizer": med("optimizer"), "data": med("data"),
                   "final_loss": lines[-1]["loss"], "wall": float(wall), "user": float(user),
-                  "system": float(system), "peak_rss_mb": int(rss_kb) / 1024, "minor_faults": int(minor)}))
+                  "system": float(system), "peak_rss_mb": int(rss_kb) / 1024, "minor_faults": int(minor),
+                  "allocations": counted}))
 PY
     tail -n 1 "$out.tmp" >&2
   done

@@ -57,6 +57,18 @@ def main():
           f"{med(v, 'loss'):.3f} | {med(v, 'optimizer'):.3f} | {med(v, 'user'):.1f} | {med(v, 'system'):.1f} | "
           f"{med(v, 'minor_faults'):,.0f} | {med(v, 'peak_rss_mb'):.0f} | {', '.join(losses)} |")
     w("")
+    counted = [v for v in order if by[v][0].get("allocations")]
+    if counted:
+        w("What a steady-state step allocates (CPU tensors on the training thread, `count_allocations: true`;")
+        w("medians over steps 6 to the last):")
+        w("")
+        w("| setting | tensors | MB | tensors of >= 1 MiB | their MB | peak held at once (MB) |")
+        w("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for v in counted:
+            a = lambda k: statistics.median(r["allocations"][k] for r in by[v])
+            w(f"| {v} | {a('count'):,.0f} | {a('bytes') / 1e6:,.1f} | {a('large_count'):,.0f} | "
+              f"{a('large_bytes') / 1e6:,.1f} | {a('peak_bytes') / 1e6:,.1f} |")
+        w("")
     notes = os.path.join(root, "bench/performance/notes.md")
     if os.path.exists(notes):
         w(open(notes).read().strip())

@@ -54,6 +54,7 @@ double top1(DualEncoder& model, int64_t n) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  contaccum::configure_allocator();  // first: freed memory is reused, not faulted in again
   const int64_t steps = argc > 1 ? std::atoll(argv[1]) : 300;
   torch::manual_seed(0);
 
@@ -69,11 +70,12 @@ int main(int argc, char** argv) {
   auto options = StrategyOptions::contaccum(/*total_batch=*/64, /*micro_batch=*/8, /*memory_size=*/256)
                      .loss(InfoNCEOptions().similarity(Similarity::Cosine).temperature(0.05));
   Strategy strategy(model, options);
-  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(0.01));
+  // torch::optim::AdamW's numbers in one pass without temporaries.
+  FusedAdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(0.01));
 
   std::printf("top@1 before training: %.3f\n", top1(model, 1000));
   for (int64_t step = 1; step <= steps; ++step) {
-    optimizer.zero_grad();
+    zero_gradients(optimizer);  // kept, zeroed in place (LibTorch 2.x's zero_grad frees them)
     StepStats stats = strategy.compute_gradients(make_batch(options.total_batch()));
     const GradientNorms norms = gradient_norms(model);
     torch::nn::utils::clip_grad_norm_(model->parameters(), 2.0);
