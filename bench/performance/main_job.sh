@@ -40,6 +40,16 @@ variants=(
 [ -n "${BEFORE_BIN:-}" ] && variants+=("before||" "before, glibc kept|MALLOC_MMAP_THRESHOLD_=2147483647 MALLOC_TRIM_THRESHOLD_=2147483647|")
 
 : >"$out.tmp"
+# The machine's memory bandwidth, for the arithmetic of the optimizer's floor:
+# a 256 MB float32 array updated in place (read + write), best of 5.
+/usr/bin/python3 - >>"$out.tmp" <<'PY'
+import json, time
+import numpy as np
+a = np.ones(64 << 20, dtype=np.float32)
+best = min((lambda t: (np.multiply(a, np.float32(1.0000001), out=a), time.perf_counter() - t)[1])(time.perf_counter())
+           for _ in range(5))
+print(json.dumps({"probe": "memory", "read_write_gb_per_s": 2 * a.nbytes / best / 1e9}))
+PY
 for ((r = 0; r < repeats; r++)); do
   for v in "${variants[@]}"; do
     IFS='|' read -r name env extra <<<"$v"

@@ -156,30 +156,35 @@ void check_operands(const at::Tensor& param, const at::Tensor& grad, const at::T
 
 constexpr int64_t kGrainElements = int64_t{1} << 15;
 
-}  // namespace
-
-void adamw_update_dense(const at::Tensor& param, const at::Tensor& grad, const at::Tensor& exp_avg,
-                        const at::Tensor& exp_avg_sq, const AdamWStepScalars& scalars) {
+// Calls fn(p, g, m, v, coefficients, flags) with the operands' data typed.
+template <typename Fn>
+void with_typed_operands(const at::Tensor& param, const at::Tensor& grad, const at::Tensor& exp_avg,
+                         const at::Tensor& exp_avg_sq, const AdamWStepScalars& scalars, Fn fn) {
   check_operands(param, grad, exp_avg, exp_avg_sq);
   auto run = [&](auto zero) {
     using T = decltype(zero);
-    const auto c = coefficients<T>(scalars);
-    T* p = param.data_ptr<T>();
-    const T* g = grad.data_ptr<T>();
-    T* m = exp_avg.data_ptr<T>();
-    T* v = exp_avg_sq.data_ptr<T>();
     const auto [fused_mean, fused_square] = torch_rounding<T>();
     const bool flags[3] = {scalars.apply_decay, fused_mean, fused_square};
-    at::parallel_for(0, param.numel(), kGrainElements, [&](int64_t begin, int64_t end) {
-      update_span<T>(p + begin, g + begin, m + begin, v + begin, end - begin, c, flags);
-    });
+    fn(param.data_ptr<T>(), grad.data_ptr<T>(), exp_avg.data_ptr<T>(), exp_avg_sq.data_ptr<T>(),
+       coefficients<T>(scalars), flags);
   };
   param.scalar_type() == at::kFloat ? run(float{}) : run(double{});
 }
 
+}  // namespace
+
+void adamw_update_dense(const at::Tensor& param, const at::Tensor& grad, const at::Tensor& exp_avg,
+                        const at::Tensor& exp_avg_sq, const AdamWStepScalars& scalars) {
+  with_typed_operands(param, grad, exp_avg, exp_avg_sq, scalars,
+                      [&](auto* p, const auto* g, auto* m, auto* v, const auto& c, const bool* flags) {
+                        at::parallel_for(0, param.numel(), kGrainElements, [&](int64_t begin, int64_t end) {
+                          update_span(p + begin, g + begin, m + begin, v + begin, end - begin, c, flags);
+                        });
+                      });
+}
+
 void adamw_update_rows(const at::Tensor& param, const at::Tensor& grad, const at::Tensor& exp_avg,
                        const at::Tensor& exp_avg_sq, const at::Tensor& rows, const AdamWStepScalars& scalars) {
-  check_operands(param, grad, exp_avg, exp_avg_sq);
   TORCH_CHECK(param.dim() == 2, "FusedAdamW: row-sparse updates need a 2-d parameter, got ", param.sizes());
   TORCH_CHECK(rows.scalar_type() == at::kLong && rows.dim() == 1 && rows.is_contiguous(),
               "FusedAdamW: rows must be a contiguous 1-d int64 tensor");
@@ -188,24 +193,16 @@ void adamw_update_rows(const at::Tensor& param, const at::Tensor& grad, const at
   for (int64_t i = 0; i < count; ++i) {
     TORCH_CHECK(row[i] >= 0 && row[i] < height, "FusedAdamW: row ", row[i], " out of range [0, ", height, ")");
   }
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
-    const auto c = coefficients<T>(scalars);
-    T* p = param.data_ptr<T>();
-    const T* g = grad.data_ptr<T>();
-    T* m = exp_avg.data_ptr<T>();
-    T* v = exp_avg_sq.data_ptr<T>();
-    const auto [fused_mean, fused_square] = torch_rounding<T>();
-    const bool flags[3] = {scalars.apply_decay, fused_mean, fused_square};
-    const int64_t grain_rows = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(width, 1));
-    at::parallel_for(0, count, grain_rows, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t at = row[i] * width;
-        update_span<T>(p + at, g + at, m + at, v + at, width, c, flags);
-      }
-    });
-  };
-  param.scalar_type() == at::kFloat ? run(float{}) : run(double{});
+  const int64_t grain_rows = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(width, 1));
+  with_typed_operands(param, grad, exp_avg, exp_avg_sq, scalars,
+                      [&](auto* p, const auto* g, auto* m, auto* v, const auto& c, const bool* flags) {
+                        at::parallel_for(0, count, grain_rows, [&](int64_t begin, int64_t end) {
+                          for (int64_t i = begin; i < end; ++i) {
+                            const int64_t at = row[i] * width;
+                            update_span(p + at, g + at, m + at, v + at, width, c, flags);
+                          }
+                        });
+                      });
 }
 
 at::Tensor rows_with_gradient(const at::Tensor& grad) {

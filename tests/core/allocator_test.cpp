@@ -42,6 +42,9 @@ TEST(ConfigureAllocator, FreedMemoryIsReusedWithoutPageFaults) {
   }
   const long with_defaults = churn_faults();
   const auto report = configure_allocator();
+  if (report.description.find("another malloc") != std::string::npos) {
+    GTEST_SKIP() << report.description << " (a sanitizer's, or a preloaded one)";
+  }
   ASSERT_TRUE(report.changed) << report.description;
   churn_faults();  // the heap grows once
   const long configured = churn_faults();
