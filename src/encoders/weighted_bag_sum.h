@@ -19,9 +19,10 @@ namespace contaccum::detail {
 /// adds either into `.grad`. The gradient of `token_weights` is the dot
 /// product of `grad[b]` and the token's row, summed in a fixed order.
 ///
-/// The table's gradient never reaches autograd's outputs: `torch::autograd::grad`
-/// with respect to the table sees none. Everything in contaccum (and
-/// `backward()`) reads `.grad`.
+/// The table's gradient never passes through autograd: `torch::autograd::grad`
+/// with respect to the table sees none, and hooks registered on the table
+/// (`register_hook`) do not run. Everything in contaccum (and `backward()`)
+/// reads `.grad`.
 torch::Tensor weighted_bag_sum(const torch::Tensor& table, const torch::Tensor& ids, const torch::Tensor& token_weights,
                                int64_t padding_idx);
 
