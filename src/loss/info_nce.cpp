@@ -1,5 +1,7 @@
 #include "contaccum/loss/info_nce.h"
 
+#include "tiled_info_nce.h"
+
 #include <torch/nn/functional/loss.h>
 
 #include <algorithm>
@@ -42,6 +44,7 @@ struct Inputs {
   torch::Tensor passages, bank_passages;
   int64_t n = 0, d = 0, m_p = 0, m_q = 0;
   bool cosine = false, bank_negatives = false;
+  bool bank_cosine = false;  // bank rows need normalising (cosine, not already unit-norm)
 };
 
 Inputs checked_inputs(const torch::Tensor& queries, const torch::Tensor& passages_in, const InfoNCEOptions& options,
@@ -49,6 +52,8 @@ Inputs checked_inputs(const torch::Tensor& queries, const torch::Tensor& passage
   Inputs in;
   TORCH_CHECK(options.temperature() > 0.0 && std::isfinite(options.temperature()),
               "InfoNCEOptions::temperature must be > 0, got ", options.temperature());
+  TORCH_CHECK(options.tile_rows() > 0, "InfoNCEOptions::tile_rows must be > 0, got ", options.tile_rows());
+  TORCH_CHECK(options.tile_columns() > 0, "InfoNCEOptions::tile_columns must be > 0, got ", options.tile_columns());
   TORCH_CHECK(queries.defined() && queries.dim() == 2, "info_nce: queries must be [n, d], got ",
               queries.defined() ? queries.sizes() : torch::IntArrayRef{});
   TORCH_CHECK(queries.is_floating_point(), "info_nce: queries must be floating point, got ", queries.scalar_type());
@@ -88,6 +93,7 @@ Inputs checked_inputs(const torch::Tensor& queries, const torch::Tensor& passage
                 ") must match queries (", queries.scalar_type(), ", ", queries.device(), ")");
   }
   in.cosine = options.similarity() == Similarity::Cosine;
+  in.bank_cosine = in.cosine && !bank.normalized;
   in.bank_negatives = m_p > 0 && bank.passages_as_negatives;
   if (m_q > 0 && in.bank_negatives && bank.row_logsumexp.defined()) {
     TORCH_CHECK(bank.row_logsumexp.dim() == 1 && bank.row_logsumexp.size(0) == m_q,
@@ -109,7 +115,7 @@ torch::Tensor current_scores(const torch::Tensor& q, const Inputs& in, const Inf
   if (in.m_p > 0) {
     std::pair<torch::Tensor, torch::Tensor> bank_scores;
     if (bank.passages_as_negatives) {
-      bank_scores = score_blocks(q, in.bank_passages, in.cosine);
+      bank_scores = score_blocks(q, in.bank_passages, in.bank_cosine);
     } else {
       const double ninf = -std::numeric_limits<double>::infinity();
       const int64_t gb = in.bank_passages.size(1);
@@ -125,42 +131,84 @@ torch::Tensor current_scores(const torch::Tensor& q, const Inputs& in, const Inf
   return torch::cat(blocks, 1) * inv_tau;
 }
 
+// What the loss needs of the banked query rows besides their scores against
+// the current passages, all constants: the rows (normalised for cosine),
+// their target scores, and the log-sum-exp over the bank's own columns.
+struct BankedRows {
+  torch::Tensor rows, target_score, bank_lse;
+};
+
+BankedRows banked_rows(const Inputs& in, const InfoNCEOptions& options, const InfoNCEBank& bank, double inv_tau) {
+  torch::NoGradGuard no_grad;
+  BankedRows out;
+  out.rows = normalised(bank.queries.detach(), in.bank_cosine);
+  const auto bank_positives = in.bank_passages.detach().select(1, 0);
+  out.target_score = (out.rows * bank_positives).sum(1);
+  if (in.bank_cosine) out.target_score = out.target_score / bank_positives.norm(2, {1}).clamp_min(1e-12);
+  out.target_score = out.target_score * inv_tau;
+  if (!in.bank_negatives) {
+    out.bank_lse = out.target_score;  // only its own positive is unmasked
+  } else if (bank.row_logsumexp.defined()) {
+    out.bank_lse = bank.row_logsumexp.to(out.target_score.scalar_type());
+  } else {
+    out.bank_lse = bank_row_logsumexp(bank.queries, in.bank_passages, options);
+  }
+  return out;
+}
+
 // The banked rows' summed cross-entropy. They are constants themselves, but
 // their scores against the current passages carry gradient to the passage
 // tower. Their bank-by-bank block is a constant and only enters through its
 // log-sum-exp.
 torch::Tensor banked_rows_loss(const Inputs& in, const InfoNCEOptions& options, const InfoNCEBank& bank,
                                double inv_tau) {
-  const bool cosine = in.cosine;
-  torch::Tensor bq, bank_positives;
-  {
-    torch::NoGradGuard no_grad;
-    bq = normalised(bank.queries.detach(), cosine);
-    bank_positives = in.bank_passages.select(1, 0);
-  }
+  const auto banked = banked_rows(in, options, bank, inv_tau);
   // [n g, m]: every current passage against every banked query. Laid out
   // passage-major so that each banked row's log-sum-exp below reduces over
   // the short leading dimension with contiguous inner loops; column order
   // does not matter to a log-sum-exp.
   auto current_passages = in.passages.reshape({in.n * in.passages.size(1), in.d});
-  if (cosine) current_passages = normalised(current_passages, cosine);
-  auto current = torch::matmul(current_passages, bq.t()) * inv_tau;
-  torch::Tensor bank_lse, target_score;
-  {
+  if (in.cosine) current_passages = normalised(current_passages, in.cosine);
+  auto current = torch::matmul(current_passages, banked.rows.t()) * inv_tau;
+  auto lse = torch::logsumexp(torch::cat({current, banked.bank_lse.unsqueeze(0)}, 0), 0);
+  return (lse - banked.target_score).sum();
+}
+
+// Every row's summed cross-entropy through the whole score matrix (autograd
+// ops; `InfoNCEOptions::tiled(false)`).
+torch::Tensor untiled_loss_sum(const torch::Tensor& queries, const Inputs& in, const InfoNCEOptions& options,
+                               const InfoNCEBank& bank, double inv_tau) {
+  auto scores = current_scores(normalised(queries, in.cosine), in, bank, inv_tau);
+  auto target = torch::arange(in.n, torch::TensorOptions().dtype(torch::kLong).device(scores.device()));
+  auto loss_sum = torch::nn::functional::cross_entropy(
+      scores, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  if (in.m_q > 0) loss_sum = loss_sum + banked_rows_loss(in, options, bank, inv_tau);
+  return loss_sum;
+}
+
+// The same sum, one tile of the score matrix at a time (tiled_info_nce.h).
+torch::Tensor tiled_loss_sum(const torch::Tensor& queries, const Inputs& in, const InfoNCEOptions& options,
+                             const InfoNCEBank& bank, double inv_tau) {
+  detail::TiledInfoNCEInputs tiled;
+  const int64_t g = in.passages.size(1);
+  tiled.queries = normalised(queries, in.cosine);
+  tiled.passages = normalised(in.passages.reshape({in.n * g, in.d}), in.cosine);
+  tiled.group = g;
+  tiled.inv_tau = inv_tau;
+  tiled.tile_rows = options.tile_rows();
+  tiled.tile_columns = options.tile_columns();
+  if (in.bank_negatives) {
     torch::NoGradGuard no_grad;
-    target_score = (bq * bank_positives).sum(1);
-    if (cosine) target_score = target_score / bank_positives.norm(2, {1}).clamp_min(1e-12);
-    target_score = target_score * inv_tau;
-    if (!in.bank_negatives) {
-      bank_lse = target_score;  // only its own positive is unmasked
-    } else if (bank.row_logsumexp.defined()) {
-      bank_lse = bank.row_logsumexp.to(target_score.scalar_type());
-    } else {
-      bank_lse = bank_row_logsumexp(bank.queries, in.bank_passages, options);
-    }
+    tiled.bank_columns = in.bank_passages.detach().reshape({-1, in.d});
+    if (in.bank_cosine) tiled.bank_column_scale = tiled.bank_columns.norm(2, {1}).clamp_min(1e-12).reciprocal();
   }
-  auto lse = torch::logsumexp(torch::cat({current, bank_lse.unsqueeze(0)}, 0), 0);
-  return (lse - target_score).sum();
+  if (in.m_q > 0) {
+    auto banked = banked_rows(in, options, bank, inv_tau);
+    tiled.bank_rows = banked.rows.contiguous();
+    tiled.bank_rows_target = banked.target_score;
+    tiled.bank_rows_outside_logsumexp = banked.bank_lse;
+  }
+  return detail::tiled_info_nce_sum(tiled);
 }
 
 }  // namespace
@@ -169,22 +217,22 @@ InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passag
                        const InfoNCEBank& bank) {
   const auto in = checked_inputs(queries, passages_in, options, bank);
   const double inv_tau = 1.0 / options.temperature();
-  auto scores = current_scores(normalised(queries, in.cosine), in, bank, inv_tau);
-  auto target = torch::arange(in.n, torch::TensorOptions().dtype(torch::kLong).device(scores.device()));
-  auto loss_sum = torch::nn::functional::cross_entropy(
-      scores, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-  if (in.m_q > 0) loss_sum = loss_sum + banked_rows_loss(in, options, bank, inv_tau);
-
+  const auto loss_sum = options.tiled() ? tiled_loss_sum(queries, in, options, bank, inv_tau)
+                                        : untiled_loss_sum(queries, in, options, bank, inv_tau);
   InfoNCEResult result;
   result.loss = loss_sum / static_cast<double>(in.n + in.m_q);
-  result.scores = scores;
+  if (options.return_scores()) {
+    torch::NoGradGuard no_grad;
+    result.scores = current_scores(normalised(queries.detach(), in.cosine), in, bank, inv_tau);
+  }
   const int64_t bank_columns = in.bank_negatives ? in.m_p * in.bank_passages.size(1) : 0;
   result.negatives_per_query = in.n * in.passages.size(1) - 1 + bank_columns;
   return result;
 }
 
 torch::Tensor bank_row_logsumexp(const torch::Tensor& bank_queries, const torch::Tensor& bank_passages_in,
-                                 const InfoNCEOptions& options, int64_t rows_per_block) {
+                                 const InfoNCEOptions& options, int64_t rows_per_block,
+                                 int64_t columns_per_block) {
   TORCH_CHECK(rows_per_block > 0, "bank_row_logsumexp: rows_per_block must be > 0, got ", rows_per_block);
   TORCH_CHECK(bank_queries.defined() && bank_queries.dim() == 2,
               "bank_row_logsumexp: bank_queries must be [m, d], got ",
@@ -193,24 +241,14 @@ torch::Tensor bank_row_logsumexp(const torch::Tensor& bank_queries, const torch:
   const auto bank_passages = as_groups(bank_passages_in, "bank_passages");
   TORCH_CHECK(bank_passages.size(2) == bank_queries.size(1), "bank_row_logsumexp: bank_passages dim ",
               bank_passages.size(2), " != bank_queries dim ", bank_queries.size(1));
+  TORCH_CHECK(columns_per_block > 0, "bank_row_logsumexp: columns_per_block must be > 0, got ", columns_per_block);
   torch::NoGradGuard no_grad;
   const bool cosine = options.similarity() == Similarity::Cosine;
-  auto rows = bank_queries.detach();
-  if (cosine) rows = rows / rows.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
-  const int64_t m = rows.size(0), d = rows.size(1);
-  const auto flat = bank_passages.reshape({-1, d});
-  torch::Tensor inv_norms;
-  if (cosine) inv_norms = flat.norm(2, {1}).clamp_min(1e-12).reciprocal().unsqueeze(0);
-  auto out = torch::empty({m}, rows.options());
-  // Row blocks bound the temporary score matrix to rows_per_block x columns.
-  for (int64_t r = 0; r < m; r += rows_per_block) {
-    const int64_t e = std::min(m, r + rows_per_block);
-    auto s = torch::matmul(rows.slice(0, r, e), flat.t());
-    if (cosine) s.mul_(inv_norms);
-    s.mul_(1.0 / options.temperature());
-    out.slice(0, r, e).copy_(torch::logsumexp(s, 1));
-  }
-  return out;
+  const auto rows = normalised(bank_queries.detach(), cosine);
+  const auto columns = bank_passages.detach().reshape({-1, bank_passages.size(2)});
+  torch::Tensor scale;
+  if (cosine) scale = columns.norm(2, {1}).clamp_min(1e-12).reciprocal();
+  return detail::tiled_logsumexp(rows, columns, scale, 1.0 / options.temperature(), rows_per_block, columns_per_block);
 }
 
 InfoNCEImpl::InfoNCEImpl(InfoNCEOptions options_) : options(options_) { reset(); }

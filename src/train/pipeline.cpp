@@ -45,7 +45,8 @@ StrategyOptions strategy_options(const TrainConfig& c) {
       .staleness_sample(c.staleness_every > 0 ? c.staleness_sample : 0)
       .loss(InfoNCEOptions()
                 .similarity(c.similarity == "cosine" ? Similarity::Cosine : Similarity::Dot)
-                .temperature(c.temperature));
+                .temperature(c.temperature)
+                .tiled(c.tiled_loss));
   s.validate();
   return s;
 }

@@ -52,6 +52,7 @@ const std::vector<Key>& fixed_keys() {
       {"hard_negatives", &TrainConfig::hard_negatives},
       {"similarity", &TrainConfig::similarity},
       {"temperature", &TrainConfig::temperature},
+      {"tiled_loss", &TrainConfig::tiled_loss},
       {"encoder", &TrainConfig::encoder},
       {"encoder_options.shared", &TrainConfig::encoder_shared},
       {"encoder_options.tied_init", &TrainConfig::encoder_tied_init},

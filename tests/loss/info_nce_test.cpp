@@ -106,6 +106,16 @@ struct Case {
 
 class InfoNCEOracle : public ::testing::TestWithParam<Case> {};
 
+// The ways the loss can be computed: through the whole score matrix, in
+// default tiles (one tile at these sizes), and in tiles of 2 x 3 so that
+// every row block and column kind spans several tiles.
+std::vector<std::pair<std::string, InfoNCEOptions>> computations(const Case& c) {
+  const auto base = InfoNCEOptions().similarity(c.cosine ? Similarity::Cosine : Similarity::Dot).temperature(c.tau);
+  return {{"untiled", InfoNCEOptions(base).tiled(false)},
+          {"tiled", base},
+          {"tiles of 2 x 3", InfoNCEOptions(base).tile_rows(2).tile_columns(3)}};
+}
+
 TEST_P(InfoNCEOracle, LossAndGradientsMatchClosedForm) {
   const Case c = GetParam();
   torch::manual_seed(1000 + c.n * 31 + c.h * 7 + c.m);
@@ -119,31 +129,58 @@ TEST_P(InfoNCEOracle, LossAndGradientsMatchClosedForm) {
     if (c.query_bank) bank.queries = torch::randn({c.m, d}, opts);
     bank.passages_as_negatives = c.bank_as_negatives;
   }
-  const auto result = info_nce(
-      q, p, InfoNCEOptions().similarity(c.cosine ? Similarity::Cosine : Similarity::Dot).temperature(c.tau), bank);
-  result.loss.backward();
   const auto want = oracle(q.detach(), p.detach(), bank.queries, bank.passages, c.cosine, c.tau, c.bank_as_negatives);
-
-  EXPECT_NEAR(result.loss.item<double>(), want.loss, 1e-12 * std::abs(want.loss));
-  const Mat gq = to_eigen(q.grad()), gp = to_eigen(p.grad().reshape({c.n * (1 + c.h), d}));
-  EXPECT_LE((gq - want.grad_q).cwiseAbs().maxCoeff(), 1e-12) << "query gradient";
-  EXPECT_LE((gp - want.grad_p).cwiseAbs().maxCoeff(), 1e-12) << "passage gradient";
   EXPECT_GT(want.grad_p.cwiseAbs().maxCoeff(), 1e-6);
+  for (const auto& [name, options] : computations(c)) {
+    SCOPED_TRACE(name);
+    q.mutable_grad() = torch::Tensor();
+    p.mutable_grad() = torch::Tensor();
+    const auto result = info_nce(q, p, options, bank);
+    result.loss.backward();
+    EXPECT_NEAR(result.loss.item<double>(), want.loss, 1e-12 * std::abs(want.loss));
+    const Mat gq = to_eigen(q.grad()), gp = to_eigen(p.grad().reshape({c.n * (1 + c.h), d}));
+    EXPECT_LE((gq - want.grad_q).cwiseAbs().maxCoeff(), 1e-12) << "query gradient";
+    EXPECT_LE((gp - want.grad_p).cwiseAbs().maxCoeff(), 1e-12) << "passage gradient";
 
-  const int64_t bank_cols = c.bank_as_negatives ? c.m * c.bank_group : 0;
-  EXPECT_EQ(result.negatives_per_query, c.n * (1 + c.h) - 1 + bank_cols);
-  EXPECT_EQ(result.scores.size(0), c.n);
-  EXPECT_EQ(result.scores.size(1), (c.n + c.m) + c.n * c.h + c.m * (c.bank_group - 1));
+    const int64_t bank_cols = c.bank_as_negatives ? c.m * c.bank_group : 0;
+    EXPECT_EQ(result.negatives_per_query, c.n * (1 + c.h) - 1 + bank_cols);
+    EXPECT_FALSE(result.scores.defined());
+    const auto scores = info_nce(q, p, InfoNCEOptions(options).return_scores(true), bank).scores;
+    EXPECT_EQ(scores.size(0), c.n);
+    EXPECT_EQ(scores.size(1), (c.n + c.m) + c.n * c.h + c.m * (c.bank_group - 1));
+    EXPECT_FALSE(scores.requires_grad());
 
-  // The banked rows' log-sum-exp over the bank, handed in precomputed (as
-  // the strategies do), gives the same loss and gradients.
-  if (c.query_bank) {
+    // Cosine banks stored with unit rows (as the strategies keep them) and
+    // marked so are scored as they are: the same loss and gradients.
+    if (c.cosine && c.m > 0) {
+      auto unit = [](const torch::Tensor& t) {
+        return t.defined() ? t / t.norm(2, {-1}, /*keepdim=*/true) : t;
+      };
+      InfoNCEBank unit_bank = bank;
+      unit_bank.queries = unit(bank.queries);
+      unit_bank.passages = unit(bank.passages);
+      unit_bank.normalized = true;
+      q.grad().zero_();
+      p.grad().zero_();
+      const auto unit_loss = info_nce(q, p, options, unit_bank).loss;
+      unit_loss.backward();
+      EXPECT_NEAR(unit_loss.item<double>(), want.loss, 1e-12 * std::abs(want.loss)) << "unit-row bank";
+      EXPECT_LE((to_eigen(q.grad()) - want.grad_q).cwiseAbs().maxCoeff(), 1e-12) << "unit-row bank";
+      EXPECT_LE((to_eigen(p.grad().reshape({c.n * (1 + c.h), d})) - want.grad_p).cwiseAbs().maxCoeff(), 1e-12);
+      // The flag is read: on rows that are not unit, it changes the loss.
+      InfoNCEBank not_unit = bank;
+      not_unit.normalized = true;
+      EXPECT_GT(std::abs(info_nce(q, p, options, not_unit).loss.item<double>() - want.loss), 1e-6);
+    }
+
+    // The banked rows' log-sum-exp over the bank, handed in precomputed (as
+    // the strategies do), gives the same loss and gradients.
+    if (!c.query_bank) continue;
     q.grad().zero_();
     p.grad().zero_();
     InfoNCEBank given = bank;
-    const InfoNCEOptions options =
-        InfoNCEOptions().similarity(c.cosine ? Similarity::Cosine : Similarity::Dot).temperature(c.tau);
-    given.row_logsumexp = bank_row_logsumexp(bank.queries, bank.passages, options, /*rows_per_block=*/2);
+    given.row_logsumexp = bank_row_logsumexp(bank.queries, bank.passages, options, /*rows_per_block=*/2,
+                                             /*columns_per_block=*/3);
     const auto again = info_nce(q, p, options, given);
     again.loss.backward();
     EXPECT_NEAR(again.loss.item<double>(), want.loss, 1e-12 * std::abs(want.loss));
@@ -173,7 +210,7 @@ TEST(InfoNCE, ScoresFollowTheSpecLayout) {
   auto opts = torch::TensorOptions().dtype(torch::kDouble);
   auto q = torch::randn({2, 3}, opts), p = torch::randn({2, 2, 3}, opts);
   InfoNCEBank bank{torch::randn({1, 3}, opts), torch::randn({1, 2, 3}, opts), true, {}};
-  const auto s = info_nce(q, p, InfoNCEOptions().temperature(0.5), bank).scores;
+  const auto s = info_nce(q, p, InfoNCEOptions().temperature(0.5).return_scores(true), bank).scores;
   // Columns: p0+, p1+, b0+, p0-, p1-, b0-; rows: the current queries only.
   const auto cols = torch::stack({p[0][0], p[1][0], bank.passages[0][0], p[0][1], p[1][1], bank.passages[0][1]});
   EXPECT_TRUE(torch::allclose(s, q.matmul(cols.t()) / 0.5, 1e-14, 1e-14));
@@ -222,6 +259,10 @@ TEST(InfoNCE, RejectsInconsistentInputs) {
   };
   EXPECT_THAT(message([&] { info_nce(q, p, InfoNCEOptions().temperature(0.0)); }),
               ::testing::HasSubstr("temperature must be > 0, got 0"));
+  EXPECT_THAT(message([&] { info_nce(q, p, InfoNCEOptions().tile_rows(0)); }),
+              ::testing::HasSubstr("InfoNCEOptions::tile_rows must be > 0, got 0"));
+  EXPECT_THAT(message([&] { info_nce(q, p, InfoNCEOptions().tile_columns(-2)); }),
+              ::testing::HasSubstr("InfoNCEOptions::tile_columns must be > 0, got -2"));
   EXPECT_THAT(message([&] { info_nce(q, torch::randn({2, 2, 4})); }), ::testing::HasSubstr("3 queries but 2"));
   EXPECT_THAT(message([&] {
                 info_nce(q, torch::randn({3, 2, 5}));
@@ -238,6 +279,73 @@ TEST(InfoNCE, RejectsInconsistentInputs) {
   InfoNCEBank wrong_lse{torch::randn({3, 4}), torch::randn({3, 2, 4}), true, torch::zeros({2})};
   EXPECT_THAT(message([&] { info_nce(q, p, {}, wrong_lse); }),
               ::testing::HasSubstr("bank.row_logsumexp must be [3] (one per banked query), got [2]"));
+}
+
+// Loss and gradients of `info_nce` on fresh inputs (both banks, cosine).
+struct Computed {
+  double loss;
+  torch::Tensor grad_q, grad_p;
+};
+
+Computed compute(const torch::Tensor& q0, const torch::Tensor& p0, const InfoNCEBank& bank,
+                 const InfoNCEOptions& options) {
+  auto q = q0.detach().clone().requires_grad_(true), p = p0.detach().clone().requires_grad_(true);
+  const auto loss = info_nce(q, p, options, bank).loss;
+  loss.backward();
+  return {loss.item<double>(), q.grad().to(torch::kDouble), p.grad().to(torch::kDouble)};
+}
+
+double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
+
+// In float32 the tiled loss is the untiled one up to rounding: the loss within
+// 1e-6 relative, and both as close to the float64 computation as each other.
+TEST(InfoNCETiled, Float32MatchesUntiledWithinRounding) {
+  torch::manual_seed(77);
+  const int64_t n = 300, g = 2, m = 700, d = 48;
+  auto q = torch::randn({n, d}), p = torch::randn({n, g, d});
+  const InfoNCEBank bank{torch::randn({m, d}), torch::randn({m, g, d}), true, {}};
+  const InfoNCEBank bank64{bank.queries.to(torch::kDouble), bank.passages.to(torch::kDouble), true, {}};
+  const auto base = InfoNCEOptions().similarity(Similarity::Cosine).temperature(0.05);
+  const auto want = compute(q.to(torch::kDouble), p.to(torch::kDouble), bank64, InfoNCEOptions(base).tiled(false));
+  const auto untiled = compute(q, p, bank, InfoNCEOptions(base).tiled(false));
+  const auto tiled = compute(q, p, bank, InfoNCEOptions(base).tile_rows(64).tile_columns(100));
+  EXPECT_NEAR(tiled.loss, untiled.loss, 1e-6 * std::abs(untiled.loss));
+  EXPECT_NEAR(tiled.loss, want.loss, 1e-6 * std::abs(want.loss));
+  const double scale_q = max_abs(want.grad_q), scale_p = max_abs(want.grad_p);
+  const double untiled_error = std::max(max_abs(untiled.grad_q - want.grad_q) / scale_q,
+                                        max_abs(untiled.grad_p - want.grad_p) / scale_p);
+  const double tiled_error = std::max(max_abs(tiled.grad_q - want.grad_q) / scale_q,  //
+                                      max_abs(tiled.grad_p - want.grad_p) / scale_p);
+  EXPECT_LE(tiled_error, std::max(2.0 * untiled_error, 1e-6)) << "untiled error " << untiled_error;
+  EXPECT_LE(max_abs(tiled.grad_q - untiled.grad_q) / scale_q, 1e-5);
+  EXPECT_LE(max_abs(tiled.grad_p - untiled.grad_p) / scale_p, 1e-5);
+}
+
+// The tiled loss's working memory (forward and backward) is its inputs'
+// gradients and a tile, whatever the number of rows and bank columns; the
+// untiled one holds score-matrix-sized tensors.
+TEST(InfoNCETiled, WorkingMemoryIsOneTileWhateverTheBatchAndBank) {
+  torch::manual_seed(78);
+  const int64_t d = 32, g = 2, tile_rows = 128, tile_columns = 256;
+  const auto options = InfoNCEOptions().similarity(Similarity::Dot).tile_rows(tile_rows).tile_columns(tile_columns);
+  auto peak = [&](int64_t n, int64_t m, bool tiled) {
+    auto q = torch::randn({n, d}).requires_grad_(true), p = torch::randn({n, g, d}).requires_grad_(true);
+    const InfoNCEBank bank{torch::randn({m, d}), torch::randn({m, g, d}), true, torch::zeros({m})};
+    AllocationCounter counter;
+    info_nce(q, p, InfoNCEOptions(options).tiled(tiled), bank).loss.backward();
+    return counter.counts().peak_bytes;
+  };
+  for (const auto& [n, m] : std::vector<std::pair<int64_t, int64_t>>{{512, 1024}, {1024, 4096}, {2048, 8192}}) {
+    SCOPED_TRACE("n " + std::to_string(n) + " m " + std::to_string(m));
+    const int64_t floats = sizeof(float);
+    const int64_t tile = tile_rows * tile_columns * floats;
+    // Gradients of q and p, a row-sized temporary or two, the banked rows'
+    // targets (an [m, d] product), and the tile, in the forward and backward.
+    const int64_t budget = (3 * n * d + n * g * d + m * d) * floats + 2 * tile + (64 << 10);
+    EXPECT_LE(peak(n, m, true), budget);
+    const int64_t score_matrix = n * (n * g + m * g) * floats;
+    EXPECT_GE(peak(n, m, false), score_matrix);
+  }
 }
 
 }  // namespace

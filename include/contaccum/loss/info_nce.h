@@ -21,6 +21,23 @@ struct InfoNCEOptions {
   TORCH_ARG(Similarity, similarity) = Similarity::Dot;
   /// Scores are divided by it; must be > 0. Default: 1.0 (DPR, ContAccum).
   TORCH_ARG(double, temperature) = 1.0;
+  /// Compute the loss one `tile_rows x tile_columns` tile of the score matrix
+  /// at a time, with a running log-sum-exp per row, and recompute the tiles
+  /// in the backward pass (Inf-CL's scheme): the loss then needs one tile of
+  /// memory beyond its inputs and their gradients, whatever the batch and
+  /// bank sizes. Equal to the untiled loss up to floating-point reassociation
+  /// (the sums run in another order). False: the whole score matrix, its
+  /// softmax and their gradients are built through autograd ops. Default:
+  /// true.
+  TORCH_ARG(bool, tiled) = true;
+  /// Rows per tile; must be > 0. Default: 1024.
+  TORCH_ARG(int64_t, tile_rows) = 1024;
+  /// Columns per tile; must be > 0. Default: 4096 (a 16 MiB tile in float32
+  /// with the default rows).
+  TORCH_ARG(int64_t, tile_columns) = 4096;
+  /// Also return the current rows' score matrix (`InfoNCEResult::scores`),
+  /// which costs its full size. Default: false.
+  TORCH_ARG(bool, return_scores) = false;
 };
 
 /// Detached representations from memory banks that join the score matrix as
@@ -45,14 +62,19 @@ struct InfoNCEBank {
   /// as the banks change. Undefined (default): `info_nce` computes it, which
   /// costs a product of the bank with itself.
   torch::Tensor row_logsumexp;
+  /// Cosine only: every bank row (queries and passages) already has unit
+  /// norm, as `Strategy` stores them, so the loss scores them as they are
+  /// instead of normalising a copy of the bank on every call. Default: false.
+  bool normalized = false;
 };
 
 /// What `info_nce` computed.
 struct InfoNCEResult {
   /// Mean cross-entropy over all rows (current queries, then banked queries).
   torch::Tensor loss;
-  /// The current queries' rows of the score matrix `S / temperature`, in the
-  /// spec's layout: columns `[positives; bank positives; hard negatives; bank
+  /// Only with `InfoNCEOptions::return_scores`, detached: the current
+  /// queries' rows of the score matrix `S / temperature`, in the spec's
+  /// layout: columns `[positives; bank positives; hard negatives; bank
   /// hard negatives]` (hard negatives example-major); the target of row `r`
   /// is column `r`; masked-out entries are `-inf`. The banked queries' rows
   /// are never materialised (see `InfoNCEBank::row_logsumexp`).
@@ -75,9 +97,11 @@ InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passag
 /// For each banked query (`bank_queries` `[m, d]`), the log-sum-exp of its
 /// scores divided by the temperature over every vector of `bank_passages`
 /// (`[m_p, g, d]` or `[m_p, d]`): `InfoNCEBank::row_logsumexp` computed from
-/// scratch, without gradients, `rows_per_block` rows at a time.
+/// scratch, without gradients, in tiles of `rows_per_block` rows by
+/// `columns_per_block` columns.
 torch::Tensor bank_row_logsumexp(const torch::Tensor& bank_queries, const torch::Tensor& bank_passages,
-                                 const InfoNCEOptions& options = {}, int64_t rows_per_block = 1024);
+                                 const InfoNCEOptions& options = {}, int64_t rows_per_block = 1024,
+                                 int64_t columns_per_block = 4096);
 
 /// Module form of `info_nce` (no parameters), for use in `Sequential`-style
 /// code and to carry the options.

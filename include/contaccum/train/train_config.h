@@ -58,6 +58,10 @@ struct TrainConfig {
   std::string similarity = "dot";
   /// Default: 1.0.
   double temperature = 1.0;
+  /// The loss computed one tile of the score matrix at a time
+  /// (`InfoNCEOptions::tiled`): its memory stays one tile whatever the batch
+  /// and bank. false: the whole matrix and its gradient at once. Default: true.
+  bool tiled_loss = true;
 
   // --- encoder ---
   /// A registered encoder (built in: bag_of_embeddings, transformer).

@@ -1,0 +1,210 @@
+#include "tiled_info_nce.h"
+
+#include <torch/autograd.h>
+
+#include <algorithm>
+#include <limits>
+
+// The scheme of Inf-CL ("Breaking the Memory Barrier", 2024) on the CPU: each
+// row's log-sum-exp is accumulated over column tiles with a running maximum,
+// and the backward pass recomputes every tile from the inputs and the saved
+// log-sum-exps, turning it into the softmax's share of the gradient in place.
+// All work on a tile happens in one reused buffer; nothing of size rows x
+// columns is ever allocated.
+
+namespace contaccum::detail {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+bool present(const torch::Tensor& t) { return t.defined() && t.numel() > 0; }
+
+// One kind of columns: vectors [c, d] and an optional factor per column.
+struct Columns {
+  torch::Tensor vectors, scale;
+  int64_t count() const { return present(vectors) ? vectors.size(0) : 0; }
+};
+
+// Scores of rows [r, d] against columns [c0, c1) into `buffer`, as an [r, c]
+// view of its first r * c elements.
+class Tiler {
+ public:
+  Tiler(const torch::Tensor& like, int64_t tile_rows, int64_t tile_columns, double inv_tau)
+      : buffer_(torch::empty({tile_rows * tile_columns}, like.options())), inv_tau_(inv_tau) {}
+
+  torch::Tensor scores(const torch::Tensor& rows, const Columns& columns, int64_t c0, int64_t c1) {
+    auto tile = buffer_.narrow(0, 0, rows.size(0) * (c1 - c0)).view({rows.size(0), c1 - c0});
+    at::mm_out(tile, rows, columns.vectors.narrow(0, c0, c1 - c0).t());
+    tile.mul_(inv_tau_);
+    if (columns.scale.defined()) tile.mul_(columns.scale.narrow(0, c0, c1 - c0).unsqueeze(0));
+    return tile;
+  }
+
+ private:
+  torch::Tensor buffer_;
+  double inv_tau_;
+};
+
+// Running log-sum-exp of rows over the tiles seen so far.
+struct RunningLogSumExp {
+  torch::Tensor max, sum;
+
+  // Folds the tile in; leaves exp(tile - new max) in it.
+  void add(torch::Tensor& tile) {
+    auto new_max = torch::maximum(max, std::get<0>(tile.max(1)));
+    tile.sub_(new_max.unsqueeze(1)).exp_();
+    sum.mul_((max - new_max).exp_()).add_(tile.sum(1));
+    max = new_max;
+  }
+  torch::Tensor value() const { return max + sum.log(); }
+};
+
+// Log-sum-exp of every row of `rows` over every column of each kind, started
+// from `outside` (a log-sum-exp already taken over other columns) if given.
+torch::Tensor rows_logsumexp(Tiler& tiler, const torch::Tensor& rows, const std::vector<const Columns*>& kinds,
+                             const torch::Tensor& outside, const TiledInfoNCEInputs& in) {
+  const int64_t n = rows.size(0);
+  auto out = torch::empty({n}, rows.options());
+  for (int64_t r0 = 0; r0 < n; r0 += in.tile_rows) {
+    const int64_t r1 = std::min(n, r0 + in.tile_rows);
+    const auto block = rows.narrow(0, r0, r1 - r0);
+    RunningLogSumExp running;
+    if (outside.defined()) {
+      running.max = outside.narrow(0, r0, r1 - r0).clone();
+      running.sum = torch::ones({r1 - r0}, rows.options());
+    } else {
+      running.max = torch::full({r1 - r0}, -std::numeric_limits<double>::infinity(), rows.options());
+      running.sum = torch::zeros({r1 - r0}, rows.options());
+    }
+    for (const Columns* kind : kinds) {
+      for (int64_t c0 = 0; c0 < kind->count(); c0 += in.tile_columns) {
+        auto tile = tiler.scores(block, *kind, c0, std::min(kind->count(), c0 + in.tile_columns));
+        running.add(tile);
+      }
+    }
+    out.narrow(0, r0, r1 - r0).copy_(running.value());
+  }
+  return out;
+}
+
+// Adds d(sum of the rows' log-sum-exps)/d(rows, columns) times `weight`:
+// each tile becomes weight * softmax * inv_tau (times the column factor),
+// then one product per side. `row_grad` / `column_grad` undefined: not needed.
+void add_softmax_gradients(Tiler& tiler, const torch::Tensor& rows, const torch::Tensor& lse, const Columns& columns,
+                           torch::Tensor row_grad, torch::Tensor column_grad, double weight,
+                           const TiledInfoNCEInputs& in) {
+  const int64_t n = rows.size(0), c = columns.count();
+  for (int64_t r0 = 0; r0 < n; r0 += in.tile_rows) {
+    const int64_t r1 = std::min(n, r0 + in.tile_rows);
+    const auto block = rows.narrow(0, r0, r1 - r0);
+    const auto block_lse = lse.narrow(0, r0, r1 - r0).unsqueeze(1);
+    for (int64_t c0 = 0; c0 < c; c0 += in.tile_columns) {
+      const int64_t c1 = std::min(c, c0 + in.tile_columns);
+      auto tile = tiler.scores(block, columns, c0, c1);
+      tile.sub_(block_lse).exp_().mul_(weight * in.inv_tau);
+      if (columns.scale.defined()) tile.mul_(columns.scale.narrow(0, c0, c1 - c0).unsqueeze(0));
+      const auto vectors = columns.vectors.narrow(0, c0, c1 - c0);
+      if (row_grad.defined()) row_grad.narrow(0, r0, r1 - r0).addmm_(tile, vectors);
+      if (column_grad.defined()) column_grad.narrow(0, c0, c1 - c0).addmm_(tile.t(), block);
+    }
+  }
+}
+
+// What the backward pass needs besides the saved tensors: the constants, kept
+// in the node's saved data so that they live as long as the graph.
+void keep_constants(AutogradContext* ctx, const TiledInfoNCEInputs& in) {
+  ctx->saved_data["bank_columns"] = in.bank_columns;
+  ctx->saved_data["bank_column_scale"] = in.bank_column_scale;
+  ctx->saved_data["bank_rows"] = in.bank_rows;
+  ctx->saved_data["group"] = in.group;
+  ctx->saved_data["inv_tau"] = in.inv_tau;
+  ctx->saved_data["tile_rows"] = in.tile_rows;
+  ctx->saved_data["tile_columns"] = in.tile_columns;
+}
+
+TiledInfoNCEInputs kept_constants(AutogradContext* ctx) {
+  TiledInfoNCEInputs in;
+  auto& data = ctx->saved_data;
+  in.bank_columns = data["bank_columns"].toTensor();
+  in.bank_column_scale = data["bank_column_scale"].toTensor();
+  in.bank_rows = data["bank_rows"].toTensor();
+  in.group = data["group"].toInt();
+  in.inv_tau = data["inv_tau"].toDouble();
+  in.tile_rows = data["tile_rows"].toInt();
+  in.tile_columns = data["tile_columns"].toInt();
+  return in;
+}
+
+class TiledInfoNCE : public torch::autograd::Function<TiledInfoNCE> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& queries, const torch::Tensor& passages,
+                               const TiledInfoNCEInputs& in) {
+    Tiler tiler(queries, in.tile_rows, in.tile_columns, in.inv_tau);
+    const Columns current{passages, {}}, bank{in.bank_columns, in.bank_column_scale};
+    const int64_t n = queries.size(0);
+    const auto positives = passages.view({n, in.group, -1}).select(1, 0);
+    const auto lse = rows_logsumexp(tiler, queries, {&current, &bank}, {}, in);
+    auto loss = (lse - (queries * positives).sum(1) * in.inv_tau).sum();
+    torch::Tensor bank_lse;
+    if (present(in.bank_rows)) {
+      bank_lse = rows_logsumexp(tiler, in.bank_rows, {&current}, in.bank_rows_outside_logsumexp, in);
+      loss = loss + (bank_lse - in.bank_rows_target).sum();
+    }
+    ctx->save_for_backward({queries, passages, lse, bank_lse});
+    keep_constants(ctx, in);
+    return loss;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &queries = saved[0], &passages = saved[1], &lse = saved[2], &bank_lse = saved[3];
+    const auto in = kept_constants(ctx);
+    const double weight = grad_outputs[0].item<double>();
+    torch::Tensor grad_q, grad_p;
+    if (ctx->needs_input_grad(0)) grad_q = torch::zeros_like(queries);
+    if (ctx->needs_input_grad(1)) grad_p = torch::zeros_like(passages);
+    Tiler tiler(queries, in.tile_rows, in.tile_columns, in.inv_tau);
+    const Columns current{passages, {}}, bank{in.bank_columns, in.bank_column_scale};
+    add_softmax_gradients(tiler, queries, lse, current, grad_q, grad_p, weight, in);
+    if (grad_q.defined()) add_softmax_gradients(tiler, queries, lse, bank, grad_q, {}, weight, in);
+    if (bank_lse.defined() && grad_p.defined()) {
+      add_softmax_gradients(tiler, in.bank_rows, bank_lse, current, {}, grad_p, weight, in);
+    }
+    // The target term -s[r, r]: row r against its own positive.
+    const int64_t n = queries.size(0);
+    const double target = -weight * in.inv_tau;
+    if (grad_q.defined()) grad_q.add_(passages.view({n, in.group, -1}).select(1, 0), target);
+    if (grad_p.defined()) grad_p.view({n, in.group, -1}).select(1, 0).add_(queries, target);
+    return {grad_q, grad_p, torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor tiled_info_nce_sum(const TiledInfoNCEInputs& inputs) {
+  TORCH_CHECK(inputs.tile_rows > 0 && inputs.tile_columns > 0, "InfoNCEOptions tiles must be > 0, got ",
+              inputs.tile_rows, " x ", inputs.tile_columns);
+  TiledInfoNCEInputs in = inputs;
+  // No tile larger than the problem: the buffer is sized by the tile.
+  const int64_t most_rows = std::max(in.queries.size(0), present(in.bank_rows) ? in.bank_rows.size(0) : int64_t{0});
+  const int64_t most_columns =
+      std::max(in.passages.size(0), present(in.bank_columns) ? in.bank_columns.size(0) : int64_t{0});
+  in.tile_rows = std::min(in.tile_rows, most_rows);
+  in.tile_columns = std::min(in.tile_columns, most_columns);
+  return TiledInfoNCE::apply(in.queries.contiguous(), in.passages.contiguous(), in);
+}
+
+torch::Tensor tiled_logsumexp(const torch::Tensor& rows, const torch::Tensor& columns,
+                              const torch::Tensor& column_scale, double inv_tau, int64_t tile_rows,
+                              int64_t tile_columns) {
+  torch::NoGradGuard no_grad;
+  TiledInfoNCEInputs in;
+  in.tile_rows = std::max<int64_t>(1, std::min(tile_rows, rows.size(0)));
+  in.tile_columns = std::max<int64_t>(1, std::min(tile_columns, columns.size(0)));
+  Tiler tiler(rows, in.tile_rows, in.tile_columns, inv_tau);
+  const Columns kind{columns.contiguous(), column_scale};
+  return rows_logsumexp(tiler, rows.contiguous(), {&kind}, {}, in);
+}
+
+}  // namespace contaccum::detail
