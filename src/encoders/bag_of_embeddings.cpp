@@ -1,6 +1,7 @@
 #include "contaccum/encoders/bag_of_embeddings.h"
 
 #include "contaccum/encoders/registry.h"
+#include "accumulating_linear.h"
 #include "weighted_bag_sum.h"
 
 #include <torch/nn/functional/dropout.h>
@@ -67,7 +68,8 @@ torch::Tensor BagOfEmbeddingsEncoderImpl::forward(const EncoderInput& input) {
   auto pooled = detail::weighted_bag_sum(weight, ids.to(torch::kLong), weights, options_.padding_idx());
   pooled = torch::nn::functional::dropout(
       pooled, torch::nn::functional::DropoutFuncOptions().p(options_.dropout()).training(is_training()));
-  return projection_->forward(pooled);
+  // Likewise the projection's weight and bias (accumulating_linear.h).
+  return detail::accumulating_linear(pooled, projection_->weight, projection_->bias);
 }
 
 EncoderRegistration bag_of_embeddings_registration() {

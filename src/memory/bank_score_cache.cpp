@@ -28,13 +28,13 @@ void BankScoreCache::check_banks(const MemoryBank& queries, const MemoryBank& pa
 
 torch::Tensor BankScoreCache::rows(const MemoryBank& queries) const {
   auto r = queries.view().select(1, 0);
-  if (options_.loss().similarity() == Similarity::Cosine) r = r / r.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
+  if (normalizes()) r = r / r.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
   return r;
 }
 
 torch::Tensor BankScoreCache::columns(const MemoryBank& passages, int64_t begin, int64_t end) const {
   auto c = passages.view().slice(0, begin, end).reshape({-1, passages.dim()});
-  if (options_.loss().similarity() == Similarity::Cosine) c = c / c.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
+  if (normalizes()) c = c / c.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
   return c;
 }
 

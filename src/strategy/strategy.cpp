@@ -89,7 +89,24 @@ BankScoreCacheOptions bank_score_options(const StrategyOptions& o, int64_t world
   // when the loss spans it.
   const int64_t enqueued =
       o.negatives() == NegativeScope::MicroBatch ? std::min(o.total_batch(), world * o.micro_batch()) : o.total_batch();
-  return BankScoreCacheOptions(enqueued).loss(o.loss());
+  return BankScoreCacheOptions(enqueued).loss(o.loss()).normalized_rows(true);
+}
+
+bool is_cosine(const StrategyOptions& o) { return o.loss().similarity() == Similarity::Cosine; }
+
+// Rows of unit norm along the last dimension (no gradient).
+torch::Tensor unit_rows(const torch::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  return x.detach() / x.detach().norm(2, {-1}, /*keepdim=*/true).clamp_min(1e-12);
+}
+
+// Makes a loaded bank's rows unit-norm in place (checkpoints written before
+// the banks kept unit rows).
+void normalise_in_place(const MemoryBank& bank) {
+  if (bank.empty()) return;
+  torch::NoGradGuard no_grad;
+  auto rows = bank.view();  // shares the bank's storage
+  rows.div_(rows.norm(2, {-1}, /*keepdim=*/true).clamp_min(1e-12));
 }
 }  // namespace
 
@@ -178,6 +195,7 @@ InfoNCEBank Strategy::bank_view() const {
   InfoNCEBank bank;
   if (passage_bank_.empty()) return bank;
   bank.passages = passage_bank_.view();
+  bank.normalized = is_cosine(options_);
   bank.passages_as_negatives = options_.passage_bank();
   if (options_.query_bank()) bank.queries = query_bank_.view().select(1, 0);
   if (use_bank_scores_) bank.row_logsumexp = bank_scores_.row_logsumexp();
@@ -275,9 +293,14 @@ void Strategy::enqueue(const Encoded& reps, const TrainingBatch& group) {
       if (index >= 0) sample_->record(index, group, j);
     }
   }
-  query_bank_.enqueue(reps.queries, steps_);
+  // Cosine scores see only directions: the banks keep unit rows, so that
+  // neither the loss nor the score cache normalises a copy of a whole bank
+  // on every micro-batch.
+  const bool cosine = is_cosine(options_);
+  query_bank_.enqueue(cosine ? unit_rows(reps.queries) : reps.queries, steps_);
   const bool groups = options_.passage_bank() && options_.bank_hard_negatives();
-  passage_bank_.enqueue(groups ? reps.passages : reps.passages.slice(1, 0, 1), steps_);
+  const auto passages = groups ? reps.passages : reps.passages.slice(1, 0, 1);
+  passage_bank_.enqueue(cosine ? unit_rows(passages) : passages, steps_);
   if (use_bank_scores_) bank_scores_.update(query_bank_, passage_bank_, first_slot, reps.queries.size(0));
 }
 
@@ -357,6 +380,7 @@ void Strategy::save(torch::serialize::OutputArchive& archive) const {
   archive.write("query_bank", q);
   archive.write("passage_bank", p);
   archive.write("steps", torch::tensor(steps_, torch::kLong));
+  if (is_cosine(options_)) archive.write("unit_bank_rows", torch::tensor(int64_t{1}, torch::kLong));
   if (momentum_) {
     torch::serialize::OutputArchive ema;
     momentum_->save(ema);
@@ -382,8 +406,15 @@ void Strategy::load(torch::serialize::InputArchive& archive) {
   const auto device = model_->device();
   query_bank_.load(q, device);
   passage_bank_.load(p, device);
-  torch::Tensor steps;
+  torch::Tensor steps, unit_rows_flag;
   steps_ = archive.try_read("steps", steps) ? steps.item<int64_t>() : 0;
+  // Cosine banks saved before they kept unit rows are normalised now, and
+  // their saved score cache is recomputed from them.
+  const bool renormalised = is_cosine(options_) && !archive.try_read("unit_bank_rows", unit_rows_flag);
+  if (renormalised) {
+    normalise_in_place(query_bank_);
+    normalise_in_place(passage_bank_);
+  }
   if (momentum_) {
     // A checkpoint of a run without the momentum encoder starts the average
     // at the loaded weights.
@@ -401,11 +432,12 @@ void Strategy::load(torch::serialize::InputArchive& archive) {
   }
   if (!use_bank_scores_) return;
   torch::serialize::InputArchive scores;
-  if (archive.try_read("bank_scores", scores)) {
+  if (!renormalised && archive.try_read("bank_scores", scores)) {
     bank_scores_.load(scores, query_bank_, passage_bank_);
   } else {
-    // A checkpoint from before the cache was saved: the same values, though
-    // not the same last bits as the interrupted run.
+    // A checkpoint from before the cache was saved, or before the banks kept
+    // unit rows: the same values, though not the same last bits as the
+    // interrupted run.
     bank_scores_.rebuild(query_bank_, passage_bank_);
   }
 }

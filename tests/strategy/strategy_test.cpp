@@ -435,5 +435,35 @@ TEST(Strategy, BanksAreRestoredOnTheModelsDevice) {
   EXPECT_TRUE(std::isfinite(stats.loss));
 }
 
+// With the cosine loss the banks keep unit rows (the loss and the score cache
+// then score them without normalised copies); checkpoints written before,
+// whose rows are as encoded, are normalised when loaded.
+TEST(Strategy, CosineBanksKeepUnitRowsAndOlderCheckpointsAreNormalisedOnLoad) {
+  const auto cosine = StrategyOptions::contaccum(8, 2, 12).loss(InfoNCEOptions().similarity(Similarity::Cosine));
+  auto norms = [](const MemoryBank& bank) { return bank.view().norm(2, {-1}); };
+  torch::manual_seed(50);
+  auto model = make_model(0.0);
+  Strategy strategy(model, cosine);
+  test::step(strategy, random_batch(8, 1));
+  EXPECT_LE((norms(strategy.query_bank()) - 1.0).abs().max().item<double>(), 1e-12);
+  EXPECT_LE((norms(strategy.passage_bank()) - 1.0).abs().max().item<double>(), 1e-12);
+
+  // A dot-product run's banks hold the representations as encoded, and its
+  // checkpoint carries no unit-row mark: like a checkpoint from before.
+  Strategy dot(model, StrategyOptions::contaccum(8, 2, 12));
+  test::step(dot, random_batch(8, 1));
+  EXPECT_GT((norms(dot.passage_bank()) - 1.0).abs().max().item<double>(), 1e-3);
+  Strategy restored(model, cosine);
+  save_and_load(dot, restored, torch::kCPU);
+  const auto unit = [](const torch::Tensor& t) { return t / t.norm(2, {-1}, /*keepdim=*/true); };
+  EXPECT_TRUE(torch::allclose(restored.query_bank().view(), unit(dot.query_bank().view()), 1e-14, 1e-14));
+  EXPECT_TRUE(torch::allclose(restored.passage_bank().view(), unit(dot.passage_bank().view()), 1e-14, 1e-14));
+  // And the score cache was rebuilt from the normalised rows, not read from
+  // the dot-product run's.
+  const auto want = bank_row_logsumexp(restored.query_bank().view().select(1, 0), restored.passage_bank().view(),
+                                       cosine.loss());
+  EXPECT_TRUE(torch::allclose(restored.bank_scores().row_logsumexp(), want, 1e-12, 1e-12));
+}
+
 }  // namespace
 }  // namespace contaccum

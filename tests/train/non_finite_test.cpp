@@ -26,19 +26,33 @@ void expect_same_weights(const std::map<std::string, torch::Tensor>& a, const Du
   for (const auto& p : model->named_parameters()) EXPECT_TRUE(torch::equal(a.at(p.key()), p.value())) << p.key();
 }
 
+// Two bag-of-embeddings towers with attention pooling: its token-logit table
+// is the one parameter whose gradient still passes through autograd (the
+// embedding table and the projection add theirs into .grad directly), so a
+// hook can poison it.
+DualEncoder attention_dual_encoder(uint64_t seed) {
+  torch::manual_seed(seed);
+  auto tower = [] {
+    return BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(test::kTinyVocab, 16)
+                                      .embedding_dim(12)
+                                      .dropout(0.2)
+                                      .pooling(BagPooling::Attention))
+        .ptr();
+  };
+  return DualEncoder(tower(), tower());
+}
+
 struct NonFinite : ::testing::Test {
   std::shared_ptr<TrainingSet> set = test::tiny_training_set(48);
   Collator collator{test::hashing_tokenizer(test::kTinyVocab)};
   test::TempDir dir;
-  DualEncoder model = test::tiny_dual_encoder(1);
+  DualEncoder model = attention_dual_encoder(1);
   // Weights, banks and optimizer moments after step 2, before the bad step.
   std::map<std::string, torch::Tensor> before;
   torch::Tensor query_bank_before, moments_before;
   // Makes step 3's (or every later step's) gradient of one weight infinite.
   void poison_gradient_from_step(Trainer& trainer, int64_t first, int64_t last) {
-    // Not the embedding table: its gradient is added into .grad outside
-    // autograd (weighted_bag_sum.h), so tensor hooks on it never run.
-    auto weight = model->passage_encoder()->named_parameters()["projection.weight"];
+    auto weight = model->passage_encoder()->named_parameters()["token_logit.weight"];
     auto hook = std::make_shared<int>(-1);
     trainer.add_callback(std::make_shared<test::OnStepEnd>([&, weight, hook, first, last](TrainerState& s) mutable {
       if (s.step == first - 1) {
@@ -111,7 +125,7 @@ TEST_F(NonFinite, TheSkipPolicyUndoesTheStepCountsItAndGoesOn) {
   }
   EXPECT_THAT(lines[2]["non_finite"].get<std::string>(), HasSubstr("gradient norm is inf"));
   // The count survives a checkpoint.
-  Trainer resumed(test::tiny_dual_encoder(2), StrategyOptions::contaccum(16, 4, 32), set, collator,
+  Trainer resumed(attention_dual_encoder(2), StrategyOptions::contaccum(16, 4, 32), set, collator,
                   test::tiny_trainer_options(dir.path.string()).non_finite(NonFinitePolicy::Skip));
   ASSERT_TRUE(resumed.resume_latest());
   EXPECT_EQ(resumed.state().skipped_steps, 1);

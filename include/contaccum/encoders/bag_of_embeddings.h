@@ -48,11 +48,12 @@ struct BagOfEmbeddingsEncoderOptions {
 /// A small, fast encoder: token embeddings, masked mean (or attention)
 /// pooling, dropout and a linear projection. Good for tests, the quickstart and as a baseline.
 ///
-/// In training, the backward pass adds the embedding table's gradient into
-/// its `.grad` directly (created as zeros when missing), without a
-/// table-sized temporary per call: the gradient does not pass through
-/// autograd, so `torch::autograd::grad` with respect to the table sees none
-/// and hooks registered on the table do not run.
+/// In training, the backward pass adds the gradients of the embedding table
+/// and of the projection's weight and bias into their `.grad` directly
+/// (created as zeros when missing), without a parameter-sized temporary per
+/// call: these gradients do not pass through autograd, so
+/// `torch::autograd::grad` with respect to those parameters sees none and
+/// hooks registered on them do not run.
 class BagOfEmbeddingsEncoderImpl : public EncoderModule {
  public:
   explicit BagOfEmbeddingsEncoderImpl(BagOfEmbeddingsEncoderOptions options);

@@ -19,6 +19,10 @@ struct BankScoreCacheOptions {
   /// Score function and temperature, as in the loss. Default: dot product,
   /// temperature 1.
   TORCH_ARG(InfoNCEOptions, loss) = {};
+  /// Cosine only: the banks' rows already have unit norm (`Strategy` stores
+  /// them so), so they are scored as they are, without normalised copies.
+  /// Default: false.
+  TORCH_ARG(bool, normalized_rows) = false;
 };
 
 /// Keeps `InfoNCEBank::row_logsumexp` of a query bank against a passage bank
@@ -67,6 +71,9 @@ class BankScoreCache {
 
  private:
   void check_banks(const MemoryBank& queries, const MemoryBank& passages) const;
+  bool normalizes() const {  // rows need normalised copies
+    return options_.loss().similarity() == Similarity::Cosine && !options_.normalized_rows();
+  }
   torch::Tensor rows(const MemoryBank& queries) const;  // [size, d], normalised for cosine
   torch::Tensor columns(const MemoryBank& passages, int64_t begin, int64_t end) const;  // [(end - begin) g, d]
   void recompute_blocks(const torch::Tensor& rows, const MemoryBank& passages, int64_t first_block, int64_t last_block);
