@@ -9,14 +9,17 @@
 # Usage: bash bench/performance/main_job.sh [DATA_DIR]
 # Environment: MAX_STEPS (default 40), REPEATS (default 2), BEFORE_BIN (a
 # `contaccum` binary of an earlier revision to time as "before", optional),
-# VARIANTS (names from the list below, default all).
+# VARIANTS (names from the list below, default all), OUT (the file written;
+# report.py also reads bench/performance/allocations.jsonl, written with
+# VARIANTS="default, allocations counted,torch AdamW, allocations counted"
+# OUT=bench/performance/allocations.jsonl, for its allocation table).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 data=${1:-$(cd "$root/.." && pwd)/shared/data/debpkg}
 steps=${MAX_STEPS:-40}
 repeats=${REPEATS:-2}
 cli="$root/build/tools/contaccum"
-out="$root/bench/performance/main_job.jsonl"
+out=${OUT:-$root/bench/performance/main_job.jsonl}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # jemalloc and tcmalloc are measured beside glibc (preloaded, not linked).
