@@ -9,10 +9,10 @@
 # Usage: bash bench/performance/main_job.sh [DATA_DIR]
 # Environment: MAX_STEPS (default 40), REPEATS (default 2), BEFORE_BIN (a
 # `contaccum` binary of an earlier revision to time as "before", optional),
-# VARIANTS (names from the list below, default all), OUT (the file written;
-# report.py also reads bench/performance/allocations.jsonl, written with
-# VARIANTS="default, allocations counted,torch AdamW, allocations counted"
-# OUT=bench/performance/allocations.jsonl, for its allocation table).
+# VARIANTS (names from the list below separated by ';', default all), OUT
+# (the file written; report.py also reads bench/performance/allocations.jsonl,
+# written with VARIANTS="default, allocations counted;torch AdamW, allocations
+# counted" OUT=bench/performance/allocations.jsonl, for its allocation table).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 data=${1:-$(cd "$root/.." && pwd)/shared/data/debpkg}
@@ -56,7 +56,7 @@ PY
 for ((r = 0; r < repeats; r++)); do
   for v in "${variants[@]}"; do
     IFS='|' read -r name env extra <<<"$v"
-    if [ -n "${VARIANTS:-}" ] && [[ ",$VARIANTS," != *",$name,"* ]]; then continue; fi
+    if [ -n "${VARIANTS:-}" ] && [[ ";$VARIANTS;" != *";$name;"* ]]; then continue; fi
     binary=$cli
     [[ "$name" == before* ]] && binary=$BEFORE_BIN
     run="$work/run"

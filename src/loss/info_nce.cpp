@@ -143,7 +143,8 @@ BankedRows banked_rows(const Inputs& in, const InfoNCEOptions& options, const In
   BankedRows out;
   out.rows = normalised(bank.queries.detach(), in.bank_cosine);
   const auto bank_positives = in.bank_passages.detach().select(1, 0);
-  out.target_score = (out.rows * bank_positives).sum(1);
+  // Row-wise dot products as a batch of 1 x 1 products: no [m, d] temporary.
+  out.target_score = torch::bmm(out.rows.unsqueeze(1), bank_positives.unsqueeze(2)).view({-1});
   if (in.bank_cosine) out.target_score = out.target_score / bank_positives.norm(2, {1}).clamp_min(1e-12);
   out.target_score = out.target_score * inv_tau;
   if (!in.bank_negatives) {

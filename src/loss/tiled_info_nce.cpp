@@ -28,13 +28,17 @@ struct Columns {
 
 // Scores of rows [r, d] against columns [c0, c1) into `buffer`, as an [r, c]
 // view of its first r * c elements.
+// The buffer grows to the largest tile asked for, which for a short block
+// (32 current rows against a bank, a bank's rows against 32 passages) is far
+// below tile_rows x tile_columns.
 class Tiler {
  public:
-  Tiler(const torch::Tensor& like, int64_t tile_rows, int64_t tile_columns, double inv_tau)
-      : buffer_(torch::empty({tile_rows * tile_columns}, like.options())), inv_tau_(inv_tau) {}
+  Tiler(const torch::Tensor& like, double inv_tau) : options_(like.options()), inv_tau_(inv_tau) {}
 
   torch::Tensor scores(const torch::Tensor& rows, const Columns& columns, int64_t c0, int64_t c1) {
-    auto tile = buffer_.narrow(0, 0, rows.size(0) * (c1 - c0)).view({rows.size(0), c1 - c0});
+    const int64_t size = rows.size(0) * (c1 - c0);
+    if (!buffer_.defined() || buffer_.numel() < size) buffer_ = torch::empty({size}, options_);
+    auto tile = buffer_.narrow(0, 0, size).view({rows.size(0), c1 - c0});
     at::mm_out(tile, rows, columns.vectors.narrow(0, c0, c1 - c0).t());
     tile.mul_(inv_tau_);
     if (columns.scale.defined()) tile.mul_(columns.scale.narrow(0, c0, c1 - c0).unsqueeze(0));
@@ -42,6 +46,7 @@ class Tiler {
   }
 
  private:
+  torch::TensorOptions options_;
   torch::Tensor buffer_;
   double inv_tau_;
 };
@@ -140,7 +145,7 @@ class TiledInfoNCE : public torch::autograd::Function<TiledInfoNCE> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& queries, const torch::Tensor& passages,
                                const TiledInfoNCEInputs& in) {
-    Tiler tiler(queries, in.tile_rows, in.tile_columns, in.inv_tau);
+    Tiler tiler(queries, in.inv_tau);
     const Columns current{passages, {}}, bank{in.bank_columns, in.bank_column_scale};
     const int64_t n = queries.size(0);
     const auto positives = passages.view({n, in.group, -1}).select(1, 0);
@@ -164,7 +169,7 @@ class TiledInfoNCE : public torch::autograd::Function<TiledInfoNCE> {
     torch::Tensor grad_q, grad_p;
     if (ctx->needs_input_grad(0)) grad_q = torch::zeros_like(queries);
     if (ctx->needs_input_grad(1)) grad_p = torch::zeros_like(passages);
-    Tiler tiler(queries, in.tile_rows, in.tile_columns, in.inv_tau);
+    Tiler tiler(queries, in.inv_tau);
     const Columns current{passages, {}}, bank{in.bank_columns, in.bank_column_scale};
     add_softmax_gradients(tiler, queries, lse, current, grad_q, grad_p, weight, in);
     if (grad_q.defined()) add_softmax_gradients(tiler, queries, lse, bank, grad_q, {}, weight, in);
@@ -202,7 +207,7 @@ torch::Tensor tiled_logsumexp(const torch::Tensor& rows, const torch::Tensor& co
   TiledInfoNCEInputs in;
   in.tile_rows = std::max<int64_t>(1, std::min(tile_rows, rows.size(0)));
   in.tile_columns = std::max<int64_t>(1, std::min(tile_columns, columns.size(0)));
-  Tiler tiler(rows, in.tile_rows, in.tile_columns, inv_tau);
+  Tiler tiler(rows, inv_tau);
   const Columns kind{columns.contiguous(), column_scale};
   return rows_logsumexp(tiler, rows.contiguous(), {&kind}, {}, in);
 }
