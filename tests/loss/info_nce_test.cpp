@@ -321,6 +321,33 @@ TEST(InfoNCETiled, Float32MatchesUntiledWithinRounding) {
   EXPECT_LE(max_abs(tiled.grad_p - untiled.grad_p) / scale_p, 1e-5);
 }
 
+// Scores that fit in one tile's memory are kept from the forward pass, and
+// the backward pass that reads them gives the numbers of the one that scores
+// again, bit for bit: the same tiles (16 rows, 32 columns) either way, kept
+// with the default tiles, recomputed with a 16 x 32 tile (512 floats, fewer
+// than the 8 x (16 + 32) + 16 x 16 = 640 scores).
+TEST(InfoNCETiled, KeptScoresGiveTheRecomputedNumbersBitForBit) {
+  torch::manual_seed(79);
+  const int64_t n = 8, g = 2, m = 16, d = 12;
+  const auto q = torch::randn({n, d}), p = torch::randn({n, g, d});
+  const InfoNCEBank bank{torch::randn({m, d}), torch::randn({m, g, d}), true, torch::randn({m})};
+  const auto base = InfoNCEOptions().similarity(Similarity::Cosine).temperature(0.07);
+  auto run = [&](const InfoNCEOptions& options, int64_t* peak) {
+    AllocationCounter counter;
+    auto result = compute(q, p, bank, options);
+    *peak = counter.counts().peak_bytes;
+    return result;
+  };
+  int64_t kept_peak = 0, recomputed_peak = 0;
+  const auto kept = run(base, &kept_peak);
+  const auto recomputed = run(InfoNCEOptions(base).tile_rows(16).tile_columns(32), &recomputed_peak);
+  EXPECT_EQ(kept.loss, recomputed.loss);
+  EXPECT_TRUE(torch::equal(kept.grad_q, recomputed.grad_q));
+  EXPECT_TRUE(torch::equal(kept.grad_p, recomputed.grad_p));
+  // The kept scores were held: 640 floats more at the peak.
+  EXPECT_GE(kept_peak - recomputed_peak, 640 * static_cast<int64_t>(sizeof(float)));
+}
+
 // The tiled loss's working memory (forward and backward) is its inputs'
 // gradients and a tile, whatever the number of rows and bank columns; the
 // untiled one holds score-matrix-sized tensors.

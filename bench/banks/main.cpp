@@ -1,0 +1,290 @@
+// The banks' arithmetic against the machine's matrix unit, measured in one run.
+//
+//   contaccum_bench_banks [--micro-batch 32] [--total-batch 128] [--dim 1024] [--memory 1024,4096,8192]
+//                         [--rounds 40] [--passage-length 128] [--vocab 16000]
+//
+// Three kinds of JSON lines on stdout (bench/banks/run.sh collects them):
+//   "sgemm": LibTorch's float32 matrix product at the bank's shapes (a
+//     micro-batch's rows against the whole bank, and back) and at a large
+//     square, the rate the bank work is held against;
+//   "bank_work": for each bank size m, what ContAccum adds to one
+//     micro-batch: the loss forward and backward with the banks minus
+//     without them, plus `BankScoreCache::update` for the enqueued rows; its
+//     floating-point operations counted from the shapes, hence GFLOP/s;
+//   "steps": whole optimizer steps of the main job's tower (a shared
+//     bag-of-embeddings, attention pooling) with GradAccum and with ContAccum
+//     at each m, interleaved round by round so that machine noise hits them
+//     alike; the excess of ContAccum over GradAccum against the arithmetic
+//     floor (the bank's products at the measured sgemm rate).
+#include <contaccum/contaccum.h>
+
+#include <torch/torch.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+using namespace contaccum;
+using json = nlohmann::json;
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Median seconds of `f` over `rounds` calls after two warm-up calls.
+template <typename F>
+double time_median(int64_t rounds, F&& f) {
+  f();
+  f();
+  std::vector<double> t;
+  for (int64_t r = 0; r < rounds; ++r) {
+    const Stopwatch watch;
+    f();
+    t.push_back(watch.seconds());
+  }
+  return median(t);
+}
+
+torch::Tensor unit(torch::Tensor x) { return x / x.norm(2, {-1}, /*keepdim=*/true); }
+
+// ---------------------------------------------------------------- sgemm
+
+// GFLOP/s of out = a b^T for a [r, d] and b [c, d], as the loss multiplies.
+double sgemm_rate(int64_t r, int64_t c, int64_t d, int64_t rounds) {
+  const auto a = torch::randn({r, d}), b = torch::randn({c, d});
+  auto out = torch::empty({r, c});
+  const double s = time_median(rounds, [&] { at::mm_out(out, a, b.t()); });
+  return 2.0 * static_cast<double>(r * c * d) / s / 1e9;
+}
+
+// ---------------------------------------------------------------- bank work
+
+struct BankWorkSetup {
+  int64_t n = 32, d = 1024, m = 1024, rounds = 40;
+  double temperature = 0.05;
+};
+
+// Banks of m unit rows and their score cache, as the strategy keeps them.
+struct Banks {
+  MemoryBank queries, passages;
+  BankScoreCache cache;
+  Banks(int64_t m, int64_t n, int64_t d, const InfoNCEOptions& loss)
+      : queries(MemoryBankOptions(m)),
+        passages(MemoryBankOptions(m)),
+        cache(BankScoreCacheOptions(n).loss(loss).normalized_rows(true)) {
+    for (int64_t filled = 0; filled < m; filled += n) enqueue(n, d);
+  }
+  void enqueue(int64_t n, int64_t d) {
+    const int64_t first = passages.head();
+    queries.enqueue(unit(torch::randn({n, d})));
+    passages.enqueue(unit(torch::randn({n, 1, d})));
+    cache.update(queries, passages, first, n);
+  }
+  InfoNCEBank view() const {
+    InfoNCEBank b;
+    b.passages = passages.view();
+    b.queries = queries.view().select(1, 0);
+    b.row_logsumexp = cache.row_logsumexp();
+    b.normalized = true;
+    return b;
+  }
+};
+
+json bank_work(const BankWorkSetup& s) {
+  const auto loss = InfoNCEOptions().similarity(Similarity::Cosine).temperature(s.temperature);
+  Banks banks(s.m, s.n, s.d, loss);
+  const auto q = torch::randn({s.n, s.d}).requires_grad_(true);
+  const auto p = torch::randn({s.n, 1, s.d}).requires_grad_(true);
+  const auto step = [&](const InfoNCEBank& bank) {
+    q.mutable_grad() = torch::Tensor();
+    p.mutable_grad() = torch::Tensor();
+    info_nce(q, p, loss, bank).loss.backward();
+  };
+  const InfoNCEBank none, with = banks.view();
+  const double without_s = time_median(s.rounds, [&] { step(none); });
+  const double with_s = time_median(s.rounds, [&] { step(with); });
+  const double cache_s = time_median(s.rounds, [&] {
+    banks.cache.update(banks.queries, banks.passages, banks.passages.head(), s.n);
+  });
+  const double nmd = static_cast<double>(s.n * s.m * s.d);
+  // Loss: current rows x bank columns and bank rows x current columns, each
+  // scored in the forward, scored again in the backward (tiles are
+  // recomputed) and multiplied once more for the gradient; the cache: the
+  // new rows against the bank and the bank against the new columns.
+  const double loss_flops = 2.0 * nmd * 6.0, cache_flops = 2.0 * nmd * 2.0;
+  const double required = 2.0 * nmd * 6.0;  // without the backward's rescoring
+  const double bank_s = std::max(1e-12, with_s - without_s) + cache_s;
+  return {{"kind", "bank_work"},
+          {"memory_size", s.m},
+          {"micro_batch", s.n},
+          {"dim", s.d},
+          {"loss_without_bank_ms", 1e3 * without_s},
+          {"loss_with_bank_ms", 1e3 * with_s},
+          {"cache_update_ms", 1e3 * cache_s},
+          {"bank_ms", 1e3 * bank_s},
+          {"gflop", (loss_flops + cache_flops) / 1e9},
+          {"required_gflop", required / 1e9},
+          {"gflops", (loss_flops + cache_flops) / bank_s / 1e9},
+          {"sgemm_gflops_rows_by_bank", sgemm_rate(s.n, s.m, s.d, s.rounds)},
+          {"sgemm_gflops_bank_by_rows", sgemm_rate(s.m, s.n, s.d, s.rounds)}};
+}
+
+// ---------------------------------------------------------------- steps
+
+struct StepSetup {
+  int64_t total = 128, micro = 32, d = 1024, vocab = 16000, query_length = 16, passage_length = 128, rounds = 40;
+  std::vector<int64_t> memories;
+};
+
+std::shared_ptr<EncoderModule> main_job_tower(const StepSetup& s) {
+  auto settings = EncoderRegistry::global().defaults();
+  settings.set("dim", s.d);
+  settings.set("embedding_dim", s.d);
+  settings.set("pooling", std::string("attention"));
+  settings.set("dropout", 0.1);
+  TowerContext context;
+  context.vocab_size = s.vocab;
+  context.max_positions = s.passage_length;
+  return EncoderRegistry::global().at("bag_of_embeddings").make_tower(settings, context);
+}
+
+TrainingBatch random_batch(const StepSetup& s, int64_t seed) {
+  torch::manual_seed(seed);
+  TrainingBatch b;
+  b.queries.input_ids = torch::randint(1, s.vocab, {s.total, s.query_length}, torch::kLong);
+  b.queries.attention_mask = torch::ones({s.total, s.query_length}, torch::kLong);
+  b.passages.input_ids = torch::randint(1, s.vocab, {s.total, s.passage_length}, torch::kLong);
+  b.passages.attention_mask = torch::ones({s.total, s.passage_length}, torch::kLong);
+  return b;
+}
+
+struct Runner {
+  std::string name;
+  int64_t memory = 0;
+  DualEncoder model{nullptr};
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::unique_ptr<Strategy> strategy;
+  std::vector<double> seconds;
+
+  Runner(const StepSetup& s, int64_t m) : name(m > 0 ? "contaccum" : "grad_accum"), memory(m) {
+    torch::manual_seed(0);
+    model = DualEncoder(main_job_tower(s), DualEncoderOptions());
+    model->train();
+    optimizer = make_adamw(*model, AdamWSetup().lr(1e-3));
+    auto options = m > 0 ? StrategyOptions::contaccum(s.total, s.micro, m)
+                         : StrategyOptions::grad_accum(s.total, s.micro);
+    options.loss(InfoNCEOptions().similarity(Similarity::Cosine).temperature(0.05));
+    strategy = std::make_unique<Strategy>(model, options);
+  }
+  void step(const TrainingBatch& batch, bool record) {
+    const Stopwatch watch;
+    zero_gradients(*optimizer);
+    strategy->compute_gradients(batch);
+    optimizer->step();
+    if (record) seconds.push_back(watch.seconds());
+  }
+};
+
+// `floor_ms_per_gflop[m]`: milliseconds per GFLOP of the bank's products at m.
+std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& floor_ms_per_gflop) {
+  std::vector<std::unique_ptr<Runner>> runners;
+  runners.push_back(std::make_unique<Runner>(s, 0));
+  for (int64_t m : s.memories) runners.push_back(std::make_unique<Runner>(s, m));
+  // Enough steps first to fill the largest bank.
+  const int64_t fill = *std::max_element(s.memories.begin(), s.memories.end()) / s.total + 2;
+  const int64_t k = static_cast<int64_t>(runners.size());
+  for (int64_t r = 0; r < fill + s.rounds; ++r) {
+    const auto batch = random_batch(s, r);
+    for (int64_t i = 0; i < k; ++i) runners[static_cast<size_t>((r + i) % k)]->step(batch, r >= fill);
+  }
+  const double base = median(runners[0]->seconds);
+  std::vector<json> out;
+  for (const auto& run : runners) {
+    const double ms = 1e3 * median(run->seconds);
+    // 12 n m d floating-point operations per micro-batch of n: the loss's
+    // scores and two gradient products, the cache's two products.
+    const double flop = 12.0 * static_cast<double>(s.total * run->memory * s.d);
+    const double floor_ms = run->memory > 0 ? floor_ms_per_gflop.at(run->memory) * flop / 1e9 : 0.0;
+    out.push_back({{"kind", "steps"},
+                   {"strategy", run->name},
+                   {"memory_size", run->memory},
+                   {"total_batch", s.total},
+                   {"micro_batch", s.micro},
+                   {"dim", s.d},
+                   {"passage_length", s.passage_length},
+                   {"ms_per_step", ms},
+                   {"excess_over_grad_accum_ms", ms - 1e3 * base},
+                   {"arithmetic_floor_ms", floor_ms},
+                   {"excess_beyond_floor_share", (ms - 1e3 * base - floor_ms) / (1e3 * base)},
+                   {"timed_steps", run->seconds.size()}});
+  }
+  return out;
+}
+
+std::vector<int64_t> parse_list(const std::string& text) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    const int64_t v = std::stoll(item, &used);
+    TORCH_CHECK(used == item.size() && v > 0, "--memory must be a comma-separated list of positive integers, got '",
+                text, "'");
+    out.push_back(v);
+  }
+  TORCH_CHECK(!out.empty(), "--memory must name at least one bank size");
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"The banks' arithmetic against sgemm, and ContAccum's steps against GradAccum's"};
+  StepSetup steps_setup;
+  std::string memories = "1024,4096,8192";
+  app.add_option("--micro-batch", steps_setup.micro, "rows per micro-batch")->check(CLI::PositiveNumber);
+  app.add_option("--total-batch", steps_setup.total, "examples per optimizer step")->check(CLI::PositiveNumber);
+  app.add_option("--dim", steps_setup.d, "representation width")->check(CLI::PositiveNumber);
+  app.add_option("--memory", memories, "bank sizes, comma-separated");
+  app.add_option("--rounds", steps_setup.rounds, "timed repetitions")->check(CLI::PositiveNumber);
+  app.add_option("--passage-length", steps_setup.passage_length, "tokens per passage")->check(CLI::PositiveNumber);
+  app.add_option("--vocab", steps_setup.vocab, "embedding table rows")->check(CLI::PositiveNumber);
+  bool skip_steps = false;
+  app.add_flag("--no-steps", skip_steps, "only the sgemm and bank-work lines");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    configure_allocator();
+    steps_setup.memories = parse_list(memories);
+    torch::manual_seed(1);
+    const int64_t n = steps_setup.micro, d = steps_setup.d, rounds = steps_setup.rounds;
+    const double square = sgemm_rate(2048, 2048, d, std::max<int64_t>(5, rounds / 4));
+    std::cout << json{{"kind", "sgemm"}, {"shape", {2048, 2048, d}}, {"gflops", square},
+                      {"threads", at::get_num_threads()}}
+                     .dump()
+              << std::endl;
+    std::map<int64_t, double> floor_ms_per_gflop;
+    for (int64_t m : steps_setup.memories) {
+      BankWorkSetup s;
+      s.n = n, s.d = d, s.m = m, s.rounds = rounds;
+      const auto line = bank_work(s);
+      std::cout << line.dump() << std::endl;
+      // Half the products in each orientation, each at its own sgemm rate.
+      floor_ms_per_gflop[m] = 0.5e3 / line["sgemm_gflops_rows_by_bank"].get<double>() +
+                              0.5e3 / line["sgemm_gflops_bank_by_rows"].get<double>();
+    }
+    if (skip_steps) return 0;
+    for (const auto& line : steps(steps_setup, floor_ms_per_gflop)) std::cout << line.dump() << std::endl;
+  } catch (const std::exception& e) {
+    std::cerr << "contaccum_bench_banks: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

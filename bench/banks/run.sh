@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The banks at the speed of the matrix unit: builds contaccum_bench_banks
+# (Release, build-bench/) and writes its JSON lines to
+# bench/banks/results.jsonl; bench/performance/report.py puts them in
+# docs/PERFORMANCE.md. Run it on an otherwise idle machine.
+#
+# Usage: bash bench/banks/run.sh [contaccum_bench_banks options]
+#        (default: micro-batch 32, total batch 128, width 1,024 and banks of
+#        1,024 / 4,096 / 8,192, the main job's shapes; see --help)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bash "$root/bench/build.sh" contaccum_bench_banks
+out="$root/bench/banks/results.jsonl"
+"$root/build-bench/bench/banks/contaccum_bench_banks" "$@" | tee "$out.tmp"
+mv "$out.tmp" "$out"
