@@ -71,28 +71,27 @@ def banks(w):
     w(f"(micro-batches of {work[0]['micro_batch']}, width {work[0]['dim']:,}, cosine, unit bank rows).")
     w("\"Bank work\" is what the banks add to one micro-batch: the loss's forward and backward with")
     w("the banks minus without them, plus `BankScoreCache::update` for the enqueued rows. Its")
-    w("floating-point operations are counted from the shapes: 16 n m d (the loss scores the micro-batch's")
-    w("rows against the bank and the bank's rows against the micro-batch, scores both again in the")
-    w("backward pass, and multiplies each once more for the gradient; the cache multiplies the new rows")
-    w("by the bank and the bank by the new columns); 12 n m d of them are needed by any exact method")
-    w("(the rest is the tiled backward's rescoring). sgemm is LibTorch's float32 product in the same")
-    w(f"run at the bank's two shapes; at a 2,048 x 2,048 x {sgemm['shape'][2]:,} square it reached "
-      f"{sgemm['gflops']:.0f} GFLOP/s.")
+    w("floating-point operations are counted from the shapes: 12 n m d, what any exact method needs (the")
+    w("loss scores the micro-batch's rows against the bank and the bank's rows against the micro-batch,")
+    w("and multiplies each once more for the gradient; the cache multiplies the new rows by the bank and")
+    w("the bank by the new columns); the tiled loss would score both again in the backward pass (16 n m d)")
+    w("but keeps the scores at these sizes. sgemm is LibTorch's float32 product in the same run at the")
+    w("three shapes those products take; the floor is the 12 n m d at those rates. At a 2,048 x 2,048 x")
+    w(f"{sgemm['shape'][2]:,} square sgemm reached {sgemm['gflops']:.0f} GFLOP/s.")
     w("")
-    w("| bank m | bank work (ms) | of which score cache (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s, rows x bank | sgemm GFLOP/s, bank x rows | share of sgemm |")
+    w("| bank m | bank work (ms) | of which score cache (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s: rows x bank, bank x rows, gradient | floor (ms) | floor / bank work |")
     w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for l in work:
-        rate = 2 / (1 / l["sgemm_gflops_rows_by_bank"] + 1 / l["sgemm_gflops_bank_by_rows"])
         w(f"| {l['memory_size']:,} | {l['bank_ms']:.1f} | {l['cache_update_ms']:.1f} | {l['gflop']:.2f} | "
-          f"{l['gflops']:.0f} | {l['sgemm_gflops_rows_by_bank']:.0f} | {l['sgemm_gflops_bank_by_rows']:.0f} | "
-          f"{l['gflops'] / rate:.2f} |")
+          f"{l['gflops']:.0f} | {l['sgemm_gflops_rows_by_bank']:.0f}, {l['sgemm_gflops_bank_by_rows']:.0f}, "
+          f"{l['sgemm_gflops_gradient']:.0f} | {l['floor_ms']:.1f} | {l['floor_ms'] / l['bank_ms']:.2f} |")
     w("")
     if steps:
         s0 = steps[0]
         w(f"Whole optimizer steps (compute_gradients and FusedAdamW) of the main job's tower on random token")
         w(f"ids (queries 16, passages {s0['passage_length']} tokens), total batch {s0['total_batch']}, micro-batches of")
-        w(f"{s0['micro_batch']}, {s0['timed_steps']} timed steps each, interleaved; the floor is 12 n m d per micro-batch at")
-        w("the sgemm rates above.")
+        w(f"{s0['micro_batch']}, {s0['timed_steps']} timed steps each, interleaved; the floor is the bank work's")
+        w("floor above, once per micro-batch.")
         w("")
         w("| strategy | bank m | ms a step | over GradAccum (ms) | arithmetic floor (ms) | beyond the floor, share of GradAccum's step |")
         w("| --- | ---: | ---: | ---: | ---: | ---: |")
