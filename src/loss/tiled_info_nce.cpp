@@ -209,9 +209,13 @@ class TiledInfoNCE : public torch::autograd::Function<TiledInfoNCE> {
     if (ctx->needs_input_grad(1)) grad_p = torch::zeros_like(passages);
     Tiler tiler(queries, in.inv_tau);
     const Columns current{passages, {}}, bank{in.bank_columns, in.bank_column_scale};
+    // The kept scores are overwritten below, so they serve one backward pass;
+    // another (retain_graph) finds them gone and scores again.
     torch::Tensor kept[3];
-    if (in.keep_scores) {
-      for (int k = 0; k < 3; ++k) kept[k] = ctx->saved_data["kept_" + std::to_string(k)].toTensor();
+    for (int k = 0; k < 3 && in.keep_scores; ++k) {
+      auto& entry = ctx->saved_data["kept_" + std::to_string(k)];
+      if (entry.isTensor()) kept[k] = entry.toTensor();
+      entry = c10::IValue();
     }
     add_softmax_gradients(tiler, queries, lse, current, grad_q, grad_p, weight, in, kept[0]);
     if (grad_q.defined()) add_softmax_gradients(tiler, queries, lse, bank, grad_q, {}, weight, in, kept[1]);
