@@ -4,5 +4,5 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/build.sh" -DCONTACCUM_BUILD_TESTS=ON "-DCONTACCUM_WERROR=${CONTACCUM_WERROR:-OFF}"
-cd "$root/build"
+cd "${CONTACCUM_BUILD_DIR:-$root/build}"
 ctest --output-on-failure --timeout 1500 -j "$(nproc)"

@@ -1,5 +1,7 @@
 #include "contaccum/distributed/launcher.h"
 
+#include "contaccum/core/torch_compat.h"
+
 #include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -57,8 +59,22 @@ std::string describe(int status) {
   return "exited with status " + std::to_string(WEXITSTATUS(status));
 }
 
+// The started workers. Whatever ends the launch (a failure, an exception, a
+// signal), none outlives it: the destructor kills and reaps any left.
 class Workers {
  public:
+  Workers() = default;
+  Workers(const Workers&) = delete;
+  Workers& operator=(const Workers&) = delete;
+  ~Workers() {
+    signal_all(SIGKILL);
+    for (const auto& [pid, rank] : rank_of_) {
+      int status = 0;
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+
   void start(std::vector<std::string> argv, std::vector<std::string> env, int64_t rank) {
     auto args = pointers(argv);
     auto envp = pointers(env);
@@ -129,11 +145,12 @@ LaunchResult launch_local_workers(const std::vector<std::string>& argv, const La
   store_options.port = 0;
   store_options.isServer = true;
   store_options.waitWorkers = false;
+  detail::use_classic_tcp_store(store_options);
   c10d::TCPStore store(options.master_addr(), store_options);
   const int port = store.getPort();
 
   struct sigaction action {};
-  action.sa_handler = remember_signal;  // no SA_RESTART: waitpid returns EINTR
+  action.sa_handler = remember_signal;
   sigemptyset(&action.sa_mask);
   struct sigaction old_int {
   }, old_term{};
@@ -141,29 +158,39 @@ LaunchResult launch_local_workers(const std::vector<std::string>& argv, const La
   sigaction(SIGTERM, &action, &old_term);
   g_forward_signal = 0;
 
+  // The previous handlers come back whatever ends the launch.
+  struct RestoreHandlers {
+    struct sigaction interrupt, terminate;
+    ~RestoreHandlers() {
+      sigaction(SIGINT, &interrupt, nullptr);
+      sigaction(SIGTERM, &terminate, nullptr);
+    }
+  } restore{old_int, old_term};
+
   Workers workers;
   LaunchResult result;
-  try {
-    for (int64_t r = 0; r < world; ++r) {
-      workers.start(argv, worker_environment(r, world, options.master_addr(), port), r);
-    }
-  } catch (...) {
-    stop_remaining(workers, 0.0);
-    sigaction(SIGINT, &old_int, nullptr);
-    sigaction(SIGTERM, &old_term, nullptr);
-    throw;
+  // A signal while starting them stops the start: the ones started get it.
+  for (int64_t r = 0; r < world && g_forward_signal == 0; ++r) {
+    workers.start(argv, worker_environment(r, world, options.master_addr(), port), r);
   }
+  // Polled, not a blocking wait: a signal that lands between a check and a
+  // blocking waitpid would go unforwarded until some worker exits.
+  auto forward_signal = [&] {
+    const int signal = g_forward_signal;
+    if (signal == 0) return;
+    g_forward_signal = 0;
+    spdlog::warn("launcher: got signal {}: stopping the workers", signal);
+    workers.signal_all(signal);
+    if (result.exit_status == 0) result = {128 + signal, -1, "the launcher was interrupted"};
+  };
+  forward_signal();
   while (!workers.empty()) {
     pid_t pid;
     int64_t rank;
     int status;
-    if (!workers.reap(pid, rank, status, true)) {
-      if (g_forward_signal != 0) {
-        spdlog::warn("launcher: got signal {}: stopping the workers", static_cast<int>(g_forward_signal));
-        workers.signal_all(g_forward_signal);
-        g_forward_signal = 0;
-        if (result.exit_status == 0) result = {128 + SIGTERM, -1, "the launcher was interrupted"};
-      }
+    if (!workers.reap(pid, rank, status, false)) {
+      forward_signal();
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
       continue;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
@@ -174,8 +201,6 @@ LaunchResult launch_local_workers(const std::vector<std::string>& argv, const La
       stop_remaining(workers, options.grace_seconds());
     }
   }
-  sigaction(SIGINT, &old_int, nullptr);
-  sigaction(SIGTERM, &old_term, nullptr);
   return result;
 }
 

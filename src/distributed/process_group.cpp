@@ -1,6 +1,7 @@
 #include "contaccum/distributed/process_group.h"
 
 #include "backend/backends.h"
+#include "contaccum/core/torch_compat.h"
 #include "process_group_collective.h"
 
 #include <torch/cuda.h>
@@ -86,6 +87,7 @@ std::shared_ptr<Collective> init_process_group(const DistributedEnvironment& env
   store_options.isServer = env.rank == 0 && !env.launcher_hosts_store;
   store_options.numWorkers = static_cast<size_t>(env.world_size);
   store_options.waitWorkers = false;
+  detail::use_classic_tcp_store(store_options);
   store_options.timeout = timeout_of(options);
   c10::intrusive_ptr<c10d::Store> store;
   try {

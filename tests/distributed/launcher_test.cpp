@@ -4,6 +4,7 @@
 // bit (dropout on: every rank's generator is in the checkpoint), another
 // number of ranks is refused, and a worker that dies or hangs stops the run
 // within the timeout with no process left behind.
+#include "child_processes.h"
 #include "test_util.h"
 #include "train/train_fixture.h"
 
@@ -29,87 +30,19 @@ namespace {
 namespace fs = std::filesystem;
 
 #ifdef CONTACCUM_CLI
+using test::children_of;
+using test::processes_mentioning;
+
 struct Cli {
   pid_t pid = 0;
   std::string log;
 };
-
-// Starts `args` with `env` added to this process's environment, stderr to
-// `log`.
-Cli spawn(std::vector<std::string> args, const std::vector<std::string>& env, const std::string& log) {
-  Cli cli;
-  cli.log = log;
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_strings(env);
-  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
-  std::vector<char*> envp;
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, cli.log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  const int rc = posix_spawn(&cli.pid, argv[0], &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  EXPECT_EQ(rc, 0) << "cannot start " << argv[0];
-  return cli;
-}
 
 std::vector<std::string> train_args(const fs::path& config, const fs::path& out, std::vector<std::string> extra) {
   std::vector<std::string> args = {CONTACCUM_CLI,   "--threads", "2",          "train",      "--config",
                                    config.string(), "--output",  out.string(), "--progress", "silent"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
-}
-
-// Starts `contaccum --threads 2 train --config CONFIG --output OUT ARGS...`.
-Cli start(const fs::path& config, const fs::path& out, std::vector<std::string> extra) {
-  return spawn(train_args(config, out, std::move(extra)), {}, out.string() + ".log");
-}
-
-int finish(const Cli& cli) {
-  int status = 0;
-  ::waitpid(cli.pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-// The processes for which `keep(pid directory)` holds.
-template <typename Keep>
-std::vector<pid_t> processes_where(Keep&& keep) {
-  std::vector<pid_t> out;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const auto name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (keep(entry.path())) out.push_back(std::stoi(name));
-  }
-  return out;
-}
-
-std::string read_proc_file(const fs::path& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-// Processes whose command line mentions `needle` (the run's directory).
-std::vector<pid_t> processes_mentioning(const std::string& needle) {
-  return processes_where(
-      [&](const fs::path& dir) { return read_proc_file(dir / "cmdline").find(needle) != std::string::npos; });
-}
-
-// The launcher's children (its workers).
-std::vector<pid_t> children_of(pid_t parent) {
-  return processes_where([&](const fs::path& dir) {
-    const auto stat = read_proc_file(dir / "stat");
-    const auto close = stat.rfind(')');
-    if (close == std::string::npos) return false;
-    std::istringstream rest(stat.substr(close + 2));
-    char state;
-    pid_t ppid = 0;
-    rest >> state >> ppid;
-    return ppid == parent;
-  });
 }
 
 std::vector<double> losses(const fs::path& run) {
@@ -132,8 +65,9 @@ class LauncherTest : public ::testing::Test {
     build_synthetic_dataset(data_.string(),
                             SyntheticDatasetOptions().seed(3).passages(400).train_queries(320).dev_queries(40));
   }
-  fs::path config(const std::string& name, double dropout, int64_t steps) {
-    const auto path = work_.path / (name + ".yaml");
+  // A config in `dir` (default: the test's directory) over data_.
+  fs::path config(const std::string& name, double dropout, int64_t steps, const fs::path& dir = {}) {
+    const auto path = (dir.empty() ? work_.path : dir) / (name + ".yaml");
     std::ofstream(path) << "data: {corpus: " << (data_ / "corpus.jsonl").string()
                         << ", queries: " << (data_ / "queries.jsonl").string()
                         << ", train_qrels: " << (data_ / "qrels/train.tsv").string()
@@ -145,8 +79,24 @@ class LauncherTest : public ::testing::Test {
                         << "distributed: {timeout: 5}\n";
     return path;
   }
+  // Starts `args` with `env` added to the environment, stderr to `log`.
+  Cli spawn(std::vector<std::string> args, const std::vector<std::string>& env, const std::string& log) {
+    return {children_.spawn(std::move(args), env, log), log};
+  }
+  // Starts `contaccum --threads 2 train --config CONFIG --output OUT ARGS...`.
+  Cli start(const fs::path& config, const fs::path& out, std::vector<std::string> extra) {
+    return spawn(train_args(config, out, std::move(extra)), {}, out.string() + ".log");
+  }
+  int finish(const Cli& cli) { return children_.wait(cli.pid); }
+  // Kills (or stops) rank 1 mid-run; returns the launcher's exit status and
+  // the seconds from the fault to its exit.
+  std::pair<int, double> fault(const fs::path& cfg, const fs::path& out, int signal);
+
   test::TempDir work_;
   fs::path data_;
+  // After work_: its processes are killed and reaped before their directory
+  // goes, whatever ends the test.
+  test::ChildProcesses children_;
 };
 
 TEST_F(LauncherTest, TwoWorkersGiveTheLossesOfOneProcessWithTwiceTheMicroBatch) {
@@ -183,10 +133,7 @@ TEST_F(LauncherTest, ResumeAfterTheLauncherIsKilledEqualsTheStraightRun) {
   }
   ::kill(first.pid, SIGKILL);
   finish(first);
-  for (int i = 0; i < 200 && !processes_mentioning(resumed.string()).empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_TRUE(processes_mentioning(resumed.string()).empty()) << "a worker outlived its launcher";
+  EXPECT_TRUE(test::none_mention_within(resumed.string(), 2.0)) << "a worker outlived its launcher";
 
   auto other = start(cfg, resumed, {"--resume"});
   EXPECT_EQ(finish(other), 1);
@@ -263,9 +210,7 @@ TEST_F(LauncherTest, WorkersStartedFromTheEnvironmentOrByTorchrunTrainAsTheLaunc
   EXPECT_EQ(losses(torchrun), want);
 }
 
-// Kills (or stops) rank 1 mid-run; returns the launcher's exit status and
-// the seconds from the fault to its exit.
-std::pair<int, double> fault(const fs::path& cfg, const fs::path& out, int signal) {
+std::pair<int, double> LauncherTest::fault(const fs::path& cfg, const fs::path& out, int signal) {
   auto cli = start(cfg, out, {"--nproc-per-node", "2"});
   std::vector<pid_t> workers;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -304,10 +249,47 @@ TEST_F(LauncherTest, AHungWorkerTimesTheOthersOutAndIsKilled) {
   EXPECT_THAT(log, ::testing::HasSubstr("rank 0 of 2: "));
   EXPECT_THAT(log, ::testing::HasSubstr(" failed (a rank died, or none answered within"));
   EXPECT_THAT(log, ::testing::HasSubstr("distributed.timeout = 5 s"));
-  for (int i = 0; i < 200 && !processes_mentioning(out.string()).empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(test::none_mention_within(out.string(), 2.0));
+}
+
+// Run only by the next test, as a child process: starts a long 2-worker run,
+// then fails mid-way (CONTACCUM_FAIL_ON_PURPOSE says how: "assert" or
+// "throw"), leaving the fixture to stop and reap what it started. Its data,
+// config and run live in CONTACCUM_FAIL_ON_PURPOSE_DIR, which outlives it: a
+// run left behind would go on training there.
+TEST_F(LauncherTest, DISABLED_FailsOnPurposeMidRun) {
+  const char* how = std::getenv("CONTACCUM_FAIL_ON_PURPOSE");
+  const char* dir = std::getenv("CONTACCUM_FAIL_ON_PURPOSE_DIR");
+  if (how == nullptr || dir == nullptr) GTEST_SKIP() << "run by ATestThatFailsMidRunLeavesNoProcessBehind";
+  data_ = fs::path(dir) / "data";
+  build_synthetic_dataset(data_.string(),
+                          SyntheticDatasetOptions().seed(3).passages(400).train_queries(320).dev_queries(40));
+  auto cli = start(config("long", 0.0, 100000, dir), fs::path(dir) / "run", {"--nproc-per-node", "2"});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline &&
+         CheckpointManager((fs::path(dir) / "run/checkpoints").string(), 2).list().empty()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  EXPECT_TRUE(processes_mentioning(out.string()).empty());
+  if (std::string(how) == "throw") throw std::runtime_error("failing on purpose with workers running");
+  FAIL() << "failing on purpose with " << children_of(cli.pid).size() << " workers running";
+}
+
+// A test that fails mid-way, by an assertion or an exception, leaves no
+// process behind: the fixture kills and reaps its launcher and workers.
+TEST_F(LauncherTest, ATestThatFailsMidRunLeavesNoProcessBehind) {
+  for (const std::string how : {"assert", "throw"}) {
+    const auto dir = work_.path / ("on-purpose-" + how);
+    fs::create_directories(dir);
+    const auto pid = children_.spawn({"/proc/self/exe", "--gtest_also_run_disabled_tests",
+                                      "--gtest_filter=LauncherTest.DISABLED_FailsOnPurposeMidRun"},
+                                     {"CONTACCUM_FAIL_ON_PURPOSE=" + how, "CONTACCUM_FAIL_ON_PURPOSE_DIR=" + dir.string()});
+    EXPECT_EQ(children_.wait(pid), 1) << how << ": the inner test must fail";
+    EXPECT_FALSE(CheckpointManager((dir / "run/checkpoints").string(), 2).list().empty())
+        << how << ": the inner test failed before its run trained";
+    // Workers killed with their launcher are gone at once (zombies until
+    // their new parent reaps them: their command lines are empty).
+    EXPECT_TRUE(test::none_mention_within(dir.string(), 1.0)) << how << ": a process outlived the failed test";
+  }
 }
 #endif
 

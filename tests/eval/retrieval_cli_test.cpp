@@ -5,20 +5,18 @@
 // and standard input; `eval --tune-on` refuses the reported split; `index
 // build` + `eval --index` / `search --index`: flat scores exactly as `eval`,
 // IVF close to it, an index of another model is refused.
+#include "child_processes.h"
 #include "test_util.h"
 #include "train/train_fixture.h"
 
 #include <nlohmann/json.hpp>
 
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 
 #include <chrono>
 #include <cstdio>
 #include <thread>
-
-extern char** environ;
 
 namespace contaccum {
 namespace {
@@ -61,6 +59,7 @@ class RetrievalCli : public ::testing::Test {
   test::TempDir work_;
   fs::path data_;
   std::string model_;
+  test::ChildProcesses children_;  // after work_: stopped before it is removed
 };
 
 TEST_F(RetrievalCli, EncodeWritesTheModelsEmbeddingsAndEvalScoresThemAlike) {
@@ -109,11 +108,8 @@ TEST_F(RetrievalCli, AnEncodeKilledWhileWritingLeavesNoEmbeddings) {
   std::vector<std::string> args = {
       cli(),      "encode",     "--model",      model_, "--corpus", (data_ / "corpus.jsonl").string(),
       "--output", emb.string(), "--batch-size", "1"};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+  const pid_t pid = children_.spawn(args);
+  ASSERT_NE(pid, 0);
   // Kill it as soon as its temporary directory exists: mid-write.
   bool writing = false;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -123,11 +119,9 @@ TEST_F(RetrievalCli, AnEncodeKilledWhileWritingLeavesNoEmbeddings) {
     }
     if (!writing) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  ::kill(pid, SIGKILL);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
+  const int status = children_.kill_and_wait(pid, SIGKILL);
   ASSERT_TRUE(writing);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "encode finished before it could be killed";
+  ASSERT_EQ(status, 128 + SIGKILL) << "encode finished before it could be killed";
   EXPECT_FALSE(fs::exists(emb));
   EXPECT_THAT(test::error_of([&] { EmbeddingsReader reader(emb.string()); }), HasSubstr("no file"));
 }

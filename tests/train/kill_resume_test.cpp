@@ -2,21 +2,14 @@
 // checkpoint writes too: it checkpoints every step) and resumed until it
 // finishes, ends with weights identical, byte for byte, to a run that was
 // never interrupted.
+#include "child_processes.h"
 #include "test_util.h"
 #include "train/train_fixture.h"
-
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-
-#include <fcntl.h>
 
 #include <algorithm>
 #include <chrono>
 #include <random>
 #include <thread>
-
-extern char** environ;
 
 namespace contaccum {
 namespace {
@@ -27,33 +20,20 @@ namespace fs = std::filesystem;
 // Starts `contaccum train` into `out` (always --resume: a fresh directory
 // starts from scratch); kills it after `kill_after_ms` unless it ends first.
 // Returns true when it finished by itself (with exit status 0).
-bool run_cli(const fs::path& config, const fs::path& out, int64_t kill_after_ms) {
+bool run_cli(test::ChildProcesses& children, const fs::path& config, const fs::path& out, int64_t kill_after_ms) {
   const std::string log = (out.parent_path() / (out.filename().string() + ".log")).string();
-  std::vector<std::string> args = {CONTACCUM_CLI, "--threads",  "1",        "train",      "--config", config.string(),
-                                   "--output",    out.string(), "--resume", "--progress", "silent"};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  EXPECT_EQ(rc, 0) << "cannot start " << argv[0];
-  if (rc != 0) return true;
+  const auto pid = children.spawn({CONTACCUM_CLI, "--threads", "1", "train", "--config", config.string(), "--output",
+                                   out.string(), "--resume", "--progress", "silent"},
+                                  {}, log);
+  if (pid == 0) return true;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kill_after_ms);
-  int status = 0;
   for (;;) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
-      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "contaccum train failed; see " << log << ":\n"
-                                                                 << test::slurp(log);
+    if (const int status = children.poll(pid); status >= 0) {
+      EXPECT_EQ(status, 0) << "contaccum train failed; see " << log << ":\n" << test::slurp(log);
       return true;
     }
     if (kill_after_ms >= 0 && std::chrono::steady_clock::now() >= deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
+      children.kill_and_wait(pid, SIGKILL);
       return false;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -73,6 +53,7 @@ TEST(KillResume, SigkillAtRandomMomentsThenResumeEqualsAStraightRun) {
   GTEST_SKIP() << "built without the command-line tool";
 #else
   test::TempDir work;
+  test::ChildProcesses children;  // after `work`: stopped before it is removed
   const auto data = work.path / "data";
   build_synthetic_dataset(data.string(),
                           SyntheticDatasetOptions().seed(3).passages(400).train_queries(320).dev_queries(40));
@@ -86,7 +67,7 @@ TEST(KillResume, SigkillAtRandomMomentsThenResumeEqualsAStraightRun) {
                            "seed: 11\n";
   const auto straight = work.path / "straight";
   const auto start = std::chrono::steady_clock::now();
-  ASSERT_TRUE(run_cli(config, straight, -1));
+  ASSERT_TRUE(run_cli(children, config, straight, -1));
   const auto run_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
   const auto want = weights_in(straight / "model");
@@ -105,11 +86,11 @@ TEST(KillResume, SigkillAtRandomMomentsThenResumeEqualsAStraightRun) {
     bool finished = false;
     for (; launches < 3 && !finished; ++launches) {
       const int64_t latest = launches == 0 ? std::max<int64_t>(1, run_ms * 3 / 4) : run_ms;
-      finished = run_cli(config, out, std::uniform_int_distribution<int64_t>(1, latest)(rng));
+      finished = run_cli(children, config, out, std::uniform_int_distribution<int64_t>(1, latest)(rng));
       kills += finished ? 0 : 1;
     }
     if (!finished) {
-      ASSERT_TRUE(run_cli(config, out, -1));
+      ASSERT_TRUE(run_cli(children, config, out, -1));
     }
     ASSERT_TRUE(fs::exists(out / "model/weights.pt")) << out;
     const auto got = weights_in(out / "model");

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 namespace contaccum::detail {
 
@@ -53,5 +54,53 @@ struct ThirdParameter<Result (Class::*)(A1, A2, A3, A4, A5)> {
 /// The type of the totals `c10::MemoryReportingInfoBase::reportMemoryUsage`
 /// receives: int64_t in LibTorch 1.13, size_t in 2.x.
 using MemoryReportTotal = typename ThirdParameter<decltype(&c10::MemoryReportingInfoBase::reportMemoryUsage)>::type;
+
+}  // namespace contaccum::detail
+
+namespace contaccum::detail {
+
+template <typename T, typename = void>
+struct HasUseLibUV : std::false_type {};
+template <typename T>
+struct HasUseLibUV<T, std::void_t<decltype(std::declval<T&>().useLibUV)>> : std::true_type {};
+
+/// Asks `c10d::TCPStoreOptions` for the classic socket store. LibTorch 2.4
+/// made the libuv store the default, and a LibTorch built without libuv
+/// (Debian's) refuses it ("use_libuv was requested but PyTorch was build
+/// without libuv support"); both speak the same protocol, so a classic
+/// client meets either server. 1.13 has only the classic one.
+template <typename TCPStoreOptions>
+void use_classic_tcp_store(TCPStoreOptions& options) {
+  if constexpr (HasUseLibUV<TCPStoreOptions>::value) options.useLibUV = false;
+}
+
+/// The c10d process group over `backend`. In LibTorch 1.13 a backend
+/// (`ProcessGroupGloo`, `ProcessGroupNCCL`) is itself the process group; from
+/// 2.0 it is a `c10d::Backend` registered under a `c10d::ProcessGroup` for a
+/// device type (`backend_name` "gloo" or "nccl"), made with the store in 2.6
+/// and later and with an `Options` of the name and timeout before.
+template <typename ProcessGroup, typename Backend, typename Store, typename Timeout>
+c10::intrusive_ptr<ProcessGroup> process_group_over(const c10::intrusive_ptr<Backend>& backend,
+                                                    const c10::intrusive_ptr<Store>& store, int rank, int size,
+                                                    const std::string& backend_name, c10::DeviceType device,
+                                                    Timeout timeout) {
+  if constexpr (std::is_base_of_v<ProcessGroup, Backend>) {
+    (void)store, (void)rank, (void)size, (void)backend_name, (void)device, (void)timeout;
+    return backend;
+  } else {
+    c10::intrusive_ptr<ProcessGroup> group;
+    if constexpr (std::is_constructible_v<ProcessGroup, c10::intrusive_ptr<Store>, int, int>) {
+      (void)timeout;
+      group = c10::make_intrusive<ProcessGroup>(store, rank, size);
+    } else {
+      using Options = typename ProcessGroup::Options;
+      group = c10::make_intrusive<ProcessGroup>(store, rank, size, c10::make_intrusive<Options>(backend_name, timeout));
+    }
+    const auto type = ProcessGroup::strToBackendType(backend_name);
+    group->setBackend(device, type, backend);
+    group->setDefaultBackend(type);
+    return group;
+  }
+}
 
 }  // namespace contaccum::detail

@@ -2,6 +2,8 @@
 // Untested here: Debian's LibTorch is CPU-only (docs/DISTRIBUTED.md).
 #include "backends.h"
 
+#include "contaccum/core/torch_compat.h"
+
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -25,7 +27,10 @@ c10::intrusive_ptr<c10d::ProcessGroup> make_nccl_group(const c10::intrusive_ptr<
 #ifdef USE_C10D_NCCL
   auto nccl = c10d::ProcessGroupNCCL::Options::create();
   nccl->timeout = std::chrono::milliseconds(static_cast<int64_t>(options.timeout_seconds() * 1000.0));
-  return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, static_cast<int>(rank), static_cast<int>(world_size), nccl);
+  const auto backend =
+      c10::make_intrusive<c10d::ProcessGroupNCCL>(store, static_cast<int>(rank), static_cast<int>(world_size), nccl);
+  return process_group_over<c10d::ProcessGroup>(backend, store, static_cast<int>(rank), static_cast<int>(world_size),
+                                                "nccl", c10::DeviceType::CUDA, nccl->timeout);
 #else
   (void)store, (void)rank, (void)world_size, (void)options;
   TORCH_CHECK(false, "distributed.backend 'nccl': this LibTorch is built without NCCL; use 'gloo'");
