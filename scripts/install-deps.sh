@@ -9,7 +9,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libgloo-dev libopenblas0-pthread
-  libeigen3-dev libfmt-dev libspdlog-dev libgtest-dev
+  libeigen3-dev libfmt-dev libspdlog-dev libgtest-dev libgmock-dev
   nlohmann-json3-dev libsimdjson-dev libutf8proc-dev
   libyaml-cpp-dev libcli11-dev zlib1g-dev lz4 libfaiss-dev
   python3 python3-torch python3-numpy python3-faiss

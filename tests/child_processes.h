@@ -7,11 +7,13 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -29,7 +31,8 @@ inline int exit_status_of(int status) { return WIFEXITED(status) ? WEXITSTATUS(s
 /// Child processes, each started in a process group of its own, that the
 /// owner kills (the whole group: a launcher and its workers) and reaps when it
 /// is destroyed: a fixture's member, so that a failed assertion or an
-/// exception mid-test leaves no process running. Declare it after the
+/// exception mid-test leaves no process running. Each also dies with this
+/// process (PR_SET_PDEATHSIG), for a test binary ended by a signal. Declare it after the
 /// temporary directories the processes write in, so that they stop first.
 class ChildProcesses {
  public:
@@ -37,7 +40,10 @@ class ChildProcesses {
   ChildProcesses(const ChildProcesses&) = delete;
   ChildProcesses& operator=(const ChildProcesses&) = delete;
   ~ChildProcesses() {
-    for (const auto& [pid, log] : logs_) ::kill(-pid, SIGKILL);
+    for (const auto& [pid, log] : logs_) {
+      ::kill(-pid, SIGKILL);
+      ::kill(pid, SIGKILL);  // should its group not be set up yet
+    }
     for (const auto& [pid, log] : logs_) {
       int status = 0;
       while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
@@ -58,21 +64,25 @@ class ChildProcesses {
     std::vector<char*> envp;
     for (auto& e : env_strings) envp.push_back(e.data());
     envp.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 2, log.empty() ? "/dev/null" : log.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attributes, 0);  // its own group: killed as one
-    pid_t pid = 0;
-    const int rc = posix_spawn(&pid, argv[0], &actions, &attributes, argv.data(), envp.data());
-    posix_spawnattr_destroy(&attributes);
-    posix_spawn_file_actions_destroy(&actions);
-    EXPECT_EQ(rc, 0) << "cannot start " << argv[0];
-    if (rc != 0) return 0;
+    const std::string err = log.empty() ? "/dev/null" : log;
+    const pid_t parent = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      // Only async-signal-safe calls between fork and exec. Its own group
+      // (killed as one), and killed with this process, whatever signal ends
+      // it: a test binary stopped by SIGTERM or SIGKILL runs no destructor.
+      ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(125);
+      const int out_fd = ::open("/dev/null", O_WRONLY);
+      const int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (out_fd < 0 || err_fd < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) ::_exit(126);
+      ::execve(argv[0], argv.data(), envp.data());
+      ::_exit(127);
+    }
+    if (pid > 0) ::setpgid(pid, pid);  // as the child does: whichever runs first
+    EXPECT_GT(pid, 0) << "cannot start " << argv[0] << ": " << std::strerror(errno);
+    if (pid <= 0) return 0;
     logs_[pid] = log;
     return pid;
   }

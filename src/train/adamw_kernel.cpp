@@ -1,6 +1,7 @@
 #include "adamw_kernel.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
 #include <c10/core/ScalarType.h>

@@ -253,8 +253,9 @@ TEST_F(LauncherTest, AHungWorkerTimesTheOthersOutAndIsKilled) {
 }
 
 // Run only by the next test, as a child process: starts a long 2-worker run,
-// then fails mid-way (CONTACCUM_FAIL_ON_PURPOSE says how: "assert" or
-// "throw"), leaving the fixture to stop and reap what it started. Its data,
+// then fails mid-way (CONTACCUM_FAIL_ON_PURPOSE says how: "assert",
+// "throw", or "sigkill", which ends the test binary with no destructor run),
+// leaving the fixture, or the processes' death signal, to stop what it started. Its data,
 // config and run live in CONTACCUM_FAIL_ON_PURPOSE_DIR, which outlives it: a
 // run left behind would go on training there.
 TEST_F(LauncherTest, DISABLED_FailsOnPurposeMidRun) {
@@ -271,19 +272,22 @@ TEST_F(LauncherTest, DISABLED_FailsOnPurposeMidRun) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   if (std::string(how) == "throw") throw std::runtime_error("failing on purpose with workers running");
+  if (std::string(how) == "sigkill") ::raise(SIGKILL);
   FAIL() << "failing on purpose with " << children_of(cli.pid).size() << " workers running";
 }
 
 // A test that fails mid-way, by an assertion or an exception, leaves no
-// process behind: the fixture kills and reaps its launcher and workers.
+// process behind: the fixture kills and reaps its launcher and workers; nor
+// does a test binary killed mid-test: its launcher dies with it, and the
+// workers with their launcher.
 TEST_F(LauncherTest, ATestThatFailsMidRunLeavesNoProcessBehind) {
-  for (const std::string how : {"assert", "throw"}) {
+  for (const std::string how : {"assert", "throw", "sigkill"}) {
     const auto dir = work_.path / ("on-purpose-" + how);
     fs::create_directories(dir);
     const auto pid = children_.spawn({"/proc/self/exe", "--gtest_also_run_disabled_tests",
                                       "--gtest_filter=LauncherTest.DISABLED_FailsOnPurposeMidRun"},
                                      {"CONTACCUM_FAIL_ON_PURPOSE=" + how, "CONTACCUM_FAIL_ON_PURPOSE_DIR=" + dir.string()});
-    EXPECT_EQ(children_.wait(pid), 1) << how << ": the inner test must fail";
+    EXPECT_EQ(children_.wait(pid), how == "sigkill" ? 128 + SIGKILL : 1) << how << ": the inner test must fail";
     EXPECT_FALSE(CheckpointManager((dir / "run/checkpoints").string(), 2).list().empty())
         << how << ": the inner test failed before its run trained";
     // Workers killed with their launcher are gone at once (zombies until
