@@ -39,8 +39,11 @@ struct LaunchResult {
 /// When a worker fails (non-zero status or a signal), the others are stopped
 /// (SIGTERM, then SIGKILL after `grace_seconds`) and the result names the
 /// first failed rank. SIGINT / SIGTERM sent to the launcher are passed on
-/// to the workers. Workers die with the launcher (`PR_SET_PDEATHSIG`), so
-/// none is left running, whatever happens to it.
+/// to the workers, stop the start of any not yet started, and make the
+/// result's `exit_status` 128 + the signal. Workers die with the launcher
+/// (`PR_SET_PDEATHSIG`, tied to the calling thread, which this call blocks),
+/// and an exception out of the launch kills and reaps those started, so none
+/// is left running, whatever happens to it.
 LaunchResult launch_local_workers(const std::vector<std::string>& argv, const LaunchOptions& options);
 
 }  // namespace contaccum
