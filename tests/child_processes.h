@@ -150,8 +150,9 @@ std::vector<pid_t> processes_where(Keep&& keep) {
 /// Processes whose command line mentions `needle` (a run's directory, say).
 /// Zombies have an empty command line: they are not running.
 inline std::vector<pid_t> processes_mentioning(const std::string& needle) {
-  return processes_where(
-      [&](const std::filesystem::path& dir) { return read_proc_file(dir / "cmdline").find(needle) != std::string::npos; });
+  return processes_where([&](const std::filesystem::path& dir) {
+    return read_proc_file(dir / "cmdline").find(needle) != std::string::npos;
+  });
 }
 
 /// The children of `parent` (a launcher's workers).

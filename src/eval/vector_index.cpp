@@ -238,7 +238,8 @@ int64_t VectorIndex::memory_bytes() const {
   if (auto* ivf = impl_->ivf()) {
     int64_t bytes = ivf->quantizer->ntotal * impl_->dim * static_cast<int64_t>(sizeof(float));
     for (size_t list = 0; list < ivf->nlist; ++list) {
-      bytes += static_cast<int64_t>(ivf->invlists->list_size(list) * (ivf->code_size + sizeof(decltype(faiss::Index::ntotal))));
+      bytes += static_cast<int64_t>(ivf->invlists->list_size(list) *
+                                    (ivf->code_size + sizeof(decltype(faiss::Index::ntotal))));
     }
     return bytes;
   }

@@ -129,8 +129,8 @@ void add_softmax_gradients(Tiler& tiler, const torch::Tensor& rows, const torch:
     const auto block_lse = lse.narrow(0, r0, r1 - r0).unsqueeze(1);
     for (int64_t c0 = 0; c0 < c; c0 += in.tile_columns) {
       const int64_t c1 = std::min(c, c0 + in.tile_columns);
-      auto tile = kept.defined() ? kept.narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0)
-                                 : tiler.scores(block, columns, c0, c1);
+      auto tile =
+          kept.defined() ? kept.narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0) : tiler.scores(block, columns, c0, c1);
       tile.sub_(block_lse).exp_().mul_(weight * in.inv_tau);
       if (columns.scale.defined()) tile.mul_(columns.scale.narrow(0, c0, c1 - c0).unsqueeze(0));
       const auto vectors = columns.vectors.narrow(0, c0, c1 - c0);
@@ -183,9 +183,9 @@ class TiledInfoNCE : public torch::autograd::Function<TiledInfoNCE> {
                                  std::pair{present(in.bank_rows) ? in.bank_rows.size(0) : int64_t{0}, current.count()}})
         kept.push_back(torch::empty({r, c}, queries.options()));
     }
-    const auto lse = rows_logsumexp(tiler, queries, {&current, &bank}, {}, in,
-                                    in.keep_scores ? std::vector<torch::Tensor>{kept[0], kept[1]}
-                                                   : std::vector<torch::Tensor>{});
+    const auto lse =
+        rows_logsumexp(tiler, queries, {&current, &bank}, {}, in,
+                       in.keep_scores ? std::vector<torch::Tensor>{kept[0], kept[1]} : std::vector<torch::Tensor>{});
     auto loss = (lse - (queries * positives).sum(1) * in.inv_tau).sum();
     torch::Tensor bank_lse;
     if (present(in.bank_rows)) {

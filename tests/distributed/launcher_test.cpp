@@ -287,9 +287,10 @@ TEST_F(LauncherTest, ATestThatFailsMidRunLeavesNoProcessBehind) {
   for (const std::string how : {"assert", "throw", "sigkill"}) {
     const auto dir = work_.path / ("on-purpose-" + how);
     fs::create_directories(dir);
-    const auto pid = children_.spawn({"/proc/self/exe", "--gtest_also_run_disabled_tests",
-                                      "--gtest_filter=LauncherTest.DISABLED_FailsOnPurposeMidRun"},
-                                     {"CONTACCUM_FAIL_ON_PURPOSE=" + how, "CONTACCUM_FAIL_ON_PURPOSE_DIR=" + dir.string()});
+    const auto pid =
+        children_.spawn({"/proc/self/exe", "--gtest_also_run_disabled_tests",
+                         "--gtest_filter=LauncherTest.DISABLED_FailsOnPurposeMidRun"},
+                        {"CONTACCUM_FAIL_ON_PURPOSE=" + how, "CONTACCUM_FAIL_ON_PURPOSE_DIR=" + dir.string()});
     EXPECT_EQ(children_.wait(pid), how == "sigkill" ? 128 + SIGKILL : 1) << how << ": the inner test must fail";
     EXPECT_FALSE(CheckpointManager((dir / "run/checkpoints").string(), 2).list().empty())
         << how << ": the inner test failed before its run trained";

@@ -153,9 +153,7 @@ TEST_P(InfoNCEOracle, LossAndGradientsMatchClosedForm) {
     // Cosine banks stored with unit rows (as the strategies keep them) and
     // marked so are scored as they are: the same loss and gradients.
     if (c.cosine && c.m > 0) {
-      auto unit = [](const torch::Tensor& t) {
-        return t.defined() ? t / t.norm(2, {-1}, /*keepdim=*/true) : t;
-      };
+      auto unit = [](const torch::Tensor& t) { return t.defined() ? t / t.norm(2, {-1}, /*keepdim=*/true) : t; };
       InfoNCEBank unit_bank = bank;
       unit_bank.queries = unit(bank.queries);
       unit_bank.passages = unit(bank.passages);
@@ -312,8 +310,8 @@ TEST(InfoNCETiled, Float32MatchesUntiledWithinRounding) {
   EXPECT_NEAR(tiled.loss, untiled.loss, 1e-6 * std::abs(untiled.loss));
   EXPECT_NEAR(tiled.loss, want.loss, 1e-6 * std::abs(want.loss));
   const double scale_q = max_abs(want.grad_q), scale_p = max_abs(want.grad_p);
-  const double untiled_error = std::max(max_abs(untiled.grad_q - want.grad_q) / scale_q,
-                                        max_abs(untiled.grad_p - want.grad_p) / scale_p);
+  const double untiled_error =
+      std::max(max_abs(untiled.grad_q - want.grad_q) / scale_q, max_abs(untiled.grad_p - want.grad_p) / scale_p);
   const double tiled_error = std::max(max_abs(tiled.grad_q - want.grad_q) / scale_q,  //
                                       max_abs(tiled.grad_p - want.grad_p) / scale_p);
   EXPECT_LE(tiled_error, std::max(2.0 * untiled_error, 1e-6)) << "untiled error " << untiled_error;
