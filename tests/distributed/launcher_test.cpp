@@ -189,9 +189,11 @@ TEST_F(LauncherTest, WorkersStartedFromTheEnvironmentOrByTorchrunTrainAsTheLaunc
   }
   // Debian 12's torch 1.13 under Python 3.11 cannot parse its own default
   // --redirects/--tee of 0 (enum.Flag iteration changed); 2 works.
+  // scripts/torchrun.py is torchrun, with the classic store where this torch
+  // has no libuv (Debian 13's torchrun cannot start otherwise; USE_LIBUV=0
+  // does not reach its static rendezvous).
   std::vector<std::string> args = {CONTACCUM_TEST_PYTHON,
-                                   "-m",
-                                   "torch.distributed.run",
+                                   CONTACCUM_TEST_DIR "/../scripts/torchrun.py",
                                    "--no_python",
                                    "--nproc_per_node",
                                    "2",
@@ -205,10 +207,7 @@ TEST_F(LauncherTest, WorkersStartedFromTheEnvironmentOrByTorchrunTrainAsTheLaunc
                                    (work_.path / "torchrun-logs").string()};
   const auto train = train_args(cfg, torchrun, {});
   args.insert(args.end(), train.begin(), train.end());
-  // torchrun of torch >= 2.4 hosts a libuv store by default, which Debian's
-  // torch (built without libuv) refuses; USE_LIBUV=0 asks its elastic store
-  // helper for the classic one (not enough on Debian 13's 2.6: still fails).
-  auto t = spawn(args, {"USE_LIBUV=0"}, torchrun.string() + ".log");
+  auto t = spawn(args, {}, torchrun.string() + ".log");
   ASSERT_EQ(finish(t), 0) << test::slurp(t.log);
   EXPECT_EQ(losses(torchrun), want);
 }
