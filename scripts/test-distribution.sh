@@ -60,7 +60,8 @@ mount_in /src --bind "$root"
 # The shared data set, where the repository has one beside it (tests that read
 # it skip without it).
 [ -d "$root/../shared" ] && mount_in /shared -o ro --bind "$root/../shared"
-cp /etc/resolv.conf "$dir/etc/resolv.conf" 2>/dev/null || true
+# The host's name must resolve inside too (torchrun connects to it).
+for f in resolv.conf hosts; do cp "/etc/$f" "$dir/etc/$f" 2>/dev/null || true; done
 
 [ $# -gt 0 ] || set -- bash scripts/test.sh
 chroot "$dir" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
