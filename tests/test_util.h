@@ -88,6 +88,14 @@ inline DualEncoder make_model(double dropout, bool shared = false, int64_t vocab
 }
 
 /// Gradients of every named parameter (cloned), by name.
+// One plain SGD update of every parameter that has a gradient.
+inline void sgd(const DualEncoder& model, double lr) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->parameters()) {
+    if (p.grad().defined()) p.sub_(lr * p.grad());
+  }
+}
+
 inline std::vector<std::pair<std::string, torch::Tensor>> grads_of(const DualEncoder& model) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (const auto& kv : model->named_parameters()) {

@@ -234,11 +234,11 @@ ReadBack read_back(const fs::path& dir) {
 
 // Python's random.Random(seed).shuffle(list(range(n))), from CPython 3.11.
 TEST_F(Debian, SplitOrderIsPythonsShuffleOfTheSortedPackages) {
-  struct Case {
+  struct DescriptionCase {
     uint64_t seed;
     std::vector<int> order;
   };
-  const std::vector<Case> cases = {
+  const std::vector<DescriptionCase> cases = {
       {13, {3, 0, 7, 8, 6, 1, 5, 2, 9, 4}},
       {0, {4, 2, 1, 0, 5, 3, 6}},
       {(uint64_t{1} << 40) + 5, {3, 5, 2, 9, 6, 7, 1, 10, 0, 4, 11, 8}},

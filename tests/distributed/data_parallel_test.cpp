@@ -17,13 +17,13 @@ using test::random_batch;
 
 constexpr int64_t kTotal = 16, kPerRank = 2, kHard = 1, kSteps = 4, kMemory = 24;
 
-struct Case {
+struct ParallelCase {
   std::string name;
   // The options with micro-batch `micro` (per rank, or the reference's W x n).
   std::function<StrategyOptions(int64_t micro)> options;
 };
 
-std::vector<Case> cases() {
+std::vector<ParallelCase> cases() {
   auto bank = [](int64_t m) { return StrategyOptions::contaccum(kTotal, m, kMemory); };
   return {
       {"full_batch", [](int64_t) { return StrategyOptions::full_batch(kTotal); }},
@@ -72,7 +72,7 @@ DualEncoder seeded_model() {
 }
 
 // The reference's results per step, then every rank's.
-std::pair<std::vector<StepResult>, std::vector<std::vector<StepResult>>> run(const Case& c, int64_t world) {
+std::pair<std::vector<StepResult>, std::vector<std::vector<StepResult>>> run(const ParallelCase& c, int64_t world) {
   torch::manual_seed(5);
   std::vector<TrainingBatch> batches;
   for (int64_t s = 0; s < kSteps; ++s) batches.push_back(random_batch(kTotal, kHard));

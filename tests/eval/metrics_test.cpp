@@ -173,18 +173,18 @@ TEST(Metrics, MatchPythonReferenceOnRandomGradedJudgements) {
   std::mt19937_64 rng(20240611);
   auto uniform = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
 
-  struct Case {
+  struct MetricCase {
     SearchResult ranking;
     std::vector<int64_t> rows;
     std::vector<Qrel> qrels;
     MetricsOptions options;
   };
-  std::vector<Case> cases;
+  std::vector<MetricCase> cases;
   nlohmann::json manifest = nlohmann::json::array();
   for (int c = 0; c < 12; ++c) {
     const int64_t num_queries = uniform(1, 80), corpus = uniform(1, 60),
                   width = uniform(1, std::min<int64_t>(corpus, 40));
-    Case cs;
+    MetricCase cs;
     std::vector<std::vector<int64_t>> ranked;
     for (int64_t q = 0; q < num_queries; ++q) {
       cs.rows.push_back(uniform(0, 2 * num_queries));  // repeats and gaps in the table's rows

@@ -93,23 +93,23 @@ Oracle oracle(const torch::Tensor& q, const torch::Tensor& p, const torch::Tenso
   return out;
 }
 
-struct Case {
+struct LossCase {
   int64_t n, h, m, bank_group;
   bool cosine;
   double tau;
   bool query_bank, bank_as_negatives;
-  friend void PrintTo(const Case& c, std::ostream* os) {
+  friend void PrintTo(const LossCase& c, std::ostream* os) {
     *os << "n" << c.n << "_h" << c.h << "_m" << c.m << "_g" << c.bank_group << (c.cosine ? "_cos" : "_dot") << "_tau"
         << c.tau << (c.query_bank ? "_qbank" : "") << (c.bank_as_negatives ? "" : "_ownpositive");
   }
 };
 
-class InfoNCEOracle : public ::testing::TestWithParam<Case> {};
+class InfoNCEOracle : public ::testing::TestWithParam<LossCase> {};
 
 // The ways the loss can be computed: through the whole score matrix, in
 // default tiles (one tile at these sizes), and in tiles of 2 x 3 so that
 // every row block and column kind spans several tiles.
-std::vector<std::pair<std::string, InfoNCEOptions>> computations(const Case& c) {
+std::vector<std::pair<std::string, InfoNCEOptions>> computations(const LossCase& c) {
   const auto base = InfoNCEOptions().similarity(c.cosine ? Similarity::Cosine : Similarity::Dot).temperature(c.tau);
   return {{"untiled", InfoNCEOptions(base).tiled(false)},
           {"tiled", base},
@@ -117,7 +117,7 @@ std::vector<std::pair<std::string, InfoNCEOptions>> computations(const Case& c) 
 }
 
 TEST_P(InfoNCEOracle, LossAndGradientsMatchClosedForm) {
-  const Case c = GetParam();
+  const LossCase c = GetParam();
   torch::manual_seed(1000 + c.n * 31 + c.h * 7 + c.m);
   const int64_t d = 5;
   auto opts = torch::TensorOptions().dtype(torch::kDouble);
@@ -193,16 +193,16 @@ TEST_P(InfoNCEOracle, LossAndGradientsMatchClosedForm) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, InfoNCEOracle,
-                         ::testing::Values(Case{6, 0, 0, 1, false, 1.0, false, true},  // in-batch only
-                                           Case{5, 2, 0, 1, false, 1.0, false, true},  // hard negatives
-                                           Case{4, 1, 0, 1, true, 0.05, false, true},  // cosine + temperature
-                                           Case{4, 1, 7, 2, false, 1.0, true, true},   // ContAccum: both banks
-                                           Case{3, 1, 6, 2, true, 0.1, true, true},    // both banks, cosine
-                                           Case{4, 1, 5, 2, false, 0.5, false, true},  // passage bank only
-                                           Case{4, 2, 5, 1, false, 1.0, true, true},   // bank without hard negatives
-                                           Case{4, 1, 5, 1, false, 1.0, true,
+                         ::testing::Values(LossCase{6, 0, 0, 1, false, 1.0, false, true},  // in-batch only
+                                           LossCase{5, 2, 0, 1, false, 1.0, false, true},  // hard negatives
+                                           LossCase{4, 1, 0, 1, true, 0.05, false, true},  // cosine + temperature
+                                           LossCase{4, 1, 7, 2, false, 1.0, true, true},   // ContAccum: both banks
+                                           LossCase{3, 1, 6, 2, true, 0.1, true, true},    // both banks, cosine
+                                           LossCase{4, 1, 5, 2, false, 0.5, false, true},  // passage bank only
+                                           LossCase{4, 2, 5, 1, false, 1.0, true, true},   // bank without hard negatives
+                                           LossCase{4, 1, 5, 1, false, 1.0, true,
                                                 false},  // query bank, bank passages not negatives
-                                           Case{1, 0, 3, 1, true, 2.0, true, true}));  // single current row
+                                           LossCase{1, 0, 3, 1, true, 2.0, true, true}));  // single current row
 
 TEST(InfoNCE, ScoresFollowTheSpecLayout) {
   auto opts = torch::TensorOptions().dtype(torch::kDouble);

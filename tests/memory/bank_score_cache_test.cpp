@@ -28,20 +28,20 @@ torch::Tensor oracle(const MemoryBank& queries, const MemoryBank& passages, cons
   return out;
 }
 
-struct Case {
+struct CacheCase {
   int64_t capacity, block, group;
   bool cosine;
   double tau;
-  friend void PrintTo(const Case& c, std::ostream* os) {
+  friend void PrintTo(const CacheCase& c, std::ostream* os) {
     *os << "cap" << c.capacity << "_block" << c.block << "_g" << c.group << (c.cosine ? "_cos" : "_dot") << "_tau"
         << c.tau;
   }
 };
 
-class BankScoreCacheOracle : public ::testing::TestWithParam<Case> {};
+class BankScoreCacheOracle : public ::testing::TestWithParam<CacheCase> {};
 
 TEST_P(BankScoreCacheOracle, MatchesTheOracleAfterEveryWrite) {
-  const Case c = GetParam();
+  const CacheCase c = GetParam();
   torch::manual_seed(77 + c.capacity + c.block);
   const auto loss = InfoNCEOptions().similarity(c.cosine ? Similarity::Cosine : Similarity::Dot).temperature(c.tau);
   MemoryBank queries(c.capacity), passages(c.capacity);
@@ -104,11 +104,11 @@ TEST_P(BankScoreCacheOracle, MatchesTheOracleAfterEveryWrite) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, BankScoreCacheOracle,
-                         ::testing::Values(Case{32, 4, 2, false, 1.0},   // aligned blocks, hard negatives
-                                           Case{30, 4, 1, false, 0.5},   // capacity not a multiple of the block
-                                           Case{24, 8, 3, true, 0.05},   // cosine, low temperature
-                                           Case{7, 16, 2, false, 1.0},   // block larger than the bank
-                                           Case{16, 1, 2, true, 1.0}));  // one slot per block
+                         ::testing::Values(CacheCase{32, 4, 2, false, 1.0},   // aligned blocks, hard negatives
+                                           CacheCase{30, 4, 1, false, 0.5},   // capacity not a multiple of the block
+                                           CacheCase{24, 8, 3, true, 0.05},   // cosine, low temperature
+                                           CacheCase{7, 16, 2, false, 1.0},   // block larger than the bank
+                                           CacheCase{16, 1, 2, true, 1.0}));  // one slot per block
 
 TEST(BankScoreCache, EqualsBankRowLogSumExpInFloat64) {
   torch::manual_seed(5);

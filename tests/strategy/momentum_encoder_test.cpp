@@ -10,13 +10,7 @@ namespace {
 
 using test::make_model;
 using test::random_batch;
-
-void sgd(const DualEncoder& model, double lr) {
-  torch::NoGradGuard no_grad;
-  for (auto& p : model->parameters()) {
-    if (p.grad().defined()) p.sub_(lr * p.grad());
-  }
-}
+using test::sgd;
 
 struct Trace {
   std::vector<std::vector<std::pair<std::string, torch::Tensor>>> grads;

@@ -38,12 +38,7 @@ torch::Tensor& table_of(const std::shared_ptr<EncoderModule>& tower) {
   return std::dynamic_pointer_cast<LookupEncoderImpl>(tower)->table;
 }
 
-void sgd(const DualEncoder& model, double lr) {
-  torch::NoGradGuard no_grad;
-  for (auto& p : model->parameters()) {
-    if (p.grad().defined()) p.sub_(lr * p.grad());
-  }
-}
+using test::sgd;
 
 double dot(const double* a, const double* b, int64_t d) {
   double s = 0;

@@ -14,7 +14,7 @@
 namespace contaccum {
 namespace {
 
-constexpr int64_t kVocab = 2000;
+constexpr int64_t kStepVocab = 2000;
 // Below every parameter-sized tensor of the model (its 2000 x 512 table is
 // 4 MiB, its 512 x 512 projection 1 MiB) and every bank (64 examples of 3
 // passages of 512: 384 KiB), and above every activation of these
@@ -23,14 +23,14 @@ constexpr int64_t kVocab = 2000;
 // make, would be 576 KiB).
 constexpr int64_t kLarge = 256 << 10;
 
-struct Case {
+struct StepCase {
   const char* name;
   StrategyOptions strategy;
 };
 
-void PrintTo(const Case& c, std::ostream* out) { *out << c.name; }
+void PrintTo(const StepCase& c, std::ostream* out) { *out << c.name; }
 
-std::vector<Case> cases() {
+std::vector<StepCase> cases() {
   const auto cosine = InfoNCEOptions().similarity(Similarity::Cosine).temperature(0.1);
   return {{"full_batch", StrategyOptions::full_batch(32).loss(cosine)},
           {"grad_accum", StrategyOptions::grad_accum(32, 8).loss(cosine)},
@@ -40,14 +40,14 @@ std::vector<Case> cases() {
           {"contaccum_grad_cache", StrategyOptions::contaccum_grad_cache(32, 8, 64).loss(cosine)}};
 }
 
-class StepAllocations : public ::testing::TestWithParam<Case> {};
+class StepAllocations : public ::testing::TestWithParam<StepCase> {};
 
 TEST_P(StepAllocations, SteadyStateStepsAllocateNothingLarge) {
   auto set = test::tiny_training_set(256);
-  Collator collator(test::hashing_tokenizer(kVocab));
+  Collator collator(test::hashing_tokenizer(kStepVocab));
   torch::manual_seed(4);
   auto tower = BagOfEmbeddingsEncoder(
-      BagOfEmbeddingsEncoderOptions(kVocab, 512).embedding_dim(512).dropout(0.1).pooling(BagPooling::Attention));
+      BagOfEmbeddingsEncoderOptions(kStepVocab, 512).embedding_dim(512).dropout(0.1).pooling(BagPooling::Attention));
   DualEncoder model(tower.ptr());
   Trainer trainer(model, GetParam().strategy, set, collator,
                   TrainerOptions()
@@ -77,9 +77,9 @@ TEST_P(StepAllocations, SteadyStateStepsAllocateNothingLarge) {
 // The same count, as users see it: metrics.jsonl's `allocations` objects.
 TEST(StepAllocations, MetricsCarryTheCounts) {
   auto set = test::tiny_training_set(64);
-  Collator collator(test::hashing_tokenizer(kVocab));
+  Collator collator(test::hashing_tokenizer(kStepVocab));
   torch::manual_seed(4);
-  auto tower = BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(kVocab, 64).embedding_dim(512));
+  auto tower = BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(kStepVocab, 64).embedding_dim(512));
   test::TempDir dir;
   Trainer trainer(DualEncoder(tower.ptr()), StrategyOptions::contaccum(16, 8, 32), set, collator,
                   TrainerOptions()
@@ -94,7 +94,7 @@ TEST(StepAllocations, MetricsCarryTheCounts) {
   ASSERT_EQ(lines.size(), 4u);
   // Step 1 makes the table's gradient and the two moments: 4 MiB each.
   EXPECT_GE(lines[0]["allocations"]["large_count"].get<int64_t>(), 3);
-  EXPECT_GE(lines[0]["allocations"]["large_bytes"].get<int64_t>(), 3 * kVocab * 512 * 4);
+  EXPECT_GE(lines[0]["allocations"]["large_bytes"].get<int64_t>(), 3 * kStepVocab * 512 * 4);
   for (size_t i = 1; i < lines.size(); ++i) {
     const auto& a = lines[i]["allocations"];
     EXPECT_EQ(a["large_count"].get<int64_t>(), 0) << "step " << i + 1;
@@ -105,7 +105,7 @@ TEST(StepAllocations, MetricsCarryTheCounts) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryStrategy, StepAllocations, ::testing::ValuesIn(cases()),
-                         [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
+                         [](const ::testing::TestParamInfo<StepCase>& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace contaccum
