@@ -13,8 +13,14 @@ filter=${2:-'LauncherTest.*:KillResume.*:DataParallel*:DistributedEnvironment.*:
 tests="${CONTACCUM_BUILD_DIR:-$root/build}/tests/contaccum_tests"
 [ -x "$tests" ] || { echo "stress-tests: no $tests; run scripts/test.sh first" >&2; exit 2; }
 
+# The tests make their directories (contaccum-test-*) under $TMPDIR: a private
+# one tells this run's processes from those of any other test run.
+export TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/contaccum-stress.XXXXXX")
 load=()
-stop_load() { [ ${#load[@]} -eq 0 ] || kill "${load[@]}" 2>/dev/null || true; }
+stop_load() {
+  [ ${#load[@]} -eq 0 ] || kill "${load[@]}" 2>/dev/null || true
+  rm -rf "$TMPDIR"
+}
 trap stop_load EXIT
 for _ in $(seq "$(nproc)"); do
   sha256sum /dev/zero >/dev/null &
@@ -24,7 +30,7 @@ echo "stress-tests: $rounds rounds of '$filter' beside ${#load[@]} busy processe
 
 start=$(date +%s)
 for round in $(seq "$rounds"); do
-  log=$(mktemp)
+  log=$(mktemp /tmp/contaccum-stress-round.XXXXXX)
   if ! "$tests" --gtest_filter="$filter" >"$log" 2>&1; then
     grep -E "Failure|FAILED|Expected|Which is|actual" "$log" | head -40 >&2
     echo "stress-tests: round $round failed (log: $log)" >&2
@@ -33,8 +39,8 @@ for round in $(seq "$rounds"); do
   passed=$(grep -oE "\[  PASSED  \] [0-9]+ tests?" "$log" | grep -oE "[0-9]+")
   rm -f "$log"
   # Nothing the tests started may be running now: every test's processes
-  # were started in its temporary directory (contaccum-test-*).
-  left=$(pgrep -f "contaccum-test-" || true)
+  # were started in its temporary directory ($TMPDIR/contaccum-test-*).
+  left=$(pgrep -f "$TMPDIR/contaccum-test-" || true)
   if [ -n "$left" ]; then
     echo "stress-tests: round $round left processes behind:" >&2
     ps -o pid,ppid,etime,args -p $(echo $left | tr ' ' ',') >&2 || true
