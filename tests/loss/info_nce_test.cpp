@@ -199,9 +199,9 @@ INSTANTIATE_TEST_SUITE_P(Cases, InfoNCEOracle,
                                            LossCase{4, 1, 7, 2, false, 1.0, true, true},   // ContAccum: both banks
                                            LossCase{3, 1, 6, 2, true, 0.1, true, true},    // both banks, cosine
                                            LossCase{4, 1, 5, 2, false, 0.5, false, true},  // passage bank only
-                                           LossCase{4, 2, 5, 1, false, 1.0, true, true},   // bank without hard negatives
+                                           LossCase{4, 2, 5, 1, false, 1.0, true, true},  // bank without hard negatives
                                            LossCase{4, 1, 5, 1, false, 1.0, true,
-                                                false},  // query bank, bank passages not negatives
+                                                    false},  // query bank, bank passages not negatives
                                            LossCase{1, 0, 3, 1, true, 2.0, true, true}));  // single current row
 
 TEST(InfoNCE, ScoresFollowTheSpecLayout) {
