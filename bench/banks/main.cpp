@@ -24,9 +24,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 using namespace contaccum;
 using json = nlohmann::json;
@@ -56,6 +58,21 @@ double time_median(int64_t rounds, F&& f) {
 torch::Tensor unit(torch::Tensor x) { return x / x.norm(2, {-1}, /*keepdim=*/true); }
 
 // ---------------------------------------------------------------- sgemm
+
+// The CPU's model name and whether it has AVX-512 (sgemm's rate depends on
+// both), from /proc/cpuinfo, and the number of online cores.
+std::string machine() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line, model = "unknown CPU";
+  bool avx512 = false;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos)
+      model = line.substr(line.find(':') + 2);
+    if (line.rfind("flags", 0) == 0) avx512 = avx512 || line.find(" avx512f") != std::string::npos;
+  }
+  return model + (avx512 ? ", AVX-512" : ", no AVX-512") + ", " + std::to_string(std::thread::hardware_concurrency()) +
+         " cores";
+}
 
 // GFLOP/s of out = a b^T for a [r, d] and b [c, d], as the loss multiplies.
 double sgemm_rate(int64_t r, int64_t c, int64_t d, int64_t rounds) {
@@ -103,37 +120,46 @@ json bank_work(const BankWorkSetup& s) {
   Banks banks(s.m, s.n, s.d, loss);
   const auto q = torch::randn({s.n, s.d}).requires_grad_(true);
   const auto p = torch::randn({s.n, 1, s.d}).requires_grad_(true);
+  InfoNCEBankScores scores;  // the loss's, as the strategy hands them to the cache
   const auto step = [&](const InfoNCEBank& bank) {
     q.mutable_grad() = torch::Tensor();
     p.mutable_grad() = torch::Tensor();
-    info_nce(q, p, loss, bank).loss.backward();
+    auto result = info_nce(q, p, loss, bank);
+    result.loss.backward();
+    scores = result.bank_scores;
   };
-  const InfoNCEBank none, with = banks.view();
+  InfoNCEBank none, with = banks.view();
+  with.return_scores = true;
   const double without_s = time_median(s.rounds, [&] { step(none); });
   const double with_s = time_median(s.rounds, [&] { step(with); });
-  const double cache_s = time_median(s.rounds, [&] {
-    banks.cache.update(banks.queries, banks.passages, banks.passages.head(), s.n);
-  });
+  // The cache's update as the strategy makes it (from the loss's scores; the
+  // bank is full, so they fit a write at the head) and, for comparison, as
+  // it was made before (multiplying the new rows by the bank and the bank by
+  // the new columns).
+  const int64_t head = banks.passages.head();
+  const double cache_s =
+      time_median(s.rounds, [&] { banks.cache.update(banks.queries, banks.passages, head, s.n, scores); });
+  const double multiplying_s =
+      time_median(s.rounds, [&] { banks.cache.update(banks.queries, banks.passages, head, s.n); });
   const double nmd = static_cast<double>(s.n * s.m * s.d);
   // Loss: current rows x bank columns and bank rows x current columns, each
   // scored in the forward pass and multiplied once more for the gradient,
   // and scored again in the backward pass unless the loss keeps the scores
-  // (they fit in one default tile of 1,024 x 4,096); the cache: the new rows
-  // against the bank and the bank against the new columns.
+  // (they fit in one default tile of 1,024 x 4,096). The cache takes the
+  // loss's kept scores and multiplies nothing.
   const bool kept = s.n * (s.n + s.m) + s.m * s.n <= 1024 * 4096;
-  const double loss_flops = 2.0 * nmd * (kept ? 4.0 : 6.0), cache_flops = 2.0 * nmd * 2.0;
-  const double required = 2.0 * nmd * 6.0;  // any exact method's products
+  const double loss_flops = 2.0 * nmd * (kept ? 4.0 : 6.0), cache_flops = kept ? 0.0 : 2.0 * nmd * 2.0;
+  const double required = 2.0 * nmd * 4.0;  // any exact method's products
   const double bank_s = std::max(1e-12, with_s - without_s) + cache_s;
   // The three shapes of those products: [n, d] x [d, m], [m, d] x [d, n]
   // (scores), and [n, m] x [m, d] (gradients).
   const double scores_rate = sgemm_rate(s.n, s.m, s.d, s.rounds), bank_rate = sgemm_rate(s.m, s.n, s.d, s.rounds);
   const auto a = torch::randn({s.n, s.m}), b = torch::randn({s.m, s.d});
   auto out = torch::empty({s.n, s.d});
-  const double gradient_rate =
-      2.0 * nmd / time_median(s.rounds, [&] { at::mm_out(out, a, b); }) / 1e9;
-  // Of the 12 n m d: 2 n m d in each score shape and in the cache's two (one
-  // of each shape), 4 n m d in the gradient shape.
-  const double floor_s = 2.0 * nmd * (2.0 / scores_rate + 2.0 / bank_rate + 2.0 / gradient_rate) / 1e9;
+  const double gradient_rate = 2.0 * nmd / time_median(s.rounds, [&] { at::mm_out(out, a, b); }) / 1e9;
+  // Of the 8 n m d: 2 n m d in each score shape, 4 n m d in the gradient
+  // shape.
+  const double floor_s = 2.0 * nmd * (1.0 / scores_rate + 1.0 / bank_rate + 2.0 / gradient_rate) / 1e9;
   return {{"kind", "bank_work"},
           {"memory_size", s.m},
           {"micro_batch", s.n},
@@ -141,6 +167,7 @@ json bank_work(const BankWorkSetup& s) {
           {"loss_without_bank_ms", 1e3 * without_s},
           {"loss_with_bank_ms", 1e3 * with_s},
           {"cache_update_ms", 1e3 * cache_s},
+          {"cache_update_multiplying_ms", 1e3 * multiplying_s},
           {"bank_ms", 1e3 * bank_s},
           {"scores_kept", kept},
           {"gflop", (loss_flops + cache_flops) / 1e9},
@@ -194,8 +221,8 @@ struct Runner {
     model = DualEncoder(main_job_tower(s), DualEncoderOptions());
     model->train();
     optimizer = make_adamw(*model, AdamWSetup().lr(1e-3));
-    auto options = m > 0 ? StrategyOptions::contaccum(s.total, s.micro, m)
-                         : StrategyOptions::grad_accum(s.total, s.micro);
+    auto options =
+        m > 0 ? StrategyOptions::contaccum(s.total, s.micro, m) : StrategyOptions::grad_accum(s.total, s.micro);
     options.loss(InfoNCEOptions().similarity(Similarity::Cosine).temperature(0.05));
     strategy = std::make_unique<Strategy>(model, options);
   }
@@ -224,9 +251,10 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
   std::vector<json> out;
   for (const auto& run : runners) {
     const double ms = 1e3 * median(run->seconds);
-    // 12 n m d floating-point operations per micro-batch of n: the loss's
-    // scores and two gradient products, the cache's two products.
-    const double flop = 12.0 * static_cast<double>(s.total * run->memory * s.d);
+    // 8 n m d floating-point operations per micro-batch of n: the loss's
+    // two score products and two gradient products (the cache reuses the
+    // scores).
+    const double flop = 8.0 * static_cast<double>(s.total * run->memory * s.d);
     const double floor_ms = run->memory > 0 ? floor_ms_per_gflop.at(run->memory) * flop / 1e9 : 0.0;
     out.push_back({{"kind", "steps"},
                    {"strategy", run->name},
@@ -281,8 +309,11 @@ int main(int argc, char** argv) {
     torch::manual_seed(1);
     const int64_t n = steps_setup.micro, d = steps_setup.d, rounds = steps_setup.rounds;
     const double square = sgemm_rate(2048, 2048, d, std::max<int64_t>(5, rounds / 4));
-    std::cout << json{{"kind", "sgemm"}, {"shape", {2048, 2048, d}}, {"gflops", square},
-                      {"threads", at::get_num_threads()}}
+    std::cout << json{{"kind", "sgemm"},
+                      {"shape", {2048, 2048, d}},
+                      {"gflops", square},
+                      {"threads", at::get_num_threads()},
+                      {"machine", machine()}}
                      .dump()
               << std::endl;
     std::map<int64_t, double> floor_ms_per_gflop;

@@ -53,6 +53,7 @@ best = min((lambda t: (np.multiply(a, np.float32(1.0000001), out=a), time.perf_c
            for _ in range(5))
 print(json.dumps({"probe": "memory", "read_write_gb_per_s": 2 * a.nbytes / best / 1e9}))
 PY
+/usr/bin/python3 "$root/bench/performance/report.py" --machine >>"$out.tmp"
 for ((r = 0; r < repeats; r++)); do
   for v in "${variants[@]}"; do
     IFS='|' read -r name env extra <<<"$v"

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 namespace contaccum {
 namespace {
@@ -203,8 +204,10 @@ torch::Tensor untiled_loss_sum(const torch::Tensor& queries, const Inputs& in, c
 
 // The same sum, one tile of the score matrix at a time (tiled_info_nce.h).
 torch::Tensor tiled_loss_sum(const torch::Tensor& queries, const Inputs& in, const InfoNCEOptions& options,
-                             const InfoNCEBank& bank, double inv_tau) {
+                             const InfoNCEBank& bank, double inv_tau,
+                             std::shared_ptr<InfoNCEBankScores> returned_scores) {
   detail::TiledInfoNCEInputs tiled;
+  tiled.returned_scores = std::move(returned_scores);
   const int64_t g = in.passages.size(1);
   tiled.queries = normalised(queries, in.cosine);
   tiled.passages = normalised(in.passages.reshape({in.n * g, in.d}), in.cosine);
@@ -232,9 +235,11 @@ InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passag
                        const InfoNCEBank& bank) {
   const auto in = checked_inputs(queries, passages_in, options, bank);
   const double inv_tau = 1.0 / options.temperature();
-  const auto loss_sum = options.tiled() ? tiled_loss_sum(queries, in, options, bank, inv_tau)
+  auto returned_scores = bank.return_scores ? std::make_shared<InfoNCEBankScores>() : nullptr;
+  const auto loss_sum = options.tiled() ? tiled_loss_sum(queries, in, options, bank, inv_tau, returned_scores)
                                         : untiled_loss_sum(queries, in, options, bank, inv_tau);
   InfoNCEResult result;
+  if (returned_scores) result.bank_scores = *returned_scores;
   result.loss = loss_sum / static_cast<double>(in.n + in.m_q);
   if (options.return_scores()) {
     torch::NoGradGuard no_grad;
@@ -246,8 +251,7 @@ InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passag
 }
 
 torch::Tensor bank_row_logsumexp(const torch::Tensor& bank_queries, const torch::Tensor& bank_passages_in,
-                                 const InfoNCEOptions& options, int64_t rows_per_block,
-                                 int64_t columns_per_block) {
+                                 const InfoNCEOptions& options, int64_t rows_per_block, int64_t columns_per_block) {
   TORCH_CHECK(rows_per_block > 0, "bank_row_logsumexp: rows_per_block must be > 0, got ", rows_per_block);
   TORCH_CHECK(bank_queries.defined() && bank_queries.dim() == 2,
               "bank_row_logsumexp: bank_queries must be [m, d], got ",

@@ -118,10 +118,10 @@ torch::Tensor rows_logsumexp(Tiler& tiler, const torch::Tensor& rows, const std:
 // each tile becomes weight * softmax * inv_tau (times the column factor),
 // then one product per side. `row_grad` / `column_grad` undefined: not needed.
 // `kept` defined: the forward pass's [rows, columns] scores, used (and
-// overwritten) instead of scoring again.
+// overwritten, unless `kept_read_only`) instead of scoring again.
 void add_softmax_gradients(Tiler& tiler, const torch::Tensor& rows, const torch::Tensor& lse, const Columns& columns,
                            torch::Tensor row_grad, torch::Tensor column_grad, double weight,
-                           const TiledInfoNCEInputs& in, const torch::Tensor& kept = {}) {
+                           const TiledInfoNCEInputs& in, const torch::Tensor& kept = {}, bool kept_read_only = false) {
   const int64_t n = rows.size(0), c = columns.count();
   for (int64_t r0 = 0; r0 < n; r0 += in.tile_rows) {
     const int64_t r1 = std::min(n, r0 + in.tile_rows);
@@ -129,8 +129,14 @@ void add_softmax_gradients(Tiler& tiler, const torch::Tensor& rows, const torch:
     const auto block_lse = lse.narrow(0, r0, r1 - r0).unsqueeze(1);
     for (int64_t c0 = 0; c0 < c; c0 += in.tile_columns) {
       const int64_t c1 = std::min(c, c0 + in.tile_columns);
-      auto tile =
-          kept.defined() ? kept.narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0) : tiler.scores(block, columns, c0, c1);
+      torch::Tensor tile;
+      if (!kept.defined()) {
+        tile = tiler.scores(block, columns, c0, c1);
+      } else if (kept_read_only) {
+        tile = tiler.scratch(r1 - r0, c1 - c0).copy_(kept.narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0));
+      } else {
+        tile = kept.narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0);
+      }
       tile.sub_(block_lse).exp_().mul_(weight * in.inv_tau);
       if (columns.scale.defined()) tile.mul_(columns.scale.narrow(0, c0, c1 - c0).unsqueeze(0));
       const auto vectors = columns.vectors.narrow(0, c0, c1 - c0);
@@ -151,6 +157,7 @@ void keep_constants(AutogradContext* ctx, const TiledInfoNCEInputs& in) {
   ctx->saved_data["tile_rows"] = in.tile_rows;
   ctx->saved_data["tile_columns"] = in.tile_columns;
   ctx->saved_data["keep_scores"] = in.keep_scores;
+  ctx->saved_data["scores_returned"] = in.keep_scores && in.returned_scores != nullptr;
 }
 
 TiledInfoNCEInputs kept_constants(AutogradContext* ctx) {
@@ -194,6 +201,11 @@ class TiledInfoNCE : public torch::autograd::Function<TiledInfoNCE> {
       loss = loss + (bank_lse - in.bank_rows_target).sum();
     }
     for (size_t k = 0; k < kept.size(); ++k) ctx->saved_data["kept_" + std::to_string(k)] = kept[k];
+    if (in.keep_scores && in.returned_scores) {
+      in.returned_scores->current_by_current = kept[0];
+      in.returned_scores->current_by_bank = kept[1];
+      in.returned_scores->bank_by_current = kept[2];
+    }
     ctx->save_for_backward({queries, passages, lse, bank_lse});
     keep_constants(ctx, in);
     return loss;
@@ -209,18 +221,21 @@ class TiledInfoNCE : public torch::autograd::Function<TiledInfoNCE> {
     if (ctx->needs_input_grad(1)) grad_p = torch::zeros_like(passages);
     Tiler tiler(queries, in.inv_tau);
     const Columns current{passages, {}}, bank{in.bank_columns, in.bank_column_scale};
-    // The kept scores are overwritten below, so they serve one backward pass;
-    // another (retain_graph) finds them gone and scores again.
+    // The kept scores are overwritten below (unless they were returned to the
+    // caller, who still reads them: then each is copied into the tile buffer),
+    // so they serve one backward pass; another (retain_graph) finds them gone
+    // and scores again.
+    const bool read_only = ctx->saved_data["scores_returned"].toBool();
     torch::Tensor kept[3];
     for (int k = 0; k < 3 && in.keep_scores; ++k) {
       auto& entry = ctx->saved_data["kept_" + std::to_string(k)];
       if (entry.isTensor()) kept[k] = entry.toTensor();
       entry = c10::IValue();
     }
-    add_softmax_gradients(tiler, queries, lse, current, grad_q, grad_p, weight, in, kept[0]);
-    if (grad_q.defined()) add_softmax_gradients(tiler, queries, lse, bank, grad_q, {}, weight, in, kept[1]);
+    add_softmax_gradients(tiler, queries, lse, current, grad_q, grad_p, weight, in, kept[0], read_only);
+    if (grad_q.defined()) add_softmax_gradients(tiler, queries, lse, bank, grad_q, {}, weight, in, kept[1], read_only);
     if (bank_lse.defined() && grad_p.defined()) {
-      add_softmax_gradients(tiler, in.bank_rows, bank_lse, current, {}, grad_p, weight, in, kept[2]);
+      add_softmax_gradients(tiler, in.bank_rows, bank_lse, current, {}, grad_p, weight, in, kept[2], read_only);
     }
     // The target term -s[r, r]: row r against its own positive.
     const int64_t n = queries.size(0);

@@ -4,7 +4,11 @@
 // held whole, in the forward or the backward pass. Internal to src/loss/; the
 // public entry point is `info_nce`.
 
+#include "contaccum/loss/info_nce.h"
+
 #include <torch/types.h>
+
+#include <memory>
 
 namespace contaccum::detail {
 
@@ -36,6 +40,9 @@ struct TiledInfoNCEInputs {
   /// span each kind's columns) and the backward pass reads them instead of
   /// scoring again, with the same numbers.
   bool keep_scores = false;
+  /// When set and the scores are kept: receives them (the kept tensors
+  /// themselves; the backward pass then reads them without overwriting).
+  std::shared_ptr<InfoNCEBankScores> returned_scores;
 };
 
 /// The summed cross-entropy of every current row (over current passages and

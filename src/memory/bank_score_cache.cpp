@@ -54,16 +54,23 @@ void BankScoreCache::refresh_parents(int64_t first_leaf, int64_t last_leaf, int6
   }
 }
 
-// Every valid row against the slots of blocks [first_block, last_block].
+// Every valid row against the slots of blocks [first_block, last_block]:
+// from `written` where a block's slots were all written by this update, else
+// multiplied here.
 void BankScoreCache::recompute_blocks(const torch::Tensor& rows, const MemoryBank& passages, int64_t first_block,
-                                      int64_t last_block) {
+                                      int64_t last_block, const WrittenScores* written) {
   const int64_t b = options_.block_slots(), leaves = tree_.size(0) / 2;
   const double inv_tau = 1.0 / options_.loss().temperature();
   for (int64_t block = first_block; block <= last_block; ++block) {
     const int64_t begin = block * b, end = std::min(size_, begin + b);
     auto leaf = tree_.select(0, leaves + block).slice(0, 0, size_);
+    const int64_t example = written ? written->example_at(begin, end) : -1;
     if (begin >= end) {
       leaf.fill_(-std::numeric_limits<double>::infinity());
+    } else if (example >= 0) {
+      // [size, (end - begin) g]: the written examples' columns.
+      const auto& c = written->all_by_written;
+      leaf.copy_(torch::logsumexp(c.narrow(1, example, end - begin).reshape({size_, -1}), 1));
     } else {
       // [(end - begin) g, size]: reduced over the short leading dimension.
       auto s = torch::matmul(columns(passages, begin, end), rows.t()).mul_(inv_tau);
@@ -73,15 +80,21 @@ void BankScoreCache::recompute_blocks(const torch::Tensor& rows, const MemoryBan
   refresh_parents(first_block, last_block, 0, size_);
 }
 
-// Rows [begin, end) against every valid slot.
-void BankScoreCache::recompute_rows(const MemoryBank& queries, const MemoryBank& passages, int64_t begin, int64_t end) {
+// Rows [begin, end) against every valid slot: from `written` when given (the
+// rows were all written by this update), else multiplied here.
+void BankScoreCache::recompute_rows(const MemoryBank& queries, const MemoryBank& passages, int64_t begin, int64_t end,
+                                    const WrittenScores* written) {
   if (begin >= end) return;
   const int64_t b = options_.block_slots(), g = passages.group(), w = end - begin;
   const int64_t full_blocks = size_ / b, rest = size_ - full_blocks * b, leaves = tree_.size(0) / 2;
   const double inv_tau = 1.0 / options_.loss().temperature();
-  auto r = rows(queries).slice(0, begin, end);
-  auto s = torch::matmul(r, columns(passages, 0, size_).t()).mul_(inv_tau);  // [w, size g], slot-major
-  auto out = tree_.slice(0, leaves, 2 * leaves).slice(1, begin, end);        // [leaves, w]
+  torch::Tensor s;  // [w, size g], slot-major
+  if (written) {
+    s = written->written_by_all.narrow(0, written->example_at(begin, end), w).view({w, size_ * g});
+  } else {
+    s = torch::matmul(rows(queries).slice(0, begin, end), columns(passages, 0, size_).t()).mul_(inv_tau);
+  }
+  auto out = tree_.slice(0, leaves, 2 * leaves).slice(1, begin, end);  // [leaves, w]
   if (full_blocks > 0) {
     out.slice(0, 0, full_blocks)
         .copy_(torch::logsumexp(s.slice(1, 0, full_blocks * b * g).view({w, full_blocks, b * g}), 2).t());
@@ -100,6 +113,11 @@ torch::Tensor BankScoreCache::empty_tree(int64_t capacity, const torch::TensorOp
 }
 
 void BankScoreCache::update(const MemoryBank& queries, const MemoryBank& passages, int64_t first_slot, int64_t count) {
+  update(queries, passages, first_slot, count, InfoNCEBankScores());
+}
+
+void BankScoreCache::update(const MemoryBank& queries, const MemoryBank& passages, int64_t first_slot, int64_t count,
+                            const InfoNCEBankScores& scores) {
   check_banks(queries, passages);
   const int64_t capacity = queries.capacity();
   TORCH_CHECK(count >= 0, "BankScoreCache::update: count must be >= 0, got ", count);
@@ -107,7 +125,7 @@ void BankScoreCache::update(const MemoryBank& queries, const MemoryBank& passage
               "BankScoreCache::update: first_slot must be in [0, ", capacity, "), got ", first_slot);
   if (capacity == 0 || count == 0) return;
   torch::NoGradGuard no_grad;
-  const int64_t b = options_.block_slots();
+  const int64_t b = options_.block_slots(), size_before = size_;
   const auto reference = queries.view();
   if (!tree_.defined() || tree_.size(1) != capacity || tree_.scalar_type() != reference.scalar_type() ||
       tree_.device() != reference.device()) {
@@ -119,15 +137,73 @@ void BankScoreCache::update(const MemoryBank& queries, const MemoryBank& passage
     }
   }
   size_ = queries.size();
+  // The loss's scores serve when they describe exactly this write.
+  const bool reuse = scores_fit(scores, queries, passages, first_slot, count, size_before);
+  if (reuse) assemble_written(scores, passages.group(), first_slot, count, size_before);
+  const WrittenScores* written = reuse ? &written_ : nullptr;
   count = std::min(count, capacity);
   // The written slots: [first_slot, first_slot + count), wrapping once.
   std::vector<std::pair<int64_t, int64_t>> ranges{{first_slot, std::min(capacity, first_slot + count)}};
   if (first_slot + count > capacity) ranges.emplace_back(0, first_slot + count - capacity);
   const auto all_rows = rows(queries);
   for (const auto& [begin, end] : ranges) {
-    recompute_blocks(all_rows, passages, begin / b, (end - 1) / b);
-    recompute_rows(queries, passages, begin, end);
+    recompute_blocks(all_rows, passages, begin / b, (end - 1) / b, written);
+    recompute_rows(queries, passages, begin, end, written);
   }
+}
+
+int64_t BankScoreCache::WrittenScores::example_at(int64_t begin, int64_t end) const {
+  for (const auto& run : runs) {
+    if (begin >= run.first_slot && end <= run.first_slot + run.count) return run.first_example + begin - run.first_slot;
+  }
+  return -1;
+}
+
+bool BankScoreCache::scores_fit(const InfoNCEBankScores& scores, const MemoryBank& queries, const MemoryBank& passages,
+                                int64_t first_slot, int64_t count, int64_t size_before) const {
+  if (!scores.defined() || !scores.current_by_bank.defined() || !scores.bank_by_current.defined()) return false;
+  const int64_t n = count, capacity = queries.capacity(), group = passages.group();
+  const auto& current = scores.current_by_current;
+  if (n > capacity || current.dim() != 2 || current.size(0) != n || current.size(1) % std::max<int64_t>(1, n) != 0)
+    return false;
+  const int64_t g = current.size(1) / n;
+  // The bank keeps the first `group` vectors of each enqueued group.
+  if (group > g || current.scalar_type() != tree_.scalar_type() || current.device() != tree_.device()) return false;
+  // The loss saw the banks as this cache last did, and the write appended
+  // (or, once full, wrapped) right after them.
+  const bool shapes = scores.current_by_bank.dim() == 2 && scores.current_by_bank.size(0) == n &&
+                      scores.current_by_bank.size(1) == size_before * group && scores.bank_by_current.dim() == 2 &&
+                      scores.bank_by_current.size(0) == size_before && scores.bank_by_current.size(1) == n * g;
+  const bool place =
+      (size_before == capacity || first_slot == size_before) && queries.size() == std::min(capacity, size_before + n);
+  return shapes && place;
+}
+
+void BankScoreCache::assemble_written(const InfoNCEBankScores& scores, int64_t group, int64_t first_slot, int64_t count,
+                                      int64_t size_before) {
+  const int64_t n = count, capacity = tree_.size(1), g = scores.current_by_current.size(1) / n;
+  const auto current = scores.current_by_current.view({n, n, g}).narrow(2, 0, group);
+  auto& w = written_;
+  w.runs = {{first_slot, 0, std::min(capacity, first_slot + n) - first_slot}};
+  if (first_slot + n > capacity) w.runs.push_back({0, capacity - first_slot, first_slot + n - capacity});
+  // In reused buffers: [n, size, group] and [size, n, group].
+  const int64_t numel = n * size_ * group;
+  const auto options = scores.current_by_current.options();
+  if (!w.rows_buffer.defined() || w.rows_buffer.numel() < numel) w.rows_buffer = torch::empty({numel}, options);
+  if (!w.columns_buffer.defined() || w.columns_buffer.numel() < numel)
+    w.columns_buffer = torch::empty({numel}, options);
+  auto rows = w.rows_buffer.narrow(0, 0, numel).view({n, size_, group});
+  auto columns = w.columns_buffer.narrow(0, 0, numel).view({size_, n, group});
+  if (size_before > 0) {
+    rows.narrow(1, 0, size_before).copy_(scores.current_by_bank.view({n, size_before, group}));
+    columns.narrow(0, 0, size_before).copy_(scores.bank_by_current.view({size_before, n, g}).narrow(2, 0, group));
+  }
+  for (const auto& run : w.runs) {
+    rows.narrow(1, run.first_slot, run.count).copy_(current.narrow(1, run.first_example, run.count));
+    columns.narrow(0, run.first_slot, run.count).copy_(current.narrow(0, run.first_example, run.count));
+  }
+  w.written_by_all = rows;
+  w.all_by_written = columns;
 }
 
 void BankScoreCache::rebuild(const MemoryBank& queries, const MemoryBank& passages) {
@@ -140,7 +216,8 @@ void BankScoreCache::rebuild(const MemoryBank& queries, const MemoryBank& passag
   size_ = queries.size();
   // Row chunks bound the temporary score matrix.
   const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, size_ * passages.group()));
-  for (int64_t r = 0; r < size_; r += chunk) recompute_rows(queries, passages, r, std::min(size_, r + chunk));
+  for (int64_t r = 0; r < size_; r += chunk)
+    recompute_rows(queries, passages, r, std::min(size_, r + chunk), /*written=*/nullptr);
 }
 
 void BankScoreCache::clear() {

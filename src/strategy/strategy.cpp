@@ -199,6 +199,9 @@ InfoNCEBank Strategy::bank_view() const {
   bank.passages_as_negatives = options_.passage_bank();
   if (options_.query_bank()) bank.queries = query_bank_.view().select(1, 0);
   if (use_bank_scores_) bank.row_logsumexp = bank_scores_.row_logsumexp();
+  // The score cache's update then multiplies nothing the loss already did;
+  // a momentum encoder banks other vectors than the loss scored.
+  bank.return_scores = use_bank_scores_ && !momentum_;
   return bank;
 }
 
@@ -283,7 +286,7 @@ Strategy::Encoded Strategy::encode_for_banks(const TrainingBatch& group, const R
   return gather(concat(parts, group.group()), shards, group.group());
 }
 
-void Strategy::enqueue(const Encoded& reps, const TrainingBatch& group) {
+void Strategy::enqueue(const Encoded& reps, const TrainingBatch& group, const InfoNCEBankScores& scores) {
   if (passage_bank_.capacity() == 0) return;
   const int64_t first_slot = passage_bank_.head();
   if (sample_) {
@@ -301,7 +304,7 @@ void Strategy::enqueue(const Encoded& reps, const TrainingBatch& group) {
   const bool groups = options_.passage_bank() && options_.bank_hard_negatives();
   const auto passages = groups ? reps.passages : reps.passages.slice(1, 0, 1);
   passage_bank_.enqueue(cosine ? unit_rows(passages) : passages, steps_);
-  if (use_bank_scores_) bank_scores_.update(query_bank_, passage_bank_, first_slot, reps.queries.size(0));
+  if (use_bank_scores_) bank_scores_.update(query_bank_, passage_bank_, first_slot, reps.queries.size(0), scores);
 }
 
 StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
@@ -336,7 +339,7 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
     stats.micro_batches += static_cast<int64_t>(
         detail::RowShards(group.size(), chunk_rows(), collective_->world_size()).of(collective_->rank()).size());
     const Stopwatch enqueue_watch;
-    enqueue(done.second, group);
+    enqueue(done.second, group, momentum_ ? InfoNCEBankScores() : done.first.bank_scores);
     loss_seconds_ += enqueue_watch.seconds();
   }
   steps_ += 1;

@@ -66,6 +66,28 @@ struct InfoNCEBank {
   /// norm, as `Strategy` stores them, so the loss scores them as they are
   /// instead of normalising a copy of the bank on every call. Default: false.
   bool normalized = false;
+  /// Also return the scores between the current rows and the banks
+  /// (`InfoNCEResult::bank_scores`), from which `BankScoreCache::update`
+  /// takes every product it needs once these rows are enqueued. Only the
+  /// tiled loss returns them, and only when it keeps its scores for the
+  /// backward pass (they fit in one tile); otherwise they stay undefined.
+  /// Default: false.
+  bool return_scores = false;
+};
+
+/// Scores between a call's current rows and its banks, each divided by the
+/// temperature, as the loss computed them (the same numbers its log-sum-exps
+/// and gradients use). Row and column orders are the inputs': current
+/// examples in order, each with its `g` passage vectors; bank rows and
+/// columns in storage order, `g_b` vectors per banked passage group.
+struct InfoNCEBankScores {
+  /// `[n, n g]`: current queries against the current passage vectors.
+  torch::Tensor current_by_current;
+  /// `[n, m g_b]`: current queries against the passage bank's vectors.
+  torch::Tensor current_by_bank;
+  /// `[m, n g]`: banked queries against the current passage vectors.
+  torch::Tensor bank_by_current;
+  bool defined() const { return current_by_current.defined(); }
 };
 
 /// What `info_nce` computed.
@@ -81,6 +103,9 @@ struct InfoNCEResult {
   torch::Tensor scores;
   /// Negatives each current query row sees (unmasked columns minus one).
   int64_t negatives_per_query = 0;
+  /// Only with `InfoNCEBank::return_scores` (see there): the current rows'
+  /// scores against the banks, detached.
+  InfoNCEBankScores bank_scores;
 };
 
 /// InfoNCE over in-batch negatives, hard negatives and bank entries.

@@ -7,6 +7,8 @@
 #include <torch/serialize/archive.h>
 #include <torch/types.h>
 
+#include <vector>
+
 namespace contaccum {
 
 /// Options of `BankScoreCache`.
@@ -49,6 +51,17 @@ class BankScoreCache {
   /// Call after `count` rows were enqueued into both banks, starting at
   /// storage slot `first_slot` (the banks' `head()` before the write).
   void update(const MemoryBank& queries, const MemoryBank& passages, int64_t first_slot, int64_t count);
+  /// The same, taking every score it needs from `scores`, what the loss
+  /// computed for the enqueued rows against the banks as they were before
+  /// the write (`InfoNCEBank::return_scores`): the enqueued rows against
+  /// every slot and every row against the enqueued columns are then already
+  /// known, and the update multiplies nothing (only a block that mixes
+  /// written and older slots is scored here). Scores that do not describe
+  /// this write (undefined, or shaped for other banks) are ignored and the
+  /// update multiplies as above. Both ways agree up to floating-point
+  /// reassociation.
+  void update(const MemoryBank& queries, const MemoryBank& passages, int64_t first_slot, int64_t count,
+              const InfoNCEBankScores& scores);
   /// Recomputes everything from the banks' contents (after loading them).
   void rebuild(const MemoryBank& queries, const MemoryBank& passages);
   /// Forgets everything (call when the banks are cleared).
@@ -76,8 +89,28 @@ class BankScoreCache {
   }
   torch::Tensor rows(const MemoryBank& queries) const;  // [size, d], normalised for cosine
   torch::Tensor columns(const MemoryBank& passages, int64_t begin, int64_t end) const;  // [(end - begin) g, d]
-  void recompute_blocks(const torch::Tensor& rows, const MemoryBank& passages, int64_t first_block, int64_t last_block);
-  void recompute_rows(const MemoryBank& queries, const MemoryBank& passages, int64_t begin, int64_t end);
+  // Scores of one write, assembled from the loss's: the written rows
+  // against every slot, and every row against the written columns.
+  struct WrittenScores {
+    struct Run {
+      int64_t first_slot, first_example, count;
+    };
+    std::vector<Run> runs;                      // written slots: one run, two when the write wraps
+    torch::Tensor written_by_all;               // [count, size, group]
+    torch::Tensor all_by_written;               // [size, count, group]
+    torch::Tensor rows_buffer, columns_buffer;  // their storage, reused
+    // The example written to slot `begin` when slots [begin, end) were all
+    // written by this update, else -1.
+    int64_t example_at(int64_t begin, int64_t end) const;
+  };
+  bool scores_fit(const InfoNCEBankScores& scores, const MemoryBank& queries, const MemoryBank& passages,
+                  int64_t first_slot, int64_t count, int64_t size_before) const;
+  void assemble_written(const InfoNCEBankScores& scores, int64_t group, int64_t first_slot, int64_t count,
+                        int64_t size_before);
+  void recompute_blocks(const torch::Tensor& rows, const MemoryBank& passages, int64_t first_block, int64_t last_block,
+                        const WrittenScores* written);
+  void recompute_rows(const MemoryBank& queries, const MemoryBank& passages, int64_t begin, int64_t end,
+                      const WrittenScores* written);
   void refresh_parents(int64_t first_leaf, int64_t last_leaf, int64_t begin, int64_t end);
   torch::Tensor empty_tree(int64_t capacity, const torch::TensorOptions& options) const;
 
@@ -86,6 +119,7 @@ class BankScoreCache {
   // row's tree is row j (root 1, leaf b at L + b); -inf where empty.
   torch::Tensor tree_;
   int64_t size_ = 0;
+  WrittenScores written_;
 };
 
 }  // namespace contaccum

@@ -277,8 +277,9 @@ class Strategy {
   std::pair<InfoNCEResult, Encoded> backward_direct(const TrainingBatch& group, double weight);
   std::pair<InfoNCEResult, Encoded> backward_cached(const TrainingBatch& group, double weight);
   // Writes the group's representations into the banks (tagged with the
-  // step count) and keeps the staleness sample's inputs.
-  void enqueue(const Encoded& reps, const TrainingBatch& group);
+  // step count), updates the score cache from the loss's `scores` of them
+  // where it can, and keeps the staleness sample's inputs.
+  void enqueue(const Encoded& reps, const TrainingBatch& group, const InfoNCEBankScores& scores);
   // The group encoded for the banks by the momentum encoder, replaying the
   // random state `before` the group's first encoding.
   Encoded encode_for_banks(const TrainingBatch& group, const RngState& before);

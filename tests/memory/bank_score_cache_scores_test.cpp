@@ -1,0 +1,146 @@
+// BankScoreCache updated from the loss's own scores (InfoNCEBank::
+// return_scores), as the strategies update it: after every write of a random
+// sequence (filling, wrap-around, capacities that are not a multiple of the
+// write, banks that keep hard negatives or positives only, writes larger than
+// the bank), in float64, against the from-scratch oracle; and proof that the
+// scores are what the update used, and that scores for other banks are not.
+#include "test_util.h"
+
+namespace contaccum {
+namespace {
+
+// log sum_j exp(s(q_r, p_j) / tau) over every vector of the passage bank, in
+// float64, row by row (independent of the cache and of the loss).
+torch::Tensor scratch_logsumexp(const MemoryBank& queries, const MemoryBank& passages, const InfoNCEOptions& loss) {
+  auto q = queries.view().select(1, 0).to(torch::kDouble);
+  auto p = passages.view().reshape({-1, passages.dim()}).to(torch::kDouble);
+  if (loss.similarity() == Similarity::Cosine) {
+    q = q / q.norm(2, {1}, true);
+    p = p / p.norm(2, {1}, true);
+  }
+  auto out = torch::empty({q.size(0)}, torch::kDouble);
+  for (int64_t r = 0; r < q.size(0); ++r) {
+    const auto s = p.matmul(q[r]) / loss.temperature();
+    const double top = s.max().item<double>();
+    out[r] = top + std::log((s - top).exp().sum().item<double>());
+  }
+  return out;
+}
+
+struct ScoresCase {
+  int64_t capacity, rows, group;
+  bool bank_keeps_group, cosine;
+  double tau;
+  friend void PrintTo(const ScoresCase& c, std::ostream* os) {
+    *os << "cap" << c.capacity << "_rows" << c.rows << "_g" << c.group << (c.bank_keeps_group ? "_groups" : "_pos")
+        << (c.cosine ? "_cos" : "_dot");
+  }
+};
+
+// One simulated micro-batch: the loss against the banks as they are, then the
+// enqueue the strategy makes, and the score cache's update.
+struct SimulatedBanks {
+  InfoNCEOptions loss;
+  MemoryBank queries, passages;
+  BankScoreCache cache;
+  bool keeps_group;
+
+  SimulatedBanks(const ScoresCase& c, int64_t block)
+      : loss(InfoNCEOptions().similarity(c.cosine ? Similarity::Cosine : Similarity::Dot).temperature(c.tau)),
+        queries(c.capacity),
+        passages(c.capacity),
+        cache(BankScoreCacheOptions(block).loss(loss).normalized_rows(c.cosine)),
+        keeps_group(c.bank_keeps_group) {}
+
+  InfoNCEBank view() const {
+    InfoNCEBank bank;
+    if (passages.empty()) return bank;
+    bank.passages = passages.view();
+    bank.queries = queries.view().select(1, 0);
+    bank.row_logsumexp = cache.row_logsumexp();
+    bank.normalized = loss.similarity() == Similarity::Cosine;
+    bank.return_scores = true;
+    return bank;
+  }
+  torch::Tensor stored(const torch::Tensor& x) const {
+    return loss.similarity() == Similarity::Cosine ? x / x.norm(2, {-1}, true) : x;
+  }
+  // The loss's scores for q, p against the banks now (`return_scores`).
+  InfoNCEBankScores scores_for(const torch::Tensor& q, const torch::Tensor& p) const {
+    auto bank = view();
+    bank.return_scores = true;
+    return info_nce(q, p, loss, bank).bank_scores;
+  }
+  void write(const torch::Tensor& q, const torch::Tensor& p, const InfoNCEBankScores& scores) {
+    const int64_t first = passages.head();
+    queries.enqueue(stored(q));
+    passages.enqueue(stored(keeps_group ? p : p.slice(1, 0, 1)));
+    cache.update(queries, passages, first, q.size(0), scores);
+  }
+};
+
+class BankScoreCacheFromScores : public ::testing::TestWithParam<ScoresCase> {};
+
+TEST_P(BankScoreCacheFromScores, MatchesTheOracleAfterEveryWrite) {
+  const ScoresCase c = GetParam();
+  torch::manual_seed(910 + c.capacity * 7 + c.rows);
+  SimulatedBanks banks(c, c.rows), doubled(c, c.rows);
+  const int64_t d = 5;
+  for (int write = 0; write < 3 * c.capacity / c.rows + 4; ++write) {
+    const auto q = torch::randn({c.rows, d}, torch::kDouble);
+    const auto p = torch::randn({c.rows, c.group, d}, torch::kDouble);
+    const auto scores = banks.scores_for(q, p);
+    // The loss keeps (and so returns) its scores at these sizes.
+    ASSERT_TRUE(scores.defined()) << "write " << write;
+    banks.write(q, p, scores);
+    const auto want = scratch_logsumexp(banks.queries, banks.passages, banks.loss);
+    const auto got = banks.cache.row_logsumexp();
+    ASSERT_EQ(got.sizes(), want.sizes()) << "write " << write;
+    EXPECT_LE((got - want).abs().max().item<double>(), 1e-12 * (1.0 + want.abs().max().item<double>()))
+        << "write " << write;
+    // The same write given doubled scores goes wrong: the update read them.
+    const auto s2 = doubled.scores_for(q, p);
+    doubled.write(q, p, {s2.current_by_current * 2, s2.current_by_bank * 2, s2.bank_by_current * 2});
+    EXPECT_GT((doubled.cache.row_logsumexp() - want).abs().max().item<double>(), 1e-3) << "write " << write;
+    doubled.cache.rebuild(doubled.queries, doubled.passages);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, BankScoreCacheFromScores,
+                         ::testing::Values(ScoresCase{16, 4, 3, true, false, 1.0},   // aligned, hard negatives
+                                           ScoresCase{16, 4, 3, false, true, 0.05},  // positives only, cosine
+                                           ScoresCase{30, 4, 2, true, true, 0.5},    // 30 slots: writes wrap mid-block
+                                           ScoresCase{7, 3, 1, true, false, 1.0},    // tiny bank, odd writes
+                                           ScoresCase{8, 8, 2, true, false, 1.0}));  // each write replaces the bank
+
+// Scores shaped for other banks or another write are ignored: the update
+// multiplies, and the cache stays right.
+TEST(BankScoreCacheFromScores, IgnoresScoresOfAnotherWrite) {
+  torch::manual_seed(4);
+  SimulatedBanks banks(ScoresCase{12, 4, 2, true, false, 1.0}, 4);
+  const auto rows = [](int64_t n) {
+    return std::pair{torch::randn({n, 5}, torch::kDouble), torch::randn({n, 2, 5}, torch::kDouble)};
+  };
+  const auto check = [&](const char* what) {
+    const auto want = scratch_logsumexp(banks.queries, banks.passages, banks.loss);
+    EXPECT_LE((banks.cache.row_logsumexp() - want).abs().max().item<double>(), 1e-12) << what;
+  };
+  auto [q1, p1] = rows(4);
+  banks.write(q1, p1, banks.scores_for(q1, p1));
+  auto [q2, p2] = rows(4);
+  const auto against_four = banks.scores_for(q2, p2);
+  banks.write(q2, p2, against_four);
+  auto [q3, p3] = rows(4);
+  banks.write(q3, p3, against_four);  // scored against 4 banked rows; the banks held 8
+  check("scores against a smaller bank");
+  auto [q4, p4] = rows(4);
+  auto [q5, p5] = rows(3);
+  banks.write(q4, p4, banks.scores_for(q5, p5));  // 3 rows scored, 4 written
+  check("scores of fewer rows");
+  auto [q6, p6] = rows(4);
+  banks.write(q6, p6, InfoNCEBankScores());
+  check("no scores");
+}
+
+}  // namespace
+}  // namespace contaccum
