@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <random>
 #include <system_error>
@@ -61,16 +62,36 @@ AtomicFile::~AtomicFile() {
   if (!committed_) ::unlink(temporary_.c_str());
 }
 
-void AtomicFile::write(const void* data, size_t size) {
-  TORCH_CHECK(fd_ >= 0 && !committed_, "AtomicFile::write: ", path_, " is already committed");
+namespace detail {
+namespace {
+long system_write(int fd, const void* data, size_t size) { return ::write(fd, data, size); }
+std::atomic<WriteFunction> write_function{&system_write};
+}  // namespace
+
+WriteFunction set_write_function(WriteFunction function) {
+  return write_function.exchange(function ? function : &system_write);
+}
+
+bool write_fully(int fd, const void* data, size_t size) {
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
-    const ssize_t n = ::write(fd_, p, size);
+    const long n = write_function.load()(fd, p, size);
     if (n < 0 && errno == EINTR) continue;
-    TORCH_CHECK(n > 0, "cannot write ", path_, ": writing ", temporary_, " failed: ", std::strerror(errno));
+    if (n <= 0) {
+      if (n == 0) errno = EIO;  // no progress and no reason: do not spin
+      return false;
+    }
     p += n;
     size -= static_cast<size_t>(n);
   }
+  return true;
+}
+}  // namespace detail
+
+void AtomicFile::write(const void* data, size_t size) {
+  TORCH_CHECK(fd_ >= 0 && !committed_, "AtomicFile::write: ", path_, " is already committed");
+  TORCH_CHECK(detail::write_fully(fd_, data, size), "cannot write ", path_, ": writing ", temporary_,
+              " failed: ", std::strerror(errno));
 }
 
 void AtomicFile::commit() {
@@ -97,16 +118,28 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
   file.commit();
 }
 
-void write_atomically_with(const std::string& path, const std::function<void(const std::string&)>& write) {
+void write_atomically_through(const std::string& path, const std::function<void(const ByteSink&)>& produce) {
   ensure_parent(path);
   AtomicFile file(path);
+  std::exception_ptr failure;
+  const ByteSink sink = [&](const void* data, size_t size) -> size_t {
+    if (!failure) {
+      try {
+        file.write(data, size);
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    }
+    return size;  // a short count would make LibTorch's writer terminate the process
+  };
   try {
-    write(file.temporary_path());
+    produce(sink);
   } catch (const c10::Error& e) {
     TORCH_CHECK(false, "cannot write ", path, ": ", e.what_without_backtrace());
   } catch (const std::exception& e) {
     TORCH_CHECK(false, "cannot write ", path, ": ", e.what());
   }
+  if (failure) std::rethrow_exception(failure);  // the temporary goes with `file`
   file.commit();
 }
 

@@ -22,7 +22,9 @@ namespace fs = std::filesystem;
 namespace contaccum {
 
 void save_archive_atomically(torch::serialize::OutputArchive& archive, const std::string& path) {
-  write_atomically_with(path, [&](const std::string& temporary) { archive.save_to(temporary); });
+  // Through a callback, not by file name: LibTorch's own file writer throws
+  // from a destructor when the disk is full, which no caller can catch.
+  write_atomically_through(path, [&](const ByteSink& sink) { archive.save_to(sink); });
 }
 
 namespace {

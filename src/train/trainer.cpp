@@ -202,7 +202,16 @@ std::string Trainer::checkpoint(int64_t step) {
     return "";
   }
   CheckpointManager manager((fs::path(options_.output_dir()) / "checkpoints").string(), options_.keep_checkpoints());
-  auto path = manager.save(step, [this](torch::serialize::OutputArchive& a) { save(a); });
+  std::string path;
+  try {
+    path = manager.save(step, [this](torch::serialize::OutputArchive& a) { save(a); });
+  } catch (const c10::Error& e) {
+    // Older checkpoints are pruned only after a new one is in place.
+    const auto intact = manager.latest();
+    TORCH_CHECK(false, "checkpoint of step ", step, " not written: ", e.what_without_backtrace(),
+                ". The newest intact checkpoint is ", intact ? *intact : std::string("none (this run wrote none yet)"),
+                "; once the cause is fixed (free space), continue from it (contaccum train --resume)");
+  }
   for (auto& cb : callbacks_) cb->on_checkpoint(state_, path);
   return path;
 }

@@ -8,10 +8,13 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -77,8 +80,11 @@ class Progress {
   bool drawn_ = false;
 };
 
-// metrics.jsonl: one line per step, flushed as written. On resume, lines of
-// steps after the checkpoint (and a torn last line) are dropped first.
+// metrics.jsonl: one line per step, each appended by one write(2) on an
+// O_APPEND descriptor. A failed append (a full disk) is cut back off, so the
+// file never holds a torn line, and the error names the file and the reason.
+// On resume, lines of steps after the checkpoint (and a torn last line left
+// by a kill) are dropped first.
 class MetricsLog {
  public:
   MetricsLog(const std::string& path, int64_t resumed_step) : path_(path) {
@@ -97,19 +103,32 @@ class MetricsLog {
       }
     }
     write_file_atomically(path, kept);
-    out_.open(path, std::ios::app);
-    TORCH_CHECK(out_.good(), "cannot open ", path, " for writing");
+    fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    TORCH_CHECK(fd_ >= 0, "cannot open ", path, " for appending: ", std::strerror(errno));
   }
+  ~MetricsLog() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+
   void write(const nlohmann::json& j) {
-    if (!out_.is_open()) return;
-    out_ << j.dump() << '\n';
-    out_.flush();
-    TORCH_CHECK(out_.good(), "cannot write ", path_);
+    if (fd_ < 0) return;
+    const std::string line = j.dump() + '\n';
+    const off_t before = ::lseek(fd_, 0, SEEK_END);
+    if (detail::write_fully(fd_, line.data(), line.size())) return;
+    const int error = errno;
+    if (before >= 0 && ::ftruncate(fd_, before) != 0) {
+      TORCH_CHECK(false, "cannot write ", path_, ": appending step ", j.value("step", int64_t{-1}), " failed (",
+                  std::strerror(error), ") and its partial line could not be removed (", std::strerror(errno), ")");
+    }
+    TORCH_CHECK(false, "cannot write ", path_, ": appending step ", j.value("step", int64_t{-1}),
+                " failed: ", std::strerror(error), " (the file keeps every earlier line whole)");
   }
 
  private:
   std::string path_;
-  std::ofstream out_;
+  int fd_ = -1;
 };
 
 inline nlohmann::json metrics_json(const RetrievalMetrics& m) {

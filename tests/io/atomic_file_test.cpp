@@ -46,7 +46,10 @@ TEST_F(AtomicFileTest, AbandonedWriteLeavesTheOldFileAndNoTemporary) {
   EXPECT_EQ(test::slurp(path), "old");
   EXPECT_EQ(entries(dir_), std::vector<std::string>{"a.bin"});
   EXPECT_THAT(test::error_of([&] {
-                write_atomically_with(path, [](const std::string&) { TORCH_CHECK(false, "archive broke"); });
+                write_atomically_through(path, [](const ByteSink& sink) {
+                  sink("half", 4);
+                  TORCH_CHECK(false, "archive broke");
+                });
               }),
               HasSubstr("cannot write " + path + ": archive broke"));
   EXPECT_EQ(entries(dir_), std::vector<std::string>{"a.bin"});

@@ -47,11 +47,32 @@ class AtomicFile {
 /// parent directories.
 void write_file_atomically(const std::string& path, std::string_view bytes);
 
-/// For writers that create a file by name themselves (LibTorch's archive
-/// writer): `write(temporary)` fills a temporary sibling of `path`, which is
-/// then flushed and renamed over `path`; on an exception it is removed and
-/// the error rethrown naming `path`. Creates missing parent directories.
-void write_atomically_with(const std::string& path, const std::function<void(const std::string& temporary)>& write);
+/// Receives a writer's bytes: returns how many it took (always `size`).
+using ByteSink = std::function<size_t(const void* data, size_t size)>;
+
+/// For writers that push their bytes through a callback and cannot take an
+/// error from it: LibTorch's archive writer, given a callback that reports a
+/// short write, throws from its destructor, which ends the process
+/// (`std::terminate`). `produce(sink)` calls `sink` for each piece; the
+/// pieces go to an `AtomicFile` for `path`, and the first failure to write
+/// one (a full disk, an I/O error) is kept while `sink` still reports every
+/// byte taken and drops the rest. Once `produce` returns, that failure is
+/// thrown (naming `path`, the temporary and the system's reason) and the
+/// temporary removed; without one the file is flushed and renamed over
+/// `path`. An exception from `produce` itself is rethrown naming `path`.
+/// Creates missing parent directories.
+void write_atomically_through(const std::string& path, const std::function<void(const ByteSink& sink)>& produce);
+
+namespace detail {
+/// What every `AtomicFile` and the training metrics log write through:
+/// `::write`, unless a test put a fault injector in its place (short
+/// writes, ENOSPC, EIO). Returns the previous function.
+using WriteFunction = long (*)(int fd, const void* data, size_t size);
+WriteFunction set_write_function(WriteFunction function);
+/// Writes all of `size` bytes through the current write function, retrying
+/// short writes and EINTR; returns false with `errno` set on a failure.
+bool write_fully(int fd, const void* data, size_t size);
+}  // namespace detail
 
 /// A directory that appears under its final name only once complete: filled
 /// under a hidden temporary sibling (`.NAME.tmp-PID-HEX`), then swapped in by

@@ -13,9 +13,10 @@
 
 namespace contaccum {
 
-/// Writes `archive` to `path` atomically (`write_atomically_with`): a crash
-/// leaves either the old file or the new one, never a torn one. Throws naming
-/// the path.
+/// Writes `archive` to `path` atomically (`write_atomically_through`): a
+/// crash leaves either the old file or the new one, never a torn one, and a
+/// full disk or an I/O error is a `c10::Error` naming the path and the
+/// system's reason, with the temporary removed. Throws naming the path.
 void save_archive_atomically(torch::serialize::OutputArchive& archive, const std::string& path);
 
 /// `module.load(archive)`, checked: every parameter and buffer must be in
