@@ -59,6 +59,7 @@
 #include "contaccum/train/pipeline.h"
 #include "contaccum/train/run_directory.h"
 #include "contaccum/train/schedule.h"
+#include "contaccum/train/stop_signals.h"
 #include "contaccum/train/train_config.h"
 #include "contaccum/train/trainer.h"
 #include "contaccum/version.h"

@@ -153,19 +153,21 @@ LaunchResult launch_local_workers(const std::vector<std::string>& argv, const La
   action.sa_handler = remember_signal;
   sigemptyset(&action.sa_mask);
   struct sigaction old_int {
-  }, old_term{};
+  }, old_term{}, old_usr1{};
   sigaction(SIGINT, &action, &old_int);
   sigaction(SIGTERM, &action, &old_term);
+  sigaction(SIGUSR1, &action, &old_usr1);
   g_forward_signal = 0;
 
   // The previous handlers come back whatever ends the launch.
   struct RestoreHandlers {
-    struct sigaction interrupt, terminate;
+    struct sigaction interrupt, terminate, user1;
     ~RestoreHandlers() {
       sigaction(SIGINT, &interrupt, nullptr);
       sigaction(SIGTERM, &terminate, nullptr);
+      sigaction(SIGUSR1, &user1, nullptr);
     }
-  } restore{old_int, old_term};
+  } restore{old_int, old_term, old_usr1};
 
   Workers workers;
   LaunchResult result;

@@ -322,6 +322,9 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
     }
   }
   run.train = trainer.train();
+  // Stopped by a signal: the checkpoint is written; the rest of the grace
+  // period is not spent on the final model and its evaluation.
+  if (run.train.stop_signal != 0) return run;
   if (writes) save_model(trained, (fs::path(output_dir) / "model").string());
   if (!data.dev.empty()) {
     DualEncoder model = trained.model;

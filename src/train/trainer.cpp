@@ -8,6 +8,7 @@
 #include "contaccum/train/finite.h"
 #include "contaccum/train/run_directory.h"
 #include "contaccum/train/schedule.h"
+#include "contaccum/train/stop_signals.h"
 
 #include "trainer_state_io.h"
 #include "training_log.h"
@@ -20,6 +21,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -194,6 +196,26 @@ RetrievalMetrics Trainer::evaluate() {
   return metrics;
 }
 
+int Trainer::agreed_stop_signal() const {
+  const int mine = stop_signal();
+  if (collective_->world_size() == 1) return mine;
+  // How many ranks received each stop signal; every rank then stops, with
+  // its own signal if it got one, else the first the others got.
+  static constexpr int kSignals[] = {SIGTERM, SIGINT, SIGUSR1};
+  auto counts = torch::zeros({3}, torch::kDouble);
+  for (int i = 0; i < 3; ++i) {
+    if (mine == kSignals[i]) counts[i] = 1.0;
+  }
+  std::vector<torch::Tensor> flags{counts.to(model_->device())};
+  collective_->all_reduce_sum(flags);
+  const auto got = flags[0].cpu();
+  if (mine != 0) return mine;
+  for (int i = 0; i < 3; ++i) {
+    if (got[i].item<double>() > 0.0) return kSignals[i];
+  }
+  return 0;
+}
+
 std::string Trainer::checkpoint(int64_t step) {
   if (!is_main_rank()) {
     // The other ranks take part in the save's collectives and write nothing.
@@ -270,6 +292,8 @@ TrainResult Trainer::train() {
     for (auto& cb : callbacks_) cb->on_step_end(state_, record);
     progress.update(record, run_watch.seconds(), state_.step - first_step);
 
+    // A stop signal ends the run after this step on every rank alike.
+    const int signal = agreed_stop_signal();
     nlohmann::json line = step_json(record);
     const bool due_eval = options_.eval_every() > 0 ? state_.step % options_.eval_every() == 0 : epoch_end;
     if (evaluator_ && (due_eval || last || state_.should_stop)) {
@@ -284,6 +308,10 @@ TrainResult Trainer::train() {
       line["staleness"] = detail::staleness_json(strategy_->measure_staleness());
     }
     log.write(line);
+    if (signal != 0) {
+      state_.should_stop = true;
+      result.stop_signal = signal;
+    }
     const bool due_checkpoint =
         options_.checkpoint_every() > 0 ? state_.step % options_.checkpoint_every() == 0 : epoch_end;
     if (checkpoints && (due_checkpoint || last || state_.should_stop)) checkpoint(state_.step);

@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cstring>
 #include <iostream>
 
 namespace contaccum::cli {
@@ -61,7 +62,17 @@ class TrainCommand : public Command {
                       : progress_ == "lines"  ? ProgressMode::Lines
                       : progress_ == "silent" ? ProgressMode::Silent
                                               : ProgressMode::Auto;
+    install_stop_signal_handlers();
     auto run = run_training(config, output_dir_, resume_, mode, collective);
+    if (run.train.stop_signal != 0) {
+      // The checkpoint of the last step is written: --resume continues it.
+      if (!collective || collective->rank() == 0) {
+        std::cerr << "contaccum train: stopped by " << strsignal(run.train.stop_signal) << " (signal "
+                  << run.train.stop_signal << ") after step " << run.train.steps << " of this launch; checkpoint in "
+                  << output_dir_ << "/checkpoints; continue with --resume\n";
+      }
+      return 128 + run.train.stop_signal;
+    }
     // Every rank's peak resident memory, in rank order.
     auto peak = torch::tensor({peak_rss_mb()}, torch::kDouble);
     if (collective) peak = collective->all_gather(peak);

@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstring>
 #include <iostream>
 
 namespace contaccum::cli {
@@ -24,6 +25,11 @@ int launch_workers(const std::string& command, int64_t nproc) {
   }
   const auto result = launch_local_workers(argv, LaunchOptions().nproc_per_node(nproc));
   if (result.exit_status == 0) return 0;
+  if (result.failed_rank < 0 && result.exit_status > 128) {
+    std::cerr << "contaccum " << command << ": the launcher passed signal " << result.exit_status - 128 << " ("
+              << strsignal(result.exit_status - 128) << ") on to every worker; they have ended\n";
+    return result.exit_status;
+  }
   std::cerr << "contaccum " << command << ": "
             << (result.failed_rank >= 0 ? "rank " + std::to_string(result.failed_rank) + " " + result.failure
                                         : result.failure)

@@ -38,9 +38,12 @@ struct LaunchResult {
 ///
 /// When a worker fails (non-zero status or a signal), the others are stopped
 /// (SIGTERM, then SIGKILL after `grace_seconds`) and the result names the
-/// first failed rank. SIGINT / SIGTERM sent to the launcher are passed on
-/// to the workers, stop the start of any not yet started, and make the
-/// result's `exit_status` 128 + the signal. Workers die with the launcher
+/// first failed rank. SIGINT, SIGTERM and SIGUSR1 sent to the launcher are
+/// passed on to the workers (a `contaccum train` worker then finishes its
+/// step and the rank-0 checkpoint, see `stop_signals.h`; a second signal
+/// stops it at once), stop the start of any not yet started, and make the
+/// result's `exit_status` 128 + the signal once every worker has ended;
+/// workers that exit with that status are not failures. Workers die with the launcher
 /// (`PR_SET_PDEATHSIG`, tied to the calling thread, which this call blocks),
 /// and an exception out of the launch kills and reaps those started, so none
 /// is left running, whatever happens to it.

@@ -196,6 +196,9 @@ struct TrainResult {
   double best_metric = -std::numeric_limits<double>::infinity();
   int64_t best_step = -1;
   bool stopped_early = false;
+  /// The stop signal (`stop_signals.h`) that ended the run after its last
+  /// step's checkpoint; 0 when none did.
+  int stop_signal = 0;
 };
 
 /// The training loop: samples and tokenizes batches ahead on a background
@@ -290,6 +293,8 @@ class Trainer {
  private:
   RetrievalMetrics evaluate();
   std::string checkpoint(int64_t step);
+  // The stop signal this step ends the run with, agreed by every rank.
+  int agreed_stop_signal() const;
   // Sums the step's gradients over the collective's processes; returns the
   // seconds it took.
   double reduce_gradients();

@@ -1,0 +1,158 @@
+// The real `contaccum train` against faults of the machine: a stop signal
+// (SIGTERM, SIGINT, SIGUSR1; one process, and two ranks under the launcher)
+// ends it after a checkpoint with status 128 + the signal, and `--resume`
+// then ends with the weights of a run never stopped, bit for bit; a full disk
+// (a tiny tmpfs, where the test may mount one) ends it with status 1 and a
+// message naming the file, the reason and the newest intact checkpoint, and
+// once there is space `--resume` ends with the straight run's weights too.
+#include "child_processes.h"
+#include "test_util.h"
+#include "train/train_fixture.h"
+
+#include <sys/mount.h>
+
+#include <chrono>
+#include <csignal>
+#include <thread>
+
+namespace contaccum {
+namespace {
+
+namespace fs = std::filesystem;
+
+#ifdef CONTACCUM_CLI
+struct FaultRun {
+  test::TempDir work;
+  test::ChildProcesses children;  // after `work`: stopped before it is removed
+  fs::path config = work.path / "config.yaml";
+
+  FaultRun(int64_t steps, int64_t checkpoint_every) {
+    const auto data = work.path / "data";
+    build_synthetic_dataset(data.string(),
+                            SyntheticDatasetOptions().seed(3).passages(400).train_queries(320).dev_queries(40));
+    std::ofstream(config) << "data: {corpus: " << (data / "corpus.jsonl").string()
+                          << ", queries: " << (data / "queries.jsonl").string()
+                          << ", train_qrels: " << (data / "qrels/train.tsv").string() << "}\n"
+                          << "strategy: contaccum\ntotal_batch: 16\nmicro_batch: 4\nmemory_size: 36\n"
+                             "hard_negatives: 0\nencoder_options: {dim: 32, embedding_dim: 32, dropout: 0.1}\n"
+                             "tokenizer: {vocab_size: 400}\nlr: 0.01\nmax_steps: "
+                          << steps << "\nwarmup_steps: 4\ncheckpoint_every: " << checkpoint_every
+                          << "\nkeep_checkpoints: 2\nseed: 11\n";
+  }
+  pid_t start(const fs::path& out, int ranks) {
+    std::vector<std::string> args = {CONTACCUM_CLI, "--threads",  "1",        "train",      "--config", config.string(),
+                                     "--output",    out.string(), "--resume", "--progress", "silent"};
+    if (ranks > 1) {
+      args.push_back("--nproc-per-node");
+      args.push_back(std::to_string(ranks));
+    }
+    return children.spawn(args, {}, log_of(out));
+  }
+  static std::string log_of(const fs::path& out) { return out.string() + ".log"; }
+  int run(const fs::path& out, int ranks) { return children.wait(start(out, ranks)); }
+};
+
+size_t lines_in(const fs::path& path) {
+  std::ifstream in(path);
+  return static_cast<size_t>(std::count(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>(), '\n'));
+}
+
+std::map<std::string, torch::Tensor> final_weights(const fs::path& out) {
+  auto model = load_model((out / "model").string());
+  std::map<std::string, torch::Tensor> weights;
+  for (const auto& p : model.model->named_parameters()) weights[p.key()] = p.value().clone();
+  return weights;
+}
+
+void expect_same_weights(const fs::path& a, const fs::path& b) {
+  const auto want = final_weights(a), got = final_weights(b);
+  ASSERT_EQ(want.size(), got.size());
+  for (const auto& [name, tensor] : want) EXPECT_TRUE(torch::equal(tensor, got.at(name))) << name;
+}
+
+struct SignalCase {
+  int signal, ranks;
+};
+
+class GracefulStop : public ::testing::TestWithParam<SignalCase> {};
+
+TEST_P(GracefulStop, CheckpointsAndExitsThenResumeEqualsAStraightRun) {
+  const auto [signal, ranks] = GetParam();
+  FaultRun run(60, 1000);
+  const auto straight = run.work.path / "straight", stopped = run.work.path / "stopped";
+  ASSERT_EQ(run.run(straight, ranks), 0) << test::slurp(FaultRun::log_of(straight));
+
+  const pid_t pid = run.start(stopped, ranks);
+  ASSERT_GT(pid, 0);
+  // Signalled once a few steps are logged (well before the 60th).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (lines_in(stopped / "metrics.jsonl") < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ::kill(pid, signal);
+  const int status = run.children.wait(pid);
+  const auto log = test::slurp(FaultRun::log_of(stopped));
+  EXPECT_EQ(status, 128 + signal) << log;
+  const auto lines = test::read_jsonl((stopped / "metrics.jsonl").string());
+  ASSERT_FALSE(lines.empty());
+  const int64_t last = lines.back()["step"].get<int64_t>();
+  ASSERT_LT(last, 60) << "the run ended before the signal: nothing was tested";
+  // The step that was running finished and was checkpointed; no final model.
+  EXPECT_TRUE(fs::exists(CheckpointManager((stopped / "checkpoints").string()).path_of(last))) << log;
+  EXPECT_FALSE(fs::exists(stopped / "model"));
+  EXPECT_THAT(log, ::testing::HasSubstr("continue with --resume"));
+
+  ASSERT_EQ(run.run(stopped, ranks), 0) << test::slurp(FaultRun::log_of(stopped));
+  expect_same_weights(straight, stopped);
+}
+
+INSTANTIATE_TEST_SUITE_P(EverySignal, GracefulStop,
+                         ::testing::Values(SignalCase{SIGTERM, 1}, SignalCase{SIGINT, 1}, SignalCase{SIGUSR1, 1},
+                                           SignalCase{SIGTERM, 2}, SignalCase{SIGUSR1, 2}),
+                         [](const ::testing::TestParamInfo<SignalCase>& info) {
+                           return std::string(sigabbrev_np(info.param.signal)) + "_ranks" +
+                                  std::to_string(info.param.ranks);
+                         });
+
+// A tiny tmpfs fills up at the second checkpoint; remounted larger, the run
+// resumes from the first and ends as a straight run does.
+TEST(DiskFull, TheRunStopsCleanlyAndResumesOnceThereIsSpace) {
+  FaultRun run(24, 8);
+  const auto straight = run.work.path / "straight";
+  ASSERT_EQ(run.run(straight, 1), 0) << test::slurp(FaultRun::log_of(straight));
+  // Room for one checkpoint and the run's small files (config, vocabulary,
+  // metrics: under 96 KiB), not for a second checkpoint.
+  const auto one = fs::file_size(CheckpointManager((straight / "checkpoints").string()).latest().value());
+  ASSERT_GT(one, 200u * 1024u);
+  const auto disk = run.work.path / "disk";
+  fs::create_directories(disk);
+  const std::string size = "size=" + std::to_string((one + 96 * 1024 + 4095) / 4096 * 4096);
+  if (::mount("tmpfs", disk.c_str(), "tmpfs", 0, size.c_str()) != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno) << "): needs root";
+  }
+  struct Unmount {
+    fs::path at;
+    ~Unmount() { ::umount2(at.c_str(), MNT_DETACH); }
+  } unmount{disk};
+  const auto out = disk / "out";
+  const int status = run.run(out, 1);
+  const auto log = test::slurp(FaultRun::log_of(out));
+  EXPECT_EQ(status, 1) << log;
+  EXPECT_THAT(log, ::testing::HasSubstr("checkpoint of step 16 not written"));
+  EXPECT_THAT(log, ::testing::HasSubstr("No space left on device"));
+  EXPECT_THAT(log, ::testing::HasSubstr("The newest intact checkpoint is " + (out / "checkpoints").string() +
+                                        "/step-000000008.pt"));
+  EXPECT_THAT(log, ::testing::Not(::testing::HasSubstr("terminate called")));
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(out / "checkpoints")) names.push_back(e.path().filename().string());
+  EXPECT_EQ(names, std::vector<std::string>{"step-000000008.pt"});
+
+  ASSERT_EQ(::mount("tmpfs", disk.c_str(), "tmpfs", MS_REMOUNT, "size=64m"), 0) << std::strerror(errno);
+  ASSERT_EQ(run.run(out, 1), 0) << test::slurp(FaultRun::log_of(out));
+  expect_same_weights(straight, out);
+}
+#else
+TEST(GracefulStop, NeedsTheCommandLineTool) { GTEST_SKIP() << "built without the command-line tool"; }
+#endif
+
+}  // namespace
+}  // namespace contaccum
