@@ -1,11 +1,25 @@
 #include "contaccum/core/compute_threads.h"
 
+#include <sched.h>
+
+#include <algorithm>
+#include <thread>
+
 #include <torch/types.h>
 #include <torch/utils.h>
 
 #include <dlfcn.h>
 
 namespace contaccum {
+
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+int max_parallelism() { return std::min(1024, 4 * available_cores()); }
 namespace {
 
 // Looked up at run time: the BLAS behind LibTorch is chosen by the system
@@ -19,6 +33,8 @@ Fn openblas_function(const char* name) {
 
 void set_compute_threads(int threads) {
   TORCH_CHECK(threads > 0, "set_compute_threads: threads must be > 0, got ", threads);
+  TORCH_CHECK(threads <= max_parallelism(), "threads must be at most ", max_parallelism(), " (4 x the ",
+              available_cores(), " cores this process may use), got ", threads);
   torch::set_num_threads(threads);
   if (auto set = openblas_function<void (*)(int)>("openblas_set_num_threads")) set(threads);
 }

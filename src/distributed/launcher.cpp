@@ -1,5 +1,7 @@
 #include "contaccum/distributed/launcher.h"
 
+#include "contaccum/core/compute_threads.h"
+
 #include "contaccum/core/torch_compat.h"
 
 #include <c10/util/Exception.h>
@@ -137,6 +139,9 @@ void stop_remaining(Workers& workers, double grace_seconds) {
 
 LaunchResult launch_local_workers(const std::vector<std::string>& argv, const LaunchOptions& options) {
   TORCH_CHECK(options.nproc_per_node() >= 1, "--nproc-per-node must be >= 1, got ", options.nproc_per_node());
+  // Before anything starts: 500 workers on 2 cores is a typo.
+  TORCH_CHECK(options.nproc_per_node() <= max_parallelism(), "--nproc-per-node must be at most ", max_parallelism(),
+              " (4 x the ", available_cores(), " cores this process may use), got ", options.nproc_per_node());
   TORCH_CHECK(options.grace_seconds() >= 0, "LaunchOptions::grace_seconds must be >= 0, got ", options.grace_seconds());
   TORCH_CHECK(!argv.empty(), "launch_local_workers: argv is empty");
   const int64_t world = options.nproc_per_node();

@@ -1,4 +1,5 @@
 #include "data_args.h"
+#include "cli_checks.h"
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
@@ -14,9 +15,9 @@ void add_data_args(CLI::App* app, DataArgs& a) {
       ->required()
       ->check(CLI::ExistingFile);
   app->add_option("--run", a.run, "also write a TREC run file (for trec_eval)");
-  app->add_option("--k", a.k, "results per query")->check(CLI::PositiveNumber);
+  app->add_option("--k", a.k, "results per query")->check(cli::positive());
   app->add_option("--max-queries", a.max_queries, "evaluate the first N judged queries only (0: all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(cli::non_negative());
   app->add_flag("--skip-bad-records", a.skip_bad_records, "skip (and count) malformed records instead of stopping");
 }
 

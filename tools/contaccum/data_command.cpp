@@ -1,5 +1,6 @@
 // contaccum data debian --translation Translation-en --output DIR
 // contaccum data synthetic --output DIR
+#include "cli_checks.h"
 #include "command.h"
 
 #include <contaccum/contaccum.h>
@@ -30,20 +31,20 @@ class DataCommand : public Command {
         ->required()
         ->check(CLI::ExistingFile);
     debian_->add_option("--output", output_, "output directory (replaced atomically)")->required();
-    debian_->add_option("--seed", seed_, "seed of the train/dev split")->check(CLI::NonNegativeNumber);
-    debian_->add_option("--dev-queries", dev_queries_, "dev queries")->check(CLI::NonNegativeNumber);
+    debian_->add_option("--seed", seed_, "seed of the train/dev split")->check(cli::non_negative());
+    debian_->add_option("--dev-queries", dev_queries_, "dev queries")->check(cli::non_negative());
     debian_->add_option("--reserved-queries", reserved_queries_, "queries held out and not written (a test split)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(cli::non_negative());
     debian_->add_option("--max-train-queries", max_train_queries_, "at most this many training queries (-1: all)");
   }
 
   void add_synthetic() {
     auto* s = app_->add_subcommand("synthetic", "a generated data set (no download needed)");
     s->add_option("--output", output_, "output directory (replaced atomically)")->required();
-    s->add_option("--seed", synthetic_seed_, "seed")->check(CLI::NonNegativeNumber);
-    s->add_option("--passages", passages_, "passages")->check(CLI::PositiveNumber);
-    s->add_option("--train-queries", train_queries_, "training queries")->check(CLI::PositiveNumber);
-    s->add_option("--dev-queries", synthetic_dev_queries_, "dev queries")->check(CLI::PositiveNumber);
+    s->add_option("--seed", synthetic_seed_, "seed")->check(cli::non_negative());
+    s->add_option("--passages", passages_, "passages")->check(cli::positive());
+    s->add_option("--train-queries", train_queries_, "training queries")->check(cli::positive());
+    s->add_option("--dev-queries", synthetic_dev_queries_, "dev queries")->check(cli::positive());
   }
 
   int run_debian() {

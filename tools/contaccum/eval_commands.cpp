@@ -2,6 +2,7 @@
 //                --index DIR [--nprobe N] [--ef-search N]]
 //                [--hybrid-bm25 [--fusion rrf|linear] [--weight W | --tune-on QRELS] [--k1 --b]]
 // contaccum bm25 --corpus ... --queries ... --qrels ... [--run FILE] [--k1 --b]
+#include "cli_checks.h"
 #include "command.h"
 #include "data_args.h"
 
@@ -35,11 +36,11 @@ class EvalCommand : public Command {
         ->required()
         ->check(CLI::ExistingDirectory);
     add_data_args(app_, data_);
-    app_->add_option("--batch-size", batch_size_, "texts encoded at once")->check(CLI::PositiveNumber);
+    app_->add_option("--batch-size", batch_size_, "texts encoded at once")->check(cli::positive());
     app_->add_option("--query-max-length", query_max_length_, "token limit of queries (default: the model's)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(cli::non_negative());
     app_->add_option("--passage-max-length", passage_max_length_, "token limit of passages (default: the model's)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(cli::non_negative());
     app_->add_option("--embeddings", embeddings_,
                      "search these passage embeddings (`contaccum encode`) instead of "
                      "encoding the corpus")
@@ -49,18 +50,18 @@ class EvalCommand : public Command {
                      "(approximate for ivf and hnsw)")
         ->check(CLI::ExistingDirectory);
     app_->add_option("--nprobe", nprobe_, "with an ivf --index: cells visited per query (default: the index's)")
-        ->check(CLI::PositiveNumber);
+        ->check(cli::positive());
     app_->add_option("--ef-search", ef_search_, "with an hnsw --index: candidate list (default: the index's)")
-        ->check(CLI::PositiveNumber);
+        ->check(cli::positive());
     app_->add_flag("--hybrid-bm25", hybrid_, "fuse the dense ranking with BM25's");
     app_->add_option("--fusion", fusion_, "rrf or linear (min-max normalised scores)")
         ->check(CLI::IsMember({"rrf", "linear"}));
     app_->add_option("--weight", weight_, "weight of the dense ranking in [0, 1] (BM25 gets 1 - weight)")
-        ->check(CLI::Range(0.0, 1.0));
+        ->check(cli::number_in(0.0, 1.0));
     app_->add_option("--tune-on", tune_on_, "choose the weight on these qrels (another split than --qrels)")
         ->check(CLI::ExistingFile);
-    app_->add_option("--k1", k1_, "BM25 k1 (with --hybrid-bm25)")->check(CLI::NonNegativeNumber);
-    app_->add_option("--b", b_, "BM25 b (with --hybrid-bm25)")->check(CLI::Range(0.0, 1.0));
+    app_->add_option("--k1", k1_, "BM25 k1 (with --hybrid-bm25)")->check(cli::non_negative());
+    app_->add_option("--b", b_, "BM25 b (with --hybrid-bm25)")->check(cli::number_in(0.0, 1.0));
   }
 
   int run() override {
@@ -182,8 +183,8 @@ class Bm25Command : public Command {
   void add(CLI::App& parent) override {
     app_ = parent.add_subcommand("bm25", "BM25 baseline on BEIR-layout data");
     add_data_args(app_, data_);
-    app_->add_option("--k1", k1_, "BM25 k1")->check(CLI::NonNegativeNumber);
-    app_->add_option("--b", b_, "BM25 b")->check(CLI::Range(0.0, 1.0));
+    app_->add_option("--k1", k1_, "BM25 k1")->check(cli::non_negative());
+    app_->add_option("--b", b_, "BM25 b")->check(cli::number_in(0.0, 1.0));
   }
 
   int run() override {

@@ -1,5 +1,6 @@
 // contaccum index build --embeddings EMB --type flat|ivf|hnsw --output DIR [--nlist N --nprobe N --train-rows N
 //                       --hnsw-m M --ef-construction N --ef-search N --seed S]
+#include "cli_checks.h"
 #include "command.h"
 
 #include <contaccum/contaccum.h>
@@ -25,14 +26,14 @@ class IndexCommand : public Command {
     build_->add_option("--output", output_, "index directory to write")->required();
     const VectorIndexOptions d;
     build_->add_option("--nlist", nlist_, "ivf: cells (0: 4 sqrt(passages), at most passages / 39)")
-        ->check(CLI::NonNegativeNumber);
-    build_->add_option("--nprobe", nprobe_, "ivf: cells visited per query")->check(CLI::PositiveNumber);
+        ->check(cli::non_negative());
+    build_->add_option("--nprobe", nprobe_, "ivf: cells visited per query")->check(cli::positive());
     build_->add_option("--train-rows", train_rows_, "ivf: rows k-means trains on (0: 256 per cell)")
-        ->check(CLI::NonNegativeNumber);
-    build_->add_option("--hnsw-m", hnsw_m_, "hnsw: links per vector")->check(CLI::Range(2, 1024));
+        ->check(cli::non_negative());
+    build_->add_option("--hnsw-m", hnsw_m_, "hnsw: links per vector")->check(cli::number_in(2, 1024));
     build_->add_option("--ef-construction", ef_construction_, "hnsw: candidate list while adding")
-        ->check(CLI::PositiveNumber);
-    build_->add_option("--ef-search", ef_search_, "hnsw: candidate list while searching")->check(CLI::PositiveNumber);
+        ->check(cli::positive());
+    build_->add_option("--ef-search", ef_search_, "hnsw: candidate list while searching")->check(cli::positive());
     build_->add_option("--seed", seed_, "ivf: seed of the training sample and k-means");
     nlist_ = d.nlist(), nprobe_ = d.nprobe(), train_rows_ = d.train_rows(), hnsw_m_ = d.hnsw_m();
     ef_construction_ = d.ef_construction(), ef_search_ = d.ef_search(), seed_ = d.seed();

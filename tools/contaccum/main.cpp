@@ -7,6 +7,7 @@
 //   contaccum search --model DIR --corpus corpus.jsonl [--embeddings EMB] [--hybrid-bm25] [QUERY...]
 //   contaccum data debian --translation Translation-en --output DIR
 //   contaccum data synthetic --output DIR
+#include "cli_checks.h"
 #include "command.h"
 
 #include <contaccum/contaccum.h>
@@ -37,8 +38,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string(CONTACCUM_VERSION_STRING));
   int threads = 0;
-  app.add_option("--threads", threads, "LibTorch intra-op threads (0: LibTorch's default)")
-      ->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "LibTorch intra-op threads (0: LibTorch's default)")->check(cli::parallelism(0));
   std::vector<std::unique_ptr<cli::Command>> commands;
   commands.push_back(cli::train_command());
   commands.push_back(cli::eval_command());

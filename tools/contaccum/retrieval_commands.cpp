@@ -2,6 +2,7 @@
 //                  [--nproc-per-node W]
 // contaccum search --model DIR --corpus corpus.jsonl [--embeddings EMB | --index DIR] [--hybrid-bm25 ...] [--k 10]
 //                  [QUERY...]
+#include "cli_checks.h"
 #include "command.h"
 #include "data_args.h"
 #include "workers.h"
@@ -28,14 +29,14 @@ class EncodeCommand : public Command {
         ->check(CLI::ExistingDirectory);
     app_->add_option("--corpus", corpus_, "BEIR corpus.jsonl")->required()->check(CLI::ExistingFile);
     app_->add_option("--output", output_, "embeddings directory to write")->required();
-    app_->add_option("--batch-size", batch_size_, "passages encoded at once")->check(CLI::PositiveNumber);
+    app_->add_option("--batch-size", batch_size_, "passages encoded at once")->check(cli::positive());
     app_->add_option("--passage-max-length", passage_max_length_, "token limit of passages (default: the model's)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(cli::non_negative());
     app_->add_flag("--skip-bad-records", skip_bad_records_, "skip (and count) malformed records instead of stopping");
     app_->add_option("--nproc-per-node", nproc_,
                      "encode with this many worker processes, each a contiguous share of every block (rank 0 "
                      "writes); workers started by a launcher read RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT")
-        ->check(CLI::PositiveNumber);
+        ->check(cli::parallelism(1));
   }
 
   int run() override {
@@ -88,10 +89,10 @@ class SearchCommand : public Command {
         ->check(CLI::ExistingDirectory);
     app_->add_option("--index", index_, "search this vector index (`contaccum index build`) over the corpus")
         ->check(CLI::ExistingDirectory);
-    app_->add_option("--k", k_, "results per query")->check(CLI::PositiveNumber);
+    app_->add_option("--k", k_, "results per query")->check(cli::positive());
     app_->add_flag("--hybrid-bm25", hybrid_, "fuse the dense ranking with BM25's");
     app_->add_option("--fusion", fusion_, "rrf or linear")->check(CLI::IsMember({"rrf", "linear"}));
-    app_->add_option("--weight", weight_, "weight of the dense ranking in [0, 1]")->check(CLI::Range(0.0, 1.0));
+    app_->add_option("--weight", weight_, "weight of the dense ranking in [0, 1]")->check(cli::number_in(0.0, 1.0));
     app_->add_flag("--skip-bad-records", skip_bad_records_, "skip (and count) malformed records instead of stopping");
     app_->add_option("query", queries_, "query text (none: read queries from standard input)");
   }

@@ -1,4 +1,5 @@
 // contaccum train --config FILE.yaml [--set key=value ...] --output DIR [--resume]
+#include "cli_checks.h"
 #include "command.h"
 #include "workers.h"
 
@@ -36,7 +37,7 @@ class TrainCommand : public Command {
     app_->add_option("--nproc-per-node", nproc_,
                      "start this many worker processes on this machine for data-parallel training (as torchrun "
                      "does); workers started by a launcher read RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT instead")
-        ->check(CLI::PositiveNumber);
+        ->check(cli::parallelism(1));
   }
 
   int run() override {
