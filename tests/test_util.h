@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -33,6 +34,26 @@ inline std::string slurp(const std::filesystem::path& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+/// Each banked query's log sum_j exp(s(q_r, p_j) / tau) over every vector of
+/// the passage bank, in float64, row by row: the from-scratch oracle of
+/// `BankScoreCache`, independent of the cache and of the loss.
+inline torch::Tensor bank_logsumexp_oracle(const MemoryBank& queries, const MemoryBank& passages,
+                                           const InfoNCEOptions& loss) {
+  auto q = queries.view().select(1, 0).to(torch::kDouble);
+  auto p = passages.view().reshape({-1, passages.dim()}).to(torch::kDouble);
+  if (loss.similarity() == Similarity::Cosine) {
+    q = q / q.norm(2, {1}, true);
+    p = p / p.norm(2, {1}, true);
+  }
+  auto out = torch::empty({q.size(0)}, torch::kDouble);
+  for (int64_t r = 0; r < q.size(0); ++r) {
+    const auto s = p.matmul(q[r]) / loss.temperature();
+    const double top = s.max().item<double>();
+    out[r] = top + std::log((s - top).exp().sum().item<double>());
+  }
+  return out;
 }
 
 /// A fixture with a fresh temporary directory `dir_` per test, removed after.

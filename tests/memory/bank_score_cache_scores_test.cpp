@@ -9,24 +9,6 @@
 namespace contaccum {
 namespace {
 
-// log sum_j exp(s(q_r, p_j) / tau) over every vector of the passage bank, in
-// float64, row by row (independent of the cache and of the loss).
-torch::Tensor scratch_logsumexp(const MemoryBank& queries, const MemoryBank& passages, const InfoNCEOptions& loss) {
-  auto q = queries.view().select(1, 0).to(torch::kDouble);
-  auto p = passages.view().reshape({-1, passages.dim()}).to(torch::kDouble);
-  if (loss.similarity() == Similarity::Cosine) {
-    q = q / q.norm(2, {1}, true);
-    p = p / p.norm(2, {1}, true);
-  }
-  auto out = torch::empty({q.size(0)}, torch::kDouble);
-  for (int64_t r = 0; r < q.size(0); ++r) {
-    const auto s = p.matmul(q[r]) / loss.temperature();
-    const double top = s.max().item<double>();
-    out[r] = top + std::log((s - top).exp().sum().item<double>());
-  }
-  return out;
-}
-
 struct ScoresCase {
   int64_t capacity, rows, group;
   bool bank_keeps_group, cosine;
@@ -93,7 +75,7 @@ TEST_P(BankScoreCacheFromScores, MatchesTheOracleAfterEveryWrite) {
     // The loss keeps (and so returns) its scores at these sizes.
     ASSERT_TRUE(scores.defined()) << "write " << write;
     banks.write(q, p, scores);
-    const auto want = scratch_logsumexp(banks.queries, banks.passages, banks.loss);
+    const auto want = test::bank_logsumexp_oracle(banks.queries, banks.passages, banks.loss);
     const auto got = banks.cache.row_logsumexp();
     ASSERT_EQ(got.sizes(), want.sizes()) << "write " << write;
     EXPECT_LE((got - want).abs().max().item<double>(), 1e-12 * (1.0 + want.abs().max().item<double>()))
@@ -122,7 +104,7 @@ TEST(BankScoreCacheFromScores, IgnoresScoresOfAnotherWrite) {
     return std::pair{torch::randn({n, 5}, torch::kDouble), torch::randn({n, 2, 5}, torch::kDouble)};
   };
   const auto check = [&](const char* what) {
-    const auto want = scratch_logsumexp(banks.queries, banks.passages, banks.loss);
+    const auto want = test::bank_logsumexp_oracle(banks.queries, banks.passages, banks.loss);
     EXPECT_LE((banks.cache.row_logsumexp() - want).abs().max().item<double>(), 1e-12) << what;
   };
   auto [q1, p1] = rows(4);

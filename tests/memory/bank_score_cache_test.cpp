@@ -10,24 +10,6 @@
 namespace contaccum {
 namespace {
 
-// log sum_j exp(s(q_r, p_j) / tau) over every vector of the passage bank, in
-// float64, one row at a time.
-torch::Tensor oracle(const MemoryBank& queries, const MemoryBank& passages, const InfoNCEOptions& loss) {
-  auto q = queries.view().select(1, 0).to(torch::kDouble);
-  auto p = passages.view().reshape({-1, passages.dim()}).to(torch::kDouble);
-  if (loss.similarity() == Similarity::Cosine) {
-    q = q / q.norm(2, {1}, true);
-    p = p / p.norm(2, {1}, true);
-  }
-  auto out = torch::empty({q.size(0)}, torch::kDouble);
-  for (int64_t r = 0; r < q.size(0); ++r) {
-    const auto s = (p.matmul(q[r]) / loss.temperature());
-    const double mx = s.max().item<double>();
-    out[r] = mx + std::log((s - mx).exp().sum().item<double>());
-  }
-  return out;
-}
-
 struct CacheCase {
   int64_t capacity, block, group;
   bool cosine;
@@ -63,7 +45,7 @@ TEST_P(BankScoreCacheOracle, MatchesTheOracleAfterEveryWrite) {
       EXPECT_FALSE(cache.row_logsumexp().defined());
       continue;
     }
-    const auto want = oracle(queries, passages, loss);
+    const auto want = test::bank_logsumexp_oracle(queries, passages, loss);
     const auto got = cache.row_logsumexp();
     ASSERT_EQ(got.sizes(), want.sizes()) << "write " << write;
     EXPECT_LE((got.to(torch::kDouble) - want).abs().max().item<double>(),

@@ -58,13 +58,7 @@ TEST(KillResume, SigkillAtRandomMomentsThenResumeEqualsAStraightRun) {
   build_synthetic_dataset(data.string(),
                           SyntheticDatasetOptions().seed(3).passages(400).train_queries(320).dev_queries(40));
   const auto config = work.path / "config.yaml";
-  std::ofstream(config) << "data: {corpus: " << (data / "corpus.jsonl").string()
-                        << ", queries: " << (data / "queries.jsonl").string()
-                        << ", train_qrels: " << (data / "qrels/train.tsv").string() << "}\n"
-                        << "strategy: contaccum\ntotal_batch: 16\nmicro_batch: 4\nmemory_size: 36\nhard_negatives: 0\n"
-                           "encoder_options: {dim: 32, embedding_dim: 32, dropout: 0.1}\ntokenizer: {vocab_size: 400}\n"
-                           "lr: 0.01\nmax_steps: 40\nwarmup_steps: 4\ncheckpoint_every: 1\nkeep_checkpoints: 2\n"
-                           "seed: 11\n";
+  test::write_small_cli_config(config, data, /*steps=*/40, /*checkpoint_every=*/1);
   const auto straight = work.path / "straight";
   const auto start = std::chrono::steady_clock::now();
   ASSERT_TRUE(run_cli(children, config, straight, -1));

@@ -30,14 +30,7 @@ struct FaultRun {
     const auto data = work.path / "data";
     build_synthetic_dataset(data.string(),
                             SyntheticDatasetOptions().seed(3).passages(400).train_queries(320).dev_queries(40));
-    std::ofstream(config) << "data: {corpus: " << (data / "corpus.jsonl").string()
-                          << ", queries: " << (data / "queries.jsonl").string()
-                          << ", train_qrels: " << (data / "qrels/train.tsv").string() << "}\n"
-                          << "strategy: contaccum\ntotal_batch: 16\nmicro_batch: 4\nmemory_size: 36\n"
-                             "hard_negatives: 0\nencoder_options: {dim: 32, embedding_dim: 32, dropout: 0.1}\n"
-                             "tokenizer: {vocab_size: 400}\nlr: 0.01\nmax_steps: "
-                          << steps << "\nwarmup_steps: 4\ncheckpoint_every: " << checkpoint_every
-                          << "\nkeep_checkpoints: 2\nseed: 11\n";
+    test::write_small_cli_config(config, data, steps, checkpoint_every);
   }
   pid_t start(const fs::path& out, int ranks) {
     std::vector<std::string> args = {CONTACCUM_CLI, "--threads",  "1",        "train",      "--config", config.string(),

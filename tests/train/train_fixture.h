@@ -117,6 +117,22 @@ inline TrainerOptions tiny_trainer_options(const std::string& dir) {
       .progress(ProgressMode::Silent);
 }
 
+/// Writes a `contaccum train` config for the generated data set in `data`
+/// (ContAccum 16 / 4, banks of 36, a 32-wide bag-of-embeddings, seed 11), of
+/// `steps` steps and a checkpoint every `checkpoint_every`: the small run the
+/// CLI tests interrupt and resume.
+inline void write_small_cli_config(const std::filesystem::path& config, const std::filesystem::path& data,
+                                   int64_t steps, int64_t checkpoint_every) {
+  std::ofstream(config) << "data: {corpus: " << (data / "corpus.jsonl").string()
+                        << ", queries: " << (data / "queries.jsonl").string()
+                        << ", train_qrels: " << (data / "qrels/train.tsv").string() << "}\n"
+                        << "strategy: contaccum\ntotal_batch: 16\nmicro_batch: 4\nmemory_size: 36\nhard_negatives: 0\n"
+                           "encoder_options: {dim: 32, embedding_dim: 32, dropout: 0.1}\ntokenizer: {vocab_size: 400}\n"
+                           "lr: 0.01\nmax_steps: "
+                        << steps << "\nwarmup_steps: 4\ncheckpoint_every: " << checkpoint_every
+                        << "\nkeep_checkpoints: 2\nseed: 11\n";
+}
+
 /// Every line of a JSON-lines file, parsed.
 inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
   std::vector<nlohmann::json> out;
