@@ -6,6 +6,7 @@
 #include "contaccum/core/allocator.h"
 #include "contaccum/core/compute_threads.h"
 #include "contaccum/core/encoder_input.h"
+#include "contaccum/core/finite_rows.h"
 #include "contaccum/core/progress.h"
 #include "contaccum/core/stopwatch.h"
 #include "contaccum/data/batch_loader.h"

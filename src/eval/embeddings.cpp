@@ -1,5 +1,7 @@
 #include "contaccum/eval/embeddings.h"
 
+#include "contaccum/core/finite_rows.h"
+
 #include "contaccum/core/progress.h"
 #include "contaccum/eval/evaluate.h"
 #include "contaccum/io/atomic_file.h"
@@ -143,6 +145,10 @@ torch::Tensor EmbeddingsReader::read(int64_t begin, int64_t end) {
   const auto bytes = static_cast<std::streamsize>(out.numel() * 4);
   data_.read(reinterpret_cast<char*>(out.data_ptr<float>()), bytes);
   TORCH_CHECK(data_.gcount() == bytes, path_, "/embeddings.npy: cannot read rows ", begin, "..", end);
+  // `encode` never writes one; a NaN would rank silently wrong.
+  const int64_t bad = first_non_finite_row(out);
+  TORCH_CHECK(bad < 0, path_, "/embeddings.npy: row ", begin + bad,
+              " holds a NaN or an infinity (not written by contaccum encode, or damaged)");
   return out;
 }
 

@@ -1,5 +1,7 @@
 #include "contaccum/memory/memory_bank.h"
 
+#include "contaccum/core/finite_rows.h"
+
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 #include <torch/utils.h>
@@ -7,6 +9,14 @@
 #include <algorithm>
 
 namespace contaccum {
+namespace {
+// Banked rows from a checkpoint: a NaN would turn every later loss NaN.
+void check_finite(const torch::Tensor& rows) {
+  const int64_t bad = first_non_finite_row(rows);
+  TORCH_CHECK(bad < 0, "MemoryBank::load: banked row ", bad, " of ", rows.size(0),
+              " holds a NaN or an infinity (a damaged checkpoint?)");
+}
+}  // namespace
 
 MemoryBank::MemoryBank(MemoryBankOptions options) : options_(options) {
   TORCH_CHECK(options_.capacity() >= 0, "MemoryBankOptions::capacity must be >= 0, got ", options_.capacity());
@@ -144,6 +154,7 @@ void MemoryBank::load(torch::serialize::InputArchive& archive, const torch::Devi
     }
     TORCH_CHECK(contents.dim() == 3 && contents.size(0) == rows, "MemoryBank::load: saved storage ", contents.sizes(),
                 " does not hold ", rows, " rows");
+    check_finite(contents);
     if (!storage_.defined() || storage_.size(1) != contents.size(1) || storage_.size(2) != contents.size(2) ||
         storage_.scalar_type() != contents.scalar_type() || storage_.device() != device) {
       storage_ = torch::empty({capacity(), contents.size(1), contents.size(2)}, contents.options().device(device));
@@ -166,6 +177,7 @@ void MemoryBank::load(torch::serialize::InputArchive& archive, const torch::Devi
   if (archive.try_read("contents", contents)) {
     TORCH_CHECK(contents.dim() == 3 && contents.size(0) == rows, "MemoryBank::load: saved contents ", contents.sizes(),
                 " do not hold ", rows, " rows");
+    check_finite(contents);
     if (storage_.defined() && (storage_.size(1) != contents.size(1) || storage_.size(2) != contents.size(2) ||
                                storage_.scalar_type() != contents.scalar_type() || storage_.device() != device)) {
       storage_ = torch::Tensor();

@@ -16,6 +16,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <set>
 #include <thread>
 
 namespace contaccum {
@@ -86,6 +88,20 @@ TEST_F(RetrievalCli, EncodeWritesTheModelsEmbeddingsAndEvalScoresThemAlike) {
   a.erase("seconds");
   b.erase("seconds");
   EXPECT_EQ(a, b);
+
+  // A NaN in the file (row 1,234): eval refuses to rank with it.
+  const auto npy = fs::path(emb) / "embeddings.npy";
+  const auto dim = reader.info().dim;
+  const auto offset = static_cast<std::streamoff>(fs::file_size(npy) - 3000 * dim * 4 + (1234 * dim + 5) * 4);
+  {
+    std::fstream file(npy, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(offset);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    file.write(reinterpret_cast<const char*>(&nan), sizeof nan);
+  }
+  const auto poisoned = shell(cli() + " eval --model " + model_ + data_args() + " --embeddings " + emb + " 2>&1");
+  EXPECT_EQ(poisoned.first, 1);
+  EXPECT_THAT(poisoned.second, HasSubstr(npy.string() + ": row 1234 holds a NaN or an infinity"));
 }
 
 TEST_F(RetrievalCli, EncodeWithTwoWorkersWritesWhatOneProcessWrites) {
@@ -191,6 +207,37 @@ TEST_F(RetrievalCli, HybridEvalReportsTheWeightAndRefusesToTuneOnTheReportedSpli
                           (data_ / "qrels" / "dev.tsv").string() + " 2>&1");
   EXPECT_EQ(same.first, 1);
   EXPECT_THAT(same.second, HasSubstr("is the split being reported (--qrels); tune on another split"));
+
+  // A queries file with the dev queries only: the tuning split's judgements
+  // are all skipped, and the error says so, with counts, not that no query
+  // has a relevant passage.
+  std::set<std::string> dev_ids;
+  {
+    std::ifstream dev(data_ / "qrels" / "dev.tsv");
+    std::string line;
+    std::getline(dev, line);  // header
+    while (std::getline(dev, line)) dev_ids.insert(line.substr(0, line.find('\t')));
+  }
+  const auto dev_queries = work_.path / "dev-queries.jsonl";
+  {
+    std::ifstream all(data_ / "queries.jsonl");
+    std::ofstream out(dev_queries);
+    std::string line;
+    while (std::getline(all, line)) {
+      if (dev_ids.count(nlohmann::json::parse(line)["_id"].get<std::string>())) out << line << '\n';
+    }
+  }
+  const auto train_qrels = (data_ / "qrels" / "train.tsv").string();
+  const auto missing =
+      shell(cli() + " eval --model " + model_ + " --corpus " + (data_ / "corpus.jsonl").string() + " --queries " +
+            dev_queries.string() + " --qrels " + (data_ / "qrels" / "dev.tsv").string() +
+            " --skip-bad-records --hybrid-bm25 --tune-on " + train_qrels + " 2>&1");
+  EXPECT_EQ(missing.first, 1);
+  EXPECT_THAT(missing.second, HasSubstr("--tune-on " + train_qrels +
+                                        ": no query to evaluate: all 200 of its 200 "
+                                        "judgements were skipped as bad records (first: "));
+  EXPECT_THAT(missing.second, HasSubstr("unknown query id"));
+  EXPECT_THAT(missing.second, HasSubstr("are its queries in " + dev_queries.string()));
 }
 TEST_F(RetrievalCli, IndexBuildThenEvalAndSearchThroughTheIndex) {
   const auto emb = (work_.path / "emb").string(), corpus = (data_ / "corpus.jsonl").string();

@@ -200,3 +200,21 @@ TEST(MemoryBank, TagsFollowTheirRowsThroughWrapsUndoAndSaveLoad) {
 
 }  // namespace
 }  // namespace contaccum
+
+namespace contaccum {
+namespace {
+
+// A checkpoint whose banked rows hold a NaN is refused, naming the row.
+TEST(MemoryBank, LoadRefusesANonFiniteRow) {
+  MemoryBank saved(MemoryBankOptions(6));
+  auto rows = torch::randn({4, 2, 3});
+  rows[2][1][0] = std::numeric_limits<float>::quiet_NaN();
+  saved.enqueue(rows);
+  auto archive = test::through_bytes(saved);
+  MemoryBank loaded(MemoryBankOptions(6));
+  EXPECT_THAT(test::error_of([&] { loaded.load(archive, torch::kCPU); }),
+              ::testing::HasSubstr("MemoryBank::load: banked row 2 of 4 holds a NaN or an infinity"));
+}
+
+}  // namespace
+}  // namespace contaccum

@@ -143,6 +143,44 @@ TEST(DiskFull, TheRunStopsCleanlyAndResumesOnceThereIsSpace) {
   ASSERT_EQ(run.run(out, 1), 0) << test::slurp(FaultRun::log_of(out));
   expect_same_weights(straight, out);
 }
+// Requests beyond the machine are refused before anything starts, with the
+// option, the value and a readable range (not CLI11's 309-digit double).
+TEST(ResourceRequests, AbsurdThreadAndWorkerCountsAreRefusedReadably) {
+  test::TempDir work;
+  test::ChildProcesses children;
+  const std::string limit = std::to_string(max_parallelism()), cores = std::to_string(available_cores());
+  const std::string range = " (at most 4 x the " + cores + " cores this process may use), got ";
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"--threads", "100000", "train", "--list-keys"}, "--threads: must be in [0, " + limit + "]" + range + "100000"},
+      {{"train", "--nproc-per-node", "500", "--list-keys"},
+       "--nproc-per-node: must be in [1, " + limit + "]" + range + "500"},
+      {{"train", "--nproc-per-node", "0", "--list-keys"},
+       "--nproc-per-node: must be in [1, " + limit + "]" + range + "0"},
+      {{"encode", "--nproc-per-node", "9999"}, "--nproc-per-node: must be in [1, " + limit + "]"},
+      {{"--threads", "abc", "train", "--list-keys"}, "--threads: 'abc' is not a number"},
+      {{"bm25", "--corpus", CONTACCUM_CLI, "--queries", CONTACCUM_CLI, "--qrels", CONTACCUM_CLI, "--k", "0"},
+       "--k: must be >= 1, got 0"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    std::vector<std::string> args = {CONTACCUM_CLI};
+    args.insert(args.end(), cases[i].args.begin(), cases[i].args.end());
+    const auto log = (work.path / ("case" + std::to_string(i) + ".log")).string();
+    EXPECT_NE(children.wait(children.spawn(args, {}, log)), 0) << cases[i].message;
+    const auto text = test::slurp(log);
+    EXPECT_THAT(text, ::testing::HasSubstr(cases[i].message));
+    EXPECT_THAT(text, ::testing::Not(::testing::HasSubstr("179769313486231570814527423731704356798")));
+  }
+  // The library refuses them too: the launcher before it starts a worker.
+  EXPECT_THAT(test::error_of([] { set_compute_threads(max_parallelism() + 1); }),
+              ::testing::HasSubstr("threads must be at most " + limit));
+  EXPECT_THAT(test::error_of(
+                  [] { launch_local_workers({"/bin/true"}, LaunchOptions().nproc_per_node(max_parallelism() + 1)); }),
+              ::testing::HasSubstr("--nproc-per-node must be at most " + limit));
+}
 #else
 TEST(GracefulStop, NeedsTheCommandLineTool) { GTEST_SKIP() << "built without the command-line tool"; }
 #endif

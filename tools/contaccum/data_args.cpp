@@ -37,6 +37,20 @@ void warn_skipped(const std::string& path, ReadReport& report) {
 
 }  // namespace
 
+void require_judged_queries(const std::vector<Qrel>& qrels, const ReadReport& report, const std::string& qrels_path,
+                            const std::string& queries_path) {
+  if (!judged_queries(qrels).empty()) return;
+  // Say why: skipped records (queries or passages the files lack) or no
+  // judgement with a positive score.
+  const int64_t records = report.records + report.skipped;
+  TORCH_CHECK(report.skipped == 0, qrels_path, ": no query to evaluate: all ", report.skipped, " of its ", records,
+              " judgements were skipped as bad records (first: ",
+              report.problems.empty() ? std::string("?") : report.problems.front(), "): are its queries in ",
+              queries_path, " and its passages in the corpus?");
+  TORCH_CHECK(false, qrels_path, ": no query has a relevant passage: none of its ", records,
+              " judgements has a score > 0");
+}
+
 TextTable read_corpus(const std::string& path, bool skip_bad_records) {
   ReadReport report;
   auto corpus = read_beir_corpus(path, reader_options(skip_bad_records), &report);
@@ -73,9 +87,9 @@ std::pair<TextTable, std::vector<Qrel>> read_queries_and_qrels(const DataArgs& a
   auto queries = read_beir_queries(a.queries, reader, &report);
   warn_skipped(a.queries, report);
   auto qrels = read_qrels(a.qrels, queries, corpus, reader, &report);
+  require_judged_queries(qrels, report, a.qrels, a.queries);
   warn_skipped(a.qrels, report);
   qrels = first_judged_queries(qrels, a.max_queries);
-  TORCH_CHECK(!judged_queries(qrels).empty(), a.qrels, ": no query has a relevant passage (score > 0)");
   return {std::move(queries), std::move(qrels)};
 }
 

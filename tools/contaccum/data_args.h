@@ -44,6 +44,13 @@ CorpusStream open_corpus(const std::string& path, bool skip_bad_records);
 /// "--index DIR") hold this corpus's passages, row for row.
 void check_passage_ids(const std::vector<std::string>& ids, const PassageSource& corpus, const std::string& what);
 
+/// Throws when `qrels` (read from `qrels_path` with `report`) judges no
+/// query relevant, naming the cause: every judgement skipped as a bad record
+/// (its queries not in `queries_path`, its passages not in the corpus; the
+/// first problem quoted, with counts), or none with a score > 0.
+void require_judged_queries(const std::vector<Qrel>& qrels, const ReadReport& report, const std::string& qrels_path,
+                            const std::string& queries_path);
+
 /// Reads the three files (bad records skipped and counted with
 /// --skip-bad-records); throws when no query has a relevant passage.
 LoadedData load_data(const DataArgs& a);

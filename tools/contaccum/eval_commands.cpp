@@ -154,7 +154,9 @@ class EvalCommand : public Command {
     TORCH_CHECK(fs_equivalent(tune_on_, data_.qrels) == false, "--tune-on ", tune_on_,
                 " is the split being reported (--qrels); tune on another split");
     const auto reader = ReaderOptions().on_bad_record(data_.skip_bad_records ? OnBadRecord::Skip : OnBadRecord::Error);
-    auto qrels = read_qrels(tune_on_, data.queries, data.corpus, reader);
+    ReadReport report;
+    auto qrels = read_qrels(tune_on_, data.queries, data.corpus, reader, &report);
+    require_judged_queries(qrels, report, "--tune-on " + tune_on_, data_.queries);
     const auto tune_rows = judged_queries(qrels), report_rows = judged_queries(data.qrels);
     std::vector<int64_t> shared;
     std::set_intersection(tune_rows.begin(), tune_rows.end(), report_rows.begin(), report_rows.end(),
@@ -162,7 +164,6 @@ class EvalCommand : public Command {
     TORCH_CHECK(shared.empty(), "--tune-on ", tune_on_, " and --qrels ", data_.qrels, " share ", shared.size(),
                 " judged queries (e.g. '", shared.empty() ? "" : std::string(data.queries.id(shared[0])),
                 "'); tune on queries that are not reported");
-    TORCH_CHECK(!tune_rows.empty(), tune_on_, ": no query has a relevant passage (score > 0)");
     return qrels;
   }
 
