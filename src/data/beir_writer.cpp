@@ -6,7 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <fstream>
+#include <functional>
+#include <sstream>
 
 namespace fs = std::filesystem;
 
@@ -18,12 +19,12 @@ std::string message_of(const std::exception& e) {
   return e.what();
 }
 
+// Through an AtomicFile: a full disk is an error naming the file and the
+// system's reason (an ofstream only says that it failed).
 void write_file(const fs::path& path, const std::function<void(std::ostream&)>& body) {
-  std::ofstream file(path, std::ios::binary | std::ios::trunc);
-  TORCH_CHECK(file.is_open(), "cannot open ", path.string());
-  body(file);
-  file.close();
-  TORCH_CHECK(!file.fail(), "cannot write ", path.string());
+  std::ostringstream text;
+  body(text);
+  write_file_atomically(path.string(), text.str());
 }
 
 // ordered_json keeps BEIR's field order; dump() escapes and rejects invalid

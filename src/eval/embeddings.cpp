@@ -36,23 +36,40 @@ std::string npy_header(int64_t rows, int64_t dim) {
 
 }  // namespace
 
+// The files are AtomicFiles inside the directory's temporary: a full disk is
+// an error naming the file and the system's reason, behind the directory's
+// own name (the temporary's is not one the user gave).
+namespace {
+template <typename Write>
+void writing(const std::string& path, Write&& write) {
+  try {
+    write();
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "cannot write ", path, ": ", e.what_without_backtrace());
+  }
+}
+}  // namespace
+
 struct EmbeddingsWriter::Impl {
   std::string path;
   EmbeddingsInfo info;
   AtomicDirectory directory;
-  std::ofstream data, ids;
+  AtomicFile data, ids;
   int64_t written = 0;
-  Impl(const std::string& p, EmbeddingsInfo i) : path(p), info(std::move(i)), directory(p) {}
+  Impl(const std::string& p, EmbeddingsInfo i)
+      : path(p),
+        info(std::move(i)),
+        directory(p),
+        data((fs::path(directory.temporary_path()) / "embeddings.npy").string()),
+        ids((fs::path(directory.temporary_path()) / "ids.txt").string()) {}
 };
 
 EmbeddingsWriter::EmbeddingsWriter(const std::string& path, EmbeddingsInfo info) {
   TORCH_CHECK(info.count >= 0 && info.dim > 0, "EmbeddingsWriter: bad shape [", info.count, ", ", info.dim, "]");
-  impl_ = std::make_unique<Impl>(path, std::move(info));
-  const auto dir = fs::path(impl_->directory.temporary_path());
-  impl_->data.open(dir / "embeddings.npy", std::ios::binary);
-  impl_->ids.open(dir / "ids.txt");
-  TORCH_CHECK(impl_->data && impl_->ids, "cannot write ", path);
-  impl_->data << npy_header(impl_->info.count, impl_->info.dim);
+  writing(path, [&] {
+    impl_ = std::make_unique<Impl>(path, std::move(info));
+    impl_->data.write(npy_header(impl_->info.count, impl_->info.dim));
+  });
 }
 
 EmbeddingsWriter::~EmbeddingsWriter() = default;
@@ -68,22 +85,25 @@ void EmbeddingsWriter::append(const torch::Tensor& rows, const std::vector<std::
   TORCH_CHECK(torch::isfinite(values).all().item<bool>(), "EmbeddingsWriter: refusing to write ", impl_->path,
               ": an embedding of rows ", impl_->written, "..", impl_->written + rows.size(0),
               " is not finite (NaN or infinity)");
-  impl_->data.write(reinterpret_cast<const char*>(values.data_ptr<float>()),
-                    static_cast<std::streamsize>(values.numel() * sizeof(float)));
+  std::string lines;
   for (const auto& id : ids) {
     TORCH_CHECK(id.find('\n') == std::string::npos, "EmbeddingsWriter: id '", id, "' holds a newline");
-    impl_->ids << id << '\n';
+    lines += id + '\n';
   }
-  TORCH_CHECK(impl_->data.good() && impl_->ids.good(), "cannot write ", impl_->path, " (disk full?)");
+  writing(impl_->path, [&] {
+    impl_->data.write(values.data_ptr<float>(), static_cast<size_t>(values.numel()) * sizeof(float));
+    impl_->ids.write(lines);
+  });
   impl_->written += rows.size(0);
 }
 
 void EmbeddingsWriter::commit() {
   TORCH_CHECK(impl_->written == impl_->info.count, "EmbeddingsWriter::commit: ", impl_->written, " rows of ",
               impl_->info.count, " written");
-  impl_->data.close();
-  impl_->ids.close();
-  TORCH_CHECK(!impl_->data.fail() && !impl_->ids.fail(), "cannot write ", impl_->path);
+  writing(impl_->path, [&] {
+    impl_->data.commit();
+    impl_->ids.commit();
+  });
   const nlohmann::json j = {{"format", "contaccum-embeddings"},
                             {"version", 1},
                             {"count", impl_->info.count},
@@ -92,8 +112,10 @@ void EmbeddingsWriter::commit() {
                             {"similarity", impl_->info.similarity},
                             {"model", impl_->info.model},
                             {"corpus", impl_->info.corpus}};
-  std::ofstream(fs::path(impl_->directory.temporary_path()) / "info.json") << j.dump(2) << "\n";
-  impl_->directory.commit();
+  writing(impl_->path, [&] {
+    write_file_atomically((fs::path(impl_->directory.temporary_path()) / "info.json").string(), j.dump(2) + "\n");
+    impl_->directory.commit();
+  });
 }
 
 EmbeddingsReader::EmbeddingsReader(const std::string& path) : path_(path) {

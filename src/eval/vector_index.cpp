@@ -261,12 +261,13 @@ void VectorIndex::save(const std::string& path) const {
     faiss::write_index(impl_->index.get(), index_path.c_str());
     return 0;
   });
-  std::ofstream ids(dir / "ids.txt");
+  std::string ids;
   for (const auto& id : impl_->ids) {
     TORCH_CHECK(id.find('\n') == std::string::npos, "VectorIndex::save: id '", id, "' holds a newline");
-    ids << id << '\n';
+    ids += id + '\n';
   }
-  ids.close();
+  // Atomic files: a full disk is an error naming the file and the reason.
+  write_file_atomically((dir / "ids.txt").string(), ids);
   const auto& o = impl_->options;
   const nlohmann::json info = {{"format", "contaccum-index"},
                                {"version", 1},
@@ -281,8 +282,7 @@ void VectorIndex::save(const std::string& path) const {
                                {"ef_construction", o.ef_construction()},
                                {"ef_search", o.ef_search()},
                                {"index_crc32", file_crc32(index_path)}};
-  std::ofstream(dir / "info.json") << info.dump(2) << "\n";
-  TORCH_CHECK(!ids.fail(), "cannot write ", path, "/ids.txt");
+  write_file_atomically((dir / "info.json").string(), info.dump(2) + "\n");
   directory.commit();
 }
 

@@ -108,6 +108,35 @@ TEST(WriteFaults, EveryWriteOfACheckpointFailsCleanly) {
   EXPECT_EQ(step.item<int64_t>(), 12);
 }
 
+// Embeddings (the npy data, the ids, info.json) on a failing disk: an error
+// naming the file and the reason, and no directory left under the name.
+TEST(WriteFaults, EveryWriteOfAnEmbeddingsDirectoryFailsCleanly) {
+  test::TempDir dir;
+  const auto path = (dir.path / "emb").string();
+  const auto write = [&] {
+    EmbeddingsInfo info;
+    info.count = 6;
+    info.dim = 4;
+    EmbeddingsWriter writer(path, info);
+    for (int block = 0; block < 3; ++block) {
+      writer.append(torch::randn({2, 4}), {"p" + std::to_string(2 * block), "p" + std::to_string(2 * block + 1)});
+    }
+    writer.commit();
+  };
+  FaultyDisk disk;
+  write();
+  const int64_t writes = injection.calls;
+  fs::remove_all(path);
+  for (int64_t k = 0; k < writes; ++k) {
+    injection = Injection();
+    injection.fail_at = k;
+    const auto error = test::error_of(write);
+    EXPECT_THAT(error, ::testing::HasSubstr("No space left on device")) << "write " << k;
+    EXPECT_THAT(error, ::testing::HasSubstr("cannot write " + path)) << "write " << k;
+    EXPECT_TRUE(names_in(dir.path).empty()) << "write " << k;
+  }
+}
+
 struct FaultyTrainer {
   std::shared_ptr<TrainingSet> set = test::tiny_training_set(40);
   Collator collator{test::hashing_tokenizer(test::kTinyVocab)};
