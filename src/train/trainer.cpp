@@ -197,23 +197,9 @@ RetrievalMetrics Trainer::evaluate() {
 }
 
 int Trainer::agreed_stop_signal() const {
-  const int mine = stop_signal();
-  if (collective_->world_size() == 1) return mine;
-  // How many ranks received each stop signal; every rank then stops, with
-  // its own signal if it got one, else the first the others got.
-  static constexpr int kSignals[] = {SIGTERM, SIGINT, SIGUSR1};
-  auto counts = torch::zeros({3}, torch::kDouble);
-  for (int i = 0; i < 3; ++i) {
-    if (mine == kSignals[i]) counts[i] = 1.0;
-  }
-  std::vector<torch::Tensor> flags{counts.to(model_->device())};
-  collective_->all_reduce_sum(flags);
-  const auto got = flags[0].cpu();
-  if (mine != 0) return mine;
-  for (int i = 0; i < 3; ++i) {
-    if (got[i].item<double>() > 0.0) return kSignals[i];
-  }
-  return 0;
+  // One process reads its own; ranks agreed on theirs in the step's
+  // gradient all-reduce.
+  return collective_->world_size() == 1 ? stop_signal() : reduced_stop_signal_;
 }
 
 std::string Trainer::checkpoint(int64_t step) {
@@ -355,7 +341,23 @@ double Trainer::reduce_gradients() {
   for (const auto& p : model_->parameters()) {
     if (p.grad().defined()) grads.push_back(p.grad());
   }
+  // With the gradients (the same collective, no second one a step): how many
+  // ranks received each stop signal, so that every rank stops after this
+  // step, with its own signal if it got one, else the first the others got.
+  static constexpr int kSignals[] = {SIGTERM, SIGINT, SIGUSR1};
+  const int mine = stop_signal();
+  const auto options = grads.empty() ? model_->parameters().front().options() : grads.back().options();
+  auto counts = torch::zeros({3}, options.requires_grad(false));
+  for (int i = 0; i < 3; ++i) {
+    if (mine == kSignals[i]) counts[i] = 1.0;
+  }
+  grads.push_back(counts);
   collective_->all_reduce_sum(grads);
+  const auto received = counts.to(torch::kCPU, torch::kDouble);
+  reduced_stop_signal_ = mine;
+  for (int i = 0; i < 3 && reduced_stop_signal_ == 0; ++i) {
+    if (received[i].item<double>() > 0.0) reduced_stop_signal_ = kSignals[i];
+  }
   return watch.seconds();
 }
 

@@ -295,8 +295,8 @@ class Trainer {
   std::string checkpoint(int64_t step);
   // The stop signal this step ends the run with, agreed by every rank.
   int agreed_stop_signal() const;
-  // Sums the step's gradients over the collective's processes; returns the
-  // seconds it took.
+  // Sums the step's gradients over the collective's processes, and in the
+  // same all-reduce agrees on a stop signal; returns the seconds it took.
   double reduce_gradients();
   bool is_main_rank() const;
   // Applies the step's gradients, or (not finite) throws or undoes it.
@@ -314,6 +314,8 @@ class Trainer {
   bool loaded_ = false;  // state came from a checkpoint
   Evaluator evaluator_;
   std::vector<std::shared_ptr<TrainerCallback>> callbacks_;
+  // Ranks > 1: the stop signal agreed in the last gradient all-reduce.
+  int reduced_stop_signal_ = 0;
   std::function<void(DualEncoder&, int64_t)> on_new_best_;
   std::shared_ptr<Collective> collective_;
 };
