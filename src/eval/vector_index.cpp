@@ -1,5 +1,6 @@
 #include "contaccum/eval/vector_index.h"
 
+#include "contaccum/core/finite_rows.h"
 #include "contaccum/core/progress.h"
 #include "contaccum/io/atomic_file.h"
 
@@ -322,6 +323,49 @@ void check_loaded(const faiss::Index& index, const VectorIndexOptions& o, int64_
               index.d, "; info.json says ", count, " of width ", dim);
 }
 
+// What makes the stored vectors unsearchable ("stored vector row N is not
+// finite", N in the order vectors were added), or "" when nothing does. The CRC-32 proves the file is the one
+// written; this proves what was written can be searched: a NaN vector makes
+// every score against it NaN and the ranking meaningless, and FAISS files
+// written by other tools are not checked on add as ours are.
+std::string non_finite_vector(const faiss::Index& index) {
+  const auto rows_of = [&](const float* data, int64_t n) {
+    return first_non_finite_row(torch::from_blob(const_cast<float*>(data), {n, index.d}, torch::kFloat));
+  };
+  const faiss::IndexFlat* flat = dynamic_cast<const faiss::IndexFlat*>(&index);
+  if (const auto* hnsw = dynamic_cast<const faiss::IndexHNSWFlat*>(&index)) {
+    flat = dynamic_cast<const faiss::IndexFlat*>(hnsw->storage);
+  }
+  if (flat != nullptr) {
+    const auto bad = flat->ntotal > 0 ? rows_of(flat->get_xb(), flat->ntotal) : -1;
+    return bad < 0 ? "" : "stored vector row " + std::to_string(bad) + " is not finite (NaN or infinity)";
+  }
+  const auto* ivf = dynamic_cast<const faiss::IndexIVFFlat*>(&index);
+  if (ivf == nullptr) return "";
+  if (const auto* centroids = dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer)) {
+    const auto bad = centroids->ntotal > 0 ? rows_of(centroids->get_xb(), centroids->ntotal) : -1;
+    if (bad >= 0) return "cell centroid " + std::to_string(bad) + " is not finite (NaN or infinity)";
+  }
+  int64_t held = 0;
+  for (size_t list = 0; list < ivf->nlist; ++list) {
+    const auto n = static_cast<int64_t>(ivf->invlists->list_size(list));
+    held += n;
+    if (n == 0) continue;
+    faiss::InvertedLists::ScopedCodes codes(ivf->invlists, list);
+    const auto bad = rows_of(reinterpret_cast<const float*>(codes.get()), n);
+    if (bad >= 0) {
+      faiss::InvertedLists::ScopedIds ids(ivf->invlists, list);
+      return "stored vector row " + std::to_string(ids[static_cast<size_t>(bad)]) + " is not finite (NaN or infinity)";
+    }
+  }
+  // FAISS assigns a vector that is not finite to no cell and drops it.
+  if (held != ivf->ntotal) {
+    return "its cells hold " + std::to_string(held) + " of its " + std::to_string(ivf->ntotal) +
+           " vectors (FAISS drops a vector that is not finite)";
+  }
+  return "";
+}
+
 }  // namespace
 
 VectorIndex VectorIndex::load(const std::string& path) {
@@ -362,6 +406,8 @@ VectorIndex VectorIndex::load(const std::string& path) {
   impl->keeps_ids = keeps_ids;
   impl->index.reset(faiss_call("cannot read " + index_path, [&] { return faiss::read_index(index_path.c_str()); }));
   check_loaded(*impl->index, o, dim, count, index_path);
+  const auto bad = non_finite_vector(*impl->index);
+  TORCH_CHECK(bad.empty(), index_path, ": ", bad, "; rebuild the index from finite embeddings");
   if (keeps_ids) {
     const auto ids_path = (dir / "ids.txt").string();
     std::ifstream ids(ids_path);

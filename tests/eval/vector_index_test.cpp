@@ -5,6 +5,8 @@
 #include "test_util.h"
 
 #include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVFFlat.h>
 #include <faiss/index_io.h>
 #include <zlib.h>
 #include <nlohmann/json.hpp>
@@ -137,6 +139,75 @@ TEST_F(VectorIndexFiles, SaveLoadRoundTripSearchesIdenticallyAndPythonFaissReads
   }
 }
 
+// Puts `index` in place of the saved index at `path`, with info.json's
+// checksum updated to match: a file FAISS itself wrote, not a damaged one.
+void replace_index_file(const std::string& path, const faiss::Index& index) {
+  faiss::write_index(&index, (path + "/index.faiss").c_str());
+  auto info = nlohmann::json::parse(test::slurp(path + "/info.json"));
+  const auto bytes = test::slurp(path + "/index.faiss");
+  info["index_crc32"] =
+      crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size()));
+  std::ofstream(path + "/info.json") << info.dump();
+}
+
+// A NaN among the stored vectors of an intact file (written by FAISS itself,
+// checksum matching) is refused on load naming the row, for every index type.
+TEST_F(VectorIndexFiles, StoredVectorsThatAreNotFiniteAreRefusedOnLoad) {
+  const auto path = (dir_ / "idx").string();
+  auto rows = torch::randn({64, 8});
+  rows[37][3] = std::numeric_limits<float>::quiet_NaN();
+  const float* data = rows.data_ptr<float>();
+  // Our index of 64 finite rows, so that info.json's count matches.
+  const auto save_ours = [&](VectorIndexOptions options) {
+    VectorIndex ours(8, options);
+    if (options.type() == IndexType::Ivf) ours.train(torch::randn({64, 8}));
+    ours.add(torch::randn({64, 8}));
+    ours.save(path);
+  };
+  {
+    save_ours(VectorIndexOptions());
+    faiss::IndexFlatIP flat(8);
+    flat.add(64, data);
+    replace_index_file(path, flat);
+    EXPECT_THAT(test::error_of([&] { VectorIndex::load(path); }),
+                HasSubstr("index.faiss: stored vector row 37 is not finite"));
+  }
+  {
+    save_ours(VectorIndexOptions().type(IndexType::Hnsw));
+    faiss::IndexHNSWFlat hnsw(8, 16, faiss::METRIC_INNER_PRODUCT);
+    hnsw.add(64, data);
+    replace_index_file(path, hnsw);
+    EXPECT_THAT(test::error_of([&] { VectorIndex::load(path); }), HasSubstr("stored vector row 37 is not finite"));
+  }
+  {
+    // FAISS's IVF assigns a NaN vector to no cell and drops it (its count
+    // still includes it): refused as a count that its cells do not hold.
+    save_ours(VectorIndexOptions().type(IndexType::Ivf).nlist(2));
+    faiss::IndexFlatIP quantizer(8);
+    faiss::IndexIVFFlat ivf(&quantizer, 8, 2, faiss::METRIC_INNER_PRODUCT);
+    const auto train = torch::randn({128, 8});
+    ivf.train(128, train.data_ptr<float>());
+    ivf.add(64, data);
+    replace_index_file(path, ivf);
+    EXPECT_THAT(test::error_of([&] { VectorIndex::load(path); }),
+                HasSubstr("its cells hold 63 of its 64 vectors"));
+    // A NaN inside a cell (written there by another tool) names its row.
+    rows[37][3] = 0.f;
+    faiss::IndexIVFFlat damaged(&quantizer, 8, 2, faiss::METRIC_INNER_PRODUCT);
+    damaged.train(128, train.data_ptr<float>());
+    damaged.add(64, data);
+    replace_index_file(path, damaged);
+    EXPECT_EQ(VectorIndex::load(path).size(), 64) << "finite vectors load";
+    const auto list = damaged.invlists->list_size(0) > 0 ? 0 : 1;
+    const auto id = damaged.invlists->get_single_id(list, 0);
+    std::vector<float> nan_row(8, std::numeric_limits<float>::quiet_NaN());
+    damaged.invlists->update_entry(list, 0, id, reinterpret_cast<const uint8_t*>(nan_row.data()));
+    replace_index_file(path, damaged);
+    EXPECT_THAT(test::error_of([&] { VectorIndex::load(path); }),
+                HasSubstr("stored vector row " + std::to_string(id) + " is not finite"));
+  }
+}
+
 TEST_F(VectorIndexFiles, DamagedForeignOrInconsistentIndexesAreRefused) {
   VectorIndex index(8);
   index.add(torch::randn({100, 8}));
@@ -154,16 +225,11 @@ TEST_F(VectorIndexFiles, DamagedForeignOrInconsistentIndexesAreRefused) {
   faiss::IndexFlatL2 l2(8);
   std::vector<float> zeros(100 * 8, 0.f);
   l2.add(100, zeros.data());
-  faiss::write_index(&l2, (path + "/index.faiss").c_str());
-  auto info = nlohmann::json::parse(test::slurp(path + "/info.json"));
-  const auto bytes = test::slurp(path + "/index.faiss");
-  info["index_crc32"] =
-      crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size()));
-  std::ofstream(path + "/info.json") << info.dump();
+  replace_index_file(path, l2);
   EXPECT_THAT(test::error_of([&] { VectorIndex::load(path); }), HasSubstr("scores by L2 distance"));
   // info.json that disagrees with the FAISS file, or is not ours.
   index.save(path);
-  info = nlohmann::json::parse(test::slurp(path + "/info.json"));
+  auto info = nlohmann::json::parse(test::slurp(path + "/info.json"));
   info["count"] = 99;
   std::ofstream(path + "/info.json") << info.dump();
   EXPECT_THAT(test::error_of([&] { VectorIndex::load(path); }),

@@ -65,12 +65,15 @@ void expect_same_weights(const fs::path& a, const fs::path& b) {
 
 struct SignalCase {
   int signal, ranks;
+  // Sent to the whole process group, as a terminal's Ctrl-C and schedulers
+  // do: the workers get it from the terminal and again from the launcher.
+  bool to_group = false;
 };
 
 class GracefulStop : public ::testing::TestWithParam<SignalCase> {};
 
 TEST_P(GracefulStop, CheckpointsAndExitsThenResumeEqualsAStraightRun) {
-  const auto [signal, ranks] = GetParam();
+  const auto [signal, ranks, to_group] = GetParam();
   FaultRun run(60, 1000);
   const auto straight = run.work.path / "straight", stopped = run.work.path / "stopped";
   ASSERT_EQ(run.run(straight, ranks), 0) << test::slurp(FaultRun::log_of(straight));
@@ -81,7 +84,7 @@ TEST_P(GracefulStop, CheckpointsAndExitsThenResumeEqualsAStraightRun) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (lines_in(stopped / "metrics.jsonl") < 3 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  ::kill(pid, signal);
+  ::kill(to_group ? -pid : pid, signal);
   const int status = run.children.wait(pid);
   const auto log = test::slurp(FaultRun::log_of(stopped));
   EXPECT_EQ(status, 128 + signal) << log;
@@ -100,10 +103,11 @@ TEST_P(GracefulStop, CheckpointsAndExitsThenResumeEqualsAStraightRun) {
 
 INSTANTIATE_TEST_SUITE_P(EverySignal, GracefulStop,
                          ::testing::Values(SignalCase{SIGTERM, 1}, SignalCase{SIGINT, 1}, SignalCase{SIGUSR1, 1},
-                                           SignalCase{SIGTERM, 2}, SignalCase{SIGUSR1, 2}),
+                                           SignalCase{SIGTERM, 2}, SignalCase{SIGINT, 2}, SignalCase{SIGUSR1, 2},
+                                           SignalCase{SIGINT, 2, true}, SignalCase{SIGTERM, 2, true}),
                          [](const ::testing::TestParamInfo<SignalCase>& info) {
                            return std::string(sigabbrev_np(info.param.signal)) + "_ranks" +
-                                  std::to_string(info.param.ranks);
+                                  std::to_string(info.param.ranks) + (info.param.to_group ? "_group" : "");
                          });
 
 // A tiny tmpfs fills up at the second checkpoint; remounted larger, the run

@@ -10,7 +10,10 @@ namespace contaccum {
 /// itself; a `Trainer` reads it after each optimizer step (all ranks agree on
 /// the step), writes a checkpoint and returns with `TrainResult::stop_signal`
 /// set. A second one, of any of the three, ends the process at once (the
-/// signal's default action). The CLI installs them for `train` and exits
+/// signal's default action) — unless it comes within a second of the first:
+/// that is one request delivered twice (Ctrl-C reaches the launcher and its
+/// workers, which the launcher then signals too; schedulers signal every
+/// process of a job), and it is ignored. The CLI installs them for `train` and exits
 /// with status 128 + the signal's number (143 for SIGTERM) once the
 /// checkpoint is written; library users with their own `main` call it
 /// themselves.
