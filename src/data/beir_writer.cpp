@@ -1,5 +1,7 @@
 #include "contaccum/data/beir_writer.h"
 
+#include "contaccum/core/error_text.h"
+
 #include "contaccum/io/atomic_file.h"
 
 #include <c10/util/Exception.h>
@@ -13,11 +15,6 @@ namespace fs = std::filesystem;
 
 namespace contaccum {
 namespace {
-
-std::string message_of(const std::exception& e) {
-  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
-  return e.what();
-}
 
 // Through an AtomicFile: a full disk is an error naming the file and the
 // system's reason (an ofstream only says that it failed).
@@ -65,7 +62,7 @@ void write_beir_dataset(const std::string& out_dir, const std::vector<BeirPassag
     write_qrels(tmp / "qrels" / "dev.tsv", dev);
     directory.commit();
   } catch (const std::exception& e) {
-    TORCH_CHECK(false, caller, ": cannot write ", out_dir, ": ", message_of(e));
+    TORCH_CHECK(false, caller, ": cannot write ", out_dir, ": ", error_text(e));
   }
 }
 

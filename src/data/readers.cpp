@@ -35,8 +35,27 @@ TextTable read_beir_table(const std::string& path, const ReaderOptions& options,
 }
 
 using IsHeader = std::function<bool(const std::vector<std::string_view>& fields)>;
-IsHeader unless_query_id(const TextTable& queries) {
-  return [&queries](const std::vector<std::string_view>& f) { return f.empty() || queries.find(f[0]) < 0; };
+bool is_integer(std::string_view text) {
+  int64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+// A qrels file's first line is its header ("query-id corpus-id score") when
+// it names no query and its score is not an integer: a judgement whose query
+// id is mistyped is a bad record, not a header to skip.
+IsHeader qrels_header(const TextTable& queries) {
+  return [&queries](const std::vector<std::string_view>& f) {
+    return f.empty() || (queries.find(f[0]) < 0 && (f.size() < 3 || !is_integer(f[2])));
+  };
+}
+
+// A hard-negatives file's ("query-id positive-id negative-ids") when it
+// names neither a query nor a passage.
+IsHeader hard_negatives_header(const TextTable& queries, const TextTable& corpus) {
+  return [&queries, &corpus](const std::vector<std::string_view>& f) {
+    return f.empty() || (queries.find(f[0]) < 0 && (f.size() < 2 || corpus.find(f[1]) < 0));
+  };
 }
 
 // A TSV line of a file (with a header when `is_header` says the first line
@@ -66,6 +85,13 @@ void for_each_tsv_line(const std::string& path, const ReaderOptions& options, Re
 
 }  // namespace
 
+void require_records(const ReadReport& report, const std::string& path, const std::string& what) {
+  if (report.records > 0) return;
+  TORCH_CHECK(report.skipped == 0, path, ": no ", what, ": all ", report.skipped,
+              " records were skipped as bad (first: ", report.problems.empty() ? "?" : report.problems.front(), ")");
+  TORCH_CHECK(false, path, ": no ", what, " (the file holds no records)");
+}
+
 TextTable read_beir_corpus(const std::string& path, const ReaderOptions& options, ReadReport* report) {
   return read_beir_table(path, options, report, /*titles=*/true);
 }
@@ -83,7 +109,7 @@ std::vector<Qrel> read_qrels_with(const std::string& path, const TextTable& quer
   ReadReport local;
   auto& report = report_or(report_ptr, local);
   std::vector<Qrel> qrels;
-  for_each_tsv_line(path, options, report, unless_query_id(queries), [&](const auto& f, int64_t) -> std::string {
+  for_each_tsv_line(path, options, report, qrels_header(queries), [&](const auto& f, int64_t) -> std::string {
     if (f.size() != 3) return c10::str("expected 3 tab-separated fields (query-id, corpus-id, score), got ", f.size());
     Qrel q;
     q.query = queries.find(f[0]);
@@ -114,7 +140,7 @@ std::vector<Qrel> read_qrels(const std::string& path, const TextTable& queries, 
   {
     ReadReport ignored;
     const auto lenient = ReaderOptions(options).on_bad_record(OnBadRecord::Skip);
-    for_each_tsv_line(path, lenient, ignored, unless_query_id(queries), [&](const auto& f, int64_t) -> std::string {
+    for_each_tsv_line(path, lenient, ignored, qrels_header(queries), [&](const auto& f, int64_t) -> std::string {
       if (f.size() >= 2) ids.emplace_back(f[1]);
       return "";
     });
@@ -155,7 +181,8 @@ TrainingSet read_hard_negatives(const std::string& path, std::shared_ptr<const T
   auto& report = report_or(report_ptr, local);
   TrainingSet set(queries, corpus);
   std::vector<int64_t> negatives;
-  for_each_tsv_line(path, options, report, unless_query_id(*queries), [&](const auto& f, int64_t) -> std::string {
+  for_each_tsv_line(path, options, report, hard_negatives_header(*queries, *corpus),
+                    [&](const auto& f, int64_t) -> std::string {
     if (f.size() != 3 && f.size() != 2) {
       return c10::str("expected 3 tab-separated fields (query-id, positive-id, negative-ids), got ", f.size());
     }

@@ -1,5 +1,7 @@
 #include "contaccum/distributed/process_group.h"
 
+#include "contaccum/core/error_text.h"
+
 #include "backend/backends.h"
 #include "contaccum/core/torch_compat.h"
 #include "process_group_collective.h"
@@ -94,7 +96,7 @@ std::shared_ptr<Collective> init_process_group(const DistributedEnvironment& env
     store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
   } catch (const std::exception& e) {
     TORCH_CHECK(false, "rank ", env.rank, " of ", env.world_size, ": cannot reach the rendezvous store at ",
-                env.master_addr, ":", env.master_port, ": ", e.what());
+                env.master_addr, ":", env.master_port, ": ", error_text(e));
   }
   // One prefix per run keeps a shared (launcher's) store's keys apart.
   auto prefixed = c10::make_intrusive<c10d::PrefixStore>("contaccum", store);
@@ -106,7 +108,7 @@ std::shared_ptr<Collective> init_process_group(const DistributedEnvironment& env
   } catch (const std::exception& e) {
     TORCH_CHECK(false, "rank ", env.rank, " of ", env.world_size, ": cannot join the process group at ",
                 env.master_addr, ":", env.master_port, " within distributed.timeout = ", options.timeout_seconds(),
-                " s: ", e.what());
+                " s: ", error_text(e));
   }
 }
 

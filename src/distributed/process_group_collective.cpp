@@ -1,5 +1,7 @@
 #include "process_group_collective.h"
 
+#include "contaccum/core/error_text.h"
+
 #include <c10/util/Exception.h>
 
 #include <chrono>
@@ -15,7 +17,7 @@ void ProcessGroupCollective::wait(const c10::intrusive_ptr<c10d::Work>& work, co
     work->wait();
   } catch (const std::exception& e) {
     TORCH_CHECK(false, "rank ", rank_, " of ", world_, ": ", what, " failed (a rank died, or none answered within ",
-                "distributed.timeout = ", options_.timeout_seconds(), " s): ", e.what());
+                "distributed.timeout = ", options_.timeout_seconds(), " s): ", error_text(e));
   }
 }
 

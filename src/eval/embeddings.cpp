@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 namespace contaccum {
@@ -50,6 +51,17 @@ void writing(const std::string& path, Write&& write) {
 }
 }  // namespace
 
+std::string detail::info_json_format(const std::string& dir) {
+  try {
+    std::ifstream in((fs::path(dir) / "info.json").string());
+    if (!in) return "";
+    const auto j = nlohmann::json::parse(in);
+    return j.contains("format") && j["format"].is_string() ? j["format"].get<std::string>() : "";
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
 struct EmbeddingsWriter::Impl {
   std::string path;
   EmbeddingsInfo info;
@@ -59,7 +71,9 @@ struct EmbeddingsWriter::Impl {
   Impl(const std::string& p, EmbeddingsInfo i)
       : path(p),
         info(std::move(i)),
-        directory(p),
+        directory(p, {"an embeddings directory", [](const std::string& dir) {
+                        return detail::info_json_format(dir) == "contaccum-embeddings";
+                      }}),
         data((fs::path(directory.temporary_path()) / "embeddings.npy").string()),
         ids((fs::path(directory.temporary_path()) / "ids.txt").string()) {}
 };
@@ -111,7 +125,8 @@ void EmbeddingsWriter::commit() {
                             {"dtype", "float32"},
                             {"similarity", impl_->info.similarity},
                             {"model", impl_->info.model},
-                            {"corpus", impl_->info.corpus}};
+                            {"corpus", impl_->info.corpus},
+                            {"model_crc32", impl_->info.model_crc32}};
   writing(impl_->path, [&] {
     write_file_atomically((fs::path(impl_->directory.temporary_path()) / "info.json").string(), j.dump(2) + "\n");
     impl_->directory.commit();
@@ -134,10 +149,13 @@ EmbeddingsReader::EmbeddingsReader(const std::string& path) : path_(path) {
     info_.similarity = j.at("similarity").get<std::string>();
     info_.model = j.value("model", "");
     info_.corpus = j.value("corpus", "");
+    info_.model_crc32 = j.value("model_crc32", uint32_t{0});
   } catch (const nlohmann::json::exception& e) {
     TORCH_CHECK(false, info_path, ": ", e.what());
   }
   TORCH_CHECK(info_.count >= 0 && info_.dim > 0, info_path, ": bad shape [", info_.count, ", ", info_.dim, "]");
+  TORCH_CHECK(info_.similarity == "dot" || info_.similarity == "cosine", info_path,
+              ": similarity must be dot or cosine, got '", info_.similarity, "'");
   const auto ids_path = (dir / "ids.txt").string();
   std::ifstream ids_in(ids_path);
   TORCH_CHECK(ids_in, "no file ", ids_path);
@@ -185,6 +203,7 @@ int64_t encode_corpus(DualEncoder& model, const TextEncoderFn& tokenize, const P
   info.similarity = model->options().normalize() ? "cosine" : "dot";
   info.model = options.model_path();
   info.corpus = options.corpus_path();
+  info.model_crc32 = weights_crc32(*model);
   std::unique_ptr<EmbeddingsWriter> writer;
   if (rank == 0) writer = std::make_unique<EmbeddingsWriter>(path, info);
   ProgressReporter progress("encode", rows, "passages", !options.progress() || rank != 0);

@@ -1,5 +1,7 @@
 #include "contaccum/eval/vector_index.h"
 
+#include "contaccum/core/error_text.h"
+
 #include "contaccum/core/finite_rows.h"
 #include "contaccum/core/progress.h"
 #include "contaccum/io/atomic_file.h"
@@ -114,6 +116,7 @@ struct VectorIndex::Impl {
   std::unique_ptr<faiss::Index> index;  // IVF: null until trained
   std::vector<std::string> ids;
   bool keeps_ids = false;
+  uint32_t model_crc32 = 0;
 
   faiss::IndexFlat* flat() const { return dynamic_cast<faiss::IndexFlat*>(index.get()); }
   faiss::IndexIVFFlat* ivf() const { return dynamic_cast<faiss::IndexIVFFlat*>(index.get()); }
@@ -234,6 +237,10 @@ int64_t VectorIndex::dim() const { return impl_->dim; }
 const VectorIndexOptions& VectorIndex::options() const { return impl_->options; }
 const std::vector<std::string>& VectorIndex::ids() const { return impl_->ids; }
 
+uint32_t VectorIndex::model_crc32() const { return impl_->model_crc32; }
+
+void VectorIndex::set_model_crc32(uint32_t crc) { impl_->model_crc32 = crc; }
+
 int64_t VectorIndex::memory_bytes() const {
   if (auto* flat = impl_->flat()) return static_cast<int64_t>(flat->codes.size());
   if (auto* ivf = impl_->ivf()) {
@@ -255,7 +262,9 @@ int64_t VectorIndex::memory_bytes() const {
 
 void VectorIndex::save(const std::string& path) const {
   TORCH_CHECK(is_trained(), "VectorIndex::save: an untrained IVF index has nothing to save");
-  AtomicDirectory directory(path);
+  AtomicDirectory directory(path, {"an index directory", [](const std::string& dir) {
+                                return detail::info_json_format(dir) == "contaccum-index";
+                              }});
   const auto dir = fs::path(directory.temporary_path());
   const auto index_path = (dir / "index.faiss").string();
   faiss_call("cannot write " + path + "/index.faiss", [&] {
@@ -282,7 +291,8 @@ void VectorIndex::save(const std::string& path) const {
                                {"hnsw_m", o.hnsw_m()},
                                {"ef_construction", o.ef_construction()},
                                {"ef_search", o.ef_search()},
-                               {"index_crc32", file_crc32(index_path)}};
+                               {"index_crc32", file_crc32(index_path)},
+                               {"model_crc32", impl_->model_crc32}};
   write_file_atomically((dir / "info.json").string(), info.dump(2) + "\n");
   directory.commit();
 }
@@ -303,7 +313,7 @@ nlohmann::json read_index_info(const std::string& info_path) {
     }
     return j;
   } catch (const nlohmann::json::exception& e) {
-    TORCH_CHECK(false, info_path, ": ", e.what());
+    TORCH_CHECK(false, info_path, ": ", error_text(e));
   }
 }
 
@@ -375,7 +385,7 @@ VectorIndex VectorIndex::load(const std::string& path) {
   VectorIndexOptions o;
   int64_t dim = 0, count = 0;
   bool keeps_ids = false;
-  uint32_t crc = 0;
+  uint32_t crc = 0, model_crc32 = 0;
   try {
     o.type(index_type(info.at("type").get<std::string>()))
         .similarity(info.at("similarity").get<std::string>())
@@ -388,8 +398,9 @@ VectorIndex VectorIndex::load(const std::string& path) {
     count = info.at("count").get<int64_t>();
     keeps_ids = info.at("ids").get<bool>();
     crc = info.at("index_crc32").get<uint32_t>();
+    model_crc32 = info.value("model_crc32", uint32_t{0});
   } catch (const std::exception& e) {
-    TORCH_CHECK(false, info_path, ": ", e.what());
+    TORCH_CHECK(false, info_path, ": ", error_text(e));
   }
   try {
     check_options(o);
@@ -404,6 +415,7 @@ VectorIndex VectorIndex::load(const std::string& path) {
   impl->dim = dim;
   impl->options = o;
   impl->keeps_ids = keeps_ids;
+  impl->model_crc32 = model_crc32;
   impl->index.reset(faiss_call("cannot read " + index_path, [&] { return faiss::read_index(index_path.c_str()); }));
   check_loaded(*impl->index, o, dim, count, index_path);
   const auto bad = non_finite_vector(*impl->index);
@@ -456,6 +468,7 @@ VectorIndex build_vector_index(EmbeddingsReader& embeddings, VectorIndexOptions 
     index = VectorIndex(info.dim, options.nlist(nlist));
     index.train(torch::cat(parts));
   }
+  index.set_model_crc32(info.model_crc32);
   ProgressReporter adding("index: add", info.count, "passages", !progress);
   for (int64_t begin = 0; begin < info.count; begin += block_rows) {
     const int64_t end = std::min(info.count, begin + block_rows);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -143,14 +144,38 @@ void write_atomically_through(const std::string& path, const std::function<void(
   file.commit();
 }
 
-AtomicDirectory::AtomicDirectory(std::string path) : path_(std::move(path)) {
-  TORCH_CHECK(!path_.empty(), "AtomicDirectory: the path must not be empty");
+namespace {
+// Up to three of a directory's entries, for an error: "a, b, c and 4 more".
+std::string some_entries(const fs::path& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < 3; ++i) out += (i ? ", " : "") + names[i];
+  if (names.size() > 3) out += " and " + std::to_string(names.size() - 3) + " more";
+  return out;
+}
+}  // namespace
+
+void check_replaceable_directory(const std::string& path, const ReplaceableDirectory& replaceable) {
+  std::error_code ec;
+  if (!replaceable.recognise || !fs::is_directory(path, ec) || fs::is_empty(path, ec)) return;
+  TORCH_CHECK(replaceable.recognise(path), "cannot write ", path, ": it exists and is not ", replaceable.kind,
+              " (it holds ", some_entries(path), "); give a new or empty directory");
+}
+
+AtomicDirectory::AtomicDirectory(std::string path, ReplaceableDirectory replaceable) : path_(std::move(path)) {
+  TORCH_CHECK(!path_.empty(), "the output directory's path must not be empty");
   fs::path out(path_);
+  // "." and ".." name the directory they resolve to (renaming "." fails).
+  if (out.filename() == "." || out.filename() == "..") out = fs::absolute(out).lexically_normal();
   if (!out.has_filename()) out = out.parent_path();  // "data/" names "data"
   path_ = out.string();
   std::error_code ec;
   TORCH_CHECK(!fs::exists(out, ec) || fs::is_directory(out, ec), "cannot write ", path_, ": ", path_,
               " exists and is not a directory");
+  check_replaceable_directory(path_, replaceable);
   ensure_parent(path_);
   temporary_ = temporary_name_beside(path_, /*hidden=*/true);
   TORCH_CHECK(fs::create_directory(temporary_, ec) && !ec, "cannot write ", path_, ": cannot create ", temporary_, ": ",

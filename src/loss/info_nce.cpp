@@ -10,6 +10,35 @@
 #include <memory>
 
 namespace contaccum {
+
+template <>
+const std::vector<std::pair<Similarity, std::string>>& enum_names<Similarity>() {
+  static const std::vector<std::pair<Similarity, std::string>> names = {{Similarity::Dot, "dot"},
+                                                                        {Similarity::Cosine, "cosine"}};
+  return names;
+}
+
+const OptionTable<InfoNCEOptions>& InfoNCEOptions::fields() {
+  static const OptionTable<InfoNCEOptions> table = {
+      option_field<InfoNCEOptions>("similarity", "how a query and a passage are scored: dot or cosine",
+                                   CONTACCUM_OPTION_ACCESSORS(similarity)),
+      option_field<InfoNCEOptions>("temperature", "scores are divided by it",
+                                   CONTACCUM_OPTION_ACCESSORS(temperature), greater_than(0)),
+      // The tiling changes the order of the sums, hence the last bits.
+      option_field<InfoNCEOptions>("tiled", "compute the loss one tile of the score matrix at a time",
+                                   CONTACCUM_OPTION_ACCESSORS(tiled)),
+      option_field<InfoNCEOptions>("tile_rows", "rows per tile", CONTACCUM_OPTION_ACCESSORS(tile_rows),
+                                   greater_than(0)),
+      option_field<InfoNCEOptions>("tile_columns", "columns per tile", CONTACCUM_OPTION_ACCESSORS(tile_columns),
+                                   greater_than(0)),
+      option_field<InfoNCEOptions>("return_scores", "also return the current rows' score matrix",
+                                   CONTACCUM_OPTION_ACCESSORS(return_scores), {}, /*changes_results=*/false),
+  };
+  return table;
+}
+
+void InfoNCEOptions::validate() const { check_option_fields(*this, fields(), "InfoNCEOptions"); }
+
 namespace {
 
 torch::Tensor as_groups(const torch::Tensor& t, const char* name) {
@@ -51,10 +80,7 @@ struct Inputs {
 Inputs checked_inputs(const torch::Tensor& queries, const torch::Tensor& passages_in, const InfoNCEOptions& options,
                       const InfoNCEBank& bank) {
   Inputs in;
-  TORCH_CHECK(options.temperature() > 0.0 && std::isfinite(options.temperature()),
-              "InfoNCEOptions::temperature must be > 0, got ", options.temperature());
-  TORCH_CHECK(options.tile_rows() > 0, "InfoNCEOptions::tile_rows must be > 0, got ", options.tile_rows());
-  TORCH_CHECK(options.tile_columns() > 0, "InfoNCEOptions::tile_columns must be > 0, got ", options.tile_columns());
+  options.validate();
   TORCH_CHECK(queries.defined() && queries.dim() == 2, "info_nce: queries must be [n, d], got ",
               queries.defined() ? queries.sizes() : torch::IntArrayRef{});
   TORCH_CHECK(queries.is_floating_point(), "info_nce: queries must be floating point, got ", queries.scalar_type());

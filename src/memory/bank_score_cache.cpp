@@ -227,6 +227,8 @@ void BankScoreCache::clear() {
 
 void BankScoreCache::save(torch::serialize::OutputArchive& archive) const {
   archive.write("block_slots", torch::tensor(options_.block_slots(), torch::kLong));
+  // The log-sum-exps hold the temperature and similarity they were taken at.
+  archive.write("loss", fingerprint_tensor(option_fingerprint(options_.loss(), InfoNCEOptions::fields())));
   archive.write("size", torch::tensor(size_, torch::kLong));
   if (tree_.defined()) archive.write("tree", tree_.cpu());
 }
@@ -234,7 +236,11 @@ void BankScoreCache::save(torch::serialize::OutputArchive& archive) const {
 void BankScoreCache::load(torch::serialize::InputArchive& archive, const MemoryBank& queries,
                           const MemoryBank& passages) {
   check_banks(queries, passages);
-  torch::Tensor block_slots, size, tree;
+  torch::Tensor block_slots, size, tree, loss;
+  if (archive.try_read("loss", loss)) {
+    check_same_fingerprint(fingerprint_from_tensor(loss), option_fingerprint(options_.loss(), InfoNCEOptions::fields()),
+                           "BankScoreCache::load");
+  }
   archive.read("block_slots", block_slots);
   archive.read("size", size);
   TORCH_CHECK(block_slots.numel() == 1 && block_slots.item<int64_t>() == options_.block_slots(),

@@ -1,5 +1,7 @@
 #include "contaccum/model/dual_encoder.h"
 
+#include <zlib.h>
+
 #include <torch/nn/functional/normalization.h>
 
 namespace contaccum {
@@ -47,6 +49,25 @@ torch::Tensor DualEncoderImpl::encode_queries(const EncoderInput& queries) {
 torch::Tensor DualEncoderImpl::encode_passages(const EncoderInput& passages) {
   const int64_t rows = passages.size();
   return finish(passage_encoder_->forward(passages.to(device())), rows, "passage");
+}
+
+uint32_t weights_crc32(const torch::nn::Module& module) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const auto add = [&crc](const std::string& name, const torch::Tensor& t) {
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(name.data()), static_cast<uInt>(name.size()));
+    for (const auto size : t.sizes()) crc = crc32(crc, reinterpret_cast<const Bytef*>(&size), sizeof size);
+    const auto bytes = t.detach().to(torch::kCPU).contiguous();
+    const auto* data = static_cast<const Bytef*>(bytes.data_ptr());
+    // zlib takes at most 4 GiB a call.
+    for (uint64_t done = 0, total = bytes.nbytes(); done < total;) {
+      const auto part = static_cast<uInt>(std::min<uint64_t>(total - done, uint64_t{1} << 30));
+      crc = crc32(crc, data + done, part);
+      done += part;
+    }
+  };
+  for (const auto& p : module.named_parameters()) add(p.key(), p.value());
+  for (const auto& b : module.named_buffers()) add(b.key(), b.value());
+  return static_cast<uint32_t>(crc);
 }
 
 }  // namespace contaccum

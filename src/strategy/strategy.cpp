@@ -59,23 +59,79 @@ StrategyOptions StrategyOptions::from_preset(const std::string& name, int64_t to
   TORCH_CHECK(false, "StrategyOptions::from_preset: the strategy must be one of ", list, "; got '", name, "'");
 }
 
+template <>
+const std::vector<std::pair<GradientMode, std::string>>& enum_names<GradientMode>() {
+  static const std::vector<std::pair<GradientMode, std::string>> names = {{GradientMode::Direct, "direct"},
+                                                                          {GradientMode::Cached, "cached"}};
+  return names;
+}
+
+template <>
+const std::vector<std::pair<NegativeScope, std::string>>& enum_names<NegativeScope>() {
+  static const std::vector<std::pair<NegativeScope, std::string>> names = {
+      {NegativeScope::MicroBatch, "micro_batch"}, {NegativeScope::TotalBatch, "total_batch"}};
+  return names;
+}
+
+template <>
+const std::vector<std::pair<BankEncoder, std::string>>& enum_names<BankEncoder>() {
+  static const std::vector<std::pair<BankEncoder, std::string>> names = {{BankEncoder::Current, "current"},
+                                                                         {BankEncoder::Momentum, "momentum"}};
+  return names;
+}
+
+const OptionTable<StrategyOptions>& StrategyOptions::fields() {
+  static const OptionTable<StrategyOptions> table = [] {
+    using O = StrategyOptions;
+    OptionTable<O> t = {
+        option_field<O>("total_batch", "examples per optimizer step", CONTACCUM_OPTION_ACCESSORS(total_batch),
+                        greater_than(0)),
+        option_field<O>("micro_batch", "examples per micro-batch", CONTACCUM_OPTION_ACCESSORS(micro_batch),
+                        greater_than(0)),
+        option_field<O>("gradients", "how representations get their gradients: direct or cached",
+                        CONTACCUM_OPTION_ACCESSORS(gradients)),
+        option_field<O>("negatives", "the in-batch negatives a row sees: micro_batch or total_batch",
+                        CONTACCUM_OPTION_ACCESSORS(negatives)),
+        option_field<O>("memory_size", "examples each memory bank keeps", CONTACCUM_OPTION_ACCESSORS(memory_size),
+                        at_least(0)),
+        option_field<O>("query_bank", "banked queries are extra rows", CONTACCUM_OPTION_ACCESSORS(query_bank)),
+        option_field<O>("passage_bank", "banked passages are extra negative columns",
+                        CONTACCUM_OPTION_ACCESSORS(passage_bank)),
+        option_field<O>("bank_hard_negatives", "bank the hard negatives with the positives",
+                        CONTACCUM_OPTION_ACCESSORS(bank_hard_negatives)),
+        option_field<O>("clear_banks_after_step", "empty the banks after every step",
+                        CONTACCUM_OPTION_ACCESSORS(clear_banks_after_step)),
+        // Which batches exist is the trainer's (its step count), not the engine's.
+        option_field<O>("allow_partial_batch", "accept a batch smaller than total_batch",
+                        CONTACCUM_OPTION_ACCESSORS(allow_partial_batch), {}, /*changes_results=*/false),
+        option_field<O>("bank_encoder", "where banked representations come from: current or momentum",
+                        CONTACCUM_OPTION_ACCESSORS(bank_encoder)),
+        option_field<O>("momentum", "the moving average's momentum with bank_encoder momentum",
+                        CONTACCUM_OPTION_ACCESSORS(momentum), in_half_open_range(0, 1)),
+        option_field<O>("staleness_sample", "banked examples kept for staleness measurements",
+                        CONTACCUM_OPTION_ACCESSORS(staleness_sample), at_least(0), /*changes_results=*/false),
+    };
+    append_nested_fields(
+        t, "loss.", InfoNCEOptions::fields(), [](const O& o) { return o.loss(); },
+        [](O& o, const InfoNCEOptions& loss) { o.loss(loss); });
+    return t;
+  }();
+  return table;
+}
+
+std::string StrategyOptions::fingerprint() const { return option_fingerprint(*this, fields()); }
+
 void StrategyOptions::validate() const {
-  TORCH_CHECK(total_batch() > 0, "StrategyOptions::total_batch must be > 0, got ", total_batch());
-  TORCH_CHECK(micro_batch() > 0, "StrategyOptions::micro_batch must be > 0, got ", micro_batch());
+  check_option_fields(*this, fields(), "StrategyOptions");
+  // Rules between fields.
   TORCH_CHECK(micro_batch() <= total_batch(), "StrategyOptions::micro_batch (", micro_batch(),
               ") must be <= total_batch (", total_batch(), ")");
   TORCH_CHECK(total_batch() % micro_batch() == 0, "StrategyOptions::micro_batch (", micro_batch(),
               ") must divide total_batch (", total_batch(), ")");
-  TORCH_CHECK(memory_size() >= 0, "StrategyOptions::memory_size must be >= 0, got ", memory_size());
   TORCH_CHECK(memory_size() == 0 || query_bank() || passage_bank(), "StrategyOptions::memory_size = ", memory_size(),
               " needs query_bank or passage_bank on (both are off)");
-  TORCH_CHECK(loss().temperature() > 0.0 && std::isfinite(loss().temperature()),
-              "StrategyOptions::loss.temperature must be > 0, got ", loss().temperature());
-  TORCH_CHECK(std::isfinite(momentum()) && momentum() >= 0.0 && momentum() < 1.0,
-              "StrategyOptions::momentum must be in [0, 1), got ", momentum());
   TORCH_CHECK(bank_encoder() == BankEncoder::Current || memory_size() > 0,
               "StrategyOptions::bank_encoder = momentum needs banks (memory_size > 0, got ", memory_size(), ")");
-  TORCH_CHECK(staleness_sample() >= 0, "StrategyOptions::staleness_sample must be >= 0, got ", staleness_sample());
 }
 
 namespace {
@@ -383,6 +439,7 @@ void Strategy::save(torch::serialize::OutputArchive& archive) const {
   archive.write("query_bank", q);
   archive.write("passage_bank", p);
   archive.write("steps", torch::tensor(steps_, torch::kLong));
+  archive.write("options", fingerprint_tensor(options_.fingerprint()));
   if (is_cosine(options_)) archive.write("unit_bank_rows", torch::tensor(int64_t{1}, torch::kLong));
   if (momentum_) {
     torch::serialize::OutputArchive ema;
@@ -402,6 +459,12 @@ void Strategy::save(torch::serialize::OutputArchive& archive) const {
 }
 
 void Strategy::load(torch::serialize::InputArchive& archive) {
+  // Options that change the gradients must be the ones the banks were made
+  // with (checkpoints from before they were recorded are not checked).
+  torch::Tensor saved_options;
+  if (archive.try_read("options", saved_options)) {
+    check_same_fingerprint(fingerprint_from_tensor(saved_options), options_.fingerprint(), "Strategy::load");
+  }
   torch::serialize::InputArchive q, p;
   archive.read("query_bank", q);
   archive.read("passage_bank", p);

@@ -164,17 +164,24 @@ TrainingData read_training_data(const TrainConfig& config) {
   };
   TrainingData d;
   d.corpus = std::make_shared<TextTable>(read_beir_corpus(config.data_corpus, reader, &report));
+  require_records(report, config.data_corpus, "passages (data.corpus)");
   logged(config.data_corpus);
   d.queries = std::make_shared<TextTable>(read_beir_queries(config.data_queries, reader, &report));
+  require_records(report, config.data_queries, "queries (data.queries)");
   logged(config.data_queries);
   if (!config.data_hard_negatives.empty()) {
     d.train = std::make_shared<TrainingSet>(
         read_hard_negatives(config.data_hard_negatives, d.queries, d.corpus, reader, &report));
+    require_records(report, config.data_hard_negatives, "training examples (data.hard_negatives)");
     logged(config.data_hard_negatives);
   } else {
     auto qrels = read_qrels(config.data_train_qrels, *d.queries, *d.corpus, reader, &report);
+    require_records(report, config.data_train_qrels, "judgements (data.train_qrels)");
+    const int64_t judgements = report.records;
     logged(config.data_train_qrels);
     d.train = std::make_shared<TrainingSet>(training_set_from_qrels(d.queries, d.corpus, qrels));
+    TORCH_CHECK(d.train->size() > 0, config.data_train_qrels, ": no training examples (data.train_qrels): none of its ",
+                judgements, " judgements has a score > 0");
   }
   if (!config.data_dev_qrels.empty()) {
     d.dev = read_qrels(config.data_dev_qrels, *d.queries, *d.corpus, reader, &report);

@@ -161,6 +161,31 @@ TEST_F(Readers, AMissingHeaderLosesNoRecord) {
   EXPECT_EQ(read_hard_negatives(write("hn.tsv", "q1\td1\td2,d3\nq2\td2\t\n"), q, c).size(), 2);
   // Any other first line is a header (whatever its names), as in BEIR.
   EXPECT_EQ(read_qrels(write("named.tsv", "qid\tdocid\trel\nq1\td2\t1\n"), queries, corpus).size(), 1u);
+  // But a first judgement whose query id is mistyped is a bad record, not a
+  // header to drop silently: its score is an integer (hard negatives: its
+  // positive is a passage).
+  EXPECT_THAT(test::error_of([&] { read_qrels(write("typo.tsv", "q:typo\td2\t1\nq1\td2\t1\n"), queries, corpus); }),
+              ::testing::HasSubstr("typo.tsv:1: unknown query id 'q:typo'"));
+  EXPECT_THAT(test::error_of([&] { read_hard_negatives(write("hn_typo.tsv", "q:typo\td1\td2\nq1\td1\td2\n"), q, c); }),
+              ::testing::HasSubstr("hn_typo.tsv:1:"));
+}
+
+// A file with no record, or whose every record was skipped, is refused by
+// callers that need records, saying which of the two it is.
+TEST_F(Readers, RequireRecordsSaysTheFileIsEmptyOrAllWasSkipped) {
+  ReadReport report;
+  const auto path = write("empty.jsonl", "");
+  EXPECT_EQ(read_beir_corpus(path, {}, &report).size(), 0);
+  EXPECT_THAT(test::error_of([&] { require_records(report, path, "passages"); }),
+              ::testing::HasSubstr("empty.jsonl: no passages (the file holds no records)"));
+  report = {};
+  const auto bad = write("bad.jsonl", "{\"_id\": 1}\nnot json\n");
+  read_beir_corpus(bad, ReaderOptions().on_bad_record(OnBadRecord::Skip), &report);
+  EXPECT_THAT(test::error_of([&] { require_records(report, bad, "passages"); }),
+              ::testing::HasSubstr("bad.jsonl: no passages: all 2 records were skipped as bad (first: "));
+  report = {};
+  read_beir_corpus(write("ok.jsonl", kCorpus), {}, &report);
+  EXPECT_NO_THROW(require_records(report, "ok.jsonl", "passages"));
 }
 
 // A UTF-8 byte order mark (Windows editors write one) is not part of the

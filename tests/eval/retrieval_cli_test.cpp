@@ -290,6 +290,81 @@ TEST_F(RetrievalCli, IndexBuildThenEvalAndSearchThroughTheIndex) {
   EXPECT_EQ(refused.first, 1);
   EXPECT_THAT(refused.second, HasSubstr("the index is 16 wide but the model's embeddings are 8"));
 }
+
+// What a hostile probe of the commands found: outputs that would replace
+// someone's files, embeddings of another model of the same width, empty
+// inputs, and options that fail only after the work.
+TEST_F(RetrievalCli, OutputsInputsAndOptionsThatWouldLoseOrMisreadDataAreRefused) {
+  const auto corpus = (data_ / "corpus.jsonl").string(), emb = (work_.path / "emb").string();
+  const auto encode = [&](const std::string& model, const std::string& out) {
+    return shell(cli() + " encode --model " + model + " --corpus " + corpus + " --output " + out + " 2>&1");
+  };
+  // An --output holding other files is refused and left alone; the model
+  // itself too; an earlier embeddings directory is replaced.
+  const auto mine = work_.path / "mine";
+  fs::create_directories(mine);
+  std::ofstream(mine / "keep.txt") << "keep";
+  const auto foreign = encode(model_, mine.string());
+  EXPECT_EQ(foreign.first, 1);
+  EXPECT_THAT(foreign.second, HasSubstr("it exists and is not an embeddings directory (it holds keep.txt)"));
+  EXPECT_EQ(test::slurp(mine / "keep.txt"), "keep");
+  EXPECT_THAT(encode(model_, model_).second, HasSubstr("is not an embeddings directory (it holds checksums.json"));
+  EXPECT_TRUE(fs::exists(fs::path(model_) / "weights.pt"));
+  ASSERT_EQ(encode(model_, emb).first, 0);
+  ASSERT_EQ(encode(model_, emb).first, 0) << "an embeddings directory may be replaced";
+  const auto into_input = shell(cli() + " index build --embeddings " + emb + " --output " + emb + " 2>&1");
+  EXPECT_EQ(into_input.first, 1);
+  EXPECT_THAT(into_input.second, HasSubstr("is not an index directory (it holds embeddings.npy"));
+  const auto data_into_model = shell(cli() + " data synthetic --output " + model_ + " 2>&1");
+  EXPECT_EQ(data_into_model.first, 1);
+  EXPECT_THAT(data_into_model.second, HasSubstr("is not a data set directory"));
+  EXPECT_TRUE(fs::exists(fs::path(model_) / "weights.pt"));
+  // Another model of the same width: its embeddings would rank nonsense.
+  TrainConfig config;
+  config.data_corpus = corpus;
+  config.tokenizer_vocab_size = 300;
+  config.seed = 9;
+  config.encoder_options.set("dim", int64_t{16});
+  config.encoder_options.set("embedding_dim", int64_t{16});
+  const auto table = read_beir_corpus(corpus);
+  const auto other = (work_.path / "other").string();
+  save_model(build_model(config, &table), other);
+  const auto wrong = shell(cli() + " eval --model " + other + data_args() + " --embeddings " + emb + " 2>&1");
+  EXPECT_EQ(wrong.first, 1);
+  EXPECT_THAT(wrong.second, HasSubstr("was encoded by other weights"));
+  EXPECT_THAT(wrong.second, HasSubstr("encode the corpus again with this model"));
+  const auto index = (work_.path / "index").string();
+  ASSERT_EQ(shell(cli() + " index build --embeddings " + emb + " --output " + index + " 2>&1").first, 0);
+  EXPECT_THAT(shell(cli() + " eval --model " + other + data_args() + " --index " + index + " 2>&1").second,
+              HasSubstr("the index was encoded by other weights"));
+  EXPECT_EQ(shell(cli() + " eval --model " + model_ + data_args() + " --index " + index + " 2>/dev/null").first, 0);
+  for (const auto& source : {" --embeddings " + emb, " --index " + index}) {
+    EXPECT_THAT(shell(cli() + " search --model " + other + " --corpus " + corpus + source + " tipili 2>&1").second,
+                HasSubstr(source.substr(1) + " was encoded by other weights"));
+  }
+  // An empty corpus is named as such, not blamed on the judgements.
+  const auto empty = (work_.path / "empty.jsonl").string();
+  std::ofstream(empty).close();
+  const auto bm25 = shell(cli() + " bm25 --corpus " + empty + " --queries " + (data_ / "queries.jsonl").string() +
+                          " --qrels " + (data_ / "qrels" / "dev.tsv").string() + " 2>&1");
+  EXPECT_EQ(bm25.first, 1);
+  EXPECT_THAT(bm25.second, HasSubstr("empty.jsonl: no passages (the file holds no records)"));
+  // Options checked before the work: a run file in a missing directory, a
+  // token limit with no room for a token.
+  const auto run = shell(cli() + " eval --model " + model_ + data_args() + " --run " +
+                         (work_.path / "nowhere" / "x.run").string() + " 2>&1");
+  EXPECT_NE(run.first, 0);
+  EXPECT_THAT(run.second, HasSubstr("nowhere does not exist"));
+  EXPECT_THAT(run.second, ::testing::Not(HasSubstr("mrr@10")));
+  EXPECT_THAT(shell(cli() + " eval --model " + model_ + data_args() + " --query-max-length 1 2>&1").second,
+              HasSubstr("--query-max-length: must be >= 2 (room for [CLS] and [SEP])"));
+  // A query that cannot be read is named by its line; the others are answered.
+  const auto searched = shell("printf 'tipili\\na\\377b\\npatale\\n' | " + cli() + " search --model " + model_ +
+                              " --corpus " + corpus + " --k 2 2>&1");
+  EXPECT_EQ(searched.first, 1);
+  EXPECT_THAT(searched.second, HasSubstr("standard input line 2: "));
+  EXPECT_THAT(searched.second, HasSubstr("query: patale"));
+}
 #endif
 
 }  // namespace

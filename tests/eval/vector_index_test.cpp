@@ -238,6 +238,16 @@ TEST_F(VectorIndexFiles, DamagedForeignOrInconsistentIndexesAreRefused) {
   info["count"] = 100;
   std::ofstream(path + "/info.json") << info.dump();
   EXPECT_THAT(test::error_of([&] { VectorIndex::load(path); }), HasSubstr("is not the hnsw index info.json names"));
+  info["type"] = "pq";
+  std::ofstream(path + "/info.json") << info.dump();
+  try {
+    VectorIndex::load(path);
+    ADD_FAILURE() << "an unknown index type loaded";
+  } catch (const c10::Error& e) {
+    // The message a CLI prints, with no inner error's C++ stack trace in it.
+    EXPECT_THAT(e.what_without_backtrace(), HasSubstr("index type must be flat, ivf or hnsw, got 'pq'"));
+    EXPECT_THAT(e.what_without_backtrace(), ::testing::Not(HasSubstr("Exception raised from")));
+  }
   std::ofstream(path + "/info.json") << "{\"format\": \"contaccum-embeddings\", \"version\": 1}";
   EXPECT_THAT(test::error_of([&] { VectorIndex::load(path); }), HasSubstr("format must be contaccum-index"));
   EXPECT_THAT(test::error_of([&] { VectorIndex::load((dir_ / "none").string()); }), HasSubstr("no file"));

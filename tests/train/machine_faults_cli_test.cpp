@@ -168,6 +168,12 @@ TEST(ResourceRequests, AbsurdThreadAndWorkerCountsAreRefusedReadably) {
       {{"--threads", "abc", "train", "--list-keys"}, "--threads: 'abc' is not a number"},
       {{"bm25", "--corpus", CONTACCUM_CLI, "--queries", CONTACCUM_CLI, "--qrels", CONTACCUM_CLI, "--k", "0"},
        "--k: must be >= 1, got 0"},
+      // Integers beyond 64 bits (CLI11 saturated them silently) and nothing.
+      {{"bm25", "--corpus", CONTACCUM_CLI, "--queries", CONTACCUM_CLI, "--qrels", CONTACCUM_CLI, "--k",
+        "99999999999999999999"},
+       "--k: '99999999999999999999' is out of range (at most 9223372036854775807)"},
+      {{"bm25", "--corpus", CONTACCUM_CLI, "--queries", CONTACCUM_CLI, "--qrels", CONTACCUM_CLI, "--k", ""},
+       "--k: '' is not a number"},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     std::vector<std::string> args = {CONTACCUM_CLI};

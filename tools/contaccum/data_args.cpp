@@ -14,7 +14,7 @@ void add_data_args(CLI::App* app, DataArgs& a) {
   app->add_option("--qrels", a.qrels, "BEIR qrels TSV (header line, query-id corpus-id score)")
       ->required()
       ->check(CLI::ExistingFile);
-  app->add_option("--run", a.run, "also write a TREC run file (for trec_eval)");
+  app->add_option("--run", a.run, "also write a TREC run file (for trec_eval)")->check(cli::output_file());
   app->add_option("--k", a.k, "results per query")->check(cli::positive());
   app->add_option("--max-queries", a.max_queries, "evaluate the first N judged queries only (0: all)")
       ->check(cli::non_negative());
@@ -54,6 +54,7 @@ void require_judged_queries(const std::vector<Qrel>& qrels, const ReadReport& re
 TextTable read_corpus(const std::string& path, bool skip_bad_records) {
   ReadReport report;
   auto corpus = read_beir_corpus(path, reader_options(skip_bad_records), &report);
+  require_records(report, path, "passages");
   warn_skipped(path, report);
   return corpus;
 }
@@ -61,6 +62,7 @@ TextTable read_corpus(const std::string& path, bool skip_bad_records) {
 CorpusStream open_corpus(const std::string& path, bool skip_bad_records) {
   ReadReport report;
   CorpusStream corpus(path, reader_options(skip_bad_records), &report);
+  require_records(report, path, "passages");
   warn_skipped(path, report);
   return corpus;
 }
@@ -85,6 +87,7 @@ std::pair<TextTable, std::vector<Qrel>> read_queries_and_qrels(const DataArgs& a
   const auto reader = reader_options(a.skip_bad_records);
   ReadReport report;
   auto queries = read_beir_queries(a.queries, reader, &report);
+  require_records(report, a.queries, "queries");
   warn_skipped(a.queries, report);
   auto qrels = read_qrels(a.qrels, queries, corpus, reader, &report);
   require_judged_queries(qrels, report, a.qrels, a.queries);

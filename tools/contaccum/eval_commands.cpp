@@ -38,9 +38,9 @@ class EvalCommand : public Command {
     add_data_args(app_, data_);
     app_->add_option("--batch-size", batch_size_, "texts encoded at once")->check(cli::positive());
     app_->add_option("--query-max-length", query_max_length_, "token limit of queries (default: the model's)")
-        ->check(cli::non_negative());
+        ->check(cli::token_limit());
     app_->add_option("--passage-max-length", passage_max_length_, "token limit of passages (default: the model's)")
-        ->check(cli::non_negative());
+        ->check(cli::token_limit());
     app_->add_option("--embeddings", embeddings_,
                      "search these passage embeddings (`contaccum encode`) instead of "
                      "encoding the corpus")

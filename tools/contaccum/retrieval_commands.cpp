@@ -31,7 +31,7 @@ class EncodeCommand : public Command {
     app_->add_option("--output", output_, "embeddings directory to write")->required();
     app_->add_option("--batch-size", batch_size_, "passages encoded at once")->check(cli::positive());
     app_->add_option("--passage-max-length", passage_max_length_, "token limit of passages (default: the model's)")
-        ->check(cli::non_negative());
+        ->check(cli::token_limit());
     app_->add_flag("--skip-bad-records", skip_bad_records_, "skip (and count) malformed records instead of stopping");
     app_->add_option("--nproc-per-node", nproc_,
                      "encode with this many worker processes, each a contiguous share of every block (rank 0 "
@@ -129,14 +129,28 @@ class SearchCommand : public Command {
       }
       std::cout << std::endl;
     };
+    // A query that cannot be searched (invalid UTF-8, say) is named by its
+    // place; the others are still answered, and the status says one failed.
+    int status = 0;
+    const auto answer_or_report = [&](const std::string& query, const std::string& where) {
+      try {
+        answer(query);
+      } catch (const c10::Error& e) {
+        std::cout << std::flush;
+        std::cerr << "contaccum: error: " << where << ": " << e.what_without_backtrace() << std::endl;
+        status = 1;
+      }
+    };
     if (!queries_.empty()) {
-      for (const auto& q : queries_) answer(q);
+      for (size_t i = 0; i < queries_.size(); ++i) answer_or_report(queries_[i], "query " + std::to_string(i + 1));
     } else {
+      int64_t number = 0;
       for (std::string line; std::getline(std::cin, line);) {
-        if (!line.empty()) answer(line);
+        ++number;
+        if (!line.empty()) answer_or_report(line, "standard input line " + std::to_string(number));
       }
     }
-    return 0;
+    return status;
   }
 
  private:
@@ -152,6 +166,7 @@ class SearchCommand : public Command {
       TORCH_CHECK(index->dim() == model.model->dim() && index->options().similarity() == similarity, "--index ", index_,
                   " holds ", index->dim(), "-wide ", index->options().similarity(), " vectors, not this model's (",
                   model.model->dim(), "-wide ", similarity, ")");
+      check_encoded_by(model.model, index->model_crc32(), "--index " + index_);
       return [index](const torch::Tensor& q, int64_t k) { return index->search(q, k); };
     }
     torch::Tensor passages;
@@ -161,6 +176,7 @@ class SearchCommand : public Command {
       TORCH_CHECK(reader.info().dim == model.model->dim() && reader.info().similarity == similarity, "--embeddings ",
                   embeddings_, " holds ", reader.info().dim, "-wide ", reader.info().similarity,
                   " vectors, not this model's (", model.model->dim(), "-wide ", similarity, ")");
+      check_encoded_by(model.model, reader.info().model_crc32, "--embeddings " + embeddings_, reader.info().model);
       passages = reader.read_all();
     } else {
       std::vector<std::string> texts;

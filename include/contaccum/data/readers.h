@@ -16,6 +16,11 @@ namespace contaccum {
 /// "file:line: problem" (or skips and counts it, see `ReaderOptions`).
 /// `report`, when given, receives line, record and skip counts.
 
+/// Throws "`path`: no `what`" and why when a read kept no record: the file
+/// holds none, or every one was skipped as bad (the first is named). For
+/// callers that cannot work with an empty corpus, query or judgement file.
+void require_records(const ReadReport& report, const std::string& path, const std::string& what);
+
 /// A BEIR `corpus.jsonl`: one object per line with `_id` (unique), `title`
 /// (may be empty or absent) and `text` (non-empty).
 TextTable read_beir_corpus(const std::string& path, const ReaderOptions& options = {}, ReadReport* report = nullptr);

@@ -25,6 +25,9 @@ struct EmbeddingsInfo {
   std::string similarity = "dot";
   /// Where they came from (for people; not checked).
   std::string model, corpus;
+  /// `weights_crc32` of the model that encoded them; 0: not recorded (an
+  /// older contaccum). Evaluation and search refuse other weights.
+  uint32_t model_crc32 = 0;
 };
 
 /// A directory of passage embeddings that Python reads without this library:
@@ -33,7 +36,8 @@ struct EmbeddingsInfo {
 ///   `numpy.load(path, mmap_mode="r")`);
 /// - `ids.txt`: the passage ids, one per line, in row order;
 /// - `info.json`: `{"format": "contaccum-embeddings", "version": 1, "count",
-///   "dim", "dtype": "float32", "similarity", "model", "corpus"}`.
+///   "dim", "dtype": "float32", "similarity", "model", "corpus",
+///   "model_crc32"}`.
 ///
 /// Written into a temporary sibling directory and renamed when complete
 /// (`AtomicDirectory`): a killed writer leaves no half-written embeddings.
@@ -102,5 +106,12 @@ int64_t encode_corpus(DualEncoder& model, const TextEncoderFn& tokenize, const P
 int64_t encode_corpus(DualEncoder& model, const TextEncoderFn& tokenize, const TextTable& corpus,
                       const std::string& path, const EncodeCorpusOptions& options = {},
                       Collective& collective = *local_collective());
+
+namespace detail {
+/// The "format" of `dir`/info.json (`contaccum-embeddings`,
+/// `contaccum-index`), or "" when it has none: what an output directory
+/// that may be replaced must hold.
+std::string info_json_format(const std::string& dir);
+}  // namespace detail
 
 }  // namespace contaccum

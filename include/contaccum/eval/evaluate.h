@@ -61,6 +61,14 @@ struct EvalResult {
   std::vector<int64_t> query_rows;
 };
 
+/// Throws, naming `what` (and `made_by`, where the vectors say they came
+/// from), when precomputed passage vectors were encoded by other weights
+/// than `model`'s: `model_crc32` is the `weights_crc32` that `encode_corpus`
+/// records in embeddings and `build_vector_index` in indexes (0: not
+/// recorded, by an older contaccum; not checked).
+void check_encoded_by(DualEncoder& model, uint32_t model_crc32, const std::string& what,
+                      const std::string& made_by = "");
+
 /// Dense retrieval evaluation: encodes every judged query (`text`, see
 /// `judged_queries`), then the passages (`full_text`) a block of
 /// `64 x batch_size` at a time, each block searched exactly on the model's

@@ -104,6 +104,10 @@ class VectorIndex {
   const VectorIndexOptions& options() const;
   /// Passage ids by row (empty when none were given).
   const std::vector<std::string>& ids() const;
+  /// `weights_crc32` of the model whose embeddings it holds (saved; set by
+  /// `build_vector_index` from the embeddings); 0: not recorded.
+  uint32_t model_crc32() const;
+  void set_model_crc32(uint32_t crc);
   /// Bytes of what search reads: vectors, inverted lists and their ids,
   /// centroids, graph links.
   int64_t memory_bytes() const;

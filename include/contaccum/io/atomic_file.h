@@ -79,11 +79,32 @@ bool write_fully(int fd, const void* data, size_t size);
 /// `commit()` (an existing directory of that name is replaced: renamed aside,
 /// the new one renamed in, the old one removed; put back if the second rename
 /// fails). Destroyed without `commit()`, it removes the temporary tree.
+/// What an existing directory may be replaced by an `AtomicDirectory` as:
+/// `recognise` says whether a directory is an earlier output of this kind
+/// (say, its info.json's format), `kind` names the kind in the error. An
+/// empty directory may always be replaced.
+struct ReplaceableDirectory {
+  /// "an embeddings directory".
+  std::string kind;
+  std::function<bool(const std::string& directory)> recognise;
+};
+
+/// Throws, naming `path` and a few of its entries, when it is an existing
+/// non-empty directory that `replaceable.recognise` does not recognise (the
+/// check `AtomicDirectory` makes; for callers that write through another
+/// writer and must refuse before starting).
+void check_replaceable_directory(const std::string& path, const ReplaceableDirectory& replaceable);
+
 class AtomicDirectory {
  public:
   /// Creates the temporary directory (and missing parents of `path`); `path`
-  /// must not be an existing non-directory.
-  explicit AtomicDirectory(std::string path);
+  /// must not be an existing non-directory. With `replaceable.recognise`
+  /// set, an existing non-empty directory that it does not recognise is
+  /// refused before anything is written, naming a few of its entries: an
+  /// output replaced whole must never take someone's other files with it (a
+  /// mistyped `--output` naming the working directory, the model or the
+  /// input). Without it, any existing directory is replaced.
+  explicit AtomicDirectory(std::string path, ReplaceableDirectory replaceable = {});
   ~AtomicDirectory();
   AtomicDirectory(const AtomicDirectory&) = delete;
   AtomicDirectory& operator=(const AtomicDirectory&) = delete;

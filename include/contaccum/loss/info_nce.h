@@ -1,5 +1,7 @@
 #pragma once
 
+#include "contaccum/core/option_table.h"
+
 #include <torch/arg.h>
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
@@ -14,6 +16,10 @@ enum class Similarity {
   /// Cosine of the angle: inner product of L2-normalised vectors.
   Cosine,
 };
+
+/// "dot", "cosine".
+template <>
+const std::vector<std::pair<Similarity, std::string>>& enum_names<Similarity>();
 
 /// Options of the InfoNCE loss, shared by `info_nce` and `InfoNCE`.
 struct InfoNCEOptions {
@@ -38,6 +44,13 @@ struct InfoNCEOptions {
   /// Also return the current rows' score matrix (`InfoNCEResult::scores`),
   /// which costs its full size. Default: false.
   TORCH_ARG(bool, return_scores) = false;
+
+ public:
+  /// Every field above, declared once (`OptionTable`): names, rules and
+  /// which of them change the loss's numbers.
+  static const OptionTable<InfoNCEOptions>& fields();
+  /// Throws, naming the option and its value, when one is out of range.
+  void validate() const;
 };
 
 /// Detached representations from memory banks that join the score matrix as

@@ -68,4 +68,9 @@ class DualEncoderImpl : public torch::nn::Module {
 /// Module holder of `DualEncoderImpl`.
 TORCH_MODULE(DualEncoder);
 
+/// CRC-32 of every parameter and buffer of `module` (names, shapes and
+/// bytes, in order): which weights produced a set of embeddings or an index
+/// (recorded in their info.json, compared when they are used with a model).
+uint32_t weights_crc32(const torch::nn::Module& module);
+
 }  // namespace contaccum

@@ -37,6 +37,10 @@ enum class GradientMode {
   Cached,
 };
 
+/// "direct", "cached".
+template <>
+const std::vector<std::pair<GradientMode, std::string>>& enum_names<GradientMode>();
+
 /// Which in-batch negatives a query row sees (banks come on top).
 enum class NegativeScope {
   /// Its own micro-batch; one loss per micro-batch, weighted by its share.
@@ -44,6 +48,10 @@ enum class NegativeScope {
   /// The whole total batch; one loss per step.
   TotalBatch,
 };
+
+/// "micro_batch", "total_batch".
+template <>
+const std::vector<std::pair<NegativeScope, std::string>>& enum_names<NegativeScope>();
 
 /// Which weights encode the representations that go into the banks.
 enum class BankEncoder {
@@ -57,6 +65,10 @@ enum class BankEncoder {
   /// negatives, and so its gradient path, are those of the current towers.
   Momentum,
 };
+
+/// "current", "momentum".
+template <>
+const std::vector<std::pair<BankEncoder, std::string>>& enum_names<BankEncoder>();
 
 /// Options of `Strategy`: what one optimizer step's gradients are.
 ///
@@ -141,8 +153,14 @@ struct StrategyOptions {
   TORCH_ARG(int64_t, staleness_sample) = 0;
 
  public:
-  /// Throws, naming the option and its value, when the options are
-  /// inconsistent.
+  /// Every field above, declared once (`OptionTable`; the loss's fields as
+  /// `loss.<name>`): names, rules and which of them change the gradients.
+  static const OptionTable<StrategyOptions>& fields();
+  /// The fields that change results, as `option_fingerprint` writes them:
+  /// what checkpoints record and `Strategy::load` compares.
+  std::string fingerprint() const;
+  /// Throws, naming the option and its value, when the options are out of
+  /// range or inconsistent.
   void validate() const;
 };
 
