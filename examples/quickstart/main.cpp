@@ -45,8 +45,8 @@ double top1(DualEncoder& model, int64_t n) {
   model->eval();
   auto docs = torch::randint(1, kVocab, {n, kDocLen}, torch::kLong);
   EncoderInput q{make_queries(docs), {}, {}}, p{docs, {}, {}};
-  auto scores = torch::nn::functional::normalize(model->encode_queries(q))
-                    .matmul(torch::nn::functional::normalize(model->encode_passages(p)).t());
+  // The model normalises its representations (cosine), as evaluation reads them.
+  auto scores = model->encode_queries(q).matmul(model->encode_passages(p).t());
   model->train();
   return scores.argmax(1).eq(torch::arange(n)).to(torch::kDouble).mean().item<double>();
 }
@@ -61,7 +61,9 @@ int main(int argc, char** argv) {
   auto make_tower = [] {
     return BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(kVocab, 128).embedding_dim(128).dropout(0.1));
   };
-  DualEncoder model(make_tower().ptr(), make_tower().ptr());
+  // Cosine similarity: the model's representations have unit norm, so
+  // evaluation, embeddings and indexes score as the loss does.
+  DualEncoder model(make_tower().ptr(), make_tower().ptr(), DualEncoderOptions().normalize(true));
 
   // ContAccum: 64 examples per step in 8 micro-batches of 8, with banks of
   // 256 examples whose representations act as extra negatives.
@@ -73,17 +75,17 @@ int main(int argc, char** argv) {
   // torch::optim::AdamW's numbers in one pass without temporaries.
   FusedAdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(0.01));
 
+  // The trainer's step: gradients, norms, the non-finite check, clipping at
+  // 2.0, the optimizer.
+  TrainingStep training_step(model, strategy, optimizer, local_collective(), TrainingStepOptions().max_grad_norm(2.0));
+
   std::printf("top@1 before training: %.3f\n", top1(model, 1000));
   for (int64_t step = 1; step <= steps; ++step) {
-    zero_gradients(optimizer);  // kept, zeroed in place (LibTorch 2.x's zero_grad frees them)
-    StepStats stats = strategy.compute_gradients(make_batch(options.total_batch()));
-    const GradientNorms norms = gradient_norms(model);
-    torch::nn::utils::clip_grad_norm_(model->parameters(), 2.0);
-    optimizer.step();
+    const TrainingStepResult r = training_step.run(make_batch(options.total_batch()), step);
     if (step % 25 == 0 || step == 1) {
       std::printf("step %4lld  loss %.4f  negatives/query %.0f  bank fill %.2f  |gq|/|gp| %.3f\n",
-                  static_cast<long long>(step), stats.loss, stats.negatives_per_query, stats.passage_bank_fill,
-                  norms.ratio);
+                  static_cast<long long>(step), r.stats.loss, r.stats.negatives_per_query,
+                  r.stats.passage_bank_fill, r.grad_norms.ratio);
     }
   }
   std::printf("top@1 after training:  %.3f (1000 candidates)\n", top1(model, 1000));

@@ -63,4 +63,5 @@
 #include "contaccum/train/stop_signals.h"
 #include "contaccum/train/train_config.h"
 #include "contaccum/train/trainer.h"
+#include "contaccum/train/training_step.h"
 #include "contaccum/version.h"

@@ -38,47 +38,6 @@ using detail::MetricsLog;
 using detail::Progress;
 using detail::step_json;
 
-std::string number_text(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  std::ostringstream out;
-  out << v;
-  return out.str();
-}
-
-// What of the step is not finite ("" when all is), in words for the log.
-// `square_limit` is the largest gradient norm whose square the parameters'
-// dtype holds: beyond it AdamW's second moment overflows to infinity from
-// finite gradients.
-std::string non_finite_part(const StepRecord& r, double applied_norm, double square_limit) {
-  std::string out;
-  auto add = [&](const std::string& what) { out += (out.empty() ? "" : ", ") + what; };
-  if (!std::isfinite(r.stats.loss)) add("the loss is " + number_text(r.stats.loss));
-  if (!std::isfinite(r.grad_norms.query)) {
-    add("the query tower's gradient norm is " + number_text(r.grad_norms.query));
-  }
-  if (!std::isfinite(r.grad_norms.passage)) {
-    add("the passage tower's gradient norm is " + number_text(r.grad_norms.passage));
-  }
-  if (out.empty() && applied_norm > square_limit) {
-    add("the gradient norm " + number_text(applied_norm) + " is finite but its square overflows the parameters' " +
-        "dtype (AdamW's second moment would become infinite); clip it with max_grad_norm");
-  }
-  return out;
-}
-
-// torch::nn::utils::clip_grad_norm_'s rule, with the float64 norm of
-// `gradient_norms` (a float32 sum overflows where this does not).
-void clip_gradients(const std::vector<torch::Tensor>& params, double norm, double max_norm) {
-  if (max_norm <= 0) return;
-  const double coefficient = max_norm / (norm + 1e-6);
-  if (coefficient >= 1.0) return;
-  torch::NoGradGuard no_grad;
-  for (const auto& p : params) {
-    if (p.grad().defined()) p.grad().mul_(coefficient);
-  }
-}
-
 // What a checkpoint must agree on with the run that loads it.
 detail::TrainerFields run_fields(const StrategyOptions& s, const TrainerOptions& o, int64_t total_steps) {
   return {{"total_steps", total_steps},
@@ -159,10 +118,10 @@ Trainer::Trainer(DualEncoder model, StrategyOptions strategy, std::shared_ptr<co
               options_.checkpoint_every());
   TORCH_CHECK(options_.keep_checkpoints() >= 1, "TrainerOptions::keep_checkpoints must be >= 1, got ",
               options_.keep_checkpoints());
-  TORCH_CHECK(options_.max_grad_norm() >= 0 && !std::isnan(options_.max_grad_norm()),
-              "TrainerOptions::max_grad_norm must be >= 0 (0 disables clipping), got ", options_.max_grad_norm());
-  TORCH_CHECK(options_.max_consecutive_skips() >= 1, "TrainerOptions::max_consecutive_skips must be >= 1, got ",
-              options_.max_consecutive_skips());
+  TrainingStepOptions()
+      .max_grad_norm(options_.max_grad_norm())
+      .max_consecutive_skips(options_.max_consecutive_skips())
+      .validate();
   TORCH_CHECK(options_.prefetch() >= 1, "TrainerOptions::prefetch must be >= 1, got ", options_.prefetch());
   TORCH_CHECK(options_.staleness_every() >= 0, "TrainerOptions::staleness_every must be >= 0, got ",
               options_.staleness_every());
@@ -177,6 +136,15 @@ Trainer::Trainer(DualEncoder model, StrategyOptions strategy, std::shared_ptr<co
       SamplerOptions(strategy.total_batch()).hard_negatives(options_.hard_negatives()).seed(options_.seed()));
   state_.total_steps =
       options_.max_steps() > 0 ? options_.max_steps() : options_.epochs() * sampler_->batches_per_epoch();
+  step_ = make_step();
+}
+
+std::unique_ptr<TrainingStep> Trainer::make_step() const {
+  return std::make_unique<TrainingStep>(model_, *strategy_, *optimizer_, collective_,
+                                        TrainingStepOptions()
+                                            .max_grad_norm(options_.max_grad_norm())
+                                            .non_finite(options_.non_finite())
+                                            .max_consecutive_skips(options_.max_consecutive_skips()));
 }
 
 Trainer::~Trainer() = default;
@@ -194,12 +162,6 @@ RetrievalMetrics Trainer::evaluate() {
     if (on_new_best_ && is_main_rank()) on_new_best_(model_, state_.step);
   }
   return metrics;
-}
-
-int Trainer::agreed_stop_signal() const {
-  // One process reads its own; ranks agreed on theirs in the step's
-  // gradient all-reduce.
-  return collective_->world_size() == 1 ? stop_signal() : reduced_stop_signal_;
 }
 
 std::string Trainer::checkpoint(int64_t step) {
@@ -257,13 +219,14 @@ TrainResult Trainer::train() {
     record.epoch = item->indices.position.epoch;
     record.lr = schedule.lr(state_.step);
     set_learning_rate(*optimizer_, record.lr);
-
-    zero_gradients(*optimizer_);
-    model_->train();
-    record.stats = strategy_->compute_gradients(item->batch);
-    const Stopwatch optimizer_watch;
-    apply_step(record);
-    record.optimizer_seconds = optimizer_watch.seconds();
+    auto done = step_->run(item->batch, state_.step + 1);
+    record.stats = done.stats;
+    record.grad_norms = done.grad_norms;
+    record.non_finite = done.non_finite;
+    record.reduce_seconds = done.reduce_seconds;
+    record.optimizer_seconds = done.optimizer_seconds;
+    state_.skipped_steps = step_->skipped_steps();
+    state_.consecutive_skips = step_->consecutive_skips();
 
     state_.step += 1;
     state_.position = item->indices.next;
@@ -278,8 +241,9 @@ TrainResult Trainer::train() {
     for (auto& cb : callbacks_) cb->on_step_end(state_, record);
     progress.update(record, run_watch.seconds(), state_.step - first_step);
 
-    // A stop signal ends the run after this step on every rank alike.
-    const int signal = agreed_stop_signal();
+    // A stop signal ends the run after this step on every rank alike (one
+    // process: one that came while the step ran on counts too).
+    const int signal = collective_->world_size() == 1 && done.stop_signal == 0 ? stop_signal() : done.stop_signal;
     nlohmann::json line = step_json(record);
     const bool due_eval = options_.eval_every() > 0 ? state_.step % options_.eval_every() == 0 : epoch_end;
     if (evaluator_ && (due_eval || last || state_.should_stop)) {
@@ -317,90 +281,12 @@ void Trainer::set_collective(std::shared_ptr<Collective> collective) {
   TORCH_CHECK(state_.step == 0 && !loaded_, "Trainer::set_collective: call it before load and train");
   strategy_->set_collective(collective);
   collective_ = std::move(collective);
-  if (collective_->world_size() == 1) return;
-  {
-    // Every rank starts from rank 0's weights, whatever its own init drew.
-    torch::NoGradGuard no_grad;
-    for (auto& p : model_->parameters()) {
-      auto data = p.data();
-      collective_->broadcast(data);
-    }
-    for (auto& b : model_->buffers()) collective_->broadcast(b);
-  }
-  // A stream of its own per rank (dropout), a function of the seed only.
-  const uint64_t rank = static_cast<uint64_t>(collective_->rank());
-  torch::manual_seed(options_.seed() ^ (0x9E3779B97F4A7C15ULL * (rank + 1)));
+  step_ = make_step();
+  synchronize_replicas(model_, *collective_, options_.seed());
 }
 
 bool Trainer::is_main_rank() const { return collective_->rank() == 0; }
 
-double Trainer::reduce_gradients() {
-  if (collective_->world_size() == 1) return 0.0;
-  const Stopwatch watch;
-  std::vector<torch::Tensor> grads;
-  for (const auto& p : model_->parameters()) {
-    if (p.grad().defined()) grads.push_back(p.grad());
-  }
-  // With the gradients (the same collective, no second one a step): how many
-  // ranks received each stop signal, so that every rank stops after this
-  // step, with its own signal if it got one, else the first the others got.
-  static constexpr int kSignals[] = {SIGTERM, SIGINT, SIGUSR1};
-  const int mine = stop_signal();
-  const auto options = grads.empty() ? model_->parameters().front().options() : grads.back().options();
-  auto counts = torch::zeros({3}, options.requires_grad(false));
-  for (int i = 0; i < 3; ++i) {
-    if (mine == kSignals[i]) counts[i] = 1.0;
-  }
-  grads.push_back(counts);
-  collective_->all_reduce_sum(grads);
-  const auto received = counts.to(torch::kCPU, torch::kDouble);
-  reduced_stop_signal_ = mine;
-  for (int i = 0; i < 3 && reduced_stop_signal_ == 0; ++i) {
-    if (received[i].item<double>() > 0.0) reduced_stop_signal_ = kSignals[i];
-  }
-  return watch.seconds();
-}
-
-void Trainer::apply_step(StepRecord& record) {
-  record.reduce_seconds = reduce_gradients();
-  record.grad_norms = gradient_norms(model_);
-  const double norm = record.grad_norms.total;
-  const auto params = model_->parameters();
-  const double square_limit = params.front().scalar_type() == torch::kDouble
-                                  ? std::sqrt(std::numeric_limits<double>::max())
-                                  : std::sqrt(static_cast<double>(std::numeric_limits<float>::max()));
-  const double max_norm = options_.max_grad_norm();
-  const double applied = max_norm > 0 ? std::min(norm, max_norm) : norm;
-  const auto problem = non_finite_part(record, applied, square_limit);
-  const int64_t step = state_.step + 1;
-  if (problem.empty()) {
-    clip_gradients(params, norm, max_norm);
-    optimizer_->step();
-    strategy_->update_bank_encoder();
-    state_.consecutive_skips = 0;
-    return;
-  }
-  // Nothing of the step is applied, whatever the policy.
-  zero_gradients(*optimizer_);
-  strategy_->discard_step();
-  TORCH_CHECK(options_.non_finite() == NonFinitePolicy::Skip, "Trainer: step ", step, " is not finite: ", problem,
-              " (lr ", record.lr,
-              "). Nothing of it was applied: weights, optimizer state and banks are those after step ", step - 1,
-              ". Lower the learning rate, raise the temperature, check the data, or set non_finite: skip");
-  record.non_finite = problem;
-  state_.skipped_steps += 1;
-  state_.consecutive_skips += 1;
-  spdlog::warn("step {}: skipped ({}); {} skipped in all, {} in a row", step, problem, state_.skipped_steps,
-               state_.consecutive_skips);
-  TORCH_CHECK(state_.consecutive_skips < options_.max_consecutive_skips(), "Trainer: ", state_.consecutive_skips,
-              " steps in a row (to step ", step,
-              ") were not finite and skipped (max_consecutive_skips = ", options_.max_consecutive_skips(),
-              "); the last: ", problem, ". Lower the learning rate, raise the temperature or check the data");
-}
-
-// A new run must not share its directory with another run's checkpoints:
-// `keep_checkpoints` would delete the new ones first, and a later resume
-// would continue the other run.
 void Trainer::check_fresh_directory() const {
   CheckpointManager manager((fs::path(options_.output_dir()) / "checkpoints").string(), options_.keep_checkpoints());
   const auto existing = manager.list();
@@ -486,6 +372,7 @@ void Trainer::load(torch::serialize::InputArchive& archive) {
   state_.should_stop = false;
   state_.skipped_steps = field.at("skipped_steps");
   state_.consecutive_skips = field.at("consecutive_skips");
+  step_->set_skip_counts(state_.skipped_steps, state_.consecutive_skips);
   loaded_ = true;
 }
 

@@ -9,6 +9,7 @@
 #include "contaccum/model/gradient_norms.h"
 #include "contaccum/strategy/strategy.h"
 #include "contaccum/train/optimizer.h"
+#include "contaccum/train/training_step.h"
 
 #include <torch/arg.h>
 
@@ -32,18 +33,6 @@ enum class ProgressMode {
   Lines,
   /// Nothing but warnings.
   Silent,
-};
-
-/// What the trainer does with a step whose loss or gradient norm is not
-/// finite. Either way nothing of that step is applied: not to the weights,
-/// not to the optimizer state, not to the banks.
-enum class NonFinitePolicy {
-  /// Stop with an error naming the step and what was not finite.
-  Error,
-  /// Throw the step's gradients away, undo its bank writes, count it in
-  /// `metrics.jsonl` and go on; stop when `max_consecutive_skips` steps in a
-  /// row are skipped.
-  Skip,
 };
 
 /// Options of `Trainer`.
@@ -293,15 +282,10 @@ class Trainer {
  private:
   RetrievalMetrics evaluate();
   std::string checkpoint(int64_t step);
-  // The stop signal this step ends the run with, agreed by every rank.
-  int agreed_stop_signal() const;
-  // Sums the step's gradients over the collective's processes, and in the
-  // same all-reduce agrees on a stop signal; returns the seconds it took.
-  double reduce_gradients();
   bool is_main_rank() const;
-  // Applies the step's gradients, or (not finite) throws or undoes it.
-  void apply_step(StepRecord& record);
   void check_fresh_directory() const;
+  // The step object for the current collective and options.
+  std::unique_ptr<TrainingStep> make_step() const;
 
   DualEncoder model_;
   std::unique_ptr<Strategy> strategy_;
@@ -314,8 +298,7 @@ class Trainer {
   bool loaded_ = false;  // state came from a checkpoint
   Evaluator evaluator_;
   std::vector<std::shared_ptr<TrainerCallback>> callbacks_;
-  // Ranks > 1: the stop signal agreed in the last gradient all-reduce.
-  int reduced_stop_signal_ = 0;
+  std::unique_ptr<TrainingStep> step_;
   std::function<void(DualEncoder&, int64_t)> on_new_best_;
   std::shared_ptr<Collective> collective_;
 };
