@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
+#include <unordered_map>
 
 namespace contaccum {
 namespace fs = std::filesystem;
@@ -160,6 +162,15 @@ EmbeddingsReader::EmbeddingsReader(const std::string& path) : path_(path) {
   std::ifstream ids_in(ids_path);
   TORCH_CHECK(ids_in, "no file ", ids_path);
   for (std::string line; std::getline(ids_in, line);) ids_.push_back(line);
+  {
+    // A passage id names one row: a duplicate would make search results and
+    // judgements ambiguous.
+    std::unordered_map<std::string_view, size_t> row_of;
+    for (size_t row = 0; row < ids_.size(); ++row) {
+      const auto [seen, fresh] = row_of.emplace(ids_[row], row);
+      TORCH_CHECK(fresh, ids_path, ": passage id '", ids_[row], "' is on rows ", seen->second, " and ", row);
+    }
+  }
   TORCH_CHECK(static_cast<int64_t>(ids_.size()) == info_.count, ids_path, ": ", ids_.size(), " ids, info.json says ",
               info_.count);
   const auto data_path = (dir / "embeddings.npy").string();

@@ -1,11 +1,14 @@
 #include "contaccum/train/train_config.h"
 
+#include "contaccum/core/option_table.h"
 #include "contaccum/strategy/strategy.h"
 
 #include <c10/util/Exception.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -198,10 +201,9 @@ void print_value(std::ostream& out, const T& v) {
     YAML::Emitter e;
     e << YAML::DoubleQuoted << v;
     out << e.c_str();
-  } else if constexpr (std::is_same_v<T, bool>) {
-    out << (v ? "true" : "false");
   } else {
-    out << v;
+    // The shortest form that reads back exactly (0.1, not 0.10000000000000001).
+    out << option_value_text(v);
   }
 }
 
@@ -246,38 +248,50 @@ TrainConfig TrainConfig::parse(const std::string& yaml, const std::vector<std::s
   }
   TORCH_CHECK(root.IsNull() || root.IsMap(), source, ": a config must be a map of keys to values");
   std::vector<std::pair<std::string, std::string>> entries;
-  if (root.IsMap()) {
-    std::map<std::string, int> lines;
-    flatten(root, "", source, entries, lines);
+  std::map<std::string, int> lines;
+  if (root.IsMap()) flatten(root, "", source, entries, lines);
+  // Where each key's value was given, for errors: its line, or --set.
+  std::map<std::string, std::string> given_on;
+  for (const auto& [key, value] : entries) {
+    const auto line = " (line " + std::to_string(lines.at(key)) + ")";
+    given_on[key] = line;
+    try {
+      assign(config, key, value, source);
+    } catch (const c10::Error& e) {
+      TORCH_CHECK(false, e.what_without_backtrace(), line);
+    }
   }
-  for (const auto& [key, value] : entries) assign(config, key, value, source);
   for (const auto& o : overrides) {
     const auto eq = o.find('=');
     TORCH_CHECK(eq != std::string::npos && eq > 0, "--set '", o, "' must be key=value");
+    given_on[o.substr(0, eq)] = "--set " + o;
     assign(config, o.substr(0, eq), o.substr(eq + 1), "--set");
   }
-  config.validate();
+  try {
+    config.validate();
+  } catch (const c10::Error& e) {
+    // A range error names its key: say where that key's value was given.
+    const std::string msg = e.what_without_backtrace();
+    const auto open = msg.find("config key '");
+    const auto begin = open == std::string::npos ? open : open + 12;
+    const auto end = begin == std::string::npos ? begin : msg.find('\'', begin);
+    const auto found = end == std::string::npos ? given_on.end() : given_on.find(msg.substr(begin, end - begin));
+    if (found != given_on.end() && found->second.rfind("--set", 0) == 0) TORCH_CHECK(false, found->second, ": ", msg);
+    TORCH_CHECK(false, source, ": ", msg, found != given_on.end() ? found->second : "");
+  }
   return config;
 }
 
 TrainConfig TrainConfig::load(const std::string& path, const std::vector<std::string>& overrides) {
   std::ifstream in(path);
-  TORCH_CHECK(in.good(), "cannot open config file ", path);
+  TORCH_CHECK(in.good(), "cannot open config file ", path, ": ", std::strerror(errno));
   std::stringstream text;
   text << in.rdbuf();
-  try {
-    return parse(text.str(), overrides, path);
-  } catch (const c10::Error& e) {
-    const std::string msg = e.what_without_backtrace();
-    // Range errors from validate() do not know the file; say it.
-    if (msg.rfind(path, 0) == 0 || msg.rfind("--set", 0) == 0) throw;
-    TORCH_CHECK(false, path, ": ", msg);
-  }
+  return parse(text.str(), overrides, path);
 }
 
 std::string TrainConfig::to_yaml() const {
   std::ostringstream out;
-  out.precision(17);
   for (const auto& k : key_table()) {
     out << k.name << ": ";
     std::visit(

@@ -342,6 +342,27 @@ TEST_F(RetrievalCli, OutputsInputsAndOptionsThatWouldLoseOrMisreadDataAreRefused
     EXPECT_THAT(shell(cli() + " search --model " + other + " --corpus " + corpus + source + " tipili 2>&1").second,
                 HasSubstr(source.substr(1) + " was encoded by other weights"));
   }
+  // Duplicate passage ids in an embeddings directory are refused.
+  {
+    const auto dup = (work_.path / "dup").string();
+    fs::create_directories(dup);
+    for (const char* f : {"embeddings.npy", "info.json"}) fs::copy_file(fs::path(emb) / f, fs::path(dup) / f);
+    std::ifstream in(fs::path(emb) / "ids.txt");
+    std::ofstream out(fs::path(dup) / "ids.txt");
+    std::string line, first;
+    for (int row = 0; std::getline(in, line); ++row) {
+      if (row == 0) first = line;
+      out << (row == 7 ? first : line) << '\n';
+    }
+  }
+  const auto duplicated = shell(cli() + " index build --embeddings " + (work_.path / "dup").string() + " --output " +
+                                (work_.path / "dup-index").string() + " 2>&1");
+  EXPECT_EQ(duplicated.first, 1);
+  EXPECT_THAT(duplicated.second, HasSubstr("' is on rows 0 and 7"));
+  EXPECT_THAT(shell(cli() + " data synthetic --passages 10000000000 --output " + (work_.path / "huge").string() +
+                    " 2>&1")
+                  .second,
+              HasSubstr("--passages: must be in [1, 10000000], got 10000000000"));
   // An empty corpus is named as such, not blamed on the judgements.
   const auto empty = (work_.path / "empty.jsonl").string();
   std::ofstream(empty).close();

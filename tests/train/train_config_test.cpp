@@ -89,6 +89,26 @@ TEST(TrainConfig, LoadNamesTheFile) {
   EXPECT_THAT(error_of([&] { TrainConfig::load(dir / "missing.yaml"); }), HasSubstr("cannot open config file"));
 }
 
+// Errors say where the value was given: the file's line, or --set (a bad
+// --set value was blamed on the config file).
+TEST(TrainConfig, ErrorsNameTheLineOrTheSetOption) {
+  test::TempDir dir;
+  std::ofstream(dir / "c.yaml") << "lr: 0.001\n\nmemory_size: -4\nlrr: 3\n";
+  EXPECT_THAT(error_of([&] { TrainConfig::load(dir / "c.yaml"); }),
+              HasSubstr("c.yaml: unknown config key 'lrr' (see `contaccum train --list-keys`) (line 4)"));
+  std::ofstream(dir / "d.yaml") << "lr: 0.001\n\nmemory_size: -4\n";
+  EXPECT_THAT(error_of([&] { TrainConfig::load(dir / "d.yaml"); }),
+              HasSubstr("d.yaml: config key 'memory_size' must be >= 0, got -4 (line 3)"));
+  std::ofstream(dir / "e.yaml") << "lr: 0.001\n";
+  const auto set = error_of([&] { TrainConfig::load(dir / "e.yaml", {"max_steps=-5"}); });
+  EXPECT_THAT(set, HasSubstr("--set max_steps=-5: config key 'max_steps' must be >= 0, got -5"));
+  EXPECT_THAT(set, ::testing::Not(HasSubstr("e.yaml")));
+  // Printed in the shortest form that reads back exactly.
+  const auto yaml = TrainConfig().to_yaml();
+  EXPECT_THAT(yaml, HasSubstr("\nlr: 2e-05\n"));
+  EXPECT_THAT(yaml, HasSubstr("\nencoder_options.dropout: 0.1\n"));
+}
+
 }  // namespace
 }  // namespace contaccum
 

@@ -19,13 +19,17 @@ namespace contaccum::cli {
 /// A number in [lo, hi] (either bound infinite: open on that side).
 inline CLI::Validator number_in(double lo, double hi, std::string why = "") {
   auto describe = [lo, hi] {
-    std::ostringstream out;
-    if (std::isinf(hi)) {
-      out << ">= " << lo;
-    } else {
-      out << "in [" << lo << ", " << hi << "]";
-    }
-    return out.str();
+    // Whole bounds as integers (10000000, not 1e+07).
+    const auto text = [](double v) {
+      std::ostringstream out;
+      if (v == std::floor(v) && std::fabs(v) < 1e15) {
+        out << static_cast<long long>(v);
+      } else {
+        out << v;
+      }
+      return out.str();
+    };
+    return std::isinf(hi) ? ">= " + text(lo) : "in [" + text(lo) + ", " + text(hi) + "]";
   };
   return CLI::Validator(
       [=](std::string& text) -> std::string {

@@ -52,9 +52,11 @@ class DataCommand : public Command {
     auto* s = app_->add_subcommand("synthetic", "a generated data set (no download needed)");
     s->add_option("--output", output_, "output directory (replaced atomically)")->required();
     s->add_option("--seed", synthetic_seed_, "seed")->check(cli::non_negative());
-    s->add_option("--passages", passages_, "passages")->check(cli::positive());
-    s->add_option("--train-queries", train_queries_, "training queries")->check(cli::positive());
-    s->add_option("--dev-queries", synthetic_dev_queries_, "dev queries")->check(cli::positive());
+    // At most 10 million of each: a synthetic set is held in memory whole
+    // (about 100 bytes a passage), and a typo must not exhaust it.
+    s->add_option("--passages", passages_, "passages")->check(cli::number_in(1, 1e7));
+    s->add_option("--train-queries", train_queries_, "training queries")->check(cli::number_in(1, 1e7));
+    s->add_option("--dev-queries", synthetic_dev_queries_, "dev queries")->check(cli::number_in(1, 1e7));
   }
 
   int run_debian() {

@@ -35,8 +35,9 @@ struct BagOfEmbeddingsEncoderOptions {
   TORCH_ARG(int64_t, vocab_size);
   /// Width of the output representations. Required.
   TORCH_ARG(int64_t, output_dim);
-  /// Width of the token embeddings. Default: 64.
-  TORCH_ARG(int64_t, embedding_dim) = 64;
+  /// Width of the token embeddings. Default: 256 (as the config's
+  /// `encoder_options.embedding_dim`).
+  TORCH_ARG(int64_t, embedding_dim) = 256;
   /// Dropout on the pooled embedding, active in training mode. Default: 0.1.
   TORCH_ARG(double, dropout) = 0.1;
   /// Token id whose embedding is fixed at zero. Default: 0 (BERT's [PAD]).

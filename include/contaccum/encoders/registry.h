@@ -81,8 +81,8 @@ struct EncoderRegistration {
 };
 
 /// Encoders by name. `global()` holds the built-in ones (see
-/// `src/encoders/builtin_encoders.cpp`: one line per encoder); programs may
-/// add their own before reading configs.
+/// `EncoderRegistry::global` in `src/encoders/registry.cpp`: one line per
+/// encoder); programs may add their own before reading configs.
 class EncoderRegistry {
  public:
   static EncoderRegistry& global();
