@@ -363,6 +363,17 @@ TEST_F(RetrievalCli, OutputsInputsAndOptionsThatWouldLoseOrMisreadDataAreRefused
                     " 2>&1")
                   .second,
               HasSubstr("--passages: must be in [1, 10000000], got 10000000000"));
+  // Options that would be ignored are refused.
+  EXPECT_THAT(shell(cli() + " eval --model " + model_ + data_args() + " --k1 0.9 2>&1").second,
+              HasSubstr("--k1 requires --hybrid-bm25"));
+  EXPECT_THAT(shell(cli() + " search --model " + model_ + " --corpus " + corpus + " --weight 0.5 x 2>&1").second,
+              HasSubstr("--weight requires --hybrid-bm25"));
+  EXPECT_THAT(shell(cli() + " index build --embeddings " + emb + " --type flat --nlist 5 --output " +
+                    (work_.path / "flat5").string() + " 2>&1")
+                  .second,
+              HasSubstr("--nlist applies to --type ivf, not flat"));
+  EXPECT_THAT(shell(cli() + " eval --model " + model_ + data_args() + " --index " + index + " --nprobe 3 2>&1").second,
+              HasSubstr("--nprobe applies to an ivf index"));
   // An empty corpus is named as such, not blamed on the judgements.
   const auto empty = (work_.path / "empty.jsonl").string();
   std::ofstream(empty).close();

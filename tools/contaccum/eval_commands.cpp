@@ -53,15 +53,17 @@ class EvalCommand : public Command {
         ->check(cli::positive());
     app_->add_option("--ef-search", ef_search_, "with an hnsw --index: candidate list (default: the index's)")
         ->check(cli::positive());
-    app_->add_flag("--hybrid-bm25", hybrid_, "fuse the dense ranking with BM25's");
+    auto* hybrid = app_->add_flag("--hybrid-bm25", hybrid_, "fuse the dense ranking with BM25's");
     app_->add_option("--fusion", fusion_, "rrf or linear (min-max normalised scores)")
-        ->check(CLI::IsMember({"rrf", "linear"}));
+        ->check(CLI::IsMember({"rrf", "linear"}))
+        ->needs(hybrid);
     app_->add_option("--weight", weight_, "weight of the dense ranking in [0, 1] (BM25 gets 1 - weight)")
         ->check(cli::number_in(0.0, 1.0));
     app_->add_option("--tune-on", tune_on_, "choose the weight on these qrels (another split than --qrels)")
         ->check(CLI::ExistingFile);
-    app_->add_option("--k1", k1_, "BM25 k1 (with --hybrid-bm25)")->check(cli::non_negative());
-    app_->add_option("--b", b_, "BM25 b (with --hybrid-bm25)")->check(cli::number_in(0.0, 1.0));
+    // Options that would be ignored without --hybrid-bm25 are refused.
+    app_->add_option("--k1", k1_, "BM25 k1 (with --hybrid-bm25)")->check(cli::non_negative())->needs(hybrid);
+    app_->add_option("--b", b_, "BM25 b (with --hybrid-bm25)")->check(cli::number_in(0.0, 1.0))->needs(hybrid);
   }
 
   int run() override {
@@ -142,6 +144,12 @@ class EvalCommand : public Command {
     if (!index_.empty()) {
       auto index = VectorIndex::load(index_);
       check_passage_ids(index.ids(), corpus, "--index " + index_);
+      // A knob of another index type would be ignored: refused.
+      const auto type = index.options().type();
+      TORCH_CHECK(nprobe_ == 0 || type == IndexType::Ivf, "--nprobe applies to an ivf index; --index ", index_,
+                  " is ", index_type_name(type));
+      TORCH_CHECK(ef_search_ == 0 || type == IndexType::Hnsw, "--ef-search applies to an hnsw index; --index ",
+                  index_, " is ", index_type_name(type));
       if (nprobe_ > 0) index.set_nprobe(nprobe_);
       if (ef_search_ > 0) index.set_ef_search(ef_search_);
       return evaluate_dense(model.model, model.text_encoder(), index, queries, qrels, options);

@@ -41,6 +41,13 @@ class IndexCommand : public Command {
 
   int run() override {
     const Stopwatch watch;
+    // Knobs of another index type would be ignored (and reported as set).
+    for (const char* ivf : {"--nlist", "--nprobe", "--train-rows", "--seed"}) {
+      TORCH_CHECK(build_->count(ivf) == 0 || type_ == "ivf", ivf, " applies to --type ivf, not ", type_);
+    }
+    for (const char* hnsw : {"--hnsw-m", "--ef-construction", "--ef-search"}) {
+      TORCH_CHECK(build_->count(hnsw) == 0 || type_ == "hnsw", hnsw, " applies to --type hnsw, not ", type_);
+    }
     EmbeddingsReader embeddings(embeddings_);
     const auto options = VectorIndexOptions()
                              .type(index_type(type_))

@@ -90,9 +90,11 @@ class SearchCommand : public Command {
     app_->add_option("--index", index_, "search this vector index (`contaccum index build`) over the corpus")
         ->check(CLI::ExistingDirectory);
     app_->add_option("--k", k_, "results per query")->check(cli::positive());
-    app_->add_flag("--hybrid-bm25", hybrid_, "fuse the dense ranking with BM25's");
-    app_->add_option("--fusion", fusion_, "rrf or linear")->check(CLI::IsMember({"rrf", "linear"}));
-    app_->add_option("--weight", weight_, "weight of the dense ranking in [0, 1]")->check(cli::number_in(0.0, 1.0));
+    auto* hybrid = app_->add_flag("--hybrid-bm25", hybrid_, "fuse the dense ranking with BM25's");
+    app_->add_option("--fusion", fusion_, "rrf or linear")->check(CLI::IsMember({"rrf", "linear"}))->needs(hybrid);
+    app_->add_option("--weight", weight_, "weight of the dense ranking in [0, 1]")
+        ->check(cli::number_in(0.0, 1.0))
+        ->needs(hybrid);
     app_->add_flag("--skip-bad-records", skip_bad_records_, "skip (and count) malformed records instead of stopping");
     app_->add_option("query", queries_, "query text (none: read queries from standard input)");
   }
