@@ -170,7 +170,16 @@ TrainedModel load_model(const std::string& directory) {
   const auto vocab_path = (fs::path(directory) / "vocab.txt").string();
   const auto weights_path = (fs::path(directory) / "weights.pt").string();
   for (const auto& p : {config_path, vocab_path, weights_path}) {
-    TORCH_CHECK(fs::exists(p), "load_model: ", directory, " is not a saved contaccum model (no ", p, ")");
+    if (fs::exists(p)) continue;
+    // A training run's directory holds its models in model/ and best/.
+    std::string inside;
+    for (const char* sub : {"model", "best"}) {
+      if (fs::exists(fs::path(directory) / sub / "weights.pt")) {
+        inside += (inside.empty() ? "" : " or ") + (fs::path(directory) / sub).string();
+      }
+    }
+    TORCH_CHECK(false, "load_model: ", directory, " is not a saved contaccum model (no ", p, ")",
+                inside.empty() ? "" : "; it is a training run's directory: give " + inside);
   }
   verify_model_checksums(directory);
   verify_zip_checksums(weights_path);

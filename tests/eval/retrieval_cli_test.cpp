@@ -363,6 +363,11 @@ TEST_F(RetrievalCli, OutputsInputsAndOptionsThatWouldLoseOrMisreadDataAreRefused
                     " 2>&1")
                   .second,
               HasSubstr("--passages: must be in [1, 10000000], got 10000000000"));
+  // A training run's directory given as the model: the message points inside.
+  fs::create_directories(work_.path / "run");
+  fs::copy(model_, work_.path / "run" / "model", fs::copy_options::recursive);
+  EXPECT_THAT(shell(cli() + " search --model " + (work_.path / "run").string() + " --corpus " + corpus + " x 2>&1").second,
+              HasSubstr("it is a training run's directory: give " + (work_.path / "run" / "model").string()));
   // Options that would be ignored are refused.
   EXPECT_THAT(shell(cli() + " eval --model " + model_ + data_args() + " --k1 0.9 2>&1").second,
               HasSubstr("--k1 requires --hybrid-bm25"));
