@@ -84,8 +84,8 @@ int main(int argc, char** argv) {
     const TrainingStepResult r = training_step.run(make_batch(options.total_batch()), step);
     if (step % 25 == 0 || step == 1) {
       std::printf("step %4lld  loss %.4f  negatives/query %.0f  bank fill %.2f  |gq|/|gp| %.3f\n",
-                  static_cast<long long>(step), r.stats.loss, r.stats.negatives_per_query,
-                  r.stats.passage_bank_fill, r.grad_norms.ratio);
+                  static_cast<long long>(step), r.stats.loss, r.stats.negatives_per_query, r.stats.passage_bank_fill,
+                  r.grad_norms.ratio);
     }
   }
   std::printf("top@1 after training:  %.3f (1000 candidates)\n", top1(model, 1000));

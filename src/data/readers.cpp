@@ -181,32 +181,32 @@ TrainingSet read_hard_negatives(const std::string& path, std::shared_ptr<const T
   auto& report = report_or(report_ptr, local);
   TrainingSet set(queries, corpus);
   std::vector<int64_t> negatives;
-  for_each_tsv_line(path, options, report, hard_negatives_header(*queries, *corpus),
-                    [&](const auto& f, int64_t) -> std::string {
-    if (f.size() != 3 && f.size() != 2) {
-      return c10::str("expected 3 tab-separated fields (query-id, positive-id, negative-ids), got ", f.size());
-    }
-    const int64_t query = queries->find(f[0]);
-    if (query < 0) return c10::str("unknown query id '", f[0], "'");
-    const int64_t positive = corpus->find(f[1]);
-    if (positive < 0) return c10::str("unknown positive id '", f[1], "'");
-    negatives.clear();
-    if (f.size() == 3) {
-      std::string_view rest = f[2];
-      while (!rest.empty()) {
-        const auto comma = rest.find(',');
-        const auto id = rest.substr(0, comma);
-        if (!id.empty()) {
-          const int64_t row = corpus->find(id);
-          if (row < 0) return c10::str("unknown negative id '", id, "'");
-          if (row != positive) negatives.push_back(row);
+  for_each_tsv_line(
+      path, options, report, hard_negatives_header(*queries, *corpus), [&](const auto& f, int64_t) -> std::string {
+        if (f.size() != 3 && f.size() != 2) {
+          return c10::str("expected 3 tab-separated fields (query-id, positive-id, negative-ids), got ", f.size());
         }
-        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-      }
-    }
-    set.add(query, {positive}, negatives);
-    return "";
-  });
+        const int64_t query = queries->find(f[0]);
+        if (query < 0) return c10::str("unknown query id '", f[0], "'");
+        const int64_t positive = corpus->find(f[1]);
+        if (positive < 0) return c10::str("unknown positive id '", f[1], "'");
+        negatives.clear();
+        if (f.size() == 3) {
+          std::string_view rest = f[2];
+          while (!rest.empty()) {
+            const auto comma = rest.find(',');
+            const auto id = rest.substr(0, comma);
+            if (!id.empty()) {
+              const int64_t row = corpus->find(id);
+              if (row < 0) return c10::str("unknown negative id '", id, "'");
+              if (row != positive) negatives.push_back(row);
+            }
+            rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+          }
+        }
+        set.add(query, {positive}, negatives);
+        return "";
+      });
   return set;
 }
 

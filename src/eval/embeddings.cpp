@@ -73,9 +73,8 @@ struct EmbeddingsWriter::Impl {
   Impl(const std::string& p, EmbeddingsInfo i)
       : path(p),
         info(std::move(i)),
-        directory(p, {"an embeddings directory", [](const std::string& dir) {
-                        return detail::info_json_format(dir) == "contaccum-embeddings";
-                      }}),
+        directory(p, {"an embeddings directory",
+                      [](const std::string& dir) { return detail::info_json_format(dir) == "contaccum-embeddings"; }}),
         data((fs::path(directory.temporary_path()) / "embeddings.npy").string()),
         ids((fs::path(directory.temporary_path()) / "ids.txt").string()) {}
 };

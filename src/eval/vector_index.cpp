@@ -263,8 +263,8 @@ int64_t VectorIndex::memory_bytes() const {
 void VectorIndex::save(const std::string& path) const {
   TORCH_CHECK(is_trained(), "VectorIndex::save: an untrained IVF index has nothing to save");
   AtomicDirectory directory(path, {"an index directory", [](const std::string& dir) {
-                                return detail::info_json_format(dir) == "contaccum-index";
-                              }});
+                                     return detail::info_json_format(dir) == "contaccum-index";
+                                   }});
   const auto dir = fs::path(directory.temporary_path());
   const auto index_path = (dir / "index.faiss").string();
   faiss_call("cannot write " + path + "/index.faiss", [&] {

@@ -22,8 +22,8 @@ const OptionTable<InfoNCEOptions>& InfoNCEOptions::fields() {
   static const OptionTable<InfoNCEOptions> table = {
       option_field<InfoNCEOptions>("similarity", "how a query and a passage are scored: dot or cosine",
                                    CONTACCUM_OPTION_ACCESSORS(similarity)),
-      option_field<InfoNCEOptions>("temperature", "scores are divided by it",
-                                   CONTACCUM_OPTION_ACCESSORS(temperature), greater_than(0)),
+      option_field<InfoNCEOptions>("temperature", "scores are divided by it", CONTACCUM_OPTION_ACCESSORS(temperature),
+                                   greater_than(0)),
       // The tiling changes the order of the sums, hence the last bits.
       option_field<InfoNCEOptions>("tiled", "compute the loss one tile of the score matrix at a time",
                                    CONTACCUM_OPTION_ACCESSORS(tiled)),

@@ -68,8 +68,8 @@ const std::vector<std::pair<GradientMode, std::string>>& enum_names<GradientMode
 
 template <>
 const std::vector<std::pair<NegativeScope, std::string>>& enum_names<NegativeScope>() {
-  static const std::vector<std::pair<NegativeScope, std::string>> names = {
-      {NegativeScope::MicroBatch, "micro_batch"}, {NegativeScope::TotalBatch, "total_batch"}};
+  static const std::vector<std::pair<NegativeScope, std::string>> names = {{NegativeScope::MicroBatch, "micro_batch"},
+                                                                           {NegativeScope::TotalBatch, "total_batch"}};
   return names;
 }
 

@@ -153,9 +153,9 @@ TrainingStepResult TrainingStep::run(const TrainingBatch& batch, int64_t step) {
   spdlog::warn("step {}: skipped ({}); {} skipped in all, {} in a row", step, problem, skipped_steps_,
                consecutive_skips_);
   TORCH_CHECK(consecutive_skips_ < options_.max_consecutive_skips(), "Trainer: ", consecutive_skips_,
-              " steps in a row (to step ", step, ") were not finite and skipped (max_consecutive_skips = ",
-              options_.max_consecutive_skips(), "); the last: ", problem,
-              ". Lower the learning rate, raise the temperature or check the data");
+              " steps in a row (to step ", step,
+              ") were not finite and skipped (max_consecutive_skips = ", options_.max_consecutive_skips(),
+              "); the last: ", problem, ". Lower the learning rate, raise the temperature or check the data");
   result.optimizer_seconds = optimizer_watch.seconds() - result.reduce_seconds;
   return result;
 }

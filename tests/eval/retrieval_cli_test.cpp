@@ -44,14 +44,21 @@ class RetrievalCli : public ::testing::Test {
     data_ = work_.path / "data";
     build_synthetic_dataset(data_.string(),
                             SyntheticDatasetOptions().seed(4).passages(3000).train_queries(200).dev_queries(100));
+    model_ = save_small_model("model", 16);
+  }
+  // A small model of `width` on the corpus, initialised from `seed`, saved
+  // under the work directory as `name`; returns its path.
+  std::string save_small_model(const std::string& name, int64_t width, int64_t seed = 0) const {
     TrainConfig config;
     config.data_corpus = (data_ / "corpus.jsonl").string();
     config.tokenizer_vocab_size = 300;
-    config.encoder_options.set("dim", int64_t{16});
-    config.encoder_options.set("embedding_dim", int64_t{16});
+    config.seed = seed;
+    config.encoder_options.set("dim", width);
+    config.encoder_options.set("embedding_dim", width);
     const auto corpus = read_beir_corpus(config.data_corpus);
-    save_model(build_model(config, &corpus), (work_.path / "model").string());
-    model_ = (work_.path / "model").string();
+    const auto path = (work_.path / name).string();
+    save_model(build_model(config, &corpus), path);
+    return path;
   }
   std::string cli() const { return std::string(CONTACCUM_CLI); }
   std::string data_args(const std::string& split = "dev") const {
@@ -277,14 +284,7 @@ TEST_F(RetrievalCli, IndexBuildThenEvalAndSearchThroughTheIndex) {
   ASSERT_EQ(indexed.first, 0) << indexed.second;
   EXPECT_EQ(indexed.second, plain.second);
   // An index of another model (other width) is refused naming both.
-  TrainConfig config;
-  config.data_corpus = corpus;
-  config.tokenizer_vocab_size = 300;
-  config.encoder_options.set("dim", int64_t{8});
-  config.encoder_options.set("embedding_dim", int64_t{8});
-  const auto table = read_beir_corpus(corpus);
-  const auto other = (work_.path / "other").string();
-  save_model(build_model(config, &table), other);
+  const auto other = save_small_model("other", 8);
   const auto refused = shell(cli() + " eval --model " + other + data_args() + " --index " +
                              (work_.path / "index-ivf").string() + " 2>&1");
   EXPECT_EQ(refused.first, 1);
@@ -320,15 +320,7 @@ TEST_F(RetrievalCli, OutputsInputsAndOptionsThatWouldLoseOrMisreadDataAreRefused
   EXPECT_THAT(data_into_model.second, HasSubstr("is not a data set directory"));
   EXPECT_TRUE(fs::exists(fs::path(model_) / "weights.pt"));
   // Another model of the same width: its embeddings would rank nonsense.
-  TrainConfig config;
-  config.data_corpus = corpus;
-  config.tokenizer_vocab_size = 300;
-  config.seed = 9;
-  config.encoder_options.set("dim", int64_t{16});
-  config.encoder_options.set("embedding_dim", int64_t{16});
-  const auto table = read_beir_corpus(corpus);
-  const auto other = (work_.path / "other").string();
-  save_model(build_model(config, &table), other);
+  const auto other = save_small_model("other", 16, /*seed=*/9);
   const auto wrong = shell(cli() + " eval --model " + other + data_args() + " --embeddings " + emb + " 2>&1");
   EXPECT_EQ(wrong.first, 1);
   EXPECT_THAT(wrong.second, HasSubstr("was encoded by other weights"));
@@ -359,15 +351,16 @@ TEST_F(RetrievalCli, OutputsInputsAndOptionsThatWouldLoseOrMisreadDataAreRefused
                                 (work_.path / "dup-index").string() + " 2>&1");
   EXPECT_EQ(duplicated.first, 1);
   EXPECT_THAT(duplicated.second, HasSubstr("' is on rows 0 and 7"));
-  EXPECT_THAT(shell(cli() + " data synthetic --passages 10000000000 --output " + (work_.path / "huge").string() +
-                    " 2>&1")
-                  .second,
-              HasSubstr("--passages: must be in [1, 10000000], got 10000000000"));
+  EXPECT_THAT(
+      shell(cli() + " data synthetic --passages 10000000000 --output " + (work_.path / "huge").string() + " 2>&1")
+          .second,
+      HasSubstr("--passages: must be in [1, 10000000], got 10000000000"));
   // A training run's directory given as the model: the message points inside.
   fs::create_directories(work_.path / "run");
   fs::copy(model_, work_.path / "run" / "model", fs::copy_options::recursive);
-  EXPECT_THAT(shell(cli() + " search --model " + (work_.path / "run").string() + " --corpus " + corpus + " x 2>&1").second,
-              HasSubstr("it is a training run's directory: give " + (work_.path / "run" / "model").string()));
+  EXPECT_THAT(
+      shell(cli() + " search --model " + (work_.path / "run").string() + " --corpus " + corpus + " x 2>&1").second,
+      HasSubstr("it is a training run's directory: give " + (work_.path / "run" / "model").string()));
   // Options that would be ignored are refused.
   EXPECT_THAT(shell(cli() + " eval --model " + model_ + data_args() + " --k1 0.9 2>&1").second,
               HasSubstr("--k1 requires --hybrid-bm25"));

@@ -189,8 +189,7 @@ TEST_F(VectorIndexFiles, StoredVectorsThatAreNotFiniteAreRefusedOnLoad) {
     ivf.train(128, train.data_ptr<float>());
     ivf.add(64, data);
     replace_index_file(path, ivf);
-    EXPECT_THAT(test::error_of([&] { VectorIndex::load(path); }),
-                HasSubstr("its cells hold 63 of its 64 vectors"));
+    EXPECT_THAT(test::error_of([&] { VectorIndex::load(path); }), HasSubstr("its cells hold 63 of its 64 vectors"));
     // A NaN inside a cell (written there by another tool) names its row.
     rows[37][3] = 0.f;
     faiss::IndexIVFFlat damaged(&quantizer, 8, 2, faiss::METRIC_INNER_PRODUCT);

@@ -491,8 +491,8 @@ TEST(Strategy, CosineBanksKeepUnitRowsAndOlderCheckpointsAreNormalisedOnLoad) {
   EXPECT_TRUE(torch::allclose(restored.passage_bank().view(), unit(dot.passage_bank().view()), 1e-14, 1e-14));
   // And the score cache was rebuilt from the normalised rows, not read from
   // the dot-product run's.
-  const auto want = bank_row_logsumexp(restored.query_bank().view().select(1, 0), restored.passage_bank().view(),
-                                       cosine.loss());
+  const auto want =
+      bank_row_logsumexp(restored.query_bank().view().select(1, 0), restored.passage_bank().view(), cosine.loss());
   EXPECT_TRUE(torch::allclose(restored.bank_scores().row_logsumexp(), want, 1e-12, 1e-12));
 }
 

@@ -27,7 +27,8 @@ std::vector<torch::Tensor> parameters_now(const DualEncoder& model) {
   return out;
 }
 
-void expect_parameters_close(const std::vector<torch::Tensor>& got, const std::vector<torch::Tensor>& want, double tolerance) {
+void expect_parameters_close(const std::vector<torch::Tensor>& got, const std::vector<torch::Tensor>& want,
+                             double tolerance) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) {
     EXPECT_TRUE(torch::allclose(got[i], want[i], tolerance, tolerance))

@@ -10,8 +10,8 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
-#include <stdexcept>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 
 namespace contaccum::cli {
@@ -47,8 +47,8 @@ inline CLI::Validator number_in(double lo, double hi, std::string why = "") {
           try {
             (void)std::stoll(text);
           } catch (const std::out_of_range&) {
-            return "'" + text + "' is out of range (at most " +
-                   std::to_string(std::numeric_limits<long long>::max()) + ")";
+            return "'" + text + "' is out of range (at most " + std::to_string(std::numeric_limits<long long>::max()) +
+                   ")";
           }
         }
         if (value < lo || value > hi) return "must be " + describe() + why + ", got " + text;
@@ -66,8 +66,7 @@ inline CLI::Validator non_negative() { return number_in(0, HUGE_VAL); }
 inline CLI::Validator token_limit() {
   const auto at_least_two = number_in(2, HUGE_VAL, " (room for [CLS] and [SEP]), or 0 for the model's own");
   return CLI::Validator(
-      [at_least_two](std::string& text) -> std::string { return text == "0" ? "" : at_least_two(text); },
-      "0 or >= 2");
+      [at_least_two](std::string& text) -> std::string { return text == "0" ? "" : at_least_two(text); }, "0 or >= 2");
 }
 
 /// A file to write at the end of a long run, checked before the run starts:

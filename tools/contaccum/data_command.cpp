@@ -25,11 +25,11 @@ class DataCommand : public Command {
   int run() override {
     // The library replaces whatever is at the path; the command replaces
     // only a data set (a mistyped --output must not take other files).
-    check_replaceable_directory(output_, {"a data set directory (no corpus.jsonl or qrels/ in it)",
-                                          [](const std::string& dir) {
-                                            return std::filesystem::exists(std::filesystem::path(dir) / "corpus.jsonl") ||
-                                                   std::filesystem::is_directory(std::filesystem::path(dir) / "qrels");
-                                          }});
+    check_replaceable_directory(output_,
+                                {"a data set directory (no corpus.jsonl or qrels/ in it)", [](const std::string& dir) {
+                                   return std::filesystem::exists(std::filesystem::path(dir) / "corpus.jsonl") ||
+                                          std::filesystem::is_directory(std::filesystem::path(dir) / "qrels");
+                                 }});
     return debian_->parsed() ? run_debian() : run_synthetic();
   }
 

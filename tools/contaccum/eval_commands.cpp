@@ -146,10 +146,10 @@ class EvalCommand : public Command {
       check_passage_ids(index.ids(), corpus, "--index " + index_);
       // A knob of another index type would be ignored: refused.
       const auto type = index.options().type();
-      TORCH_CHECK(nprobe_ == 0 || type == IndexType::Ivf, "--nprobe applies to an ivf index; --index ", index_,
+      TORCH_CHECK(nprobe_ == 0 || type == IndexType::Ivf, "--nprobe applies to an ivf index; --index ", index_, " is ",
+                  index_type_name(type));
+      TORCH_CHECK(ef_search_ == 0 || type == IndexType::Hnsw, "--ef-search applies to an hnsw index; --index ", index_,
                   " is ", index_type_name(type));
-      TORCH_CHECK(ef_search_ == 0 || type == IndexType::Hnsw, "--ef-search applies to an hnsw index; --index ",
-                  index_, " is ", index_type_name(type));
       if (nprobe_ > 0) index.set_nprobe(nprobe_);
       if (ef_search_ > 0) index.set_ef_search(ef_search_);
       return evaluate_dense(model.model, model.text_encoder(), index, queries, qrels, options);
