@@ -73,8 +73,8 @@ int main(int argc, char** argv) {
   const auto rows = judged_queries(qrels);
   std::vector<std::string> texts;
   for (const auto r : rows) texts.emplace_back(queries.text(r));
-  const auto q =
-      encode_texts(model.model, Tower::Query, texts, model.text_encoder(), model.config.query_max_length, 256);
+  const auto q = encode_texts(model.model, Tower::Query, texts, model.text_encoder(),
+                              model.config.lengths.query_max_length(), 256);
   EmbeddingsReader embeddings(args["--embeddings"]);
   const auto passages = embeddings.read_all();
   const double flops = 2.0 * static_cast<double>(q.size(0)) * static_cast<double>(passages.size(0)) *

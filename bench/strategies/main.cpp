@@ -112,9 +112,8 @@ int prepare(const std::string& data, const std::string& out_dir, const std::vect
     auto qrels = read_qrels((fs::path(dir) / "qrels" / "train.tsv").string(), *queries, *corpus, reader);
     set = std::make_shared<TrainingSet>(training_set_from_qrels(queries, corpus, qrels));
   }
-  config.tokenizer_vocab_size = vocab_size;
-  config.query_max_length = query_length;
-  config.passage_max_length = passage_length;
+  config.tokenizer.vocab_size(vocab_size);
+  config.lengths.query_max_length(query_length).passage_max_length(passage_length);
   const auto trained = build_model(config, corpus.get());
   Collator collator(trained.text_encoder(),
                     CollatorOptions().query_max_length(query_length).passage_max_length(passage_length));

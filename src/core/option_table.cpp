@@ -77,6 +77,23 @@ OptionRule in_closed_range(double low, double high) {
                      "must be in [" + number_text(low) + ", " + number_text(high) + "]");
 }
 
+OptionRule one_of(std::vector<std::string> choices) {
+  std::string words = "must be one of ";
+  for (size_t i = 0; i < choices.size(); ++i) words += (i == 0 ? "" : ", ") + choices[i];
+  return [choices = std::move(choices), words](const OptionValue& value) -> std::string {
+    const auto* s = std::get_if<std::string>(&value);
+    if (s == nullptr) return "";
+    return std::find(choices.begin(), choices.end(), *s) == choices.end() ? words : "";
+  };
+}
+
+OptionRule noted(OptionRule rule, std::string note) {
+  return [rule = std::move(rule), note = std::move(note)](const OptionValue& value) -> std::string {
+    auto broken = rule(value);
+    return broken.empty() ? broken : broken + " " + note;
+  };
+}
+
 void check_same_fingerprint(const std::string& saved, const std::string& current, const std::string& what) {
   const auto was = fingerprint_lines(saved);
   std::istringstream in(current);

@@ -4,12 +4,20 @@
 
 namespace contaccum {
 
+const OptionTable<CollatorOptions>& CollatorOptions::fields() {
+  using O = CollatorOptions;
+  static const OptionTable<O> table = {
+      option_field<O>("query_max_length", "token limit of a query (special tokens included)",
+                      CONTACCUM_OPTION_ACCESSORS(query_max_length), greater_than(0)),
+      option_field<O>("passage_max_length", "token limit of a passage (special tokens included)",
+                      CONTACCUM_OPTION_ACCESSORS(passage_max_length), greater_than(0)),
+  };
+  return table;
+}
+
 Collator::Collator(TextEncoderFn encode, CollatorOptions options) : encode_(std::move(encode)), options_(options) {
   TORCH_CHECK(encode_ != nullptr, "Collator: encode must be set");
-  TORCH_CHECK(options_.query_max_length() > 0, "CollatorOptions::query_max_length must be > 0, got ",
-              options_.query_max_length());
-  TORCH_CHECK(options_.passage_max_length() > 0, "CollatorOptions::passage_max_length must be > 0, got ",
-              options_.passage_max_length());
+  check_option_fields(options_, CollatorOptions::fields(), "CollatorOptions");
 }
 
 TrainingBatch Collator::operator()(const TrainingSet& set, const BatchIndices& indices) const {

@@ -19,13 +19,21 @@
 
 namespace contaccum {
 
-void DistributedOptions::validate() const {
-  TORCH_CHECK(backend() == "auto" || backend() == "gloo" || backend() == "nccl",
-              "distributed.backend must be auto, gloo or nccl, got '", backend(), "'");
-  TORCH_CHECK(timeout_seconds() > 0 && std::isfinite(timeout_seconds()),
-              "distributed.timeout must be > 0 seconds, got ", timeout_seconds());
-  TORCH_CHECK(bucket_bytes() > 0, "DistributedOptions::bucket_bytes must be > 0, got ", bucket_bytes());
+const OptionTable<DistributedOptions>& DistributedOptions::fields() {
+  using O = DistributedOptions;
+  // None of them changes the numbers: data parallelism is exact.
+  static const OptionTable<O> table = {
+      option_field<O>("backend", "auto, gloo or nccl", CONTACCUM_OPTION_ACCESSORS(backend),
+                      one_of({"auto", "gloo", "nccl"}), false),
+      option_field<O>("timeout", "seconds a collective waits for the other ranks",
+                      CONTACCUM_OPTION_ACCESSORS(timeout_seconds), noted(greater_than(0), "seconds"), false),
+      option_field<O>("bucket_bytes", "bytes per gradient all-reduce bucket", CONTACCUM_OPTION_ACCESSORS(bucket_bytes),
+                      greater_than(0), false),
+  };
+  return table;
 }
+
+void DistributedOptions::validate() const { check_option_fields(*this, fields(), "distributed"); }
 
 namespace {
 

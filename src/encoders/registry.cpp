@@ -89,6 +89,14 @@ EncoderSettings EncoderRegistry::defaults() const {
   return out;
 }
 
+OptionValue option_value_of(const EncoderValue& value) {
+  return std::visit([](const auto& v) { return OptionValue(v); }, value);
+}
+
+EncoderValue encoder_value_of(const OptionValue& value) {
+  return std::visit([](const auto& v) { return EncoderValue(v); }, value);
+}
+
 std::function<std::string(const EncoderValue&)> positive_integer() {
   return [](const EncoderValue& v) -> std::string {
     const auto n = std::get<int64_t>(v);

@@ -66,14 +66,24 @@ torch::Tensor encode_texts(DualEncoder& model, Tower side, const std::vector<std
   return out;
 }
 
+const OptionTable<DenseEvalOptions>& DenseEvalOptions::fields() {
+  using O = DenseEvalOptions;
+  static const OptionTable<O> table = {
+      option_field<O>("batch_size", "texts encoded per forward pass", CONTACCUM_OPTION_ACCESSORS(batch_size),
+                      greater_than(0), false),
+      option_field<O>("query_max_length", "token limit of a query", CONTACCUM_OPTION_ACCESSORS(query_max_length),
+                      greater_than(0)),
+      option_field<O>("passage_max_length", "token limit of a passage", CONTACCUM_OPTION_ACCESSORS(passage_max_length),
+                      greater_than(0)),
+      option_field<O>("progress", "show the corpus search's progress", CONTACCUM_OPTION_ACCESSORS(progress), {}, false),
+  };
+  return table;
+}
+
 namespace {
 
 void check_dense_options(const DenseEvalOptions& options) {
-  TORCH_CHECK(options.batch_size() > 0, "DenseEvalOptions::batch_size must be > 0, got ", options.batch_size());
-  TORCH_CHECK(options.query_max_length() > 0, "DenseEvalOptions::query_max_length must be > 0, got ",
-              options.query_max_length());
-  TORCH_CHECK(options.passage_max_length() > 0, "DenseEvalOptions::passage_max_length must be > 0, got ",
-              options.passage_max_length());
+  check_option_fields(options, DenseEvalOptions::fields(), "DenseEvalOptions");
   TORCH_CHECK(options.search().k() > 0, "SearchOptions::k must be > 0, got ", options.search().k());
 }
 

@@ -9,12 +9,34 @@
 
 namespace contaccum {
 
+const OptionTable<AdamWSetup>& AdamWSetup::fields() {
+  using O = AdamWSetup;
+  static const OptionTable<O> table = {
+      option_field<O>("lr", "the peak learning rate", CONTACCUM_OPTION_ACCESSORS(lr), greater_than(0)),
+      option_field<O>("weight_decay", "decoupled weight decay of the matrices",
+                      CONTACCUM_OPTION_ACCESSORS(weight_decay), at_least(0)),
+      option_field<O>("beta1", "AdamW's first-moment decay", CONTACCUM_OPTION_ACCESSORS(beta1),
+                      in_half_open_range(0, 1)),
+      option_field<O>("beta2", "AdamW's second-moment decay", CONTACCUM_OPTION_ACCESSORS(beta2),
+                      in_half_open_range(0, 1)),
+      option_field<O>("eps", "AdamW's epsilon", CONTACCUM_OPTION_ACCESSORS(eps), greater_than(0)),
+      // Bit for bit the same numbers either way.
+      option_field<O>("fused", "AdamW in one pass per parameter (FusedAdamW) instead of torch::optim::AdamW",
+                      CONTACCUM_OPTION_ACCESSORS(fused), {}, /*changes_results=*/false),
+      option_field<O>("row_sparse_embeddings", "lazy, row-sparse AdamW updates of embedding tables",
+                      CONTACCUM_OPTION_ACCESSORS(row_sparse_embeddings)),
+  };
+  return table;
+}
+
+void AdamWSetup::validate() const {
+  check_option_fields(*this, fields(), "AdamWSetup");
+  TORCH_CHECK(fused() || !row_sparse_embeddings(),
+              "AdamWSetup::row_sparse_embeddings needs fused = true (torch::optim::AdamW has no row-sparse update)");
+}
+
 std::unique_ptr<torch::optim::AdamW> make_adamw(const torch::nn::Module& module, const AdamWSetup& setup) {
-  TORCH_CHECK(setup.lr() >= 0 && std::isfinite(setup.lr()), "AdamWSetup::lr must be >= 0, got ", setup.lr());
-  TORCH_CHECK(setup.weight_decay() >= 0, "AdamWSetup::weight_decay must be >= 0, got ", setup.weight_decay());
-  TORCH_CHECK(setup.beta1() >= 0 && setup.beta1() < 1, "AdamWSetup::beta1 must be in [0, 1), got ", setup.beta1());
-  TORCH_CHECK(setup.beta2() >= 0 && setup.beta2() < 1, "AdamWSetup::beta2 must be in [0, 1), got ", setup.beta2());
-  TORCH_CHECK(setup.eps() > 0, "AdamWSetup::eps must be > 0, got ", setup.eps());
+  setup.validate();
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& p : module.parameters()) {
     if (!p.requires_grad()) continue;
@@ -28,8 +50,6 @@ std::unique_ptr<torch::optim::AdamW> make_adamw(const torch::nn::Module& module,
   if (!decay.empty()) groups.emplace_back(decay, options(setup.weight_decay()));
   if (!no_decay.empty()) groups.emplace_back(no_decay, options(0.0));
   TORCH_CHECK(!groups.empty(), "make_adamw: the module has no trainable parameters");
-  TORCH_CHECK(setup.fused() || !setup.row_sparse_embeddings(),
-              "AdamWSetup::row_sparse_embeddings needs fused = true (torch::optim::AdamW has no row-sparse update)");
   if (!setup.fused()) return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(setup.lr()));
   auto fused = std::make_unique<FusedAdamW>(groups, torch::optim::AdamWOptions(setup.lr()));
   if (setup.row_sparse_embeddings()) {

@@ -31,29 +31,7 @@ namespace fs = std::filesystem;
 namespace contaccum {
 namespace {
 
-using detail::pretrained_directory;
 using detail::vocab_text;
-
-StrategyOptions strategy_options(const TrainConfig& c) {
-  auto s = StrategyOptions::from_preset(c.strategy, c.total_batch, c.micro_batch, c.memory_size);
-  s.query_bank(c.query_bank)
-      .passage_bank(c.passage_bank)
-      .bank_hard_negatives(c.bank_hard_negatives)
-      .clear_banks_after_step(c.clear_banks_after_step)
-      .bank_encoder(c.bank_encoder == "momentum" ? BankEncoder::Momentum : BankEncoder::Current)
-      .momentum(c.momentum)
-      .staleness_sample(c.staleness_every > 0 ? c.staleness_sample : 0)
-      .loss(InfoNCEOptions()
-                .similarity(c.similarity == "cosine" ? Similarity::Cosine : Similarity::Dot)
-                .temperature(c.temperature)
-                .tiled(c.tiled_loss));
-  s.validate();
-  return s;
-}
-
-void require(const std::string& value, const char* key) {
-  TORCH_CHECK(!value.empty(), "config key '", key, "' is required");
-}
 
 nlohmann::json to_json(const RetrievalMetrics& m) { return nlohmann::json::parse(m.to_json()); }
 
@@ -73,13 +51,18 @@ double available_memory_bytes() {
 // Bytes the banks, their score cache and the loss over them take: refused
 // up front, naming the key, rather than failing deep in the allocator.
 void check_bank_memory(const TrainConfig& c) {
-  if (!StrategyOptions::preset_has_banks(c.strategy) || c.memory_size == 0) return;
-  const double m = static_cast<double>(c.memory_size), g = 1.0 + static_cast<double>(c.hard_negatives);
-  const double d = static_cast<double>(EncoderRegistry::global().at(c.encoder).output_dim(c.encoder_options));
-  const double block = static_cast<double>(c.strategy == "contaccum" ? c.micro_batch : c.total_batch);
+  const auto s = c.strategy_options();
+  if (s.memory_size() == 0) return;
+  const double m = static_cast<double>(s.memory_size()), g = 1.0 + static_cast<double>(c.trainer.hard_negatives());
+  const double d =
+      static_cast<double>(EncoderRegistry::global().at(c.model.encoder()).output_dim(c.model.encoder_options()));
+  // The rows one bank update writes: a micro-batch when the loss spans one,
+  // else the whole batch (the engine's own rule, whatever the preset).
+  const double block =
+      static_cast<double>(s.negatives() == NegativeScope::MicroBatch ? s.micro_batch() : s.total_batch());
   double leaves = 1;
   while (leaves < std::ceil(m / block)) leaves *= 2;
-  const double rows = m + static_cast<double>(c.strategy == "contaccum" ? c.micro_batch : c.total_batch);
+  const double rows = m + block;
   const double banks_bytes = 4 * m * (1 + g) * d;
   const double cache_bytes = 4 * 2 * leaves * m;
   // Scores, their softmax and its gradient: three [rows, rows * g] matrices.
@@ -87,7 +70,7 @@ void check_bank_memory(const TrainConfig& c) {
   const double need = banks_bytes + cache_bytes + loss_bytes;
   const double available = available_memory_bytes();
   constexpr double GiB = 1024.0 * 1024.0 * 1024.0;
-  TORCH_CHECK(available <= 0 || need < available, "config key 'memory_size' = ", c.memory_size, " needs about ",
+  TORCH_CHECK(available <= 0 || need < available, "config key 'memory_size' = ", s.memory_size(), " needs about ",
               need / GiB, " GiB (banks ", banks_bytes / GiB, ", score cache ", cache_bytes / GiB,
               ", the loss over the banks ", loss_bytes / GiB, ") but ", available / GiB,
               " GiB of memory are free; lower memory_size");
@@ -136,13 +119,6 @@ void claim_output_directory(const std::string& output_dir, const TrainConfig& co
 
 namespace {
 
-void require_data_keys(const TrainConfig& config) {
-  require(config.data_corpus, "data.corpus");
-  require(config.data_queries, "data.queries");
-  TORCH_CHECK(!config.data_train_qrels.empty() || !config.data_hard_negatives.empty(),
-              "config key 'data.train_qrels' or 'data.hard_negatives' is required");
-}
-
 // What `data.*` names, read and checked before anything is trained.
 struct TrainingData {
   std::shared_ptr<TextTable> corpus, queries;
@@ -150,9 +126,8 @@ struct TrainingData {
   std::vector<Qrel> dev;
 };
 
-TrainingData read_training_data(const TrainConfig& config) {
-  const auto reader =
-      ReaderOptions().on_bad_record(config.data_skip_bad_records ? OnBadRecord::Skip : OnBadRecord::Error);
+TrainingData read_training_data(const TrainingDataOptions& files) {
+  const auto reader = ReaderOptions().on_bad_record(files.skip_bad_records() ? OnBadRecord::Skip : OnBadRecord::Error);
   ReadReport report;
   auto logged = [&report](const std::string& path) {
     spdlog::info("read {}: {} records", path, report.records);
@@ -163,32 +138,32 @@ TrainingData read_training_data(const TrainConfig& config) {
     report = {};
   };
   TrainingData d;
-  d.corpus = std::make_shared<TextTable>(read_beir_corpus(config.data_corpus, reader, &report));
-  require_records(report, config.data_corpus, "passages (data.corpus)");
-  logged(config.data_corpus);
-  d.queries = std::make_shared<TextTable>(read_beir_queries(config.data_queries, reader, &report));
-  require_records(report, config.data_queries, "queries (data.queries)");
-  logged(config.data_queries);
-  if (!config.data_hard_negatives.empty()) {
+  d.corpus = std::make_shared<TextTable>(read_beir_corpus(files.corpus(), reader, &report));
+  require_records(report, files.corpus(), "passages (data.corpus)");
+  logged(files.corpus());
+  d.queries = std::make_shared<TextTable>(read_beir_queries(files.queries(), reader, &report));
+  require_records(report, files.queries(), "queries (data.queries)");
+  logged(files.queries());
+  if (!files.hard_negatives().empty()) {
     d.train = std::make_shared<TrainingSet>(
-        read_hard_negatives(config.data_hard_negatives, d.queries, d.corpus, reader, &report));
-    require_records(report, config.data_hard_negatives, "training examples (data.hard_negatives)");
-    logged(config.data_hard_negatives);
+        read_hard_negatives(files.hard_negatives(), d.queries, d.corpus, reader, &report));
+    require_records(report, files.hard_negatives(), "training examples (data.hard_negatives)");
+    logged(files.hard_negatives());
   } else {
-    auto qrels = read_qrels(config.data_train_qrels, *d.queries, *d.corpus, reader, &report);
-    require_records(report, config.data_train_qrels, "judgements (data.train_qrels)");
+    auto qrels = read_qrels(files.train_qrels(), *d.queries, *d.corpus, reader, &report);
+    require_records(report, files.train_qrels(), "judgements (data.train_qrels)");
     const int64_t judgements = report.records;
-    logged(config.data_train_qrels);
+    logged(files.train_qrels());
     d.train = std::make_shared<TrainingSet>(training_set_from_qrels(d.queries, d.corpus, qrels));
-    TORCH_CHECK(d.train->size() > 0, config.data_train_qrels, ": no training examples (data.train_qrels): none of its ",
+    TORCH_CHECK(d.train->size() > 0, files.train_qrels(), ": no training examples (data.train_qrels): none of its ",
                 judgements, " judgements has a score > 0");
   }
-  if (!config.data_dev_qrels.empty()) {
-    d.dev = read_qrels(config.data_dev_qrels, *d.queries, *d.corpus, reader, &report);
-    logged(config.data_dev_qrels);
-    d.dev = first_judged_queries(d.dev, config.data_dev_max_queries);
+  if (!files.dev_qrels().empty()) {
+    d.dev = read_qrels(files.dev_qrels(), *d.queries, *d.corpus, reader, &report);
+    logged(files.dev_qrels());
+    d.dev = first_judged_queries(d.dev, files.dev_max_queries());
     // Found now, not after the whole training run.
-    TORCH_CHECK(!judged_queries(d.dev).empty(), config.data_dev_qrels,
+    TORCH_CHECK(!judged_queries(d.dev).empty(), files.dev_qrels(),
                 ": no query has a relevant passage (score > 0), so there is nothing to evaluate (data.dev_qrels)");
   }
   return d;
@@ -201,15 +176,15 @@ TrainedModel prepare_model(const TrainConfig& config, const std::string& output_
   if (writes) fs::create_directories(output_dir);
   const auto saved_vocab = (fs::path(output_dir) / "vocab.txt").string();
   TrainConfig effective = config;
-  if (resume && effective.tokenizer_vocab.empty() && fs::exists(saved_vocab)) {
+  if (resume && effective.tokenizer.vocab().empty() && fs::exists(saved_vocab)) {
     // The vocabulary the interrupted run trained; retraining would give the
     // same one, but reading it is faster.
-    effective.tokenizer_vocab = saved_vocab;
+    effective.tokenizer.vocab(saved_vocab);
   }
   const Stopwatch vocab_watch;
   TrainedModel trained = build_model(effective, &corpus);
   trained.config = config;
-  if (writes && config.tokenizer_vocab.empty() && pretrained_directory(config).empty()) {
+  if (writes && config.tokenizer.vocab().empty() && config.model.pretrained_directory().empty()) {
     spdlog::info("WordPiece vocabulary of {} tokens in {:.1f} s", trained.tokenizer->vocab().size(),
                  vocab_watch.seconds());
     write_file_atomically(saved_vocab, vocab_text(trained.tokenizer->vocab()));
@@ -219,46 +194,15 @@ TrainedModel prepare_model(const TrainConfig& config, const std::string& output_
 }
 
 TrainerOptions trainer_options(const TrainConfig& config, const std::string& output_dir, ProgressMode progress) {
-  TrainerOptions options;
-  options
-      .optimizer(AdamWSetup()
-                     .lr(config.lr)
-                     .weight_decay(config.weight_decay)
-                     .fused(config.fused_adamw)
-                     .row_sparse_embeddings(config.row_sparse_embeddings))
-      .warmup_steps(config.warmup_steps)
-      .final_lr_ratio(config.final_lr_ratio)
-      .max_grad_norm(config.max_grad_norm)
-      .epochs(config.epochs)
-      .max_steps(config.max_steps)
-      .seed(static_cast<uint64_t>(config.seed))
-      .hard_negatives(config.hard_negatives)
-      .output_dir(output_dir)
-      .log_every(config.log_every)
-      .eval_every(config.eval_every)
-      .eval_metric(config.eval_metric)
-      .checkpoint_every(config.checkpoint_every)
-      .keep_checkpoints(config.keep_checkpoints)
-      .non_finite(config.non_finite == "skip" ? NonFinitePolicy::Skip : NonFinitePolicy::Error)
-      .max_consecutive_skips(config.max_consecutive_skips)
-      .staleness_every(config.staleness_every)
-      .count_allocations(config.count_allocations)
-      .progress(progress);
-  return options;
-}
-
-DenseEvalOptions dev_eval_options(const TrainConfig& config) {
-  DenseEvalOptions options;
-  options.batch_size(config.eval_batch_size)
-      .query_max_length(config.query_max_length)
-      .passage_max_length(config.passage_max_length);
+  auto options = config.trainer;
+  options.output_dir(output_dir).progress(progress);
   return options;
 }
 
 void write_eval_json(const std::string& output_dir, const TrainConfig& config, const TrainingRun& run, int64_t steps) {
   nlohmann::json j = {{"final", to_json(*run.dev)},
                       {"best_step", run.train.best_step},
-                      {"best_" + config.eval_metric, run.train.best_metric},
+                      {"best_" + config.trainer.eval_metric(), run.train.best_metric},
                       {"steps", steps},
                       {"train_seconds", run.train.seconds}};
   write_file_atomically((fs::path(output_dir) / "eval.json").string(), j.dump(2) + "\n");
@@ -269,7 +213,7 @@ void write_eval_json(const std::string& output_dir, const TrainConfig& config, c
 TrainingRun run_training(const TrainConfig& config, const std::string& output_dir, bool resume, ProgressMode progress,
                          std::shared_ptr<Collective> collective) {
   config.validate();
-  require_data_keys(config);
+  config.data.require_files();
   TORCH_CHECK(!output_dir.empty(), "run_training: the output directory must not be empty");
   if (!collective) collective = local_collective();
   // Rank 0 owns the directory and writes every file; the others only read.
@@ -284,30 +228,28 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
   if (config.threads > 0) set_compute_threads(static_cast<int>(config.threads));
   const Stopwatch setup_watch;
   TrainingRun run;
-  const auto data = read_training_data(config);
+  const auto data = read_training_data(config.data);
   const TrainedModel trained = prepare_model(config, output_dir, resume, *data.corpus, writes);
   run.setup_seconds = setup_watch.seconds();
   for (const auto& p : trained.model->parameters()) run.parameters += p.numel();
 
-  Collator collator(
-      trained.text_encoder(),
-      CollatorOptions().query_max_length(config.query_max_length).passage_max_length(config.passage_max_length));
-  Trainer trainer(trained.model, strategy_options(config), data.train, collator,
+  Collator collator(trained.text_encoder(), config.lengths);
+  Trainer trainer(trained.model, config.strategy_options(), data.train, collator,
                   trainer_options(config, output_dir, writes ? progress : ProgressMode::Silent));
   trainer.set_collective(collective);
   if (writes) {
     spdlog::info(
         "{} training examples, {} steps per epoch, {} steps; strategy {} (total_batch {}, micro_batch {}, "
         "memory_size {})",
-        data.train->size(), trainer.steps_per_epoch(), trainer.state().total_steps, config.strategy, config.total_batch,
-        config.micro_batch, config.memory_size);
+        data.train->size(), trainer.steps_per_epoch(), trainer.state().total_steps, config.strategy,
+        config.engine.total_batch(), config.engine.micro_batch(), config.engine.memory_size());
     if (collective->world_size() > 1) {
       spdlog::info("{} ranks: micro_batch {} per rank, {} rows per global micro-batch", collective->world_size(),
-                   config.micro_batch, collective->world_size() * config.micro_batch);
+                   config.engine.micro_batch(), collective->world_size() * config.engine.micro_batch());
     }
   }
 
-  const auto eval_options = dev_eval_options(config);
+  const auto eval_options = config.dev_eval_options();
   const auto tokenize = trained.text_encoder();
   auto evaluate = [&](DualEncoder& m) {
     return evaluate_dense(m, tokenize, *data.corpus, *data.queries, data.dev, eval_options, *collective).metrics;
@@ -318,7 +260,7 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
       TrainedModel best = trained;
       best.model = m;
       save_model(best, (fs::path(output_dir) / "best").string());
-      spdlog::info("new best {} at step {}", config.eval_metric, step);
+      spdlog::info("new best {} at step {}", config.trainer.eval_metric(), step);
     });
   }
   if (resume) {

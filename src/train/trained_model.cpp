@@ -27,32 +27,25 @@ std::string detail::vocab_text(const Vocabulary& vocab) {
   return out;
 }
 
-// The pretrained directory the chosen encoder starts from ("" for none).
-std::string detail::pretrained_directory(const TrainConfig& c) {
-  const auto& key = EncoderRegistry::global().at(c.encoder).pretrained_key;
-  return key.empty() ? "" : c.encoder_options.text(key);
-}
-
 namespace {
 
-using detail::pretrained_directory;
 using detail::vocab_text;
 
 std::shared_ptr<EncoderModule> make_tower(const TrainConfig& c, int64_t vocab_size, int64_t pad_id) {
   TowerContext context;
   context.vocab_size = vocab_size;
   context.pad_id = pad_id;
-  context.max_positions = std::max<int64_t>(512, c.passage_max_length);
-  return EncoderRegistry::global().at(c.encoder).make_tower(c.encoder_options, context);
+  context.max_positions = std::max<int64_t>(512, c.lengths.passage_max_length());
+  return EncoderRegistry::global().at(c.model.encoder()).make_tower(c.model.encoder_options(), context);
 }
 
 DualEncoder make_dual_encoder(const TrainConfig& c, const WordPieceTokenizer& tokenizer) {
-  const auto options = DualEncoderOptions().normalize(c.similarity == "cosine");
+  const auto options = DualEncoderOptions().normalize(c.engine.loss().similarity() == Similarity::Cosine);
   const int64_t vocab = tokenizer.vocab().size();
-  if (c.encoder_shared) return DualEncoder(make_tower(c, vocab, tokenizer.pad_id()), options);
+  if (c.model.shared()) return DualEncoder(make_tower(c, vocab, tokenizer.pad_id()), options);
   auto query_tower = make_tower(c, vocab, tokenizer.pad_id());
   auto passage_tower = make_tower(c, vocab, tokenizer.pad_id());
-  if (c.encoder_tied_init) {
+  if (c.model.tied_init()) {
     torch::NoGradGuard no_grad;
     const auto from = query_tower->named_parameters(), from_buffers = query_tower->named_buffers();
     for (auto& p : passage_tower->named_parameters()) p.value().copy_(from[p.key()]);
@@ -62,8 +55,9 @@ DualEncoder make_dual_encoder(const TrainConfig& c, const WordPieceTokenizer& to
 }
 
 WordPieceTokenizerOptions tokenizer_options(const TrainConfig& c) {
-  auto o = WordPieceTokenizerOptions().max_length(std::max(c.query_max_length, c.passage_max_length));
-  o.basic().lower_case(c.tokenizer_lower_case);
+  auto o =
+      WordPieceTokenizerOptions().max_length(std::max(c.lengths.query_max_length(), c.lengths.passage_max_length()));
+  o.basic().lower_case(c.tokenizer.lower_case());
   return o;
 }
 
@@ -125,19 +119,19 @@ TextEncoderFn TrainedModel::text_encoder() const {
 
 TrainedModel build_model(const TrainConfig& config, const TextTable* corpus) {
   config.validate();
-  torch::manual_seed(static_cast<uint64_t>(config.seed));
+  torch::manual_seed(config.trainer.seed());
   TrainedModel out;
   out.config = config;
   Vocabulary vocab;
-  if (!config.tokenizer_vocab.empty()) {
-    vocab = Vocabulary::load(config.tokenizer_vocab);
-  } else if (const auto pretrained = pretrained_directory(config); !pretrained.empty()) {
+  if (!config.tokenizer.vocab().empty()) {
+    vocab = Vocabulary::load(config.tokenizer.vocab());
+  } else if (const auto pretrained = config.model.pretrained_directory(); !pretrained.empty()) {
     vocab = Vocabulary::load((fs::path(pretrained) / "vocab.txt").string());
   } else {
     TORCH_CHECK(corpus != nullptr && !corpus->empty(),
                 "build_model: no tokenizer.vocab given and no corpus to train a vocabulary on");
-    auto trainer_options = WordPieceTrainerOptions(config.tokenizer_vocab_size);
-    trainer_options.basic().lower_case(config.tokenizer_lower_case);
+    auto trainer_options = WordPieceTrainerOptions(config.tokenizer.vocab_size());
+    trainer_options.basic().lower_case(config.tokenizer.lower_case());
     WordPieceTrainer trainer(trainer_options);
     for (int64_t i = 0; i < corpus->size(); ++i) trainer.add(corpus->full_text(i));
     vocab = trainer.finish();
@@ -158,7 +152,7 @@ void save_model(const TrainedModel& m, const std::string& directory) {
   torch::serialize::OutputArchive archive;
   m.model->save(archive);
   save_archive_atomically(archive, (fs::path(directory) / "weights.pt").string());
-  if (const auto& export_hf = EncoderRegistry::global().at(m.config.encoder).export_hf) {
+  if (const auto& export_hf = EncoderRegistry::global().at(m.config.model.encoder()).export_hf) {
     export_hf(*m.model->query_encoder(), (fs::path(directory) / "query_encoder").string());
     if (!m.model->shared()) export_hf(*m.model->passage_encoder(), (fs::path(directory) / "passage_encoder").string());
   }
@@ -184,10 +178,10 @@ TrainedModel load_model(const std::string& directory) {
   verify_model_checksums(directory);
   verify_zip_checksums(weights_path);
   auto config = TrainConfig::load(config_path);
-  config.tokenizer_vocab = vocab_path;
+  config.tokenizer.vocab(vocab_path);
   // The weights file has every tensor: no pretrained start.
-  if (const auto& key = EncoderRegistry::global().at(config.encoder).pretrained_key; !key.empty()) {
-    config.encoder_options.set(key, std::string());
+  if (const auto& key = EncoderRegistry::global().at(config.model.encoder()).pretrained_key; !key.empty()) {
+    config.model.encoder_options().set(key, std::string());
   }
   TrainedModel out = build_model(config, nullptr);
   torch::serialize::InputArchive archive;

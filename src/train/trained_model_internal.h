@@ -11,8 +11,6 @@ namespace detail {
 
 /// One token per line, as vocab.txt holds them.
 std::string vocab_text(const Vocabulary& vocab);
-/// The pretrained directory the chosen encoder starts from ("" for none).
-std::string pretrained_directory(const TrainConfig& config);
 
 }  // namespace detail
 }  // namespace contaccum

@@ -38,7 +38,11 @@ using detail::MetricsLog;
 using detail::Progress;
 using detail::step_json;
 
-// What a checkpoint must agree on with the run that loads it.
+// What a checkpoint's trainer state records of the run (its format-2 fields,
+// compared first for their messages in words). Every option that changes
+// results is also in the options' fingerprints, which `Trainer::load` and
+// `Strategy::load` compare: a field added to an options table needs no line
+// here.
 detail::TrainerFields run_fields(const StrategyOptions& s, const TrainerOptions& o, int64_t total_steps) {
   return {{"total_steps", total_steps},
           {"total_batch", s.total_batch()},
@@ -104,27 +108,7 @@ Trainer::Trainer(DualEncoder model, StrategyOptions strategy, std::shared_ptr<co
       options_(std::move(options)),
       collective_(local_collective()) {
   TORCH_CHECK(train_set_ && !train_set_->empty(), "Trainer: the training set is empty");
-  TORCH_CHECK(options_.epochs() >= 1 || options_.max_steps() > 0, "TrainerOptions::epochs must be >= 1, got ",
-              options_.epochs());
-  TORCH_CHECK(options_.max_steps() >= 0, "TrainerOptions::max_steps must be >= 0, got ", options_.max_steps());
-  TORCH_CHECK(options_.warmup_steps() >= 0, "TrainerOptions::warmup_steps must be >= 0, got ", options_.warmup_steps());
-  TORCH_CHECK(options_.final_lr_ratio() >= 0 && options_.final_lr_ratio() <= 1,
-              "TrainerOptions::final_lr_ratio must be in [0, 1], got ", options_.final_lr_ratio());
-  TORCH_CHECK(options_.hard_negatives() >= 0, "TrainerOptions::hard_negatives must be >= 0, got ",
-              options_.hard_negatives());
-  TORCH_CHECK(options_.log_every() >= 1, "TrainerOptions::log_every must be >= 1, got ", options_.log_every());
-  TORCH_CHECK(options_.eval_every() >= 0, "TrainerOptions::eval_every must be >= 0, got ", options_.eval_every());
-  TORCH_CHECK(options_.checkpoint_every() >= 0, "TrainerOptions::checkpoint_every must be >= 0, got ",
-              options_.checkpoint_every());
-  TORCH_CHECK(options_.keep_checkpoints() >= 1, "TrainerOptions::keep_checkpoints must be >= 1, got ",
-              options_.keep_checkpoints());
-  TrainingStepOptions()
-      .max_grad_norm(options_.max_grad_norm())
-      .max_consecutive_skips(options_.max_consecutive_skips())
-      .validate();
-  TORCH_CHECK(options_.prefetch() >= 1, "TrainerOptions::prefetch must be >= 1, got ", options_.prefetch());
-  TORCH_CHECK(options_.staleness_every() >= 0, "TrainerOptions::staleness_every must be >= 0, got ",
-              options_.staleness_every());
+  options_.validate();
   TORCH_CHECK(options_.staleness_every() == 0 || (strategy.memory_size() > 0 && strategy.staleness_sample() > 0),
               "TrainerOptions::staleness_every = ", options_.staleness_every(),
               " needs banks and a staleness sample (StrategyOptions::memory_size = ", strategy.memory_size(),
@@ -322,6 +306,7 @@ void Trainer::save(torch::serialize::OutputArchive& archive) const {
   archive.write("optimizer", optimizer);
   archive.write("strategy", strategy);
   archive.write("rng", rng);
+  archive.write("trainer_options", fingerprint_tensor(options_.fingerprint()));
   auto fields = run_fields(strategy_->options(), options_, state_.total_steps);
   fields["step"] = state_.step;
   fields["epoch"] = state_.position.epoch;
@@ -338,6 +323,10 @@ void Trainer::load(torch::serialize::InputArchive& archive) {
   try {
     saved = detail::read_trainer_state(archive);
     detail::check_same_run(saved, run_fields(strategy_->options(), options_, state_.total_steps));
+    // Checkpoints written before options had fingerprints hold none.
+    if (torch::Tensor options; archive.try_read("trainer_options", options)) {
+      check_same_fingerprint(fingerprint_from_tensor(options), options_.fingerprint(), "TrainerOptions");
+    }
     const auto world = saved.fields.count("world_size") ? saved.fields.at("world_size") : 1;
     TORCH_CHECK(world == collective_->world_size(), "the checkpoint was written by a run on ", world,
                 " rank(s), this one has ", collective_->world_size(),

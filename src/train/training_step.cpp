@@ -61,12 +61,29 @@ double learning_rate(const torch::optim::Optimizer& optimizer) {
 
 }  // namespace
 
-void TrainingStepOptions::validate() const {
-  TORCH_CHECK(max_grad_norm() >= 0 && !std::isnan(max_grad_norm()),
-              "TrainerOptions::max_grad_norm must be >= 0 (0 disables clipping), got ", max_grad_norm());
-  TORCH_CHECK(max_consecutive_skips() >= 1, "TrainerOptions::max_consecutive_skips must be >= 1, got ",
-              max_consecutive_skips());
+template <>
+const std::vector<std::pair<NonFinitePolicy, std::string>>& enum_names<NonFinitePolicy>() {
+  static const std::vector<std::pair<NonFinitePolicy, std::string>> names = {{NonFinitePolicy::Error, "error"},
+                                                                             {NonFinitePolicy::Skip, "skip"}};
+  return names;
 }
+
+const OptionTable<TrainingStepOptions>& TrainingStepOptions::fields() {
+  using O = TrainingStepOptions;
+  // A step that is skipped or stops the run applies nothing: none of these
+  // change the numbers of the steps that are applied, except the clipping.
+  static const OptionTable<O> table = {
+      option_field<O>("max_grad_norm", "clip the global gradient norm to this",
+                      CONTACCUM_OPTION_ACCESSORS(max_grad_norm), noted(at_least(0), "(0 disables clipping)")),
+      option_field<O>("non_finite", "a step whose loss or gradient norm is not finite: error or skip",
+                      CONTACCUM_OPTION_ACCESSORS(non_finite), {}, /*changes_results=*/false),
+      option_field<O>("max_consecutive_skips", "skipped steps in a row that stop the run",
+                      CONTACCUM_OPTION_ACCESSORS(max_consecutive_skips), at_least(1), /*changes_results=*/false),
+  };
+  return table;
+}
+
+void TrainingStepOptions::validate() const { check_option_fields(*this, fields(), "TrainingStepOptions"); }
 
 TrainingStep::TrainingStep(DualEncoder model, Strategy& strategy, torch::optim::Optimizer& optimizer,
                            std::shared_ptr<Collective> collective, TrainingStepOptions options)

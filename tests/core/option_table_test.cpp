@@ -157,5 +157,44 @@ TEST(OptionTable, ATrainerRefusesToResumeWithAnotherTemperature) {
   EXPECT_THAT(test::error_of([&] { resumed.resume_latest(); }), HasSubstr("loss.temperature = 0.5, this run has 0.1"));
 }
 
+// The trainer's own options that change results are in its checkpoints'
+// fingerprint too (no hand-kept list): another warm-up or weight decay is
+// refused, another log cadence is not.
+TEST(OptionTable, ATrainerRefusesToResumeWithOtherTrainerOptionsThatChangeResults) {
+  auto set = test::tiny_training_set(16);
+  Collator collator(test::hashing_tokenizer(test::kTinyVocab));
+  test::TempDir dir;
+  const auto strategy = StrategyOptions::contaccum(8, 4, 8);
+  const auto trainer = [&] { return test::tiny_trainer_options(dir.path.string()).max_steps(2).warmup_steps(1); };
+  {
+    auto model = test::tiny_dual_encoder(1);
+    Trainer first(model, strategy, set, collator, trainer());
+    first.train();
+  }
+  auto resume = [&](TrainerOptions options) {
+    auto model = test::tiny_dual_encoder(1);
+    Trainer again(model, strategy, set, collator, options);
+    return test::error_of([&] { again.resume_latest(); });
+  };
+  EXPECT_THAT(resume(trainer().warmup_steps(0)), HasSubstr("TrainerOptions: the checkpoint was written with "
+                                                           "warmup_steps = 1, this run has 0"));
+  auto decay = trainer();
+  decay.optimizer().weight_decay(0.5);
+  EXPECT_THAT(resume(decay), HasSubstr("optimizer.weight_decay = 0.01, this run has 0.5"));
+  EXPECT_EQ(resume(trainer().log_every(7).keep_checkpoints(5)), "no error");
+}
+
+TEST(OptionTable, TrainerOptionsRulesAreTheTablesOwn) {
+  EXPECT_THAT(test::error_of([] { TrainerOptions().log_every(0).validate(); }),
+              HasSubstr("TrainerOptions::log_every must be >= 1, got 0"));
+  EXPECT_THAT(test::error_of([] { TrainerOptions().max_grad_norm(-1).validate(); }),
+              HasSubstr("TrainerOptions::max_grad_norm must be >= 0 (0 disables clipping), got -1"));
+  EXPECT_THAT(test::error_of([] { TrainerOptions().epochs(0).validate(); }),
+              HasSubstr("TrainerOptions::epochs must be >= 1 when max_steps is 0, got 0"));
+  EXPECT_NO_THROW(TrainerOptions().epochs(0).max_steps(3).validate());
+  EXPECT_THAT(test::error_of([] { TrainerOptions().eval_metric("mrr@11").validate(); }),
+              HasSubstr("TrainerOptions::eval_metric must be one of top@1"));
+}
+
 }  // namespace
 }  // namespace contaccum

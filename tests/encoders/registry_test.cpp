@@ -83,9 +83,9 @@ TEST(EncoderRegistry, AUserEncoderReachesTheConfigAndThePipeline) {
   EXPECT_NE(std::find(keys.begin(), keys.end(), "encoder_options.probe_width"), keys.end());
   auto config =
       TrainConfig::parse("encoder: test_probe\nencoder_options: {probe_width: 6}\ntokenizer: {vocab_size: 120}\n");
-  EXPECT_EQ(config.encoder_options.integer("probe_width"), 6);
+  EXPECT_EQ(config.model.encoder_options().integer("probe_width"), 6);
   EXPECT_NE(config.to_yaml().find("encoder_options.probe_width: 6\n"), std::string::npos);
-  EXPECT_EQ(TrainConfig::parse(config.to_yaml()).encoder_options.integer("probe_width"), 6);
+  EXPECT_EQ(TrainConfig::parse(config.to_yaml()).model.encoder_options().integer("probe_width"), 6);
   EXPECT_THAT(test::error_of([] { TrainConfig::parse("encoder: test_probe\nencoder_options: {probe_width: 0}\n"); }),
               HasSubstr("config key 'encoder_options.probe_width' must be > 0, got 0"));
   EXPECT_THAT(test::error_of([] { TrainConfig::parse("encoder_options: {probe_width: wide}\n"); }),

@@ -50,12 +50,12 @@ class RetrievalCli : public ::testing::Test {
   // under the work directory as `name`; returns its path.
   std::string save_small_model(const std::string& name, int64_t width, int64_t seed = 0) const {
     TrainConfig config;
-    config.data_corpus = (data_ / "corpus.jsonl").string();
-    config.tokenizer_vocab_size = 300;
-    config.seed = seed;
-    config.encoder_options.set("dim", width);
-    config.encoder_options.set("embedding_dim", width);
-    const auto corpus = read_beir_corpus(config.data_corpus);
+    config.data.corpus((data_ / "corpus.jsonl").string());
+    config.tokenizer.vocab_size(300);
+    config.trainer.seed(seed);
+    config.model.encoder_options().set("dim", width);
+    config.model.encoder_options().set("embedding_dim", width);
+    const auto corpus = read_beir_corpus(config.data.corpus());
     const auto path = (work_.path / name).string();
     save_model(build_model(config, &corpus), path);
     return path;
@@ -82,8 +82,8 @@ TEST_F(RetrievalCli, EncodeWritesTheModelsEmbeddingsAndEvalScoresThemAlike) {
   const auto corpus = read_beir_corpus((data_ / "corpus.jsonl").string());
   std::vector<std::string> texts;
   for (int64_t r = 0; r < 100; ++r) texts.push_back(corpus.full_text(r));
-  const auto want =
-      encode_texts(model.model, Tower::Passage, texts, model.text_encoder(), model.config.passage_max_length, 256);
+  const auto want = encode_texts(model.model, Tower::Passage, texts, model.text_encoder(),
+                                 model.config.lengths.passage_max_length(), 256);
   EXPECT_TRUE(torch::allclose(reader.read(0, 100), want, 1e-6, 1e-6));
   EXPECT_EQ(reader.ids()[7], std::string(corpus.id(7)));
   const auto plain = shell(cli() + " eval --model " + model_ + data_args() + " 2>/dev/null");
@@ -157,10 +157,10 @@ TEST_F(RetrievalCli, SearchPrintsTheRankingForArgumentsAndStandardInput) {
   auto model = load_model(model_);
   std::vector<std::string> texts;
   for (int64_t r = 0; r < corpus.size(); ++r) texts.push_back(corpus.full_text(r));
-  const auto passages =
-      encode_texts(model.model, Tower::Passage, texts, model.text_encoder(), model.config.passage_max_length, 256);
-  const auto q =
-      encode_texts(model.model, Tower::Query, {query}, model.text_encoder(), model.config.query_max_length, 1);
+  const auto passages = encode_texts(model.model, Tower::Passage, texts, model.text_encoder(),
+                                     model.config.lengths.passage_max_length(), 256);
+  const auto q = encode_texts(model.model, Tower::Query, {query}, model.text_encoder(),
+                              model.config.lengths.query_max_length(), 1);
   const auto dense = exact_search(q, passages, SearchOptions().k(3));
   const auto base = cli() + " search --model " + model_ + " --corpus " + (data_ / "corpus.jsonl").string() + " --k 3";
   const auto [status, out] = shell(base + " '" + query + "' 2>/dev/null");

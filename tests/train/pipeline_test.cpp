@@ -38,10 +38,10 @@ TrainConfig tiny_config(const test::TempDir& data) {
       "hard_negatives: 0\nencoder_options: {shared: true, dim: 32, embedding_dim: 32, dropout: 0.1}\n"
       "tokenizer: {vocab_size: 600}\nsimilarity: cosine\ntemperature: 0.1\n"
       "lr: 0.01\nmax_steps: 60\nwarmup_steps: 5\neval_every: 30\nseed: 7\n");
-  c.data_corpus = data / "corpus.jsonl";
-  c.data_queries = data / "queries.jsonl";
-  c.data_train_qrels = data / "train.tsv";
-  c.data_dev_qrels = data / "dev.tsv";
+  c.data.corpus(data / "corpus.jsonl");
+  c.data.queries(data / "queries.jsonl");
+  c.data.train_qrels(data / "train.tsv");
+  c.data.dev_qrels(data / "dev.tsv");
   return c;
 }
 
@@ -54,9 +54,9 @@ TEST(RunTraining, TrainsSavesAndReloads) {
   write_beir(*set, 240, data);
   const auto config = tiny_config(data);
 
-  auto corpus = read_beir_corpus(config.data_corpus);
-  auto queries = read_beir_queries(config.data_queries);
-  auto dev = read_qrels(config.data_dev_qrels, queries, corpus);
+  auto corpus = read_beir_corpus(config.data.corpus());
+  auto queries = read_beir_queries(config.data.queries());
+  auto dev = read_qrels(config.data.dev_qrels(), queries, corpus);
   auto untrained = build_model(config, &corpus);
   const double before =
       evaluate_dense(untrained.model, untrained.text_encoder(), corpus, queries, dev).metrics.at("mrr@10");
@@ -88,8 +88,8 @@ TEST(RunTraining, ResumeOfAFinishedRunChangesNothing) {
   auto set = test::tiny_training_set(64, 2);
   write_beir(*set, 48, data);
   auto config = tiny_config(data);
-  config.max_steps = 4;
-  config.eval_every = 0;
+  config.trainer.max_steps(4);
+  config.trainer.eval_every(0);
   run_training(config, out.path.string(), false, ProgressMode::Silent);
   auto first = load_model(out / "model");
   auto run = run_training(config, out.path.string(), /*resume=*/true, ProgressMode::Silent);
@@ -105,19 +105,19 @@ TEST(RunTraining, ARunOwnsItsOutputDirectory) {
   auto set = test::tiny_training_set(64, 2);
   write_beir(*set, 48, data);
   auto config = tiny_config(data);
-  config.max_steps = 2;
+  config.trainer.max_steps(2);
   run_training(config, out.path.string(), false, ProgressMode::Silent);
   // A second fresh run into it, a resume with another config: refused, and
   // the first run's files stay.
   EXPECT_THAT(test::error_of([&] { run_training(config, out.path.string(), false, ProgressMode::Silent); }),
               ::testing::AllOf(::testing::HasSubstr("is not empty"), ::testing::HasSubstr("pass --resume")));
   auto other = config;
-  other.lr = 0.5;
+  other.trainer.optimizer().lr(0.5);
   EXPECT_THAT(test::error_of([&] { run_training(other, out.path.string(), true, ProgressMode::Silent); }),
               ::testing::AllOf(::testing::HasSubstr("it was started with 'lr: 0.01'"),
                                ::testing::HasSubstr("this config says 'lr: 0.5'")));
   auto watched = config;
-  watched.log_every = 1;  // how a run is watched may change
+  watched.trainer.log_every(1);  // how a run is watched may change
   EXPECT_EQ(run_training(watched, out.path.string(), true, ProgressMode::Silent).train.steps, 0);
   EXPECT_TRUE(fs::exists(out / "model/weights.pt"));
 }
@@ -135,8 +135,8 @@ TEST(RunTraining, BadInputIsFoundBeforeTraining) {
   EXPECT_THAT(test::error_of([&] { run_training(config, out.path.string(), false, ProgressMode::Silent); }),
               ::testing::HasSubstr("dev.tsv: no query has a relevant passage"));
   EXPECT_FALSE(fs::exists(out / "checkpoints"));
-  config.memory_size = 4000000;
-  config.data_dev_qrels.clear();
+  config.engine.memory_size(4000000);
+  config.data.dev_qrels("");
   EXPECT_THAT(test::error_of([&] { run_training(config, out.path.string(), false, ProgressMode::Silent); }),
               ::testing::AllOf(::testing::HasSubstr("config key 'memory_size' = 4000000 needs about"),
                                ::testing::HasSubstr("lower memory_size")));
@@ -149,8 +149,8 @@ TEST(LoadModel, RefusesDamagedOrMismatchedFiles) {
   auto set = test::tiny_training_set(64, 2);
   write_beir(*set, 48, data);
   auto config = tiny_config(data);
-  config.max_steps = 1;
-  config.data_dev_qrels.clear();
+  config.trainer.max_steps(1);
+  config.data.dev_qrels("");
   run_training(config, out.path.string(), false, ProgressMode::Silent);
   const auto model = out / "model";
   load_model(model);  // intact
@@ -213,7 +213,7 @@ TEST(BuildModel, TiedInitStartsBothTowersFromTheSameWeights) {
       EXPECT_NE(item.value().data_ptr(), p[item.key()].data_ptr()) << "towers must not share storage";
     }
     // Without it the towers are drawn independently.
-    config.encoder_tied_init = false;
+    config.model.tied_init(false);
     auto untied = build_model(config, nullptr).model;
     EXPECT_FALSE(torch::equal(untied->query_encoder()->parameters()[0], untied->passage_encoder()->parameters()[0]));
   }

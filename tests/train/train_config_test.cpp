@@ -28,17 +28,17 @@ lr: 3e-4
 )",
                                     {"total_batch=32", "similarity=cosine", "encoder_options.dropout=0"});
   EXPECT_EQ(c.strategy, "grad_cache");
-  EXPECT_EQ(c.total_batch, 32);
-  EXPECT_EQ(c.micro_batch, 16);
-  EXPECT_EQ(c.data_corpus, "c.jsonl");
-  EXPECT_EQ(c.data_queries, "q.jsonl");
-  EXPECT_EQ(c.encoder, "transformer");
-  EXPECT_EQ(c.encoder_options.integer("layers"), 2);
-  EXPECT_EQ(c.encoder_options.text("pooling"), "mean");
-  EXPECT_DOUBLE_EQ(c.encoder_options.number("dropout"), 0.0);
-  EXPECT_DOUBLE_EQ(c.lr, 3e-4);
-  EXPECT_EQ(c.similarity, "cosine");
-  EXPECT_EQ(c.memory_size, 1024);  // default kept
+  EXPECT_EQ(c.engine.total_batch(), 32);
+  EXPECT_EQ(c.engine.micro_batch(), 16);
+  EXPECT_EQ(c.data.corpus(), "c.jsonl");
+  EXPECT_EQ(c.data.queries(), "q.jsonl");
+  EXPECT_EQ(c.model.encoder(), "transformer");
+  EXPECT_EQ(c.model.encoder_options().integer("layers"), 2);
+  EXPECT_EQ(c.model.encoder_options().text("pooling"), "mean");
+  EXPECT_DOUBLE_EQ(c.model.encoder_options().number("dropout"), 0.0);
+  EXPECT_DOUBLE_EQ(c.trainer.optimizer().lr(), 3e-4);
+  EXPECT_EQ(c.engine.loss().similarity(), Similarity::Cosine);
+  EXPECT_EQ(c.engine.memory_size(), 1024);  // default kept
 }
 
 TEST(TrainConfig, YamlRoundTripKeepsEveryValue) {
@@ -47,9 +47,9 @@ TEST(TrainConfig, YamlRoundTripKeepsEveryValue) {
       "data: {corpus: 'a b: c.jsonl'}\nquery_bank: false\n");
   auto again = TrainConfig::parse(c.to_yaml());
   EXPECT_EQ(again.to_yaml(), c.to_yaml());
-  EXPECT_EQ(again.data_corpus, "a b: c.jsonl");
-  EXPECT_DOUBLE_EQ(again.temperature, 0.0123456789);
-  EXPECT_FALSE(again.query_bank);
+  EXPECT_EQ(again.data.corpus(), "a b: c.jsonl");
+  EXPECT_DOUBLE_EQ(again.engine.loss().temperature(), 0.0123456789);
+  EXPECT_FALSE(again.engine.query_bank());
   const std::string yaml = "\n" + c.to_yaml();
   for (const auto& key : TrainConfig::keys()) EXPECT_NE(yaml.find("\n" + key + ": "), std::string::npos) << key;
 }
@@ -150,9 +150,9 @@ TEST(TrainConfig, ReproductionConfigurationsLoad) {
 TEST(TrainConfig, BankEncoderAndStalenessKeys) {
   const auto c =
       TrainConfig::parse("bank_encoder: momentum\nmomentum: 0.9\nstaleness_every: 10\nstaleness_sample: 64\n");
-  EXPECT_EQ(c.bank_encoder, "momentum");
-  EXPECT_EQ(c.momentum, 0.9);
-  EXPECT_EQ(c.staleness_every, 10);
+  EXPECT_EQ(c.engine.bank_encoder(), BankEncoder::Momentum);
+  EXPECT_EQ(c.engine.momentum(), 0.9);
+  EXPECT_EQ(c.trainer.staleness_every(), 10);
   EXPECT_EQ(c.staleness_sample, 64);
   EXPECT_EQ(TrainConfig::parse(c.to_yaml()).to_yaml(), c.to_yaml());
   using ::testing::HasSubstr;
@@ -176,19 +176,20 @@ TEST(TrainConfig, RefusesAKeyGivenTwiceAndANegativeClip) {
   EXPECT_THAT(test::error_of([] { TrainConfig::parse("max_grad_norm: -1\n"); }),
               ::testing::HasSubstr("config key 'max_grad_norm' must be >= 0 (0 disables clipping), got -1"));
   EXPECT_THAT(test::error_of([] { TrainConfig::parse("non_finite: ignore\n"); }), ::testing::HasSubstr("non_finite"));
-  EXPECT_EQ(TrainConfig::parse("final_lr_ratio: 0.45\n").final_lr_ratio, 0.45);
+  EXPECT_EQ(TrainConfig::parse("final_lr_ratio: 0.45\n").trainer.final_lr_ratio(), 0.45);
   EXPECT_THAT(test::error_of([] { TrainConfig::parse("final_lr_ratio: 2\n"); }),
               ::testing::HasSubstr("config key 'final_lr_ratio' must be in [0, 1], got 2"));
-  EXPECT_EQ(TrainConfig::parse("\xEF\xBB\xBFlr: 0.5\n").lr, 0.5) << "a byte order mark is not part of the key";
+  EXPECT_EQ(TrainConfig::parse("\xEF\xBB\xBFlr: 0.5\n").trainer.optimizer().lr(), 0.5)
+      << "a byte order mark is not part of the key";
 }
 
 TEST(TrainConfig, OptimizerKeys) {
   const auto defaults = TrainConfig::parse("");
-  EXPECT_TRUE(defaults.fused_adamw);
-  EXPECT_FALSE(defaults.row_sparse_embeddings);
+  EXPECT_TRUE(defaults.trainer.optimizer().fused());
+  EXPECT_FALSE(defaults.trainer.optimizer().row_sparse_embeddings());
   const auto sparse = TrainConfig::parse("row_sparse_embeddings: true\n");
-  EXPECT_TRUE(sparse.row_sparse_embeddings);
-  EXPECT_FALSE(TrainConfig::parse("fused_adamw: false\n").fused_adamw);
+  EXPECT_TRUE(sparse.trainer.optimizer().row_sparse_embeddings());
+  EXPECT_FALSE(TrainConfig::parse("fused_adamw: false\n").trainer.optimizer().fused());
   EXPECT_THAT(test::error_of([] { TrainConfig::parse("fused_adamw: false\nrow_sparse_embeddings: true\n"); }),
               ::testing::HasSubstr("config key 'row_sparse_embeddings' needs fused_adamw: true"));
 }

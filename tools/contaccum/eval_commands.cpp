@@ -132,8 +132,8 @@ class EvalCommand : public Command {
                       const std::vector<Qrel>& qrels) const {
     DenseEvalOptions options;
     options.batch_size(batch_size_)
-        .query_max_length(query_max_length_ > 0 ? query_max_length_ : model.config.query_max_length)
-        .passage_max_length(passage_max_length_ > 0 ? passage_max_length_ : model.config.passage_max_length)
+        .query_max_length(query_max_length_ > 0 ? query_max_length_ : model.config.lengths.query_max_length())
+        .passage_max_length(passage_max_length_ > 0 ? passage_max_length_ : model.config.lengths.passage_max_length())
         .search(SearchOptions().k(data_.k))
         .progress(true);
     if (!embeddings_.empty()) {

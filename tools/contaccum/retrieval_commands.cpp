@@ -48,14 +48,15 @@ class EncodeCommand : public Command {
     // Read from the file a block at a time: memory is one block.
     const auto corpus = open_corpus(corpus_, skip_bad_records_);
     auto model = load_model(model_dir_);
-    const auto rows = encode_corpus(
-        model.model, model.text_encoder(), corpus, output_,
-        EncodeCorpusOptions()
-            .batch_size(batch_size_)
-            .passage_max_length(passage_max_length_ > 0 ? passage_max_length_ : model.config.passage_max_length)
-            .model_path(model_dir_)
-            .corpus_path(corpus_),
-        *collective);
+    const auto rows =
+        encode_corpus(model.model, model.text_encoder(), corpus, output_,
+                      EncodeCorpusOptions()
+                          .batch_size(batch_size_)
+                          .passage_max_length(passage_max_length_ > 0 ? passage_max_length_
+                                                                      : model.config.lengths.passage_max_length())
+                          .model_path(model_dir_)
+                          .corpus_path(corpus_),
+                      *collective);
     if (collective->rank() != 0) return 0;  // rank 0 wrote and reports
     std::cout << nlohmann::json({{"output", output_},
                                  {"passages", rows},
@@ -108,7 +109,8 @@ class SearchCommand : public Command {
     std::unique_ptr<BM25Index> bm25;
     if (hybrid_) bm25 = std::make_unique<BM25Index>(corpus, BM25Options().progress(true));
     auto answer = [&](const std::string& query) {
-      const auto q = encode_texts(model.model, Tower::Query, {query}, tokenize, model.config.query_max_length, 1);
+      const auto q =
+          encode_texts(model.model, Tower::Query, {query}, tokenize, model.config.lengths.query_max_length(), 1);
       auto ranking = dense_search(q, hybrid_ ? std::max<int64_t>(k_, 100) : k_);
       if (bm25) {
         ranking = fuse_rankings(ranking, bm25->search({query}, std::max<int64_t>(k_, 100)),
@@ -183,8 +185,8 @@ class SearchCommand : public Command {
     } else {
       std::vector<std::string> texts;
       for (int64_t row = 0; row < corpus.size(); ++row) texts.push_back(corpus.full_text(row));
-      passages =
-          encode_texts(model.model, Tower::Passage, texts, model.text_encoder(), model.config.passage_max_length, 256);
+      passages = encode_texts(model.model, Tower::Passage, texts, model.text_encoder(),
+                              model.config.lengths.passage_max_length(), 256);
     }
     return [passages](const torch::Tensor& q, int64_t k) { return exact_search(q, passages, SearchOptions().k(k)); };
   }

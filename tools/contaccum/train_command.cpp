@@ -42,7 +42,7 @@ class TrainCommand : public Command {
 
   int run() override {
     if (list_keys_) {
-      std::cout << TrainConfig().to_yaml();
+      std::cout << TrainConfig().to_yaml(/*docs=*/true);
       return 0;
     }
     if (config_path_.empty() || output_dir_.empty()) {
@@ -54,9 +54,7 @@ class TrainCommand : public Command {
     if (nproc_ > 1 && !env) return launch_workers("train", nproc_);
     std::shared_ptr<Collective> collective;
     if (env && env->world_size > 1) {
-      collective = join_workers(
-          *env, DistributedOptions().backend(config.distributed_backend).timeout_seconds(config.distributed_timeout),
-          config.threads);
+      collective = join_workers(*env, config.distributed, config.threads);
       config.threads = torch::get_num_threads();
     }
     const auto mode = progress_ == "bar"      ? ProgressMode::Bar

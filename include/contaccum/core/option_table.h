@@ -32,6 +32,11 @@ OptionRule at_least(double bound);
 OptionRule in_half_open_range(double low, double high);
 /// Numbers in [low, high].
 OptionRule in_closed_range(double low, double high);
+/// Strings among `choices` ("must be one of a, b, c").
+OptionRule one_of(std::vector<std::string> choices);
+/// `rule` with `note` after what it says ("must be >= 0 (0 disables
+/// clipping)").
+OptionRule noted(OptionRule rule, std::string note);
 
 /// One field of an options struct, declared once: its key, what it is, its
 /// accessors, the rule its value obeys and whether it changes what training
@@ -158,6 +163,43 @@ void append_nested_fields(OptionTable<Outer>& out, const std::string& prefix, co
     field.rule = f.rule;
     out.push_back(std::move(field));
   }
+}
+
+/// The field of `table` named `name`; throws when there is none (a typo in
+/// a table that reuses another's field).
+template <typename Options>
+const OptionField<Options>& find_option_field(const OptionTable<Options>& table, const std::string& name) {
+  for (const auto& f : table) {
+    if (f.name == name) return f;
+  }
+  TORCH_CHECK(false, "no option field named '", name, "'");
+}
+
+/// Field `inner_name` of `inner`'s table, reached through the public member
+/// `member` of `Outer` and named `key` there: how a composition of options
+/// structs (`TrainConfig`) takes its members' fields with their docs and
+/// rules, each written once, in the struct that owns it.
+template <typename Outer, typename Inner>
+OptionField<Outer> member_field(std::string key, Inner Outer::*member, const OptionTable<Inner>& inner,
+                                const std::string& inner_name) {
+  const auto& f = find_option_field(inner, inner_name);
+  OptionField<Outer> field;
+  field.name = std::move(key);
+  field.doc = f.doc;
+  field.changes_results = f.changes_results;
+  field.get = [get = f.get, member](const Outer& o) { return get(o.*member); };
+  field.set = [set = f.set, member, inner_name, key = field.name](Outer& o, const OptionValue& v) {
+    try {
+      set(o.*member, v);
+    } catch (const c10::Error& e) {
+      // The inner struct's errors name its field: name the outer key.
+      std::string message = e.what_without_backtrace();
+      if (message.rfind(inner_name, 0) == 0) message = key + message.substr(inner_name.size());
+      TORCH_CHECK(false, message);
+    }
+  };
+  field.rule = f.rule;
+  return field;
 }
 
 /// Checks every field's rule; throws "`owner`::name must be ..., got value"

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "contaccum/core/option_table.h"
 #include "contaccum/data/sampler.h"
 #include "contaccum/data/training_batch.h"
 
@@ -22,6 +23,10 @@ struct CollatorOptions {
   TORCH_ARG(int64_t, query_max_length) = 32;
   /// Token limit of a passage (special tokens included). Default: 256.
   TORCH_ARG(int64_t, passage_max_length) = 256;
+
+ public:
+  /// Every field above, declared once (`OptionTable`).
+  static const OptionTable<CollatorOptions>& fields();
 };
 
 /// Builds padded `TrainingBatch`es from sampled rows: query texts and passage

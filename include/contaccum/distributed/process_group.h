@@ -1,5 +1,7 @@
 #pragma once
 
+#include "contaccum/core/option_table.h"
+
 #include "contaccum/distributed/collective.h"
 
 #include <torch/arg.h>
@@ -29,6 +31,8 @@ struct DistributedOptions {
   TORCH_ARG(int64_t, bucket_bytes) = int64_t{25} << 20;
 
  public:
+  /// Every field above, declared once (`OptionTable`).
+  static const OptionTable<DistributedOptions>& fields();
   /// Throws, naming the option and its value, when an option is invalid.
   void validate() const;
 };

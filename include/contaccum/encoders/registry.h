@@ -1,5 +1,6 @@
 #pragma once
 
+#include "contaccum/core/option_table.h"
 #include "contaccum/encoders/encoder.h"
 
 #include <cstdint>
@@ -110,5 +111,43 @@ EncoderRegistration transformer_registration();
 /// Range checks for `EncoderOptionSpec::check`.
 std::function<std::string(const EncoderValue&)> positive_integer();
 std::function<std::string(const EncoderValue&)> fraction_below_one();
+
+/// An encoder option's value as option tables carry it, and back.
+OptionValue option_value_of(const EncoderValue& value);
+EncoderValue encoder_value_of(const OptionValue& value);
+
+/// An encoder's options declared as a typed struct with a table (its
+/// fields' names, docs and rules, each once): the specs its registration
+/// lists, each at its value in `defaults`, its rule as the check. Enums are
+/// string keys; integers stay integers.
+template <typename Options>
+std::vector<EncoderOptionSpec> encoder_option_specs(const OptionTable<Options>& table,
+                                                    const Options& defaults = Options()) {
+  std::vector<EncoderOptionSpec> specs;
+  for (const auto& f : table) {
+    EncoderOptionSpec spec;
+    spec.key = f.name;
+    spec.default_value = encoder_value_of(f.get(defaults));
+    spec.doc = f.doc + " (default " + option_value_text(f.get(defaults)) + ")";
+    if (f.rule) {
+      spec.check = [rule = f.rule](const EncoderValue& v) -> std::string {
+        const auto value = option_value_of(v);
+        const auto broken = rule(value);
+        return broken.empty() ? broken : broken + ", got " + option_value_text(value);
+      };
+    }
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+/// The typed struct `settings` holds: each field of `table` read from its
+/// key (what a tower factory of such an encoder calls).
+template <typename Options>
+Options encoder_options_from(const EncoderSettings& settings, const OptionTable<Options>& table,
+                             Options options = Options()) {
+  for (const auto& f : table) f.set(options, option_value_of(settings.values().at(f.name)));
+  return options;
+}
 
 }  // namespace contaccum

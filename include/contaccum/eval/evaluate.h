@@ -35,6 +35,11 @@ struct DenseEvalOptions {
   TORCH_ARG(MetricsOptions, metrics) = {};
   /// Show the corpus search's progress on stderr. Default: false.
   TORCH_ARG(bool, progress) = false;
+
+ public:
+  /// The fields above that are numbers and flags, declared once
+  /// (`OptionTable`; `search` and `metrics` have their own options).
+  static const OptionTable<DenseEvalOptions>& fields();
 };
 
 /// Which tower of a `DualEncoder` encodes.

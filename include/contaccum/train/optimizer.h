@@ -1,5 +1,7 @@
 #pragma once
 
+#include "contaccum/core/option_table.h"
+
 #include <torch/arg.h>
 #include <torch/nn/module.h>
 #include <torch/optim/adamw.h>
@@ -29,6 +31,13 @@ struct AdamWSetup {
   /// with gradient each step (`FusedAdamW::set_row_sparse`, which states how
   /// that differs from AdamW). Needs `fused`. Default: false.
   TORCH_ARG(bool, row_sparse_embeddings) = false;
+
+ public:
+  /// Every field above, declared once (`OptionTable`).
+  static const OptionTable<AdamWSetup>& fields();
+  /// Throws, naming the field and its value, when one is out of range or
+  /// `row_sparse_embeddings` is set without `fused`.
+  void validate() const;
 };
 
 /// AdamW over `module`'s parameters in two groups: weight decay for the

@@ -35,6 +35,10 @@ enum class ProgressMode {
   Silent,
 };
 
+/// `auto`, `bar`, `lines`, `silent`.
+template <>
+const std::vector<std::pair<ProgressMode, std::string>>& enum_names<ProgressMode>();
+
 /// Options of `Trainer`.
 struct TrainerOptions {
   /// AdamW and its parameter groups. Default: lr 2e-5, weight decay 0.01 (none
@@ -95,6 +99,17 @@ struct TrainerOptions {
   /// their bytes, how many of at least 1 MiB and their bytes, and the peak
   /// held at once. Costs a little per allocation. Default: false.
   TORCH_ARG(bool, count_allocations) = false;
+
+ public:
+  /// Every field above, declared once (`OptionTable`; the optimizer's as
+  /// `optimizer.<name>`): names, rules and which of them change results.
+  static const OptionTable<TrainerOptions>& fields();
+  /// The fields that change results, as `option_fingerprint` writes them:
+  /// what checkpoints record and `Trainer::load` compares.
+  std::string fingerprint() const;
+  /// Throws, naming the field and its value, when one is out of range (and
+  /// when neither `epochs` nor `max_steps` gives any step).
+  void validate() const;
 };
 
 /// Where training stands; callbacks may read it and set `should_stop`.

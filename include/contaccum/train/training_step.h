@@ -1,5 +1,6 @@
 #pragma once
 
+#include "contaccum/core/option_table.h"
 #include "contaccum/data/training_batch.h"
 #include "contaccum/distributed/collective.h"
 #include "contaccum/model/dual_encoder.h"
@@ -26,6 +27,10 @@ enum class NonFinitePolicy {
   Skip,
 };
 
+/// `error`, `skip`.
+template <>
+const std::vector<std::pair<NonFinitePolicy, std::string>>& enum_names<NonFinitePolicy>();
+
 /// Options of `TrainingStep`.
 struct TrainingStepOptions {
   /// Gradients are scaled so that their norm (summed in float64 over both
@@ -39,6 +44,8 @@ struct TrainingStepOptions {
   TORCH_ARG(int64_t, max_consecutive_skips) = 10;
 
  public:
+  /// Every field above, declared once (`OptionTable`).
+  static const OptionTable<TrainingStepOptions>& fields();
   /// Throws, naming the option and its value, when one is out of range.
   void validate() const;
 };
