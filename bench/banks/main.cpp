@@ -218,7 +218,7 @@ struct Runner {
 
   Runner(const StepSetup& s, int64_t m) : name(m > 0 ? "contaccum" : "grad_accum"), memory(m) {
     torch::manual_seed(0);
-    model = DualEncoder(main_job_tower(s), DualEncoderOptions());
+    model = DualEncoder(main_job_tower(s), DualEncoderOptions().similarity(Similarity::Cosine));
     model->train();
     optimizer = make_adamw(*model, AdamWSetup().lr(1e-3));
     auto options =

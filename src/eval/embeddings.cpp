@@ -210,7 +210,7 @@ int64_t encode_corpus(DualEncoder& model, const TextEncoderFn& tokenize, const P
   EmbeddingsInfo info;
   info.count = rows;
   info.dim = model->dim();
-  info.similarity = model->options().normalize() ? "cosine" : "dot";
+  info.similarity = enum_name(model->options().similarity());
   info.model = options.model_path();
   info.corpus = options.corpus_path();
   info.model_crc32 = weights_crc32(*model);

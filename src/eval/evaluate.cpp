@@ -214,7 +214,7 @@ void check_matches_model(DualEncoder& model, int64_t dim, const std::string& sim
                          uint32_t model_crc32 = 0, const std::string& made_by = "") {
   TORCH_CHECK(dim == model->dim(), "evaluate_dense: the ", what, " is ", dim, " wide but the model's embeddings are ",
               model->dim());
-  const std::string mine = model->options().normalize() ? "cosine" : "dot";
+  const std::string mine = enum_name(model->options().similarity());
   TORCH_CHECK(similarity == mine, "evaluate_dense: the ", what, " was built for ", similarity,
               " similarity but the model scores by ", mine);
   check_encoded_by(model, model_crc32, std::string("evaluate_dense: the ") + what, made_by);

@@ -11,13 +11,6 @@
 
 namespace contaccum {
 
-template <>
-const std::vector<std::pair<Similarity, std::string>>& enum_names<Similarity>() {
-  static const std::vector<std::pair<Similarity, std::string>> names = {{Similarity::Dot, "dot"},
-                                                                        {Similarity::Cosine, "cosine"}};
-  return names;
-}
-
 const OptionTable<InfoNCEOptions>& InfoNCEOptions::fields() {
   static const OptionTable<InfoNCEOptions> table = {
       option_field<InfoNCEOptions>("similarity", "how a query and a passage are scored: dot or cosine",

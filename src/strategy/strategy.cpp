@@ -135,6 +135,22 @@ void StrategyOptions::validate() const {
 }
 
 namespace {
+// The loss scores as the model does: the model owns the similarity. A cosine
+// loss over a model that returns raw vectors is refused: that model's
+// embeddings, evaluation and indexes would rank by inner product, not by
+// what it was trained for.
+StrategyOptions with_model_similarity(const DualEncoder& model, StrategyOptions options) {
+  TORCH_CHECK(!model.is_empty(), "Strategy: model must not be empty");
+  const auto mine = model->options().similarity();
+  TORCH_CHECK(mine == Similarity::Cosine || options.loss().similarity() == Similarity::Dot,
+              "Strategy: StrategyOptions::loss.similarity is cosine but the model scores by dot product: set "
+              "DualEncoderOptions::similarity(Similarity::Cosine) on the model (the loss reads it from there, so the "
+              "model's embeddings, evaluation and indexes score as it was trained)");
+  auto loss = options.loss();
+  options.loss(loss.similarity(mine));
+  return options;
+}
+
 MemoryBankOptions validated_bank(const StrategyOptions& o, bool enabled) {
   o.validate();
   return MemoryBankOptions(enabled ? o.memory_size() : 0);
@@ -168,15 +184,14 @@ void normalise_in_place(const MemoryBank& bank) {
 
 Strategy::Strategy(DualEncoder model, StrategyOptions options)
     : model_(std::move(model)),
-      options_(options),
+      options_(with_model_similarity(model_, options)),
       collective_(local_collective()),
-      query_bank_(validated_bank(options, options.query_bank())),
+      query_bank_(validated_bank(options_, options_.query_bank())),
       // The passage bank also backs the query bank's targets when banked
       // passages are not used as negatives.
-      passage_bank_(validated_bank(options, options.query_bank() || options.passage_bank())),
-      bank_scores_(bank_score_options(options, 1)),
-      use_bank_scores_(options.memory_size() > 0 && options.query_bank() && options.passage_bank()) {
-  TORCH_CHECK(!model_.is_empty(), "Strategy: model must not be empty");
+      passage_bank_(validated_bank(options_, options_.query_bank() || options_.passage_bank())),
+      bank_scores_(bank_score_options(options_, 1)),
+      use_bank_scores_(options_.memory_size() > 0 && options_.query_bank() && options_.passage_bank()) {
   if (options_.bank_encoder() == BankEncoder::Momentum) momentum_.emplace(options_.momentum());
   if (options_.staleness_sample() > 0 && passage_bank_.capacity() > 0) {
     sample_ = std::make_unique<detail::StalenessSample>(options_.staleness_sample(), passage_bank_.capacity());

@@ -51,6 +51,9 @@ const OptionTable<ModelOptions>& ModelOptions::fields() {
       option_field<O>("shared", "one tower for queries and passages", CONTACCUM_OPTION_ACCESSORS(shared)),
       option_field<O>("tied_init", "two towers start from the same initial weights",
                       CONTACCUM_OPTION_ACCESSORS(tied_init)),
+      option_field<O>("similarity",
+                      "how the model scores a query and a passage: dot or cosine (training, evaluation and indexes)",
+                      CONTACCUM_OPTION_ACCESSORS(similarity)),
   };
   return table;
 }

@@ -54,7 +54,7 @@ OptionTable<Config> config_fields() {
     t.push_back(key(name, &Config::engine, engine, name));
   }
   t.push_back(key("hard_negatives", &Config::trainer, trainer, "hard_negatives"));
-  t.push_back(key("similarity", &Config::engine, engine, "loss.similarity"));
+  t.push_back(key("similarity", &Config::model, model, "similarity"));
   t.push_back(key("temperature", &Config::engine, engine, "loss.temperature"));
   t.push_back(key("tiled_loss", &Config::engine, engine, "loss.tiled"));
   t.push_back(key("encoder", &Config::model, model, "encoder"));
@@ -298,6 +298,9 @@ StrategyOptions TrainConfig::strategy_options() const {
       .negatives(preset.negatives())
       .memory_size(preset.memory_size())
       .staleness_sample(trainer.staleness_every() > 0 ? staleness_sample : 0);
+  // The loss scores as the model does (`Strategy` reads it from the model).
+  auto loss = s.loss();
+  s.loss(loss.similarity(model.similarity()));
   s.validate();
   return s;
 }

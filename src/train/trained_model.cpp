@@ -40,7 +40,7 @@ std::shared_ptr<EncoderModule> make_tower(const TrainConfig& c, int64_t vocab_si
 }
 
 DualEncoder make_dual_encoder(const TrainConfig& c, const WordPieceTokenizer& tokenizer) {
-  const auto options = DualEncoderOptions().normalize(c.engine.loss().similarity() == Similarity::Cosine);
+  const auto options = DualEncoderOptions().similarity(c.model.similarity());
   const int64_t vocab = tokenizer.vocab().size();
   if (c.model.shared()) return DualEncoder(make_tower(c, vocab, tokenizer.pad_id()), options);
   auto query_tower = make_tower(c, vocab, tokenizer.pad_id());

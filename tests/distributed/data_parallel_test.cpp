@@ -66,9 +66,10 @@ void sgd(DualEncoder& model) {
   }
 }
 
-DualEncoder seeded_model() {
+// The model scores as the case's loss does (the model owns the similarity).
+DualEncoder seeded_model(const ParallelCase& c) {
   torch::manual_seed(11);
-  return make_model(0.0);
+  return make_model(0.0, false, 97, 16, c.options(kTotal).loss().similarity() == Similarity::Cosine);
 }
 
 // The reference's results per step, then every rank's.
@@ -79,7 +80,7 @@ std::pair<std::vector<StepResult>, std::vector<std::vector<StepResult>>> run(con
 
   std::vector<StepResult> reference;
   {
-    auto model = seeded_model();
+    auto model = seeded_model(c);
     Strategy strategy(model, c.options(world * kPerRank));
     for (const auto& b : batches) {
       const auto stats = test::step(strategy, b);
@@ -92,7 +93,7 @@ std::pair<std::vector<StepResult>, std::vector<std::vector<StepResult>>> run(con
   std::vector<std::vector<StepResult>> ranks(static_cast<size_t>(world));
   std::vector<std::string> errors(static_cast<size_t>(world));
   std::vector<DualEncoder> models;
-  for (int64_t r = 0; r < world; ++r) models.push_back(seeded_model());
+  for (int64_t r = 0; r < world; ++r) models.push_back(seeded_model(c));
   std::vector<std::thread> threads;
   for (int64_t r = 0; r < world; ++r) {
     threads.emplace_back([&, r] {

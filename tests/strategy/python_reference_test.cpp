@@ -48,7 +48,7 @@ TEST_P(PythonReference, ContAccumLossesAndWeightsMatch) {
   const int64_t steps = 5, h = 1;
   const double lr = 0.3;
   torch::manual_seed(1234 + c.total + c.memory);
-  auto model = test::make_model(0.0);
+  auto model = test::make_model(0.0, false, 97, 16, c.cosine);  // the model owns the similarity
   json manifest;
   manifest["config"] = {{"total_batch", c.total},
                         {"micro_batch", c.micro},

@@ -22,7 +22,7 @@ std::vector<std::pair<std::string, torch::Tensor>> run(const StrategyOptions& op
                                                        double dropout, bool shared = false,
                                                        torch::Dtype dtype = torch::kDouble, uint64_t rng_seed = 5) {
   torch::manual_seed(kModelSeed);
-  auto model = make_model(dropout, shared, 97, 16, false, dtype);
+  auto model = make_model(dropout, shared, 97, 16, options.loss().similarity() == Similarity::Cosine, dtype);
   Strategy strategy(model, options);
   torch::manual_seed(rng_seed);
   test::step(strategy, batch);
@@ -197,7 +197,8 @@ class ContAccumReference : public ::testing::TestWithParam<ReferenceCase> {};
 TEST_P(ContAccumReference, MatchesIndependentImplementationOverSeveralSteps) {
   const auto options = GetParam().options;
   torch::manual_seed(kModelSeed);
-  auto model = make_model(0.2);
+  // The model owns the similarity; the reference normalises in its loss.
+  auto model = make_model(0.2, false, 97, 16, options.loss().similarity() == Similarity::Cosine);
   torch::manual_seed(kModelSeed);
   auto ref_model = make_model(0.2);
   Strategy strategy(model, options);
@@ -462,7 +463,7 @@ TEST(Strategy, CosineBanksKeepUnitRowsAndOlderCheckpointsAreNormalisedOnLoad) {
   const auto cosine = StrategyOptions::contaccum(8, 2, 12).loss(InfoNCEOptions().similarity(Similarity::Cosine));
   auto norms = [](const MemoryBank& bank) { return bank.view().norm(2, {-1}); };
   torch::manual_seed(50);
-  auto model = make_model(0.0);
+  auto model = make_model(0.0, false, 97, 16, /*normalize=*/true);
   Strategy strategy(model, cosine);
   test::step(strategy, random_batch(8, 1));
   EXPECT_LE((norms(strategy.query_bank()) - 1.0).abs().max().item<double>(), 1e-12);
@@ -470,7 +471,8 @@ TEST(Strategy, CosineBanksKeepUnitRowsAndOlderCheckpointsAreNormalisedOnLoad) {
 
   // A dot-product run's banks hold the representations as encoded, and its
   // checkpoint carries no unit-row mark: like a checkpoint from before.
-  Strategy dot(model, StrategyOptions::contaccum(8, 2, 12));
+  auto dot_model = make_model(0.0);  // the model owns the similarity
+  Strategy dot(dot_model, StrategyOptions::contaccum(8, 2, 12));
   test::step(dot, random_batch(8, 1));
   EXPECT_GT((norms(dot.passage_bank()) - 1.0).abs().max().item<double>(), 1e-3);
   Strategy restored(model, cosine);

@@ -48,7 +48,7 @@ TEST_P(StepAllocations, SteadyStateStepsAllocateNothingLarge) {
   torch::manual_seed(4);
   auto tower = BagOfEmbeddingsEncoder(
       BagOfEmbeddingsEncoderOptions(kStepVocab, 512).embedding_dim(512).dropout(0.1).pooling(BagPooling::Attention));
-  DualEncoder model(tower.ptr());
+  DualEncoder model(tower.ptr(), DualEncoderOptions().similarity(GetParam().strategy.loss().similarity()));
   Trainer trainer(model, GetParam().strategy, set, collator,
                   TrainerOptions()
                       .optimizer(AdamWSetup().lr(1e-3))

@@ -37,7 +37,7 @@ lr: 3e-4
   EXPECT_EQ(c.model.encoder_options().text("pooling"), "mean");
   EXPECT_DOUBLE_EQ(c.model.encoder_options().number("dropout"), 0.0);
   EXPECT_DOUBLE_EQ(c.trainer.optimizer().lr(), 3e-4);
-  EXPECT_EQ(c.engine.loss().similarity(), Similarity::Cosine);
+  EXPECT_EQ(c.model.similarity(), Similarity::Cosine);
   EXPECT_EQ(c.engine.memory_size(), 1024);  // default kept
 }
 

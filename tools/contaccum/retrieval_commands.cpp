@@ -163,7 +163,7 @@ class SearchCommand : public Command {
   // Through the index, or exactly over the corpus's embeddings held for every
   // query (read from --embeddings, or encoded first).
   DenseSearch dense_searcher(TrainedModel& model, const TextTable& corpus) const {
-    const auto similarity = model.model->options().normalize() ? "cosine" : "dot";
+    const auto similarity = enum_name(model.model->options().similarity());
     if (!index_.empty()) {
       auto index = std::make_shared<VectorIndex>(VectorIndex::load(index_));
       check_passage_ids(index->ids(), TablePassages(corpus), "--index " + index_);

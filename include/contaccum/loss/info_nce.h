@@ -1,6 +1,7 @@
 #pragma once
 
 #include "contaccum/core/option_table.h"
+#include "contaccum/core/similarity.h"
 
 #include <torch/arg.h>
 #include <torch/nn/cloneable.h>
@@ -8,18 +9,6 @@
 #include <torch/types.h>
 
 namespace contaccum {
-
-/// How a query and a passage are scored.
-enum class Similarity {
-  /// Inner product (DPR).
-  Dot,
-  /// Cosine of the angle: inner product of L2-normalised vectors.
-  Cosine,
-};
-
-/// "dot", "cosine".
-template <>
-const std::vector<std::pair<Similarity, std::string>>& enum_names<Similarity>();
 
 /// Options of the InfoNCE loss, shared by `info_nce` and `InfoNCE`.
 struct InfoNCEOptions {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "contaccum/core/similarity.h"
 #include "contaccum/encoders/encoder.h"
 
 #include <torch/arg.h>
@@ -12,9 +13,21 @@ namespace contaccum {
 
 /// Options of `DualEncoder`.
 struct DualEncoderOptions {
-  /// L2-normalise every representation the towers return. Default: false
-  /// (DPR uses raw dot products).
-  TORCH_ARG(bool, normalize) = false;
+  /// How the model scores a query against a passage, the one setting of it:
+  /// with `Cosine` every representation the towers return is L2-normalised
+  /// (so inner products are cosines), and the loss (`Strategy`), the bank
+  /// score cache, evaluation, embeddings and indexes all read it from the
+  /// model. Default: `Similarity::Dot` (DPR's raw inner products).
+  TORCH_ARG(Similarity, similarity) = Similarity::Dot;
+
+ public:
+  /// `similarity(on ? Cosine : Dot)`: the earlier spelling.
+  DualEncoderOptions& normalize(bool on) {
+    similarity_ = on ? Similarity::Cosine : Similarity::Dot;
+    return *this;
+  }
+  /// Whether representations are L2-normalised (`similarity` is `Cosine`).
+  bool normalize() const { return similarity_ == Similarity::Cosine; }
 };
 
 /// A dual encoder: a query tower and a passage tower, or one tower shared by

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "contaccum/core/option_table.h"
+#include "contaccum/core/similarity.h"
 #include "contaccum/encoders/registry.h"
 
 #include <torch/arg.h>
@@ -63,6 +64,9 @@ struct ModelOptions {
   /// Two towers start from the same initial weights, as two copies of one
   /// pretrained checkpoint do (ignored for a shared tower). Default: false.
   TORCH_ARG(bool, tied_init) = false;
+  /// How the model scores (`DualEncoderOptions::similarity`; the loss reads
+  /// it from the model). Default: `Similarity::Dot`.
+  TORCH_ARG(Similarity, similarity) = Similarity::Dot;
   /// Every key of every registered encoder, at its default unless set; only
   /// the chosen encoder's are used. Default: `EncoderRegistry::global()
   /// .defaults()`.

@@ -39,15 +39,15 @@ struct TrainConfig {
   /// `engine`'s gradients and negatives). Default: contaccum.
   std::string strategy = "contaccum";
   /// The engine's options: `total_batch`, `micro_batch`, `memory_size`, the
-  /// bank switches, `bank_encoder`, `momentum`, and the loss (`similarity`,
-  /// `temperature`, `tiled_loss`). Read them through `strategy_options()`,
+  /// bank switches, `bank_encoder`, `momentum`, and the loss (`temperature`,
+  /// `tiled_loss`; its similarity is the model's). Read them through `strategy_options()`,
   /// which applies the preset.
   StrategyOptions engine;
   /// `staleness_sample`: banked examples kept for staleness measurements
   /// when `staleness_every` > 0. Default: 256.
   int64_t staleness_sample = 256;
-  /// `encoder`, `encoder_options.*` (`shared`, `tied_init`, then every
-  /// registered encoder's keys).
+  /// `similarity`, `encoder`, `encoder_options.*` (`shared`, `tied_init`,
+  /// then every registered encoder's keys).
   ModelOptions model;
   /// `tokenizer.*`.
   TokenizerOptions tokenizer;
