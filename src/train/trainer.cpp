@@ -10,6 +10,7 @@
 #include "contaccum/train/schedule.h"
 #include "contaccum/train/stop_signals.h"
 
+#include "trainer_cadence.h"
 #include "trainer_state_io.h"
 #include "training_log.h"
 
@@ -33,9 +34,6 @@ namespace fs = std::filesystem;
 namespace contaccum {
 namespace {
 
-using detail::metrics_json;
-using detail::MetricsLog;
-using detail::Progress;
 using detail::step_json;
 
 // What a checkpoint's trainer state records of the run (its format-2 fields,
@@ -170,87 +168,103 @@ std::string Trainer::checkpoint(int64_t step) {
   return path;
 }
 
+// The trainer's own callbacks for this run of `train`, in the order they
+// run after the user's.
+std::vector<std::shared_ptr<TrainerCallback>> Trainer::cadence_callbacks(int64_t first_step,
+                                                                         RetrievalMetrics& last_eval) {
+  const bool main = is_main_rank();
+  const bool writes = !options_.output_dir().empty() && main;
+  auto progress = std::make_shared<detail::ProgressCallback>(main ? options_.progress() : ProgressMode::Silent,
+                                                             state_.total_steps, options_.log_every(), first_step);
+  std::vector<std::shared_ptr<TrainerCallback>> out = {progress};
+  if (evaluator_) {
+    out.push_back(std::make_shared<detail::EvaluationCadence>(options_.eval_every(), [this, progress, &last_eval] {
+      progress->on_train_end(state_);  // ends the bar's line before the evaluation logs
+      last_eval = evaluate();
+    }));
+  }
+  std::function<BankStaleness()> measure;
+  if (main) measure = [this] { return strategy_->measure_staleness(); };
+  out.push_back(std::make_shared<detail::MetricsCallback>(
+      writes ? (fs::path(options_.output_dir()) / "metrics.jsonl").string() : "", first_step,
+      options_.staleness_every(), measure));
+  if (!options_.output_dir().empty()) {
+    out.push_back(std::make_shared<detail::CheckpointCadence>(options_.checkpoint_every(),
+                                                              [this](int64_t step) { checkpoint(step); }));
+  }
+  return out;
+}
+
+// One step: the batch, the learning rate, `TrainingStep`, the state.
+StepRecord Trainer::run_step(BatchLoader& loader, const LinearSchedule& schedule, AllocationCounter* allocations,
+                             int& signal) {
+  const Stopwatch step_watch;
+  if (allocations) allocations->reset();
+  auto item = loader.next();
+  TORCH_CHECK(item.has_value(), "Trainer: the batch loader ran dry at step ", state_.step);
+  StepRecord record;
+  record.data_seconds = step_watch.seconds();
+  record.epoch = item->indices.position.epoch;
+  record.lr = schedule.lr(state_.step);
+  set_learning_rate(*optimizer_, record.lr);
+  auto done = step_->run(item->batch, state_.step + 1);
+  record.stats = done.stats;
+  record.grad_norms = done.grad_norms;
+  record.non_finite = done.non_finite;
+  record.reduce_seconds = done.reduce_seconds;
+  record.optimizer_seconds = done.optimizer_seconds;
+  state_.skipped_steps = step_->skipped_steps();
+  state_.consecutive_skips = step_->consecutive_skips();
+  state_.step += 1;
+  state_.position = item->indices.next;
+  state_.epoch = state_.position.epoch;
+  record.step = state_.step;
+  record.step_seconds = step_watch.seconds();
+  if (allocations) record.allocations = allocations->counts();
+  record.examples_per_second = static_cast<double>(item->batch.size()) / record.step_seconds;
+  // A stop signal ends the run after this step on every rank alike (one
+  // process: one that came while the step ran counts too).
+  signal = collective_->world_size() == 1 && done.stop_signal == 0 ? stop_signal() : done.stop_signal;
+  return record;
+}
+
 TrainResult Trainer::train() {
   const Stopwatch run_watch;
   const int64_t first_step = state_.step;
-  const bool checkpoints = !options_.output_dir().empty();
-  const bool writes = checkpoints && is_main_rank();
   std::optional<RunDirectoryLock> lock;
-  if (writes) {
+  if (!options_.output_dir().empty() && is_main_rank()) {
     lock.emplace(options_.output_dir());
     if (!loaded_) check_fresh_directory();
   }
-  MetricsLog log(writes ? (fs::path(options_.output_dir()) / "metrics.jsonl").string() : "", first_step);
+  TrainResult result;
+  const auto cadence = cadence_callbacks(first_step, result.last_eval);
+  // evaluate() and checkpoint() tell every callback, the trainer's too.
+  const auto installed = callbacks_.size();
+  callbacks_.insert(callbacks_.end(), cadence.begin(), cadence.end());
+  struct Uninstall {
+    std::vector<std::shared_ptr<TrainerCallback>>& list;
+    size_t size;
+    ~Uninstall() { list.resize(size); }
+  } uninstall{callbacks_, installed};
+
   LinearSchedule schedule(LinearScheduleOptions(options_.optimizer().lr(), state_.total_steps)
                               .warmup_steps(options_.warmup_steps())
                               .final_lr_ratio(options_.final_lr_ratio()));
   for (auto& cb : callbacks_) cb->on_train_begin(state_);
-
-  TrainResult result;
   sampler_->seek(state_.position);
   BatchLoader loader(*sampler_, collator_, static_cast<size_t>(options_.prefetch()), state_.total_steps - state_.step);
-  Progress progress(is_main_rank() ? options_.progress() : ProgressMode::Silent, state_.total_steps,
-                    options_.log_every());
   std::optional<AllocationCounter> allocations;
   if (options_.count_allocations()) allocations.emplace();
   while (state_.step < state_.total_steps && !state_.should_stop) {
-    const Stopwatch step_watch;
-    if (allocations) allocations->reset();
-    auto item = loader.next();
-    TORCH_CHECK(item.has_value(), "Trainer: the batch loader ran dry at step ", state_.step);
-    StepRecord record;
-    record.data_seconds = step_watch.seconds();
-    record.epoch = item->indices.position.epoch;
-    record.lr = schedule.lr(state_.step);
-    set_learning_rate(*optimizer_, record.lr);
-    auto done = step_->run(item->batch, state_.step + 1);
-    record.stats = done.stats;
-    record.grad_norms = done.grad_norms;
-    record.non_finite = done.non_finite;
-    record.reduce_seconds = done.reduce_seconds;
-    record.optimizer_seconds = done.optimizer_seconds;
-    state_.skipped_steps = step_->skipped_steps();
-    state_.consecutive_skips = step_->consecutive_skips();
-
-    state_.step += 1;
-    state_.position = item->indices.next;
-    state_.epoch = state_.position.epoch;
-    record.step = state_.step;
-    record.step_seconds = step_watch.seconds();
-    if (allocations) record.allocations = allocations->counts();
-    record.examples_per_second = static_cast<double>(item->batch.size()) / record.step_seconds;
-
-    const bool last = state_.step == state_.total_steps;
-    const bool epoch_end = state_.position.batch == 0;
+    int signal = 0;
+    const auto record = run_step(loader, schedule, allocations ? &*allocations : nullptr, signal);
+    state_.stop_signal = signal;
     for (auto& cb : callbacks_) cb->on_step_end(state_, record);
-    progress.update(record, run_watch.seconds(), state_.step - first_step);
-
-    // A stop signal ends the run after this step on every rank alike (one
-    // process: one that came while the step ran on counts too).
-    const int signal = collective_->world_size() == 1 && done.stop_signal == 0 ? stop_signal() : done.stop_signal;
-    nlohmann::json line = step_json(record);
-    const bool due_eval = options_.eval_every() > 0 ? state_.step % options_.eval_every() == 0 : epoch_end;
-    if (evaluator_ && (due_eval || last || state_.should_stop)) {
-      progress.finish();
-      result.last_eval = evaluate();
-      line["eval"] = metrics_json(result.last_eval);
-      if (options_.progress() != ProgressMode::Silent && is_main_rank()) {
-        spdlog::info("step {}: {}", state_.step, metrics_json(result.last_eval).dump());
-      }
-    }
-    if (options_.staleness_every() > 0 && state_.step % options_.staleness_every() == 0 && is_main_rank()) {
-      line["staleness"] = detail::staleness_json(strategy_->measure_staleness());
-    }
-    log.write(line);
     if (signal != 0) {
       state_.should_stop = true;
       result.stop_signal = signal;
     }
-    const bool due_checkpoint =
-        options_.checkpoint_every() > 0 ? state_.step % options_.checkpoint_every() == 0 : epoch_end;
-    if (checkpoints && (due_checkpoint || last || state_.should_stop)) checkpoint(state_.step);
   }
-  progress.finish();
   for (auto& cb : callbacks_) cb->on_train_end(state_);
   result.steps = state_.step - first_step;
   result.seconds = run_watch.seconds();

@@ -127,6 +127,9 @@ struct TrainerState {
   int64_t best_step = -1;
   /// Set to stop after the current step (early stopping).
   bool should_stop = false;
+  /// A stop signal (`stop_signals.h`) arrived during the current step: the
+  /// run ends after it, with a checkpoint but no extra evaluation. 0: none.
+  int stop_signal = 0;
   /// Steps skipped as not finite (`NonFinitePolicy::Skip`), in all and in a
   /// row up to now.
   int64_t skipped_steps = 0;
@@ -162,7 +165,9 @@ struct StepRecord {
 };
 
 /// Hooks into the training loop; override what you need. Runs on the
-/// trainer's thread.
+/// trainer's thread. The trainer's own progress display, evaluation cadence,
+/// `metrics.jsonl` and checkpoint cadence are callbacks too, run after the
+/// ones added with `add_callback`, in that order.
 class TrainerCallback {
  public:
   virtual ~TrainerCallback() = default;
@@ -187,6 +192,9 @@ class EarlyStopping : public TrainerCallback {
   double best_ = -std::numeric_limits<double>::infinity();
   int64_t bad_ = 0;
 };
+
+class BatchLoader;
+class LinearSchedule;
 
 /// Evaluates the model (e.g. on a dev split; see `evaluate_dense`).
 using Evaluator = std::function<RetrievalMetrics(DualEncoder&)>;
@@ -297,6 +305,8 @@ class Trainer {
  private:
   RetrievalMetrics evaluate();
   std::string checkpoint(int64_t step);
+  std::vector<std::shared_ptr<TrainerCallback>> cadence_callbacks(int64_t first_step, RetrievalMetrics& last_eval);
+  StepRecord run_step(BatchLoader& loader, const LinearSchedule& schedule, AllocationCounter* allocations, int& signal);
   bool is_main_rank() const;
   void check_fresh_directory() const;
   // The step object for the current collective and options.
