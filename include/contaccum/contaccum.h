@@ -34,6 +34,7 @@
 #include "contaccum/eval/embeddings.h"
 #include "contaccum/eval/evaluate.h"
 #include "contaccum/eval/fusion.h"
+#include "contaccum/eval/hybrid_eval.h"
 #include "contaccum/eval/metrics.h"
 #include "contaccum/eval/search.h"
 #include "contaccum/eval/vector_index.h"

@@ -208,19 +208,15 @@ SearchResult search_by_chunks(const char* label, int64_t total, bool progress,
   return {torch::cat(scores), torch::cat(indices)};
 }
 
-// Precomputed passage vectors must be the model's: same width, same scoring,
-// and the same weights where their maker recorded them.
-void check_matches_model(DualEncoder& model, int64_t dim, const std::string& similarity, const char* what,
-                         uint32_t model_crc32 = 0, const std::string& made_by = "") {
-  TORCH_CHECK(dim == model->dim(), "evaluate_dense: the ", what, " is ", dim, " wide but the model's embeddings are ",
-              model->dim());
-  const std::string mine = enum_name(model->options().similarity());
-  TORCH_CHECK(similarity == mine, "evaluate_dense: the ", what, " was built for ", similarity,
-              " similarity but the model scores by ", mine);
-  check_encoded_by(model, model_crc32, std::string("evaluate_dense: the ") + what, made_by);
-}
-
 }  // namespace
+
+void check_passage_vectors(DualEncoder& model, int64_t dim, const std::string& similarity, const std::string& what,
+                           uint32_t model_crc32, const std::string& made_by) {
+  TORCH_CHECK(dim == model->dim(), what, " is ", dim, " wide but the model's embeddings are ", model->dim());
+  const std::string mine = enum_name(model->options().similarity());
+  TORCH_CHECK(similarity == mine, what, " was built for ", similarity, " similarity but the model scores by ", mine);
+  check_encoded_by(model, model_crc32, what, made_by);
+}
 
 void check_encoded_by(DualEncoder& model, uint32_t model_crc32, const std::string& what, const std::string& made_by) {
   if (model_crc32 == 0) return;
@@ -234,8 +230,9 @@ EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, Emb
                           const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options) {
   check_qrels(qrels, queries.size(), embeddings.info().count, "evaluate_dense");
   check_dense_options(options);
-  check_matches_model(model, embeddings.info().dim, embeddings.info().similarity, "embeddings directory",
-                      embeddings.info().model_crc32, embeddings.info().model);
+  check_passage_vectors(model, embeddings.info().dim, embeddings.info().similarity,
+                        "evaluate_dense: the embeddings directory", embeddings.info().model_crc32,
+                        embeddings.info().model);
   auto visit = [&](int64_t begin, int64_t end, int64_t block_rows, const RowSink& sink) {
     for (int64_t at = begin; at < end; at += block_rows) sink(at, embeddings.read(at, std::min(end, at + block_rows)));
   };
@@ -246,7 +243,8 @@ EvalResult evaluate_dense(DualEncoder& model, const TextEncoderFn& tokenize, con
                           const TextTable& queries, const std::vector<Qrel>& qrels, const DenseEvalOptions& options) {
   check_qrels(qrels, queries.size(), index.size(), "evaluate_dense");
   check_dense_options(options);
-  check_matches_model(model, index.dim(), index.options().similarity(), "index", index.model_crc32());
+  check_passage_vectors(model, index.dim(), index.options().similarity(), "evaluate_dense: the index",
+                        index.model_crc32());
   EvalResult result;
   result.query_rows = judged_queries(qrels);
   TORCH_CHECK(!result.query_rows.empty(), "evaluate_dense: no query has a relevant passage (a qrel with score > 0)");

@@ -85,7 +85,7 @@ void BankScoreCache::recompute_blocks(const torch::Tensor& rows, const MemoryBan
 void BankScoreCache::recompute_rows(const MemoryBank& queries, const MemoryBank& passages, int64_t begin, int64_t end,
                                     const WrittenScores* written) {
   if (begin >= end) return;
-  const int64_t b = options_.block_slots(), g = passages.group(), w = end - begin;
+  const int64_t b = options_.block_slots(), g = passages.entries_per_row(), w = end - begin;
   const int64_t full_blocks = size_ / b, rest = size_ - full_blocks * b, leaves = tree_.size(0) / 2;
   const double inv_tau = 1.0 / options_.loss().temperature();
   torch::Tensor s;  // [w, size g], slot-major
@@ -139,7 +139,7 @@ void BankScoreCache::update(const MemoryBank& queries, const MemoryBank& passage
   size_ = queries.size();
   // The loss's scores serve when they describe exactly this write.
   const bool reuse = scores_fit(scores, queries, passages, first_slot, count, size_before);
-  if (reuse) assemble_written(scores, passages.group(), first_slot, count, size_before);
+  if (reuse) assemble_written(scores, passages.entries_per_row(), first_slot, count, size_before);
   const WrittenScores* written = reuse ? &written_ : nullptr;
   count = std::min(count, capacity);
   // The written slots: [first_slot, first_slot + count), wrapping once.
@@ -162,7 +162,7 @@ int64_t BankScoreCache::WrittenScores::example_at(int64_t begin, int64_t end) co
 bool BankScoreCache::scores_fit(const InfoNCEBankScores& scores, const MemoryBank& queries, const MemoryBank& passages,
                                 int64_t first_slot, int64_t count, int64_t size_before) const {
   if (!scores.defined() || !scores.current_by_bank.defined() || !scores.bank_by_current.defined()) return false;
-  const int64_t n = count, capacity = queries.capacity(), group = passages.group();
+  const int64_t n = count, capacity = queries.capacity(), group = passages.entries_per_row();
   const auto& current = scores.current_by_current;
   if (n > capacity || current.dim() != 2 || current.size(0) != n || current.size(1) % std::max<int64_t>(1, n) != 0)
     return false;
@@ -215,7 +215,8 @@ void BankScoreCache::rebuild(const MemoryBank& queries, const MemoryBank& passag
   tree_ = empty_tree(capacity, queries.view().options());
   size_ = queries.size();
   // Row chunks bound the temporary score matrix.
-  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, size_ * passages.group()));
+  const int64_t chunk =
+      std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, size_ * passages.entries_per_row()));
   for (int64_t r = 0; r < size_; r += chunk)
     recompute_rows(queries, passages, r, std::min(size_, r + chunk), /*written=*/nullptr);
 }

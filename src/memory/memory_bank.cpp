@@ -24,7 +24,7 @@ MemoryBank::MemoryBank(MemoryBankOptions options) : options_(options) {
 
 void MemoryBank::enqueue(const torch::Tensor& reps_in, int64_t tag) {
   TORCH_CHECK(reps_in.defined() && (reps_in.dim() == 2 || reps_in.dim() == 3),
-              "MemoryBank::enqueue: reps must be [n, dim] or [n, group, dim], got ",
+              "MemoryBank::enqueue: reps must be [n, dim] or [n, entries, dim], got ",
               reps_in.defined() ? reps_in.sizes() : torch::IntArrayRef{});
   if (capacity() == 0) return;
   torch::NoGradGuard no_grad;
@@ -34,7 +34,7 @@ void MemoryBank::enqueue(const torch::Tensor& reps_in, int64_t tag) {
     storage_ = torch::empty({capacity(), reps.size(1), reps.size(2)}, reps.options());
   }
   TORCH_CHECK(reps.size(1) == storage_.size(1) && reps.size(2) == storage_.size(2),
-              "MemoryBank::enqueue: reps [n, group, dim] = ", reps.sizes(), " must match the bank's [", capacity(),
+              "MemoryBank::enqueue: reps [n, entries, dim] = ", reps.sizes(), " must match the bank's [", capacity(),
               ", ", storage_.size(1), ", ", storage_.size(2), "]");
   TORCH_CHECK(reps.scalar_type() == storage_.scalar_type() && reps.device() == storage_.device(),
               "MemoryBank::enqueue: reps (", reps.scalar_type(), ", ", reps.device(), ") must match the bank (",

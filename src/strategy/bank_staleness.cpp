@@ -188,7 +188,7 @@ BankStaleness Strategy::measure_staleness() {
   model_->train(was_training);
 
   const auto slot_index = torch::tensor(slots, torch::kLong).to(passage_bank_.view().device());
-  const int64_t stored = passage_bank_.group();                         // 1 + h, or 1 without banked hard negatives
+  const int64_t stored = passage_bank_.entries_per_row();                         // 1 + h, or 1 without banked hard negatives
   const auto old_p = passage_bank_.view().index_select(0, slot_index);  // [s, stored, d]
   const auto fresh_p = torch::stack(new_p).slice(1, 0, stored);         // [s, stored, d]
   const auto p_cos = cosines(old_p, fresh_p.to(old_p.device())).cpu();  // [s, stored]

@@ -57,7 +57,7 @@ int64_t StalenessSample::index_of(int64_t slot) const {
 }
 
 void StalenessSample::record(int64_t index, const TrainingBatch& batch, int64_t row) {
-  const int64_t g = batch.group();
+  const int64_t g = batch.passages_per_example();
   entries_.at(static_cast<size_t>(index)) =
       Entry{copy_rows(batch.queries, row, row + 1), copy_rows(batch.passages, row * g, (row + 1) * g)};
 }

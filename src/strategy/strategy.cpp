@@ -206,7 +206,7 @@ Strategy::Encoded Strategy::encode(const TrainingBatch& chunk) {
   const int64_t n = chunk.size();
   Encoded out;
   out.queries = model_->encode_queries(chunk.queries);
-  out.passages = model_->encode_passages(chunk.passages).view({n, chunk.group(), model_->dim()});
+  out.passages = model_->encode_passages(chunk.passages).view({n, chunk.passages_per_example(), model_->dim()});
   return out;
 }
 
@@ -228,11 +228,11 @@ int64_t Strategy::chunk_rows() const {
   return world == 1 ? options_.micro_batch() : std::min(options_.total_batch(), world * options_.micro_batch());
 }
 
-Strategy::Encoded Strategy::concat(const std::vector<Encoded>& parts, int64_t group) const {
+Strategy::Encoded Strategy::concat(const std::vector<Encoded>& parts, int64_t passages_per_example) const {
   if (parts.size() == 1) return parts[0];
   if (parts.empty()) {
     const auto options = model_->parameters().front().options().requires_grad(false);
-    return {torch::empty({0, model_->dim()}, options), torch::empty({0, group, model_->dim()}, options)};
+    return {torch::empty({0, model_->dim()}, options), torch::empty({0, passages_per_example, model_->dim()}, options)};
   }
   std::vector<torch::Tensor> queries, passages;
   for (const auto& p : parts) {
@@ -242,12 +242,13 @@ Strategy::Encoded Strategy::concat(const std::vector<Encoded>& parts, int64_t gr
   return {torch::cat(queries), torch::cat(passages)};
 }
 
-Strategy::Encoded Strategy::gather(const Encoded& local, const detail::RowShards& shards, int64_t group) {
+Strategy::Encoded Strategy::gather(const Encoded& local, const detail::RowShards& shards,
+                                   int64_t passages_per_example) {
   const int64_t world = collective_->world_size();
   if (world == 1) return local;
   const Stopwatch watch;
   const int64_t d = model_->dim();
-  // One collective for both towers: [rows, (1 + group) d].
+  // One collective for both towers: [rows, (1 + passages_per_example) d].
   const auto packed = torch::cat({local.queries.detach(), local.passages.detach().flatten(1)}, 1);
   auto per_rank = all_gather_rows(*collective_, packed, shards.counts());
   std::vector<torch::Tensor> queries, passages;
@@ -255,7 +256,7 @@ Strategy::Encoded Strategy::gather(const Encoded& local, const detail::RowShards
     const auto& rows = per_rank[static_cast<size_t>(r)];
     const bool mine = r == collective_->rank();
     queries.push_back(mine ? local.queries : rows.slice(1, 0, d));
-    passages.push_back(mine ? local.passages : rows.slice(1, d).view({rows.size(0), group, d}));
+    passages.push_back(mine ? local.passages : rows.slice(1, d).view({rows.size(0), passages_per_example, d}));
   }
   Encoded out{shards.assemble(queries), shards.assemble(passages)};
   gather_seconds_ += watch.seconds();
@@ -282,7 +283,7 @@ std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_direct(const Trai
   std::vector<Encoded> parts;
   for (const auto& range : shards.of(collective_->rank())) parts.push_back(encode(group.slice(range.begin, range.end)));
   encode_seconds_ += watch.lap();
-  const Encoded reps = gather(concat(parts, group.group()), shards, group.group());
+  const Encoded reps = gather(concat(parts, group.passages_per_example()), shards, group.passages_per_example());
   watch.restart();
   auto result = info_nce(reps.queries, reps.passages, options_.loss(), bank_view());
   loss_seconds_ += watch.lap();
@@ -307,7 +308,7 @@ std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const Trai
   }
   const auto after_first_pass = RngState::capture();
   encode_seconds_ += watch.lap();
-  Encoded all = gather(concat(parts, group.group()), shards, group.group());
+  Encoded all = gather(concat(parts, group.passages_per_example()), shards, group.passages_per_example());
   watch.restart();
   // Leaves: the loss's gradient stops at the representations.
   auto q = all.queries.requires_grad_(true);
@@ -354,7 +355,7 @@ Strategy::Encoded Strategy::encode_for_banks(const TrainingBatch& group, const R
   }
   after.restore();
   encode_seconds_ += watch.lap();
-  return gather(concat(parts, group.group()), shards, group.group());
+  return gather(concat(parts, group.passages_per_example()), shards, group.passages_per_example());
 }
 
 void Strategy::enqueue(const Encoded& reps, const TrainingBatch& group, const InfoNCEBankScores& scores) {

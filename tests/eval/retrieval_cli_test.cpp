@@ -372,6 +372,10 @@ TEST_F(RetrievalCli, OutputsInputsAndOptionsThatWouldLoseOrMisreadDataAreRefused
               HasSubstr("--nlist applies to --type ivf, not flat"));
   EXPECT_THAT(shell(cli() + " eval --model " + model_ + data_args() + " --index " + index + " --nprobe 3 2>&1").second,
               HasSubstr("--nprobe applies to an ivf index"));
+  EXPECT_THAT(
+      shell(cli() + " search --model " + model_ + " --corpus " + corpus + " --index " + index + " --ef-search 3 x 2>&1")
+          .second,
+      HasSubstr("--ef-search applies to an hnsw index"));
   // An empty corpus is named as such, not blamed on the judgements.
   const auto empty = (work_.path / "empty.jsonl").string();
   std::ofstream(empty).close();

@@ -41,7 +41,7 @@ TEST(MemoryBank, StoresDetachedCopiesWithoutReallocating) {
   bank.enqueue(x * 2);
   const void* storage = bank.view().data_ptr();
   EXPECT_FALSE(bank.view().requires_grad());
-  EXPECT_EQ(bank.group(), 1);
+  EXPECT_EQ(bank.entries_per_row(), 1);
   EXPECT_EQ(bank.dim(), 2);
   bank.enqueue(torch::randn({3, 2}));
   bank.enqueue(torch::randn({2, 2}));

@@ -132,7 +132,7 @@ struct ReferenceContAccum {
     double total = 0.0;
     for (int64_t b = 0; b < N; b += micro) {
       const auto chunk = batch.slice(b, std::min(N, b + micro));
-      const int64_t n = chunk.size(), g = chunk.group();
+      const int64_t n = chunk.size(), g = chunk.passages_per_example();
       auto q = model->encode_queries(chunk.queries);
       auto p = model->encode_passages(chunk.passages).view({n, g, -1});
       const int64_t m = static_cast<int64_t>(bank_q.size());
@@ -327,7 +327,7 @@ TEST(ContAccumBanks, AblationsChangeExactlyWhatTheyShould) {
     Strategy s(model, o);
     test::step(s, batch);
     auto stats = test::step(s, batch);  // banks full of the first step
-    return std::make_tuple(stats, s.query_bank().capacity(), s.passage_bank().group());
+    return std::make_tuple(stats, s.query_bank().capacity(), s.passage_bank().entries_per_row());
   };
   const auto base = StrategyOptions::contaccum(8, 4, 8);
   auto [both, q_cap, group] = stats_of(base);

@@ -5,6 +5,7 @@
 #include "cli_checks.h"
 #include "command.h"
 #include "data_args.h"
+#include "passage_vectors.h"
 
 #include <contaccum/contaccum.h>
 
@@ -17,16 +18,6 @@
 
 namespace contaccum::cli {
 namespace {
-
-// Rows `subset` (a subset of `all`, both ascending) of a ranking whose row r
-// belongs to query row all[r].
-SearchResult select_queries(const SearchResult& ranking, const std::vector<int64_t>& all,
-                            const std::vector<int64_t>& subset) {
-  std::vector<int64_t> picks;
-  for (const auto q : subset) picks.push_back(std::lower_bound(all.begin(), all.end(), q) - all.begin());
-  const auto index = torch::tensor(picks, torch::kLong);
-  return {ranking.scores.index_select(0, index), ranking.indices.index_select(0, index)};
-}
 
 class EvalCommand : public Command {
  public:
@@ -41,18 +32,7 @@ class EvalCommand : public Command {
         ->check(cli::token_limit());
     app_->add_option("--passage-max-length", passage_max_length_, "token limit of passages (default: the model's)")
         ->check(cli::token_limit());
-    app_->add_option("--embeddings", embeddings_,
-                     "search these passage embeddings (`contaccum encode`) instead of "
-                     "encoding the corpus")
-        ->check(CLI::ExistingDirectory);
-    app_->add_option("--index", index_,
-                     "search this vector index (`contaccum index build`) instead of exact search "
-                     "(approximate for ivf and hnsw)")
-        ->check(CLI::ExistingDirectory);
-    app_->add_option("--nprobe", nprobe_, "with an ivf --index: cells visited per query (default: the index's)")
-        ->check(cli::positive());
-    app_->add_option("--ef-search", ef_search_, "with an hnsw --index: candidate list (default: the index's)")
-        ->check(cli::positive());
+    vectors_.add_to(app_, "encoding the corpus");
     auto* hybrid = app_->add_flag("--hybrid-bm25", hybrid_, "fuse the dense ranking with BM25's");
     app_->add_option("--fusion", fusion_, "rrf or linear (min-max normalised scores)")
         ->check(CLI::IsMember({"rrf", "linear"}))
@@ -70,8 +50,7 @@ class EvalCommand : public Command {
     const Stopwatch watch;
     TORCH_CHECK(hybrid_ || (tune_on_.empty() && weight_ < 0), "--weight and --tune-on need --hybrid-bm25");
     TORCH_CHECK(tune_on_.empty() || weight_ < 0, "give --weight or --tune-on, not both");
-    TORCH_CHECK(embeddings_.empty() || index_.empty(), "give --embeddings or --index, not both");
-    TORCH_CHECK(!index_.empty() || (nprobe_ == 0 && ef_search_ == 0), "--nprobe and --ef-search need --index");
+    vectors_.check();
     if (!hybrid_) {
       // Dense alone: the corpus is read from its file a block at a time, so
       // memory stays flat in the corpus size.
@@ -94,32 +73,20 @@ class EvalCommand : public Command {
     std::vector<Qrel> all_qrels = data.qrels;
     all_qrels.insert(all_qrels.end(), tune_qrels.begin(), tune_qrels.end());
     const auto dense = evaluate(model, TablePassages(data.corpus), data.queries, all_qrels);
-    const auto rows = judged_queries(data.qrels);
     BM25Index index(data.corpus, BM25Options().k1(k1_).b(b_).progress(true));
     const auto bm25 = evaluate_bm25(index, data.queries, all_qrels, MetricsOptions(), data_.k, true);
-    FusionOptions fusion = FusionOptions().method(fusion_method(fusion_)).k(data_.k);
-    fusion.weight(weight_ >= 0 ? weight_ : 0.5);
-    if (!tune_qrels.empty()) {
-      const auto tune_rows = judged_queries(tune_qrels);
-      fusion.weight(tune_fusion_weight(select_queries(dense.ranking, dense.query_rows, tune_rows),
-                                       select_queries(bm25.ranking, bm25.query_rows, tune_rows), tune_rows, tune_qrels,
-                                       fusion));
-    }
-    const auto dense_rows = select_queries(dense.ranking, dense.query_rows, rows);
-    const auto bm25_rows = select_queries(bm25.ranking, bm25.query_rows, rows);
-    EvalResult fused;
-    fused.ranking = fuse_rankings(dense_rows, bm25_rows, fusion);
-    fused.query_rows = rows;
-    fused.metrics = compute_metrics(fused.ranking, rows, data.qrels);
+    const auto fusion = FusionOptions().method(fusion_method(fusion_)).k(data_.k).weight(weight_ >= 0 ? weight_ : 0.5);
+    const auto hybrid = evaluate_hybrid(dense, bm25, data.qrels, tune_qrels, fusion);
     if (!data_.run.empty()) {
-      write_trec_run(data_.run, fused.ranking, rows, data.queries, data.corpus, "contaccum-hybrid");
+      write_trec_run(data_.run, hybrid.fused.ranking, hybrid.fused.query_rows, data.queries, data.corpus,
+                     "contaccum-hybrid");
     }
-    auto j = nlohmann::json::parse(fused.metrics.to_json());
+    auto j = nlohmann::json::parse(hybrid.fused.metrics.to_json());
     j["fusion"] = fusion_;
-    j["weight"] = fusion.weight();
+    j["weight"] = hybrid.weight;
     j["tuned_on"] = tune_on_.empty() ? nlohmann::json(nullptr) : nlohmann::json(tune_on_);
-    j["dense"] = nlohmann::json::parse(compute_metrics(dense_rows, rows, data.qrels).to_json());
-    j["bm25"] = nlohmann::json::parse(compute_metrics(bm25_rows, rows, data.qrels).to_json());
+    j["dense"] = nlohmann::json::parse(hybrid.dense.to_json());
+    j["bm25"] = nlohmann::json::parse(hybrid.bm25.to_json());
     j["seconds"] = watch.seconds();
     std::cout << j.dump() << std::endl;
     return 0;
@@ -136,22 +103,12 @@ class EvalCommand : public Command {
         .passage_max_length(passage_max_length_ > 0 ? passage_max_length_ : model.config.lengths.passage_max_length())
         .search(SearchOptions().k(data_.k))
         .progress(true);
-    if (!embeddings_.empty()) {
-      EmbeddingsReader reader(embeddings_);
-      check_passage_ids(reader.ids(), corpus, "--embeddings " + embeddings_);
+    if (vectors_.has_embeddings()) {
+      auto reader = vectors_.open_embeddings(corpus);
       return evaluate_dense(model.model, model.text_encoder(), reader, queries, qrels, options);
     }
-    if (!index_.empty()) {
-      auto index = VectorIndex::load(index_);
-      check_passage_ids(index.ids(), corpus, "--index " + index_);
-      // A knob of another index type would be ignored: refused.
-      const auto type = index.options().type();
-      TORCH_CHECK(nprobe_ == 0 || type == IndexType::Ivf, "--nprobe applies to an ivf index; --index ", index_, " is ",
-                  index_type_name(type));
-      TORCH_CHECK(ef_search_ == 0 || type == IndexType::Hnsw, "--ef-search applies to an hnsw index; --index ", index_,
-                  " is ", index_type_name(type));
-      if (nprobe_ > 0) index.set_nprobe(nprobe_);
-      if (ef_search_ > 0) index.set_ef_search(ef_search_);
+    if (vectors_.has_index()) {
+      const auto index = vectors_.open_index(corpus);
       return evaluate_dense(model.model, model.text_encoder(), index, queries, qrels, options);
     }
     return evaluate_dense(model.model, model.text_encoder(), corpus, queries, qrels, options);
@@ -181,8 +138,9 @@ class EvalCommand : public Command {
   }
 
   DataArgs data_;
-  std::string model_dir_, embeddings_, index_, fusion_ = "rrf", tune_on_;
-  int64_t batch_size_ = 256, query_max_length_ = 0, passage_max_length_ = 0, nprobe_ = 0, ef_search_ = 0;
+  std::string model_dir_, fusion_ = "rrf", tune_on_;
+  PassageVectorsArgs vectors_;
+  int64_t batch_size_ = 256, query_max_length_ = 0, passage_max_length_ = 0;
   bool hybrid_ = false;
   double weight_ = -1.0, k1_ = 0.9, b_ = 0.4;
 };

@@ -4,10 +4,9 @@
 //   contaccum eval  --model DIR --corpus corpus.jsonl --queries queries.jsonl --qrels qrels.tsv [--run FILE]
 //   contaccum bm25  --corpus corpus.jsonl --queries queries.jsonl --qrels qrels.tsv [--run FILE]
 //   contaccum encode --model DIR --corpus corpus.jsonl --output EMB
-//   contaccum search --model DIR --corpus corpus.jsonl [--embeddings EMB | --index IDX] [--hybrid-bm25] [QUERY...]
-//   contaccum index build --embeddings EMB --output IDX [--type flat|ivf|hnsw]
-//   contaccum data debian --translation Translation-en --output DIR
-//   contaccum data synthetic --output DIR
+//   contaccum search --model DIR --corpus corpus.jsonl [--embeddings EMB | --index IDX [--nprobe N]] [--hybrid-bm25]
+//   [QUERY...] contaccum index build --embeddings EMB --output IDX [--type flat|ivf|hnsw] contaccum data debian
+//   --translation Translation-en --output DIR contaccum data synthetic --output DIR
 #include "cli_checks.h"
 #include "command.h"
 

@@ -1,10 +1,11 @@
 // contaccum encode --model DIR --corpus corpus.jsonl --output EMB [--skip-bad-records] [--batch-size N]
 //                  [--nproc-per-node W]
-// contaccum search --model DIR --corpus corpus.jsonl [--embeddings EMB | --index DIR] [--hybrid-bm25 ...] [--k 10]
-//                  [QUERY...]
+// contaccum search --model DIR --corpus corpus.jsonl [--embeddings EMB | --index DIR [--nprobe N] [--ef-search N]]
+//                  [--hybrid-bm25 ...] [--k 10] [QUERY...]
 #include "cli_checks.h"
 #include "command.h"
 #include "data_args.h"
+#include "passage_vectors.h"
 #include "workers.h"
 
 #include <contaccum/contaccum.h>
@@ -84,12 +85,7 @@ class SearchCommand : public Command {
         ->required()
         ->check(CLI::ExistingDirectory);
     app_->add_option("--corpus", corpus_, "BEIR corpus.jsonl")->required()->check(CLI::ExistingFile);
-    app_->add_option("--embeddings", embeddings_,
-                     "its passage embeddings (`contaccum encode`); else the corpus is "
-                     "encoded first")
-        ->check(CLI::ExistingDirectory);
-    app_->add_option("--index", index_, "search this vector index (`contaccum index build`) over the corpus")
-        ->check(CLI::ExistingDirectory);
+    vectors_.add_to(app_, "encoding the corpus first");
     app_->add_option("--k", k_, "results per query")->check(cli::positive());
     auto* hybrid = app_->add_flag("--hybrid-bm25", hybrid_, "fuse the dense ranking with BM25's");
     app_->add_option("--fusion", fusion_, "rrf or linear")->check(CLI::IsMember({"rrf", "linear"}))->needs(hybrid);
@@ -104,7 +100,7 @@ class SearchCommand : public Command {
     const auto corpus = read_corpus(corpus_, skip_bad_records_);
     auto model = load_model(model_dir_);
     const auto tokenize = model.text_encoder();
-    TORCH_CHECK(embeddings_.empty() || index_.empty(), "give --embeddings or --index, not both");
+    vectors_.check();
     const auto dense_search = dense_searcher(model, corpus);
     std::unique_ptr<BM25Index> bm25;
     if (hybrid_) bm25 = std::make_unique<BM25Index>(corpus, BM25Options().progress(true));
@@ -163,25 +159,13 @@ class SearchCommand : public Command {
   // Through the index, or exactly over the corpus's embeddings held for every
   // query (read from --embeddings, or encoded first).
   DenseSearch dense_searcher(TrainedModel& model, const TextTable& corpus) const {
-    const auto similarity = enum_name(model.model->options().similarity());
-    if (!index_.empty()) {
-      auto index = std::make_shared<VectorIndex>(VectorIndex::load(index_));
-      check_passage_ids(index->ids(), TablePassages(corpus), "--index " + index_);
-      TORCH_CHECK(index->dim() == model.model->dim() && index->options().similarity() == similarity, "--index ", index_,
-                  " holds ", index->dim(), "-wide ", index->options().similarity(), " vectors, not this model's (",
-                  model.model->dim(), "-wide ", similarity, ")");
-      check_encoded_by(model.model, index->model_crc32(), "--index " + index_);
+    if (vectors_.has_index()) {
+      auto index = std::make_shared<VectorIndex>(vectors_.open_index(TablePassages(corpus), &model.model));
       return [index](const torch::Tensor& q, int64_t k) { return index->search(q, k); };
     }
     torch::Tensor passages;
-    if (!embeddings_.empty()) {
-      EmbeddingsReader reader(embeddings_);
-      check_passage_ids(reader.ids(), TablePassages(corpus), "--embeddings " + embeddings_);
-      TORCH_CHECK(reader.info().dim == model.model->dim() && reader.info().similarity == similarity, "--embeddings ",
-                  embeddings_, " holds ", reader.info().dim, "-wide ", reader.info().similarity,
-                  " vectors, not this model's (", model.model->dim(), "-wide ", similarity, ")");
-      check_encoded_by(model.model, reader.info().model_crc32, "--embeddings " + embeddings_, reader.info().model);
-      passages = reader.read_all();
+    if (vectors_.has_embeddings()) {
+      passages = vectors_.open_embeddings(TablePassages(corpus), &model.model).read_all();
     } else {
       std::vector<std::string> texts;
       for (int64_t row = 0; row < corpus.size(); ++row) texts.push_back(corpus.full_text(row));
@@ -191,7 +175,8 @@ class SearchCommand : public Command {
     return [passages](const torch::Tensor& q, int64_t k) { return exact_search(q, passages, SearchOptions().k(k)); };
   }
 
-  std::string model_dir_, corpus_, embeddings_, index_, fusion_ = "rrf";
+  std::string model_dir_, corpus_, fusion_ = "rrf";
+  PassageVectorsArgs vectors_;
   std::vector<std::string> queries_;
   int64_t k_ = 10;
   bool hybrid_ = false, skip_bad_records_ = false;

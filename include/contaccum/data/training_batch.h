@@ -21,7 +21,7 @@ struct TrainingBatch {
   /// Number of examples. Throws when queries and passages disagree.
   int64_t size() const;
   /// Passages per example, `1 + hard_negatives`.
-  int64_t group() const { return 1 + hard_negatives; }
+  int64_t passages_per_example() const { return 1 + hard_negatives; }
   /// Examples `[begin, end)` (views, no copy).
   TrainingBatch slice(int64_t begin, int64_t end) const;
 };

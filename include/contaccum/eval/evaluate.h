@@ -74,6 +74,12 @@ struct EvalResult {
 void check_encoded_by(DualEncoder& model, uint32_t model_crc32, const std::string& what,
                       const std::string& made_by = "");
 
+/// Throws, naming `what`, unless precomputed passage vectors fit `model`:
+/// `dim` wide, built for its similarity (`enum_name`), and encoded by its
+/// weights (`check_encoded_by`, with `model_crc32` and `made_by`).
+void check_passage_vectors(DualEncoder& model, int64_t dim, const std::string& similarity, const std::string& what,
+                           uint32_t model_crc32 = 0, const std::string& made_by = "");
+
 /// Dense retrieval evaluation: encodes every judged query (`text`, see
 /// `judged_queries`), then the passages (`full_text`) a block of
 /// `64 x batch_size` at a time, each block searched exactly on the model's

@@ -17,11 +17,12 @@ struct MemoryBankOptions {
   TORCH_ARG(int64_t, capacity);
 };
 
-/// A fixed-capacity FIFO of detached representations, `[capacity, group, dim]`
-/// (group = 1 for queries, 1 + h for passage groups).
+/// A fixed-capacity FIFO of detached representations,
+/// `[capacity, entries_per_row, dim]` (1 entry per row for queries, an
+/// example's 1 + h passages for passages).
 ///
 /// Storage is one preallocated ring buffer, created on the first `enqueue`
-/// with that tensor's device, dtype, group and dim; `enqueue` writes in place
+/// with that tensor's device, dtype, entries per row and dim; `enqueue` writes in place
 /// and never reallocates or concatenates. The valid rows always form the
 /// prefix `[0, size())` of the storage (the buffer only wraps once full), so
 /// `view()` hands the bank to a matrix product without a copy. Row order in
@@ -34,10 +35,10 @@ class MemoryBank {
  public:
   explicit MemoryBank(MemoryBankOptions options = {});
 
-  /// Appends `reps` (`[n, group, dim]`, or `[n, dim]` for group 1), detached
+  /// Appends `reps` (`[n, entries, dim]`, or `[n, dim]` for 1 entry), detached
   /// and copied. When the bank overflows the oldest rows are dropped; when
   /// `n > capacity` only the newest `capacity` rows of `reps` are kept.
-  /// Throws when group, dim, dtype or device differ from what it holds.
+  /// Throws when entries per row, dim, dtype or device differ from what it holds.
   /// Every written row gets `tag`.
   void enqueue(const torch::Tensor& reps, int64_t tag = -1);
   /// The storage slot row `row` of the next `enqueue` of `count` rows goes
@@ -47,7 +48,7 @@ class MemoryBank {
   /// from a checkpoint written before tags were saved).
   const std::vector<int64_t>& tags() const { return tags_; }
 
-  /// The valid rows `[size(), group, dim]` in storage order (a view; an
+  /// The valid rows `[size(), entries_per_row, dim]` in storage order (a view; an
   /// undefined tensor while the bank has never been filled).
   torch::Tensor view() const;
   /// The valid rows oldest first (a copy).
@@ -77,7 +78,7 @@ class MemoryBank {
   /// Storage row the next enqueued row goes to.
   int64_t head() const { return head_; }
   /// Entries per row (1 + h for passages); 0 before the first enqueue.
-  int64_t group() const { return storage_.defined() ? storage_.size(1) : 0; }
+  int64_t entries_per_row() const { return storage_.defined() ? storage_.size(1) : 0; }
   /// Width of the stored vectors; 0 before the first enqueue.
   int64_t dim() const { return storage_.defined() ? storage_.size(2) : 0; }
 
@@ -94,7 +95,7 @@ class MemoryBank {
 
  private:
   MemoryBankOptions options_;
-  torch::Tensor storage_;  // [capacity, group, dim]
+  torch::Tensor storage_;  // [capacity, entries_per_row, dim]
   int64_t size_ = 0;
   int64_t head_ = 0;
   std::vector<int64_t> tags_;  // [size()], storage order

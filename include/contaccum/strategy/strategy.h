@@ -283,12 +283,15 @@ class Strategy {
   Encoded encode(const TrainingBatch& chunk);
   // Rows per global micro-batch: what one process with W x micro_batch cuts.
   int64_t chunk_rows() const;
+  // A "group" here is always a loss group: the examples one InfoNCE loss is
+  // computed over (`StepStats::loss_groups`); an example's passages are its
+  // `passages_per_example()`.
   // This rank's rows of the group (its parts of `shards`, concatenated),
   // gathered from every rank into the group's row order; `local` keeps its
   // autograd graph.
-  Encoded gather(const Encoded& local, const detail::RowShards& shards, int64_t group);
+  Encoded gather(const Encoded& local, const detail::RowShards& shards, int64_t passages_per_example);
   // The parts concatenated (empty tensors of the right shape for none).
-  Encoded concat(const std::vector<Encoded>& parts, int64_t group) const;
+  Encoded concat(const std::vector<Encoded>& parts, int64_t passages_per_example) const;
   InfoNCEBank bank_view() const;
   // Backpropagates `weight * loss` of one loss group; returns the loss result
   // and the group's representations, detached, for the banks.
