@@ -32,9 +32,12 @@ class AccumulatingLinear : public torch::autograd::Function<AccumulatingLinear> 
     auto weight = ctx->saved_data["weight"].toTensor();
     auto bias = ctx->saved_data["bias"].toTensor();
     const auto input = ctx->saved_data["input"].toTensor();
-    const auto& grad = grad_outputs[0];
+    // Under autocast the output (and so its gradient) is in the autocast
+    // type while the parameters and the saved input are not: the gradients
+    // are taken in the parameters' type.
+    const auto grad = grad_outputs[0].to(weight.scalar_type());
     torch::NoGradGuard no_grad;
-    if (weight.requires_grad()) grad_of(weight).addmm_(grad.t(), input);
+    if (weight.requires_grad()) grad_of(weight).addmm_(grad.t(), input.to(weight.scalar_type()));
     if (bias.defined() && bias.requires_grad()) grad_of(bias).add_(grad.sum(0));
     torch::Tensor input_grad;
     if (ctx->needs_input_grad(0)) input_grad = grad.mm(weight);

@@ -26,14 +26,27 @@ void BankScoreCache::check_banks(const MemoryBank& queries, const MemoryBank& pa
               " != passage dim ", passages.dim());
 }
 
+namespace {
+// The type the cache computes in: the banks' own, or float32 for banks
+// stored in a reduced type (`MemoryBankOptions::dtype`).
+torch::ScalarType compute_type(const torch::Tensor& stored) {
+  const auto type = stored.scalar_type();
+  return type == torch::kBFloat16 || type == torch::kHalf ? torch::kFloat : type;
+}
+torch::TensorOptions compute_options(const torch::Tensor& stored) {
+  return stored.options().dtype(compute_type(stored));
+}
+torch::Tensor upcast(const torch::Tensor& stored) { return stored.to(compute_type(stored)); }
+}  // namespace
+
 torch::Tensor BankScoreCache::rows(const MemoryBank& queries) const {
-  auto r = queries.view().select(1, 0);
+  auto r = upcast(queries.view().select(1, 0));
   if (normalizes()) r = r / r.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
   return r;
 }
 
 torch::Tensor BankScoreCache::columns(const MemoryBank& passages, int64_t begin, int64_t end) const {
-  auto c = passages.view().slice(0, begin, end).reshape({-1, passages.dim()});
+  auto c = upcast(passages.view().slice(0, begin, end).reshape({-1, passages.dim()}));
   if (normalizes()) c = c / c.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
   return c;
 }
@@ -126,10 +139,10 @@ void BankScoreCache::update(const MemoryBank& queries, const MemoryBank& passage
   if (capacity == 0 || count == 0) return;
   torch::NoGradGuard no_grad;
   const int64_t b = options_.block_slots(), size_before = size_;
-  const auto reference = queries.view();
-  if (!tree_.defined() || tree_.size(1) != capacity || tree_.scalar_type() != reference.scalar_type() ||
+  const auto reference = compute_options(queries.view());
+  if (!tree_.defined() || tree_.size(1) != capacity || tree_.dtype() != reference.dtype() ||
       tree_.device() != reference.device()) {
-    tree_ = empty_tree(capacity, reference.options());
+    tree_ = empty_tree(capacity, reference);
     if (first_slot != 0 || count < queries.size()) {
       // Rows written before this cache existed: start from scratch.
       rebuild(queries, passages);
@@ -212,7 +225,7 @@ void BankScoreCache::rebuild(const MemoryBank& queries, const MemoryBank& passag
   if (queries.empty()) return;
   torch::NoGradGuard no_grad;
   const int64_t capacity = queries.capacity();
-  tree_ = empty_tree(capacity, queries.view().options());
+  tree_ = empty_tree(capacity, compute_options(queries.view()));
   size_ = queries.size();
   // Row chunks bound the temporary score matrix.
   const int64_t chunk =
@@ -254,7 +267,7 @@ void BankScoreCache::load(torch::serialize::InputArchive& archive, const MemoryB
     tree_ = torch::Tensor();
     return;
   }
-  const auto like = queries.empty() ? tree.options() : queries.view().options();
+  const auto like = queries.empty() ? tree.options() : compute_options(queries.view());
   const auto expected = empty_tree(queries.capacity(), like);
   TORCH_CHECK(tree.sizes() == expected.sizes() && tree.scalar_type() == expected.scalar_type(),
               "BankScoreCache::load: saved tree ", tree.sizes(), " ", tree.scalar_type(), " does not fit banks of ",

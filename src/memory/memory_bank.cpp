@@ -31,12 +31,15 @@ void MemoryBank::enqueue(const torch::Tensor& reps_in, int64_t tag) {
   auto reps = reps_in.detach();
   if (reps.dim() == 2) reps = reps.unsqueeze(1);
   if (!storage_.defined()) {
-    storage_ = torch::empty({capacity(), reps.size(1), reps.size(2)}, reps.options());
+    storage_ = torch::empty({capacity(), reps.size(1), reps.size(2)},
+                            reps.options().dtype(options_.dtype().value_or(reps.scalar_type())));
   }
   TORCH_CHECK(reps.size(1) == storage_.size(1) && reps.size(2) == storage_.size(2),
               "MemoryBank::enqueue: reps [n, entries, dim] = ", reps.sizes(), " must match the bank's [", capacity(),
               ", ", storage_.size(1), ", ", storage_.size(2), "]");
-  TORCH_CHECK(reps.scalar_type() == storage_.scalar_type() && reps.device() == storage_.device(),
+  // With a storage type, floating rows of any type are converted as written.
+  const bool converts = options_.dtype().has_value() && reps.is_floating_point();
+  TORCH_CHECK((converts || reps.scalar_type() == storage_.scalar_type()) && reps.device() == storage_.device(),
               "MemoryBank::enqueue: reps (", reps.scalar_type(), ", ", reps.device(), ") must match the bank (",
               storage_.scalar_type(), ", ", storage_.device(), ")");
   int64_t n = reps.size(0);
@@ -155,9 +158,11 @@ void MemoryBank::load(torch::serialize::InputArchive& archive, const torch::Devi
     TORCH_CHECK(contents.dim() == 3 && contents.size(0) == rows, "MemoryBank::load: saved storage ", contents.sizes(),
                 " does not hold ", rows, " rows");
     check_finite(contents);
+    const auto dtype = options_.dtype().value_or(contents.scalar_type());
     if (!storage_.defined() || storage_.size(1) != contents.size(1) || storage_.size(2) != contents.size(2) ||
-        storage_.scalar_type() != contents.scalar_type() || storage_.device() != device) {
-      storage_ = torch::empty({capacity(), contents.size(1), contents.size(2)}, contents.options().device(device));
+        storage_.scalar_type() != dtype || storage_.device() != device) {
+      storage_ = torch::empty({capacity(), contents.size(1), contents.size(2)},
+                              contents.options().device(device).dtype(dtype));
     }
     storage_.slice(0, 0, rows).copy_(contents);
     size_ = rows;
@@ -178,8 +183,9 @@ void MemoryBank::load(torch::serialize::InputArchive& archive, const torch::Devi
     TORCH_CHECK(contents.dim() == 3 && contents.size(0) == rows, "MemoryBank::load: saved contents ", contents.sizes(),
                 " do not hold ", rows, " rows");
     check_finite(contents);
-    if (storage_.defined() && (storage_.size(1) != contents.size(1) || storage_.size(2) != contents.size(2) ||
-                               storage_.scalar_type() != contents.scalar_type() || storage_.device() != device)) {
+    if (storage_.defined() &&
+        (storage_.size(1) != contents.size(1) || storage_.size(2) != contents.size(2) || storage_.device() != device ||
+         (!options_.dtype() && storage_.scalar_type() != contents.scalar_type()))) {
       storage_ = torch::Tensor();
     }
     if (contents.size(0) > 0) enqueue(contents.to(device));

@@ -178,6 +178,8 @@ BankStaleness Strategy::measure_staleness() {
   std::vector<torch::Tensor> new_q, new_p;
   {
     torch::NoGradGuard no_grad;
+    // Under the autocast the banked rows were encoded with.
+    const AutocastGuard autocast(model_->parameters().front().device().type(), options_.precision());
     const int64_t chunk = std::max<int64_t>(1, chunk_rows());
     if (!query_bank_.empty()) {
       new_q = encode_each(queries, chunk, [this](const EncoderInput& in) { return model_->encode_queries(in); });
@@ -188,7 +190,7 @@ BankStaleness Strategy::measure_staleness() {
   model_->train(was_training);
 
   const auto slot_index = torch::tensor(slots, torch::kLong).to(passage_bank_.view().device());
-  const int64_t stored = passage_bank_.entries_per_row();                         // 1 + h, or 1 without banked hard negatives
+  const int64_t stored = passage_bank_.entries_per_row();               // 1 + h, or 1 without banked hard negatives
   const auto old_p = passage_bank_.view().index_select(0, slot_index);  // [s, stored, d]
   const auto fresh_p = torch::stack(new_p).slice(1, 0, stored);         // [s, stored, d]
   const auto p_cos = cosines(old_p, fresh_p.to(old_p.device())).cpu();  // [s, stored]

@@ -17,123 +17,6 @@
 
 namespace contaccum {
 
-StrategyOptions StrategyOptions::full_batch(int64_t total_batch) {
-  return StrategyOptions(total_batch, total_batch).negatives(NegativeScope::TotalBatch);
-}
-
-StrategyOptions StrategyOptions::grad_accum(int64_t total_batch, int64_t micro_batch) {
-  return StrategyOptions(total_batch, micro_batch);
-}
-
-StrategyOptions StrategyOptions::grad_cache(int64_t total_batch, int64_t micro_batch) {
-  return StrategyOptions(total_batch, micro_batch).gradients(GradientMode::Cached).negatives(NegativeScope::TotalBatch);
-}
-
-StrategyOptions StrategyOptions::contaccum(int64_t total_batch, int64_t micro_batch, int64_t memory_size) {
-  return StrategyOptions(total_batch, micro_batch).memory_size(memory_size);
-}
-
-StrategyOptions StrategyOptions::contaccum_grad_cache(int64_t total_batch, int64_t micro_batch, int64_t memory_size) {
-  return grad_cache(total_batch, micro_batch).memory_size(memory_size);
-}
-
-const std::vector<std::string>& StrategyOptions::preset_names() {
-  static const std::vector<std::string> names = {"full_batch", "grad_accum", "grad_cache", "contaccum",
-                                                 "contaccum_grad_cache"};
-  return names;
-}
-
-bool StrategyOptions::preset_has_banks(const std::string& name) {
-  return name == "contaccum" || name == "contaccum_grad_cache";
-}
-
-StrategyOptions StrategyOptions::from_preset(const std::string& name, int64_t total_batch, int64_t micro_batch,
-                                             int64_t memory_size) {
-  if (name == "full_batch") return full_batch(total_batch);
-  if (name == "grad_accum") return grad_accum(total_batch, micro_batch);
-  if (name == "grad_cache") return grad_cache(total_batch, micro_batch);
-  if (name == "contaccum") return contaccum(total_batch, micro_batch, memory_size);
-  if (name == "contaccum_grad_cache") return contaccum_grad_cache(total_batch, micro_batch, memory_size);
-  std::string list;
-  for (const auto& n : preset_names()) list += (list.empty() ? "" : ", ") + n;
-  TORCH_CHECK(false, "StrategyOptions::from_preset: the strategy must be one of ", list, "; got '", name, "'");
-}
-
-template <>
-const std::vector<std::pair<GradientMode, std::string>>& enum_names<GradientMode>() {
-  static const std::vector<std::pair<GradientMode, std::string>> names = {{GradientMode::Direct, "direct"},
-                                                                          {GradientMode::Cached, "cached"}};
-  return names;
-}
-
-template <>
-const std::vector<std::pair<NegativeScope, std::string>>& enum_names<NegativeScope>() {
-  static const std::vector<std::pair<NegativeScope, std::string>> names = {{NegativeScope::MicroBatch, "micro_batch"},
-                                                                           {NegativeScope::TotalBatch, "total_batch"}};
-  return names;
-}
-
-template <>
-const std::vector<std::pair<BankEncoder, std::string>>& enum_names<BankEncoder>() {
-  static const std::vector<std::pair<BankEncoder, std::string>> names = {{BankEncoder::Current, "current"},
-                                                                         {BankEncoder::Momentum, "momentum"}};
-  return names;
-}
-
-const OptionTable<StrategyOptions>& StrategyOptions::fields() {
-  static const OptionTable<StrategyOptions> table = [] {
-    using O = StrategyOptions;
-    OptionTable<O> t = {
-        option_field<O>("total_batch", "examples per optimizer step", CONTACCUM_OPTION_ACCESSORS(total_batch),
-                        greater_than(0)),
-        option_field<O>("micro_batch", "examples per micro-batch", CONTACCUM_OPTION_ACCESSORS(micro_batch),
-                        greater_than(0)),
-        option_field<O>("gradients", "how representations get their gradients: direct or cached",
-                        CONTACCUM_OPTION_ACCESSORS(gradients)),
-        option_field<O>("negatives", "the in-batch negatives a row sees: micro_batch or total_batch",
-                        CONTACCUM_OPTION_ACCESSORS(negatives)),
-        option_field<O>("memory_size", "examples each memory bank keeps", CONTACCUM_OPTION_ACCESSORS(memory_size),
-                        at_least(0)),
-        option_field<O>("query_bank", "banked queries are extra rows", CONTACCUM_OPTION_ACCESSORS(query_bank)),
-        option_field<O>("passage_bank", "banked passages are extra negative columns",
-                        CONTACCUM_OPTION_ACCESSORS(passage_bank)),
-        option_field<O>("bank_hard_negatives", "bank the hard negatives with the positives",
-                        CONTACCUM_OPTION_ACCESSORS(bank_hard_negatives)),
-        option_field<O>("clear_banks_after_step", "empty the banks after every step",
-                        CONTACCUM_OPTION_ACCESSORS(clear_banks_after_step)),
-        // Which batches exist is the trainer's (its step count), not the engine's.
-        option_field<O>("allow_partial_batch", "accept a batch smaller than total_batch",
-                        CONTACCUM_OPTION_ACCESSORS(allow_partial_batch), {}, /*changes_results=*/false),
-        option_field<O>("bank_encoder", "where banked representations come from: current or momentum",
-                        CONTACCUM_OPTION_ACCESSORS(bank_encoder)),
-        option_field<O>("momentum", "the moving average's momentum with bank_encoder momentum",
-                        CONTACCUM_OPTION_ACCESSORS(momentum), in_half_open_range(0, 1)),
-        option_field<O>("staleness_sample", "banked examples kept for staleness measurements",
-                        CONTACCUM_OPTION_ACCESSORS(staleness_sample), at_least(0), /*changes_results=*/false),
-    };
-    append_nested_fields(
-        t, "loss.", InfoNCEOptions::fields(), [](const O& o) { return o.loss(); },
-        [](O& o, const InfoNCEOptions& loss) { o.loss(loss); });
-    return t;
-  }();
-  return table;
-}
-
-std::string StrategyOptions::fingerprint() const { return option_fingerprint(*this, fields()); }
-
-void StrategyOptions::validate() const {
-  check_option_fields(*this, fields(), "StrategyOptions");
-  // Rules between fields.
-  TORCH_CHECK(micro_batch() <= total_batch(), "StrategyOptions::micro_batch (", micro_batch(),
-              ") must be <= total_batch (", total_batch(), ")");
-  TORCH_CHECK(total_batch() % micro_batch() == 0, "StrategyOptions::micro_batch (", micro_batch(),
-              ") must divide total_batch (", total_batch(), ")");
-  TORCH_CHECK(memory_size() == 0 || query_bank() || passage_bank(), "StrategyOptions::memory_size = ", memory_size(),
-              " needs query_bank or passage_bank on (both are off)");
-  TORCH_CHECK(bank_encoder() == BankEncoder::Current || memory_size() > 0,
-              "StrategyOptions::bank_encoder = momentum needs banks (memory_size > 0, got ", memory_size(), ")");
-}
-
 namespace {
 // The loss scores as the model does: the model owns the similarity. A cosine
 // loss over a model that returns raw vectors is refused: that model's
@@ -153,7 +36,16 @@ StrategyOptions with_model_similarity(const DualEncoder& model, StrategyOptions 
 
 MemoryBankOptions validated_bank(const StrategyOptions& o, bool enabled) {
   o.validate();
-  return MemoryBankOptions(enabled ? o.memory_size() : 0);
+  auto bank = MemoryBankOptions(enabled ? o.memory_size() : 0);
+  if (o.bank_dtype() != Precision::Fp32) bank.dtype(scalar_type(o.bank_dtype()));
+  return bank;
+}
+
+// The type the towers' parameters are in: what representations are upcast
+// to after an autocast pass, and banked rows before the loss reads them.
+torch::Tensor as_parameter_type(const torch::Tensor& x, const DualEncoder& model) {
+  const auto type = model->parameters().front().scalar_type();
+  return x.scalar_type() == type ? x : x.to(type);
 }
 
 BankScoreCacheOptions bank_score_options(const StrategyOptions& o, int64_t world) {
@@ -205,8 +97,15 @@ Strategy& Strategy::operator=(Strategy&&) noexcept = default;
 Strategy::Encoded Strategy::encode(const TrainingBatch& chunk) {
   const int64_t n = chunk.size();
   Encoded out;
-  out.queries = model_->encode_queries(chunk.queries);
-  out.passages = model_->encode_passages(chunk.passages).view({n, chunk.passages_per_example(), model_->dim()});
+  {
+    // Every tower pass comes through here, so a replay runs under the same
+    // autocast state as the pass it repeats.
+    const AutocastGuard autocast(model_->parameters().front().device().type(), options_.precision());
+    out.queries = model_->encode_queries(chunk.queries);
+    out.passages = model_->encode_passages(chunk.passages);
+  }
+  out.queries = as_parameter_type(out.queries, model_);
+  out.passages = as_parameter_type(out.passages, model_).view({n, chunk.passages_per_example(), model_->dim()});
   return out;
 }
 
@@ -266,14 +165,17 @@ Strategy::Encoded Strategy::gather(const Encoded& local, const detail::RowShards
 InfoNCEBank Strategy::bank_view() const {
   InfoNCEBank bank;
   if (passage_bank_.empty()) return bank;
-  bank.passages = passage_bank_.view();
+  // Banks stored in a reduced type are read upcast (a copy per loss).
+  bank.passages = as_parameter_type(passage_bank_.view(), model_);
   bank.normalized = is_cosine(options_);
   bank.passages_as_negatives = options_.passage_bank();
-  if (options_.query_bank()) bank.queries = query_bank_.view().select(1, 0);
+  if (options_.query_bank()) bank.queries = as_parameter_type(query_bank_.view().select(1, 0), model_);
   if (use_bank_scores_) bank.row_logsumexp = bank_scores_.row_logsumexp();
   // The score cache's update then multiplies nothing the loss already did;
   // a momentum encoder banks other vectors than the loss scored.
-  bank.return_scores = use_bank_scores_ && !momentum_;
+  // A bank in a reduced type stores rounded rows: the cache multiplies those,
+  // so that it always equals a rebuild from the stored banks.
+  bank.return_scores = use_bank_scores_ && !momentum_ && options_.bank_dtype() == Precision::Fp32;
   return bank;
 }
 

@@ -5,9 +5,11 @@
 // (namespace detail): the library's sources use it, its public headers do
 // not include it.
 
+#include <ATen/autocast_mode.h>
 #include <c10/core/Allocator.h>
 #include <c10/core/TensorImpl.h>
 #include <torch/optim/optimizer.h>
+#include <torch/version.h>
 
 #include <sstream>
 #include <string>
@@ -102,5 +104,43 @@ c10::intrusive_ptr<ProcessGroup> process_group_over(const c10::intrusive_ptr<Bac
     return group;
   }
 }
+
+}  // namespace contaccum::detail
+
+namespace contaccum::detail {
+
+// Autocast's per-device switch and dtype: one call taking the device type
+// from LibTorch 2.4, one function per device type before (1.13: CPU and
+// CUDA, the latter named without a device).
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+inline bool autocast_is_enabled(c10::DeviceType type) { return at::autocast::is_autocast_enabled(type); }
+inline void autocast_set_enabled(c10::DeviceType type, bool on) { at::autocast::set_autocast_enabled(type, on); }
+inline c10::ScalarType autocast_get_dtype(c10::DeviceType type) { return at::autocast::get_autocast_dtype(type); }
+inline void autocast_set_dtype(c10::DeviceType type, c10::ScalarType dtype) {
+  at::autocast::set_autocast_dtype(type, dtype);
+}
+#else
+inline bool autocast_is_enabled(c10::DeviceType type) {
+  return type == c10::DeviceType::CUDA ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+}
+inline void autocast_set_enabled(c10::DeviceType type, bool on) {
+  if (type == c10::DeviceType::CUDA) {
+    at::autocast::set_enabled(on);
+  } else {
+    at::autocast::set_cpu_enabled(on);
+  }
+}
+inline c10::ScalarType autocast_get_dtype(c10::DeviceType type) {
+  return type == c10::DeviceType::CUDA ? at::autocast::get_autocast_gpu_dtype()
+                                       : at::autocast::get_autocast_cpu_dtype();
+}
+inline void autocast_set_dtype(c10::DeviceType type, c10::ScalarType dtype) {
+  if (type == c10::DeviceType::CUDA) {
+    at::autocast::set_autocast_gpu_dtype(dtype);
+  } else {
+    at::autocast::set_autocast_cpu_dtype(dtype);
+  }
+}
+#endif
 
 }  // namespace contaccum::detail

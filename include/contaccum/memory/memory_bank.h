@@ -15,6 +15,9 @@ struct MemoryBankOptions {
   /// Number of examples kept; the oldest go first. 0 disables the bank.
   /// Default: 0.
   TORCH_ARG(int64_t, capacity);
+  /// The type rows are stored in (enqueued rows are converted); none: the
+  /// first enqueued tensor's. Default: none.
+  TORCH_ARG(c10::optional<c10::ScalarType>, dtype) = c10::nullopt;
 };
 
 /// A fixed-capacity FIFO of detached representations,

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "contaccum/core/precision.h"
 #include "contaccum/data/training_batch.h"
 #include "contaccum/distributed/collective.h"
 #include "contaccum/loss/info_nce.h"
@@ -151,6 +152,21 @@ struct StrategyOptions {
   /// most `memory_size`); 0 keeps none. Costs the token tensors of that many
   /// examples, whatever the bank's size. Default: 0.
   TORCH_ARG(int64_t, staleness_sample) = 0;
+  /// The towers' compute type: every tower pass (the first, GradCache's
+  /// replay, the momentum encoder's, the staleness re-encode) runs under
+  /// autocast to it on the model's device, each replay under the autocast
+  /// and random state of the pass it repeats; representations are upcast to
+  /// the model's parameter type before the loss, so the loss, its
+  /// log-sum-exps and the score cache compute at full precision. `Fp32` is no
+  /// autocast at all: every exact equality of the spec holds. `Bf16` runs on
+  /// the CPU and CUDA, `Fp16` on CUDA only (with a `LossScaler`).
+  /// Default: `Precision::Fp32`.
+  TORCH_ARG(Precision, precision) = Precision::Fp32;
+  /// The type the memory banks store (`Fp32`: the representations' own
+  /// type). `Bf16` / `Fp16` halve the banks' memory; the loss and the score
+  /// cache read the banked rows upcast to the representations' type.
+  /// Default: `Precision::Fp32`.
+  TORCH_ARG(Precision, bank_dtype) = Precision::Fp32;
 
  public:
   /// Every field above, declared once (`OptionTable`; the loss's fields as
