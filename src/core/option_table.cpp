@@ -77,6 +77,11 @@ OptionRule in_closed_range(double low, double high) {
                      "must be in [" + number_text(low) + ", " + number_text(high) + "]");
 }
 
+OptionRule in_open_range(double low, double high) {
+  return number_rule([low, high](double v) { return v > low && v < high; },
+                     "must be in (" + number_text(low) + ", " + number_text(high) + ")");
+}
+
 OptionRule one_of(std::vector<std::string> choices) {
   std::string words = "must be one of ";
   for (size_t i = 0; i < choices.size(); ++i) words += (i == 0 ? "" : ", ") + choices[i];

@@ -109,6 +109,11 @@ Strategy::Encoded Strategy::encode(const TrainingBatch& chunk) {
   return out;
 }
 
+void Strategy::set_loss_scale(double scale) {
+  TORCH_CHECK(std::isfinite(scale) && scale > 0, "Strategy::set_loss_scale: scale must be finite and > 0, got ", scale);
+  loss_scale_ = scale;
+}
+
 void Strategy::set_collective(std::shared_ptr<Collective> collective) {
   TORCH_CHECK(collective != nullptr, "Strategy::set_collective: the collective must not be null");
   const int64_t world = collective->world_size();
@@ -190,7 +195,7 @@ std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_direct(const Trai
   auto result = info_nce(reps.queries, reps.passages, options_.loss(), bank_view());
   loss_seconds_ += watch.lap();
   // A rank with no rows of the group has nothing to backpropagate.
-  if (result.loss.requires_grad()) (result.loss * weight).backward();
+  if (result.loss.requires_grad()) (result.loss * (weight * loss_scale_)).backward();
   encode_seconds_ += watch.lap();
   return {result, Encoded{reps.queries.detach(), reps.passages.detach()}};
 }
@@ -216,7 +221,7 @@ std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const Trai
   auto q = all.queries.requires_grad_(true);
   auto p = all.passages.requires_grad_(true);
   auto result = info_nce(q, p, options_.loss(), bank_view());
-  (result.loss * weight).backward();
+  (result.loss * (weight * loss_scale_)).backward();
   const auto q_grad = q.grad(), p_grad = p.grad();
   loss_seconds_ += watch.lap();
 

@@ -71,8 +71,13 @@ OptionTable<Config> config_fields() {
   t.push_back(key("weight_decay", &Config::trainer, trainer, "optimizer.weight_decay"));
   t.push_back(key("fused_adamw", &Config::trainer, trainer, "optimizer.fused"));
   t.push_back(key("row_sparse_embeddings", &Config::trainer, trainer, "optimizer.row_sparse_embeddings"));
-  for (const char* name : {"final_lr_ratio", "warmup_steps", "max_grad_norm", "non_finite", "max_consecutive_skips"}) {
+  for (const char* name :
+       {"final_lr_ratio", "warmup_steps", "max_grad_norm", "non_finite", "max_consecutive_skips", "loss_scaling"}) {
     t.push_back(key(name, &Config::trainer, trainer, name));
+  }
+  for (const auto& f : LossScalerOptions::fields()) {
+    const auto name = "loss_scaler." + f.name;
+    t.push_back(key(name.c_str(), &Config::trainer, trainer, name.c_str()));
   }
   t.push_back(
       key("seed", &Config::trainer, trainer, "seed", "seeds the model's initialisation, dropout and the sampler"));

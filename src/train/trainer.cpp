@@ -126,10 +126,14 @@ std::unique_ptr<TrainingStep> Trainer::make_step() const {
                                         TrainingStepOptions()
                                             .max_grad_norm(options_.max_grad_norm())
                                             .non_finite(options_.non_finite())
-                                            .max_consecutive_skips(options_.max_consecutive_skips()));
+                                            .max_consecutive_skips(options_.max_consecutive_skips())
+                                            .loss_scaling(options_.loss_scaling())
+                                            .loss_scaler(options_.loss_scaler()));
 }
 
 Trainer::~Trainer() = default;
+
+const LossScaler* Trainer::loss_scaler() const { return step_->loss_scaler(); }
 
 int64_t Trainer::steps_per_epoch() const { return sampler_->batches_per_epoch(); }
 
@@ -211,6 +215,8 @@ StepRecord Trainer::run_step(BatchLoader& loader, const LinearSchedule& schedule
   record.stats = done.stats;
   record.grad_norms = done.grad_norms;
   record.non_finite = done.non_finite;
+  record.loss_scale = done.loss_scale;
+  record.overflow = done.overflow;
   record.reduce_seconds = done.reduce_seconds;
   record.optimizer_seconds = done.optimizer_seconds;
   state_.skipped_steps = step_->skipped_steps();
@@ -321,6 +327,11 @@ void Trainer::save(torch::serialize::OutputArchive& archive) const {
   archive.write("strategy", strategy);
   archive.write("rng", rng);
   archive.write("trainer_options", fingerprint_tensor(options_.fingerprint()));
+  if (const auto* scaler = step_->loss_scaler()) {
+    torch::serialize::OutputArchive scaler_archive;
+    scaler->save(scaler_archive);
+    archive.write("loss_scaler", scaler_archive);
+  }
   auto fields = run_fields(strategy_->options(), options_, state_.total_steps);
   fields["step"] = state_.step;
   fields["epoch"] = state_.position.epoch;
@@ -376,6 +387,13 @@ void Trainer::load(torch::serialize::InputArchive& archive) {
   state_.skipped_steps = field.at("skipped_steps");
   state_.consecutive_skips = field.at("consecutive_skips");
   step_->set_skip_counts(state_.skipped_steps, state_.consecutive_skips);
+  if (auto* scaler = step_->loss_scaler()) {
+    torch::serialize::InputArchive scaler_archive;
+    TORCH_CHECK(archive.try_read("loss_scaler", scaler_archive),
+                "Trainer::load: the checkpoint has no loss scaler state (it was written by a run that did not scale "
+                "its loss)");
+    scaler->load(scaler_archive);
+  }
   loaded_ = true;
 }
 

@@ -24,6 +24,9 @@ OptionField<TrainerOptions> step_field(const std::string& name) {
   if (name == "non_finite") {
     return option_field<O>(name, f.doc, CONTACCUM_OPTION_ACCESSORS(non_finite), f.rule, f.changes_results);
   }
+  if (name == "loss_scaling") {
+    return option_field<O>(name, f.doc, CONTACCUM_OPTION_ACCESSORS(loss_scaling), f.rule, f.changes_results);
+  }
   return option_field<O>(name, f.doc, CONTACCUM_OPTION_ACCESSORS(max_consecutive_skips), f.rule, f.changes_results);
 }
 
@@ -62,6 +65,7 @@ OptionTable<TrainerOptions> trainer_fields() {
                       CONTACCUM_OPTION_ACCESSORS(progress), {}, kWatchOnly),
       step_field("non_finite"),
       step_field("max_consecutive_skips"),
+      step_field("loss_scaling"),
       option_field<O>("staleness_every", "steps between bank staleness measurements; 0: off",
                       CONTACCUM_OPTION_ACCESSORS(staleness_every), at_least(0), kWatchOnly),
       option_field<O>("count_allocations", "write what each step allocates to metrics.jsonl",
@@ -70,6 +74,9 @@ OptionTable<TrainerOptions> trainer_fields() {
   append_nested_fields(
       t, "optimizer.", AdamWSetup::fields(), [](const O& o) { return o.optimizer(); },
       [](O& o, const AdamWSetup& setup) { o.optimizer(setup); });
+  append_nested_fields(
+      t, "loss_scaler.", LossScalerOptions::fields(), [](const O& o) { return o.loss_scaler(); },
+      [](O& o, const LossScalerOptions& scaler) { o.loss_scaler(scaler); });
   return t;
 }
 

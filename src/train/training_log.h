@@ -189,6 +189,10 @@ inline nlohmann::json step_json(const StepRecord& r) {
         {"total", r.step_seconds}}},
   };
   if (!r.non_finite.empty()) j["non_finite"] = r.non_finite;
+  if (r.loss_scale > 0) {
+    j["loss_scale"] = r.loss_scale;
+    j["overflow"] = r.overflow;
+  }
   if (r.allocations) {
     const auto& a = *r.allocations;
     j["allocations"] = {{"count", a.allocations},

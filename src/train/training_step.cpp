@@ -72,14 +72,22 @@ const OptionTable<TrainingStepOptions>& TrainingStepOptions::fields() {
   using O = TrainingStepOptions;
   // A step that is skipped or stops the run applies nothing: none of these
   // change the numbers of the steps that are applied, except the clipping.
-  static const OptionTable<O> table = {
-      option_field<O>("max_grad_norm", "clip the global gradient norm to this",
-                      CONTACCUM_OPTION_ACCESSORS(max_grad_norm), noted(at_least(0), "(0 disables clipping)")),
-      option_field<O>("non_finite", "a step whose loss or gradient norm is not finite: error or skip",
-                      CONTACCUM_OPTION_ACCESSORS(non_finite), {}, /*changes_results=*/false),
-      option_field<O>("max_consecutive_skips", "skipped steps in a row that stop the run",
-                      CONTACCUM_OPTION_ACCESSORS(max_consecutive_skips), at_least(1), /*changes_results=*/false),
-  };
+  static const OptionTable<O> table = [] {
+    OptionTable<O> t = {
+        option_field<O>("max_grad_norm", "clip the global gradient norm to this",
+                        CONTACCUM_OPTION_ACCESSORS(max_grad_norm), noted(at_least(0), "(0 disables clipping)")),
+        option_field<O>("non_finite", "a step whose loss or gradient norm is not finite: error or skip",
+                        CONTACCUM_OPTION_ACCESSORS(non_finite), {}, /*changes_results=*/false),
+        option_field<O>("max_consecutive_skips", "skipped steps in a row that stop the run",
+                        CONTACCUM_OPTION_ACCESSORS(max_consecutive_skips), at_least(1), /*changes_results=*/false),
+        option_field<O>("loss_scaling", "scale the loss dynamically whatever the precision (fp16 always does)",
+                        CONTACCUM_OPTION_ACCESSORS(loss_scaling)),
+    };
+    append_nested_fields(
+        t, "loss_scaler.", LossScalerOptions::fields(), [](const O& o) { return o.loss_scaler(); },
+        [](O& o, const LossScalerOptions& scaler) { o.loss_scaler(scaler); });
+    return t;
+  }();
   return table;
 }
 
@@ -94,6 +102,23 @@ TrainingStep::TrainingStep(DualEncoder model, Strategy& strategy, torch::optim::
       options_(options) {
   TORCH_CHECK(collective_ != nullptr, "TrainingStep: the collective must not be null");
   options_.validate();
+  if (options_.loss_scaling() || strategy_.options().precision() == Precision::Fp16) {
+    scaler_.emplace(options_.loss_scaler());
+  }
+}
+
+bool TrainingStep::skip_overflow(TrainingStepResult& result) {
+  if (!scaler_) return false;
+  result.loss_scale = scaler_->scale();
+  // Every rank holds the summed gradients, so every rank decides alike.
+  result.overflow = scaler_->unscale(model_->parameters());
+  if (!result.overflow) return false;
+  zero_gradients(optimizer_);
+  strategy_.discard_step();
+  scaler_->update(/*overflowed=*/true);
+  spdlog::info("step skipped: the gradients overflowed at loss scale {}; the scale is now {}", result.loss_scale,
+               scaler_->scale());
+  return true;
 }
 
 void TrainingStep::set_skip_counts(int64_t skipped, int64_t consecutive) {
@@ -137,9 +162,14 @@ TrainingStepResult TrainingStep::run(const TrainingBatch& batch, int64_t step) {
   // always has.
   zero_gradients(optimizer_);
   model_->train();
+  if (scaler_) strategy_.set_loss_scale(scaler_->scale());
   result.stats = strategy_.compute_gradients(batch);
   const Stopwatch optimizer_watch;
   result.stop_signal = reduce_gradients(result);
+  if (skip_overflow(result)) {
+    result.optimizer_seconds = optimizer_watch.seconds() - result.reduce_seconds;
+    return result;
+  }
   result.grad_norms = gradient_norms(model_);
   const double norm = result.grad_norms.total;
   const auto params = model_->parameters();
@@ -153,6 +183,7 @@ TrainingStepResult TrainingStep::run(const TrainingBatch& batch, int64_t step) {
     clip_gradients(params, norm, max_norm);
     optimizer_.step();
     strategy_.update_bank_encoder();
+    if (scaler_) scaler_->update(/*overflowed=*/false);
     consecutive_skips_ = 0;
     result.optimizer_seconds = optimizer_watch.seconds();
     return result;

@@ -32,6 +32,8 @@ OptionRule at_least(double bound);
 OptionRule in_half_open_range(double low, double high);
 /// Numbers in [low, high].
 OptionRule in_closed_range(double low, double high);
+/// Numbers in (low, high).
+OptionRule in_open_range(double low, double high);
 /// Strings among `choices` ("must be one of a, b, c").
 OptionRule one_of(std::vector<std::string> choices);
 /// `rule` with `note` after what it says ("must be >= 0 (0 disables

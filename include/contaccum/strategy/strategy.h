@@ -232,6 +232,13 @@ class Strategy {
   /// `zero_grad` before it unless gradients are meant to add up.
   StepStats compute_gradients(const TrainingBatch& batch);
 
+  /// Multiplies every loss by `scale` before its backward pass (a loss
+  /// scaler's, `LossScaler`): the gradients accumulated, and under GradCache
+  /// the cached representation gradients, are the scaled loss's. The reported
+  /// loss is not scaled. Default: 1 (bit for bit no scaling).
+  void set_loss_scale(double scale);
+  double loss_scale() const { return loss_scale_; }
+
   /// The processes this engine runs on (default: `local_collective()`).
   ///
   /// With `W` ranks, `total_batch` is the global batch (every rank passes
@@ -334,6 +341,7 @@ class Strategy {
   std::optional<MomentumEncoder> momentum_;
   std::unique_ptr<detail::StalenessSample> sample_;
   int64_t steps_ = 0;
+  double loss_scale_ = 1.0;
   double encode_seconds_ = 0.0, loss_seconds_ = 0.0, gather_seconds_ = 0.0;  // of the step in progress
 };
 

@@ -88,6 +88,12 @@ struct TrainerOptions {
   /// With `NonFinitePolicy::Skip`: this many skipped steps in a row stop the
   /// run with an error. Must be >= 1. Default: 10.
   TORCH_ARG(int64_t, max_consecutive_skips) = 10;
+  /// Scale the loss dynamically (`LossScaler`, its state in checkpoints)
+  /// whatever the precision; fp16 always does. Default: false.
+  TORCH_ARG(bool, loss_scaling) = false;
+  /// The loss scaler's settings (`loss_scaler.<name>`), with fp16 or
+  /// `loss_scaling`.
+  TORCH_ARG(LossScalerOptions, loss_scaler) = {};
   /// Steps between bank staleness measurements (`Strategy::measure_staleness`,
   /// after the step's update, on rank 0), written to `metrics.jsonl` as the
   /// step's `staleness` object; needs `StrategyOptions::staleness_sample`.
@@ -147,6 +153,10 @@ struct StepRecord {
   GradientNorms grad_norms;
   /// What was not finite when the step was skipped ("" for an applied step).
   std::string non_finite;
+  /// With a loss scaler (fp16): the step's loss scale, and whether its scaled
+  /// gradients overflowed, so that it was skipped (0 / false without one).
+  double loss_scale = 0.0;
+  bool overflow = false;
   /// Loss, negatives, bank fill, encode/loss time.
   StepStats stats;
   /// Seconds waiting for the batch, in the optimizer (clip + step), and the
@@ -297,6 +307,8 @@ class Trainer {
   const TrainerState& state() const { return state_; }
   const TrainerOptions& options() const { return options_; }
   Strategy& strategy() { return *strategy_; }
+  /// The step's loss scaler (null unless fp16 or `loss_scaling`).
+  const LossScaler* loss_scaler() const;
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
   DualEncoder& model() { return model_; }
   /// Steps per epoch (batches of `total_batch`, the last partial one dropped).

@@ -6,12 +6,14 @@
 #include "contaccum/model/dual_encoder.h"
 #include "contaccum/model/gradient_norms.h"
 #include "contaccum/strategy/strategy.h"
+#include "contaccum/train/loss_scaler.h"
 
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace contaccum {
@@ -42,6 +44,11 @@ struct TrainingStepOptions {
   /// With `NonFinitePolicy::Skip`: this many skipped steps in a row throw.
   /// Must be >= 1. Default: 10.
   TORCH_ARG(int64_t, max_consecutive_skips) = 10;
+  /// Scale the loss dynamically (`LossScaler`) whatever the strategy's
+  /// precision; with `Precision::Fp16` it always is. Default: false.
+  TORCH_ARG(bool, loss_scaling) = false;
+  /// The scaler's settings (`loss_scaler.<name>` in the table).
+  TORCH_ARG(LossScalerOptions, loss_scaler) = {};
 
  public:
   /// Every field above, declared once (`OptionTable`).
@@ -58,6 +65,12 @@ struct TrainingStepResult {
   GradientNorms grad_norms;
   /// What was not finite when the step was skipped; "" when it was applied.
   std::string non_finite;
+  /// With a loss scaler: the scale this step's loss was multiplied by, and
+  /// whether its scaled gradients overflowed (the step was then skipped and
+  /// the scale backed off: an expected event, not `non_finite`). 0 / false
+  /// without one.
+  double loss_scale = 0.0;
+  bool overflow = false;
   /// Seconds summing the gradients over the ranks (0 in one process), and
   /// clipping plus the optimizer step.
   double reduce_seconds = 0.0;
@@ -72,7 +85,9 @@ struct TrainingStepResult {
 /// learning-rate policy the caller applies before `run`: zero the gradients
 /// → `Strategy::compute_gradients` → sum the gradients over the ranks (one
 /// bucketed all-reduce, which also agrees on stop signals) → float64
-/// gradient norms → the non-finite check (nothing applied when it fails:
+/// gradient norms (first unscaled, and a step whose scaled gradients
+/// overflowed skipped, with a `LossScaler`) → the non-finite check
+/// (nothing applied when it fails:
 /// gradients zeroed, the step's bank writes undone) → clipping → the
 /// optimizer step → the momentum bank encoder's update. `Trainer` runs its
 /// steps through it; a hand-written loop does too:
@@ -106,8 +121,16 @@ class TrainingStep {
   void set_skip_counts(int64_t skipped, int64_t consecutive);
 
   const TrainingStepOptions& options() const { return options_; }
+  /// The loss scaler (null when the loss is not scaled), e.g. to save and
+  /// load its state with a checkpoint.
+  LossScaler* loss_scaler() { return scaler_ ? &*scaler_ : nullptr; }
+  const LossScaler* loss_scaler() const { return scaler_ ? &*scaler_ : nullptr; }
 
  private:
+  // With a loss scaler: unscales the gradients; on an overflow applies
+  // nothing, backs the scale off and returns true.
+  bool skip_overflow(TrainingStepResult& result);
+
   // Sums the gradients over the ranks, agreeing on a stop signal in the same
   // all-reduce; returns the agreed signal.
   int reduce_gradients(TrainingStepResult& result);
@@ -118,6 +141,7 @@ class TrainingStep {
   std::shared_ptr<Collective> collective_;
   TrainingStepOptions options_;
   int64_t skipped_steps_ = 0, consecutive_skips_ = 0;
+  std::optional<LossScaler> scaler_;
 };
 
 /// Makes the ranks of `collective` start as one data-parallel run: rank 0's
