@@ -84,6 +84,10 @@ Strategy::Strategy(DualEncoder model, StrategyOptions options)
       passage_bank_(validated_bank(options_, options_.query_bank() || options_.passage_bank())),
       bank_scores_(bank_score_options(options_, 1)),
       use_bank_scores_(options_.memory_size() > 0 && options_.query_bank() && options_.passage_bank()) {
+  const auto device = model_->parameters().front().device().type();
+  TORCH_CHECK(autocast_supported(device, options_.precision()), "Strategy: precision ", enum_name(options_.precision()),
+              " has no autocast on the model's device (", c10::DeviceTypeName(device, /*lower_case=*/true),
+              "): bf16 runs on the CPU and CUDA, fp16 on CUDA only");
   if (options_.bank_encoder() == BankEncoder::Momentum) momentum_.emplace(options_.momentum());
   if (options_.staleness_sample() > 0 && passage_bank_.capacity() > 0) {
     sample_ = std::make_unique<detail::StalenessSample>(options_.staleness_sample(), passage_bank_.capacity());

@@ -1,8 +1,10 @@
 #include "contaccum/train/pipeline.h"
 
 #include "contaccum/core/compute_threads.h"
+#include "contaccum/core/device.h"
 #include "contaccum/core/stopwatch.h"
 #include "contaccum/data/readers.h"
+#include "contaccum/distributed/process_group.h"
 #include "contaccum/encoders/registry.h"
 #include "contaccum/eval/evaluate.h"
 #include "contaccum/io/zip_checksums.h"
@@ -79,7 +81,7 @@ void check_bank_memory(const TrainConfig& c) {
 // Keys that may differ between a run and its resume: how it is watched and
 // how fast it runs, not what it computes.
 bool changeable_on_resume(const std::string& line) {
-  for (const char* key : {"threads:", "log_every:", "keep_checkpoints:"}) {
+  for (const char* key : {"threads:", "log_every:", "keep_checkpoints:", "device:"}) {
     if (line.rfind(key, 0) == 0) return true;
   }
   return false;
@@ -229,7 +231,10 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
   const Stopwatch setup_watch;
   TrainingRun run;
   const auto data = read_training_data(config.data);
-  const TrainedModel trained = prepare_model(config, output_dir, resume, *data.corpus, writes);
+  TrainedModel trained = prepare_model(config, output_dir, resume, *data.corpus, writes);
+  // Before the trainer makes its optimizer: every state follows the model.
+  const auto environment = DistributedEnvironment::from_environment();
+  trained.model->to(resolve_device(config.device, environment ? environment->local_rank : 0));
   run.setup_seconds = setup_watch.seconds();
   for (const auto& p : trained.model->parameters()) run.parameters += p.numel();
 

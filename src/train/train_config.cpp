@@ -1,5 +1,7 @@
 #include "contaccum/train/train_config.h"
 
+#include "contaccum/core/device.h"
+
 #include <c10/util/Exception.h>
 #include <yaml-cpp/yaml.h>
 
@@ -82,6 +84,11 @@ OptionTable<Config> config_fields() {
   t.push_back(
       key("seed", &Config::trainer, trainer, "seed", "seeds the model's initialisation, dropout and the sampler"));
   t.push_back(own("threads", "LibTorch intra-op threads; 0 keeps LibTorch's default", &Config::threads, at_least(0)));
+  // Where a run computes, not what: a run may resume on another device.
+  t.push_back(option_field<Config>(
+      "device", "where the model and banks live: auto, cpu, cuda (this rank's GPU) or cuda:N",
+      [](const Config& c) { return c.device; }, [](Config& c, const std::string& v) { c.device = v; }, device_spec(),
+      false));
   t.push_back(key("distributed.backend", &Config::distributed, DistributedOptions::fields(), "backend"));
   t.push_back(key("distributed.timeout", &Config::distributed, DistributedOptions::fields(), "timeout"));
   for (const char* name : {"log_every", "eval_every", "eval_metric"}) {

@@ -59,6 +59,18 @@ TextTable read_corpus(const std::string& path, bool skip_bad_records) {
   return corpus;
 }
 
+void add_device_option(CLI::App* app, std::string& device) {
+  app->add_option("--device", device, "auto, cpu, cuda (this worker's GPU) or cuda:N (default: auto)")
+      ->check([](const std::string& text) { return device_spec()(text); });
+}
+
+TrainedModel load_model_on(const std::string& directory, const std::string& device) {
+  auto model = load_model(directory);
+  const auto env = DistributedEnvironment::from_environment();
+  model.model->to(resolve_device(device, env ? env->local_rank : 0));
+  return model;
+}
+
 CorpusStream open_corpus(const std::string& path, bool skip_bad_records) {
   ReadReport report;
   CorpusStream corpus(path, reader_options(skip_bad_records), &report);

@@ -32,6 +32,13 @@ struct StreamedData {
   std::vector<Qrel> qrels;
 };
 
+/// Adds `--device` (auto, cpu, cuda, cuda:N; `resolve_device`) to `app`.
+void add_device_option(CLI::App* app, std::string& device);
+
+/// `load_model(directory)` moved to `device` (`cuda` is this worker's GPU,
+/// by LOCAL_RANK).
+TrainedModel load_model_on(const std::string& directory, const std::string& device);
+
 /// Reads a BEIR corpus (bad records skipped and counted, with a warning, when
 /// `skip_bad_records`).
 TextTable read_corpus(const std::string& path, bool skip_bad_records);

@@ -27,6 +27,7 @@ class EvalCommand : public Command {
         ->required()
         ->check(CLI::ExistingDirectory);
     add_data_args(app_, data_);
+    add_device_option(app_, device_);
     app_->add_option("--batch-size", batch_size_, "texts encoded at once")->check(cli::positive());
     app_->add_option("--query-max-length", query_max_length_, "token limit of queries (default: the model's)")
         ->check(cli::token_limit());
@@ -55,7 +56,7 @@ class EvalCommand : public Command {
       // Dense alone: the corpus is read from its file a block at a time, so
       // memory stays flat in the corpus size.
       const auto data = load_streamed_data(data_);
-      auto model = load_model(model_dir_);
+      auto model = load_model_on(model_dir_, device_);
       const auto result = evaluate(model, data.corpus, data.queries, data.qrels);
       if (!data_.run.empty()) {
         write_trec_run(data_.run, result.ranking, result.query_rows, data.queries, data.corpus, "contaccum");
@@ -65,7 +66,7 @@ class EvalCommand : public Command {
     }
     // BM25 needs every passage's text for its index: the corpus is held.
     auto data = load_data(data_);
-    auto model = load_model(model_dir_);
+    auto model = load_model_on(model_dir_, device_);
     std::vector<Qrel> tune_qrels;
     if (!tune_on_.empty()) tune_qrels = read_tune_qrels(data);
     // One dense search (and one BM25 search) for the reported and the tuning
@@ -138,7 +139,7 @@ class EvalCommand : public Command {
   }
 
   DataArgs data_;
-  std::string model_dir_, fusion_ = "rrf", tune_on_;
+  std::string model_dir_, fusion_ = "rrf", tune_on_, device_ = "auto";
   PassageVectorsArgs vectors_;
   int64_t batch_size_ = 256, query_max_length_ = 0, passage_max_length_ = 0;
   bool hybrid_ = false;

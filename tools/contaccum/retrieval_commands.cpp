@@ -30,6 +30,7 @@ class EncodeCommand : public Command {
         ->check(CLI::ExistingDirectory);
     app_->add_option("--corpus", corpus_, "BEIR corpus.jsonl")->required()->check(CLI::ExistingFile);
     app_->add_option("--output", output_, "embeddings directory to write")->required();
+    add_device_option(app_, device_);
     app_->add_option("--batch-size", batch_size_, "passages encoded at once")->check(cli::positive());
     app_->add_option("--passage-max-length", passage_max_length_, "token limit of passages (default: the model's)")
         ->check(cli::token_limit());
@@ -48,7 +49,7 @@ class EncodeCommand : public Command {
     if (env && env->world_size > 1) collective = join_workers(*env, DistributedOptions(), 0);
     // Read from the file a block at a time: memory is one block.
     const auto corpus = open_corpus(corpus_, skip_bad_records_);
-    auto model = load_model(model_dir_);
+    auto model = load_model_on(model_dir_, device_);
     const auto rows =
         encode_corpus(model.model, model.text_encoder(), corpus, output_,
                       EncodeCorpusOptions()
@@ -70,7 +71,7 @@ class EncodeCommand : public Command {
   }
 
  private:
-  std::string model_dir_, corpus_, output_;
+  std::string model_dir_, corpus_, output_, device_ = "auto";
   int64_t batch_size_ = 256, passage_max_length_ = 0, nproc_ = 1;
   bool skip_bad_records_ = false;
 };
@@ -85,6 +86,7 @@ class SearchCommand : public Command {
         ->required()
         ->check(CLI::ExistingDirectory);
     app_->add_option("--corpus", corpus_, "BEIR corpus.jsonl")->required()->check(CLI::ExistingFile);
+    add_device_option(app_, device_);
     vectors_.add_to(app_, "encoding the corpus first");
     app_->add_option("--k", k_, "results per query")->check(cli::positive());
     auto* hybrid = app_->add_flag("--hybrid-bm25", hybrid_, "fuse the dense ranking with BM25's");
@@ -98,7 +100,7 @@ class SearchCommand : public Command {
 
   int run() override {
     const auto corpus = read_corpus(corpus_, skip_bad_records_);
-    auto model = load_model(model_dir_);
+    auto model = load_model_on(model_dir_, device_);
     const auto tokenize = model.text_encoder();
     vectors_.check();
     const auto dense_search = dense_searcher(model, corpus);
@@ -175,7 +177,7 @@ class SearchCommand : public Command {
     return [passages](const torch::Tensor& q, int64_t k) { return exact_search(q, passages, SearchOptions().k(k)); };
   }
 
-  std::string model_dir_, corpus_, fusion_ = "rrf";
+  std::string model_dir_, corpus_, fusion_ = "rrf", device_ = "auto";
   PassageVectorsArgs vectors_;
   std::vector<std::string> queries_;
   int64_t k_ = 10;

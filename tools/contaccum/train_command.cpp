@@ -33,6 +33,9 @@ class TrainCommand : public Command {
     app_->add_flag("--resume", resume_, "continue from the newest checkpoint in the output directory");
     app_->add_option("--progress", progress_, "auto, bar, lines or silent")
         ->check(CLI::IsMember({"auto", "bar", "lines", "silent"}));
+    app_->add_option("--device", device_,
+                     "auto, cpu, cuda (each worker its own GPU) or cuda:N; the same as --set device=...")
+        ->check([](const std::string& text) { return device_spec()(text); });
     app_->add_flag("--list-keys", list_keys_, "print every config key with its default and exit");
     app_->add_option("--nproc-per-node", nproc_,
                      "start this many worker processes on this machine for data-parallel training (as torchrun "
@@ -49,6 +52,7 @@ class TrainCommand : public Command {
       std::cerr << "contaccum train: --config and --output are required\n";
       return 2;
     }
+    if (!device_.empty()) overrides_.push_back("device=" + device_);
     auto config = TrainConfig::load(config_path_, overrides_);
     const auto env = DistributedEnvironment::from_environment();
     if (nproc_ > 1 && !env) return launch_workers("train", nproc_);
@@ -88,7 +92,7 @@ class TrainCommand : public Command {
   }
 
  private:
-  std::string config_path_, output_dir_, progress_ = "auto";
+  std::string config_path_, output_dir_, progress_ = "auto", device_;
   std::vector<std::string> overrides_;
   bool resume_ = false, list_keys_ = false;
   int64_t nproc_ = 1;

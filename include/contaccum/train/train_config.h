@@ -64,6 +64,9 @@ struct TrainConfig {
   /// `threads`: LibTorch intra-op threads; 0 keeps LibTorch's default.
   /// Default: 0.
   int64_t threads = 0;
+  /// `device`: where the model, banks and their arithmetic live: auto, cpu,
+  /// cuda (this rank's GPU) or cuda:N (`resolve_device`). Default: "auto".
+  std::string device = "auto";
 
   /// Every key, in `to_yaml` order: its name in the config, and its doc,
   /// rule and accessors, taken from the member that owns it (the encoders'
