@@ -36,11 +36,24 @@ EncoderInput EncoderInput::slice(int64_t begin, int64_t end) const {
 }
 
 EncoderInput EncoderInput::to(const torch::Device& device) const {
-  auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
+  // Pinned host rows go to a GPU without blocking the host (the copy is
+  // ordered on the device's stream before any kernel that reads it).
+  auto move = [&](const torch::Tensor& t) {
+    return t.defined() ? t.to(device, /*non_blocking=*/device.is_cuda() && t.is_pinned()) : t;
+  };
   EncoderInput out;
   out.input_ids = move(input_ids);
   out.attention_mask = move(attention_mask);
   for (const auto& kv : extras) out.extras.emplace(kv.first, move(kv.second));
+  return out;
+}
+
+EncoderInput EncoderInput::pin_memory() const {
+  auto pin = [](const torch::Tensor& t) { return t.defined() ? t.pin_memory() : t; };
+  EncoderInput out;
+  out.input_ids = pin(input_ids);
+  out.attention_mask = pin(attention_mask);
+  for (const auto& kv : extras) out.extras.emplace(kv.first, pin(kv.second));
   return out;
 }
 

@@ -11,6 +11,8 @@ const OptionTable<CollatorOptions>& CollatorOptions::fields() {
                       CONTACCUM_OPTION_ACCESSORS(query_max_length), greater_than(0)),
       option_field<O>("passage_max_length", "token limit of a passage (special tokens included)",
                       CONTACCUM_OPTION_ACCESSORS(passage_max_length), greater_than(0)),
+      option_field<O>("pin_memory", "collate into pinned memory (on by itself for a CUDA device)",
+                      CONTACCUM_OPTION_ACCESSORS(pin_memory), {}, /*changes_results=*/false),
   };
   return table;
 }
@@ -31,6 +33,10 @@ TrainingBatch Collator::operator()(const TrainingSet& set, const BatchIndices& i
   batch.queries = encode_(queries, options_.query_max_length());
   batch.passages = encode_(passages, options_.passage_max_length());
   batch.size();  // validates the layout
+  if (options_.pin_memory()) {
+    batch.queries = batch.queries.pin_memory();
+    batch.passages = batch.passages.pin_memory();
+  }
   return batch;
 }
 

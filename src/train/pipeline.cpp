@@ -234,11 +234,13 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
   TrainedModel trained = prepare_model(config, output_dir, resume, *data.corpus, writes);
   // Before the trainer makes its optimizer: every state follows the model.
   const auto environment = DistributedEnvironment::from_environment();
-  trained.model->to(resolve_device(config.device, environment ? environment->local_rank : 0));
+  const auto device = resolve_device(config.device, environment ? environment->local_rank : 0);
+  trained.model->to(device);
   run.setup_seconds = setup_watch.seconds();
   for (const auto& p : trained.model->parameters()) run.parameters += p.numel();
 
-  Collator collator(trained.text_encoder(), config.lengths);
+  Collator collator(trained.text_encoder(), CollatorOptions(config.lengths).pin_memory(
+                                                config.lengths.pin_memory() || device.is_cuda()));
   Trainer trainer(trained.model, config.strategy_options(), data.train, collator,
                   trainer_options(config, output_dir, writes ? progress : ProgressMode::Silent));
   trainer.set_collective(collective);

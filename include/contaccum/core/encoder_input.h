@@ -29,6 +29,9 @@ struct EncoderInput {
   EncoderInput slice(int64_t begin, int64_t end) const;
   /// Every tensor moved to `device` (no-op for tensors already there).
   EncoderInput to(const torch::Device& device) const;
+  /// A copy in pinned (page-locked) host memory, which `to` copies to a GPU
+  /// without blocking. Needs a LibTorch with CUDA; elsewhere throws.
+  EncoderInput pin_memory() const;
 };
 
 }  // namespace contaccum

@@ -23,6 +23,10 @@ struct CollatorOptions {
   TORCH_ARG(int64_t, query_max_length) = 32;
   /// Token limit of a passage (special tokens included). Default: 256.
   TORCH_ARG(int64_t, passage_max_length) = 256;
+  /// Collate into pinned host memory (`EncoderInput::pin_memory`), so that
+  /// batches reach a GPU without blocking; `contaccum train` turns it on for
+  /// a CUDA device. Needs a LibTorch with CUDA. Default: false.
+  TORCH_ARG(bool, pin_memory) = false;
 
  public:
   /// Every field above, declared once (`OptionTable`).
