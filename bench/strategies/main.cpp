@@ -2,6 +2,7 @@
 //
 //   contaccum_bench_strategies prepare --data DIR --out BATCHES [--total-batch 64,128,...] [--rounds N] ...
 //   contaccum_bench_strategies time    --batches BATCHES --encoder boe|transformer [grid options]
+//                                      [--device cuda --precision bf16]
 //   contaccum_bench_strategies rss     --batches BATCHES --encoder ... --strategy S --total-batch N ...
 //
 // `prepare` samples and tokenizes debpkg training batches once (so that the
@@ -20,6 +21,11 @@
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+
+#include <torch/cuda.h>
+#if __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 #include <sys/resource.h>
 
@@ -47,6 +53,19 @@ double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // KiB on Linux
+}
+
+// The largest amount of GPU memory LibTorch's caching allocator handed out
+// (what torch.cuda.max_memory_allocated reports); null where this build
+// cannot read it (no CUDA headers).
+json peak_gpu_mb(const torch::Device& device) {
+#if __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+  return static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0);
+#else
+  (void)device;
+  return nullptr;
+#endif
 }
 
 double current_rss_mb() {
@@ -187,11 +206,16 @@ Batches open_batches(const std::string& dir) {
 
 struct EncoderSpec {
   std::string kind = "boe";
+  std::string device = "cpu", precision = "fp32";                    // where and in what the towers run
   int64_t dim = 256, embedding_dim = 256;                            // bag of embeddings
   int64_t hidden = 256, layers = 4, heads = 4, intermediate = 1024;  // transformer
   int64_t query_length = 32, passage_length = 128;
   json to_json() const {
-    json j = {{"kind", kind}, {"query_length", query_length}, {"passage_length", passage_length}};
+    json j = {{"kind", kind},
+              {"query_length", query_length},
+              {"passage_length", passage_length},
+              {"device", device},
+              {"precision", precision}};
     if (kind == "boe") {
       j["dim"] = dim;
       j["embedding_dim"] = embedding_dim;
@@ -234,26 +258,49 @@ struct Config {
 struct Runner {
   Config config;
   DualEncoder model{nullptr};
-  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::unique_ptr<Strategy> strategy;
+  // With fp16: the library's whole step, for its loss scaler.
+  std::unique_ptr<TrainingStep> scaled_step;
+  torch::Device device = torch::kCPU;
   std::vector<double> step, encode, loss, optimizer_seconds;
 
   Runner(Config c, const EncoderSpec& spec, int64_t vocab) : config(std::move(c)) {
     torch::manual_seed(0);
     model = DualEncoder(make_tower(spec, vocab), make_tower(spec, vocab));
+    device = resolve_device(spec.device);
+    model->to(device);
     model->train();
     optimizer = make_adamw(*model, AdamWSetup().lr(1e-4));
-    strategy = std::make_unique<Strategy>(model, config.options());
+    const auto precision = enum_value<Precision>(spec.precision, "--precision");
+    strategy = std::make_unique<Strategy>(model, config.options().precision(precision));
+    if (precision == Precision::Fp16) scaled_step = std::make_unique<TrainingStep>(model, *strategy, *optimizer);
+  }
+
+  // Waits for the device's queued work (a GPU runs asynchronously).
+  void synchronize() const {
+    if (device.is_cuda()) torch::cuda::synchronize(device.index());
   }
 
   void run(const TrainingBatch& batch, bool record) {
     const Stopwatch step_watch;
-    zero_gradients(*optimizer);
-    const auto stats = strategy->compute_gradients(batch);
-    const Stopwatch optimizer_watch;
-    torch::nn::utils::clip_grad_norm_(model->parameters(), 2.0);
-    optimizer->step();
-    const double opt = optimizer_watch.seconds(), total = step_watch.seconds();
+    StepStats stats;
+    double opt = 0.0;
+    if (scaled_step) {
+      const auto result = scaled_step->run(batch, 1);
+      stats = result.stats;
+      opt = result.optimizer_seconds;
+    } else {
+      zero_gradients(*optimizer);
+      stats = strategy->compute_gradients(batch);
+      const Stopwatch optimizer_watch;
+      torch::nn::utils::clip_grad_norm_(model->parameters(), 2.0);
+      optimizer->step();
+      synchronize();
+      opt = optimizer_watch.seconds();
+    }
+    synchronize();
+    const double total = step_watch.seconds();
     TORCH_CHECK(std::isfinite(stats.loss), config.strategy, ": non-finite loss");
     if (!record) return;
     step.push_back(total);
@@ -368,6 +415,9 @@ int main(int argc, char** argv) {
     cmd->add_option("--warmup", warmup)->check(CLI::NonNegativeNumber);
     cmd->add_option("--steps", steps)->check(CLI::PositiveNumber);
     cmd->add_option("--threads", threads, "intra-op threads (0: LibTorch's default)")->check(CLI::NonNegativeNumber);
+    cmd->add_option("--device", spec.device, "cpu, cuda or cuda:N (resolve_device)");
+    cmd->add_option("--precision", spec.precision, "fp32, bf16 or fp16")
+        ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   };
   auto* time = app.add_subcommand("time", "interleaved step times of a grid");
   add_model(time);
@@ -419,6 +469,7 @@ int main(int argc, char** argv) {
     auto j = runner.result(spec);
     j["peak_rss_mb"] = peak_rss_mb();
     j["baseline_rss_mb"] = baseline;
+    if (runner.device.is_cuda()) j["peak_gpu_mb"] = peak_gpu_mb(runner.device);
     std::cout << j.dump() << std::endl;
     return 0;
   } catch (const c10::Error& e) {

@@ -10,6 +10,20 @@
 #include "contaccum/core/torch_compat.h"
 
 namespace contaccum {
+namespace {
+
+// One AdamW update as torch::optim::AdamW::step writes it, in in-place
+// tensor operations (any device).
+void update_with_tensor_ops(const torch::Tensor& param, const torch::Tensor& grad, const torch::Tensor& exp_avg,
+                            const torch::Tensor& exp_avg_sq, const detail::AdamWStepScalars& s) {
+  if (s.apply_decay) param.mul_(s.decay);
+  exp_avg.mul_(s.beta1).add_(grad, s.one_minus_beta1);
+  exp_avg_sq.mul_(s.beta2).addcmul_(grad, grad, s.one_minus_beta2);
+  const auto denom = (exp_avg_sq.sqrt() / s.sqrt_bias_correction2).add_(s.eps);
+  param.addcdiv_(exp_avg, denom, s.neg_step_size);
+}
+
+}  // namespace
 
 torch::optim::AdamWParamState& FusedAdamW::state_of(const torch::Tensor& param) {
   auto& state = this->state();
@@ -57,6 +71,14 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
       s.sqrt_bias_correction2 = std::sqrt(bias_correction2);
       s.eps = options.eps();
       s.neg_step_size = -(options.lr() / bias_correction1);
+      if (!param.device().is_cpu()) {
+        // Off the CPU (CUDA): torch::optim::AdamW's own sequence of in-place
+        // kernels; the fused loop is a CPU kernel.
+        TORCH_CHECK(!is_row_sparse(param), "FusedAdamW: row-sparse updates run on CPU parameters only, got one on ",
+                    param.device());
+        update_with_tensor_ops(param, grad, state.exp_avg(), state.exp_avg_sq(), s);
+        continue;
+      }
       const auto contiguous_grad = grad.contiguous();
       if (is_row_sparse(param)) {
         detail::adamw_update_rows(param, contiguous_grad, state.exp_avg(), state.exp_avg_sq(),

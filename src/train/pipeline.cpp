@@ -239,8 +239,8 @@ TrainingRun run_training(const TrainConfig& config, const std::string& output_di
   run.setup_seconds = setup_watch.seconds();
   for (const auto& p : trained.model->parameters()) run.parameters += p.numel();
 
-  Collator collator(trained.text_encoder(), CollatorOptions(config.lengths).pin_memory(
-                                                config.lengths.pin_memory() || device.is_cuda()));
+  Collator collator(trained.text_encoder(),
+                    CollatorOptions(config.lengths).pin_memory(config.lengths.pin_memory() || device.is_cuda()));
   Trainer trainer(trained.model, config.strategy_options(), data.train, collator,
                   trainer_options(config, output_dir, writes ? progress : ProgressMode::Silent));
   trainer.set_collective(collective);

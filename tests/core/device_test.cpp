@@ -86,5 +86,29 @@ TEST(Device, CudaStepsInBf16AndFp16NearTheCpus) {
   }
 }
 
+// On a GPU, FusedAdamW takes torch::optim::AdamW's in-place kernels: the same
+// weights after a few steps, weight decay groups included.
+TEST(Device, FusedAdamWOnCudaIsTorchsAdamW) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible";
+  auto weights_after = [](bool fused) {
+    torch::manual_seed(9);
+    auto model = test::make_model(0.0, false, 97, 16, false, torch::kFloat);
+    model->to(torch::Device(torch::kCUDA, 0));
+    auto optimizer = make_adamw(*model, AdamWSetup().lr(1e-2).weight_decay(0.1).fused(fused));
+    Strategy strategy(model, StrategyOptions::grad_accum(8, 4));
+    torch::manual_seed(10);
+    for (int s = 0; s < 3; ++s) {
+      zero_gradients(*optimizer);
+      strategy.compute_gradients(test::random_batch(8, 1));
+      optimizer->step();
+    }
+    std::vector<torch::Tensor> out;
+    for (const auto& p : model->parameters()) out.push_back(p.detach().cpu());
+    return out;
+  };
+  const auto fused = weights_after(true), reference = weights_after(false);
+  for (size_t i = 0; i < fused.size(); ++i) EXPECT_TRUE(torch::allclose(fused[i], reference[i], 1e-6, 1e-7)) << i;
+}
+
 }  // namespace
 }  // namespace contaccum
