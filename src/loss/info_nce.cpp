@@ -64,11 +64,20 @@ namespace {
 // The inputs as info_nce uses them, checked: passages as [n, g, d] groups,
 // the bank's passages likewise.
 struct Inputs {
-  torch::Tensor passages, bank_passages;
+  // The bank's tensors: stored in a reduced type (bf16, fp16) they stay so
+  // for the tiled loss (upcast a tile at a time), and are upcast whole for
+  // the untiled one.
+  torch::Tensor passages, bank_passages, bank_queries;
   int64_t n = 0, d = 0, m_p = 0, m_q = 0;
   bool cosine = false, bank_negatives = false;
   bool bank_cosine = false;  // bank rows need normalising (cosine, not already unit-norm)
 };
+
+// A bank tensor holds `queries`' type, or a reduced one (bf16, fp16).
+bool stored_as(const torch::Tensor& bank, const torch::Tensor& queries) {
+  const auto type = bank.scalar_type();
+  return type == queries.scalar_type() || type == torch::kBFloat16 || type == torch::kHalf;
+}
 
 Inputs checked_inputs(const torch::Tensor& queries, const torch::Tensor& passages_in, const InfoNCEOptions& options,
                       const InfoNCEBank& bank) {
@@ -97,9 +106,11 @@ Inputs checked_inputs(const torch::Tensor& queries, const torch::Tensor& passage
     bank_passages = as_groups(bank.passages, "bank.passages");
     m_p = bank_passages.size(0);
     TORCH_CHECK(bank_passages.size(2) == d, "info_nce: bank.passages dim ", bank_passages.size(2), " != query dim ", d);
-    TORCH_CHECK(bank_passages.scalar_type() == queries.scalar_type() && bank_passages.device() == queries.device(),
+    TORCH_CHECK(stored_as(bank_passages, queries) && bank_passages.device() == queries.device(),
                 "info_nce: bank.passages (", bank_passages.scalar_type(), ", ", bank_passages.device(),
-                ") must match queries (", queries.scalar_type(), ", ", queries.device(), ")");
+                ") must match queries (", queries.scalar_type(), ", ", queries.device(),
+                "; bf16 or fp16 banks with floating-point queries)");
+    if (!options.tiled()) bank_passages = bank_passages.to(queries.scalar_type());
   }
   auto& m_q = in.m_q;
   if (bank.queries.defined()) {
@@ -108,9 +119,11 @@ Inputs checked_inputs(const torch::Tensor& queries, const torch::Tensor& passage
     m_q = bank.queries.size(0);
     TORCH_CHECK(m_q == m_p, "info_nce: bank.queries has ", m_q, " rows but bank.passages has ", m_p,
                 " groups; each banked query needs its banked positive");
-    TORCH_CHECK(bank.queries.scalar_type() == queries.scalar_type() && bank.queries.device() == queries.device(),
+    TORCH_CHECK(stored_as(bank.queries, queries) && bank.queries.device() == queries.device(),
                 "info_nce: bank.queries (", bank.queries.scalar_type(), ", ", bank.queries.device(),
-                ") must match queries (", queries.scalar_type(), ", ", queries.device(), ")");
+                ") must match queries (", queries.scalar_type(), ", ", queries.device(),
+                "; bf16 or fp16 banks with floating-point queries)");
+    in.bank_queries = options.tiled() ? bank.queries : bank.queries.to(queries.scalar_type());
   }
   in.cosine = options.similarity() == Similarity::Cosine;
   in.bank_cosine = in.cosine && !bank.normalized;
@@ -131,13 +144,14 @@ torch::Tensor normalised(const torch::Tensor& rows, bool cosine) {
 // elementwise product is never an [m, d] temporary (4 MiB for a bank of 1,024
 // at width 1,024); a batched 1 x 1 product (bmm) avoids it too, but makes one
 // tiny matrix product per row and is several times slower.
-torch::Tensor rowwise_dot(const torch::Tensor& a, const torch::Tensor& b) {
+// Computed in `type` (banks stored in bf16 are upcast a block at a time).
+torch::Tensor rowwise_dot(const torch::Tensor& a, const torch::Tensor& b, torch::ScalarType type) {
   const int64_t m = a.size(0), block = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, a.size(1)));
-  auto out = torch::empty({m}, a.options());
+  auto out = torch::empty({m}, a.options().dtype(type));
   for (int64_t r = 0; r < m; r += block) {
     const int64_t e = std::min(m, r + block);
     auto part = out.narrow(0, r, e - r);
-    at::sum_out(part, a.narrow(0, r, e - r) * b.narrow(0, r, e - r), {1});
+    at::sum_out(part, a.narrow(0, r, e - r).to(type) * b.narrow(0, r, e - r).to(type), {1});
   }
   return out;
 }
@@ -176,17 +190,24 @@ struct BankedRows {
 BankedRows banked_rows(const Inputs& in, const InfoNCEOptions& options, const InfoNCEBank& bank, double inv_tau) {
   torch::NoGradGuard no_grad;
   BankedRows out;
-  out.rows = normalised(bank.queries.detach(), in.bank_cosine);
+  // Rows normalised here are normalised in the loss's type (a reduced-type
+  // bank's are upcast for it; banks of unit rows, as the strategy keeps
+  // them, are not copied).
+  out.rows = in.bank_cosine ? normalised(in.bank_queries.detach().to(in.passages.scalar_type()), true)
+                            : in.bank_queries.detach();
   const auto bank_positives = in.bank_passages.detach().select(1, 0);
-  out.target_score = rowwise_dot(out.rows, bank_positives);
-  if (in.bank_cosine) out.target_score = out.target_score / bank_positives.norm(2, {1}).clamp_min(1e-12);
+  out.target_score = rowwise_dot(out.rows, bank_positives, in.passages.scalar_type());
+  if (in.bank_cosine) {
+    out.target_score =
+        out.target_score / at::norm(bank_positives, 2, {1}, false, out.target_score.scalar_type()).clamp_min(1e-12);
+  }
   out.target_score = out.target_score * inv_tau;
   if (!in.bank_negatives) {
     out.bank_lse = out.target_score;  // only its own positive is unmasked
   } else if (bank.row_logsumexp.defined()) {
     out.bank_lse = bank.row_logsumexp.to(out.target_score.scalar_type());
   } else {
-    out.bank_lse = bank_row_logsumexp(bank.queries, in.bank_passages, options);
+    out.bank_lse = bank_row_logsumexp(in.bank_queries, in.bank_passages, options);
   }
   return out;
 }
@@ -237,7 +258,11 @@ torch::Tensor tiled_loss_sum(const torch::Tensor& queries, const Inputs& in, con
   if (in.bank_negatives) {
     torch::NoGradGuard no_grad;
     tiled.bank_columns = in.bank_passages.detach().reshape({-1, in.d});
-    if (in.bank_cosine) tiled.bank_column_scale = tiled.bank_columns.norm(2, {1}).clamp_min(1e-12).reciprocal();
+    if (in.bank_cosine) {
+      // (Norms of a reduced-type bank taken in the queries' type.)
+      tiled.bank_column_scale =
+          at::norm(tiled.bank_columns, 2, {1}, false, queries.scalar_type()).clamp_min(1e-12).reciprocal();
+    }
   }
   if (in.m_q > 0) {
     auto banked = banked_rows(in, options, bank, inv_tau);
@@ -282,10 +307,14 @@ torch::Tensor bank_row_logsumexp(const torch::Tensor& bank_queries, const torch:
   TORCH_CHECK(columns_per_block > 0, "bank_row_logsumexp: columns_per_block must be > 0, got ", columns_per_block);
   torch::NoGradGuard no_grad;
   const bool cosine = options.similarity() == Similarity::Cosine;
-  const auto rows = normalised(bank_queries.detach(), cosine);
+  // Rows in a reduced type are upcast (the tiles compute in the rows' type);
+  // columns are upcast a tile at a time.
+  const auto type =
+      at::promote_types(at::promote_types(bank_queries.scalar_type(), torch::kFloat), bank_passages.scalar_type());
+  const auto rows = normalised(bank_queries.detach().to(type), cosine);
   const auto columns = bank_passages.detach().reshape({-1, bank_passages.size(2)});
   torch::Tensor scale;
-  if (cosine) scale = columns.norm(2, {1}).clamp_min(1e-12).reciprocal();
+  if (cosine) scale = at::norm(columns, 2, {1}, false, type).clamp_min(1e-12).reciprocal();
   return detail::tiled_logsumexp(rows, columns, scale, 1.0 / options.temperature(), rows_per_block, columns_per_block);
 }
 

@@ -42,13 +42,22 @@ class Tiler {
   torch::Tensor scores(const torch::Tensor& rows, const Columns& columns, int64_t c0, int64_t c1,
                        const torch::Tensor& into = {}) {
     auto tile = into.defined() ? into : scratch(rows.size(0), c1 - c0);
-    at::mm_out(tile, rows, columns.vectors.narrow(0, c0, c1 - c0).t());
+    at::mm_out(tile, computable(rows), computable(columns.vectors.narrow(0, c0, c1 - c0)).t());
     tile.mul_(inv_tau_);
     if (columns.scale.defined()) tile.mul_(columns.scale.narrow(0, c0, c1 - c0).unsqueeze(0));
     return tile;
   }
 
   // The buffer as an [r, c] matrix.
+  // `part` in the type the loss computes in: banked rows and columns stored
+  // in a reduced type (bf16, fp16) are upcast a tile at a time, so that the
+  // banks are never copied whole.
+  const torch::TensorOptions& options() const { return options_; }
+
+  torch::Tensor computable(const torch::Tensor& part) const {
+    return part.scalar_type() == options_.dtype() ? part : part.to(options_.dtype());
+  }
+
   torch::Tensor scratch(int64_t r, int64_t c) {
     if (!buffer_.defined() || buffer_.numel() < r * c) buffer_ = torch::empty({r * c}, options_);
     return buffer_.narrow(0, 0, r * c).view({r, c});
@@ -82,17 +91,17 @@ torch::Tensor rows_logsumexp(Tiler& tiler, const torch::Tensor& rows, const std:
                              const torch::Tensor& outside, const TiledInfoNCEInputs& in,
                              const std::vector<torch::Tensor>& kept = {}) {
   const int64_t n = rows.size(0);
-  auto out = torch::empty({n}, rows.options());
+  auto out = torch::empty({n}, tiler.options());
   for (int64_t r0 = 0; r0 < n; r0 += in.tile_rows) {
     const int64_t r1 = std::min(n, r0 + in.tile_rows);
-    const auto block = rows.narrow(0, r0, r1 - r0);
+    const auto block = tiler.computable(rows.narrow(0, r0, r1 - r0));
     RunningLogSumExp running;
     if (outside.defined()) {
       running.max = outside.narrow(0, r0, r1 - r0).clone();
-      running.sum = torch::ones({r1 - r0}, rows.options());
+      running.sum = torch::ones({r1 - r0}, tiler.options());
     } else {
-      running.max = torch::full({r1 - r0}, -std::numeric_limits<double>::infinity(), rows.options());
-      running.sum = torch::zeros({r1 - r0}, rows.options());
+      running.max = torch::full({r1 - r0}, -std::numeric_limits<double>::infinity(), tiler.options());
+      running.sum = torch::zeros({r1 - r0}, tiler.options());
     }
     for (size_t k = 0; k < kinds.size(); ++k) {
       const Columns& kind = *kinds[k];
@@ -125,7 +134,7 @@ void add_softmax_gradients(Tiler& tiler, const torch::Tensor& rows, const torch:
   const int64_t n = rows.size(0), c = columns.count();
   for (int64_t r0 = 0; r0 < n; r0 += in.tile_rows) {
     const int64_t r1 = std::min(n, r0 + in.tile_rows);
-    const auto block = rows.narrow(0, r0, r1 - r0);
+    const auto block = tiler.computable(rows.narrow(0, r0, r1 - r0));
     const auto block_lse = lse.narrow(0, r0, r1 - r0).unsqueeze(1);
     for (int64_t c0 = 0; c0 < c; c0 += in.tile_columns) {
       const int64_t c1 = std::min(c, c0 + in.tile_columns);
@@ -139,7 +148,7 @@ void add_softmax_gradients(Tiler& tiler, const torch::Tensor& rows, const torch:
       }
       tile.sub_(block_lse).exp_().mul_(weight * in.inv_tau);
       if (columns.scale.defined()) tile.mul_(columns.scale.narrow(0, c0, c1 - c0).unsqueeze(0));
-      const auto vectors = columns.vectors.narrow(0, c0, c1 - c0);
+      const auto vectors = tiler.computable(columns.vectors.narrow(0, c0, c1 - c0));
       if (row_grad.defined()) row_grad.narrow(0, r0, r1 - r0).addmm_(tile, vectors);
       if (column_grad.defined()) column_grad.narrow(0, c0, c1 - c0).addmm_(tile.t(), block);
     }

@@ -42,7 +42,7 @@ MemoryBankOptions validated_bank(const StrategyOptions& o, bool enabled) {
 }
 
 // The type the towers' parameters are in: what representations are upcast
-// to after an autocast pass, and banked rows before the loss reads them.
+// to after an autocast pass.
 torch::Tensor as_parameter_type(const torch::Tensor& x, const DualEncoder& model) {
   const auto type = model->parameters().front().scalar_type();
   return x.scalar_type() == type ? x : x.to(type);
@@ -174,11 +174,12 @@ Strategy::Encoded Strategy::gather(const Encoded& local, const detail::RowShards
 InfoNCEBank Strategy::bank_view() const {
   InfoNCEBank bank;
   if (passage_bank_.empty()) return bank;
-  // Banks stored in a reduced type are read upcast (a copy per loss).
-  bank.passages = as_parameter_type(passage_bank_.view(), model_);
+  // Banks stored in a reduced type go in as they are: the tiled loss upcasts
+  // them a tile at a time (the untiled one whole).
+  bank.passages = passage_bank_.view();
   bank.normalized = is_cosine(options_);
   bank.passages_as_negatives = options_.passage_bank();
-  if (options_.query_bank()) bank.queries = as_parameter_type(query_bank_.view().select(1, 0), model_);
+  if (options_.query_bank()) bank.queries = query_bank_.view().select(1, 0);
   if (use_bank_scores_) bank.row_logsumexp = bank_scores_.row_logsumexp();
   // The score cache's update then multiplies nothing the loss already did;
   // a momentum encoder banks other vectors than the loss scored.

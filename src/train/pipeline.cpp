@@ -65,7 +65,8 @@ void check_bank_memory(const TrainConfig& c) {
   double leaves = 1;
   while (leaves < std::ceil(m / block)) leaves *= 2;
   const double rows = m + block;
-  const double banks_bytes = 4 * m * (1 + g) * d;
+  const double element = s.bank_dtype() == Precision::Fp32 ? 4 : 2;  // bf16 / fp16 banks
+  const double banks_bytes = element * m * (1 + g) * d;
   const double cache_bytes = 4 * 2 * leaves * m;
   // Scores, their softmax and its gradient: three [rows, rows * g] matrices.
   const double loss_bytes = 3 * 4 * rows * rows * g;

@@ -319,6 +319,49 @@ TEST(InfoNCETiled, Float32MatchesUntiledWithinRounding) {
   EXPECT_LE(max_abs(tiled.grad_p - untiled.grad_p) / scale_p, 1e-5);
 }
 
+// Banks stored in bf16 (`bank_dtype`) are read a tile at a time as their
+// float32 values: with dot products the loss and gradients of the float32
+// copy of the same banks, bit for bit (cosine: to float rounding), and no
+// float32 copy of the passage bank (the loss's peak memory stays within half
+// the banks' float32 bytes of the float32 banks' peak). Untiled, they are
+// upcast whole: the same numbers up to the tiling's rounding.
+TEST(InfoNCETiled, Bf16BanksAreReadATileAtATimeAsTheirFloat32Values) {
+  torch::manual_seed(81);
+  const int64_t n = 32, g = 2, m = 16384, d = 64;
+  const auto q = torch::randn({n, d}), p = torch::randn({n, g, d});
+  const auto stored_q = torch::randn({m, d}).to(torch::kBFloat16),
+             stored_p = torch::randn({m, g, d}).to(torch::kBFloat16);
+  const double bank_bytes = static_cast<double>(m * (g + 1) * d * sizeof(float));
+  for (const auto similarity : {Similarity::Dot, Similarity::Cosine}) {
+    const auto options = InfoNCEOptions().similarity(similarity).temperature(0.05);
+    // The banked rows' log-sum-exps come from the score cache, as in training.
+    const auto lse = bank_row_logsumexp(stored_q.to(torch::kFloat), stored_p.to(torch::kFloat), options);
+    const InfoNCEBank bf16{stored_q, stored_p, true, lse};
+    const InfoNCEBank fp32{stored_q.to(torch::kFloat), stored_p.to(torch::kFloat), true, lse};
+    AllocationCounter counter;
+    const auto got = compute(q, p, bf16, options);
+    const double got_peak = static_cast<double>(counter.counts().peak_bytes);
+    counter.reset();
+    const auto want = compute(q, p, fp32, options);
+    const double want_peak = static_cast<double>(counter.counts().peak_bytes);
+    if (similarity == Similarity::Dot) {
+      EXPECT_EQ(got.loss, want.loss);
+      EXPECT_TRUE(torch::equal(got.grad_q, want.grad_q));
+      EXPECT_TRUE(torch::equal(got.grad_p, want.grad_p));
+    } else {
+      // The bank columns' norms are taken from bf16 storage (float
+      // accumulation): float rounding, not bit for bit.
+      EXPECT_NEAR(got.loss, want.loss, 1e-6 * std::abs(want.loss));
+      EXPECT_LE(max_abs(got.grad_p - want.grad_p), 1e-5 * max_abs(want.grad_p));
+      EXPECT_LE(max_abs(got.grad_q - want.grad_q), 1e-5 * max_abs(want.grad_q));
+    }
+    // A whole float32 copy of the passage bank alone would be 2/3 of these.
+    EXPECT_LT(got_peak, want_peak + 0.5 * bank_bytes) << enum_name(similarity);
+    const auto untiled = compute(q, p, bf16, InfoNCEOptions(options).tiled(false));
+    EXPECT_NEAR(untiled.loss, want.loss, 1e-6 * std::abs(want.loss)) << enum_name(similarity);
+  }
+}
+
 // Scores that fit in one tile's memory are kept from the forward pass, and
 // the backward pass that reads them gives the numbers of the one that scores
 // again, bit for bit: the same tiles (16 rows, 32 columns) either way, kept
