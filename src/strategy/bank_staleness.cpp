@@ -179,7 +179,7 @@ BankStaleness Strategy::measure_staleness() {
   {
     torch::NoGradGuard no_grad;
     // Under the autocast the banked rows were encoded with.
-    const AutocastGuard autocast(model_->parameters().front().device().type(), options_.precision());
+    const AutocastGuard autocast(model_->device().type(), options_.precision());
     const int64_t chunk = std::max<int64_t>(1, chunk_rows());
     if (!query_bank_.empty()) {
       new_q = encode_each(queries, chunk, [this](const EncoderInput& in) { return model_->encode_queries(in); });

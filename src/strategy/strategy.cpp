@@ -84,7 +84,7 @@ Strategy::Strategy(DualEncoder model, StrategyOptions options)
       passage_bank_(validated_bank(options_, options_.query_bank() || options_.passage_bank())),
       bank_scores_(bank_score_options(options_, 1)),
       use_bank_scores_(options_.memory_size() > 0 && options_.query_bank() && options_.passage_bank()) {
-  const auto device = model_->parameters().front().device().type();
+  const auto device = model_->device().type();
   TORCH_CHECK(autocast_supported(device, options_.precision()), "Strategy: precision ", enum_name(options_.precision()),
               " has no autocast on the model's device (", c10::DeviceTypeName(device, /*lower_case=*/true),
               "): bf16 runs on the CPU and CUDA, fp16 on CUDA only");
@@ -104,7 +104,7 @@ Strategy::Encoded Strategy::encode(const TrainingBatch& chunk) {
   {
     // Every tower pass comes through here, so a replay runs under the same
     // autocast state as the pass it repeats.
-    const AutocastGuard autocast(model_->parameters().front().device().type(), options_.precision());
+    const AutocastGuard autocast(model_->device().type(), options_.precision());
     out.queries = model_->encode_queries(chunk.queries);
     out.passages = model_->encode_passages(chunk.passages);
   }
