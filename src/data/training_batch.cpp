@@ -7,8 +7,9 @@ namespace contaccum {
 int64_t TrainingBatch::size() const {
   TORCH_CHECK(hard_negatives >= 0, "TrainingBatch::hard_negatives must be >= 0, got ", hard_negatives);
   const int64_t n = queries.size();
-  TORCH_CHECK(passages.size() == n * passages_per_example(), "TrainingBatch: ", n, " queries with hard_negatives = ", hard_negatives,
-              " need ", n * passages_per_example(), " passages, got ", passages.size());
+  TORCH_CHECK(passages.size() == n * passages_per_example(), "TrainingBatch: ", n,
+              " queries with hard_negatives = ", hard_negatives, " need ", n * passages_per_example(),
+              " passages, got ", passages.size());
   return n;
 }
 

@@ -79,7 +79,7 @@ OptionTable<Config> config_fields() {
   }
   for (const auto& f : LossScalerOptions::fields()) {
     const auto name = "loss_scaler." + f.name;
-    t.push_back(key(name.c_str(), &Config::trainer, trainer, name.c_str()));
+    t.push_back(key(name, &Config::trainer, trainer, name));
   }
   t.push_back(
       key("seed", &Config::trainer, trainer, "seed", "seeds the model's initialisation, dropout and the sampler"));
