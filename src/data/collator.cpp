@@ -2,6 +2,8 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+
 namespace contaccum {
 
 const OptionTable<CollatorOptions>& CollatorOptions::fields() {
@@ -33,6 +35,31 @@ TrainingBatch Collator::operator()(const TrainingSet& set, const BatchIndices& i
   batch.queries = encode_(queries, options_.query_max_length());
   batch.passages = encode_(passages, options_.passage_max_length());
   batch.size();  // validates the layout
+  // Identities for masking false negatives: the passages', and every
+  // relevant passage of each query (-1 padding).
+  batch.passage_ids = torch::empty({static_cast<int64_t>(indices.passages.size())}, torch::kLong);
+  auto* ids = batch.passage_ids.data_ptr<int64_t>();
+  for (size_t i = 0; i < indices.passages.size(); ++i) ids[i] = set.passage_identity(indices.passages[i]);
+  std::vector<std::vector<int64_t>> relevant;
+  size_t most = 1;
+  for (const auto example : indices.examples) {
+    std::vector<int64_t> identities;
+    for (const auto row : set.relevant(example)) {
+      const int64_t identity = set.passage_identity(row);
+      if (std::find(identities.begin(), identities.end(), identity) == identities.end()) identities.push_back(identity);
+    }
+    most = std::max(most, identities.size());
+    relevant.push_back(std::move(identities));
+  }
+  if (relevant.size() == indices.queries.size()) {
+    batch.positive_ids = torch::full({static_cast<int64_t>(relevant.size()), static_cast<int64_t>(most)}, -1,
+                                     torch::kLong);
+    auto* positives = batch.positive_ids.data_ptr<int64_t>();
+    for (size_t i = 0; i < relevant.size(); ++i)
+      std::copy(relevant[i].begin(), relevant[i].end(), positives + i * most);
+  } else {
+    batch.positive_ids = torch::Tensor();  // hand-made indices without examples: each query's positive
+  }
   if (options_.pin_memory()) {
     batch.queries = batch.queries.pin_memory();
     batch.passages = batch.passages.pin_memory();

@@ -60,6 +60,14 @@ const std::vector<int64_t>& TrainingSampler::order(int64_t epoch) {
   return order_;
 }
 
+int64_t TrainingSampler::positive_of(int64_t example, int64_t epoch) const {
+  const auto positives = set_->positives(example);
+  if (positives.size() == 1) return positives[0];
+  // A stream of its own, so that the negatives drawn do not depend on it.
+  const uint64_t draw = mix(seed_of(options_.seed() ^ 0x5851f42d4c957f2dULL, epoch, example));
+  return positives[static_cast<size_t>(draw % positives.size())];
+}
+
 void TrainingSampler::negatives_of(int64_t example, int64_t epoch, std::vector<int64_t>& out) const {
   const int64_t h = options_.hard_negatives();
   std::mt19937_64 rng(seed_of(options_.seed(), epoch, example));
@@ -99,7 +107,7 @@ BatchIndices TrainingSampler::next() {
     const int64_t example = ord[static_cast<size_t>(i)];
     out.examples.push_back(example);
     out.queries.push_back(set_->query(example));
-    out.passages.push_back(set_->positives(example)[0]);
+    out.passages.push_back(positive_of(example, position_.epoch));
     negatives_of(example, position_.epoch, out.passages);
   }
   position_.batch += 1;

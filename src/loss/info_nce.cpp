@@ -73,6 +73,31 @@ struct Inputs {
   bool bank_cosine = false;  // bank rows need normalising (cosine, not already unit-norm)
 };
 
+// The false negatives of one call (empty masks without `InfoNCEIds`), in
+// the tiled loss's column orders: current passages example-major, bank
+// columns in storage order.
+struct Masks {
+  IdentityMask current;  // current rows x current passages; row r's target r * g never masked
+  IdentityMask bank;     // current rows x bank columns
+  IdentityMask banked;   // banked rows x current passages
+  torch::Tensor bank_positives, bank_passage_ids;  // for the bank-by-bank block, when computed here
+  bool on = false;
+};
+
+torch::Tensor checked_ids(const torch::Tensor& ids, int64_t numel, const char* name) {
+  TORCH_CHECK(ids.scalar_type() == torch::kLong, "info_nce: ", name, " must be int64, got ", ids.scalar_type());
+  TORCH_CHECK(ids.numel() == numel, "info_nce: ", name, " must hold ", numel, " identities, got ", ids.sizes());
+  return ids.reshape({-1});
+}
+
+torch::Tensor checked_positives(const torch::Tensor& positives, int64_t rows, const char* name) {
+  TORCH_CHECK(positives.scalar_type() == torch::kLong, "info_nce: ", name, " must be int64, got ",
+              positives.scalar_type());
+  TORCH_CHECK(positives.dim() == 2 && positives.size(0) == rows, "info_nce: ", name, " must be [", rows,
+              ", positives], got ", positives.sizes());
+  return positives;
+}
+
 // A bank tensor holds `queries`' type, or a reduced one (bf16, fp16).
 bool stored_as(const torch::Tensor& bank, const torch::Tensor& queries) {
   const auto type = bank.scalar_type();
@@ -136,6 +161,37 @@ Inputs checked_inputs(const torch::Tensor& queries, const torch::Tensor& passage
   return in;
 }
 
+Masks false_negatives(const Inputs& in, const InfoNCEBank& bank, const InfoNCEIds& ids) {
+  Masks masks;
+  if (!ids.defined()) return masks;
+  masks.on = true;
+  const int64_t g = in.passages.size(1);
+  const auto passage_ids = checked_ids(ids.passages, in.n * g, "ids.passages");
+  const auto positives = checked_positives(ids.positives, in.n, "ids.positives");
+  masks.current = IdentityMask::of(positives, passage_ids, g, 0);
+  if (in.m_p > 0 && bank.passage_ids.defined()) {
+    masks.bank_passage_ids = checked_ids(bank.passage_ids, in.m_p * in.bank_passages.size(1), "bank.passage_ids");
+    if (in.bank_negatives) masks.bank = IdentityMask::of(positives, masks.bank_passage_ids);
+  }
+  if (in.m_q > 0 && bank.query_positive_ids.defined()) {
+    masks.bank_positives = checked_positives(bank.query_positive_ids, in.m_q, "bank.query_positive_ids");
+    masks.banked = IdentityMask::of(masks.bank_positives, passage_ids);
+  }
+  return masks;
+}
+
+MaskedColumns masked_counts(const Masks& masks, int64_t g) {
+  MaskedColumns out;
+  if (!masks.current.empty()) {
+    const auto slots = masks.current.columns().remainder(g);
+    out.in_batch = slots.eq(0).sum().item<int64_t>();
+    out.hard_negative = masks.current.size() - out.in_batch;
+  }
+  out.bank = masks.bank.size();
+  out.banked_query = masks.banked.size();
+  return out;
+}
+
 torch::Tensor normalised(const torch::Tensor& rows, bool cosine) {
   return cosine ? rows / rows.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12) : rows;
 }
@@ -158,7 +214,10 @@ torch::Tensor rowwise_dot(const torch::Tensor& a, const torch::Tensor& b, torch:
 
 // The current rows' scores (every column, with gradients to queries and
 // passages), in the spec's layout and divided by the temperature.
-torch::Tensor current_scores(const torch::Tensor& q, const Inputs& in, const InfoNCEBank& bank, double inv_tau) {
+// Masked entries (`masks`) are -inf; their columns are mapped from the
+// tiled order into the spec's layout.
+torch::Tensor current_scores(const torch::Tensor& q, const Inputs& in, const InfoNCEBank& bank, double inv_tau,
+                             const Masks& masks) {
   auto cur = score_blocks(q, in.passages, in.cosine);
   std::vector<torch::Tensor> blocks{cur.first};
   if (in.m_p > 0) {
@@ -177,7 +236,28 @@ torch::Tensor current_scores(const torch::Tensor& q, const Inputs& in, const Inf
   } else {
     blocks.push_back(cur.second);
   }
-  return torch::cat(blocks, 1) * inv_tau;
+  auto scores = torch::cat(blocks, 1) * inv_tau;
+  if (masks.current.empty() && masks.bank.empty()) return scores;
+  const int64_t n = in.n, g = in.passages.size(1), m_p = in.m_p;
+  const int64_t g_b = m_p > 0 ? in.bank_passages.size(1) : 1;
+  // Current passage j = e g + s: its positive column e, or its hard negative
+  // column after the positives (and the bank's positives).
+  auto layout = [](const torch::Tensor& j, int64_t group, int64_t first_positive, int64_t first_negative) {
+    const auto e = j.div(group, "floor"), slot = j.remainder(group);
+    return torch::where(slot.eq(0), e + first_positive, first_negative + e * (group - 1) + slot - 1);
+  };
+  std::vector<torch::Tensor> rows, columns;
+  if (!masks.current.empty()) {
+    rows.push_back(masks.current.rows());
+    columns.push_back(layout(masks.current.columns(), g, 0, n + m_p));
+  }
+  if (!masks.bank.empty()) {
+    rows.push_back(masks.bank.rows());
+    columns.push_back(layout(masks.bank.columns(), g_b, n, n + m_p + n * (g - 1)));
+  }
+  const auto device = scores.device();
+  return scores.index_put({torch::cat(rows).to(device), torch::cat(columns).to(device)},
+                          torch::full({}, -std::numeric_limits<double>::infinity(), scores.options()));
 }
 
 // What the loss needs of the banked query rows besides their scores against
@@ -187,7 +267,8 @@ struct BankedRows {
   torch::Tensor rows, target_score, bank_lse;
 };
 
-BankedRows banked_rows(const Inputs& in, const InfoNCEOptions& options, const InfoNCEBank& bank, double inv_tau) {
+BankedRows banked_rows(const Inputs& in, const InfoNCEOptions& options, const InfoNCEBank& bank, double inv_tau,
+                       const Masks& masks) {
   torch::NoGradGuard no_grad;
   BankedRows out;
   // Rows normalised here are normalised in the loss's type (a reduced-type
@@ -207,7 +288,11 @@ BankedRows banked_rows(const Inputs& in, const InfoNCEOptions& options, const In
   } else if (bank.row_logsumexp.defined()) {
     out.bank_lse = bank.row_logsumexp.to(out.target_score.scalar_type());
   } else {
-    out.bank_lse = bank_row_logsumexp(in.bank_queries, in.bank_passages, options);
+    IdentityMask bank_by_bank;
+    if (masks.bank_positives.defined() && masks.bank_passage_ids.defined()) {
+      bank_by_bank = IdentityMask::of(masks.bank_positives, masks.bank_passage_ids, in.bank_passages.size(1), 0);
+    }
+    out.bank_lse = bank_row_logsumexp(in.bank_queries, in.bank_passages, options, 1024, 4096, bank_by_bank);
   }
   return out;
 }
@@ -217,8 +302,8 @@ BankedRows banked_rows(const Inputs& in, const InfoNCEOptions& options, const In
 // tower. Their bank-by-bank block is a constant and only enters through its
 // log-sum-exp.
 torch::Tensor banked_rows_loss(const Inputs& in, const InfoNCEOptions& options, const InfoNCEBank& bank,
-                               double inv_tau) {
-  const auto banked = banked_rows(in, options, bank, inv_tau);
+                               double inv_tau, const Masks& masks) {
+  const auto banked = banked_rows(in, options, bank, inv_tau, masks);
   // [n g, m]: every current passage against every banked query. Laid out
   // passage-major so that each banked row's log-sum-exp below reduces over
   // the short leading dimension with contiguous inner loops; column order
@@ -226,6 +311,11 @@ torch::Tensor banked_rows_loss(const Inputs& in, const InfoNCEOptions& options, 
   auto current_passages = in.passages.reshape({in.n * in.passages.size(1), in.d});
   if (in.cosine) current_passages = normalised(current_passages, in.cosine);
   auto current = torch::matmul(current_passages, banked.rows.t()) * inv_tau;
+  if (!masks.banked.empty()) {
+    const auto device = current.device();
+    current = current.index_put({masks.banked.columns().to(device), masks.banked.rows().to(device)},
+                                torch::full({}, -std::numeric_limits<double>::infinity(), current.options()));
+  }
   auto lse = torch::logsumexp(torch::cat({current, banked.bank_lse.unsqueeze(0)}, 0), 0);
   return (lse - banked.target_score).sum();
 }
@@ -233,20 +323,23 @@ torch::Tensor banked_rows_loss(const Inputs& in, const InfoNCEOptions& options, 
 // Every row's summed cross-entropy through the whole score matrix (autograd
 // ops; `InfoNCEOptions::tiled(false)`).
 torch::Tensor untiled_loss_sum(const torch::Tensor& queries, const Inputs& in, const InfoNCEOptions& options,
-                               const InfoNCEBank& bank, double inv_tau) {
-  auto scores = current_scores(normalised(queries, in.cosine), in, bank, inv_tau);
+                               const InfoNCEBank& bank, double inv_tau, const Masks& masks) {
+  auto scores = current_scores(normalised(queries, in.cosine), in, bank, inv_tau, masks);
   auto target = torch::arange(in.n, torch::TensorOptions().dtype(torch::kLong).device(scores.device()));
   auto loss_sum = torch::nn::functional::cross_entropy(
       scores, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-  if (in.m_q > 0) loss_sum = loss_sum + banked_rows_loss(in, options, bank, inv_tau);
+  if (in.m_q > 0) loss_sum = loss_sum + banked_rows_loss(in, options, bank, inv_tau, masks);
   return loss_sum;
 }
 
 // The same sum, one tile of the score matrix at a time (tiled_info_nce.h).
 torch::Tensor tiled_loss_sum(const torch::Tensor& queries, const Inputs& in, const InfoNCEOptions& options,
-                             const InfoNCEBank& bank, double inv_tau,
+                             const InfoNCEBank& bank, double inv_tau, const Masks& masks,
                              std::shared_ptr<InfoNCEBankScores> returned_scores) {
   detail::TiledInfoNCEInputs tiled;
+  tiled.mask_current = masks.current;
+  tiled.mask_bank = masks.bank;
+  tiled.mask_banked = masks.banked;
   tiled.returned_scores = std::move(returned_scores);
   const int64_t g = in.passages.size(1);
   tiled.queries = normalised(queries, in.cosine);
@@ -265,7 +358,7 @@ torch::Tensor tiled_loss_sum(const torch::Tensor& queries, const Inputs& in, con
     }
   }
   if (in.m_q > 0) {
-    auto banked = banked_rows(in, options, bank, inv_tau);
+    auto banked = banked_rows(in, options, bank, inv_tau, masks);
     tiled.bank_rows = banked.rows.contiguous();
     tiled.bank_rows_target = banked.target_score;
     tiled.bank_rows_outside_logsumexp = banked.bank_lse;
@@ -276,26 +369,32 @@ torch::Tensor tiled_loss_sum(const torch::Tensor& queries, const Inputs& in, con
 }  // namespace
 
 InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passages_in, const InfoNCEOptions& options,
-                       const InfoNCEBank& bank) {
+                       const InfoNCEBank& bank, const InfoNCEIds& ids) {
   const auto in = checked_inputs(queries, passages_in, options, bank);
+  const auto masks = false_negatives(in, bank, ids);
   const double inv_tau = 1.0 / options.temperature();
   auto returned_scores = bank.return_scores ? std::make_shared<InfoNCEBankScores>() : nullptr;
-  const auto loss_sum = options.tiled() ? tiled_loss_sum(queries, in, options, bank, inv_tau, returned_scores)
-                                        : untiled_loss_sum(queries, in, options, bank, inv_tau);
+  const auto loss_sum = options.tiled() ? tiled_loss_sum(queries, in, options, bank, inv_tau, masks, returned_scores)
+                                        : untiled_loss_sum(queries, in, options, bank, inv_tau, masks);
   InfoNCEResult result;
   if (returned_scores) result.bank_scores = *returned_scores;
   result.loss = loss_sum / static_cast<double>(in.n + in.m_q);
   if (options.return_scores()) {
     torch::NoGradGuard no_grad;
-    result.scores = current_scores(normalised(queries.detach(), in.cosine), in, bank, inv_tau);
+    result.scores = current_scores(normalised(queries.detach(), in.cosine), in, bank, inv_tau, masks);
   }
   const int64_t bank_columns = in.bank_negatives ? in.m_p * in.bank_passages.size(1) : 0;
-  result.negatives_per_query = in.n * in.passages.size(1) - 1 + bank_columns;
+  result.masked = masked_counts(masks, in.passages.size(1));
+  result.negatives_per_query =
+      static_cast<double>(in.n * in.passages.size(1) - 1 + bank_columns) -
+      static_cast<double>(result.masked.in_batch + result.masked.hard_negative + result.masked.bank) /
+          static_cast<double>(in.n);
   return result;
 }
 
 torch::Tensor bank_row_logsumexp(const torch::Tensor& bank_queries, const torch::Tensor& bank_passages_in,
-                                 const InfoNCEOptions& options, int64_t rows_per_block, int64_t columns_per_block) {
+                                 const InfoNCEOptions& options, int64_t rows_per_block, int64_t columns_per_block,
+                                 const IdentityMask& mask) {
   TORCH_CHECK(rows_per_block > 0, "bank_row_logsumexp: rows_per_block must be > 0, got ", rows_per_block);
   TORCH_CHECK(bank_queries.defined() && bank_queries.dim() == 2,
               "bank_row_logsumexp: bank_queries must be [m, d], got ",
@@ -315,7 +414,8 @@ torch::Tensor bank_row_logsumexp(const torch::Tensor& bank_queries, const torch:
   const auto columns = bank_passages.detach().reshape({-1, bank_passages.size(2)});
   torch::Tensor scale;
   if (cosine) scale = at::norm(columns, 2, {1}, false, type).clamp_min(1e-12).reciprocal();
-  return detail::tiled_logsumexp(rows, columns, scale, 1.0 / options.temperature(), rows_per_block, columns_per_block);
+  return detail::tiled_logsumexp(rows, columns, scale, 1.0 / options.temperature(), rows_per_block, columns_per_block,
+                                 mask);
 }
 
 InfoNCEImpl::InfoNCEImpl(InfoNCEOptions options_) : options(options_) { reset(); }

@@ -39,12 +39,14 @@ class Tiler {
  public:
   Tiler(const torch::Tensor& like, double inv_tau) : options_(like.options()), inv_tau_(inv_tau) {}
 
+  // `rows` are rows [r0, r0 + rows.size(0)) of `mask`'s matrix.
   torch::Tensor scores(const torch::Tensor& rows, const Columns& columns, int64_t c0, int64_t c1,
-                       const torch::Tensor& into = {}) {
+                       const torch::Tensor& into = {}, const IdentityMask* mask = nullptr, int64_t r0 = 0) {
     auto tile = into.defined() ? into : scratch(rows.size(0), c1 - c0);
     at::mm_out(tile, computable(rows), computable(columns.vectors.narrow(0, c0, c1 - c0)).t());
     tile.mul_(inv_tau_);
     if (columns.scale.defined()) tile.mul_(columns.scale.narrow(0, c0, c1 - c0).unsqueeze(0));
+    if (mask) mask->apply(tile, r0, c0);
     return tile;
   }
 
@@ -73,9 +75,13 @@ class Tiler {
 struct RunningLogSumExp {
   torch::Tensor max, sum;
 
-  // Folds the tile in; leaves exp(tile - new max) in it.
-  void add(torch::Tensor& tile) {
+  // Folds the tile in; leaves exp(tile - new max) in it. With `masked`, a
+  // row may have seen only -inf so far: its maximum is then held at the
+  // lowest finite value, so that exp gives 0 rather than NaN (the target
+  // column is never masked, so every row ends finite).
+  void add(torch::Tensor& tile, bool masked = false) {
     auto new_max = torch::maximum(max, std::get<0>(tile.max(1)));
+    if (masked) new_max.clamp_min_(std::numeric_limits<float>::lowest());
     tile.sub_(new_max.unsqueeze(1)).exp_();
     sum.mul_((max - new_max).exp_()).add_(tile.sum(1));
     max = new_max;
@@ -87,9 +93,12 @@ struct RunningLogSumExp {
 // from `outside` (a log-sum-exp already taken over other columns) if given.
 // `kept`, empty or one per kind: [rows, columns] matrices that receive the
 // scores, for the backward pass to use instead of recomputing them.
+// `masks`, empty or one per kind (null: none): the false negatives of
+// `rows` against that kind.
 torch::Tensor rows_logsumexp(Tiler& tiler, const torch::Tensor& rows, const std::vector<const Columns*>& kinds,
                              const torch::Tensor& outside, const TiledInfoNCEInputs& in,
-                             const std::vector<torch::Tensor>& kept = {}) {
+                             const std::vector<torch::Tensor>& kept = {},
+                             const std::vector<const IdentityMask*>& masks = {}) {
   const int64_t n = rows.size(0);
   auto out = torch::empty({n}, tiler.options());
   for (int64_t r0 = 0; r0 < n; r0 += in.tile_rows) {
@@ -105,16 +114,18 @@ torch::Tensor rows_logsumexp(Tiler& tiler, const torch::Tensor& rows, const std:
     }
     for (size_t k = 0; k < kinds.size(); ++k) {
       const Columns& kind = *kinds[k];
+      const IdentityMask* mask = masks.empty() || !masks[k] || masks[k]->empty() ? nullptr : masks[k];
       for (int64_t c0 = 0; c0 < kind.count(); c0 += in.tile_columns) {
         const int64_t c1 = std::min(kind.count(), c0 + in.tile_columns);
         if (kept.empty()) {
-          auto tile = tiler.scores(block, kind, c0, c1);
-          running.add(tile);
+          auto tile = tiler.scores(block, kind, c0, c1, {}, mask, r0);
+          running.add(tile, mask != nullptr);
         } else {
           // Kept as scored; the running sum works on a copy.
-          const auto scores = tiler.scores(block, kind, c0, c1, kept[k].narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0));
+          const auto scores =
+              tiler.scores(block, kind, c0, c1, kept[k].narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0), mask, r0);
           auto tile = tiler.scratch(r1 - r0, c1 - c0).copy_(scores);
-          running.add(tile);
+          running.add(tile, mask != nullptr);
         }
       }
     }
@@ -130,7 +141,9 @@ torch::Tensor rows_logsumexp(Tiler& tiler, const torch::Tensor& rows, const std:
 // overwritten, unless `kept_read_only`) instead of scoring again.
 void add_softmax_gradients(Tiler& tiler, const torch::Tensor& rows, const torch::Tensor& lse, const Columns& columns,
                            torch::Tensor row_grad, torch::Tensor column_grad, double weight,
-                           const TiledInfoNCEInputs& in, const torch::Tensor& kept = {}, bool kept_read_only = false) {
+                           const TiledInfoNCEInputs& in, const torch::Tensor& kept = {}, bool kept_read_only = false,
+                           const IdentityMask* mask = nullptr) {
+  if (mask && mask->empty()) mask = nullptr;
   const int64_t n = rows.size(0), c = columns.count();
   for (int64_t r0 = 0; r0 < n; r0 += in.tile_rows) {
     const int64_t r1 = std::min(n, r0 + in.tile_rows);
@@ -140,7 +153,7 @@ void add_softmax_gradients(Tiler& tiler, const torch::Tensor& rows, const torch:
       const int64_t c1 = std::min(c, c0 + in.tile_columns);
       torch::Tensor tile;
       if (!kept.defined()) {
-        tile = tiler.scores(block, columns, c0, c1);
+        tile = tiler.scores(block, columns, c0, c1, {}, mask, r0);
       } else if (kept_read_only) {
         tile = tiler.scratch(r1 - r0, c1 - c0).copy_(kept.narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0));
       } else {
@@ -161,6 +174,12 @@ void keep_constants(AutogradContext* ctx, const TiledInfoNCEInputs& in) {
   ctx->saved_data["bank_columns"] = in.bank_columns;
   ctx->saved_data["bank_column_scale"] = in.bank_column_scale;
   ctx->saved_data["bank_rows"] = in.bank_rows;
+  const std::pair<const char*, const IdentityMask*> masks[] = {
+      {"mask_current", &in.mask_current}, {"mask_bank", &in.mask_bank}, {"mask_banked", &in.mask_banked}};
+  for (const auto& [name, mask] : masks) {
+    ctx->saved_data[std::string(name) + "_rows"] = mask->rows();
+    ctx->saved_data[std::string(name) + "_columns"] = mask->columns();
+  }
   ctx->saved_data["group"] = in.group;
   ctx->saved_data["inv_tau"] = in.inv_tau;
   ctx->saved_data["tile_rows"] = in.tile_rows;
@@ -175,6 +194,12 @@ TiledInfoNCEInputs kept_constants(AutogradContext* ctx) {
   in.bank_columns = data["bank_columns"].toTensor();
   in.bank_column_scale = data["bank_column_scale"].toTensor();
   in.bank_rows = data["bank_rows"].toTensor();
+  auto mask = [&data](const std::string& name) {
+    return IdentityMask::from_pairs(data[name + "_rows"].toTensor(), data[name + "_columns"].toTensor());
+  };
+  in.mask_current = mask("mask_current");
+  in.mask_bank = mask("mask_bank");
+  in.mask_banked = mask("mask_banked");
   in.group = data["group"].toInt();
   in.inv_tau = data["inv_tau"].toDouble();
   in.tile_rows = data["tile_rows"].toInt();
@@ -201,12 +226,14 @@ class TiledInfoNCE : public torch::autograd::Function<TiledInfoNCE> {
     }
     const auto lse =
         rows_logsumexp(tiler, queries, {&current, &bank}, {}, in,
-                       in.keep_scores ? std::vector<torch::Tensor>{kept[0], kept[1]} : std::vector<torch::Tensor>{});
+                       in.keep_scores ? std::vector<torch::Tensor>{kept[0], kept[1]} : std::vector<torch::Tensor>{},
+                       {&in.mask_current, &in.mask_bank});
     auto loss = (lse - (queries * positives).sum(1) * in.inv_tau).sum();
     torch::Tensor bank_lse;
     if (present(in.bank_rows)) {
       bank_lse = rows_logsumexp(tiler, in.bank_rows, {&current}, in.bank_rows_outside_logsumexp, in,
-                                in.keep_scores ? std::vector<torch::Tensor>{kept[2]} : std::vector<torch::Tensor>{});
+                                in.keep_scores ? std::vector<torch::Tensor>{kept[2]} : std::vector<torch::Tensor>{},
+                                {&in.mask_banked});
       loss = loss + (bank_lse - in.bank_rows_target).sum();
     }
     for (size_t k = 0; k < kept.size(); ++k) ctx->saved_data["kept_" + std::to_string(k)] = kept[k];
@@ -241,10 +268,14 @@ class TiledInfoNCE : public torch::autograd::Function<TiledInfoNCE> {
       if (entry.isTensor()) kept[k] = entry.toTensor();
       entry = c10::IValue();
     }
-    add_softmax_gradients(tiler, queries, lse, current, grad_q, grad_p, weight, in, kept[0], read_only);
-    if (grad_q.defined()) add_softmax_gradients(tiler, queries, lse, bank, grad_q, {}, weight, in, kept[1], read_only);
+    add_softmax_gradients(tiler, queries, lse, current, grad_q, grad_p, weight, in, kept[0], read_only,
+                          &in.mask_current);
+    if (grad_q.defined()) {
+      add_softmax_gradients(tiler, queries, lse, bank, grad_q, {}, weight, in, kept[1], read_only, &in.mask_bank);
+    }
     if (bank_lse.defined() && grad_p.defined()) {
-      add_softmax_gradients(tiler, in.bank_rows, bank_lse, current, {}, grad_p, weight, in, kept[2], read_only);
+      add_softmax_gradients(tiler, in.bank_rows, bank_lse, current, {}, grad_p, weight, in, kept[2], read_only,
+                            &in.mask_banked);
     }
     // The target term -s[r, r]: row r against its own positive.
     const int64_t n = queries.size(0);
@@ -278,14 +309,14 @@ torch::Tensor tiled_info_nce_sum(const TiledInfoNCEInputs& inputs) {
 
 torch::Tensor tiled_logsumexp(const torch::Tensor& rows, const torch::Tensor& columns,
                               const torch::Tensor& column_scale, double inv_tau, int64_t tile_rows,
-                              int64_t tile_columns) {
+                              int64_t tile_columns, const IdentityMask& mask) {
   torch::NoGradGuard no_grad;
   TiledInfoNCEInputs in;
   in.tile_rows = std::max<int64_t>(1, std::min(tile_rows, rows.size(0)));
   in.tile_columns = std::max<int64_t>(1, std::min(tile_columns, columns.size(0)));
   Tiler tiler(rows, inv_tau);
   const Columns kind{columns.contiguous(), column_scale};
-  return rows_logsumexp(tiler, rows.contiguous(), {&kind}, {}, in);
+  return rows_logsumexp(tiler, rows.contiguous(), {&kind}, {}, in, {}, {&mask});
 }
 
 }  // namespace contaccum::detail

@@ -33,6 +33,10 @@ struct TiledInfoNCEInputs {
   /// `[m]`: each banked row's log-sum-exp over the columns it sees outside
   /// the current passages (its bank block), and `[m]` its target score.
   torch::Tensor bank_rows_outside_logsumexp, bank_rows_target;
+  /// False negatives (`IdentityMask`, empty: none): current rows against
+  /// current passages, current rows against bank columns, banked rows
+  /// against current passages. Their entries are -inf in every tile.
+  IdentityMask mask_current, mask_bank, mask_banked;
   double inv_tau = 1.0;
   int64_t tile_rows = 1024, tile_columns = 4096;
   /// Set by `tiled_info_nce_sum`: every score fits in `tile_rows x
@@ -57,8 +61,9 @@ torch::Tensor tiled_info_nce_sum(const TiledInfoNCEInputs& inputs);
 
 /// Without gradients: each row's log-sum-exp of `row . column * inv_tau *
 /// column_scale` over every column (`column_scale` optional), tile by tile.
+/// `mask`'s entries (empty: none) are left out.
 torch::Tensor tiled_logsumexp(const torch::Tensor& rows, const torch::Tensor& columns,
                               const torch::Tensor& column_scale, double inv_tau, int64_t tile_rows,
-                              int64_t tile_columns);
+                              int64_t tile_columns, const IdentityMask& mask = {});
 
 }  // namespace contaccum::detail

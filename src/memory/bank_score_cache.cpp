@@ -51,6 +51,20 @@ torch::Tensor BankScoreCache::columns(const MemoryBank& passages, int64_t begin,
   return c;
 }
 
+IdentityMask BankScoreCache::false_negatives(const MemoryBank& queries, const MemoryBank& passages, int64_t row_begin,
+                                             int64_t row_end, int64_t begin, int64_t end) const {
+  const auto positives = queries.ids(), ids = passages.ids();
+  if (!positives.defined() || !ids.defined()) return {};
+  const int64_t g = passages.entries_per_row();
+  auto columns = ids.slice(0, begin, end);
+  if (columns.size(1) < g) {
+    columns = torch::cat({columns, torch::full({end - begin, g - columns.size(1)}, -1, torch::kLong)}, 1);
+  }
+  // Row i (bank row row_begin + i) keeps its own banked positive, column
+  // (row_begin + i - begin) g of these.
+  return IdentityMask::of(positives.slice(0, row_begin, row_end), columns.narrow(1, 0, g), g, (row_begin - begin) * g);
+}
+
 // Recomputes the tree's inner nodes above leaves [first_leaf, last_leaf] for
 // bank rows [begin, end). Nodes across all rows are contiguous, so each level
 // is one vectorised log-add-exp of the children.
@@ -70,7 +84,7 @@ void BankScoreCache::refresh_parents(int64_t first_leaf, int64_t last_leaf, int6
 // Every valid row against the slots of blocks [first_block, last_block]:
 // from `written` where a block's slots were all written by this update, else
 // multiplied here.
-void BankScoreCache::recompute_blocks(const torch::Tensor& rows, const MemoryBank& passages, int64_t first_block,
+void BankScoreCache::recompute_blocks(const MemoryBank& queries, const torch::Tensor& rows, const MemoryBank& passages, int64_t first_block,
                                       int64_t last_block, const WrittenScores* written) {
   const int64_t b = options_.block_slots(), leaves = tree_.size(0) / 2;
   const double inv_tau = 1.0 / options_.loss().temperature();
@@ -87,6 +101,7 @@ void BankScoreCache::recompute_blocks(const torch::Tensor& rows, const MemoryBan
     } else {
       // [(end - begin) g, size]: reduced over the short leading dimension.
       auto s = torch::matmul(columns(passages, begin, end), rows.t()).mul_(inv_tau);
+      false_negatives(queries, passages, 0, size_, begin, end).apply(s, 0, 0, /*transposed=*/true);
       leaf.copy_(torch::logsumexp(s, 0));
     }
   }
@@ -106,6 +121,7 @@ void BankScoreCache::recompute_rows(const MemoryBank& queries, const MemoryBank&
     s = written->written_by_all.narrow(0, written->example_at(begin, end), w).view({w, size_ * g});
   } else {
     s = torch::matmul(rows(queries).slice(0, begin, end), columns(passages, 0, size_).t()).mul_(inv_tau);
+    false_negatives(queries, passages, begin, end, 0, size_).apply(s);
   }
   auto out = tree_.slice(0, leaves, 2 * leaves).slice(1, begin, end);  // [leaves, w]
   if (full_blocks > 0) {
@@ -160,7 +176,7 @@ void BankScoreCache::update(const MemoryBank& queries, const MemoryBank& passage
   if (first_slot + count > capacity) ranges.emplace_back(0, first_slot + count - capacity);
   const auto all_rows = rows(queries);
   for (const auto& [begin, end] : ranges) {
-    recompute_blocks(all_rows, passages, begin / b, (end - 1) / b, written);
+    recompute_blocks(queries, all_rows, passages, begin / b, (end - 1) / b, written);
     recompute_rows(queries, passages, begin, end, written);
   }
 }

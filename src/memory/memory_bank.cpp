@@ -22,7 +22,35 @@ MemoryBank::MemoryBank(MemoryBankOptions options) : options_(options) {
   TORCH_CHECK(options_.capacity() >= 0, "MemoryBankOptions::capacity must be >= 0, got ", options_.capacity());
 }
 
-void MemoryBank::enqueue(const torch::Tensor& reps_in, int64_t tag) {
+void MemoryBank::write_ids(const torch::Tensor& ids_in, int64_t n, int64_t dropped) {
+  if (!ids_in.defined() && !ids_.defined()) return;
+  torch::Tensor ids;
+  if (ids_in.defined()) {
+    TORCH_CHECK(ids_in.scalar_type() == torch::kLong && ids_in.dim() >= 1 && ids_in.dim() <= 2 &&
+                    ids_in.size(0) == n + dropped,
+                "MemoryBank::enqueue: ids must be [", n + dropped, "] or [", n + dropped, ", k] int64, got ",
+                ids_in.sizes(), " ", ids_in.scalar_type());
+    ids = ids_in.to(torch::kCPU).reshape({n + dropped, -1}).slice(0, dropped);
+  }
+  const int64_t width = ids.defined() ? ids.size(1) : 0;
+  if (!ids_.defined() || ids_.size(1) < width) {
+    auto wider = torch::full({capacity(), std::max<int64_t>(width, 1)}, -1, torch::kLong);
+    if (ids_.defined()) wider.narrow(1, 0, ids_.size(1)).copy_(ids_);
+    ids_ = wider;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    auto row = ids_[(head_ + j) % capacity()];
+    row.fill_(-1);
+    if (width > 0) row.narrow(0, 0, width).copy_(ids[j]);
+  }
+}
+
+torch::Tensor MemoryBank::ids() const {
+  if (!ids_.defined()) return {};
+  return ids_.slice(0, 0, size_);
+}
+
+void MemoryBank::enqueue(const torch::Tensor& reps_in, int64_t tag, const torch::Tensor& ids) {
   TORCH_CHECK(reps_in.defined() && (reps_in.dim() == 2 || reps_in.dim() == 3),
               "MemoryBank::enqueue: reps must be [n, dim] or [n, entries, dim], got ",
               reps_in.defined() ? reps_in.sizes() : torch::IntArrayRef{});
@@ -42,11 +70,13 @@ void MemoryBank::enqueue(const torch::Tensor& reps_in, int64_t tag) {
   TORCH_CHECK((converts || reps.scalar_type() == storage_.scalar_type()) && reps.device() == storage_.device(),
               "MemoryBank::enqueue: reps (", reps.scalar_type(), ", ", reps.device(), ") must match the bank (",
               storage_.scalar_type(), ", ", storage_.device(), ")");
-  int64_t n = reps.size(0);
+  int64_t n = reps.size(0), dropped = 0;
   if (n > capacity()) {
-    reps = reps.slice(0, n - capacity());
+    dropped = n - capacity();
+    reps = reps.slice(0, dropped);
     n = capacity();
   }
+  write_ids(ids, n, dropped);
   // At most two contiguous writes: up to the end of the storage, then wrap.
   const int64_t first = std::min(n, capacity() - head_);
   storage_.slice(0, head_, head_ + first).copy_(reps.slice(0, 0, first));
@@ -98,6 +128,7 @@ MemoryBank::Undo MemoryBank::undo_for(int64_t count) const {
   u.slots = torch::arange(head_, head_ + n, torch::TensorOptions(torch::kLong).device(storage_.device()))
                 .remainder_(capacity());
   u.rows = storage_.index_select(0, u.slots);
+  if (ids_.defined()) u.ids = ids_.index_select(0, u.slots.cpu());
   for (int64_t j = 0; j < n; ++j) {
     const int64_t slot = (head_ + j) % capacity();
     if (slot < size_) u.tags.emplace_back(slot, tags_[static_cast<size_t>(slot)]);
@@ -110,6 +141,14 @@ void MemoryBank::undo(const Undo& u) {
     TORCH_CHECK(storage_.defined() && u.rows.size(1) == storage_.size(1) && u.rows.size(2) == storage_.size(2),
                 "MemoryBank::undo: the undo record belongs to another bank");
     storage_.index_copy_(0, u.slots, u.rows);
+    if (u.ids.defined()) {
+      // Identities enqueued since may have widened the lists: the rest is -1.
+      auto old = torch::full({u.ids.size(0), ids_.size(1)}, -1, torch::kLong);
+      old.narrow(1, 0, u.ids.size(1)).copy_(u.ids);
+      ids_.index_copy_(0, u.slots.cpu(), old);
+    } else if (ids_.defined()) {
+      ids_.index_fill_(0, u.slots.cpu(), -1);
+    }
   }
   // Slots that were valid before get their tags back; the rest fall out of
   // the valid prefix with the size.
@@ -129,6 +168,7 @@ void MemoryBank::save(torch::serialize::OutputArchive& archive) const {
   archive.write("head", torch::tensor(head_, torch::kLong));
   if (storage_.defined()) archive.write("storage", view().cpu());
   archive.write("tags", torch::tensor(tags_, torch::kLong));
+  if (ids_.defined()) archive.write("ids", ids());
 }
 
 void MemoryBank::load(torch::serialize::InputArchive& archive, const torch::Device& device) {
@@ -174,6 +214,14 @@ void MemoryBank::load(torch::serialize::InputArchive& archive, const torch::Devi
                   "MemoryBank::load: saved tags ", tags.sizes(), " do not hold ", rows, " integers");
       const auto t = tags.contiguous();
       std::copy(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + rows, tags_.begin());
+    }
+    ids_ = torch::Tensor();
+    torch::Tensor ids;
+    if (archive.try_read("ids", ids)) {
+      TORCH_CHECK(ids.dim() == 2 && ids.size(0) == rows && ids.scalar_type() == torch::kLong,
+                  "MemoryBank::load: saved ids ", ids.sizes(), " do not hold ", rows, " rows of integers");
+      ids_ = torch::full({capacity(), std::max<int64_t>(ids.size(1), 1)}, -1, torch::kLong);
+      ids_.narrow(0, 0, rows).narrow(1, 0, ids.size(1)).copy_(ids);
     }
     return;
   }

@@ -181,6 +181,10 @@ InfoNCEBank Strategy::bank_view() const {
   bank.passages_as_negatives = options_.passage_bank();
   if (options_.query_bank()) bank.queries = query_bank_.view().select(1, 0);
   if (use_bank_scores_) bank.row_logsumexp = bank_scores_.row_logsumexp();
+  if (options_.mask_false_negatives()) {
+    bank.passage_ids = passage_bank_.ids();
+    if (options_.query_bank()) bank.query_positive_ids = query_bank_.ids();
+  }
   // The score cache's update then multiplies nothing the loss already did;
   // a momentum encoder banks other vectors than the loss scored.
   // A bank in a reduced type stores rounded rows: the cache multiplies those,
@@ -189,7 +193,15 @@ InfoNCEBank Strategy::bank_view() const {
   return bank;
 }
 
-std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_direct(const TrainingBatch& group, double weight) {
+InfoNCEIds Strategy::identities(const TrainingBatch& group) const {
+  if (!options_.mask_false_negatives()) return {};
+  // Every rank holds the whole global group (each collates it), so the
+  // identities need no collective of their own.
+  return InfoNCEIds{group.passage_identities(), group.positive_identities()};
+}
+
+std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_direct(const TrainingBatch& group, double weight,
+                                                                       const InfoNCEIds& ids) {
   Stopwatch watch;
   const detail::RowShards shards(group.size(), chunk_rows(), collective_->world_size());
   std::vector<Encoded> parts;
@@ -197,7 +209,7 @@ std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_direct(const Trai
   encode_seconds_ += watch.lap();
   const Encoded reps = gather(concat(parts, group.passages_per_example()), shards, group.passages_per_example());
   watch.restart();
-  auto result = info_nce(reps.queries, reps.passages, options_.loss(), bank_view());
+  auto result = info_nce(reps.queries, reps.passages, options_.loss(), bank_view(), ids);
   loss_seconds_ += watch.lap();
   // A rank with no rows of the group has nothing to backpropagate.
   if (result.loss.requires_grad()) (result.loss * (weight * loss_scale_)).backward();
@@ -205,7 +217,8 @@ std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_direct(const Trai
   return {result, Encoded{reps.queries.detach(), reps.passages.detach()}};
 }
 
-std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const TrainingBatch& group, double weight) {
+std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const TrainingBatch& group, double weight,
+                                                                       const InfoNCEIds& ids) {
   Stopwatch watch;
   const detail::RowShards shards(group.size(), chunk_rows(), collective_->world_size());
   const auto ranges = shards.of(collective_->rank());
@@ -225,7 +238,7 @@ std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const Trai
   // Leaves: the loss's gradient stops at the representations.
   auto q = all.queries.requires_grad_(true);
   auto p = all.passages.requires_grad_(true);
-  auto result = info_nce(q, p, options_.loss(), bank_view());
+  auto result = info_nce(q, p, options_.loss(), bank_view(), ids);
   (result.loss * (weight * loss_scale_)).backward();
   const auto q_grad = q.grad(), p_grad = p.grad();
   loss_seconds_ += watch.lap();
@@ -270,7 +283,8 @@ Strategy::Encoded Strategy::encode_for_banks(const TrainingBatch& group, const R
   return gather(concat(parts, group.passages_per_example()), shards, group.passages_per_example());
 }
 
-void Strategy::enqueue(const Encoded& reps, const TrainingBatch& group, const InfoNCEBankScores& scores) {
+void Strategy::enqueue(const Encoded& reps, const TrainingBatch& group, const InfoNCEBankScores& scores,
+                       const InfoNCEIds& ids) {
   if (passage_bank_.capacity() == 0) return;
   const int64_t first_slot = passage_bank_.head();
   if (sample_) {
@@ -284,10 +298,12 @@ void Strategy::enqueue(const Encoded& reps, const TrainingBatch& group, const In
   // neither the loss nor the score cache normalises a copy of a whole bank
   // on every micro-batch.
   const bool cosine = is_cosine(options_);
-  query_bank_.enqueue(cosine ? unit_rows(reps.queries) : reps.queries, steps_);
+  query_bank_.enqueue(cosine ? unit_rows(reps.queries) : reps.queries, steps_, ids.positives);
   const bool groups = options_.passage_bank() && options_.bank_hard_negatives();
   const auto passages = groups ? reps.passages : reps.passages.slice(1, 0, 1);
-  passage_bank_.enqueue(cosine ? unit_rows(passages) : passages, steps_);
+  torch::Tensor passage_ids;
+  if (ids.defined()) passage_ids = ids.passages.reshape({passages.size(0), -1}).narrow(1, 0, passages.size(1));
+  passage_bank_.enqueue(cosine ? unit_rows(passages) : passages, steps_, passage_ids);
   if (use_bank_scores_) bank_scores_.update(query_bank_, passage_bank_, first_slot, reps.queries.size(0), scores);
 }
 
@@ -314,16 +330,18 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
     const double weight = static_cast<double>(group.size()) / static_cast<double>(n);
     std::optional<RngState> before;
     if (momentum_) before = RngState::capture();
-    auto done =
-        options_.gradients() == GradientMode::Direct ? backward_direct(group, weight) : backward_cached(group, weight);
+    const auto ids = identities(group);
+    auto done = options_.gradients() == GradientMode::Direct ? backward_direct(group, weight, ids)
+                                                             : backward_cached(group, weight, ids);
     if (momentum_) done.second = encode_for_banks(group, *before);
     stats.loss += weight * done.first.loss.item<double>();
-    negatives += weight * static_cast<double>(done.first.negatives_per_query);
+    negatives += weight * done.first.negatives_per_query;
+    stats.masked += done.first.masked;
     stats.loss_groups += 1;
     stats.micro_batches += static_cast<int64_t>(
         detail::RowShards(group.size(), chunk_rows(), collective_->world_size()).of(collective_->rank()).size());
     const Stopwatch enqueue_watch;
-    enqueue(done.second, group, momentum_ ? InfoNCEBankScores() : done.first.bank_scores);
+    enqueue(done.second, group, momentum_ ? InfoNCEBankScores() : done.first.bank_scores, ids);
     loss_seconds_ += enqueue_watch.seconds();
   }
   steps_ += 1;

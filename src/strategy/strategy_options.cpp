@@ -99,6 +99,8 @@ const OptionTable<StrategyOptions>& StrategyOptions::fields() {
                         CONTACCUM_OPTION_ACCESSORS(precision)),
         option_field<O>("bank_dtype", "the type the memory banks store: fp32, bf16 or fp16",
                         CONTACCUM_OPTION_ACCESSORS(bank_dtype)),
+        option_field<O>("mask_false_negatives", "never score a query's positive passages as its negatives",
+                        CONTACCUM_OPTION_ACCESSORS(mask_false_negatives)),
     };
     append_nested_fields(
         t, "loss.", InfoNCEOptions::fields(), [](const O& o) { return o.loss(); },

@@ -148,10 +148,18 @@ TrainingData read_training_data(const TrainingDataOptions& files) {
   require_records(report, files.queries(), "queries (data.queries)");
   logged(files.queries());
   if (!files.hard_negatives().empty()) {
-    d.train = std::make_shared<TrainingSet>(
-        read_hard_negatives(files.hard_negatives(), d.queries, d.corpus, reader, &report));
+    auto train = read_hard_negatives(files.hard_negatives(), d.queries, d.corpus, reader, &report);
     require_records(report, files.hard_negatives(), "training examples (data.hard_negatives)");
     logged(files.hard_negatives());
+    if (!files.train_qrels().empty()) {
+      // Every relevant passage of a query is one of its positives, for
+      // masking false negatives, not only the one its examples name.
+      for (const auto& q : read_qrels(files.train_qrels(), *d.queries, *d.corpus, reader, &report)) {
+        if (q.score > 0) train.add_relevant(q.query, {q.passage});
+      }
+      logged(files.train_qrels());
+    }
+    d.train = std::make_shared<TrainingSet>(std::move(train));
   } else {
     auto qrels = read_qrels(files.train_qrels(), *d.queries, *d.corpus, reader, &report);
     require_records(report, files.train_qrels(), "judgements (data.train_qrels)");

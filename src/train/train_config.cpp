@@ -61,6 +61,7 @@ OptionTable<Config> config_fields() {
   t.push_back(key("tiled_loss", &Config::engine, engine, "loss.tiled"));
   t.push_back(key("precision", &Config::engine, engine, "precision"));
   t.push_back(key("bank_dtype", &Config::engine, engine, "bank_dtype"));
+  t.push_back(key("mask_false_negatives", &Config::engine, engine, "mask_false_negatives"));
   t.push_back(key("encoder", &Config::model, model, "encoder"));
   t.push_back(key("encoder_options.shared", &Config::model, model, "shared"));
   t.push_back(key("encoder_options.tied_init", &Config::model, model, "tied_init"));

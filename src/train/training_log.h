@@ -176,6 +176,13 @@ inline nlohmann::json step_json(const StepRecord& r) {
       {"passage_grad_norm", number(r.grad_norms.passage)},
       {"grad_norm_ratio", number(r.grad_norms.ratio)},
       {"negatives_per_query", r.stats.negatives_per_query},
+      // Score entries masked as false negatives (mask_false_negatives), by
+      // the kind of column.
+      {"masked",
+       {{"in_batch", r.stats.masked.in_batch},
+        {"hard_negative", r.stats.masked.hard_negative},
+        {"bank", r.stats.masked.bank},
+        {"banked_query", r.stats.masked.banked_query}}},
       {"query_bank_fill", r.stats.query_bank_fill},
       {"passage_bank_fill", r.stats.passage_bank_fill},
       {"examples_per_second", number(r.examples_per_second)},

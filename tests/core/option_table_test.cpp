@@ -106,6 +106,7 @@ TEST(OptionTable, StrategyOptionsTableCoversEveryField) {
                                              "passage_bank",        "bank_hard_negatives", "clear_banks_after_step",
                                              "allow_partial_batch", "bank_encoder",        "momentum",
                                              "staleness_sample",    "precision",           "bank_dtype",
+                                             "mask_false_negatives",
                                              "loss.similarity",     "loss.temperature",    "loss.tiled",
                                              "loss.tile_rows",      "loss.tile_columns",   "loss.return_scores"}));
   auto o = StrategyOptions::contaccum(8, 2, 4);

@@ -329,12 +329,25 @@ TEST(ContAccumBanks, AblationsChangeExactlyWhatTheyShould) {
     auto stats = test::step(s, batch);  // banks full of the first step
     return std::make_tuple(stats, s.query_bank().capacity(), s.passage_bank().entries_per_row());
   };
-  const auto base = StrategyOptions::contaccum(8, 4, 8);
+  // Column counts without masking: the second step's banks hold the same
+  // examples as its batch, whose positives masking would leave out (below).
+  const auto base = StrategyOptions::contaccum(8, 4, 8).mask_false_negatives(false);
   auto [both, q_cap, group] = stats_of(base);
   EXPECT_EQ(q_cap, 8);
   EXPECT_EQ(group, 3);
   // Micro-batch 0 sees the 8 banked examples, micro-batch 1 the newest 8 too.
   EXPECT_DOUBLE_EQ(both.negatives_per_query, 4 * 3 - 1 + 8 * 3);
+  EXPECT_EQ(both.masked.total(), 0);
+
+  // Masked: each micro-batch finds its 4 examples in the bank (micro-batch 1
+  // the first step's copies, micro-batch 0 those too): each current query's
+  // banked positive is not its negative, and each of those 4 banked queries'
+  // current positive is not theirs.
+  auto [masked, masked_cap, masked_group] = stats_of(StrategyOptions(base).mask_false_negatives(true));
+  EXPECT_EQ(masked.masked.bank, 2 * 4);
+  EXPECT_EQ(masked.masked.banked_query, 2 * 4);
+  EXPECT_EQ(masked.masked.in_batch + masked.masked.hard_negative, 0);
+  EXPECT_DOUBLE_EQ(masked.negatives_per_query, 4 * 3 - 1 + 8 * 3 - 1);
 
   auto [no_q, no_q_cap, no_q_group] = stats_of(StrategyOptions(base).query_bank(false));
   EXPECT_EQ(no_q_cap, 0);

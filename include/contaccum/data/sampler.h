@@ -51,8 +51,9 @@ struct BatchIndices {
 ///
 /// Every random choice (the epoch's order, each example's negatives) is a
 /// function of (seed, epoch, example), so a sampler is deterministic and can
-/// resume from any `position()` with `seek`. An example's positive is its
-/// first one; its hard negatives are drawn without replacement from its mined
+/// resume from any `position()` with `seek`. An example's positive is one of
+/// its positives, drawn per (seed, epoch, example) when it has several; its
+/// hard negatives are drawn without replacement from its mined
 /// hard negatives, then its other negatives, then (as DPR does) random corpus
 /// passages when it has fewer than `hard_negatives`. Negatives never repeat
 /// the example's positives.
@@ -72,6 +73,7 @@ class TrainingSampler {
 
  private:
   const std::vector<int64_t>& order(int64_t epoch);
+  int64_t positive_of(int64_t example, int64_t epoch) const;
   void negatives_of(int64_t example, int64_t epoch, std::vector<int64_t>& out) const;
 
   std::shared_ptr<const TrainingSet> set_;

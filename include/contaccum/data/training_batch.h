@@ -17,6 +17,16 @@ struct TrainingBatch {
   EncoderInput passages;
   /// Hard negatives per example (`h`). Default: 0.
   int64_t hard_negatives = 0;
+  /// Optional `[size() * (1 + h)]` int64, aligned with `passages`: each
+  /// passage row's identity, for masking false negatives (the collator
+  /// writes the corpus row of the first passage with the same text).
+  /// Undefined: `passage_identities()` hashes each row's tokens.
+  torch::Tensor passage_ids;
+  /// Optional `[size(), P]` int64, `-1` padding: the identities of every
+  /// passage relevant to each query (its positive among them; the collator
+  /// writes all the training qrels' relevant passages). Undefined: each
+  /// query's one positive.
+  torch::Tensor positive_ids;
 
   /// Number of examples. Throws when queries and passages disagree.
   int64_t size() const;
@@ -24,6 +34,13 @@ struct TrainingBatch {
   int64_t passages_per_example() const { return 1 + hard_negatives; }
   /// Examples `[begin, end)` (views, no copy).
   TrainingBatch slice(int64_t begin, int64_t end) const;
+  /// `passage_ids` as `[size(), 1 + h]` on the CPU; when undefined, a 64-bit
+  /// hash of each passage row's token ids (the attended ones), so identical
+  /// texts are identical passages. Non-negative either way.
+  torch::Tensor passage_identities() const;
+  /// `positive_ids` on the CPU; when undefined, `[size(), 1]`: each
+  /// example's positive's identity.
+  torch::Tensor positive_identities() const;
 };
 
 }  // namespace contaccum

@@ -2,6 +2,7 @@
 
 #include "contaccum/core/option_table.h"
 #include "contaccum/core/similarity.h"
+#include "contaccum/loss/identity_mask.h"
 
 #include <torch/arg.h>
 #include <torch/nn/cloneable.h>
@@ -75,6 +76,49 @@ struct InfoNCEBank {
   /// backward pass (they fit in one tile); otherwise they stay undefined.
   /// Default: false.
   bool return_scores = false;
+  /// Identities for false-negative masking (read only when the call's
+  /// `InfoNCEIds` are given): `[m_p, g_b]` int64, the passage identity of each
+  /// banked passage vector, and `[m, P_b]` int64 (`-1` padding), each banked
+  /// query's positives. Undefined: unknown identities, never masked.
+  torch::Tensor passage_ids = {}, query_positive_ids = {};
+};
+
+/// Passage identities of a call's current rows, for masking false negatives
+/// (see `IdentityMask`): a column whose passage is one of a row's positives,
+/// other than the row's target, is not a negative of that row. Applies to
+/// every column kind (in-batch positives, hard negatives, the passage bank)
+/// and to the banked query rows against the current passages. Undefined
+/// (default): nothing is masked, and the loss is bit for bit the unmasked
+/// one.
+struct InfoNCEIds {
+  /// `[n, g]` (or `[n * g]`) int64: the identity of each current passage
+  /// vector, in the `passages` input's order.
+  torch::Tensor passages;
+  /// `[n, P]` int64, `-1` padding: every positive of each current query (its
+  /// target's identity among them).
+  torch::Tensor positives;
+  bool defined() const { return passages.defined() && positives.defined(); }
+};
+
+/// How many score entries a call masked as false negatives, by the kind of
+/// column (see `InfoNCEIds`).
+struct MaskedColumns {
+  /// Current queries against other examples' positives.
+  int64_t in_batch = 0;
+  /// Current queries against current hard negatives.
+  int64_t hard_negative = 0;
+  /// Current queries against banked passages.
+  int64_t bank = 0;
+  /// Banked queries against current passages.
+  int64_t banked_query = 0;
+  int64_t total() const { return in_batch + hard_negative + bank + banked_query; }
+  MaskedColumns& operator+=(const MaskedColumns& o) {
+    in_batch += o.in_batch;
+    hard_negative += o.hard_negative;
+    bank += o.bank;
+    banked_query += o.banked_query;
+    return *this;
+  }
 };
 
 /// Scores between a call's current rows and its banks, each divided by the
@@ -103,8 +147,11 @@ struct InfoNCEResult {
   /// is column `r`; masked-out entries are `-inf`. The banked queries' rows
   /// are never materialised (see `InfoNCEBank::row_logsumexp`).
   torch::Tensor scores;
-  /// Negatives each current query row sees (unmasked columns minus one).
-  int64_t negatives_per_query = 0;
+  /// Negatives each current query row sees, on average: its columns minus
+  /// its target and minus the columns masked for it.
+  double negatives_per_query = 0;
+  /// The entries masked as false negatives (only with `InfoNCEIds`).
+  MaskedColumns masked;
   /// Only with `InfoNCEBank::return_scores` (see there): the current rows'
   /// scores against the banks, detached.
   InfoNCEBankScores bank_scores;
@@ -118,17 +165,20 @@ struct InfoNCEResult {
 /// storage directly. A banked query's row is reduced to three parts: its
 /// scores against the current passages (the only ones with a gradient), the
 /// log-sum-exp over the bank's own columns, and its target score.
+/// With `ids`, false negatives are masked (see `InfoNCEIds`).
 InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passages, const InfoNCEOptions& options = {},
-                       const InfoNCEBank& bank = {});
+                       const InfoNCEBank& bank = {}, const InfoNCEIds& ids = {});
 
 /// For each banked query (`bank_queries` `[m, d]`), the log-sum-exp of its
 /// scores divided by the temperature over every vector of `bank_passages`
 /// (`[m_p, g, d]` or `[m_p, d]`): `InfoNCEBank::row_logsumexp` computed from
 /// scratch, without gradients, in tiles of `rows_per_block` rows by
-/// `columns_per_block` columns.
+/// `columns_per_block` columns. With `mask` (`IdentityMask::of(the banked
+/// queries' positives, the banked passages' ids, g, 0)`), its entries are
+/// left out.
 torch::Tensor bank_row_logsumexp(const torch::Tensor& bank_queries, const torch::Tensor& bank_passages,
                                  const InfoNCEOptions& options = {}, int64_t rows_per_block = 1024,
-                                 int64_t columns_per_block = 4096);
+                                 int64_t columns_per_block = 4096, const IdentityMask& mask = {});
 
 /// Module form of `info_nce` (no parameters), for use in `Sequential`-style
 /// code and to carry the options.

@@ -44,6 +44,12 @@ struct BankScoreCacheOptions {
 ///
 /// Both banks must receive the same rows in the same calls (as `Strategy`
 /// does), so that storage slot `j` holds the same example in both.
+///
+/// When both banks hold identities (`MemoryBank::ids`: the passage bank each
+/// vector's passage identity, the query bank each query's positives), the
+/// false negatives are left out of every log-sum-exp: a banked query's
+/// scores against banked passages that are one of its positives, other than
+/// its own banked positive (`IdentityMask`), as the loss masks them.
 class BankScoreCache {
  public:
   explicit BankScoreCache(BankScoreCacheOptions options = {});
@@ -89,6 +95,10 @@ class BankScoreCache {
   }
   torch::Tensor rows(const MemoryBank& queries) const;  // [size, d], normalised for cosine
   torch::Tensor columns(const MemoryBank& passages, int64_t begin, int64_t end) const;  // [(end - begin) g, d]
+  // Banked queries [row_begin, row_end) against the passage vectors of slots
+  // [begin, end): the false negatives (empty when the banks hold no ids).
+  IdentityMask false_negatives(const MemoryBank& queries, const MemoryBank& passages, int64_t row_begin,
+                               int64_t row_end, int64_t begin, int64_t end) const;
   // Scores of one write, assembled from the loss's: the written rows
   // against every slot, and every row against the written columns.
   struct WrittenScores {
@@ -107,7 +117,7 @@ class BankScoreCache {
                   int64_t first_slot, int64_t count, int64_t size_before) const;
   void assemble_written(const InfoNCEBankScores& scores, int64_t group, int64_t first_slot, int64_t count,
                         int64_t size_before);
-  void recompute_blocks(const torch::Tensor& rows, const MemoryBank& passages, int64_t first_block, int64_t last_block,
+  void recompute_blocks(const MemoryBank& queries, const torch::Tensor& rows, const MemoryBank& passages, int64_t first_block, int64_t last_block,
                         const WrittenScores* written);
   void recompute_rows(const MemoryBank& queries, const MemoryBank& passages, int64_t begin, int64_t end,
                       const WrittenScores* written);

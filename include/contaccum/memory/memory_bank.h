@@ -33,7 +33,10 @@ struct MemoryBankOptions {
 ///
 /// Each row also carries an integer tag given at `enqueue` (the strategy
 /// writes the number of steps done before the row was encoded, from which
-/// the row's age follows), kept, undone, saved and restored with it.
+/// the row's age follows), and optionally a list of int64 identities (the
+/// strategy writes each banked passage vector's passage identity, or each
+/// banked query's positives, for masking false negatives), kept, undone,
+/// saved and restored with it.
 class MemoryBank {
  public:
   explicit MemoryBank(MemoryBankOptions options = {});
@@ -42,14 +45,21 @@ class MemoryBank {
   /// and copied. When the bank overflows the oldest rows are dropped; when
   /// `n > capacity` only the newest `capacity` rows of `reps` are kept.
   /// Throws when entries per row, dim, dtype or device differ from what it holds.
-  /// Every written row gets `tag`.
-  void enqueue(const torch::Tensor& reps, int64_t tag = -1);
+  /// Every written row gets `tag`, and row `i` the identities `ids[i]`
+  /// (`ids`: `[n, k]` or `[n]` int64, any device; undefined: none, stored as
+  /// -1). Rows of fewer identities than the bank holds are padded with -1;
+  /// more widen every row's list (padding the others).
+  void enqueue(const torch::Tensor& reps, int64_t tag = -1, const torch::Tensor& ids = {});
   /// The storage slot row `row` of the next `enqueue` of `count` rows goes
   /// to, or -1 when that row is dropped (`count > capacity`).
   int64_t slot_for(int64_t count, int64_t row) const;
   /// The tag of each valid row, in storage order (-1: none given, or read
   /// from a checkpoint written before tags were saved).
   const std::vector<int64_t>& tags() const { return tags_; }
+
+  /// `[size(), k]` int64 on the CPU, storage order: each valid row's
+  /// identities (-1: none). Undefined while no identity was ever enqueued.
+  torch::Tensor ids() const;
 
   /// The valid rows `[size(), entries_per_row, dim]` in storage order (a view; an
   /// undefined tensor while the bank has never been filled).
@@ -65,6 +75,7 @@ class MemoryBank {
   struct Undo {
     int64_t head = 0, size = 0;
     torch::Tensor slots, rows;                      // storage slots and their old contents
+    torch::Tensor ids;                              // their old identities (CPU), when the bank holds any
     std::vector<std::pair<int64_t, int64_t>> tags;  // (slot, old tag) of the valid slots among them
   };
   Undo undo_for(int64_t count) const;
@@ -102,6 +113,8 @@ class MemoryBank {
   int64_t size_ = 0;
   int64_t head_ = 0;
   std::vector<int64_t> tags_;  // [size()], storage order
+  torch::Tensor ids_;          // [capacity, k] int64 on the CPU; undefined until identities are enqueued
+  void write_ids(const torch::Tensor& ids, int64_t n, int64_t dropped);
 };
 
 }  // namespace contaccum

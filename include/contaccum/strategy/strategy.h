@@ -167,6 +167,16 @@ struct StrategyOptions {
   /// cache read the banked rows upcast to the representations' type.
   /// Default: `Precision::Fp32`.
   TORCH_ARG(Precision, bank_dtype) = Precision::Fp32;
+  /// A passage that is one of a query's positives is never its negative: the
+  /// loss masks every such column other than the query's target (in-batch
+  /// positives, hard negatives, banked passages), and the banked queries'
+  /// scores against current and banked passages that are their positives,
+  /// by the batch's passage identities (`TrainingBatch::passage_identities`,
+  /// `positive_identities`; the banks keep them beside the vectors, in
+  /// checkpoints too). With no repeated identity the loss is bit for bit
+  /// the unmasked one. False: nothing is masked (the losses of earlier
+  /// versions, bit for bit). Default: true.
+  TORCH_ARG(bool, mask_false_negatives) = true;
 
  public:
   /// Every field above, declared once (`OptionTable`; the loss's fields as
@@ -188,8 +198,12 @@ struct StepStats {
   int64_t loss_groups = 0;
   /// Encoder chunks (micro-batches) per tower pass.
   int64_t micro_batches = 0;
-  /// Negatives a current query row saw, averaged over the step's rows.
+  /// Negatives a current query row saw, averaged over the step's rows
+  /// (masked columns are not negatives).
   double negatives_per_query = 0.0;
+  /// Score entries masked as false negatives in the step's losses, by kind
+  /// (`mask_false_negatives`).
+  MaskedColumns masked;
   /// Examples in the query / passage bank after the step (before clearing).
   int64_t query_bank_size = 0;
   int64_t passage_bank_size = 0;
@@ -318,12 +332,15 @@ class Strategy {
   InfoNCEBank bank_view() const;
   // Backpropagates `weight * loss` of one loss group; returns the loss result
   // and the group's representations, detached, for the banks.
-  std::pair<InfoNCEResult, Encoded> backward_direct(const TrainingBatch& group, double weight);
-  std::pair<InfoNCEResult, Encoded> backward_cached(const TrainingBatch& group, double weight);
+  std::pair<InfoNCEResult, Encoded> backward_direct(const TrainingBatch& group, double weight, const InfoNCEIds& ids);
+  std::pair<InfoNCEResult, Encoded> backward_cached(const TrainingBatch& group, double weight, const InfoNCEIds& ids);
+  // The group's passage identities when false negatives are masked, else none.
+  InfoNCEIds identities(const TrainingBatch& group) const;
   // Writes the group's representations into the banks (tagged with the
   // step count), updates the score cache from the loss's `scores` of them
   // where it can, and keeps the staleness sample's inputs.
-  void enqueue(const Encoded& reps, const TrainingBatch& group, const InfoNCEBankScores& scores);
+  void enqueue(const Encoded& reps, const TrainingBatch& group, const InfoNCEBankScores& scores,
+               const InfoNCEIds& ids);
   // The group encoded for the banks by the momentum encoder, replaying the
   // random state `before` the group's first encoding.
   Encoded encode_for_banks(const TrainingBatch& group, const RngState& before);

@@ -19,8 +19,10 @@ struct TrainingDataOptions {
   /// BEIR `queries.jsonl` (training and dev queries). Required by
   /// `run_training`. Default: "".
   TORCH_ARG(std::string, queries) = "";
-  /// Training qrels (`qrels/train.tsv`); used when no `hard_negatives` file
-  /// is given. Default: "".
+  /// Training qrels (`qrels/train.tsv`): the training examples when no
+  /// `hard_negatives` file is given; with one, every relevant passage of its
+  /// queries (masked as false negatives, `mask_false_negatives`). Default:
+  /// "".
   TORCH_ARG(std::string, train_qrels) = "";
   /// Hard negatives by id (`train-hard-negatives.tsv`): training examples
   /// with mined negatives. Default: "" (none).
