@@ -95,6 +95,19 @@ inline TrainingBatch random_batch(int64_t n, int64_t h, int64_t vocab = 97, int6
   return b;
 }
 
+/// `batch` with passage identities drawn from `pool` values (so that, with a
+/// small pool, examples share positives and hard negatives, within a batch
+/// and across batches and banks) and each query's positives: its positive's
+/// identity and, for some, one more from the pool.
+inline TrainingBatch with_colliding_ids(TrainingBatch batch, int64_t pool) {
+  const int64_t n = batch.size(), g = batch.passages_per_example();
+  batch.passage_ids = torch::randint(pool, {n * g}, torch::kLong);
+  auto more = torch::randint(pool, {n, 1}, torch::kLong);
+  more.masked_fill_(torch::rand({n, 1}).lt(0.5), -1);
+  batch.positive_ids = torch::cat({batch.passage_ids.view({n, g}).narrow(1, 0, 1), more}, 1);
+  return batch;
+}
+
 /// A two-tower (or shared) bag-of-embeddings dual encoder (float64 unless
 /// told otherwise).
 inline DualEncoder make_model(double dropout, bool shared = false, int64_t vocab = 97, int64_t dim = 16,

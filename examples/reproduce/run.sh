@@ -10,7 +10,10 @@
 # (runs beyond the comparison: tuning and diagnostics, default: every
 # extra/*.set; empty for none), EXTRA_SEEDS (default "1"), STALENESS (the
 # bank staleness study: every staleness/*.set by default; empty for none),
-# STALENESS_SEEDS (default "1 2 3"), OUT (default
+# STALENESS_SEEDS (default "1 2 3"), MASKING (false-negative masking: every
+# masking/*.set by default; empty for none; the other configurations set
+# mask_false_negatives=false, as their archived runs were trained before
+# masking existed), MASKING_SEEDS (default "1 2 3"), OUT (default
 # build/reproduce), DATA (default ../shared/data/debpkg), EXTRA (more --set
 # overrides for every run, e.g. "epochs=1" for a smoke test), REPORT (default
 # docs/RESULTS.md; its plots go to results/ beside it), CHECKS (default 1; 0
@@ -34,6 +37,8 @@ extra_configs=${EXTRA_CONFIGS-$(cd "$here/extra" && ls *.set | sed 's/\.set$//' 
 extra_seeds=${EXTRA_SEEDS:-1}
 staleness=${STALENESS-$(cd "$here/staleness" && ls *.set | sed 's/\.set$//' | tr '\n' ' ')}
 staleness_seeds=${STALENESS_SEEDS:-1 2 3}
+masking=${MASKING-$(cd "$here/masking" && ls *.set | sed 's/\.set$//' | tr '\n' ' ')}
+masking_seeds=${MASKING_SEEDS:-1 2 3}
 archive=${ARCHIVE-$here/runs}
 [ -f "$data/corpus.jsonl" ] || { echo "run.sh: no debpkg data set at $data (set DATA)" >&2; exit 1; }
 
@@ -59,6 +64,7 @@ train_run() {
   local file="$here/methods/$method.set"
   [ -f "$file" ] || file="$here/extra/$method.set"
   [ -f "$file" ] || file="$here/staleness/$method.set"
+  [ -f "$file" ] || file="$here/masking/$method.set"
   while IFS= read -r line; do [ -n "$line" ] && sets+=(--set "$line"); done <"$file"
   for extra in ${EXTRA:-} "$@"; do sets+=(--set "$extra"); done
   # A run stopped part-way continues from its newest checkpoint.
@@ -124,6 +130,7 @@ fi
   for method in $methods; do for seed in $seeds; do echo "$method $seed"; done; done
   for method in $extra_configs; do for seed in $extra_seeds; do echo "$method $seed"; done; done
   for method in $staleness; do for seed in $staleness_seeds; do echo "$method $seed"; done; done
+  for seed in $masking_seeds; do for method in $masking; do echo "$method $seed"; done; done
 } |
   xargs -P "$jobs" -L 1 bash -c 'data_args=(--corpus "$data/corpus.jsonl" --queries "$data/queries.jsonl"
     --qrels "$data/qrels/dev.tsv" --skip-bad-records); run_one "$@"' _
@@ -143,7 +150,7 @@ fi
 report=${REPORT:-docs/RESULTS.md}
 # The command as invoked: the settings given in the environment, then the script.
 command="bash examples/reproduce/run.sh"
-for v in STALENESS_SEEDS STALENESS EXTRA_SEEDS EXTRA_CONFIGS METHODS SEEDS EXTRA CHECKS; do
+for v in MASKING_SEEDS MASKING STALENESS_SEEDS STALENESS EXTRA_SEEDS EXTRA_CONFIGS METHODS SEEDS EXTRA CHECKS; do
   if [ -n "${!v+set}" ]; then command="$v=\"${!v}\" $command"; fi
 done
 python3 "$here/report.py" --runs "$out" --command "$command" --markdown "$report" \

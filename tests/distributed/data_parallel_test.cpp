@@ -45,13 +45,15 @@ std::vector<ParallelCase> cases() {
 
 struct StepResult {
   double loss = 0.0;
+  int64_t masked = 0;
   std::vector<std::pair<std::string, torch::Tensor>> grads;
   torch::Tensor query_bank, passage_bank, bank_scores;
 };
 
-StepResult snapshot(const Strategy& s, double loss) {
+StepResult snapshot(const Strategy& s, const StepStats& stats) {
   StepResult r;
-  r.loss = loss;
+  r.loss = stats.loss;
+  r.masked = stats.masked.total();
   r.grads = test::grads_of(s.model());
   if (!s.query_bank().empty()) r.query_bank = s.query_bank().view().clone();
   if (!s.passage_bank().empty()) r.passage_bank = s.passage_bank().view().clone();
@@ -73,10 +75,17 @@ DualEncoder seeded_model(const ParallelCase& c) {
 }
 
 // The reference's results per step, then every rank's.
-std::pair<std::vector<StepResult>, std::vector<std::vector<StepResult>>> run(const ParallelCase& c, int64_t world) {
+// With `colliding`, the batches' passage identities come from a small pool:
+// false negatives within each batch and with the banks, masked alike in
+// both computations.
+std::pair<std::vector<StepResult>, std::vector<std::vector<StepResult>>> run(const ParallelCase& c, int64_t world,
+                                                                             bool colliding = false) {
   torch::manual_seed(5);
   std::vector<TrainingBatch> batches;
-  for (int64_t s = 0; s < kSteps; ++s) batches.push_back(random_batch(kTotal, kHard));
+  for (int64_t s = 0; s < kSteps; ++s) {
+    auto batch = random_batch(kTotal, kHard);
+    batches.push_back(colliding ? test::with_colliding_ids(batch, 3 * kTotal / 2) : batch);
+  }
 
   std::vector<StepResult> reference;
   {
@@ -84,7 +93,7 @@ std::pair<std::vector<StepResult>, std::vector<std::vector<StepResult>>> run(con
     Strategy strategy(model, c.options(world * kPerRank));
     for (const auto& b : batches) {
       const auto stats = test::step(strategy, b);
-      reference.push_back(snapshot(strategy, stats.loss));
+      reference.push_back(snapshot(strategy, stats));
       sgd(model);
       strategy.update_bank_encoder();
     }
@@ -110,7 +119,7 @@ std::pair<std::vector<StepResult>, std::vector<std::vector<StepResult>>> run(con
             if (p.grad().defined()) grads.push_back(p.grad());
           }
           collective.all_reduce_sum(grads);
-          ranks[static_cast<size_t>(r)].push_back(snapshot(strategy, stats.loss));
+          ranks[static_cast<size_t>(r)].push_back(snapshot(strategy, stats));
           sgd(model);
           strategy.update_bank_encoder();
         }
@@ -135,11 +144,13 @@ void expect_same_tensor(const torch::Tensor& got, const torch::Tensor& want, con
 
 class DataParallel : public ::testing::TestWithParam<int64_t> {};
 
-TEST_P(DataParallel, EveryStrategyEqualsOneProcessWithMicroBatchWTimesN) {
-  const int64_t world = GetParam();
+void expect_ranks_equal_one_process(int64_t world, bool colliding) {
   for (const auto& c : cases()) {
-    SCOPED_TRACE(c.name + " on " + std::to_string(world) + " ranks");
-    const auto [reference, ranks] = run(c, world);
+    SCOPED_TRACE(c.name + " on " + std::to_string(world) + " ranks" + (colliding ? ", colliding" : ""));
+    const auto [reference, ranks] = run(c, world, colliding);
+    int64_t masked = 0;
+    for (const auto& step : reference) masked += step.masked;
+    EXPECT_EQ(masked > 0, colliding) << "false negatives occur exactly when the identities collide";
     for (int64_t r = 0; r < world; ++r) {
       const auto& mine = ranks[static_cast<size_t>(r)];
       ASSERT_EQ(mine.size(), reference.size());
@@ -159,6 +170,7 @@ TEST_P(DataParallel, EveryStrategyEqualsOneProcessWithMicroBatchWTimesN) {
           EXPECT_TRUE(torch::equal(mine[s].query_bank, first.query_bank));
         }
         EXPECT_EQ(mine[s].loss, first.loss);
+        EXPECT_EQ(mine[s].masked, reference[s].masked) << "masked entries";
       }
     }
     // The banks did wrap: more examples went in than they hold.
@@ -167,6 +179,13 @@ TEST_P(DataParallel, EveryStrategyEqualsOneProcessWithMicroBatchWTimesN) {
     }
   }
 }
+
+TEST_P(DataParallel, EveryStrategyEqualsOneProcessWithMicroBatchWTimesN) { expect_ranks_equal_one_process(GetParam(), false); }
+
+// The same with false negatives everywhere: the ranks mask the columns the
+// one process masks (identities travel with the global batch every rank
+// collates).
+TEST_P(DataParallel, MaskedFalseNegativesEqualOneProcess) { expect_ranks_equal_one_process(GetParam(), true); }
 
 INSTANTIATE_TEST_SUITE_P(Ranks, DataParallel, ::testing::Values(2, 4),
                          [](const auto& info) { return std::to_string(info.param) + "Ranks"; });

@@ -6,6 +6,7 @@
 
 #include <Eigen/Dense>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <tuple>
@@ -34,10 +35,19 @@ struct Column {
   bool bank = false;
   int64_t bank_index = -1;
   bool positive = false;
+  int64_t flat = -1;  // bank columns: index among the bank's vectors (j * g_b + k)
+};
+
+// Identities for masking (empty: none): each current passage vector's and
+// banked passage vector's, and each current / banked query's positives.
+struct OracleIds {
+  std::vector<int64_t> passages, bank_passages;
+  std::vector<std::vector<int64_t>> positives, bank_positives;
+  bool empty() const { return passages.empty(); }
 };
 
 Oracle oracle(const torch::Tensor& q, const torch::Tensor& p, const torch::Tensor& bq, const torch::Tensor& bp,
-              bool cosine, double tau, bool bank_as_negatives) {
+              bool cosine, double tau, bool bank_as_negatives, const OracleIds& ids = {}) {
   const int64_t n = q.size(0), g = p.size(1), d = q.size(1);
   const Mat Q = to_eigen(q), P = to_eigen(p.reshape({n * g, d}));
   const int64_t m = bp.defined() ? bp.size(0) : 0, gb = bp.defined() ? bp.size(1) : 0;
@@ -49,11 +59,12 @@ Oracle oracle(const torch::Tensor& q, const torch::Tensor& p, const torch::Tenso
   // (example-major), bank hard negatives.
   std::vector<Column> cols;
   for (int64_t i = 0; i < n; ++i) cols.push_back({P.row(i * g).transpose(), i * g, false, -1, true});
-  for (int64_t j = 0; j < m; ++j) cols.push_back({BP.row(j * gb).transpose(), -1, true, j, true});
+  for (int64_t j = 0; j < m; ++j) cols.push_back({BP.row(j * gb).transpose(), -1, true, j, true, j * gb});
   for (int64_t i = 0; i < n; ++i)
     for (int64_t k = 1; k < g; ++k) cols.push_back({P.row(i * g + k).transpose(), i * g + k, false, -1, false});
   for (int64_t j = 0; j < m; ++j)
-    for (int64_t k = 1; k < gb; ++k) cols.push_back({BP.row(j * gb + k).transpose(), -1, true, j, false});
+    for (int64_t k = 1; k < gb; ++k)
+      cols.push_back({BP.row(j * gb + k).transpose(), -1, true, j, false, j * gb + k});
 
   const int64_t R = n + mq, C = static_cast<int64_t>(cols.size());
   auto sim = [&](const Vec& a, const Vec& b) { return cosine ? a.dot(b) / (a.norm() * b.norm()) : a.dot(b); };
@@ -67,6 +78,15 @@ Oracle oracle(const torch::Tensor& q, const torch::Tensor& p, const torch::Tenso
   Oracle out;
   out.grad_q = Mat::Zero(n, d);
   out.grad_p = Mat::Zero(n * g, d);
+  // Row r's positives (empty without ids), and whether column c is one of
+  // them other than the row's target (column r, or n + j for banked row j).
+  auto masked = [&](int64_t r, int64_t c) {
+    if (ids.empty()) return false;
+    const int64_t target = r < n ? r : n + (r - n);
+    const auto& pos = r < n ? ids.positives[r] : ids.bank_positives[r - n];
+    const int64_t id = cols[c].bank ? ids.bank_passages[cols[c].flat] : ids.passages[cols[c].grad_row];
+    return c != target && std::find(pos.begin(), pos.end(), id) != pos.end();
+  };
   for (int64_t r = 0; r < R; ++r) {
     const bool bank_row = r >= n;
     const Vec row = bank_row ? Vec(BQ.row(r - n).transpose()) : Vec(Q.row(r).transpose());
@@ -75,7 +95,7 @@ Oracle oracle(const torch::Tensor& q, const torch::Tensor& p, const torch::Tenso
     for (int64_t c = 0; c < C; ++c) {
       const bool allowed =
           !cols[c].bank || bank_as_negatives || (bank_row && cols[c].positive && cols[c].bank_index == r - n);
-      if (!allowed) continue;
+      if (!allowed || masked(r, c)) continue;
       s[c] = sim(row, cols[c].v) / tau;
       mx = std::max(mx, s[c]);
     }
@@ -433,6 +453,173 @@ TEST(InfoNCETiled, WorkingMemoryIsOneTileWhateverTheBatchAndBank) {
     const int64_t score_matrix = n * (n * g + m * g) * floats;
     EXPECT_GE(peak(n, m, false), score_matrix);
   }
+}
+
+}  // namespace
+}  // namespace contaccum
+
+namespace contaccum {
+namespace {
+
+// Identities drawn from a small pool, so that every kind of false negative
+// occurs: other examples' positives, hard negatives and banked passages that
+// are a current query's positive, and current passages that are a banked
+// query's. Each query's positives hold its target's identity and one more.
+struct Collisions {
+  InfoNCEIds ids;
+  torch::Tensor bank_passage_ids, bank_positive_ids;
+  OracleIds oracle;
+};
+
+Collisions colliding_ids(int64_t n, int64_t g, int64_t m, int64_t gb, int64_t pool) {
+  Collisions c;
+  c.ids.passages = torch::randint(pool, {n, g}, torch::kLong);
+  c.bank_passage_ids = torch::randint(pool, {m, gb}, torch::kLong);
+  auto positives = [pool](const torch::Tensor& targets) {
+    auto out = torch::cat({targets.unsqueeze(1), torch::randint(pool, {targets.size(0), 1}, torch::kLong)}, 1);
+    out.select(1, 1).masked_fill_(out.select(1, 1).eq(out.select(1, 0)), -1);  // some rows: one positive
+    return out;
+  };
+  c.ids.positives = positives(c.ids.passages.select(1, 0));
+  c.bank_positive_ids = positives(c.bank_passage_ids.select(1, 0));
+  auto as_vector = [](const torch::Tensor& t) {
+    auto flat = t.reshape({-1}).contiguous();
+    return std::vector<int64_t>(flat.data_ptr<int64_t>(), flat.data_ptr<int64_t>() + flat.numel());
+  };
+  auto as_lists = [&](const torch::Tensor& t) {
+    std::vector<std::vector<int64_t>> out;
+    for (int64_t i = 0; i < t.size(0); ++i) out.push_back(as_vector(t[i]));
+    return out;
+  };
+  c.oracle.passages = as_vector(c.ids.passages);
+  c.oracle.bank_passages = as_vector(c.bank_passage_ids);
+  c.oracle.positives = as_lists(c.ids.positives);
+  c.oracle.bank_positives = as_lists(c.bank_positive_ids);
+  return c;
+}
+
+struct MaskCase {
+  bool cosine, query_bank;
+};
+
+class InfoNCEMaskedOracle : public ::testing::TestWithParam<MaskCase> {};
+
+TEST_P(InfoNCEMaskedOracle, MaskedLossAndGradientsMatchClosedForm) {
+  const auto mc = GetParam();
+  for (int trial = 0; trial < 4; ++trial) {
+    SCOPED_TRACE("trial " + std::to_string(trial));
+    torch::manual_seed(7000 + trial + (mc.cosine ? 100 : 0) + (mc.query_bank ? 200 : 0));
+    const int64_t n = 5, g = 3, m = 6, gb = 3, d = 4;
+    auto opts = torch::TensorOptions().dtype(torch::kDouble);
+    auto q = torch::randn({n, d}, opts).requires_grad_(true);
+    auto p = torch::randn({n, g, d}, opts).requires_grad_(true);
+    const auto c = colliding_ids(n, g, m, gb, 7);
+    InfoNCEBank bank;
+    bank.passages = torch::randn({m, gb, d}, opts);
+    bank.passage_ids = c.bank_passage_ids;
+    if (mc.query_bank) {
+      bank.queries = torch::randn({m, d}, opts);
+      bank.query_positive_ids = c.bank_positive_ids;
+    }
+    OracleIds oracle_ids = c.oracle;
+    if (!mc.query_bank) oracle_ids.bank_positives.assign(m, {});
+    const double tau = mc.cosine ? 0.1 : 1.0;
+    const auto want = oracle(q.detach(), p.detach(), bank.queries, bank.passages, mc.cosine, tau, true, oracle_ids);
+    const auto base = InfoNCEOptions().similarity(mc.cosine ? Similarity::Cosine : Similarity::Dot).temperature(tau);
+    MaskedColumns first;
+    for (const auto& [name, options] : std::vector<std::pair<std::string, InfoNCEOptions>>{
+             {"untiled", InfoNCEOptions(base).tiled(false)},
+             {"tiled", base},
+             {"tiles of 2 x 3", InfoNCEOptions(base).tile_rows(2).tile_columns(3)}}) {
+      SCOPED_TRACE(name);
+      q.mutable_grad() = torch::Tensor();
+      p.mutable_grad() = torch::Tensor();
+      const auto result = info_nce(q, p, options, bank, c.ids);
+      result.loss.backward();
+      EXPECT_NEAR(result.loss.item<double>(), want.loss, 1e-12 * std::abs(want.loss));
+      EXPECT_LE((to_eigen(q.grad()) - want.grad_q).cwiseAbs().maxCoeff(), 1e-12) << "query gradient";
+      EXPECT_LE((to_eigen(p.grad().reshape({n * g, d})) - want.grad_p).cwiseAbs().maxCoeff(), 1e-12)
+          << "passage gradient";
+      // Every kind of collision occurred (the draws are seeded).
+      EXPECT_GT(result.masked.in_batch + result.masked.hard_negative, 0);
+      EXPECT_GT(result.masked.bank, 0);
+      if (mc.query_bank) EXPECT_GT(result.masked.banked_query, 0);
+      if (name == "untiled") {
+        first = result.masked;
+      } else {
+        EXPECT_EQ(result.masked.total(), first.total());
+      }
+      const int64_t current = result.masked.in_batch + result.masked.hard_negative + result.masked.bank;
+      EXPECT_DOUBLE_EQ(result.negatives_per_query,
+                       static_cast<double>(n * g - 1 + m * gb) - static_cast<double>(current) / n);
+      // The returned score matrix shows them as -inf.
+      const auto scores = info_nce(q, p, InfoNCEOptions(options).return_scores(true), bank, c.ids).scores;
+      EXPECT_EQ(torch::isinf(scores).sum().item<int64_t>(), current);
+      if (!mc.query_bank) continue;
+      // The banked rows' bank-by-bank log-sum-exp, given masked, is the one
+      // computed inside.
+      InfoNCEBank given = bank;
+      given.row_logsumexp =
+          bank_row_logsumexp(bank.queries, bank.passages, options, 2, 3,
+                             IdentityMask::of(c.bank_positive_ids, c.bank_passage_ids, gb, 0));
+      EXPECT_NEAR(info_nce(q, p, options, given, c.ids).loss.item<double>(), want.loss, 1e-12 * std::abs(want.loss));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, InfoNCEMaskedOracle,
+                         ::testing::Values(MaskCase{false, true}, MaskCase{true, true}, MaskCase{false, false}));
+
+// Distinct identities: nothing is masked, and the loss and gradients are the
+// unmasked ones bit for bit.
+TEST(InfoNCEMasked, WithoutCollisionsTheLossIsTheUnmaskedOneBitForBit) {
+  torch::manual_seed(7100);
+  const int64_t n = 6, g = 2, m = 8, d = 5;
+  auto q = torch::randn({n, d}).requires_grad_(true);
+  auto p = torch::randn({n, g, d}).requires_grad_(true);
+  InfoNCEBank bank;
+  bank.queries = torch::randn({m, d});
+  bank.passages = torch::randn({m, g, d});
+  InfoNCEIds ids{torch::arange(n * g, torch::kLong), torch::arange(0, n * g, g, torch::kLong).unsqueeze(1)};
+  InfoNCEBank with_ids = bank;
+  with_ids.passage_ids = torch::arange(100, 100 + m * g, torch::kLong).view({m, g});
+  with_ids.query_positive_ids = torch::arange(100, 100 + m * g, g, torch::kLong).unsqueeze(1);
+  for (const bool tiled : {false, true}) {
+    const auto options = InfoNCEOptions().similarity(Similarity::Cosine).temperature(0.05).tiled(tiled);
+    q.mutable_grad() = torch::Tensor();
+    p.mutable_grad() = torch::Tensor();
+    const auto plain = info_nce(q, p, options, bank);
+    plain.loss.backward();
+    const auto gq = q.grad().clone(), gp = p.grad().clone();
+    q.grad().zero_();
+    p.grad().zero_();
+    const auto masked = info_nce(q, p, options, with_ids, ids);
+    masked.loss.backward();
+    EXPECT_EQ(masked.masked.total(), 0);
+    EXPECT_TRUE(torch::equal(masked.loss, plain.loss)) << "tiled " << tiled;
+    EXPECT_TRUE(torch::equal(q.grad(), gq));
+    EXPECT_TRUE(torch::equal(p.grad(), gp));
+  }
+}
+
+TEST(IdentityMask, KeepsEachRowsTargetAndFindsEveryOtherPositive) {
+  // Rows' positives: row 0 {5, 7}, row 1 {7}, row 2 none (-1).
+  const auto positives = torch::tensor({5, 7, 7, -1, -1, -1}, torch::kLong).view({3, 2});
+  const auto columns = torch::tensor({5, 7, 7, 9, 5, -1}, torch::kLong);
+  // Targets: row i's column 2 i (stride 2).
+  const auto mask = IdentityMask::of(positives, columns, 2, 0);
+  // Row 0: columns 1, 2 (7) and 4 (5), not 0 (its target). Row 1: column 1
+  // (7), not 2 (its target). Row 2: nothing; -1 never matches.
+  EXPECT_TRUE(torch::equal(mask.rows(), torch::tensor({0, 0, 0, 1}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(mask.columns(), torch::tensor({1, 2, 4, 1}, torch::kLong)));
+  auto block = torch::zeros({3, 6});
+  mask.apply(block);
+  EXPECT_EQ(torch::isinf(block).sum().item<int64_t>(), 4);
+  auto tile = torch::zeros({2, 3});  // rows 0-1, columns 1-3
+  mask.apply(tile, 0, 1);
+  EXPECT_TRUE(torch::isinf(tile[0][0]).item<bool>() && torch::isinf(tile[0][1]).item<bool>());
+  EXPECT_TRUE(torch::isinf(tile[1][0]).item<bool>());
+  EXPECT_EQ(torch::isinf(tile).sum().item<int64_t>(), 3);
 }
 
 }  // namespace
