@@ -218,3 +218,32 @@ TEST(MemoryBank, LoadRefusesANonFiniteRow) {
 
 }  // namespace
 }  // namespace contaccum
+
+namespace contaccum {
+namespace {
+
+TEST(MemoryBank, IdentitiesFollowTheirRowsThroughWrapsWideningUndoAndSaveLoad) {
+  MemoryBank bank(4);
+  EXPECT_FALSE(bank.ids().defined());
+  bank.enqueue(torch::zeros({3, 2}), 0, torch::tensor({10, 11, 12}, torch::kLong));
+  EXPECT_TRUE(torch::equal(bank.ids(), torch::tensor({10, 11, 12}, torch::kLong).view({3, 1})));
+  // Two identities a row widen every list; the older rows are padded.
+  bank.enqueue(torch::zeros({2, 2}), 1, torch::tensor({{20, 21}, {30, 31}}, torch::kLong));
+  // Slots: 0 <- 30 (wrapped), 1: 11, 2: 12, 3: 20.
+  EXPECT_TRUE(torch::equal(bank.ids(), torch::tensor({{30, 31}, {11, -1}, {12, -1}, {20, 21}}, torch::kLong)));
+  const auto undo = bank.undo_for(2);
+  bank.enqueue(torch::zeros({2, 2}), 2);  // no identities: -1
+  EXPECT_TRUE(torch::equal(bank.ids().narrow(0, 1, 2), torch::full({2, 2}, -1, torch::kLong)));
+  bank.undo(undo);
+  EXPECT_TRUE(torch::equal(bank.ids(), torch::tensor({{30, 31}, {11, -1}, {12, -1}, {20, 21}}, torch::kLong)));
+  MemoryBank restored(4);
+  auto archive = test::through_bytes(bank);
+  restored.load(archive);
+  EXPECT_TRUE(torch::equal(restored.ids(), bank.ids()));
+  // More rows than the bank holds: the newest rows' identities are kept.
+  restored.enqueue(torch::zeros({5, 2}), 3, torch::arange(5, torch::kLong));
+  EXPECT_TRUE(torch::equal(restored.ids().select(1, 0), torch::tensor({4, 1, 2, 3}, torch::kLong)));
+}
+
+}  // namespace
+}  // namespace contaccum
