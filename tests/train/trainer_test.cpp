@@ -179,7 +179,15 @@ TEST(Trainer, MetricsLinesCarryEveryField) {
     }
     EXPECT_GE(j["seconds"]["total"].get<double>(),
               j["seconds"]["encode"].get<double>() + j["seconds"]["loss"].get<double>());
+    for (const char* kind : {"in_batch", "hard_negative", "bank", "banked_query"}) {
+      EXPECT_GE(j["masked"][kind].get<int64_t>(), 0) << kind;
+    }
   }
+  // Example i's hard negatives are examples i + 1 and i + 2's positives, and
+  // the second epoch meets the first one's copies of its examples: banked,
+  // they are masked for their own queries, both ways.
+  EXPECT_GT(lines[2]["masked"]["bank"].get<int64_t>() + lines[3]["masked"]["bank"].get<int64_t>(), 0);
+  EXPECT_GT(lines[2]["masked"]["banked_query"].get<int64_t>() + lines[3]["masked"]["banked_query"].get<int64_t>(), 0);
   // Checkpoints at each epoch end, the newest 2 kept.
   CheckpointManager manager(dir / "checkpoints", 2);
   ASSERT_EQ(manager.list().size(), 2u);
