@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import tempfile
 
+from masking_report import write_masking
 from staleness_report import read_staleness, write_staleness
 
 METRICS = ["top@1", "top@5", "top@20", "top@100", "mrr@10", "ndcg@10"]
@@ -41,6 +42,10 @@ NAMES = {
     "contaccum-8x16-m8192-staleness": "ContAccum 8 x 16, memory 8192 (staleness measured)",
     "contaccum-8x16-m1024-momentum-0.9": "ContAccum 8 x 16, memory 1024, momentum bank encoder 0.9",
     "contaccum-8x16-m1024-momentum-0.99": "ContAccum 8 x 16, memory 1024, momentum bank encoder 0.99",
+    "contaccum-8x16-m1024-masked": "ContAccum 8 x 16, memory 1024, false negatives masked",
+    "contaccum-8x16-m4096-masked": "ContAccum 8 x 16, memory 4096, false negatives masked",
+    "contaccum-8x16-m8192-masked": "ContAccum 8 x 16, memory 8192, false negatives masked",
+    "dpr-128-masked": "DPR, batch 128 (full batch), false negatives masked",
 }
 DAGGER = " †"
 
@@ -193,8 +198,10 @@ def main():
         return sorted(f[:-4] for f in os.listdir(os.path.join(here, group)) if f.endswith(".set"))
 
     study = set(listed("staleness"))
+    masking = set(listed("masking"))
     extra_all = listed("extra")
-    methods_all = ORDER + sorted(m for m in results if m not in ORDER and m not in extra_all and m not in study)
+    methods_all = ORDER + sorted(m for m in results
+                                 if m not in ORDER and m not in extra_all and m not in study and m not in masking)
     methods = [m for m in methods_all if m in results]
     extra = [m for m in extra_all if m in results]
     bm25 = json.load(open(os.path.join(args.runs, "bm25.json")))
@@ -291,7 +298,7 @@ def main():
     w("")
     w("| method | median ratio | min ratio | max ratio |")
     w("|---|---|---|---|")
-    for m in methods_all + extra_all + sorted(study):
+    for m in methods_all + extra_all + sorted(study) + sorted(masking):
         if m not in results:
             old = previous.row(NAMES.get(m, m), 4)
             if old:
@@ -308,6 +315,11 @@ def main():
     staleness_notes = os.path.join(here, "staleness.md")
     if staleness and os.path.exists(staleness_notes):
         w(open(staleness_notes).read().strip())
+        w("")
+    write_masking(w, results, table_row, table_header, table_rule, NAMES)
+    masking_notes = os.path.join(here, "masking.md")
+    if any(m in results for m in masking) and os.path.exists(masking_notes):
+        w(open(masking_notes).read().strip())
         w("")
     if len(carried) > carried_rows:
         w("Rows marked †: carried over from the RESULTS.md this one replaced, as above.")
