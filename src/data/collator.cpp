@@ -52,8 +52,8 @@ TrainingBatch Collator::operator()(const TrainingSet& set, const BatchIndices& i
     relevant.push_back(std::move(identities));
   }
   if (relevant.size() == indices.queries.size()) {
-    batch.positive_ids = torch::full({static_cast<int64_t>(relevant.size()), static_cast<int64_t>(most)}, -1,
-                                     torch::kLong);
+    batch.positive_ids =
+        torch::full({static_cast<int64_t>(relevant.size()), static_cast<int64_t>(most)}, -1, torch::kLong);
     auto* positives = batch.positive_ids.data_ptr<int64_t>();
     for (size_t i = 0; i < relevant.size(); ++i)
       std::copy(relevant[i].begin(), relevant[i].end(), positives + i * most);

@@ -25,26 +25,45 @@ IdentityMask IdentityMask::of(const torch::Tensor& row_positives, const torch::T
   const int64_t r = positives.size(0), p = positives.size(1), c = ids.numel();
   IdentityMask mask;
   if (r == 0 || p == 0 || c == 0) return mask;
-  // Identity -> the rows that have it among their positives (each row once).
-  std::unordered_map<int64_t, std::vector<int64_t>> rows_of;
   const int64_t* pos = positives.data_ptr<int64_t>();
-  for (int64_t i = 0; i < r; ++i) {
-    for (int64_t k = 0; k < p; ++k) {
-      const int64_t id = pos[i * p + k];
-      if (id < 0) continue;
-      auto& list = rows_of[id];
-      if (list.empty() || list.back() != i) list.push_back(i);
-    }
-  }
-  std::vector<std::pair<int64_t, int64_t>> pairs;
   const int64_t* col = ids.data_ptr<int64_t>();
-  for (int64_t j = 0; j < c; ++j) {
-    if (col[j] < 0) continue;
-    const auto it = rows_of.find(col[j]);
-    if (it == rows_of.end()) continue;
-    for (const int64_t i : it->second) {
-      if (target_stride > 0 && j == i * target_stride + target_offset) continue;
-      pairs.emplace_back(i, j);
+  std::vector<std::pair<int64_t, int64_t>> pairs;
+  auto keep = [&](int64_t i, int64_t j) {
+    if (target_stride > 0 && j == i * target_stride + target_offset) return;
+    pairs.emplace_back(i, j);
+  };
+  // A lookup table of the smaller side, the other side scanned against it:
+  // a micro-batch's rows against a bank's columns, or a bank's rows against
+  // a micro-batch's columns, cost the bank's size in lookups, not in inserts.
+  if (r * p <= c) {
+    std::unordered_map<int64_t, std::vector<int64_t>> rows_of;  // identity -> rows with it among their positives
+    for (int64_t i = 0; i < r; ++i) {
+      for (int64_t k = 0; k < p; ++k) {
+        const int64_t id = pos[i * p + k];
+        if (id < 0) continue;
+        auto& list = rows_of[id];
+        if (list.empty() || list.back() != i) list.push_back(i);
+      }
+    }
+    for (int64_t j = 0; j < c; ++j) {
+      if (col[j] < 0) continue;
+      const auto it = rows_of.find(col[j]);
+      if (it == rows_of.end()) continue;
+      for (const int64_t i : it->second) keep(i, j);
+    }
+  } else {
+    std::unordered_map<int64_t, std::vector<int64_t>> columns_of;  // identity -> columns
+    for (int64_t j = 0; j < c; ++j) {
+      if (col[j] >= 0) columns_of[col[j]].push_back(j);
+    }
+    for (int64_t i = 0; i < r; ++i) {
+      for (int64_t k = 0; k < p; ++k) {
+        const int64_t id = pos[i * p + k];
+        if (id < 0) continue;
+        const auto it = columns_of.find(id);
+        if (it == columns_of.end()) continue;
+        for (const int64_t j : it->second) keep(i, j);
+      }
     }
   }
   if (pairs.empty()) return mask;

@@ -77,9 +77,9 @@ struct Inputs {
 // the tiled loss's column orders: current passages example-major, bank
 // columns in storage order.
 struct Masks {
-  IdentityMask current;  // current rows x current passages; row r's target r * g never masked
-  IdentityMask bank;     // current rows x bank columns
-  IdentityMask banked;   // banked rows x current passages
+  IdentityMask current;                            // current rows x current passages; row r's target r * g never masked
+  IdentityMask bank;                               // current rows x bank columns
+  IdentityMask banked;                             // banked rows x current passages
   torch::Tensor bank_positives, bank_passage_ids;  // for the bank-by-bank block, when computed here
   bool on = false;
 };
@@ -301,8 +301,8 @@ BankedRows banked_rows(const Inputs& in, const InfoNCEOptions& options, const In
 // their scores against the current passages carry gradient to the passage
 // tower. Their bank-by-bank block is a constant and only enters through its
 // log-sum-exp.
-torch::Tensor banked_rows_loss(const Inputs& in, const InfoNCEOptions& options, const InfoNCEBank& bank,
-                               double inv_tau, const Masks& masks) {
+torch::Tensor banked_rows_loss(const Inputs& in, const InfoNCEOptions& options, const InfoNCEBank& bank, double inv_tau,
+                               const Masks& masks) {
   const auto banked = banked_rows(in, options, bank, inv_tau, masks);
   // [n g, m]: every current passage against every banked query. Laid out
   // passage-major so that each banked row's log-sum-exp below reduces over

@@ -84,8 +84,8 @@ void BankScoreCache::refresh_parents(int64_t first_leaf, int64_t last_leaf, int6
 // Every valid row against the slots of blocks [first_block, last_block]:
 // from `written` where a block's slots were all written by this update, else
 // multiplied here.
-void BankScoreCache::recompute_blocks(const MemoryBank& queries, const torch::Tensor& rows, const MemoryBank& passages, int64_t first_block,
-                                      int64_t last_block, const WrittenScores* written) {
+void BankScoreCache::recompute_blocks(const MemoryBank& queries, const torch::Tensor& rows, const MemoryBank& passages,
+                                      int64_t first_block, int64_t last_block, const WrittenScores* written) {
   const int64_t b = options_.block_slots(), leaves = tree_.size(0) / 2;
   const double inv_tau = 1.0 / options_.loss().temperature();
   for (int64_t block = first_block; block <= last_block; ++block) {

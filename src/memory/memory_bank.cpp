@@ -26,10 +26,10 @@ void MemoryBank::write_ids(const torch::Tensor& ids_in, int64_t n, int64_t dropp
   if (!ids_in.defined() && !ids_.defined()) return;
   torch::Tensor ids;
   if (ids_in.defined()) {
-    TORCH_CHECK(ids_in.scalar_type() == torch::kLong && ids_in.dim() >= 1 && ids_in.dim() <= 2 &&
-                    ids_in.size(0) == n + dropped,
-                "MemoryBank::enqueue: ids must be [", n + dropped, "] or [", n + dropped, ", k] int64, got ",
-                ids_in.sizes(), " ", ids_in.scalar_type());
+    TORCH_CHECK(
+        ids_in.scalar_type() == torch::kLong && ids_in.dim() >= 1 && ids_in.dim() <= 2 && ids_in.size(0) == n + dropped,
+        "MemoryBank::enqueue: ids must be [", n + dropped, "] or [", n + dropped, ", k] int64, got ", ids_in.sizes(),
+        " ", ids_in.scalar_type());
     ids = ids_in.to(torch::kCPU).reshape({n + dropped, -1}).slice(0, dropped);
   }
   const int64_t width = ids.defined() ? ids.size(1) : 0;
@@ -38,11 +38,9 @@ void MemoryBank::write_ids(const torch::Tensor& ids_in, int64_t n, int64_t dropp
     if (ids_.defined()) wider.narrow(1, 0, ids_.size(1)).copy_(ids_);
     ids_ = wider;
   }
-  for (int64_t j = 0; j < n; ++j) {
-    auto row = ids_[(head_ + j) % capacity()];
-    row.fill_(-1);
-    if (width > 0) row.narrow(0, 0, width).copy_(ids[j]);
-  }
+  const auto slots = torch::arange(head_, head_ + n, torch::kLong).remainder_(capacity());
+  ids_.index_fill_(0, slots, -1);
+  if (width > 0) ids_.narrow(1, 0, width).index_copy_(0, slots, ids.contiguous());
 }
 
 torch::Tensor MemoryBank::ids() const {

@@ -201,7 +201,7 @@ InfoNCEIds Strategy::identities(const TrainingBatch& group) const {
 }
 
 std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_direct(const TrainingBatch& group, double weight,
-                                                                       const InfoNCEIds& ids) {
+                                                                      const InfoNCEIds& ids) {
   Stopwatch watch;
   const detail::RowShards shards(group.size(), chunk_rows(), collective_->world_size());
   std::vector<Encoded> parts;
@@ -218,7 +218,7 @@ std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_direct(const Trai
 }
 
 std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_cached(const TrainingBatch& group, double weight,
-                                                                       const InfoNCEIds& ids) {
+                                                                      const InfoNCEIds& ids) {
   Stopwatch watch;
   const detail::RowShards shards(group.size(), chunk_rows(), collective_->world_size());
   const auto ranges = shards.of(collective_->rank());

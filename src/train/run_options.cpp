@@ -9,7 +9,8 @@ const OptionTable<TrainingDataOptions>& TrainingDataOptions::fields() {
   static const OptionTable<O> table = {
       option_field<O>("corpus", "BEIR corpus.jsonl", CONTACCUM_OPTION_ACCESSORS(corpus)),
       option_field<O>("queries", "BEIR queries.jsonl (training and dev queries)", CONTACCUM_OPTION_ACCESSORS(queries)),
-      option_field<O>("train_qrels", "training qrels: the examples, or with a hard_negatives file every query's relevant passages",
+      option_field<O>("train_qrels",
+                      "training qrels: the examples, or with a hard_negatives file every query's relevant passages",
                       CONTACCUM_OPTION_ACCESSORS(train_qrels)),
       option_field<O>("hard_negatives", "training examples with mined negatives, by id",
                       CONTACCUM_OPTION_ACCESSORS(hard_negatives)),

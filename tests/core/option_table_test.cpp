@@ -101,14 +101,28 @@ TEST(OptionTable, StrategyOptionsTableCoversEveryField) {
   const auto& table = StrategyOptions::fields();
   std::vector<std::string> names;
   for (const auto& f : table) names.push_back(f.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"total_batch",         "micro_batch",         "gradients",
-                                             "negatives",           "memory_size",         "query_bank",
-                                             "passage_bank",        "bank_hard_negatives", "clear_banks_after_step",
-                                             "allow_partial_batch", "bank_encoder",        "momentum",
-                                             "staleness_sample",    "precision",           "bank_dtype",
+  EXPECT_EQ(names, (std::vector<std::string>{"total_batch",
+                                             "micro_batch",
+                                             "gradients",
+                                             "negatives",
+                                             "memory_size",
+                                             "query_bank",
+                                             "passage_bank",
+                                             "bank_hard_negatives",
+                                             "clear_banks_after_step",
+                                             "allow_partial_batch",
+                                             "bank_encoder",
+                                             "momentum",
+                                             "staleness_sample",
+                                             "precision",
+                                             "bank_dtype",
                                              "mask_false_negatives",
-                                             "loss.similarity",     "loss.temperature",    "loss.tiled",
-                                             "loss.tile_rows",      "loss.tile_columns",   "loss.return_scores"}));
+                                             "loss.similarity",
+                                             "loss.temperature",
+                                             "loss.tiled",
+                                             "loss.tile_rows",
+                                             "loss.tile_columns",
+                                             "loss.return_scores"}));
   auto o = StrategyOptions::contaccum(8, 2, 4);
   for (const auto& f : table) {
     auto copy = o;

@@ -87,7 +87,8 @@ TEST(PassageIdentities, TheCollatorWritesIdentitiesAndEveryRelevantPassage) {
   const auto set = set_with_duplicates();
   TrainingSampler sampler(set, SamplerOptions(4).hard_negatives(1).seed(3).shuffle(false));
   const auto indices = sampler.next();
-  const auto batch = Collator(char_token_ids, CollatorOptions().query_max_length(8).passage_max_length(12))(*set, indices);
+  const auto batch =
+      Collator(char_token_ids, CollatorOptions().query_max_length(8).passage_max_length(12))(*set, indices);
   ASSERT_TRUE(batch.passage_ids.defined() && batch.positive_ids.defined());
   // Passage rows 6 and 7 are passages 2 and 3.
   const auto ids = batch.passage_identities();

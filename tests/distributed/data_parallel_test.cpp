@@ -180,7 +180,9 @@ void expect_ranks_equal_one_process(int64_t world, bool colliding) {
   }
 }
 
-TEST_P(DataParallel, EveryStrategyEqualsOneProcessWithMicroBatchWTimesN) { expect_ranks_equal_one_process(GetParam(), false); }
+TEST_P(DataParallel, EveryStrategyEqualsOneProcessWithMicroBatchWTimesN) {
+  expect_ranks_equal_one_process(GetParam(), false);
+}
 
 // The same with false negatives everywhere: the ranks mask the columns the
 // one process masks (identities travel with the global batch every rank

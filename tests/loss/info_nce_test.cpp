@@ -63,8 +63,7 @@ Oracle oracle(const torch::Tensor& q, const torch::Tensor& p, const torch::Tenso
   for (int64_t i = 0; i < n; ++i)
     for (int64_t k = 1; k < g; ++k) cols.push_back({P.row(i * g + k).transpose(), i * g + k, false, -1, false});
   for (int64_t j = 0; j < m; ++j)
-    for (int64_t k = 1; k < gb; ++k)
-      cols.push_back({BP.row(j * gb + k).transpose(), -1, true, j, false, j * gb + k});
+    for (int64_t k = 1; k < gb; ++k) cols.push_back({BP.row(j * gb + k).transpose(), -1, true, j, false, j * gb + k});
 
   const int64_t R = n + mq, C = static_cast<int64_t>(cols.size());
   auto sim = [&](const Vec& a, const Vec& b) { return cosine ? a.dot(b) / (a.norm() * b.norm()) : a.dot(b); };
@@ -543,7 +542,9 @@ TEST_P(InfoNCEMaskedOracle, MaskedLossAndGradientsMatchClosedForm) {
       // Every kind of collision occurred (the draws are seeded).
       EXPECT_GT(result.masked.in_batch + result.masked.hard_negative, 0);
       EXPECT_GT(result.masked.bank, 0);
-      if (mc.query_bank) EXPECT_GT(result.masked.banked_query, 0);
+      if (mc.query_bank) {
+        EXPECT_GT(result.masked.banked_query, 0);
+      }
       if (name == "untiled") {
         first = result.masked;
       } else {
@@ -559,9 +560,8 @@ TEST_P(InfoNCEMaskedOracle, MaskedLossAndGradientsMatchClosedForm) {
       // The banked rows' bank-by-bank log-sum-exp, given masked, is the one
       // computed inside.
       InfoNCEBank given = bank;
-      given.row_logsumexp =
-          bank_row_logsumexp(bank.queries, bank.passages, options, 2, 3,
-                             IdentityMask::of(c.bank_positive_ids, c.bank_passage_ids, gb, 0));
+      given.row_logsumexp = bank_row_logsumexp(bank.queries, bank.passages, options, 2, 3,
+                                               IdentityMask::of(c.bank_positive_ids, c.bank_passage_ids, gb, 0));
       EXPECT_NEAR(info_nce(q, p, options, given, c.ids).loss.item<double>(), want.loss, 1e-12 * std::abs(want.loss));
     }
   }
@@ -620,6 +620,38 @@ TEST(IdentityMask, KeepsEachRowsTargetAndFindsEveryOtherPositive) {
   EXPECT_TRUE(torch::isinf(tile[0][0]).item<bool>() && torch::isinf(tile[0][1]).item<bool>());
   EXPECT_TRUE(torch::isinf(tile[1][0]).item<bool>());
   EXPECT_EQ(torch::isinf(tile).sum().item<int64_t>(), 3);
+}
+
+}  // namespace
+}  // namespace contaccum
+
+namespace contaccum {
+namespace {
+
+// A row whose whole first column tile is masked: its running maximum is
+// still -inf after that tile. The tiled loss must stay finite and equal the
+// untiled one.
+TEST(InfoNCEMasked, ARowWhoseFirstTileIsAllMaskedStaysFinite) {
+  torch::manual_seed(7200);
+  auto q = torch::randn({6, 4}, torch::kDouble).requires_grad_(true);
+  auto p = torch::randn({6, 4}, torch::kDouble).requires_grad_(true);
+  // Passages 0 and 1 are one passage (5), row 2's second positive.
+  const InfoNCEIds ids{torch::tensor({5, 5, 7, 8, 9, 10}, torch::kLong),
+                       torch::tensor({{5, -1}, {5, -1}, {7, 5}, {8, -1}, {9, -1}, {10, -1}}, torch::kLong)};
+  auto loss_and_grads = [&](const InfoNCEOptions& options) {
+    q.mutable_grad() = torch::Tensor();
+    p.mutable_grad() = torch::Tensor();
+    const auto r = info_nce(q, p, options, {}, ids);
+    r.loss.backward();
+    return std::make_tuple(r.loss.item<double>(), q.grad().clone(), p.grad().clone(), r.masked.total());
+  };
+  const auto [want, wq, wp, wm] = loss_and_grads(InfoNCEOptions().tiled(false));
+  const auto [got, gq, gp, gm] = loss_and_grads(InfoNCEOptions().tile_rows(2).tile_columns(2));
+  EXPECT_EQ(wm, 4);  // rows 0 and 1 see each other's positive; row 2 both
+  ASSERT_TRUE(std::isfinite(got));
+  EXPECT_NEAR(got, want, 1e-12 * std::abs(want));
+  EXPECT_TRUE(torch::allclose(gq, wq, 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(gp, wp, 1e-12, 1e-12));
 }
 
 }  // namespace

@@ -30,6 +30,7 @@ struct PyCase {
   int64_t total, micro, memory;
   bool cosine;
   double temperature;
+  bool mask = true;
   friend void PrintTo(const PyCase& c, std::ostream* os) { *os << c.name; }
 };
 
@@ -56,14 +57,29 @@ TEST_P(PythonReference, ContAccumLossesAndWeightsMatch) {
                         {"hard_negatives", h},
                         {"temperature", c.temperature},
                         {"cosine", c.cosine},
-                        {"lr", lr}};
+                        {"lr", lr},
+                        {"mask_false_negatives", c.mask}};
   for (const auto& kv : model->named_parameters()) {
     manifest["parameters"][kv.key()] = write_tensor(dir, kv.key(), kv.value().detach());
   }
   std::vector<TrainingBatch> batches;
   for (int64_t s = 0; s < steps; ++s) {
     batches.push_back(test::random_batch(c.total, h));
-    const auto& b = batches.back();
+    auto& b = batches.back();
+    // False negatives of every kind, by identical token rows (the identity
+    // of a batch without ids): example 1's hard negative is example 0's
+    // positive, and from the second step on example 2's positive and example
+    // 3's hard negative repeat the previous step's example 4's positive (in
+    // the banks by then).
+    auto copy_row = [](EncoderInput& to, int64_t row, const EncoderInput& from, int64_t source) {
+      to.input_ids[row].copy_(from.input_ids[source]);
+      to.attention_mask[row].copy_(from.attention_mask[source]);
+    };
+    copy_row(b.passages, 1 * (1 + h) + 1, b.passages, 0);
+    if (s > 0) {
+      copy_row(b.passages, 2 * (1 + h), batches[s - 1].passages, 4 * (1 + h));
+      copy_row(b.passages, 3 * (1 + h) + 1, batches[s - 1].passages, 4 * (1 + h));
+    }
     const auto tag = "step" + std::to_string(s);
     manifest["batches"].push_back({{"q_ids", write_tensor(dir, tag + "_q_ids", b.queries.input_ids)},
                                    {"q_mask", write_tensor(dir, tag + "_q_mask", b.queries.attention_mask)},
@@ -82,15 +98,22 @@ TEST_P(PythonReference, ContAccumLossesAndWeightsMatch) {
       StrategyOptions::contaccum(c.total, c.micro, c.memory)
           .loss(
               InfoNCEOptions().similarity(c.cosine ? Similarity::Cosine : Similarity::Dot).temperature(c.temperature));
-  Strategy strategy(model, options);
+  Strategy strategy(model, StrategyOptions(options).mask_false_negatives(c.mask));
   torch::optim::SGD optimizer(model->parameters(), lr);
+  MaskedColumns masked;
   ASSERT_EQ(result["losses"].size(), static_cast<size_t>(steps));
   for (int64_t s = 0; s < steps; ++s) {
     optimizer.zero_grad();
     const auto stats = strategy.compute_gradients(batches[s]);
+    masked += stats.masked;
     optimizer.step();
     const double want = result["losses"][s].get<double>();
     EXPECT_NEAR(stats.loss, want, 1e-10 * std::abs(want)) << "step " << s;
+  }
+  if (c.mask) {
+    EXPECT_GT(masked.hard_negative, 0);
+    EXPECT_GT(masked.bank, 0);
+    EXPECT_GT(masked.banked_query, 0);
   }
   for (const auto& kv : model->named_parameters()) {
     const auto want = torch::tensor(result["parameters"][kv.key()].get<std::vector<double>>(), torch::kDouble);
@@ -102,7 +125,8 @@ TEST_P(PythonReference, ContAccumLossesAndWeightsMatch) {
 
 INSTANTIATE_TEST_SUITE_P(Configurations, PythonReference,
                          ::testing::Values(PyCase{"DotWrapsWithinStep", 8, 2, 6, false, 1.0},
-                                           PyCase{"CosineSpansSteps", 12, 4, 20, true, 0.1}),
+                                           PyCase{"CosineSpansSteps", 12, 4, 20, true, 0.1},
+                                           PyCase{"CosineSpansStepsUnmasked", 12, 4, 20, true, 0.1, false}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -68,7 +68,7 @@ class TrainingSet {
   std::shared_ptr<const TextTable> queries_, passages_;
   std::vector<int64_t> queries_of_;
   Lists positives_, hard_, other_;
-  std::vector<int64_t> identity_;                                   // per passage row
+  std::vector<int64_t> identity_;  // per passage row
   // Query row -> passage rows relevant to it: every example's positives of
   // that query, and those added with add_relevant.
   std::unordered_map<int64_t, std::vector<int64_t>> relevant_;

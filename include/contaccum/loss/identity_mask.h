@@ -26,8 +26,8 @@ class IdentityMask {
   /// positive; a banked query against the passage bank: its banked
   /// positive), is never masked; with `target_stride == 0` no column is a
   /// target. Both tensors are read on the CPU.
-  static IdentityMask of(const torch::Tensor& row_positives, const torch::Tensor& column_ids,
-                         int64_t target_stride = 0, int64_t target_offset = 0);
+  static IdentityMask of(const torch::Tensor& row_positives, const torch::Tensor& column_ids, int64_t target_stride = 0,
+                         int64_t target_offset = 0);
 
   /// A mask of the given pairs (`[k]` int64 each, on the CPU), which must be
   /// sorted by row then column (as `rows()` and `columns()` are).

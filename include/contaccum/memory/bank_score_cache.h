@@ -117,8 +117,8 @@ class BankScoreCache {
                   int64_t first_slot, int64_t count, int64_t size_before) const;
   void assemble_written(const InfoNCEBankScores& scores, int64_t group, int64_t first_slot, int64_t count,
                         int64_t size_before);
-  void recompute_blocks(const MemoryBank& queries, const torch::Tensor& rows, const MemoryBank& passages, int64_t first_block, int64_t last_block,
-                        const WrittenScores* written);
+  void recompute_blocks(const MemoryBank& queries, const torch::Tensor& rows, const MemoryBank& passages,
+                        int64_t first_block, int64_t last_block, const WrittenScores* written);
   void recompute_rows(const MemoryBank& queries, const MemoryBank& passages, int64_t begin, int64_t end,
                       const WrittenScores* written);
   void refresh_parents(int64_t first_leaf, int64_t last_leaf, int64_t begin, int64_t end);

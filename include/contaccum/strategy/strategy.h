@@ -339,8 +339,7 @@ class Strategy {
   // Writes the group's representations into the banks (tagged with the
   // step count), updates the score cache from the loss's `scores` of them
   // where it can, and keeps the staleness sample's inputs.
-  void enqueue(const Encoded& reps, const TrainingBatch& group, const InfoNCEBankScores& scores,
-               const InfoNCEIds& ids);
+  void enqueue(const Encoded& reps, const TrainingBatch& group, const InfoNCEBankScores& scores, const InfoNCEIds& ids);
   // The group encoded for the banks by the momentum encoder, replaying the
   // random state `before` the group's first encoding.
   Encoded encode_for_banks(const TrainingBatch& group, const RngState& before);
