@@ -180,6 +180,7 @@ void MemoryBank::load(torch::serialize::InputArchive& archive, const torch::Devi
   TORCH_CHECK(rows >= 0 && rows <= capacity(), "MemoryBank::load: saved size ", rows, " is not in [0, ", capacity(),
               "]");
   clear();
+  ids_ = torch::Tensor();  // the checkpoint's, if it has any (below)
   torch::Tensor contents;
   if (archive.try_read("head", head)) {
     TORCH_CHECK(head.numel() == 1, "MemoryBank::load: head must be a scalar");
@@ -213,7 +214,6 @@ void MemoryBank::load(torch::serialize::InputArchive& archive, const torch::Devi
       const auto t = tags.contiguous();
       std::copy(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + rows, tags_.begin());
     }
-    ids_ = torch::Tensor();
     torch::Tensor ids;
     if (archive.try_read("ids", ids)) {
       TORCH_CHECK(ids.dim() == 2 && ids.size(0) == rows && ids.scalar_type() == torch::kLong,
