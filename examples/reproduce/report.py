@@ -42,6 +42,7 @@ NAMES = {
     "contaccum-8x16-m8192-staleness": "ContAccum 8 x 16, memory 8192 (staleness measured)",
     "contaccum-8x16-m1024-momentum-0.9": "ContAccum 8 x 16, memory 1024, momentum bank encoder 0.9",
     "contaccum-8x16-m1024-momentum-0.99": "ContAccum 8 x 16, memory 1024, momentum bank encoder 0.99",
+    "contaccum-8x16-m1024-bank-bf16": "ContAccum 8 x 16, memory 1024, banks stored in bf16",
     "contaccum-8x16-m1024-masked": "ContAccum 8 x 16, memory 1024, false negatives masked",
     "contaccum-8x16-m4096-masked": "ContAccum 8 x 16, memory 4096, false negatives masked",
     "contaccum-8x16-m8192-masked": "ContAccum 8 x 16, memory 8192, false negatives masked",

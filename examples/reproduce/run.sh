@@ -6,7 +6,7 @@
 #
 # Usage: bash examples/reproduce/run.sh
 # Environment: SEEDS (default "1 2 3"), JOBS (runs at once, default 2: each
-# run uses one thread), METHODS (default: every methods/*.set), EXTRA_CONFIGS
+# run uses one thread), METHODS (default: every methods/*.set; empty for none), EXTRA_CONFIGS
 # (runs beyond the comparison: tuning and diagnostics, default: every
 # extra/*.set; empty for none), EXTRA_SEEDS (default "1"), STALENESS (the
 # bank staleness study: every staleness/*.set by default; empty for none),
@@ -32,7 +32,7 @@ seeds=${SEEDS:-1 2 3}
 jobs=${JOBS:-2}
 out=${OUT:-build/reproduce}
 data=${DATA:-$(cd "$root/.." && pwd)/shared/data/debpkg}
-methods=${METHODS:-$(cd "$here/methods" && ls *.set | sed 's/\.set$//' | tr '\n' ' ')}
+methods=${METHODS-$(cd "$here/methods" && ls *.set | sed 's/\.set$//' | tr '\n' ' ')}
 extra_configs=${EXTRA_CONFIGS-$(cd "$here/extra" && ls *.set | sed 's/\.set$//' | tr '\n' ' ')}
 extra_seeds=${EXTRA_SEEDS:-1}
 staleness=${STALENESS-$(cd "$here/staleness" && ls *.set | sed 's/\.set$//' | tr '\n' ' ')}
