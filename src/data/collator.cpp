@@ -51,14 +51,13 @@ TrainingBatch Collator::operator()(const TrainingSet& set, const BatchIndices& i
     most = std::max(most, identities.size());
     relevant.push_back(std::move(identities));
   }
+  // (Hand-made indices without examples: each query's positive, the default.)
   if (relevant.size() == indices.queries.size()) {
     batch.positive_ids =
         torch::full({static_cast<int64_t>(relevant.size()), static_cast<int64_t>(most)}, -1, torch::kLong);
     auto* positives = batch.positive_ids.data_ptr<int64_t>();
     for (size_t i = 0; i < relevant.size(); ++i)
       std::copy(relevant[i].begin(), relevant[i].end(), positives + i * most);
-  } else {
-    batch.positive_ids = torch::Tensor();  // hand-made indices without examples: each query's positive
   }
   if (options_.pin_memory()) {
     batch.queries = batch.queries.pin_memory();

@@ -121,11 +121,4 @@ void IdentityMask::apply(torch::Tensor& block, int64_t row0, int64_t column0, bo
   }
 }
 
-torch::Tensor IdentityMask::applied(const torch::Tensor& block) const {
-  if (empty()) return block;
-  const auto device = block.device();
-  return block.index_put({rows_.to(device), columns_.to(device)},
-                         torch::full({}, -std::numeric_limits<double>::infinity(), block.options()));
-}
-
 }  // namespace contaccum

@@ -81,8 +81,15 @@ struct Masks {
   IdentityMask bank;                               // current rows x bank columns
   IdentityMask banked;                             // banked rows x current passages
   torch::Tensor bank_positives, bank_passage_ids;  // for the bank-by-bank block, when computed here
-  bool on = false;
 };
+
+// `scores` with -inf at (rows[k], columns[k]), out of place (autograd
+// tracks it: those entries get no gradient).
+torch::Tensor minus_infinity_at(const torch::Tensor& scores, const torch::Tensor& rows, const torch::Tensor& columns) {
+  const auto device = scores.device();
+  return scores.index_put({rows.to(device), columns.to(device)},
+                          torch::full({}, -std::numeric_limits<double>::infinity(), scores.options()));
+}
 
 torch::Tensor checked_ids(const torch::Tensor& ids, int64_t numel, const char* name) {
   TORCH_CHECK(ids.scalar_type() == torch::kLong, "info_nce: ", name, " must be int64, got ", ids.scalar_type());
@@ -164,7 +171,6 @@ Inputs checked_inputs(const torch::Tensor& queries, const torch::Tensor& passage
 Masks false_negatives(const Inputs& in, const InfoNCEBank& bank, const InfoNCEIds& ids) {
   Masks masks;
   if (!ids.defined()) return masks;
-  masks.on = true;
   const int64_t g = in.passages.size(1);
   const auto passage_ids = checked_ids(ids.passages, in.n * g, "ids.passages");
   const auto positives = checked_positives(ids.positives, in.n, "ids.positives");
@@ -255,9 +261,7 @@ torch::Tensor current_scores(const torch::Tensor& q, const Inputs& in, const Inf
     rows.push_back(masks.bank.rows());
     columns.push_back(layout(masks.bank.columns(), g_b, n, n + m_p + n * (g - 1)));
   }
-  const auto device = scores.device();
-  return scores.index_put({torch::cat(rows).to(device), torch::cat(columns).to(device)},
-                          torch::full({}, -std::numeric_limits<double>::infinity(), scores.options()));
+  return minus_infinity_at(scores, torch::cat(rows), torch::cat(columns));
 }
 
 // What the loss needs of the banked query rows besides their scores against
@@ -311,11 +315,7 @@ torch::Tensor banked_rows_loss(const Inputs& in, const InfoNCEOptions& options, 
   auto current_passages = in.passages.reshape({in.n * in.passages.size(1), in.d});
   if (in.cosine) current_passages = normalised(current_passages, in.cosine);
   auto current = torch::matmul(current_passages, banked.rows.t()) * inv_tau;
-  if (!masks.banked.empty()) {
-    const auto device = current.device();
-    current = current.index_put({masks.banked.columns().to(device), masks.banked.rows().to(device)},
-                                torch::full({}, -std::numeric_limits<double>::infinity(), current.options()));
-  }
+  if (!masks.banked.empty()) current = minus_infinity_at(current, masks.banked.columns(), masks.banked.rows());
   auto lse = torch::logsumexp(torch::cat({current, banked.bank_lse.unsqueeze(0)}, 0), 0);
   return (lse - banked.target_score).sum();
 }

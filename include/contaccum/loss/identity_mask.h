@@ -45,8 +45,6 @@ class IdentityMask {
   /// block.size(1))` of the masked matrix (in place; a tile of a larger
   /// block). With `transposed`, `block` is laid out `[columns, rows]`.
   void apply(torch::Tensor& block, int64_t row0 = 0, int64_t column0 = 0, bool transposed = false) const;
-  /// The same, out of place (for tensors that autograd tracks).
-  torch::Tensor applied(const torch::Tensor& block) const;
 
  private:
   torch::Tensor rows_, columns_;
