@@ -100,16 +100,6 @@ TEST(FalseNegatives, BanksAndTheScoreCacheMaskWhatTheLossWould) {
   EXPECT_GT((unmasked - want).abs().max().item<double>(), 1e-6) << "the mask changes the cached values";
 }
 
-void through_archive(const Strategy& from, Strategy& into) {
-  torch::serialize::OutputArchive out;
-  from.save(out);
-  std::stringstream buffer;
-  out.save_to(buffer);
-  torch::serialize::InputArchive in;
-  in.load_from(buffer);
-  into.load(in);
-}
-
 TEST(FalseNegatives, AResumedRunMasksAndContinuesBitForBit) {
   torch::manual_seed(64);
   const auto batches = colliding_batches(6, 8, 1, 10);
@@ -119,7 +109,8 @@ TEST(FalseNegatives, AResumedRunMasksAndContinuesBitForBit) {
   Strategy straight(model, options);
   for (size_t s = 0; s < 4; ++s) test::step(straight, batches[s]);
   Strategy resumed(model, options);
-  through_archive(straight, resumed);
+  auto archive = test::through_bytes(straight);
+  resumed.load(archive);
   EXPECT_TRUE(torch::equal(resumed.passage_bank().ids(), straight.passage_bank().ids()));
   EXPECT_TRUE(torch::equal(resumed.query_bank().ids(), straight.query_bank().ids()));
   for (size_t s = 4; s < batches.size(); ++s) {
