@@ -29,6 +29,8 @@ const OptionTable<DistributedOptions>& DistributedOptions::fields() {
                       CONTACCUM_OPTION_ACCESSORS(timeout_seconds), noted(greater_than(0), "seconds"), false),
       option_field<O>("bucket_bytes", "bytes per gradient all-reduce bucket", CONTACCUM_OPTION_ACCESSORS(bucket_bytes),
                       greater_than(0), false),
+      option_field<O>("sparse_rows", "sum gradients without the rows that are zero on every rank",
+                      CONTACCUM_OPTION_ACCESSORS(sparse_rows), {}, false),
   };
   return table;
 }

@@ -2,6 +2,8 @@
 
 #include "contaccum/core/error_text.h"
 
+#include "sparse_rows.h"
+
 #include <c10/util/Exception.h>
 
 #include <chrono>
@@ -31,26 +33,31 @@ torch::Tensor ProcessGroupCollective::all_gather(const torch::Tensor& tensor) {
   return torch::cat(output[0]);
 }
 
+void ProcessGroupCollective::all_reduce_one(torch::Tensor& tensor) {
+  std::vector<torch::Tensor> one = {tensor};
+  traffic_.all_reduce_bytes += tensor.numel() * static_cast<int64_t>(tensor.element_size());
+  ++traffic_.all_reduce_calls;
+  wait(group_->allreduce(one), "all_reduce_sum");
+}
+
 void ProcessGroupCollective::all_reduce_bucket(std::vector<torch::Tensor>& tensors, size_t begin, size_t end) {
   if (end - begin == 1 && tensors[begin].is_contiguous()) {
-    std::vector<torch::Tensor> one = {tensors[begin]};
-    wait(group_->allreduce(one), "all_reduce_sum");
+    all_reduce_one(tensors[begin]);
     return;
   }
   std::vector<torch::Tensor> flat_parts;
   for (size_t i = begin; i < end; ++i) flat_parts.push_back(tensors[i].reshape({-1}));
-  std::vector<torch::Tensor> flat = {torch::cat(flat_parts)};
-  wait(group_->allreduce(flat), "all_reduce_sum");
+  auto flat = torch::cat(flat_parts);
+  all_reduce_one(flat);
   int64_t offset = 0;
   for (size_t i = begin; i < end; ++i) {
     const int64_t n = tensors[i].numel();
-    tensors[i].copy_(flat[0].slice(0, offset, offset + n).view_as(tensors[i]));
+    tensors[i].copy_(flat.slice(0, offset, offset + n).view_as(tensors[i]));
     offset += n;
   }
 }
 
-void ProcessGroupCollective::all_reduce_sum(std::vector<torch::Tensor>& tensors) {
-  for (const auto& t : tensors) TORCH_CHECK(t.defined(), "Collective::all_reduce_sum: a tensor is undefined");
+void ProcessGroupCollective::all_reduce_buckets(std::vector<torch::Tensor>& tensors) {
   // Buckets of consecutive tensors of one dtype and device, at most
   // bucket_bytes each (a larger tensor is a bucket of its own).
   size_t begin = 0;
@@ -67,6 +74,62 @@ void ProcessGroupCollective::all_reduce_sum(std::vector<torch::Tensor>& tensors)
     all_reduce_bucket(tensors, begin, end);
     begin = end;
   }
+}
+
+void ProcessGroupCollective::all_reduce_sum(std::vector<torch::Tensor>& tensors) {
+  for (const auto& t : tensors) TORCH_CHECK(t.defined(), "Collective::all_reduce_sum: a tensor is undefined");
+  std::vector<size_t> candidates;
+  int64_t rows = 0;
+  if (options_.sparse_rows()) {
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      if (!detail::sparse_rows_candidate(tensors[i])) continue;
+      candidates.push_back(i);
+      rows += tensors[i].size(0);
+    }
+  }
+  if (candidates.empty()) {
+    all_reduce_buckets(tensors);
+    return;
+  }
+  // One flag per row of every candidate, summed over the ranks first: then
+  // every rank knows the rows some rank has nonzero, the same on all.
+  auto flags = torch::empty({rows}, torch::kFloat);
+  int64_t offset = 0;
+  for (const auto i : candidates) {
+    detail::flag_nonzero_rows(tensors[i], flags.data_ptr<float>() + offset);
+    offset += tensors[i].size(0);
+  }
+  all_reduce_one(flags);
+  // Each candidate sends its rows some rank has nonzero, or itself whole
+  // when more than half are.
+  struct RowsSent {
+    size_t tensor, position;
+    torch::Tensor index;
+  };
+  std::vector<torch::Tensor> sent;
+  std::vector<RowsSent> by_rows;
+  size_t next = 0;
+  offset = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (next == candidates.size() || candidates[next] != i) {
+      sent.push_back(tensors[i]);
+      continue;
+    }
+    ++next;
+    const int64_t n = tensors[i].size(0);
+    const auto index = flags.slice(0, offset, offset + n).nonzero().view({-1});
+    offset += n;
+    if (2 * index.size(0) > n) {
+      sent.push_back(tensors[i]);
+    } else if (index.size(0) > 0) {
+      by_rows.push_back({i, sent.size(), index});
+      sent.push_back(tensors[i].index_select(0, index));
+    }
+  }
+  all_reduce_buckets(sent);
+  // The rows sent come back summed; the others are +0.0 on every rank, their
+  // own sum.
+  for (const auto& r : by_rows) tensors[r.tensor].index_copy_(0, r.index, sent[r.position]);
 }
 
 void ProcessGroupCollective::broadcast(torch::Tensor& tensor, int64_t root) {

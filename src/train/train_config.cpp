@@ -92,6 +92,7 @@ OptionTable<Config> config_fields() {
       false));
   t.push_back(key("distributed.backend", &Config::distributed, DistributedOptions::fields(), "backend"));
   t.push_back(key("distributed.timeout", &Config::distributed, DistributedOptions::fields(), "timeout"));
+  t.push_back(key("distributed.sparse_rows", &Config::distributed, DistributedOptions::fields(), "sparse_rows"));
   for (const char* name : {"log_every", "eval_every", "eval_metric"}) {
     t.push_back(key(name, &Config::trainer, trainer, name));
   }

@@ -9,6 +9,17 @@
 
 namespace contaccum {
 
+/// Payload bytes this process has passed to collectives so far (what a
+/// backend moves is a multiple of it: a ring all-reduce sends each rank
+/// `2 (W-1)/W` times its bytes).
+struct CollectiveTraffic {
+  /// Bytes of the tensors summed by `all_reduce_sum`, as sent (with
+  /// `DistributedOptions::sparse_rows`, the rows sent and the row flags).
+  int64_t all_reduce_bytes = 0;
+  /// Calls of the backend's all-reduce.
+  int64_t all_reduce_calls = 0;
+};
+
 /// The collectives data-parallel training needs, behind one interface, so
 /// the trainer and the engine are written once for any number of processes.
 /// `LocalCollective` (one process, the default) implements it at no cost; a
@@ -32,6 +43,9 @@ class Collective {
   virtual void broadcast(torch::Tensor& tensor, int64_t root = 0) = 0;
   /// Returns once every rank has called it.
   virtual void barrier() = 0;
+  /// What this process has sent so far; zeros where nothing is counted (one
+  /// process).
+  virtual CollectiveTraffic traffic() const { return {}; }
 };
 
 /// One process: rank 0 of 1. `all_gather` returns its input (no copy),

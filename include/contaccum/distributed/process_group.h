@@ -29,6 +29,15 @@ struct DistributedOptions {
   /// all-reduce per bucket, not one per tensor). Must be > 0. Default: 25 MiB
   /// (PyTorch DDP's).
   TORCH_ARG(int64_t, bucket_bytes) = int64_t{25} << 20;
+  /// A CPU gradient of 2 or more dimensions and at least 64 rows is summed
+  /// without the rows that are zero on every rank: the ranks first sum one
+  /// flag per row, then only the rows some rank has nonzero travel (an
+  /// embedding table's rows of the tokens no rank saw this step are zero on
+  /// all of them). The sums are those of the whole tensors, bit for bit at 2
+  /// ranks (at more, Gloo's ring may add a row's terms in another order).
+  /// A tensor more than half of whose rows are nonzero somewhere goes whole.
+  /// Default: true.
+  TORCH_ARG(bool, sparse_rows) = true;
 
  public:
   /// Every field above, declared once (`OptionTable`).
