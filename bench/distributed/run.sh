@@ -62,8 +62,9 @@ steps = [json.loads(l) for l in open(metrics)][4:]
 total = statistics.median(s["seconds"]["total"] for s in steps)
 gather = statistics.median(s["seconds"]["gather"] for s in steps)
 reduce = statistics.median(s["seconds"]["reduce"] for s in steps)
+reduce_bytes = statistics.median(s.get("reduce_bytes", 0) for s in steps)
 print(json.dumps({"strategy": strategy, "ranks": world, "step_seconds": total,
-                  "examples_per_second": 64 / total, "gather_seconds": gather, "reduce_seconds": reduce,
+                  "examples_per_second": 64 / total, "gather_seconds": gather, "reduce_seconds": reduce, "reduce_bytes": reduce_bytes,
                   "collective_share": (gather + reduce) / total, "peak_rss_mb": result["peak_rss_mb"],
                   "timed_steps": len(steps), "parameters": result["parameters"],
                   "total_batch": 64, "micro_batch": 8, "memory_size": 256, "dim": 128,

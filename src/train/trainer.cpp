@@ -218,6 +218,7 @@ StepRecord Trainer::run_step(BatchLoader& loader, const LinearSchedule& schedule
   record.loss_scale = done.loss_scale;
   record.overflow = done.overflow;
   record.reduce_seconds = done.reduce_seconds;
+  record.reduce_bytes = done.reduce_bytes;
   record.optimizer_seconds = done.optimizer_seconds;
   state_.skipped_steps = step_->skipped_steps();
   state_.consecutive_skips = step_->consecutive_skips();

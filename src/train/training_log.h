@@ -186,6 +186,7 @@ inline nlohmann::json step_json(const StepRecord& r) {
       {"query_bank_fill", r.stats.query_bank_fill},
       {"passage_bank_fill", r.stats.passage_bank_fill},
       {"examples_per_second", number(r.examples_per_second)},
+      {"reduce_bytes", r.reduce_bytes},
       {"seconds",
        {{"data", r.data_seconds},
         {"encode", r.stats.encode_seconds},

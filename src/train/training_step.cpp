@@ -132,6 +132,7 @@ int TrainingStep::reduce_gradients(TrainingStepResult& result) {
   const int mine = stop_signal();
   if (collective_->world_size() == 1) return mine;
   const Stopwatch watch;
+  const int64_t bytes_before = collective_->traffic().all_reduce_bytes;
   std::vector<torch::Tensor> grads;
   for (const auto& p : model_->parameters()) {
     if (p.grad().defined()) grads.push_back(p.grad());
@@ -153,6 +154,7 @@ int TrainingStep::reduce_gradients(TrainingStepResult& result) {
     if (received[i].item<double>() > 0.0) agreed = kSignals[i];
   }
   result.reduce_seconds = watch.seconds();
+  result.reduce_bytes = collective_->traffic().all_reduce_bytes - bytes_before;
   return agreed;
 }
 

@@ -110,6 +110,9 @@ TEST_F(LauncherTest, TwoWorkersGiveTheLossesOfOneProcessWithTwiceTheMicroBatch) 
   ASSERT_EQ(got.size(), 20u);
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * want[i]) << "step " << i + 1;
+  // What each rank sent to sum the gradients is in metrics.jsonl.
+  for (const auto& line : test::read_jsonl((one / "metrics.jsonl").string())) EXPECT_EQ(line["reduce_bytes"], 0);
+  for (const auto& line : test::read_jsonl((two / "metrics.jsonl").string())) EXPECT_GT(line["reduce_bytes"], 0);
   // The sharded dev evaluation scores the same model the same way.
   const auto eval_one = nlohmann::json::parse(test::slurp(one / "eval.json"));
   const auto eval_two = nlohmann::json::parse(test::slurp(two / "eval.json"));

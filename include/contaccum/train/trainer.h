@@ -163,8 +163,10 @@ struct StepRecord {
   /// whole step.
   double data_seconds = 0.0;
   double optimizer_seconds = 0.0;
-  /// Seconds summing the gradients over the ranks (0 in one process).
+  /// Seconds summing the gradients over the ranks, and the bytes this rank
+  /// sent for it (0 in one process).
   double reduce_seconds = 0.0;
+  int64_t reduce_bytes = 0;
   double step_seconds = 0.0;
   /// Training examples per second of this step.
   double examples_per_second = 0.0;

@@ -75,6 +75,10 @@ struct TrainingStepResult {
   /// clipping plus the optimizer step.
   double reduce_seconds = 0.0;
   double optimizer_seconds = 0.0;
+  /// Bytes this rank passed to the all-reduce (`CollectiveTraffic`; with
+  /// `DistributedOptions::sparse_rows` the rows sent and their flags); 0 in
+  /// one process.
+  int64_t reduce_bytes = 0;
   /// The stop signal (`stop_signals.h`) every rank agreed to end with after
   /// this step (each rank's own if it got one, else the first another got);
   /// 0: none. Agreed in the gradient all-reduce, no extra collective.
