@@ -5,56 +5,83 @@ Replaces what lies between the markers <!-- scaling:begin --> and
 <!-- scaling:end --> in DOC.md.
 """
 import json
+import statistics
 import sys
 
 results_path, doc_path = sys.argv[1], sys.argv[2]
 rows = [json.loads(line) for line in open(results_path) if line.strip()]
-by = {(r["strategy"], r["ranks"]): r for r in rows}
-strategies = list(dict.fromkeys(r["strategy"] for r in rows))
-ranks = sorted({r["ranks"] for r in rows})
-first = rows[0]
+runs = [r for r in rows if r.get("kind", "run") == "run"]
+pairs = [r for r in rows if r.get("kind") == "independent_pair"]
+strategies = list(dict.fromkeys(r["strategy"] for r in runs))
+ranks = sorted({r["ranks"] for r in runs})
+rounds = sorted({r.get("round", 1) for r in runs})
+by = {(r["strategy"], r["ranks"], r.get("round", 1)): r for r in runs}
+first = runs[0]
 params = first.get("parameters", 0)
 total, dim, group = first["total_batch"], first["dim"], first["group"]
+
+
+def step(s, w):
+    """Median over the rounds of a configuration's median step."""
+    return statistics.median(by[(s, w, k)]["step_seconds"] for k in rounds)
+
+
+def mean_of(s, w, key):
+    return statistics.median(by[(s, w, k)][key] for k in rounds)
+
 
 out = []
 out.append(f"Measured by `bash bench/distributed/run.sh` ({first['machine']}; each rank 1 thread; "
            f"a 2-layer BERT, 128 wide, {params:,} parameters in both towers; total batch {total}, micro-batch "
            f"{first['micro_batch']} per rank, {group - 1} hard negative(s), banks of {first['memory_size']}; "
-           f"medians of {first['timed_steps']} steps after 4 untimed).")
+           f"each run's median of {first['timed_steps']} steps after 4 untimed, {len(rounds)} rounds "
+           f"interleaved, the median over the rounds; in brackets each round's ratio).")
 out.append("")
 head = "| strategy | " + " | ".join(f"{w} rank{'s' if w > 1 else ''}: examples/s (x1 rank)" for w in ranks)
 head += " | " + " | ".join(f"{w}: collectives" for w in ranks if w > 1) + " | peak RSS per rank, MB |"
 out.append(head)
 out.append("|" + "---|" * (1 + len(ranks) + len([w for w in ranks if w > 1]) + 1))
 for s in strategies:
-    base = by[(s, ranks[0])]["examples_per_second"]
+    base = step(s, ranks[0])
     cells = []
     for w in ranks:
-        r = by[(s, w)]
-        cells.append(f"{r['examples_per_second']:.1f} ({r['examples_per_second'] / base:.2f}x)")
-    shares = [f"{100 * by[(s, w)]['collective_share']:.1f}%" for w in ranks if w > 1]
-    rss = " / ".join(
-        "[" + ", ".join(f"{m:.0f}" for m in by[(s, w)]["peak_rss_mb"]) + "]" for w in ranks)
+        per_round = ", ".join(f"{by[(s, ranks[0], k)]['step_seconds'] / by[(s, w, k)]['step_seconds']:.2f}"
+                              for k in rounds)
+        cell = f"{total / step(s, w):.1f} ({base / step(s, w):.2f}x"
+        cells.append(cell + (f"; {per_round})" if w != ranks[0] else ")"))
+    shares = [f"{100 * mean_of(s, w, 'collective_share'):.1f}%" for w in ranks if w > 1]
+    rss = " / ".join("[" + ", ".join(f"{m:.0f}" for m in by[(s, w, rounds[-1])]["peak_rss_mb"]) + "]"
+                     for w in ranks)
     out.append(f"| {s} | " + " | ".join(cells) + " | " + " | ".join(shares) + f" | {rss} |")
 out.append("")
+if pairs and ("grad_accum", 1, rounds[0]) in by:
+    ceilings, shares = [], []
+    for k in rounds:
+        both = [p["step_seconds"] for p in pairs if p["round"] == k]
+        alone = by[("grad_accum", 1, k)]["step_seconds"]
+        ceilings.append(sum(alone / b for b in both))
+        shares += [alone / b for b in both]
+    out.append(f"- The physical limit, measured in the same rounds: two independent 1-rank GradAccum trainings "
+               f"at once (no communication) each ran at {min(shares):.2f}-{max(shares):.2f} of the speed of one "
+               f"alone, together {statistics.median(ceilings):.2f}x "
+               f"({', '.join(f'{c:.2f}' for c in ceilings)} by round): what 2 ranks on these 2 cores could reach.")
 # What the collectives move, per rank and step (Gloo's ring algorithms).
-lines = []
 for w in ranks:
     if w == 1:
         continue
     gathered = (w - 1) / w * total * (1 + group) * dim * 4
     whole = params * 4
-    r = by[(strategies[0], w)]
-    sent = r.get("reduce_bytes", whole)
-    lines.append(f"- {w} ranks: the all-gathers bring each rank {gathered / 1e3:.0f} kB per step "
-                 f"((W-1)/W x {total} examples x (1 query + {group} passages) x {dim} floats, the same for every "
-                 f"strategy). The gradient all-reduce sums {sent / 1e6:.1f} MB a step (median, {strategies[0]}) "
-                 f"instead of the whole {whole / 1e6:.1f} MB ({params:,} float32): with `distributed.sparse_rows` "
-                 f"only the rows some rank has nonzero, and one flag per row, travel; a ring moves 2 (W-1)/W "
-                 f"times that. Measured for {strategies[0]}: gather "
-                 f"{1e3 * r['gather_seconds']:.1f} ms + reduce {1e3 * r['reduce_seconds']:.1f} ms of a "
-                 f"{1e3 * r['step_seconds']:.0f} ms step.")
-out.extend(lines)
+    s0 = "grad_accum" if "grad_accum" in strategies else strategies[0]
+    sent = mean_of(s0, w, "reduce_bytes") or whole
+    out.append(f"- {w} ranks: the all-gathers bring each rank {gathered / 1e3:.0f} kB per step "
+               f"((W-1)/W x {total} examples x (1 query + {group} passages) x {dim} floats, the same for every "
+               f"strategy). The gradient all-reduce sums {sent / 1e6:.1f} MB a step (median, {s0}) "
+               f"instead of the whole {whole / 1e6:.1f} MB ({params:,} float32): with `distributed.sparse_rows` "
+               f"only the rows some rank has nonzero, and one flag per row, travel; a ring moves 2 (W-1)/W "
+               f"times that. Measured for {s0}: towers {1e3 * mean_of(s0, w, 'encode_seconds'):.0f} ms "
+               f"(1 rank: {1e3 * mean_of(s0, 1, 'encode_seconds'):.0f}), gather "
+               f"{1e3 * mean_of(s0, w, 'gather_seconds'):.1f} ms + reduce "
+               f"{1e3 * mean_of(s0, w, 'reduce_seconds'):.1f} ms of a {1e3 * step(s0, w):.0f} ms step.")
 text = "\n".join(out) + "\n"
 
 doc = open(doc_path).read()

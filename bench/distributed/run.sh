@@ -10,13 +10,16 @@
 #        (default: ../shared/data/debpkg beside the repository; without it a
 #        generated data set stands in)
 # Environment: STEPS (optimizer steps per run, default 20; the first 4 are
-# not timed), RANKS (default "1 2 4"), STRATEGIES (default: all five).
+# not timed), RANKS (default "1 2"; 4 adds two processes per core),
+# STRATEGIES (default: all five), ROUNDS (default 2).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 data=${1:-$(cd "$root/.." && pwd)/shared/data/debpkg}
 steps=${STEPS:-20}
-ranks=${RANKS:-"1 2 4"}
+ranks=${RANKS:-"1 2"}
 strategies=${STRATEGIES:-"full_batch grad_accum grad_cache contaccum contaccum_grad_cache"}
+rounds=${ROUNDS:-2}
+total_batch=64
 bash "$root/scripts/build.sh" -DCONTACCUM_BUILD_TESTS=OFF >/dev/null
 cli="$root/build/tools/contaccum"
 work="$root/build/bench-distributed"
@@ -48,30 +51,52 @@ printf 'strategy: grad_accum\n' >"$config"
 common+=(--set "tokenizer.vocab=$work/vocab/vocab.txt")
 out="$root/bench/distributed/results.jsonl"
 : >"$out"
-for s in $strategies; do
-  for w in $ranks; do
-    run="$work/$s-$w"
-    result=$("$cli" --threads "$w" train --config "$config" "${common[@]}" --set "strategy=$s" \
-      --nproc-per-node "$w" --output "$run" --progress silent 2>"$run.log")
-    python3 - "$s" "$w" "$run/metrics.jsonl" "$result" "$run/config.yaml" >>"$out" <<'PY'
-import json, platform, statistics, sys
-strategy, world, metrics, result = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
-config = dict(l.split(": ", 1) for l in open(sys.argv[5]).read().splitlines() if ": " in l and not l.startswith(" "))
+# One JSON line per run: its median step and collectives.
+summarize() { # KIND STRATEGY RANKS ROUND RUN_DIR RESULT_JSON
+  python3 - "$@" "$total_batch" <<'PY'
+import json, statistics, sys
+kind, strategy, world, round_, run, result, total_batch = sys.argv[1:8]
+config = dict(l.split(": ", 1) for l in open(run + "/config.yaml").read().splitlines() if ": " in l and not l.startswith(" "))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-steps = [json.loads(l) for l in open(metrics)][4:]
-total = statistics.median(s["seconds"]["total"] for s in steps)
-gather = statistics.median(s["seconds"]["gather"] for s in steps)
-reduce = statistics.median(s["seconds"]["reduce"] for s in steps)
-reduce_bytes = statistics.median(s.get("reduce_bytes", 0) for s in steps)
-print(json.dumps({"strategy": strategy, "ranks": world, "step_seconds": total,
-                  "examples_per_second": 64 / total, "gather_seconds": gather, "reduce_seconds": reduce, "reduce_bytes": reduce_bytes,
-                  "collective_share": (gather + reduce) / total, "peak_rss_mb": result["peak_rss_mb"],
+steps = [json.loads(l) for l in open(run + "/metrics.jsonl")][4:]
+med = lambda key: statistics.median(s["seconds"][key] for s in steps)
+total = med("total")
+result = json.loads(result)
+print(json.dumps({"kind": kind, "strategy": strategy, "ranks": int(world), "round": int(round_),
+                  "step_seconds": total, "examples_per_second": int(total_batch) / total,
+                  "encode_seconds": med("encode"), "gather_seconds": med("gather"), "reduce_seconds": med("reduce"),
+                  "reduce_bytes": statistics.median(s.get("reduce_bytes", 0) for s in steps),
+                  "collective_share": (med("gather") + med("reduce")) / total, "peak_rss_mb": result["peak_rss_mb"],
                   "timed_steps": len(steps), "parameters": result["parameters"],
-                  "total_batch": 64, "micro_batch": 8, "memory_size": 256, "dim": 128,
+                  "total_batch": int(total_batch), "micro_batch": 8, "memory_size": 256, "dim": 128,
                   "group": 1 + int(config.get("hard_negatives", "0")),
                   "machine": f"{cpu}, {len(open('/proc/cpuinfo').read().split('processor')) - 1} cores"}))
 PY
-    tail -1 "$out"
+}
+train() { # STRATEGY RANKS RUN_DIR
+  "$cli" --threads "$2" train --config "$config" "${common[@]}" --set "strategy=$1" --nproc-per-node "$2" \
+    --output "$3" --progress silent 2>"$3.log"
+}
+# Rounds interleave the configurations (every strategy and rank count, then
+# again) so that the machine's drift hits them alike; each round also runs
+# two independent 1-rank GradAccum trainings at once, the most 2 ranks could
+# get from 2 cores with no communication at all.
+for ((round = 1; round <= rounds; round++)); do
+  for s in $strategies; do
+    for w in $ranks; do
+      run="$work/$s-$w-$round"
+      result=$(train "$s" "$w" "$run")
+      summarize run "$s" "$w" "$round" "$run" "$result" >>"$out"
+      tail -1 "$out"
+    done
   done
+  a="$work/pair-a-$round" b="$work/pair-b-$round"
+  train grad_accum 1 "$a" >"$a.json" &
+  pair=$!
+  train grad_accum 1 "$b" >"$b.json"
+  wait "$pair"
+  summarize independent_pair grad_accum 1 "$round" "$a" "$(cat "$a.json")" >>"$out"
+  summarize independent_pair grad_accum 1 "$round" "$b" "$(cat "$b.json")" >>"$out"
+  tail -2 "$out"
 done
 python3 "$root/bench/distributed/report.py" "$out" "$root/docs/DISTRIBUTED.md"
