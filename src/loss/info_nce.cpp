@@ -202,22 +202,6 @@ torch::Tensor normalised(const torch::Tensor& rows, bool cosine) {
   return cosine ? rows / rows.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12) : rows;
 }
 
-// Row-wise dot products of two [m, d] matrices in blocks of rows, so that the
-// elementwise product is never an [m, d] temporary (4 MiB for a bank of 1,024
-// at width 1,024); a batched 1 x 1 product (bmm) avoids it too, but makes one
-// tiny matrix product per row and is several times slower.
-// Computed in `type` (banks stored in bf16 are upcast a block at a time).
-torch::Tensor rowwise_dot(const torch::Tensor& a, const torch::Tensor& b, torch::ScalarType type) {
-  const int64_t m = a.size(0), block = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, a.size(1)));
-  auto out = torch::empty({m}, a.options().dtype(type));
-  for (int64_t r = 0; r < m; r += block) {
-    const int64_t e = std::min(m, r + block);
-    auto part = out.narrow(0, r, e - r);
-    at::sum_out(part, a.narrow(0, r, e - r).to(type) * b.narrow(0, r, e - r).to(type), {1});
-  }
-  return out;
-}
-
 // The current rows' scores (every column, with gradients to queries and
 // passages), in the spec's layout and divided by the temperature.
 // Masked entries (`masks`) are -inf; their columns are mapped from the
@@ -281,7 +265,11 @@ BankedRows banked_rows(const Inputs& in, const InfoNCEOptions& options, const In
   out.rows = in.bank_cosine ? normalised(in.bank_queries.detach().to(in.passages.scalar_type()), true)
                             : in.bank_queries.detach();
   const auto bank_positives = in.bank_passages.detach().select(1, 0);
-  out.target_score = rowwise_dot(out.rows, bank_positives, in.passages.scalar_type());
+  const auto& cached = bank.row_target_dot;
+  const bool use_cached = !in.bank_cosine && cached.defined() && cached.dim() == 1 &&
+                          cached.size(0) == out.rows.size(0) && cached.scalar_type() == in.passages.scalar_type() &&
+                          cached.device() == in.passages.device();
+  out.target_score = use_cached ? cached : banked_target_dots(out.rows, bank_positives, in.passages.scalar_type());
   if (in.bank_cosine) {
     out.target_score =
         out.target_score / at::norm(bank_positives, 2, {1}, false, out.target_score.scalar_type()).clamp_min(1e-12);
@@ -428,6 +416,25 @@ void InfoNCEImpl::reset() {
 torch::Tensor InfoNCEImpl::forward(const torch::Tensor& queries, const torch::Tensor& passages,
                                    const InfoNCEBank& bank) {
   return info_nce(queries, passages, options, bank).loss;
+}
+
+// In blocks of rows, so that the elementwise product is never an [m, d]
+// temporary (4 MiB for a bank of 1,024 at width 1,024); a batched 1 x 1
+// product (bmm) avoids it too, but makes one tiny matrix product per row and
+// is several times slower. Banks stored in bf16 are upcast a block at a time.
+// Each block's sum over dimension 1 reduces every row on its own, in the
+// same order whatever the block's row count (ATen splits a reduction across
+// threads only for a single output, and a row of d <= 32,768 floats is below
+// its grain anyway), which is what lets BankScoreCache compute a row once.
+torch::Tensor banked_target_dots(const torch::Tensor& a, const torch::Tensor& b, torch::ScalarType type) {
+  const int64_t m = a.size(0), block = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, a.size(1)));
+  auto out = torch::empty({m}, a.options().dtype(type));
+  for (int64_t r = 0; r < m; r += block) {
+    const int64_t e = std::min(m, r + block);
+    auto part = out.narrow(0, r, e - r);
+    at::sum_out(part, a.narrow(0, r, e - r).to(type) * b.narrow(0, r, e - r).to(type), {1});
+  }
+  return out;
 }
 
 }  // namespace contaccum

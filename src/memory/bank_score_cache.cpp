@@ -178,6 +178,7 @@ void BankScoreCache::update(const MemoryBank& queries, const MemoryBank& passage
   for (const auto& [begin, end] : ranges) {
     recompute_blocks(queries, all_rows, passages, begin / b, (end - 1) / b, written);
     recompute_rows(queries, passages, begin, end, written);
+    recompute_targets(queries, passages, begin, end);
   }
 }
 
@@ -235,6 +236,22 @@ void BankScoreCache::assemble_written(const InfoNCEBankScores& scores, int64_t g
   w.all_by_written = columns;
 }
 
+void BankScoreCache::recompute_targets(const MemoryBank& queries, const MemoryBank& passages, int64_t begin,
+                                       int64_t end) {
+  if (normalizes() || end <= begin) return;  // the loss scores normalised copies: it computes them
+  const auto like = compute_options(queries.view());
+  if (!target_dots_.defined() || target_dots_.size(0) != queries.capacity() ||
+      target_dots_.scalar_type() != like.dtype().toScalarType() || target_dots_.device() != like.device()) {
+    target_dots_ = torch::zeros({queries.capacity()}, like);
+  }
+  // What the loss would compute from these rows, one row at a time as well
+  // as all at once (`banked_target_dots`).
+  target_dots_.narrow(0, begin, end - begin)
+      .copy_(banked_target_dots(queries.view().select(1, 0).narrow(0, begin, end - begin),
+                                passages.view().select(1, 0).narrow(0, begin, end - begin),
+                                like.dtype().toScalarType()));
+}
+
 void BankScoreCache::rebuild(const MemoryBank& queries, const MemoryBank& passages) {
   check_banks(queries, passages);
   clear();
@@ -248,6 +265,7 @@ void BankScoreCache::rebuild(const MemoryBank& queries, const MemoryBank& passag
       std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, size_ * passages.entries_per_row()));
   for (int64_t r = 0; r < size_; r += chunk)
     recompute_rows(queries, passages, r, std::min(size_, r + chunk), /*written=*/nullptr);
+  recompute_targets(queries, passages, 0, size_);
 }
 
 void BankScoreCache::clear() {
@@ -290,6 +308,13 @@ void BankScoreCache::load(torch::serialize::InputArchive& archive, const MemoryB
               queries.capacity(), " rows (expected ", expected.sizes(), " ", expected.scalar_type(), ")");
   tree_ = tree.to(like.device());
   size_ = queries.size();
+  // Not saved: computed again from the banks, the same numbers.
+  recompute_targets(queries, passages, 0, size_);
+}
+
+torch::Tensor BankScoreCache::row_target_dot() const {
+  if (size_ == 0 || normalizes() || !target_dots_.defined()) return {};
+  return target_dots_.slice(0, 0, size_).clone();
 }
 
 torch::Tensor BankScoreCache::row_logsumexp() const {

@@ -180,7 +180,10 @@ InfoNCEBank Strategy::bank_view() const {
   bank.normalized = is_cosine(options_);
   bank.passages_as_negatives = options_.passage_bank();
   if (options_.query_bank()) bank.queries = query_bank_.view().select(1, 0);
-  if (use_bank_scores_) bank.row_logsumexp = bank_scores_.row_logsumexp();
+  if (use_bank_scores_) {
+    bank.row_logsumexp = bank_scores_.row_logsumexp();
+    bank.row_target_dot = bank_scores_.row_target_dot();
+  }
   if (options_.mask_false_negatives()) {
     bank.passage_ids = passage_bank_.ids();
     if (options_.query_bank()) bank.query_positive_ids = query_bank_.ids();

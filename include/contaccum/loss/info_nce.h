@@ -81,6 +81,15 @@ struct InfoNCEBank {
   /// banked passage vector, and `[m, P_b]` int64 (`-1` padding), each banked
   /// query's positives. Undefined: unknown identities, never masked.
   torch::Tensor passage_ids = {}, query_positive_ids = {};
+  /// Optional `[m]`, only read when `queries` is defined and the loss scores
+  /// the bank's rows as they are (dot product, or cosine with `normalized`):
+  /// each banked query's dot product with its own banked positive
+  /// (`passages[j][0]`), as `banked_target_dots` computes it, in the loss's
+  /// type. They are constants; `BankScoreCache` keeps them (computed once per
+  /// enqueued row), which spares the loss a pass over both banks on every
+  /// call. Undefined (default), or of another size or type: `info_nce`
+  /// computes them.
+  torch::Tensor row_target_dot = {};
 };
 
 /// Passage identities of a call's current rows, for masking false negatives
@@ -179,6 +188,14 @@ InfoNCEResult info_nce(const torch::Tensor& queries, const torch::Tensor& passag
 torch::Tensor bank_row_logsumexp(const torch::Tensor& bank_queries, const torch::Tensor& bank_passages,
                                  const InfoNCEOptions& options = {}, int64_t rows_per_block = 1024,
                                  int64_t columns_per_block = 4096, const IdentityMask& mask = {});
+
+/// Row `j` of `rows` (`[m, d]`) dotted with row `j` of `positives` (`[m,
+/// d]`), computed in `type`: a banked query's target score before the
+/// temperature. In blocks of rows, so that the elementwise product is never
+/// an `[m, d]` temporary; each row's value depends only on its two rows (for
+/// `d` up to 32,768), so a row computed alone when it is enqueued equals the
+/// same row computed with the whole bank.
+torch::Tensor banked_target_dots(const torch::Tensor& rows, const torch::Tensor& positives, torch::ScalarType type);
 
 /// Module form of `info_nce` (no parameters), for use in `Sequential`-style
 /// code and to carry the options.

@@ -84,6 +84,12 @@ class BankScoreCache {
   /// `[size]`: each banked query's log-sum-exp over every banked passage
   /// column, in storage order; undefined while the banks are empty.
   torch::Tensor row_logsumexp() const;
+  /// `[size]`: each banked query's dot product with its own banked positive
+  /// (`InfoNCEBank::row_target_dot`, computed once per written row, as
+  /// `banked_target_dots` computes it); undefined while the banks are empty
+  /// or when the rows are normalised as copies (cosine without
+  /// `normalized_rows`).
+  torch::Tensor row_target_dot() const;
   /// Valid rows (the banks' size at the last update).
   int64_t size() const { return size_; }
   const BankScoreCacheOptions& options() const { return options_; }
@@ -122,6 +128,7 @@ class BankScoreCache {
   void recompute_rows(const MemoryBank& queries, const MemoryBank& passages, int64_t begin, int64_t end,
                       const WrittenScores* written);
   void refresh_parents(int64_t first_leaf, int64_t last_leaf, int64_t begin, int64_t end);
+  void recompute_targets(const MemoryBank& queries, const MemoryBank& passages, int64_t begin, int64_t end);
   torch::Tensor empty_tree(int64_t capacity, const torch::TensorOptions& options) const;
 
   BankScoreCacheOptions options_;
@@ -130,6 +137,8 @@ class BankScoreCache {
   torch::Tensor tree_;
   int64_t size_ = 0;
   WrittenScores written_;
+  // [capacity]: each slot's query against its own positive (row_target_dot).
+  torch::Tensor target_dots_;
 };
 
 }  // namespace contaccum
