@@ -77,15 +77,23 @@ def banks(w):
     w("backward pass (12 n m d) but keeps the scores at these sizes, and the score cache takes the")
     w("scores it needs from the loss (`InfoNCEBank::return_scores`) instead of multiplying the new rows")
     w("by the bank and the bank by the new columns (4 n m d more; the \"multiplying\" column is that")
-    w("update, timed in the same run). sgemm is LibTorch's float32 product in the same run at the")
-    w("three shapes those products take; the floor is the 8 n m d at those rates. At a 2,048 x 2,048 x")
+    w("update, timed in the same run), and keeps each banked query's dot product with its own positive")
+    w("(`InfoNCEBank::row_target_dot`, computed once per enqueued row) so that the loss no longer reads")
+    w("both banks for them on every call (\"targets recomputed\": the loss with the banks when it still")
+    w("does, timed in the same run). sgemm is LibTorch's float32 product in the same run at the")
+    w("three shapes those products take; the floor is the 8 n m d at those rates, the bank's rows against")
+    w("the micro-batch at the faster of its two orientations (the loss stores those scores transposed and")
+    w("makes them as the micro-batch against the bank's rows, which OpenBLAS runs up to twice as fast")
+    w("with a short side of 32). At a 2,048 x 2,048 x")
     w(f"{sgemm['shape'][2]:,} square sgemm reached {sgemm['gflops']:.0f} GFLOP/s. Machine: {sgemm.get('machine', 'not recorded')}.")
     w("")
-    w("| bank m | bank work (ms) | of which score cache (ms) | score cache multiplying (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s: rows x bank, bank x rows, gradient | floor (ms) | floor / bank work |")
-    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    w("| bank m | bank work (ms) | of which score cache (ms) | score cache multiplying (ms) | loss with banks: targets kept / recomputed (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s: rows x bank, bank x rows, gradient | floor (ms) | floor / bank work |")
+    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for l in work:
         w(f"| {l['memory_size']:,} | {l['bank_ms']:.1f} | {l['cache_update_ms']:.1f} | "
-          f"{l.get('cache_update_multiplying_ms', float('nan')):.1f} | {l['gflop']:.2f} | "
+          f"{l.get('cache_update_multiplying_ms', float('nan')):.1f} | "
+          f"{l['loss_with_bank_ms']:.1f} / {l.get('loss_with_bank_computing_targets_ms', float('nan')):.1f} | "
+          f"{l['gflop']:.2f} | "
           f"{l['gflops']:.0f} | {l['sgemm_gflops_rows_by_bank']:.0f}, {l['sgemm_gflops_bank_by_rows']:.0f}, "
           f"{l['sgemm_gflops_gradient']:.0f} | {l['floor_ms']:.1f} | {l['floor_ms'] / l['bank_ms']:.2f} |")
     w("")
