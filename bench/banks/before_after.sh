@@ -5,12 +5,12 @@
 # binaries PAIRS times on the same step measurement (GradAccum and ContAccum
 # at each bank size, interleaved within each run). Prints ms a step per run.
 #
-# Usage: bash bench/banks/before_after.sh BEFORE_REV [PAIRS (default 3)] [--memory LIST (default 1024,8192)]
+# Usage: bash bench/banks/before_after.sh BEFORE_REV [PAIRS (default 3)] [BANK_SIZES (default 1024,8192)]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 rev=$1
 pairs=${2:-3}
-memory=${4:-1024,8192}
+memory=${3:-1024,8192}
 work="$root/build-bench/before-after"
 rm -rf "$work"
 mkdir -p "$work/src"
