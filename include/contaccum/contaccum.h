@@ -44,6 +44,7 @@
 #include "contaccum/io/safetensors.h"
 #include "contaccum/io/zip_checksums.h"
 #include "contaccum/loss/info_nce.h"
+#include "contaccum/loss/short_products.h"
 #include "contaccum/memory/bank_score_cache.h"
 #include "contaccum/memory/memory_bank.h"
 #include "contaccum/model/dual_encoder.h"

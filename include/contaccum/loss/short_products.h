@@ -1,0 +1,66 @@
+#pragma once
+
+// Matrix products with one short side (tens of rows: a micro-batch against a
+// bank of thousands), computed without packing the long side. The tiled loss
+// makes every product of its tiles with these (a ContAccum micro-batch
+// against its banks); they are public so that a caller can make the same
+// scores, and so that tests can choose the instruction set.
+//
+// Why not BLAS: for a product of 32 rows against a bank of m rows, OpenBLAS
+// copies ("packs") the whole bank into its panel layout on every call, and a
+// ContAccum micro-batch makes four such products, each touching every bank
+// row once; the copy costs about as much as the arithmetic. These kernels
+// read the bank's rows where they lie: a score is a dot product of two
+// contiguous rows, and a gradient row is a sum of bank rows weighted by the
+// tile, both already in the layout the arithmetic wants.
+//
+// Exact by construction: every output element is computed in an order fixed
+// by the code, not by the CPU or the thread count. A dot product keeps 16
+// partial sums (element k goes to sum k mod 16, each a chain of fused
+// multiply-adds in k order) and adds them in one fixed tree; a weighted sum
+// of rows runs its own chain of fused multiply-adds per element, in row
+// order, restarting at every 64 rows and adding each block's sum to the
+// output. The AVX-512 kernel, the AVX2 one (16 lanes as two halves of 8) and
+// the portable one (std::fma lane by lane) therefore give the same bits, and
+// so do one thread and two (threads share out whole output elements).
+
+#include <torch/types.h>
+
+namespace contaccum {
+
+/// The instruction sets the kernels are written for.
+enum class ShortProductIsa { Portable, Avx2, Avx512 };
+
+/// The best set this CPU (and its operating system) runs.
+ShortProductIsa best_short_product_isa();
+
+/// The set the kernels use: the best one unless `set_short_product_isa`
+/// chose another (tests compare them).
+ShortProductIsa short_product_isa();
+
+/// Chooses the kernels' instruction set; it must be one this CPU runs.
+void set_short_product_isa(ShortProductIsa isa);
+
+/// A product is "short" when its short side has at most this many rows:
+/// below it these kernels beat OpenBLAS's packing; above it (GradCache's
+/// large tiles) BLAS's blocking wins.
+constexpr int64_t kShortSideRows = 64;
+
+/// `out[i, j] = x[i] . y[j]` for `x [nx, d]`, `y [ny, d]`: with these
+/// kernels when `min(nx, ny) <= kShortSideRows` and every operand is a
+/// float32 CPU matrix with contiguous rows in `x` and `y` (`out` may have
+/// any strides, a transposed view included); otherwise `at::mm_out`.
+void row_dots_out(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y);
+
+/// `out += w y` for `w [n, m]`, `y [m, d]`, `out [n, d]`: with these kernels
+/// when `n <= kShortSideRows` and every operand is a float32 CPU matrix with
+/// contiguous rows in `y` and `out` (`w` may have any strides); otherwise
+/// `addmm_`.
+void add_weighted_rows_(const torch::Tensor& out, const torch::Tensor& w, const torch::Tensor& y);
+
+/// Whether `row_dots_out` / `add_weighted_rows_` use these kernels for
+/// these operands (rather than LibTorch's product).
+bool row_dots_short(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y);
+bool weighted_rows_short(const torch::Tensor& out, const torch::Tensor& w, const torch::Tensor& y);
+
+}  // namespace contaccum

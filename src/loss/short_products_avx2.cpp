@@ -1,0 +1,54 @@
+// The short products for AVX2 with FMA (compiled with -mavx2 -mfma; called
+// only when the CPU has them). 16 lanes are two registers of 8, lanes 0-7
+// and 8-15, so every lane's arithmetic is AVX-512's.
+
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "short_products_kernels.h"
+
+namespace contaccum::detail {
+namespace {
+
+struct Avx2 {
+  struct V {
+    __m256 low, high;
+  };
+  static V zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+  static V load(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+  static V load_first(const float* p, int n) {
+    alignas(32) float lanes[16] = {};
+    std::memcpy(lanes, p, sizeof(float) * static_cast<size_t>(n));
+    return load(lanes);
+  }
+  static void store(float* p, V v) {
+    _mm256_storeu_ps(p, v.low);
+    _mm256_storeu_ps(p + 8, v.high);
+  }
+  static void store_first(float* p, V v, int n) {
+    alignas(32) float lanes[16];
+    store(lanes, v);
+    std::memcpy(p, lanes, sizeof(float) * static_cast<size_t>(n));
+  }
+  static V broadcast(float x) { return {_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
+  static V fma(V a, V b, V c) {
+    return {_mm256_fmadd_ps(a.low, b.low, c.low), _mm256_fmadd_ps(a.high, b.high, c.high)};
+  }
+  static V add(V a, V b) { return {_mm256_add_ps(a.low, b.low), _mm256_add_ps(a.high, b.high)}; }
+  static float tree_sum(V v) {
+    const __m256 s8 = _mm256_add_ps(v.low, v.high);
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 0x55)));
+  }
+};
+
+}  // namespace
+
+// 16 registers: 2 x 2 dot products (8 accumulator registers), 4 rows x 1
+// vector of a weighted sum (8 accumulator registers).
+void row_dots_avx2(const RowDotsArgs& args) { row_dots<Avx2, 2, 2>(args); }
+void weighted_rows_avx2(const WeightedRowsArgs& args) { weighted_rows<Avx2, 4, 1>(args); }
+
+}  // namespace contaccum::detail

@@ -1,0 +1,129 @@
+#pragma once
+
+// The short products' loops, written once over a 16-lane vector type `L`
+// (see short_products.h for the order of operations they fix). Included by
+// one file per instruction set, each compiled with that set's flags and
+// defining its `L` in an anonymous namespace; everything here is in an
+// anonymous namespace too, so no function compiled for one set can be
+// merged by the linker into code meant for another.
+//
+// `L` provides, for its vector type `L::V` of 16 floats: zero, load (16
+// floats), load_first (the first n, the rest zero), store, store_first,
+// broadcast, fma (a * b + c, rounded once), add, and tree_sum (lanes
+// l + l+8, then l + l+4, then l + l+2, then 0 + 1).
+
+#include <cstdint>
+
+#include "short_products_args.h"
+
+namespace contaccum::detail {
+namespace {
+
+constexpr int kLanes = 16;
+
+inline int64_t smaller(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Dot products of x rows [i0, i0 + RX) with y rows [j0, j0 + RY).
+template <class L, int RX, int RY>
+inline void dot_block(const RowDotsArgs& a, int64_t i0, int64_t j0) {
+  using V = typename L::V;
+  V acc[RX][RY];
+  const float* xs[RX];
+  const float* ys[RY];
+  for (int i = 0; i < RX; ++i) xs[i] = a.x + (i0 + i) * a.x_stride;
+  for (int j = 0; j < RY; ++j) ys[j] = a.y + (j0 + j) * a.y_stride;
+  for (int i = 0; i < RX; ++i)
+    for (int j = 0; j < RY; ++j) acc[i][j] = L::zero();
+  int64_t k = 0;
+  for (; k + kLanes <= a.d; k += kLanes) {
+    V xv[RX];
+    for (int i = 0; i < RX; ++i) xv[i] = L::load(xs[i] + k);
+    for (int j = 0; j < RY; ++j) {
+      const V yv = L::load(ys[j] + k);
+      for (int i = 0; i < RX; ++i) acc[i][j] = L::fma(xv[i], yv, acc[i][j]);
+    }
+  }
+  if (k < a.d) {
+    // The last partial vector: the lanes past d multiply zeros.
+    const int rest = static_cast<int>(a.d - k);
+    V xv[RX];
+    for (int i = 0; i < RX; ++i) xv[i] = L::load_first(xs[i] + k, rest);
+    for (int j = 0; j < RY; ++j) {
+      const V yv = L::load_first(ys[j] + k, rest);
+      for (int i = 0; i < RX; ++i) acc[i][j] = L::fma(xv[i], yv, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < RX; ++i)
+    for (int j = 0; j < RY; ++j) a.out[(i0 + i) * a.out_stride_x + (j0 + j) * a.out_stride_y] = L::tree_sum(acc[i][j]);
+}
+
+// Every x row against y rows [y_begin, y_end), RX x RY dot products at a time
+// (RY bank rows stay in the first-level cache while every x row passes).
+template <class L, int RX, int RY>
+void row_dots(const RowDotsArgs& a) {
+  int64_t j = a.y_begin;
+  for (; j + RY <= a.y_end; j += RY) {
+    int64_t i = 0;
+    for (; i + RX <= a.x_rows; i += RX) dot_block<L, RX, RY>(a, i, j);
+    for (; i < a.x_rows; ++i) dot_block<L, 1, RY>(a, i, j);
+  }
+  for (; j < a.y_end; ++j) {
+    int64_t i = 0;
+    for (; i + RX <= a.x_rows; i += RX) dot_block<L, RX, 1>(a, i, j);
+    for (; i < a.x_rows; ++i) dot_block<L, 1, 1>(a, i, j);
+  }
+}
+
+// out rows [r0, r0 + RA), columns [k0, k0 + RK * 16) (the last vector only
+// its first `last` lanes when Partial) += the sum over y rows [b0, b1) of
+// w[r, b] y[b], that sum started from zero.
+template <class L, int RA, int RK, bool Partial>
+inline void weighted_block(const WeightedRowsArgs& a, int64_t r0, int64_t k0, int64_t b0, int64_t b1, int last) {
+  using V = typename L::V;
+  V acc[RA][RK];
+  for (int r = 0; r < RA; ++r)
+    for (int t = 0; t < RK; ++t) acc[r][t] = L::zero();
+  for (int64_t b = b0; b < b1; ++b) {
+    const float* row = a.y + b * a.y_stride + k0;
+    V yv[RK];
+    for (int t = 0; t < RK; ++t)
+      yv[t] = Partial && t == RK - 1 ? L::load_first(row + t * kLanes, last) : L::load(row + t * kLanes);
+    for (int r = 0; r < RA; ++r) {
+      const V w = L::broadcast(a.w[(r0 + r) * a.w_stride_row + b * a.w_stride_column]);
+      for (int t = 0; t < RK; ++t) acc[r][t] = L::fma(w, yv[t], acc[r][t]);
+    }
+  }
+  for (int r = 0; r < RA; ++r) {
+    float* out = a.out + (r0 + r) * a.out_stride + k0;
+    for (int t = 0; t < RK; ++t) {
+      if (Partial && t == RK - 1) {
+        L::store_first(out + t * kLanes, L::add(L::load_first(out + t * kLanes, last), acc[r][t]), last);
+      } else {
+        L::store(out + t * kLanes, L::add(L::load(out + t * kLanes), acc[r][t]));
+      }
+    }
+  }
+}
+
+template <class L, int RA, int RK, bool Partial>
+inline void weighted_rows_of(const WeightedRowsArgs& a, int64_t k0, int64_t b0, int64_t b1, int last) {
+  int64_t r = 0;
+  for (; r + RA <= a.out_rows; r += RA) weighted_block<L, RA, RK, Partial>(a, r, k0, b0, b1, last);
+  for (; r < a.out_rows; ++r) weighted_block<L, 1, RK, Partial>(a, r, k0, b0, b1, last);
+}
+
+// out columns [k_begin, k_end) += w y, the y rows taken kWeightedSumRows at a
+// time (each block's sum from zero, then added to out, in block order).
+template <class L, int RA, int RK>
+void weighted_rows(const WeightedRowsArgs& a) {
+  for (int64_t b0 = 0; b0 < a.y_rows; b0 += kWeightedSumRows) {
+    const int64_t b1 = smaller(a.y_rows, b0 + kWeightedSumRows);
+    int64_t k = a.k_begin;
+    for (; k + RK * kLanes <= a.k_end; k += RK * kLanes) weighted_rows_of<L, RA, RK, false>(a, k, b0, b1, kLanes);
+    for (; k + kLanes <= a.k_end; k += kLanes) weighted_rows_of<L, RA, 1, false>(a, k, b0, b1, kLanes);
+    if (k < a.k_end) weighted_rows_of<L, RA, 1, true>(a, k, b0, b1, static_cast<int>(a.k_end - k));
+  }
+}
+
+}  // namespace
+}  // namespace contaccum::detail

@@ -1,0 +1,169 @@
+// The short products (include/contaccum/loss/short_products.h) against a
+// float64 oracle with an error bound derived from their order of operations,
+// and bit for bit against each other: every instruction set this CPU runs,
+// one thread and two.
+
+#include "contaccum/loss/short_products.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "contaccum/core/compute_threads.h"
+
+namespace contaccum {
+namespace {
+
+constexpr double kUnit = std::numeric_limits<float>::epsilon() / 2;  // float32's unit roundoff
+
+std::vector<ShortProductIsa> isas_this_cpu_runs() {
+  std::vector<ShortProductIsa> out{ShortProductIsa::Portable};
+  if (best_short_product_isa() != ShortProductIsa::Portable) out.push_back(ShortProductIsa::Avx2);
+  if (best_short_product_isa() == ShortProductIsa::Avx512) out.push_back(ShortProductIsa::Avx512);
+  return out;
+}
+
+// Restores the instruction set and the thread counts whatever the test does.
+struct ProductSettings {
+  ShortProductIsa isa = short_product_isa();
+  int blas = blas_threads(), torch = torch::get_num_threads();
+  ~ProductSettings() {
+    set_short_product_isa(isa);
+    if (blas > 0) set_compute_threads(blas);
+    torch::set_num_threads(torch);
+  }
+};
+
+bool same_bits(const torch::Tensor& a, const torch::Tensor& b) {
+  const auto x = a.contiguous(), y = b.contiguous();
+  return x.sizes() == y.sizes() &&
+         std::memcmp(x.data_ptr<float>(), y.data_ptr<float>(), sizeof(float) * static_cast<size_t>(x.numel())) == 0;
+}
+
+struct DotCase {
+  int64_t nx, ny, d;
+};
+const DotCase kDotCases[] = {{1, 1, 1},    {4, 6, 16},     {5, 7, 17},  {32, 1030, 1024},
+                             {3, 100, 15}, {64, 200, 100}, {2, 65, 33}, {32, 48, 1}};
+
+TEST(ShortProducts, DotsMatchFloat64WithinTheirOrdersErrorBound) {
+  ProductSettings restore;
+  for (const auto isa : isas_this_cpu_runs()) {
+    set_short_product_isa(isa);
+    for (const auto& c : kDotCases) {
+      const auto x = torch::randn({c.nx, c.d}), y = torch::randn({c.ny, c.d});
+      auto out = torch::full({c.nx, c.ny}, std::nan(""));
+      row_dots_out(out, x, y);
+      const auto exact = x.to(torch::kDouble).mm(y.to(torch::kDouble).t());
+      // Each of the 16 lanes chains ceil(d / 16) fused multiply-adds, then
+      // four additions: |error| <= (ceil(d / 16) + 4) u sum |x_k y_k| (to
+      // first order).
+      const double chain = static_cast<double>((c.d + 15) / 16 + 4);
+      const auto bound = x.abs().to(torch::kDouble).mm(y.abs().to(torch::kDouble).t()) * (chain * kUnit * 1.01);
+      const auto error = (out.to(torch::kDouble) - exact).abs();
+      EXPECT_TRUE((error <= bound).all().item<bool>())
+          << "nx " << c.nx << " ny " << c.ny << " d " << c.d << ": largest error over bound "
+          << (error - bound).max().item<double>();
+    }
+  }
+}
+
+TEST(ShortProducts, WeightedRowsMatchFloat64WithinTheirOrdersErrorBound) {
+  ProductSettings restore;
+  for (const auto isa : isas_this_cpu_runs()) {
+    set_short_product_isa(isa);
+    for (const auto& c : kDotCases) {
+      // out [nx, d] += w [nx, ny] y [ny, d]
+      const auto w = torch::randn({c.nx, c.ny}), y = torch::randn({c.ny, c.d}), before = torch::randn({c.nx, c.d});
+      auto out = before.clone();
+      add_weighted_rows_(out, w, y);
+      const auto exact = before.to(torch::kDouble) + w.to(torch::kDouble).mm(y.to(torch::kDouble));
+      // A chain of at most 64 fused multiply-adds per block, then one
+      // addition per block into out.
+      const double chain = static_cast<double>(std::min<int64_t>(c.ny, 64) + (c.ny + 63) / 64 + 1);
+      const auto bound = (before.abs().to(torch::kDouble) + w.abs().to(torch::kDouble).mm(y.abs().to(torch::kDouble))) *
+                         (chain * kUnit * 1.01);
+      const auto error = (out.to(torch::kDouble) - exact).abs();
+      EXPECT_TRUE((error <= bound).all().item<bool>())
+          << "n " << c.nx << " m " << c.ny << " d " << c.d << ": largest error over bound "
+          << (error - bound).max().item<double>();
+    }
+  }
+}
+
+// The products of the tiled loss's layouts: a transposed output, a
+// transposed weight matrix, rows that are a strided block of a wider matrix.
+struct LayoutResults {
+  std::vector<torch::Tensor> outputs;
+};
+
+LayoutResults all_layouts(uint64_t seed) {
+  torch::manual_seed(seed);
+  LayoutResults r;
+  for (const auto& c : kDotCases) {
+    const auto x = torch::randn({c.nx, c.d + 3}).narrow(1, 1, c.d), y = torch::randn({c.ny, c.d});
+    // Signed zeros, infinities and a NaN travel as the arithmetic says.
+    if (c.nx > 2 && c.d > 2) {
+      x[0][0] = -0.0f;
+      x[1][1] = std::numeric_limits<float>::infinity();
+      x[2][2] = std::nan("");
+    }
+    auto out = torch::empty({c.nx, c.ny});
+    row_dots_out(out, x, y);
+    auto transposed = torch::empty({c.nx, c.ny}).t();
+    row_dots_out(transposed, y, x);  // long side first: swapped inside
+    auto sums = torch::randn({c.ny, c.d});
+    add_weighted_rows_(sums, torch::randn({c.nx, c.ny}).t(), torch::randn({c.nx, c.d}));
+    auto short_sums = torch::randn({c.nx, c.d});
+    add_weighted_rows_(short_sums, torch::randn({c.nx, c.ny}), y);
+    r.outputs.insert(r.outputs.end(), {out, transposed, sums, short_sums});
+  }
+  return r;
+}
+
+TEST(ShortProducts, EveryInstructionSetGivesTheSameBits) {
+  ProductSettings restore;
+  const auto isas = isas_this_cpu_runs();
+  if (isas.size() == 1) GTEST_SKIP() << "this CPU runs only the portable kernels";
+  set_short_product_isa(ShortProductIsa::Portable);
+  const auto portable = all_layouts(11);
+  for (size_t i = 1; i < isas.size(); ++i) {
+    set_short_product_isa(isas[i]);
+    const auto vector = all_layouts(11);
+    for (size_t k = 0; k < portable.outputs.size(); ++k)
+      EXPECT_TRUE(same_bits(portable.outputs[k], vector.outputs[k])) << "instruction set " << i << ", output " << k;
+  }
+}
+
+TEST(ShortProducts, OneThreadAndTwoGiveTheSameBits) {
+  ProductSettings restore;
+  if (blas_threads() < 0) GTEST_SKIP() << "the BLAS is not OpenBLAS: its thread count cannot be set";
+  set_compute_threads(1);
+  const auto one = all_layouts(12);
+  set_compute_threads(2);
+  const auto two = all_layouts(12);
+  for (size_t k = 0; k < one.outputs.size(); ++k) EXPECT_TRUE(same_bits(one.outputs[k], two.outputs[k])) << k;
+}
+
+TEST(ShortProducts, LongProductsAndOtherTypesGoToLibTorch) {
+  const auto x = torch::randn({65, 40}), y = torch::randn({70, 40});
+  auto out = torch::empty({65, 70});
+  EXPECT_FALSE(row_dots_short(out, x, y));
+  row_dots_out(out, x, y);
+  EXPECT_TRUE(same_bits(out, x.mm(y.t())));
+  const auto xd = torch::randn({3, 5}, torch::kDouble), yd = torch::randn({4, 5}, torch::kDouble);
+  auto outd = torch::empty({3, 4}, torch::kDouble);
+  EXPECT_FALSE(row_dots_short(outd, xd, yd));
+  row_dots_out(outd, xd, yd);
+  EXPECT_TRUE(torch::equal(outd, xd.mm(yd.t())));
+  EXPECT_TRUE(row_dots_short(torch::empty({3, 70}), x.narrow(0, 0, 3), y));
+  EXPECT_FALSE(weighted_rows_short(torch::empty({65, 40}), torch::empty({65, 70}), y));
+  EXPECT_THROW(row_dots_out(torch::empty({3, 3}), x.narrow(0, 0, 3), y), c10::Error);
+}
+
+}  // namespace
+}  // namespace contaccum
