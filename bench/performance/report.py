@@ -80,22 +80,26 @@ def banks(w):
     w("update, timed in the same run), and keeps each banked query's dot product with its own positive")
     w("(`InfoNCEBank::row_target_dot`, computed once per enqueued row) so that the loss no longer reads")
     w("both banks for them on every call (\"targets recomputed\": the loss with the banks when it still")
-    w("does, timed in the same run). sgemm is LibTorch's float32 product in the same run at the")
-    w("three shapes those products take; the floor is the 8 n m d at those rates, the bank's rows against")
-    w("the micro-batch at the faster of its two orientations (the loss stores those scores transposed and")
-    w("makes them as the micro-batch against the bank's rows, which OpenBLAS runs faster (the two rates")
-    w("below) with a short side of 32). At a 2,048 x 2,048 x")
+    w("does, timed in the same run). The loss makes these products with its short products")
+    w("(`include/contaccum/loss/short_products.h`: kernels that read the bank's rows in place instead of")
+    w("packing the whole bank for each product as OpenBLAS does; the same bits on every x86 CPU), on")
+    w("OpenBLAS's thread count; \"short\" is their rate in the same run, sgemm LibTorch's float32 product at")
+    w("the same shapes. The floor is the 8 n m d at the faster of the two for each shape (for the bank's")
+    w("rows against the micro-batch, either orientation: the same numbers made either way round). At a")
+    w("2,048 x 2,048 x")
     w(f"{sgemm['shape'][2]:,} square sgemm reached {sgemm['gflops']:.0f} GFLOP/s. Machine: {sgemm.get('machine', 'not recorded')}.")
     w("")
-    w("| bank m | bank work (ms) | of which score cache (ms) | score cache multiplying (ms) | loss with banks: targets kept / recomputed (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s: rows x bank, bank x rows, gradient | floor (ms) | floor / bank work |")
-    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    w("| bank m | bank work (ms) | of which score cache (ms) | score cache multiplying (ms) | loss with banks: targets kept / recomputed (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s: rows x bank, bank x rows, gradient | short GFLOP/s: scores, gradient | floor (ms) | floor / bank work |")
+    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for l in work:
         w(f"| {l['memory_size']:,} | {l['bank_ms']:.1f} | {l['cache_update_ms']:.1f} | "
           f"{l.get('cache_update_multiplying_ms', float('nan')):.1f} | "
           f"{l['loss_with_bank_ms']:.1f} / {l.get('loss_with_bank_computing_targets_ms', float('nan')):.1f} | "
           f"{l['gflop']:.2f} | "
           f"{l['gflops']:.0f} | {l['sgemm_gflops_rows_by_bank']:.0f}, {l['sgemm_gflops_bank_by_rows']:.0f}, "
-          f"{l['sgemm_gflops_gradient']:.0f} | {l['floor_ms']:.1f} | {l['floor_ms'] / l['bank_ms']:.2f} |")
+          f"{l['sgemm_gflops_gradient']:.0f} | "
+          f"{l.get('short_gflops_scores', float('nan')):.0f}, {l.get('short_gflops_gradient', float('nan')):.0f} "
+          f"({l.get('short_isa', 'none')}) | {l['floor_ms']:.1f} | {l['floor_ms'] / l['bank_ms']:.2f} |")
     w("")
     if steps:
         s0 = steps[0]
