@@ -83,22 +83,22 @@ double sgemm_rate(int64_t r, int64_t c, int64_t d, int64_t rounds) {
   return 2.0 * static_cast<double>(r * c * d) / s / 1e9;
 }
 
-// GFLOP/s of the same product made as the loss makes it now: the short
-// products (short_products.h) when a side is short, else LibTorch's.
-double loss_product_rate(int64_t r, int64_t c, int64_t d, int64_t rounds) {
+// GFLOP/s of the same product by the short products (short_products.h),
+// which read the long side in place instead of packing it.
+double short_product_rate(int64_t r, int64_t c, int64_t d, int64_t rounds) {
   const auto a = torch::randn({r, d}), b = torch::randn({c, d});
   auto out = torch::empty({r, c});
   const double s = time_median(rounds, [&] { row_dots_out(out, a, b); });
   return 2.0 * static_cast<double>(r * c * d) / s / 1e9;
 }
 
-// GFLOP/s of out [n, d] += w [n, m] y [m, d]: LibTorch's addmm_, or as the
-// loss makes the gradient now.
-double gradient_rate(int64_t n, int64_t m, int64_t d, int64_t rounds, bool as_the_loss) {
+// GFLOP/s of out [n, d] += w [n, m] y [m, d]: LibTorch's addmm_, or the
+// short products'.
+double gradient_rate(int64_t n, int64_t m, int64_t d, int64_t rounds, bool short_products) {
   const auto w = torch::randn({n, m}), y = torch::randn({m, d});
   auto out = torch::zeros({n, d});
   const double s = time_median(rounds, [&] {
-    if (as_the_loss) {
+    if (short_products) {
       add_weighted_rows_(out, w, y);
     } else {
       out.addmm_(w, y);
@@ -183,17 +183,17 @@ json bank_work(const BankWorkSetup& s) {
   const double required = 2.0 * nmd * 4.0;  // any exact method's products
   const double bank_s = std::max(1e-12, with_s - without_s) + cache_s;
   // The three shapes of those products: [n, d] x [d, m], [m, d] x [d, n]
-  // (scores), and [n, m] x [m, d] (gradients), with LibTorch's sgemm and as
-  // the loss makes them (the short products).
+  // (scores), and [n, m] x [m, d] (gradients), with LibTorch's sgemm (what
+  // the loss uses) and with the short products.
   const double scores_rate = sgemm_rate(s.n, s.m, s.d, s.rounds), bank_rate = sgemm_rate(s.m, s.n, s.d, s.rounds);
   const double sgemm_gradient = gradient_rate(s.n, s.m, s.d, s.rounds, false);
-  const double short_scores = loss_product_rate(s.n, s.m, s.d, s.rounds);
+  const double short_scores = short_product_rate(s.n, s.m, s.d, s.rounds);
   const double short_gradient = gradient_rate(s.n, s.m, s.d, s.rounds, true);
   // Of the 8 n m d: 2 n m d in each score shape, 4 n m d in the gradient
   // shape. The floor takes each at the faster of the two ways to make it
   // (either orientation for the bank's rows against the micro-batch: the
-  // same numbers, made either way round), so that a faster kernel in the
-  // loss lowers the floor with it.
+  // same numbers, made either way round): what this machine has been shown
+  // to reach for these shapes, whether or not the loss uses it.
   const double best_scores = std::max({scores_rate, bank_rate, short_scores});
   const double floor_s =
       2.0 * nmd *

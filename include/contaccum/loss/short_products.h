@@ -1,10 +1,15 @@
 #pragma once
 
 // Matrix products with one short side (tens of rows: a micro-batch against a
-// bank of thousands), computed without packing the long side. The tiled loss
-// makes every product of its tiles with these (a ContAccum micro-batch
-// against its banks); they are public so that a caller can make the same
-// scores, and so that tests can choose the instruction set.
+// bank of thousands), computed without packing the long side, in an order of
+// operations that gives the same bits on every x86 CPU.
+//
+// The loss does not use them (yet). Alone they beat OpenBLAS at a ContAccum
+// micro-batch's bank products (bench/banks, "short" rates: about 1.9x on the
+// scores and 1.2x on the gradient at a bank of 1,024 on a 2-core AMD EPYC),
+// but inside whole training steps they were no faster at a bank of 1,024 and
+// slower at 8,192 (bench/performance/notes.md): their second thread competes
+// with OpenBLAS's worker, which spins between the encoder's products.
 //
 // Why not BLAS: for a product of 32 rows against a bank of m rows, OpenBLAS
 // copies ("packs") the whole bank into its panel layout on every call, and a
