@@ -14,9 +14,10 @@
 //   "steps": whole optimizer steps of the main job's tower (a shared
 //     bag-of-embeddings, attention pooling) with GradAccum and with ContAccum
 //     at each m, interleaved round by round so that machine noise hits them
-//     alike; the excess of ContAccum over GradAccum against the arithmetic
-//     floor (the bank's products at the faster of the measured sgemm rate
-//     and the loss's short products, short_products.h).
+//     alike; ContAccum twice at each m, the loss making its products with
+//     the short products (short_products.h) and with LibTorch's sgemm; the
+//     excess of ContAccum over GradAccum against the arithmetic floor (the
+//     bank's products at the faster of the measured sgemm and short rates).
 #include <contaccum/contaccum.h>
 
 #include <torch/torch.h>
@@ -83,8 +84,9 @@ double sgemm_rate(int64_t r, int64_t c, int64_t d, int64_t rounds) {
   return 2.0 * static_cast<double>(r * c * d) / s / 1e9;
 }
 
-// GFLOP/s of the same product by the short products (short_products.h),
-// which read the long side in place instead of packing it.
+// GFLOP/s of the same product by the short products (short_products.h,
+// what the loss uses), which read the long side in place instead of
+// packing it.
 double short_product_rate(int64_t r, int64_t c, int64_t d, int64_t rounds) {
   const auto a = torch::randn({r, d}), b = torch::randn({c, d});
   auto out = torch::empty({r, c});
@@ -158,6 +160,10 @@ json bank_work(const BankWorkSetup& s) {
   with.return_scores = true;
   const double without_s = time_median(s.rounds, [&] { step(none); });
   const double with_s = time_median(s.rounds, [&] { step(with); });
+  // The same with the loss's products made by LibTorch's sgemm.
+  set_short_products_enabled(false);
+  const double with_sgemm_s = time_median(s.rounds, [&] { step(with); });
+  set_short_products_enabled(true);
   // As before the cache kept the banked rows' target dot products: the loss
   // computes them from both banks on every call.
   InfoNCEBank computing_targets = with;
@@ -183,8 +189,8 @@ json bank_work(const BankWorkSetup& s) {
   const double required = 2.0 * nmd * 4.0;  // any exact method's products
   const double bank_s = std::max(1e-12, with_s - without_s) + cache_s;
   // The three shapes of those products: [n, d] x [d, m], [m, d] x [d, n]
-  // (scores), and [n, m] x [m, d] (gradients), with LibTorch's sgemm (what
-  // the loss uses) and with the short products.
+  // (scores), and [n, m] x [m, d] (gradients), with LibTorch's sgemm and
+  // with the short products (what the loss uses).
   const double scores_rate = sgemm_rate(s.n, s.m, s.d, s.rounds), bank_rate = sgemm_rate(s.m, s.n, s.d, s.rounds);
   const double sgemm_gradient = gradient_rate(s.n, s.m, s.d, s.rounds, false);
   const double short_scores = short_product_rate(s.n, s.m, s.d, s.rounds);
@@ -206,6 +212,7 @@ json bank_work(const BankWorkSetup& s) {
           {"loss_without_bank_ms", 1e3 * without_s},
           {"loss_with_bank_ms", 1e3 * with_s},
           {"loss_with_bank_computing_targets_ms", 1e3 * computing_targets_s},
+          {"loss_with_bank_sgemm_ms", 1e3 * with_sgemm_s},
           {"cache_update_ms", 1e3 * cache_s},
           {"cache_update_multiplying_ms", 1e3 * multiplying_s},
           {"bank_ms", 1e3 * bank_s},
@@ -256,12 +263,14 @@ TrainingBatch random_batch(const StepSetup& s, int64_t seed) {
 struct Runner {
   std::string name;
   int64_t memory = 0;
+  bool short_products = true;  // the loss's products: short_products.h, or LibTorch's
   DualEncoder model{nullptr};
   std::unique_ptr<torch::optim::AdamW> optimizer;
   std::unique_ptr<Strategy> strategy;
   std::vector<double> seconds;
 
-  Runner(const StepSetup& s, int64_t m) : name(m > 0 ? "contaccum" : "grad_accum"), memory(m) {
+  Runner(const StepSetup& s, int64_t m, bool short_products_in_loss = true)
+      : name(m > 0 ? "contaccum" : "grad_accum"), memory(m), short_products(short_products_in_loss) {
     torch::manual_seed(0);
     model = DualEncoder(main_job_tower(s), DualEncoderOptions().similarity(Similarity::Cosine));
     model->train();
@@ -272,6 +281,7 @@ struct Runner {
     strategy = std::make_unique<Strategy>(model, options);
   }
   void step(const TrainingBatch& batch, bool record) {
+    set_short_products_enabled(short_products);
     const Stopwatch watch;
     zero_gradients(*optimizer);
     strategy->compute_gradients(batch);
@@ -284,7 +294,10 @@ struct Runner {
 std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& floor_ms_per_gflop) {
   std::vector<std::unique_ptr<Runner>> runners;
   runners.push_back(std::make_unique<Runner>(s, 0));
-  for (int64_t m : s.memories) runners.push_back(std::make_unique<Runner>(s, m));
+  for (int64_t m : s.memories) {
+    runners.push_back(std::make_unique<Runner>(s, m));
+    runners.push_back(std::make_unique<Runner>(s, m, false));
+  }
   // Enough steps first to fill the largest bank.
   const int64_t fill = *std::max_element(s.memories.begin(), s.memories.end()) / s.total + 2;
   const int64_t k = static_cast<int64_t>(runners.size());
@@ -293,6 +306,7 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
     for (int64_t i = 0; i < k; ++i) runners[static_cast<size_t>((r + i) % k)]->step(batch, r >= fill);
   }
   const double base = median(runners[0]->seconds);
+  set_short_products_enabled(true);
   std::vector<json> out;
   for (const auto& run : runners) {
     const double ms = 1e3 * median(run->seconds);
@@ -304,6 +318,7 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
     out.push_back({{"kind", "steps"},
                    {"strategy", run->name},
                    {"memory_size", run->memory},
+                   {"products", run->short_products ? "short" : "sgemm"},
                    {"total_batch", s.total},
                    {"micro_batch", s.micro},
                    {"dim", s.d},

@@ -80,22 +80,23 @@ def banks(w):
     w("update, timed in the same run), and keeps each banked query's dot product with its own positive")
     w("(`InfoNCEBank::row_target_dot`, computed once per enqueued row) so that the loss no longer reads")
     w("both banks for them on every call (\"targets recomputed\": the loss with the banks when it still")
-    w("does, timed in the same run). sgemm is LibTorch's float32 product (OpenBLAS) in the same run at")
-    w("the three shapes those products take, \"short\" the same products by")
+    w("does, timed in the same run). The loss makes these products with")
     w("`include/contaccum/loss/short_products.h` (kernels that read the bank's rows in place instead of")
-    w("packing the whole bank for every product; the loss does not use them: see the notes below). The")
-    w("floor is the 8 n m d at the faster of the two for each shape (for the bank's rows against the")
-    w("micro-batch, either orientation: the same numbers made either way round; the loss makes them as")
-    w("the micro-batch against the bank's rows, stored transposed). At a")
+    w("packing the whole bank for every product as OpenBLAS does); \"short\" is their rate in the same run,")
+    w("sgemm LibTorch's float32 product (OpenBLAS) at the same shapes, and \"sgemm products\" the loss")
+    w("timed with LibTorch's products instead (`set_short_products_enabled(false)`). The floor is the")
+    w("8 n m d at the faster of the two rates for each shape (for the bank's rows against the micro-batch,")
+    w("either orientation: the same numbers made either way round). At a")
     w("2,048 x 2,048 x")
     w(f"{sgemm['shape'][2]:,} square sgemm reached {sgemm['gflops']:.0f} GFLOP/s. Machine: {sgemm.get('machine', 'not recorded')}.")
     w("")
-    w("| bank m | bank work (ms) | of which score cache (ms) | score cache multiplying (ms) | loss with banks: targets kept / recomputed (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s: rows x bank, bank x rows, gradient | short GFLOP/s: scores, gradient | floor (ms) | floor / bank work |")
+    w("| bank m | bank work (ms) | of which score cache (ms) | score cache multiplying (ms) | loss with banks: targets kept / recomputed / sgemm products (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s: rows x bank, bank x rows, gradient | short GFLOP/s: scores, gradient | floor (ms) | floor / bank work |")
     w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for l in work:
         w(f"| {l['memory_size']:,} | {l['bank_ms']:.1f} | {l['cache_update_ms']:.1f} | "
           f"{l.get('cache_update_multiplying_ms', float('nan')):.1f} | "
-          f"{l['loss_with_bank_ms']:.1f} / {l.get('loss_with_bank_computing_targets_ms', float('nan')):.1f} | "
+          f"{l['loss_with_bank_ms']:.1f} / {l.get('loss_with_bank_computing_targets_ms', float('nan')):.1f} / "
+          f"{l.get('loss_with_bank_sgemm_ms', float('nan')):.1f} | "
           f"{l['gflop']:.2f} | "
           f"{l['gflops']:.0f} | {l['sgemm_gflops_rows_by_bank']:.0f}, {l['sgemm_gflops_bank_by_rows']:.0f}, "
           f"{l['sgemm_gflops_gradient']:.0f} | "
@@ -109,10 +110,10 @@ def banks(w):
         w(f"{s0['micro_batch']}, {s0['timed_steps']} timed steps each, interleaved; the floor is the bank work's")
         w("floor above, once per micro-batch.")
         w("")
-        w("| strategy | bank m | ms a step | over GradAccum (ms) | arithmetic floor (ms) | beyond the floor, share of GradAccum's step |")
-        w("| --- | ---: | ---: | ---: | ---: | ---: |")
+        w("| strategy | loss's products | bank m | ms a step | over GradAccum (ms) | arithmetic floor (ms) | beyond the floor, share of GradAccum's step |")
+        w("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
         for l in steps:
-            w(f"| {l['strategy']} | {l['memory_size']:,} | {l['ms_per_step']:.1f} | "
+            w(f"| {l['strategy']} | {l.get('products', 'sgemm')} | {l['memory_size']:,} | {l['ms_per_step']:.1f} | "
               f"{l['excess_over_grad_accum_ms']:.1f} | {l['arithmetic_floor_ms']:.1f} | "
               f"{100 * l['excess_beyond_floor_share']:.0f}% |")
         w("")

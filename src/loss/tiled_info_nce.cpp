@@ -1,5 +1,7 @@
 #include "tiled_info_nce.h"
 
+#include "contaccum/loss/short_products.h"
+
 #include <torch/autograd.h>
 
 #include <algorithm>
@@ -9,6 +11,9 @@
 // row's log-sum-exp is accumulated over column tiles with a running maximum,
 // and the backward pass recomputes every tile from the inputs and the saved
 // log-sum-exps, turning it into the softmax's share of the gradient in place.
+// Every product goes through short_products.h: a tile with a short side (a
+// micro-batch against a bank) is multiplied by its kernels, in an order of
+// operations fixed by the code; larger tiles by LibTorch.
 // All work on a tile happens in one reused buffer; nothing of size rows x
 // columns is allocated, except that scores fitting in one tile's memory are
 // kept from the forward pass instead of being recomputed (a ContAccum
@@ -43,7 +48,7 @@ class Tiler {
   torch::Tensor scores(const torch::Tensor& rows, const Columns& columns, int64_t c0, int64_t c1,
                        const torch::Tensor& into = {}, const IdentityMask* mask = nullptr, int64_t r0 = 0) {
     auto tile = into.defined() ? into : scratch(rows.size(0), c1 - c0);
-    at::mm_out(tile, computable(rows), computable(columns.vectors.narrow(0, c0, c1 - c0)).t());
+    row_dots_out(tile, computable(rows), computable(columns.vectors.narrow(0, c0, c1 - c0)));
     tile.mul_(inv_tau_);
     if (columns.scale.defined()) tile.mul_(columns.scale.narrow(0, c0, c1 - c0).unsqueeze(0));
     if (mask) mask->apply(tile, r0, c0);
@@ -162,8 +167,8 @@ void add_softmax_gradients(Tiler& tiler, const torch::Tensor& rows, const torch:
       tile.sub_(block_lse).exp_().mul_(weight * in.inv_tau);
       if (columns.scale.defined()) tile.mul_(columns.scale.narrow(0, c0, c1 - c0).unsqueeze(0));
       const auto vectors = tiler.computable(columns.vectors.narrow(0, c0, c1 - c0));
-      if (row_grad.defined()) row_grad.narrow(0, r0, r1 - r0).addmm_(tile, vectors);
-      if (column_grad.defined()) column_grad.narrow(0, c0, c1 - c0).addmm_(tile.t(), block);
+      if (row_grad.defined()) add_weighted_rows_(row_grad.narrow(0, r0, r1 - r0), tile, vectors);
+      if (column_grad.defined()) add_weighted_rows_(column_grad.narrow(0, c0, c1 - c0), tile.t(), block);
     }
   }
 }
@@ -223,10 +228,13 @@ class TiledInfoNCE : public torch::autograd::Function<TiledInfoNCE> {
       for (const auto& [r, c] : {std::pair{n, current.count()}, std::pair{n, bank.count()},
                                  std::pair{present(in.bank_rows) ? in.bank_rows.size(0) : int64_t{0}, current.count()}})
         // Stored column-major when there are more rows than columns (a
-        // bank's rows against the micro-batch's passages): the product is
-        // then made as columns x rows^T, the orientation OpenBLAS runs
-        // 1.5-1.9 times as fast for a short side of tens of rows (the bank
-        // bench's two score rates).
+        // bank's rows against the micro-batch's passages): the short
+        // products (short_products.h) then write each passage's scores
+        // against consecutive bank rows next to each other, and the
+        // gradient reads them the same way; where LibTorch's product is
+        // used instead, it runs as columns x rows^T, the orientation
+        // OpenBLAS runs 1.5-1.9 times as fast for a short side of tens of
+        // rows (the bank bench's two score rates).
         kept.push_back(r > c ? torch::empty({c, r}, queries.options()).t() : torch::empty({r, c}, queries.options()));
     }
     const auto lse =

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "contaccum/core/compute_threads.h"
+#include "contaccum/loss/info_nce.h"
 
 namespace contaccum {
 namespace {
@@ -30,9 +31,11 @@ std::vector<ShortProductIsa> isas_this_cpu_runs() {
 // Restores the instruction set and the thread counts whatever the test does.
 struct ProductSettings {
   ShortProductIsa isa = short_product_isa();
+  bool enabled = short_products_enabled();
   int blas = blas_threads(), torch = torch::get_num_threads();
   ~ProductSettings() {
     set_short_product_isa(isa);
+    set_short_products_enabled(enabled);
     if (blas > 0) set_compute_threads(blas);
     torch::set_num_threads(torch);
   }
@@ -163,6 +166,56 @@ TEST(ShortProducts, LongProductsAndOtherTypesGoToLibTorch) {
   EXPECT_TRUE(row_dots_short(torch::empty({3, 70}), x.narrow(0, 0, 3), y));
   EXPECT_FALSE(weighted_rows_short(torch::empty({65, 40}), torch::empty({65, 70}), y));
   EXPECT_THROW(row_dots_out(torch::empty({3, 3}), x.narrow(0, 0, 3), y), c10::Error);
+}
+
+}  // namespace
+}  // namespace contaccum
+
+namespace contaccum {
+namespace {
+
+struct LossAndGradients {
+  torch::Tensor loss, grad_queries, grad_passages;
+};
+
+// ContAccum's loss for one micro-batch of 32 against banks of 200 (two
+// passages an example, cosine): every product of the tiled loss is short.
+LossAndGradients banked_loss(torch::ScalarType type) {
+  // The same float32 numbers whatever the type computed in.
+  torch::manual_seed(21);
+  const auto q = torch::randn({32, 48}).to(type).requires_grad_(true);
+  const auto p = torch::randn({32, 2, 48}).to(type).requires_grad_(true);
+  InfoNCEBank bank;
+  bank.queries = torch::randn({200, 48}).to(type);
+  bank.passages = torch::randn({200, 2, 48}).to(type);
+  const auto options = InfoNCEOptions().similarity(Similarity::Cosine).temperature(0.05);
+  auto loss = info_nce(q, p, options, bank).loss;
+  loss.backward();
+  return {loss.detach(), q.grad(), p.grad()};
+}
+
+TEST(ShortProducts, TheBankedLossIsTheSameBitsOnEveryInstructionSetAndMatchesFloat64) {
+  ProductSettings restore;
+  set_short_product_isa(ShortProductIsa::Portable);
+  const auto portable = banked_loss(torch::kFloat);
+  for (const auto isa : isas_this_cpu_runs()) {
+    set_short_product_isa(isa);
+    const auto vector = banked_loss(torch::kFloat);
+    EXPECT_TRUE(same_bits(portable.loss.reshape({1}), vector.loss.reshape({1})));
+    EXPECT_TRUE(same_bits(portable.grad_queries, vector.grad_queries));
+    EXPECT_TRUE(same_bits(portable.grad_passages.reshape({32, -1}), vector.grad_passages.reshape({32, -1})));
+  }
+  set_short_products_enabled(false);
+  const auto sgemm = banked_loss(torch::kFloat);
+  set_short_products_enabled(true);
+  const auto exact = banked_loss(torch::kDouble);  // float64: LibTorch's products
+  for (const auto* result : {&portable, &sgemm}) {
+    EXPECT_NEAR(result->loss.item<double>(), exact.loss.item<double>(), 1e-6 * exact.loss.abs().item<double>());
+    EXPECT_TRUE(torch::allclose(result->grad_queries.to(torch::kDouble), exact.grad_queries, 1e-5, 1e-7));
+    EXPECT_TRUE(torch::allclose(result->grad_passages.to(torch::kDouble), exact.grad_passages, 1e-5, 1e-7));
+  }
+  // And the short products did make them: without them the bits differ.
+  EXPECT_FALSE(same_bits(portable.grad_queries, sgemm.grad_queries));
 }
 
 }  // namespace

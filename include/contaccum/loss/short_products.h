@@ -4,13 +4,6 @@
 // bank of thousands), computed without packing the long side, in an order of
 // operations that gives the same bits on every x86 CPU.
 //
-// The loss does not use them (yet). Alone they beat OpenBLAS at a ContAccum
-// micro-batch's bank products (bench/banks, "short" rates: about 1.9x on the
-// scores and 1.2x on the gradient at a bank of 1,024 on a 2-core AMD EPYC),
-// but inside whole training steps they were no faster at a bank of 1,024 and
-// slower at 8,192 (bench/performance/notes.md): their second thread competes
-// with OpenBLAS's worker, which spins between the encoder's products.
-//
 // Why not BLAS: for a product of 32 rows against a bank of m rows, OpenBLAS
 // copies ("packs") the whole bank into its panel layout on every call, and a
 // ContAccum micro-batch makes four such products, each touching every bank
@@ -18,6 +11,12 @@
 // read the bank's rows where they lie: a score is a dot product of two
 // contiguous rows, and a gradient row is a sum of bank rows weighted by the
 // tile, both already in the layout the arithmetic wants.
+//
+// The tiled loss makes its products with these (a ContAccum micro-batch
+// against its banks, and its in-batch block). Two threads share a product:
+// the caller and one helper that, like OpenBLAS's worker, keeps polling for
+// a while after each product instead of sleeping at once, so that it gets
+// the second core while OpenBLAS's own worker spins there.
 //
 // Exact by construction: every output element is computed in an order fixed
 // by the code, not by the CPU or the thread count. A dot product keeps 16
@@ -45,6 +44,12 @@ ShortProductIsa short_product_isa();
 
 /// Chooses the kernels' instruction set; it must be one this CPU runs.
 void set_short_product_isa(ShortProductIsa isa);
+
+/// Whether `row_dots_out` and `add_weighted_rows_` use these kernels at all
+/// (default: true); false sends every product to LibTorch, process-wide
+/// (the bank benchmark times the loss both ways).
+void set_short_products_enabled(bool enabled);
+bool short_products_enabled();
 
 /// A product is "short" when its short side has at most this many rows:
 /// below it these kernels beat OpenBLAS's packing; above it (GradCache's
