@@ -2,7 +2,8 @@
 # Where the bank work's time goes: runs contaccum_bench_banks (sgemm and
 # bank-work lines only) under `perf record` and prints each group of symbols'
 # share of the samples: OpenBLAS's sgemm kernel, its packing ("copy")
-# routines, exp, the kernel's scheduler, and the rest.
+# routines, the short products' kernels (short_products.h), exp, the
+# kernel's scheduler, and the rest.
 #
 # Usage: bash bench/banks/profile.sh [MEMORY_SIZE]   (default 8192)
 # Needs perf (Debian: linux-perf) and a kernel that lets this user profile.
@@ -21,6 +22,7 @@ perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null
       share = $1; sub("%", "", share); name = $3
       if (name ~ /^sgemm_kernel/) group = "sgemm kernel"
       else if (name ~ /^sgemm_.*copy/ || name ~ /^sgemm_beta/) group = "sgemm packing"
+      else if (name ~ /dot_block|weighted_block/) group = "short products"
       else if (name ~ /exp/) group = "exp"
       else if (name ~ /sched|yield|syscall/) group = "scheduler"
       else group = "other"
@@ -28,6 +30,6 @@ perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null
     }
     END {
       printf "bank work at memory_size %d, share of samples:\n", memory
-      n = split("sgemm kernel,sgemm packing,exp,scheduler,other", order, ",")
+      n = split("sgemm kernel,sgemm packing,short products,exp,scheduler,other", order, ",")
       for (i = 1; i <= n; ++i) printf "  %-14s %5.1f%%\n", order[i], total[order[i]]
     }'
