@@ -51,21 +51,24 @@ void set_short_product_isa(ShortProductIsa isa);
 void set_short_products_enabled(bool enabled);
 bool short_products_enabled();
 
-/// A product is "short" when its short side has at most this many rows:
-/// below it these kernels beat OpenBLAS's packing; above it (GradCache's
-/// large tiles) BLAS's blocking wins.
+/// A product is "short" when its short side has at most this many rows.
+/// Chosen, not tuned: at 32 rows (a micro-batch against a bank) these
+/// kernels beat OpenBLAS (bench/banks); tiles of hundreds of rows
+/// (GradCache's) stay with BLAS's blocking, which reuses each packed panel
+/// across many rows.
 constexpr int64_t kShortSideRows = 64;
 
 /// `out[i, j] = x[i] . y[j]` for `x [nx, d]`, `y [ny, d]`: with these
 /// kernels when `min(nx, ny) <= kShortSideRows` and every operand is a
 /// float32 CPU matrix with contiguous rows in `x` and `y` (`out` may have
 /// any strides, a transposed view included); otherwise `at::mm_out`.
+/// `out` must not overlap `x` or `y`.
 void row_dots_out(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y);
 
 /// `out += w y` for `w [n, m]`, `y [m, d]`, `out [n, d]`: with these kernels
 /// when `n <= kShortSideRows` and every operand is a float32 CPU matrix with
 /// contiguous rows in `y` and `out` (`w` may have any strides); otherwise
-/// `addmm_`.
+/// `addmm_`. `out` must not overlap `w` or `y`.
 void add_weighted_rows_(const torch::Tensor& out, const torch::Tensor& w, const torch::Tensor& y);
 
 /// Whether `row_dots_out` / `add_weighted_rows_` use these kernels for
