@@ -178,6 +178,34 @@ bool float_cpu_matrix(const torch::Tensor& t) {
   return t.defined() && t.dim() == 2 && t.device().is_cpu() && t.scalar_type() == torch::kFloat;
 }
 
+template <typename Args>
+using Kernel = void (*)(const Args&);
+
+// The kernel of the chosen instruction set (built without the x86 files,
+// their names forward to the portable kernel and are never chosen).
+template <typename Args>
+Kernel<Args> chosen(Kernel<Args> avx512, Kernel<Args> avx2, Kernel<Args> portable) {
+  switch (short_product_isa()) {
+    case ShortProductIsa::Avx512:
+      return avx512;
+    case ShortProductIsa::Avx2:
+      return avx2;
+    default:
+      return portable;
+  }
+}
+
+// Runs `kernel` over [0, total) in pieces shared among the threads;
+// `set_range(args, begin, end)` narrows a copy of `args` to one piece.
+template <typename Args, typename SetRange>
+void run_in_pieces(const Args& args, Kernel<Args> kernel, const Pieces& pieces, int64_t total, SetRange set_range) {
+  share_out(pieces.count, [&](int64_t c) {
+    Args part = args;
+    set_range(part, c * pieces.size, std::min(total, (c + 1) * pieces.size));
+    kernel(part);
+  });
+}
+
 }  // namespace
 
 ShortProductIsa best_short_product_isa() {
@@ -227,25 +255,10 @@ void row_dots_out(const torch::Tensor& out, const torch::Tensor& x, const torch:
   args.d = x.size(1);
   args.out = out.data_ptr<float>();
   args.out_stride_x = out.stride(swap ? 1 : 0), args.out_stride_y = out.stride(swap ? 0 : 1);
-  const auto kernel = [] {
-    switch (short_product_isa()) {
-#ifdef CONTACCUM_X86_KERNELS
-      case ShortProductIsa::Avx512:
-        return &detail::row_dots_avx512;
-      case ShortProductIsa::Avx2:
-        return &detail::row_dots_avx2;
-#endif
-      default:
-        return &detail::row_dots_portable;
-    }
-  }();
   const int64_t rows = long_side.size(0);
-  const Pieces pieces(rows, 12, 48);
-  share_out(pieces.count, [&](int64_t c) {
-    RowDotsArgs part = args;
-    part.y_begin = c * pieces.size, part.y_end = std::min(rows, part.y_begin + pieces.size);
-    kernel(part);
-  });
+  run_in_pieces(args, chosen<RowDotsArgs>(&detail::row_dots_avx512, &detail::row_dots_avx2, &detail::row_dots_portable),
+                Pieces(rows, 12, 48), rows,
+                [](RowDotsArgs& part, int64_t begin, int64_t end) { part.y_begin = begin, part.y_end = end; });
 }
 
 void add_weighted_rows_(const torch::Tensor& out, const torch::Tensor& w, const torch::Tensor& y) {
@@ -262,26 +275,13 @@ void add_weighted_rows_(const torch::Tensor& out, const torch::Tensor& w, const 
   args.w = w.data_ptr<float>(), args.w_stride_row = w.stride(0), args.w_stride_column = w.stride(1);
   args.y = y.data_ptr<float>(), args.y_stride = y.stride(0), args.y_rows = y.size(0);
   args.out = out.data_ptr<float>(), args.out_stride = out.stride(0), args.out_rows = out.size(0);
-  const auto kernel = [] {
-    switch (short_product_isa()) {
-#ifdef CONTACCUM_X86_KERNELS
-      case ShortProductIsa::Avx512:
-        return &detail::weighted_rows_avx512;
-      case ShortProductIsa::Avx2:
-        return &detail::weighted_rows_avx2;
-#endif
-      default:
-        return &detail::weighted_rows_portable;
-    }
-  }();
   // The columns are split among the threads, in whole 64-float blocks.
   const int64_t d = y.size(1);
-  const Pieces pieces(d, 64, 64);
-  share_out(pieces.count, [&](int64_t c) {
-    WeightedRowsArgs part = args;
-    part.k_begin = c * pieces.size, part.k_end = std::min(d, part.k_begin + pieces.size);
-    kernel(part);
-  });
+  run_in_pieces(args,
+                chosen<WeightedRowsArgs>(&detail::weighted_rows_avx512, &detail::weighted_rows_avx2,
+                                         &detail::weighted_rows_portable),
+                Pieces(d, 64, 64), d,
+                [](WeightedRowsArgs& part, int64_t begin, int64_t end) { part.k_begin = begin, part.k_end = end; });
 }
 
 }  // namespace contaccum

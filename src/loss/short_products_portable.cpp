@@ -57,4 +57,13 @@ struct Portable {
 void row_dots_portable(const RowDotsArgs& args) { row_dots<Portable, 2, 2>(args); }
 void weighted_rows_portable(const WeightedRowsArgs& args) { weighted_rows<Portable, 2, 1>(args); }
 
+#ifndef CONTACCUM_X86_KERNELS
+// Built without the x86 files: their names exist for the dispatch, which
+// never chooses them here (the CPU check says no).
+void row_dots_avx2(const RowDotsArgs& args) { row_dots_portable(args); }
+void row_dots_avx512(const RowDotsArgs& args) { row_dots_portable(args); }
+void weighted_rows_avx2(const WeightedRowsArgs& args) { weighted_rows_portable(args); }
+void weighted_rows_avx512(const WeightedRowsArgs& args) { weighted_rows_portable(args); }
+#endif
+
 }  // namespace contaccum::detail
