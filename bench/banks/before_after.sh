@@ -3,7 +3,8 @@
 # builds contaccum_bench_banks of revision BEFORE_REV (its sources and
 # library as they were) and of the working tree, then alternates the two
 # binaries PAIRS times on the same step measurement (GradAccum and ContAccum
-# at each bank size, interleaved within each run). Prints ms a step per run.
+# at each bank size, interleaved within each run). Prints ms a step per run,
+# and the short products' rates (scores, gradient) alone at each bank size.
 #
 # Usage: bash bench/banks/before_after.sh BEFORE_REV [PAIRS (default 3)] [BANK_SIZES (default 1024,8192)]
 set -euo pipefail
@@ -19,11 +20,18 @@ bash "$root/bench/build.sh" contaccum_bench_banks "$work/src" "$work/build"
 bash "$root/bench/build.sh" contaccum_bench_banks
 before="$work/build/bench/banks/contaccum_bench_banks"
 after="$root/build-bench/bench/banks/contaccum_bench_banks"
-steps() {
-  "$1" --memory "$memory" --rounds 30 2>/dev/null | python3 -c '
+summary=$(cat <<'PY'
 import json, sys
-print(" | ".join(f"{d[\"strategy\"]} {d[\"memory_size\"]}: {d[\"ms_per_step\"]:.1f} ms"
-                 for d in map(json.loads, sys.stdin) if d["kind"] == "steps"))'
+lines = [json.loads(l) for l in sys.stdin]
+parts = [f"{d['strategy']} {d['memory_size']} {d.get('products', '')}: {d['ms_per_step']:.1f} ms"
+         for d in lines if d["kind"] == "steps"]
+parts += [f"short {d['memory_size']}: {d['short_gflops_scores']:.0f}/{d['short_gflops_gradient']:.0f} GFLOP/s"
+          for d in lines if d["kind"] == "bank_work"]
+print(" | ".join(parts))
+PY
+)
+steps() {
+  "$1" --memory "$memory" --rounds 30 2>/dev/null | python3 -c "$summary"
 }
 for ((i = 1; i <= pairs; i++)); do
   echo "before ($rev): $(steps "$before")"

@@ -143,7 +143,18 @@ struct Banks {
   }
 };
 
+// The share of the shared products' pieces the helper thread computed
+// since `before` (about half when it gets the second core), and how often a
+// caller had to move it off its own core.
+json helper_since(const ShortProductHelperStats& before) {
+  const auto now = short_product_helper_stats();
+  const int64_t pieces = now.pieces - before.pieces;
+  return {{"helper_share", pieces > 0 ? static_cast<double>(now.helper_pieces - before.helper_pieces) / pieces : 0.0},
+          {"helper_moves", now.moves - before.moves}};
+}
+
 json bank_work(const BankWorkSetup& s) {
+  const auto helper_before = short_product_helper_stats();
   const auto loss = InfoNCEOptions().similarity(Similarity::Cosine).temperature(s.temperature);
   Banks banks(s.m, s.n, s.d, loss);
   const auto q = torch::randn({s.n, s.d}).requires_grad_(true);
@@ -228,7 +239,8 @@ json bank_work(const BankWorkSetup& s) {
           {"short_isa", short_product_isa() == ShortProductIsa::Avx512 ? "AVX-512"
                         : short_product_isa() == ShortProductIsa::Avx2 ? "AVX2"
                                                                        : "portable"},
-          {"floor_ms", 1e3 * floor_s}};
+          {"floor_ms", 1e3 * floor_s},
+          {"short_products_helper", helper_since(helper_before)}};
 }
 
 // ---------------------------------------------------------------- steps
@@ -301,11 +313,13 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
   // Enough steps first to fill the largest bank.
   const int64_t fill = *std::max_element(s.memories.begin(), s.memories.end()) / s.total + 2;
   const int64_t k = static_cast<int64_t>(runners.size());
+  const auto helper_before = short_product_helper_stats();
   for (int64_t r = 0; r < fill + s.rounds; ++r) {
     const auto batch = random_batch(s, r);
     for (int64_t i = 0; i < k; ++i) runners[static_cast<size_t>((r + i) % k)]->step(batch, r >= fill);
   }
   const double base = median(runners[0]->seconds);
+  const auto helper = helper_since(helper_before);
   set_short_products_enabled(true);
   std::vector<json> out;
   for (const auto& run : runners) {
@@ -327,7 +341,8 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
                    {"excess_over_grad_accum_ms", ms - 1e3 * base},
                    {"arithmetic_floor_ms", floor_ms},
                    {"excess_beyond_floor_share", (ms - 1e3 * base - floor_ms) / (1e3 * base)},
-                   {"timed_steps", run->seconds.size()}});
+                   {"timed_steps", run->seconds.size()},
+                   {"short_products_helper", helper}});
   }
   return out;
 }

@@ -1,18 +1,11 @@
 #include "contaccum/loss/short_products.h"
 
-#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
-#include <functional>
-#include <memory>
-#include <mutex>
-#include <thread>
 
-#include "contaccum/core/compute_threads.h"
+#include "product_helper.h"
 #include "short_products_args.h"
 
 namespace contaccum {
@@ -59,110 +52,6 @@ const char* isa_name(ShortProductIsa isa) {
   return "unknown";
 }
 
-// How many threads share a product: as many as the BLAS it replaces would
-// use (OpenBLAS's pool, which `set_compute_threads` sets; LibTorch's own
-// count where the BLAS is another), at most two: the calling thread and the
-// helper below.
-int product_threads() {
-  const int blas = blas_threads();
-  const int wanted = blas > 0 ? blas : at::get_num_threads();
-  return std::max(1, std::min(wanted, 2));
-}
-
-// The one helper thread of the short products. It waits for work the way
-// OpenBLAS's own worker does: after each product it keeps polling for the
-// next one for a while (kSpinSeconds), yielding the core between polls, and
-// only then sleeps. A helper woken from sleep would be queued behind the
-// busy calling thread (the other core never looks idle: OpenBLAS's worker
-// spins there between the encoder's products), and a product would run on
-// one core; a polling one yields to that worker and takes the core as soon
-// as a product is posted. It stays for the process's life (never joined:
-// like OpenBLAS's pool, it is simply gone at exit).
-class ProductHelper {
- public:
-  static ProductHelper& instance() {
-    static ProductHelper* helper = new ProductHelper();  // leaked on purpose, see above
-    return *helper;
-  }
-
-  // Runs work(c) for every c in [0, chunks) on the calling thread and the
-  // helper, each taking the next chunk until none is left; false (nothing
-  // run) when another thread is using the helper. The caller never waits for
-  // the helper to start, only for a chunk it took to finish; each chunk is a
-  // fixed set of outputs, so which thread takes it changes no bit.
-  bool run(int64_t chunks, const std::function<void(int64_t)>& work) {
-    std::unique_lock<std::mutex> in_use(in_use_, std::try_to_lock);
-    if (!in_use.owns_lock()) return false;
-    chunks_ = chunks;
-    work_ = &work;
-    next_.store(0, std::memory_order_relaxed);
-    state_.store(kOpen, std::memory_order_release);
-    posted_.fetch_add(1, std::memory_order_acq_rel);
-    {
-      std::lock_guard<std::mutex> lock(sleep_mutex_);
-      if (sleeping_) wake_.notify_one();
-    }
-    drain();
-    int open = kOpen;
-    if (!state_.compare_exchange_strong(open, kClosed, std::memory_order_acq_rel)) {
-      while (state_.load(std::memory_order_acquire) != kDone) std::this_thread::yield();
-    }
-    return true;
-  }
-
- private:
-  static constexpr int kOpen = 0, kJoined = 1, kDone = 2, kClosed = 3;
-  static constexpr double kSpinSeconds = 0.1;
-
-  ProductHelper() {
-    std::thread([this] { loop(); }).detach();
-  }
-
-  void drain() {
-    for (int64_t c = next_.fetch_add(1); c < chunks_; c = next_.fetch_add(1)) (*work_)(c);
-  }
-
-  void loop() {
-    uint64_t seen = posted_.load(std::memory_order_acquire);
-    auto last = std::chrono::steady_clock::now();
-    for (;;) {
-      const uint64_t posted = posted_.load(std::memory_order_acquire);
-      if (posted != seen) {
-        seen = posted;
-        int open = kOpen;
-        if (state_.compare_exchange_strong(open, kJoined, std::memory_order_acq_rel)) {
-          drain();
-          state_.store(kDone, std::memory_order_release);
-        }
-        last = std::chrono::steady_clock::now();
-      } else if (std::chrono::duration<double>(std::chrono::steady_clock::now() - last).count() < kSpinSeconds) {
-        std::this_thread::yield();
-      } else {
-        std::unique_lock<std::mutex> lock(sleep_mutex_);
-        sleeping_ = true;
-        wake_.wait(lock, [&] { return posted_.load(std::memory_order_acquire) != seen; });
-        sleeping_ = false;
-        last = std::chrono::steady_clock::now();
-      }
-    }
-  }
-
-  std::mutex in_use_;
-  int64_t chunks_ = 0;
-  const std::function<void(int64_t)>* work_ = nullptr;
-  std::atomic<int64_t> next_{0};
-  std::atomic<int> state_{kClosed};
-  std::atomic<uint64_t> posted_{0};
-  std::mutex sleep_mutex_;
-  std::condition_variable wake_;
-  bool sleeping_ = false;
-};
-
-void share_out(int64_t chunks, const std::function<void(int64_t)>& work) {
-  if (std::min<int64_t>(product_threads(), chunks) > 1 && ProductHelper::instance().run(chunks, work)) return;
-  for (int64_t c = 0; c < chunks; ++c) work(c);
-}
-
 // [0, total) in pieces of whole multiples of `step`, about eight of them
 // (enough to even out two threads), none under `least`.
 struct Pieces {
@@ -199,7 +88,7 @@ Kernel<Args> chosen(Kernel<Args> avx512, Kernel<Args> avx2, Kernel<Args> portabl
 // `set_range(args, begin, end)` narrows a copy of `args` to one piece.
 template <typename Args, typename SetRange>
 void run_in_pieces(const Args& args, Kernel<Args> kernel, const Pieces& pieces, int64_t total, SetRange set_range) {
-  share_out(pieces.count, [&](int64_t c) {
+  detail::share_out(pieces.count, [&](int64_t c) {
     Args part = args;
     set_range(part, c * pieces.size, std::min(total, (c + 1) * pieces.size));
     kernel(part);
@@ -224,6 +113,8 @@ void set_short_product_isa(ShortProductIsa isa) {
 void set_short_products_enabled(bool enabled) { products_enabled() = enabled; }
 
 bool short_products_enabled() { return products_enabled().load(); }
+
+ShortProductHelperStats short_product_helper_stats() { return detail::helper_stats(); }
 
 bool row_dots_short(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y) {
   return short_products_enabled() && std::min(x.size(0), y.size(0)) <= kShortSideRows && float_cpu_matrix(out) &&

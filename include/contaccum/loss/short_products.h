@@ -16,7 +16,8 @@
 // against its banks, and its in-batch block). Two threads share a product:
 // the caller and one helper that, like OpenBLAS's worker, keeps polling for
 // a while after each product instead of sleeping at once, so that it gets
-// the second core while OpenBLAS's own worker spins there.
+// the second core while OpenBLAS's own worker spins there; when the helper
+// is found on the caller's own core, the caller confines it to the others.
 //
 // Exact by construction: every output element is computed in an order fixed
 // by the code, not by the CPU or the thread count. A dot product keeps 16
@@ -50,6 +51,24 @@ void set_short_product_isa(ShortProductIsa isa);
 /// (the bank benchmark times the loss both ways).
 void set_short_products_enabled(bool enabled);
 bool short_products_enabled();
+
+/// What the helper thread that shares the products has done so far, for
+/// benchmarks and tests.
+struct ShortProductHelperStats {
+  /// The helper's Linux thread id; 0 before it has started (or off Linux).
+  int64_t thread_id = 0;
+  /// Products offered to the helper (made with two threads).
+  int64_t products = 0;
+  /// Pieces those products were cut into, and those of them the helper
+  /// computed (the caller took the rest): about half with two free cores.
+  int64_t pieces = 0, helper_pieces = 0;
+  /// Times a caller found the helper on its own core and confined the
+  /// helper to the other cores it may use.
+  int64_t moves = 0;
+};
+
+/// The helper's counters (starts the helper when it has not started).
+ShortProductHelperStats short_product_helper_stats();
 
 /// A product is "short" when its short side has at most this many rows.
 /// Chosen, not tuned: at 32 rows (a micro-batch against a bank) these

@@ -1,0 +1,189 @@
+#include "product_helper.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#ifdef __linux__
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+#include "contaccum/core/compute_threads.h"
+
+namespace contaccum::detail {
+namespace {
+
+// Where the calling thread runs now; -1 where that cannot be known.
+int current_cpu() {
+#ifdef __linux__
+  return sched_getcpu();
+#else
+  return -1;
+#endif
+}
+
+// The one helper thread of the short products. It waits for work the way
+// OpenBLAS's own worker does: after each product it keeps polling for the
+// next one for a while (kSpinSeconds), yielding the core between polls, and
+// only then sleeps. A helper woken from sleep would be queued behind the
+// busy calling thread (the other core never looks idle: OpenBLAS's worker
+// spins there between the encoder's products), and a product would run on
+// one core; a polling one yields to that worker and takes the core as soon
+// as a product is posted. It stays for the process's life (never joined:
+// like OpenBLAS's pool, it is simply gone at exit).
+//
+// Polling is not enough on its own: the scheduler may leave the helper on
+// the caller's own core (the other cores look busy, OpenBLAS's worker polls
+// there), where it runs only when the caller's time slice ends, long after
+// the product. Measured on a 2-core virtual machine: in two runs of three
+// the helper took part in a third of the products and the short products
+// ran at one core's rate. So the caller, when it finds the helper last ran
+// on its own core, confines the helper to the other cores it may use
+// (`keep_off`): one system call, rarely (1 to 5 times a run there).
+class ProductHelper {
+ public:
+  static ProductHelper& instance() {
+    static ProductHelper* helper = new ProductHelper();  // leaked on purpose, see above
+    return *helper;
+  }
+
+  // Runs work(c) for every c in [0, chunks) on the calling thread and the
+  // helper, each taking the next chunk until none is left; false (nothing
+  // run) when another thread is using the helper. The caller never waits for
+  // the helper to start, only for a chunk it took to finish.
+  bool run(int64_t chunks, const std::function<void(int64_t)>& work) {
+    std::unique_lock<std::mutex> in_use(in_use_, std::try_to_lock);
+    if (!in_use.owns_lock()) return false;
+    keep_off(current_cpu());
+    pieces_.fetch_add(chunks, std::memory_order_acq_rel);
+    chunks_ = chunks;
+    work_ = &work;
+    next_.store(0, std::memory_order_relaxed);
+    state_.store(kOpen, std::memory_order_release);
+    posted_.fetch_add(1, std::memory_order_acq_rel);
+    {
+      std::lock_guard<std::mutex> lock(sleep_mutex_);
+      if (sleeping_) wake_.notify_one();
+    }
+    drain();
+    int open = kOpen;
+    if (!state_.compare_exchange_strong(open, kClosed, std::memory_order_acq_rel)) {
+      while (state_.load(std::memory_order_acquire) != kDone) std::this_thread::yield();
+    }
+    return true;
+  }
+
+  ShortProductHelperStats stats() const {
+    ShortProductHelperStats s;
+    s.thread_id = thread_id_.load(std::memory_order_acquire);
+    s.products = posted_.load(std::memory_order_acquire);
+    s.pieces = pieces_.load(std::memory_order_acquire);
+    s.helper_pieces = helper_pieces_.load(std::memory_order_acquire);
+    s.moves = moves_.load(std::memory_order_acquire);
+    return s;
+  }
+
+ private:
+  static constexpr int kOpen = 0, kJoined = 1, kDone = 2, kClosed = 3;
+  static constexpr double kSpinSeconds = 0.1;
+
+  ProductHelper() {
+    std::thread([this] { loop(); }).detach();
+  }
+
+  // Confines the helper to the cores it was started with but the caller's,
+  // when the helper last ran on the caller's (nothing where it was started
+  // with that core alone, or off Linux).
+  void keep_off(int caller_cpu) {
+#ifdef __linux__
+    const auto tid = static_cast<pid_t>(thread_id_.load(std::memory_order_acquire));
+    if (caller_cpu < 0 || tid <= 0 || helper_cpu_.load(std::memory_order_relaxed) != caller_cpu) return;
+    cpu_set_t others = started_with_;
+    CPU_CLR(caller_cpu, &others);
+    if (CPU_COUNT(&others) == 0 || sched_setaffinity(tid, sizeof(others), &others) != 0) return;
+    helper_cpu_.store(-1, std::memory_order_relaxed);
+    moves_.fetch_add(1, std::memory_order_acq_rel);
+#else
+    (void)caller_cpu;
+#endif
+  }
+
+  int64_t drain() {
+    int64_t done = 0;
+    for (int64_t c = next_.fetch_add(1); c < chunks_; c = next_.fetch_add(1), ++done) (*work_)(c);
+    return done;
+  }
+
+  void loop() {
+#ifdef __linux__
+    // The cores it may use: those of the thread that started it.
+    CPU_ZERO(&started_with_);
+    sched_getaffinity(0, sizeof(started_with_), &started_with_);
+    thread_id_.store(static_cast<int64_t>(syscall(SYS_gettid)), std::memory_order_release);
+#endif
+    uint64_t seen = posted_.load(std::memory_order_acquire);
+    auto last = std::chrono::steady_clock::now();
+    for (;;) {
+      helper_cpu_.store(current_cpu(), std::memory_order_relaxed);
+      const uint64_t posted = posted_.load(std::memory_order_acquire);
+      if (posted != seen) {
+        seen = posted;
+        int open = kOpen;
+        if (state_.compare_exchange_strong(open, kJoined, std::memory_order_acq_rel)) {
+          helper_pieces_.fetch_add(drain(), std::memory_order_acq_rel);
+          state_.store(kDone, std::memory_order_release);
+        }
+        last = std::chrono::steady_clock::now();
+      } else if (std::chrono::duration<double>(std::chrono::steady_clock::now() - last).count() < kSpinSeconds) {
+        std::this_thread::yield();
+      } else {
+        std::unique_lock<std::mutex> lock(sleep_mutex_);
+        sleeping_ = true;
+        wake_.wait(lock, [&] { return posted_.load(std::memory_order_acquire) != seen; });
+        sleeping_ = false;
+        last = std::chrono::steady_clock::now();
+      }
+    }
+  }
+
+  std::mutex in_use_;
+  int64_t chunks_ = 0;
+  const std::function<void(int64_t)>* work_ = nullptr;
+  std::atomic<int64_t> next_{0};
+  std::atomic<int> state_{kClosed};
+  std::atomic<uint64_t> posted_{0};
+  std::mutex sleep_mutex_;
+  std::condition_variable wake_;
+  bool sleeping_ = false;
+  std::atomic<int64_t> thread_id_{0};  // published after started_with_
+#ifdef __linux__
+  cpu_set_t started_with_;
+#endif
+  std::atomic<int> helper_cpu_{-1};
+  std::atomic<int64_t> pieces_{0}, helper_pieces_{0};
+  std::atomic<int64_t> moves_{0};
+};
+
+}  // namespace
+
+int product_threads() {
+  const int blas = blas_threads();
+  const int wanted = blas > 0 ? blas : at::get_num_threads();
+  return std::max(1, std::min(wanted, 2));
+}
+
+void share_out(int64_t chunks, const std::function<void(int64_t)>& work) {
+  if (std::min<int64_t>(product_threads(), chunks) > 1 && ProductHelper::instance().run(chunks, work)) return;
+  for (int64_t c = 0; c < chunks; ++c) work(c);
+}
+
+ShortProductHelperStats helper_stats() { return ProductHelper::instance().stats(); }
+
+}  // namespace contaccum::detail
