@@ -56,6 +56,11 @@ def loss_memory(w):
     w("")
 
 
+def helper_share(line):
+    helper = line.get("short_products_helper")
+    return f"{100 * helper['helper_share']:.0f}%" if helper else "not recorded"
+
+
 def banks(w):
     """The banks' arithmetic against sgemm, from bench/banks/results.jsonl."""
     path = os.path.join(root, "bench/banks/results.jsonl")
@@ -86,12 +91,14 @@ def banks(w):
     w("sgemm LibTorch's float32 product (OpenBLAS) at the same shapes, and \"sgemm products\" the loss")
     w("timed with LibTorch's products instead (`set_short_products_enabled(false)`). The floor is the")
     w("8 n m d at the faster of the two rates for each shape (for the bank's rows against the micro-batch,")
-    w("either orientation: the same numbers made either way round). At a")
+    w("either orientation: the same numbers made either way round). \"helper\" is the share of the")
+    w("short products' pieces that their second thread computed in that line's run (half when it")
+    w("gets the second core: `short_product_helper_stats`). At a")
     w("2,048 x 2,048 x")
     w(f"{sgemm['shape'][2]:,} square sgemm reached {sgemm['gflops']:.0f} GFLOP/s. Machine: {sgemm.get('machine', 'not recorded')}.")
     w("")
-    w("| bank m | bank work (ms) | of which score cache (ms) | score cache multiplying (ms) | loss with banks: targets kept / recomputed / sgemm products (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s: rows x bank, bank x rows, gradient | short GFLOP/s: scores, gradient | floor (ms) | floor / bank work |")
-    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    w("| bank m | bank work (ms) | of which score cache (ms) | score cache multiplying (ms) | loss with banks: targets kept / recomputed / sgemm products (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s: rows x bank, bank x rows, gradient | short GFLOP/s: scores, gradient | helper | floor (ms) | floor / bank work |")
+    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for l in work:
         w(f"| {l['memory_size']:,} | {l['bank_ms']:.1f} | {l['cache_update_ms']:.1f} | "
           f"{l.get('cache_update_multiplying_ms', float('nan')):.1f} | "
@@ -101,14 +108,15 @@ def banks(w):
           f"{l['gflops']:.0f} | {l['sgemm_gflops_rows_by_bank']:.0f}, {l['sgemm_gflops_bank_by_rows']:.0f}, "
           f"{l['sgemm_gflops_gradient']:.0f} | "
           f"{l.get('short_gflops_scores', float('nan')):.0f}, {l.get('short_gflops_gradient', float('nan')):.0f} "
-          f"({l.get('short_isa', 'none')}) | {l['floor_ms']:.1f} | {l['floor_ms'] / l['bank_ms']:.2f} |")
+          f"({l.get('short_isa', 'none')}) | {helper_share(l)} | {l['floor_ms']:.1f} | {l['floor_ms'] / l['bank_ms']:.2f} |")
     w("")
     if steps:
         s0 = steps[0]
         w(f"Whole optimizer steps (compute_gradients and FusedAdamW) of the main job's tower on random token")
         w(f"ids (queries 16, passages {s0['passage_length']} tokens), total batch {s0['total_batch']}, micro-batches of")
         w(f"{s0['micro_batch']}, {s0['timed_steps']} timed steps each, interleaved; the floor is the bank work's")
-        w("floor above, once per micro-batch.")
+        w(f"floor above, once per micro-batch. The short products' helper thread computed {helper_share(s0)} of")
+        w("their pieces over these steps.")
         w("")
         w("| strategy | loss's products | bank m | ms a step | over GradAccum (ms) | arithmetic floor (ms) | beyond the floor, share of GradAccum's step |")
         w("| --- | --- | ---: | ---: | ---: | ---: | ---: |")

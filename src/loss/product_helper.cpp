@@ -46,7 +46,8 @@ int current_cpu() {
 // the helper took part in a third of the products and the short products
 // ran at one core's rate. So the caller, when it finds the helper last ran
 // on its own core, confines the helper to the other cores it may use
-// (`keep_off`): one system call, rarely (1 to 5 times a run there).
+// (`keep_off`): one system call, rarely (0 to 5 times in bench/banks'
+// products alone there, 31 times in its ~300 whole steps).
 class ProductHelper {
  public:
   static ProductHelper& instance() {
