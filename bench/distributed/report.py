@@ -12,6 +12,7 @@ results_path, doc_path = sys.argv[1], sys.argv[2]
 rows = [json.loads(line) for line in open(results_path) if line.strip()]
 runs = [r for r in rows if r.get("kind", "run") == "run"]
 pairs = [r for r in rows if r.get("kind") == "independent_pair"]
+collectives_alone = [r for r in rows if r.get("kind") == "collective" and r["ranks"] == 2]
 strategies = list(dict.fromkeys(r["strategy"] for r in runs))
 ranks = sorted({r["ranks"] for r in runs})
 rounds = sorted({r.get("round", 1) for r in runs})
@@ -82,6 +83,26 @@ for w in ranks:
                f"(1 rank: {1e3 * mean_of(s0, 1, 'encode_seconds'):.0f}), gather "
                f"{1e3 * mean_of(s0, w, 'gather_seconds'):.1f} ms + reduce "
                f"{1e3 * mean_of(s0, w, 'reduce_seconds'):.1f} ms of a {1e3 * step(s0, w):.0f} ms step.")
+if collectives_alone and ("grad_accum", 2, rounds[0]) in by and pairs:
+    gather = next(r for r in collectives_alone if r["op"] == "all_gather")
+    reduces = sorted((r for r in collectives_alone if r["op"] == "all_reduce_sum"), key=lambda r: r["bytes"])
+    flags, grads = reduces[0], reduces[-1]
+    gathers = total // (2 * first["micro_batch"])  # one per global micro-batch of 2 x micro_batch rows
+    cost = gathers * gather["median_ms"] + flags["median_ms"] + grads["median_ms"]
+    step2 = 1e3 * step("grad_accum", 2)
+    share = mean_of("grad_accum", 2, "collective_share")
+    limit = statistics.median(ceilings)
+    out.append(f"- The collectives alone (`contaccum_bench_collectives`, 2 processes doing nothing else, each "
+               f"call entered by both ranks at once; medians of {gather['rounds']} calls): an all-gather of "
+               f"{gather['bytes'] / 1e3:.1f} kB a rank {gather['median_ms']:.2f} ms, an all-reduce of "
+               f"{flags['bytes'] / 1e3:.1f} kB (about the row flags) {flags['median_ms']:.2f} ms and of "
+               f"{grads['bytes'] / 1e6:.1f} MB (about the gradients sent) {grads['median_ms']:.1f} ms "
+               f"({grads['cpu_ms']:.1f} ms of it process CPU time). A GradAccum step makes {gathers} "
+               f"all-gathers and those two all-reduces: {cost:.1f} ms, {100 * cost / step2:.1f}% of its 2-rank "
+               f"step, which would leave {limit / (1 + cost / step2):.2f}x of the {limit:.2f}x above. The "
+               f"collectives took {100 * share:.1f}% of the step in training: for the rest of that time a rank "
+               f"waits in them for the other, at a step's {gathers + 1} meeting points (each all-gather and "
+               f"the all-reduce), or runs them while the other still computes on the second core.")
 text = "\n".join(out) + "\n"
 
 doc = open(doc_path).read()

@@ -99,4 +99,8 @@ for ((round = 1; round <= rounds; round++)); do
   summarize independent_pair grad_accum 1 "$round" "$b" "$(cat "$b.json")" >>"$out"
   tail -2 "$out"
 done
+# The collectives of a step alone (no compute, every rank entering each at
+# the same moment): the communication's own share of the limit.
+bash "$root/bench/build.sh" contaccum_bench_collectives
+"$root/build-bench/bench/distributed/contaccum_bench_collectives" --ranks 2 | tee -a "$out"
 python3 "$root/bench/distributed/report.py" "$out" "$root/docs/DISTRIBUTED.md"
