@@ -43,8 +43,8 @@ int current_cpu() {
 // the caller's own core (the other cores look busy, OpenBLAS's worker polls
 // there), where it runs only when the caller's time slice ends, long after
 // the product. Measured on a 2-core virtual machine: in two runs of three
-// the helper took part in a third of the products and the short products
-// ran at one core's rate. So the caller, when it finds the helper last ran
+// the helper computed a fifth to a quarter of the pieces and the short
+// products ran at one core's rate. So the caller, when it finds the helper last ran
 // on its own core, confines the helper to the other cores it may use
 // (`keep_off`): one system call, rarely (0 to 5 times in bench/banks'
 // products alone there, 31 times in its ~300 whole steps).
