@@ -24,6 +24,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "../bench_util.h"
+
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -37,11 +39,7 @@ using json = nlohmann::json;
 
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+using bench::median;
 
 // Median seconds of `f` over `rounds` calls after two warm-up calls.
 template <typename F>
@@ -347,17 +345,10 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
   return out;
 }
 
-std::vector<int64_t> parse_list(const std::string& text) {
-  std::vector<int64_t> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t used = 0;
-    const int64_t v = std::stoll(item, &used);
-    TORCH_CHECK(used == item.size() && v > 0, "--memory must be a comma-separated list of positive integers, got '",
-                text, "'");
-    out.push_back(v);
-  }
+std::vector<int64_t> parse_bank_sizes(const std::string& text) {
+  const auto out = bench::parse_list(text, "--memory");
+  for (const int64_t v : out)
+    TORCH_CHECK(v > 0, "--memory must be a comma-separated list of positive integers, got '", text, "'");
   TORCH_CHECK(!out.empty(), "--memory must name at least one bank size");
   return out;
 }
@@ -380,7 +371,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     configure_allocator();
-    steps_setup.memories = parse_list(memories);
+    steps_setup.memories = parse_bank_sizes(memories);
     torch::manual_seed(1);
     const int64_t n = steps_setup.micro, d = steps_setup.d, rounds = steps_setup.rounds;
     const double square = sgemm_rate(2048, 2048, d, std::max<int64_t>(5, rounds / 4));

@@ -28,6 +28,8 @@
 
 #include "contaccum/contaccum.h"
 
+#include "../bench_util.h"
+
 namespace {
 
 using contaccum::Collective;
@@ -37,11 +39,6 @@ double process_cpu_seconds() {
   timespec t{};
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
   return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // Times `op` `rounds` times, each after a barrier; rank 0 prints the line.
@@ -63,18 +60,10 @@ void timed(Collective& collective, const std::string& name, int64_t bytes, int64
                     {"bytes", bytes},
                     {"ranks", collective.world_size()},
                     {"rounds", rounds},
-                    {"median_ms", 1e3 * median(wall)},
-                    {"cpu_ms", 1e3 * median(cpu)}}
+                    {"median_ms", 1e3 * contaccum::bench::median(wall)},
+                    {"cpu_ms", 1e3 * contaccum::bench::median(cpu)}}
                    .dump()
             << std::endl;
-}
-
-std::vector<int64_t> parse_list(const std::string& text) {
-  std::vector<int64_t> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(std::stoll(item));
-  return out;
 }
 
 int worker(const contaccum::DistributedEnvironment& env, int64_t rounds, int64_t gather_bytes,
@@ -106,8 +95,10 @@ int main(int argc, char** argv) {
   app.add_option("--reduce-bytes", reduce, "sizes of the all-reduced tensor, comma-separated");
   CLI11_PARSE(app, argc, argv);
   try {
+    // Checked before any worker starts.
+    const auto reduce_bytes = contaccum::bench::parse_list(reduce, "--reduce-bytes");
     const auto env = contaccum::DistributedEnvironment::from_environment();
-    if (env) return worker(*env, rounds, gather_bytes, parse_list(reduce));
+    if (env) return worker(*env, rounds, gather_bytes, reduce_bytes);
     // The same command line, as the workers' (this executable's own path).
     std::vector<std::string> command(argv, argv + argc);
     command[0] = std::filesystem::read_symlink("/proc/self/exe").string();

@@ -22,6 +22,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "../bench_util.h"
+
 #include <torch/cuda.h>
 #if __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -43,11 +45,7 @@ using json = nlohmann::json;
 
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+using bench::median;
 
 double peak_rss_mb() {
   rusage usage{};
@@ -333,22 +331,6 @@ struct Runner {
   }
 };
 
-std::vector<int64_t> parse_list(const std::string& s) {
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      out.push_back(std::stoll(item, &used));
-      TORCH_CHECK(used == item.size(), "");
-    } catch (...) {
-      TORCH_CHECK(false, "expected a comma-separated list of integers, got '", s, "'");
-    }
-  }
-  return out;
-}
-
 std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream ss(s);
@@ -435,17 +417,18 @@ int main(int argc, char** argv) {
 
   try {
     if (*prep) {
-      return prepare(data, out_dir, parse_list(totals_arg), rounds, vocab_size, query_length, passage_length,
-                     hard_negatives);
+      return prepare(data, out_dir, bench::parse_list(totals_arg, "--total-batch"), rounds, vocab_size, query_length,
+                     passage_length, hard_negatives);
     }
     if (threads > 0) contaccum::set_compute_threads(static_cast<int>(threads));
     const auto batches = open_batches(batches_dir);
     const int64_t vocab = batches.manifest["vocab_size"];
     if (*time) {
-      for (int64_t t : parse_list(totals_arg)) {
+      for (int64_t t : bench::parse_list(totals_arg, "--total-batch")) {
         const auto data_batches = batches.load(t, spec.query_length, spec.passage_length, warmup + steps);
         std::vector<std::unique_ptr<Runner>> runners;
-        for (const auto& c : grid(t, parse_list(micros_arg), parse_list(memories_arg), split(strategies_arg))) {
+        for (const auto& c : grid(t, bench::parse_list(micros_arg, "--micro-batch"),
+                                  bench::parse_list(memories_arg, "--memory"), split(strategies_arg))) {
           runners.push_back(std::make_unique<Runner>(c, spec, vocab));
         }
         for (int64_t r = 0; r < warmup + steps; ++r) {
