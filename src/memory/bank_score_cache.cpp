@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 namespace contaccum {
 
@@ -37,6 +38,40 @@ torch::TensorOptions compute_options(const torch::Tensor& stored) {
   return stored.options().dtype(compute_type(stored));
 }
 torch::Tensor upcast(const torch::Tensor& stored) { return stored.to(compute_type(stored)); }
+
+// torch::logsumexp of `x` over `dims` into `out`, with the same arithmetic
+// (the maximum, held at 0 where it is infinite, subtracted; exp; sum; log;
+// the maximum added back), but its element-wise pass in `scratch`, reused,
+// laid out like `x`: no tile-sized temporary is allocated, and a transposed
+// `x` (the loss keeps the banked rows' scores so) is read in its own order
+// instead of being copied into rows first.
+void logsumexp_into(const torch::Tensor& x, at::IntArrayRef dims, torch::Tensor out, torch::Tensor& scratch) {
+  if (x.numel() == 0) {
+    out.fill_(-std::numeric_limits<double>::infinity());
+    return;
+  }
+  auto maxes = at::amax(x, dims, /*keepdim=*/true);
+  maxes.masked_fill_(maxes.abs() == std::numeric_limits<double>::infinity(), 0);
+  // The scratch pass with x's strides where x is dense (a slice of a
+  // transposed tile is), else row-major.
+  std::vector<int64_t> order(static_cast<size_t>(x.dim()));
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return x.stride(a) > x.stride(b); });
+  std::vector<int64_t> strides(order.size());
+  int64_t step = 1;
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    strides[static_cast<size_t>(*it)] = step;
+    step *= x.size(*it);
+  }
+  if (!scratch.defined() || scratch.numel() < x.numel() || scratch.scalar_type() != x.scalar_type() ||
+      scratch.device() != x.device()) {
+    scratch = torch::empty({x.numel()}, x.options());
+  }
+  auto pass = scratch.as_strided(x.sizes(), strides);
+  at::sub_out(pass, x, maxes).exp_();
+  at::sum_out(out, pass, dims);
+  out.log_().add_(maxes.view(out.sizes()));
+}
 }  // namespace
 
 torch::Tensor BankScoreCache::rows(const MemoryBank& queries) const {
@@ -75,9 +110,8 @@ void BankScoreCache::refresh_parents(int64_t first_leaf, int64_t last_leaf, int6
     lo /= 2;
     hi /= 2;
     const auto children = tree_.slice(0, 2 * lo, 2 * hi + 2).slice(1, begin, end).view({hi - lo + 1, 2, end - begin});
-    tree_.slice(0, lo, hi + 1)
-        .slice(1, begin, end)
-        .copy_(torch::logaddexp(children.select(1, 0), children.select(1, 1)));
+    auto parents = tree_.slice(0, lo, hi + 1).slice(1, begin, end);
+    at::logaddexp_out(parents, children.select(1, 0), children.select(1, 1));
   }
 }
 
@@ -95,17 +129,29 @@ void BankScoreCache::recompute_blocks(const MemoryBank& queries, const torch::Te
     if (begin >= end) {
       leaf.fill_(-std::numeric_limits<double>::infinity());
     } else if (example >= 0) {
-      // [size, (end - begin) g]: the written examples' columns.
-      const auto& c = written->all_by_written;
-      leaf.copy_(torch::logsumexp(c.narrow(1, example, end - begin).reshape({size_, -1}), 1));
+      written_block_logsumexp(example, end - begin, leaf);
     } else {
       // [(end - begin) g, size]: reduced over the short leading dimension.
       auto s = torch::matmul(columns(passages, begin, end), rows.t()).mul_(inv_tau);
       false_negatives(queries, passages, 0, size_, begin, end).apply(s, 0, 0, /*transposed=*/true);
-      leaf.copy_(torch::logsumexp(s, 0));
+      logsumexp_into(s, {0}, leaf, written_.scratch);
     }
   }
   refresh_parents(first_block, last_block, 0, size_);
+}
+
+void BankScoreCache::written_block_logsumexp(int64_t first_example, int64_t count, torch::Tensor leaf) {
+  auto& w = written_;
+  // The rows banked before the write, then the written rows (over the old
+  // ones in their slots when the banks were full).
+  if (w.before_by_written.defined() && w.before_by_written.size(0) > 0) {
+    const int64_t before = w.before_by_written.size(0);
+    logsumexp_into(w.before_by_written.narrow(1, first_example, count), {1, 2}, leaf.narrow(0, 0, before), w.scratch);
+  }
+  for (const auto& run : w.runs) {
+    logsumexp_into(w.written_by_written.narrow(0, run.first_example, run.count).narrow(1, first_example, count), {1, 2},
+                   leaf.narrow(0, run.first_slot, run.count), w.scratch);
+  }
 }
 
 // Rows [begin, end) against every valid slot: from `written` when given (the
@@ -125,10 +171,10 @@ void BankScoreCache::recompute_rows(const MemoryBank& queries, const MemoryBank&
   }
   auto out = tree_.slice(0, leaves, 2 * leaves).slice(1, begin, end);  // [leaves, w]
   if (full_blocks > 0) {
-    out.slice(0, 0, full_blocks)
-        .copy_(torch::logsumexp(s.slice(1, 0, full_blocks * b * g).view({w, full_blocks, b * g}), 2).t());
+    logsumexp_into(s.slice(1, 0, full_blocks * b * g).view({w, full_blocks, b * g}), {2},
+                   out.slice(0, 0, full_blocks).t(), written_.scratch);
   }
-  if (rest > 0) out.select(0, full_blocks).copy_(torch::logsumexp(s.slice(1, full_blocks * b * g), 1));
+  if (rest > 0) logsumexp_into(s.slice(1, full_blocks * b * g), {1}, out.select(0, full_blocks), written_.scratch);
   const int64_t used = full_blocks + (rest > 0 ? 1 : 0);
   if (used < leaves) out.slice(0, used).fill_(-std::numeric_limits<double>::infinity());
   refresh_parents(0, leaves - 1, begin, end);
@@ -216,24 +262,21 @@ void BankScoreCache::assemble_written(const InfoNCEBankScores& scores, int64_t g
   auto& w = written_;
   w.runs = {{first_slot, 0, std::min(capacity, first_slot + n) - first_slot}};
   if (first_slot + n > capacity) w.runs.push_back({0, capacity - first_slot, first_slot + n - capacity});
-  // In reused buffers: [n, size, group] and [size, n, group].
+  // The written rows against every slot, in a reused buffer [n, size,
+  // group]; every row against the written columns is read from the loss's
+  // tensors where they lie.
   const int64_t numel = n * size_ * group;
   const auto options = scores.current_by_current.options();
   if (!w.rows_buffer.defined() || w.rows_buffer.numel() < numel) w.rows_buffer = torch::empty({numel}, options);
-  if (!w.columns_buffer.defined() || w.columns_buffer.numel() < numel)
-    w.columns_buffer = torch::empty({numel}, options);
   auto rows = w.rows_buffer.narrow(0, 0, numel).view({n, size_, group});
-  auto columns = w.columns_buffer.narrow(0, 0, numel).view({size_, n, group});
-  if (size_before > 0) {
-    rows.narrow(1, 0, size_before).copy_(scores.current_by_bank.view({n, size_before, group}));
-    columns.narrow(0, 0, size_before).copy_(scores.bank_by_current.view({size_before, n, g}).narrow(2, 0, group));
-  }
+  if (size_before > 0) rows.narrow(1, 0, size_before).copy_(scores.current_by_bank.view({n, size_before, group}));
   for (const auto& run : w.runs) {
     rows.narrow(1, run.first_slot, run.count).copy_(current.narrow(1, run.first_example, run.count));
-    columns.narrow(0, run.first_slot, run.count).copy_(current.narrow(0, run.first_example, run.count));
   }
   w.written_by_all = rows;
-  w.all_by_written = columns;
+  w.before_by_written =
+      size_before > 0 ? scores.bank_by_current.view({size_before, n, g}).narrow(2, 0, group) : torch::Tensor();
+  w.written_by_written = current;
 }
 
 void BankScoreCache::recompute_targets(const MemoryBank& queries, const MemoryBank& passages, int64_t begin,
@@ -266,6 +309,7 @@ void BankScoreCache::rebuild(const MemoryBank& queries, const MemoryBank& passag
   for (int64_t r = 0; r < size_; r += chunk)
     recompute_rows(queries, passages, r, std::min(size_, r + chunk), /*written=*/nullptr);
   recompute_targets(queries, passages, 0, size_);
+  written_.scratch = torch::Tensor();  // sized for the rebuild's chunks, not for an update's
 }
 
 void BankScoreCache::clear() {

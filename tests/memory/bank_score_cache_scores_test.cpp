@@ -2,7 +2,7 @@
 // return_scores), as the strategies update it: after every write of a random
 // sequence (filling, wrap-around, capacities that are not a multiple of the
 // write, banks that keep hard negatives or positives only, writes larger than
-// the bank), in float64, against the from-scratch oracle; and proof that the
+// the bank, writes of several blocks that wrap), in float64, against the from-scratch oracle; and proof that the
 // scores are what the update used, and that scores for other banks are not.
 #include "test_util.h"
 
@@ -13,9 +13,11 @@ struct ScoresCase {
   int64_t capacity, rows, group;
   bool bank_keeps_group, cosine;
   double tau;
+  int64_t block = 0;  // the cache's block_slots; 0: the write's rows
+  int64_t block_slots() const { return block > 0 ? block : rows; }
   friend void PrintTo(const ScoresCase& c, std::ostream* os) {
     *os << "cap" << c.capacity << "_rows" << c.rows << "_g" << c.group << (c.bank_keeps_group ? "_groups" : "_pos")
-        << (c.cosine ? "_cos" : "_dot");
+        << (c.cosine ? "_cos" : "_dot") << "_block" << c.block_slots();
   }
 };
 
@@ -66,7 +68,7 @@ class BankScoreCacheFromScores : public ::testing::TestWithParam<ScoresCase> {};
 TEST_P(BankScoreCacheFromScores, MatchesTheOracleAfterEveryWrite) {
   const ScoresCase c = GetParam();
   torch::manual_seed(910 + c.capacity * 7 + c.rows);
-  SimulatedBanks banks(c, c.rows), doubled(c, c.rows);
+  SimulatedBanks banks(c, c.block_slots()), doubled(c, c.block_slots());
   const int64_t d = 5;
   for (int write = 0; write < 3 * c.capacity / c.rows + 4; ++write) {
     const auto q = torch::randn({c.rows, d}, torch::kDouble);
@@ -93,7 +95,11 @@ INSTANTIATE_TEST_SUITE_P(Cases, BankScoreCacheFromScores,
                                            ScoresCase{16, 4, 3, false, true, 0.05},  // positives only, cosine
                                            ScoresCase{30, 4, 2, true, true, 0.5},    // 30 slots: writes wrap mid-block
                                            ScoresCase{7, 3, 1, true, false, 1.0},    // tiny bank, odd writes
-                                           ScoresCase{8, 8, 2, true, false, 1.0}));  // each write replaces the bank
+                                           ScoresCase{8, 8, 2, true, false, 1.0},    // each write replaces the bank
+                                           // Writes of two blocks that wrap at a block's end: the second
+                                           // block's leaves of the rows written into the first come from
+                                           // the written rows' scores, not from the rows they replaced.
+                                           ScoresCase{12, 8, 2, true, false, 1.0, 4}));
 
 // Scores shaped for other banks or another write are ignored: the update
 // multiplies, and the cache stays right.

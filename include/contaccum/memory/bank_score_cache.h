@@ -111,10 +111,14 @@ class BankScoreCache {
     struct Run {
       int64_t first_slot, first_example, count;
     };
-    std::vector<Run> runs;                      // written slots: one run, two when the write wraps
-    torch::Tensor written_by_all;               // [count, size, group]
-    torch::Tensor all_by_written;               // [size, count, group]
-    torch::Tensor rows_buffer, columns_buffer;  // their storage, reused
+    std::vector<Run> runs;         // written slots: one run, two when the write wraps
+    torch::Tensor written_by_all;  // [count, size, group]
+    torch::Tensor rows_buffer;     // its storage, reused
+    // The loss's own, as it returned them (no copy): the rows banked before
+    // the write against the written examples' columns [size_before, count,
+    // group], and the written rows against them [count, count, group].
+    torch::Tensor before_by_written, written_by_written;
+    torch::Tensor scratch;  // the log-sum-exps' element-wise pass, reused
     // The example written to slot `begin` when slots [begin, end) were all
     // written by this update, else -1.
     int64_t example_at(int64_t begin, int64_t end) const;
@@ -123,6 +127,9 @@ class BankScoreCache {
                   int64_t first_slot, int64_t count, int64_t size_before) const;
   void assemble_written(const InfoNCEBankScores& scores, int64_t group, int64_t first_slot, int64_t count,
                         int64_t size_before);
+  // Each row's log-sum-exp over the written slots of block [begin, end),
+  // into `leaf`, from the loss's scores.
+  void written_block_logsumexp(int64_t first_example, int64_t count, torch::Tensor leaf);
   void recompute_blocks(const MemoryBank& queries, const torch::Tensor& rows, const MemoryBank& passages,
                         int64_t first_block, int64_t last_block, const WrittenScores* written);
   void recompute_rows(const MemoryBank& queries, const MemoryBank& passages, int64_t begin, int64_t end,
