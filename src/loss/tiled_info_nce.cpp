@@ -80,15 +80,17 @@ class Tiler {
 struct RunningLogSumExp {
   torch::Tensor max, sum;
 
-  // Folds the tile in; leaves exp(tile - new max) in it. With `masked`, a
-  // row may have seen only -inf so far: its maximum is then held at the
-  // lowest finite value, so that exp gives 0 rather than NaN (the target
-  // column is never masked, so every row ends finite).
-  void add(torch::Tensor& tile, bool masked = false) {
-    auto new_max = torch::maximum(max, std::get<0>(tile.max(1)));
+  // Folds the tile `scores` in, leaving exp(scores - new max) in `work`
+  // (which may be `scores` itself: a scratch tile is worked on in place, a
+  // kept one is read once into the buffer, never copied first). With
+  // `masked`, a row may have seen only -inf so far: its maximum is then held
+  // at the lowest finite value, so that exp gives 0 rather than NaN (the
+  // target column is never masked, so every row ends finite).
+  void add(const torch::Tensor& scores, torch::Tensor work, bool masked = false) {
+    auto new_max = torch::maximum(max, at::amax(scores, {1}));
     if (masked) new_max.clamp_min_(std::numeric_limits<float>::lowest());
-    tile.sub_(new_max.unsqueeze(1)).exp_();
-    sum.mul_((max - new_max).exp_()).add_(tile.sum(1));
+    at::sub_out(work, scores, new_max.unsqueeze(1)).exp_();
+    sum.mul_((max - new_max).exp_()).add_(work.sum(1));
     max = new_max;
   }
   torch::Tensor value() const { return max + sum.log(); }
@@ -124,13 +126,12 @@ torch::Tensor rows_logsumexp(Tiler& tiler, const torch::Tensor& rows, const std:
         const int64_t c1 = std::min(kind.count(), c0 + in.tile_columns);
         if (kept.empty()) {
           auto tile = tiler.scores(block, kind, c0, c1, {}, mask, r0);
-          running.add(tile, mask != nullptr);
+          running.add(tile, tile, mask != nullptr);
         } else {
-          // Kept as scored; the running sum works on a copy.
+          // Kept as scored; the running sum works in the scratch tile.
           const auto scores =
               tiler.scores(block, kind, c0, c1, kept[k].narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0), mask, r0);
-          auto tile = tiler.scratch(r1 - r0, c1 - c0).copy_(scores);
-          running.add(tile, mask != nullptr);
+          running.add(scores, tiler.scratch(r1 - r0, c1 - c0), mask != nullptr);
         }
       }
     }
@@ -159,12 +160,15 @@ void add_softmax_gradients(Tiler& tiler, const torch::Tensor& rows, const torch:
       torch::Tensor tile;
       if (!kept.defined()) {
         tile = tiler.scores(block, columns, c0, c1, {}, mask, r0);
+        tile.sub_(block_lse);
       } else if (kept_read_only) {
-        tile = tiler.scratch(r1 - r0, c1 - c0).copy_(kept.narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0));
+        // Read once into the scratch tile, the kept scores left as they are.
+        tile = tiler.scratch(r1 - r0, c1 - c0);
+        at::sub_out(tile, kept.narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0), block_lse);
       } else {
-        tile = kept.narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0);
+        tile = kept.narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0).sub_(block_lse);
       }
-      tile.sub_(block_lse).exp_().mul_(weight * in.inv_tau);
+      tile.exp_().mul_(weight * in.inv_tau);
       if (columns.scale.defined()) tile.mul_(columns.scale.narrow(0, c0, c1 - c0).unsqueeze(0));
       const auto vectors = tiler.computable(columns.vectors.narrow(0, c0, c1 - c0));
       if (row_grad.defined()) add_weighted_rows_(row_grad.narrow(0, r0, r1 - r0), tile, vectors);
