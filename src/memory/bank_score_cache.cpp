@@ -226,6 +226,8 @@ void BankScoreCache::update(const MemoryBank& queries, const MemoryBank& passage
     recompute_rows(queries, passages, begin, end, written);
     recompute_targets(queries, passages, begin, end);
   }
+  // The loss's tensors are not held past the update that read them.
+  written_.before_by_written = written_.written_by_written = torch::Tensor();
 }
 
 int64_t BankScoreCache::WrittenScores::example_at(int64_t begin, int64_t end) const {
@@ -243,8 +245,12 @@ bool BankScoreCache::scores_fit(const InfoNCEBankScores& scores, const MemoryBan
   if (n > capacity || current.dim() != 2 || current.size(0) != n || current.size(1) % std::max<int64_t>(1, n) != 0)
     return false;
   const int64_t g = current.size(1) / n;
-  // The bank keeps the first `group` vectors of each enqueued group.
-  if (group > g || current.scalar_type() != tree_.scalar_type() || current.device() != tree_.device()) return false;
+  // The bank keeps the first `group` vectors of each enqueued group. The
+  // scores are read where they lie: all three in the tree's type and place.
+  if (group > g) return false;
+  for (const auto* t : {&current, &scores.current_by_bank, &scores.bank_by_current}) {
+    if (t->scalar_type() != tree_.scalar_type() || t->device() != tree_.device()) return false;
+  }
   // The loss saw the banks as this cache last did, and the write appended
   // (or, once full, wrapped) right after them.
   const bool shapes = scores.current_by_bank.dim() == 2 && scores.current_by_bank.size(0) == n &&
