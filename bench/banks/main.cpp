@@ -322,6 +322,12 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
   std::vector<json> out;
   for (const auto& run : runners) {
     const double ms = 1e3 * median(run->seconds);
+    // Each round steps every configuration once, one after another, so the
+    // difference within a round is taken at one moment of this machine's
+    // drift: the median of those differences is the steadier excess.
+    std::vector<double> over;
+    for (size_t i = 0; i < run->seconds.size(); ++i) over.push_back(run->seconds[i] - runners[0]->seconds[i]);
+    const double paired_ms = 1e3 * median(over);
     // 8 n m d floating-point operations per micro-batch of n: the loss's
     // two score products and two gradient products (the cache reuses the
     // scores).
@@ -339,6 +345,8 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
                    {"excess_over_grad_accum_ms", ms - 1e3 * base},
                    {"arithmetic_floor_ms", floor_ms},
                    {"excess_beyond_floor_share", (ms - 1e3 * base - floor_ms) / (1e3 * base)},
+                   {"paired_excess_over_grad_accum_ms", paired_ms},
+                   {"paired_excess_beyond_floor_share", (paired_ms - floor_ms) / (1e3 * base)},
                    {"timed_steps", run->seconds.size()},
                    {"short_products_helper", helper}});
   }
