@@ -52,8 +52,9 @@ void logsumexp_into(const torch::Tensor& x, at::IntArrayRef dims, torch::Tensor 
   }
   auto maxes = at::amax(x, dims, /*keepdim=*/true);
   maxes.masked_fill_(maxes.abs() == std::numeric_limits<double>::infinity(), 0);
-  // The scratch pass with x's strides where x is dense (a slice of a
-  // transposed tile is), else row-major.
+  // The scratch pass laid out in x's order of dimensions (by stride),
+  // without gaps: a slice of a transposed tile is read and written in the
+  // same order.
   std::vector<int64_t> order(static_cast<size_t>(x.dim()));
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return x.stride(a) > x.stride(b); });
