@@ -126,7 +126,7 @@ bool weighted_rows_short(const torch::Tensor& out, const torch::Tensor& w, const
          float_cpu_matrix(y) && y.stride(1) == 1 && out.stride(1) == 1;
 }
 
-void row_dots_out(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y) {
+void row_dots_out(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y, double alpha) {
   TORCH_CHECK(x.dim() == 2 && y.dim() == 2 && x.size(1) == y.size(1) && out.dim() == 2 && out.size(0) == x.size(0) &&
                   out.size(1) == y.size(0),
               "row_dots_out: shapes must be out [nx, ny], x [nx, d], y [ny, d], got out ", out.sizes(), ", x ",
@@ -134,6 +134,7 @@ void row_dots_out(const torch::Tensor& out, const torch::Tensor& x, const torch:
   if (!row_dots_short(out, x, y)) {
     auto result = out;
     at::mm_out(result, x, y.t());
+    if (alpha != 1.0) result.mul_(alpha);
     return;
   }
   // The short side is x: the long one (the bank) is split among the threads.
@@ -146,6 +147,7 @@ void row_dots_out(const torch::Tensor& out, const torch::Tensor& x, const torch:
   args.d = x.size(1);
   args.out = out.data_ptr<float>();
   args.out_stride_x = out.stride(swap ? 1 : 0), args.out_stride_y = out.stride(swap ? 0 : 1);
+  args.alpha = static_cast<float>(alpha);
   const int64_t rows = long_side.size(0);
   run_in_pieces(args, chosen<RowDotsArgs>(&detail::row_dots_avx512, &detail::row_dots_avx2, &detail::row_dots_portable),
                 Pieces(rows, 12, 48), rows,

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "short_products_kernels.h"
+#include "softmax_tile_kernels.h"
 
 namespace contaccum::detail {
 namespace {
@@ -36,6 +37,39 @@ struct Avx2 {
     return {_mm256_fmadd_ps(a.low, b.low, c.low), _mm256_fmadd_ps(a.high, b.high, c.high)};
   }
   static V add(V a, V b) { return {_mm256_add_ps(a.low, b.low), _mm256_add_ps(a.high, b.high)}; }
+  static V sub(V a, V b) { return {_mm256_sub_ps(a.low, b.low), _mm256_sub_ps(a.high, b.high)}; }
+  static V mul(V a, V b) { return {_mm256_mul_ps(a.low, b.low), _mm256_mul_ps(a.high, b.high)}; }
+  static V max(V a, V b) { return {_mm256_max_ps(a.low, b.low), _mm256_max_ps(a.high, b.high)}; }
+  static V min(V a, V b) { return {_mm256_min_ps(a.low, b.low), _mm256_min_ps(a.high, b.high)}; }
+  static V round(V a) {
+    constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    return {_mm256_round_ps(a.low, kNearest), _mm256_round_ps(a.high, kNearest)};
+  }
+  static __m256 scale_pow2(__m256 y, __m256 n) {
+    const __m256i k = _mm256_cvtps_epi32(n), k1 = _mm256_srai_epi32(k, 1), k2 = _mm256_sub_epi32(k, k1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, bias), 23));
+    const __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(y, f1), f2);
+  }
+  static V scale_pow2(V y, V n) { return {scale_pow2(y.low, n.low), scale_pow2(y.high, n.high)}; }
+  static V load_first_or(const float* p, int n, float fill) {
+    alignas(32) float lanes[16];
+    for (float& l : lanes) l = fill;
+    std::memcpy(lanes, p, sizeof(float) * static_cast<size_t>(n));
+    return load(lanes);
+  }
+  static float tree_max(V v) {
+    const __m256 s8 = _mm256_max_ps(v.low, v.high);
+    const __m128 s4 = _mm_max_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_max_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_max_ss(s2, _mm_shuffle_ps(s2, s2, 0x55)));
+  }
+  static float lane(V v, int l) {
+    alignas(32) float lanes[16];
+    store(lanes, v);
+    return lanes[l];
+  }
   static float tree_sum(V v) {
     const __m256 s8 = _mm256_add_ps(v.low, v.high);
     const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
@@ -50,5 +84,8 @@ struct Avx2 {
 // vector of a weighted sum (8 accumulator registers).
 void row_dots_avx2(const RowDotsArgs& args) { row_dots<Avx2, 2, 2>(args); }
 void weighted_rows_avx2(const WeightedRowsArgs& args) { weighted_rows<Avx2, 4, 1>(args); }
+void fold_logsumexp_avx2(const LogSumExpTileArgs& args) { fold_logsumexp<Avx2>(args); }
+void softmax_weights_avx2(const SoftmaxTileArgs& args) { softmax_weights<Avx2>(args); }
+void exp_floats_avx2(const float* x, float* out, int64_t n) { exp_floats<Avx2>(x, out, n); }
 
 }  // namespace contaccum::detail

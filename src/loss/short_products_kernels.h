@@ -54,7 +54,8 @@ inline void dot_block(const RowDotsArgs& a, int64_t i0, int64_t j0) {
     }
   }
   for (int i = 0; i < RX; ++i)
-    for (int j = 0; j < RY; ++j) a.out[(i0 + i) * a.out_stride_x + (j0 + j) * a.out_stride_y] = L::tree_sum(acc[i][j]);
+    for (int j = 0; j < RY; ++j)
+      a.out[(i0 + i) * a.out_stride_x + (j0 + j) * a.out_stride_y] = L::tree_sum(acc[i][j]) * a.alpha;
 }
 
 // Every x row against y rows [y_begin, y_end), RX x RY dot products at a time

@@ -1,6 +1,7 @@
 #include "tiled_info_nce.h"
 
 #include "contaccum/loss/short_products.h"
+#include "contaccum/loss/softmax_tile.h"
 
 #include <torch/autograd.h>
 
@@ -48,8 +49,7 @@ class Tiler {
   torch::Tensor scores(const torch::Tensor& rows, const Columns& columns, int64_t c0, int64_t c1,
                        const torch::Tensor& into = {}, const IdentityMask* mask = nullptr, int64_t r0 = 0) {
     auto tile = into.defined() ? into : scratch(rows.size(0), c1 - c0);
-    row_dots_out(tile, computable(rows), computable(columns.vectors.narrow(0, c0, c1 - c0)));
-    tile.mul_(inv_tau_);
+    row_dots_out(tile, computable(rows), computable(columns.vectors.narrow(0, c0, c1 - c0)), inv_tau_);
     if (columns.scale.defined()) tile.mul_(columns.scale.narrow(0, c0, c1 - c0).unsqueeze(0));
     if (mask) mask->apply(tile, r0, c0);
     return tile;
@@ -87,6 +87,8 @@ struct RunningLogSumExp {
   // at the lowest finite value, so that exp gives 0 rather than NaN (the
   // target column is never masked, so every row ends finite).
   void add(const torch::Tensor& scores, torch::Tensor work, bool masked = false) {
+    // Fused (softmax_tile.h): one read of the tile, no `work` written.
+    if (fold_logsumexp_tile(scores, max, sum, masked)) return;
     auto new_max = torch::maximum(max, at::amax(scores, {1}));
     if (masked) new_max.clamp_min_(std::numeric_limits<float>::lowest());
     at::sub_out(work, scores, new_max.unsqueeze(1)).exp_();
@@ -157,18 +159,24 @@ void add_softmax_gradients(Tiler& tiler, const torch::Tensor& rows, const torch:
     const auto block_lse = lse.narrow(0, r0, r1 - r0).unsqueeze(1);
     for (int64_t c0 = 0; c0 < c; c0 += in.tile_columns) {
       const int64_t c1 = std::min(c, c0 + in.tile_columns);
-      torch::Tensor tile;
+      // `source` becomes softmax * weight * inv_tau in `tile`: a scored
+      // scratch tile or a kept tile in place, or a kept tile the score cache
+      // still reads into a scratch tile of the same layout.
+      torch::Tensor source, tile;
       if (!kept.defined()) {
-        tile = tiler.scores(block, columns, c0, c1, {}, mask, r0);
-        tile.sub_(block_lse);
-      } else if (kept_read_only) {
-        // Read once into the scratch tile, the kept scores left as they are.
-        tile = tiler.scratch(r1 - r0, c1 - c0);
-        at::sub_out(tile, kept.narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0), block_lse);
+        source = tile = tiler.scores(block, columns, c0, c1, {}, mask, r0);
       } else {
-        tile = kept.narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0).sub_(block_lse);
+        source = kept.narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0);
+        const bool column_major = source.stride(0) == 1 && source.stride(1) != 1;
+        tile = !kept_read_only ? source
+               : column_major  ? tiler.scratch(c1 - c0, r1 - r0).t()
+                               : tiler.scratch(r1 - r0, c1 - c0);
       }
-      tile.exp_().mul_(weight * in.inv_tau);
+      const double factor = weight * in.inv_tau;
+      if (!softmax_weights_tile(tile, source, lse.narrow(0, r0, r1 - r0), factor)) {
+        at::sub_out(tile, source, block_lse);
+        tile.exp_().mul_(factor);
+      }
       if (columns.scale.defined()) tile.mul_(columns.scale.narrow(0, c0, c1 - c0).unsqueeze(0));
       const auto vectors = tiler.computable(columns.vectors.narrow(0, c0, c1 - c0));
       if (row_grad.defined()) add_weighted_rows_(row_grad.narrow(0, r0, r1 - r0), tile, vectors);

@@ -15,37 +15,10 @@
 
 #include "contaccum/core/compute_threads.h"
 #include "contaccum/loss/info_nce.h"
+#include "loss/short_products_settings.h"
 
 namespace contaccum {
 namespace {
-
-constexpr double kUnit = std::numeric_limits<float>::epsilon() / 2;  // float32's unit roundoff
-
-std::vector<ShortProductIsa> isas_this_cpu_runs() {
-  std::vector<ShortProductIsa> out{ShortProductIsa::Portable};
-  if (best_short_product_isa() != ShortProductIsa::Portable) out.push_back(ShortProductIsa::Avx2);
-  if (best_short_product_isa() == ShortProductIsa::Avx512) out.push_back(ShortProductIsa::Avx512);
-  return out;
-}
-
-// Restores the instruction set and the thread counts whatever the test does.
-struct ProductSettings {
-  ShortProductIsa isa = short_product_isa();
-  bool enabled = short_products_enabled();
-  int blas = blas_threads(), torch = torch::get_num_threads();
-  ~ProductSettings() {
-    set_short_product_isa(isa);
-    set_short_products_enabled(enabled);
-    if (blas > 0) set_compute_threads(blas);
-    torch::set_num_threads(torch);
-  }
-};
-
-bool same_bits(const torch::Tensor& a, const torch::Tensor& b) {
-  const auto x = a.contiguous(), y = b.contiguous();
-  return x.sizes() == y.sizes() &&
-         std::memcmp(x.data_ptr<float>(), y.data_ptr<float>(), sizeof(float) * static_cast<size_t>(x.numel())) == 0;
-}
 
 struct DotCase {
   int64_t nx, ny, d;
@@ -150,6 +123,27 @@ TEST(ShortProducts, OneThreadAndTwoGiveTheSameBits) {
   set_compute_threads(2);
   const auto two = all_layouts(12);
   for (size_t k = 0; k < one.outputs.size(); ++k) EXPECT_TRUE(same_bits(one.outputs[k], two.outputs[k])) << k;
+}
+
+TEST(ShortProducts, AScaleMultipliesTheRoundedDotProductAsATenWould) {
+  ProductSettings restore;
+  const double alpha = 20.0 / 3.0;  // not a float: rounded as ATen rounds a scalar
+  for (const auto isa : isas_this_cpu_runs()) {
+    set_short_product_isa(isa);
+    for (const auto& c : kDotCases) {
+      const auto x = torch::randn({c.nx, c.d}), y = torch::randn({c.ny, c.d});
+      auto scaled = torch::empty({c.nx, c.ny}), then_multiplied = torch::empty({c.nx, c.ny});
+      row_dots_out(scaled, x, y, alpha);
+      row_dots_out(then_multiplied, x, y);
+      then_multiplied.mul_(alpha);
+      EXPECT_TRUE(same_bits(scaled, then_multiplied)) << "nx " << c.nx << " ny " << c.ny << " d " << c.d;
+    }
+  }
+  // LibTorch's path (no short side) scales the same way.
+  const auto x = torch::randn({70, 40}), y = torch::randn({80, 40});
+  auto out = torch::empty({70, 80});
+  row_dots_out(out, x, y, alpha);
+  EXPECT_TRUE(same_bits(out, x.mm(y.t()).mul_(alpha)));
 }
 
 TEST(ShortProducts, LongProductsAndOtherTypesGoToLibTorch) {

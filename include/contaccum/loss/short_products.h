@@ -77,12 +77,15 @@ ShortProductHelperStats short_product_helper_stats();
 /// across many rows.
 constexpr int64_t kShortSideRows = 64;
 
-/// `out[i, j] = x[i] . y[j]` for `x [nx, d]`, `y [ny, d]`: with these
-/// kernels when `min(nx, ny) <= kShortSideRows` and every operand is a
+/// `out[i, j] = (x[i] . y[j]) * alpha` for `x [nx, d]`, `y [ny, d]`: with
+/// these kernels when `min(nx, ny) <= kShortSideRows` and every operand is a
 /// float32 CPU matrix with contiguous rows in `x` and `y` (`out` may have
-/// any strides, a transposed view included); otherwise `at::mm_out`.
-/// `out` must not overlap `x` or `y`.
-void row_dots_out(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y);
+/// any strides, a transposed view included); otherwise `at::mm_out`, then
+/// `mul_(alpha)` unless alpha is 1. Either way each dot product is rounded
+/// to `out`'s type before it is multiplied (alpha rounded to that type too,
+/// as ATen rounds a scalar), so the kernels give `mm_out` + `mul_`'s
+/// rounding. `out` must not overlap `x` or `y`.
+void row_dots_out(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y, double alpha = 1.0);
 
 /// `out += w y` for `w [n, m]`, `y [m, d]`, `out [n, d]`: with these kernels
 /// when `n <= kShortSideRows` and every operand is a float32 CPU matrix with

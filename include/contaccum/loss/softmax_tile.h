@@ -1,0 +1,35 @@
+#pragma once
+
+// The tiled loss's element-wise work on a float32 CPU score tile, each a
+// single pass (src/loss/softmax_tile_kernels.h), on the short products'
+// instruction set and threads (short_products.h): ATen makes each of them
+// several passes over the tile. The exponential is the kernels' own and
+// every sum runs in an order fixed by the code, so every instruction set,
+// and one thread or two, give the same bits. Each returns false, having done nothing, when
+// the kernels do not take the operands (another type or device, a tile with
+// neither stride 1, running values or log-sum-exps that are not contiguous
+// float32, or the short products switched off): the caller then does the
+// same with ATen.
+
+#include <torch/types.h>
+
+namespace contaccum {
+
+/// Folds `scores` [r, c] into the running log-sum-exps `max`, `sum` ([r],
+/// contiguous float32): max' = max(max, row maximum) (held at the lowest
+/// finite value when `masked`), sum' = sum exp(max - max') + sum over the
+/// row of exp(score - max').
+bool fold_logsumexp_tile(const torch::Tensor& scores, const torch::Tensor& max, const torch::Tensor& sum, bool masked);
+
+/// out = exp(scores - lse[:, None]) * factor (`out` [r, c] may be `scores`;
+/// `lse` [r] contiguous float32).
+bool softmax_weights_tile(const torch::Tensor& out, const torch::Tensor& scores, const torch::Tensor& lse,
+                          double factor);
+
+/// The kernels' exponential of every element of a float32 CPU tensor, on
+/// the chosen instruction set: within 2 units in the last place of the exact
+/// value for arguments in [-87, 88], subnormal or 0 below, +inf above 88.73,
+/// NaN for NaN; the same bits on every instruction set.
+torch::Tensor tile_exp(const torch::Tensor& x);
+
+}  // namespace contaccum

@@ -1,0 +1,117 @@
+#include "contaccum/loss/softmax_tile.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "contaccum/loss/short_products.h"
+#include "product_helper.h"
+#include "short_products_args.h"
+
+namespace contaccum {
+using detail::LogSumExpTileArgs;
+using detail::SoftmaxTileArgs;
+namespace {
+
+template <typename Args>
+using Kernel = void (*)(const Args&);
+
+template <typename Kernel>
+Kernel on_chosen_isa(Kernel avx512, Kernel avx2, Kernel portable) {
+  switch (short_product_isa()) {
+    case ShortProductIsa::Avx512:
+      return avx512;
+    case ShortProductIsa::Avx2:
+      return avx2;
+    default:
+      return portable;
+  }
+}
+
+bool float_cpu(const torch::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == torch::kFloat; }
+
+bool taken(const torch::Tensor& tile) {
+  return short_products_enabled() && float_cpu(tile) && tile.dim() == 2 && (tile.stride(1) == 1 || tile.stride(0) == 1);
+}
+
+bool row_vector(const torch::Tensor& v, int64_t rows) {
+  return float_cpu(v) && v.dim() == 1 && v.size(0) == rows && v.is_contiguous();
+}
+
+// Rows [0, rows) in about eight pieces of whole multiples of `step` rows
+// (each piece a fixed set of rows, so which thread takes it changes no bit),
+// shared by the caller and the short products' helper; one piece when the
+// tile is too small to be worth sharing.
+template <typename Args>
+void run_over_rows(Args args, Kernel<Args> kernel, int64_t rows, int64_t columns, int64_t step) {
+  constexpr int64_t kLeastPiece = 4096;  // elements
+  const int64_t least_rows = std::max<int64_t>(1, kLeastPiece / std::max<int64_t>(1, columns));
+  int64_t size = std::max(least_rows, (rows + 7) / 8);
+  size = (size + step - 1) / step * step;
+  const int64_t pieces = (rows + size - 1) / size;
+  detail::share_out(pieces, [&](int64_t p) {
+    Args part = args;
+    part.row_begin = p * size;
+    part.row_end = std::min(rows, (p + 1) * size);
+    kernel(part);
+  });
+}
+
+}  // namespace
+
+bool fold_logsumexp_tile(const torch::Tensor& scores, const torch::Tensor& max, const torch::Tensor& sum, bool masked) {
+  const int64_t rows = scores.dim() == 2 ? scores.size(0) : -1;
+  if (!taken(scores) || !row_vector(max, rows) || !row_vector(sum, rows)) return false;
+  if (rows == 0 || scores.size(1) == 0) return true;
+  LogSumExpTileArgs args;
+  args.scores = scores.data_ptr<float>();
+  args.row_stride = scores.stride(0), args.column_stride = scores.stride(1), args.columns = scores.size(1);
+  // A one-column tile has both strides "1" in effect: read it row-wise.
+  if (args.columns == 1) args.column_stride = 1;
+  args.max = max.data_ptr<float>(), args.sum = sum.data_ptr<float>();
+  args.masked = masked;
+  run_over_rows(
+      args,
+      on_chosen_isa(&detail::fold_logsumexp_avx512, &detail::fold_logsumexp_avx2, &detail::fold_logsumexp_portable),
+      rows, args.columns, args.column_stride == 1 ? 1 : 16);
+  return true;
+}
+
+bool softmax_weights_tile(const torch::Tensor& out, const torch::Tensor& scores, const torch::Tensor& lse,
+                          double factor) {
+  if (!taken(scores) || !taken(out)) return false;
+  const bool by_rows = scores.stride(1) == 1 && out.stride(1) == 1;
+  if (!by_rows && !(scores.stride(0) == 1 && out.stride(0) == 1)) return false;
+  const int64_t rows = scores.size(0);
+  if (!row_vector(lse, rows)) return false;
+  TORCH_CHECK(out.sizes() == scores.sizes(), "softmax_weights_tile: out must have the scores' shape ", scores.sizes(),
+              ", got ", out.sizes());
+  if (scores.numel() == 0) return true;
+  SoftmaxTileArgs args;
+  args.scores = scores.data_ptr<float>();
+  args.scores_row_stride = scores.stride(0), args.scores_column_stride = scores.stride(1);
+  args.lse = lse.data_ptr<float>();
+  // The factor rounded to float32 as ATen rounds a scalar for a float tensor.
+  args.factor = static_cast<float>(factor);
+  args.out = out.data_ptr<float>();
+  args.out_row_stride = out.stride(0), args.out_column_stride = out.stride(1);
+  args.columns = scores.size(1);
+  run_over_rows(
+      args,
+      on_chosen_isa(&detail::softmax_weights_avx512, &detail::softmax_weights_avx2, &detail::softmax_weights_portable),
+      rows, args.columns, by_rows ? 1 : 16);
+  return true;
+}
+
+torch::Tensor tile_exp(const torch::Tensor& x) {
+  TORCH_CHECK(float_cpu(x), "tile_exp: x must be a float32 CPU tensor, got ", x.scalar_type(), " on ", x.device());
+  const auto in = x.contiguous();
+  auto out = torch::empty_like(in);
+  using ExpFloats = void (*)(const float*, float*, int64_t);
+  const ExpFloats kernel =
+      on_chosen_isa<ExpFloats>(&detail::exp_floats_avx512, &detail::exp_floats_avx2, &detail::exp_floats_portable);
+  kernel(in.data_ptr<float>(), out.data_ptr<float>(), in.numel());
+  return out;
+}
+
+}  // namespace contaccum

@@ -1,0 +1,174 @@
+#pragma once
+
+// The tiled loss's element-wise work on a score tile, fused into one pass
+// each and written once over the 16-lane vector type `L` of
+// short_products_kernels.h (included by the same per-instruction-set files):
+// folding a tile into running row log-sum-exps, and turning a tile into
+// softmax weights. ATen made these a dozen passes over the tile (maximum,
+// subtract, exp, sum, rescale, multiply), each a dispatch and a full read and
+// write.
+//
+// Exact by construction, as the products are: the exponential is our own
+// (below), made of operations that every instruction set rounds alike
+// (fused multiply-add, multiply, add, round to nearest, exact scaling by a
+// power of two), and every sum runs in an order fixed by the code: so the
+// AVX-512, AVX2 and portable kernels give the same bits. (ATen's exp is
+// SLEEF's on the vector part of a tensor and the C library's on the
+// remainder, whose length depends on the vector width.)
+//
+// Beyond the ops of short_products_kernels.h, `L` provides: sub, mul, max
+// and min with the x86 semantics (max(a, b) = a > b ? a : b, so a NaN in b
+// passes through), round (to nearest, ties to even), scale_pow2(y, n) = y *
+// 2^n for integral n in [-160, 130] (two exact factors, so the result
+// rounds once, into the subnormals too), load_first_or (the first n floats,
+// the other lanes `fill`), load_strided (16 floats `stride` apart: a row
+// of a column-major tile is gathered), tree_max (lanes combined as
+// tree_sum does), and lane (one lane's value).
+
+#include <cstdint>
+#include <limits>
+
+#include "short_products_args.h"
+#include "short_products_kernels.h"
+
+namespace contaccum::detail {
+namespace {
+
+// exp(x) for every lane, within 2 units in the last place for x in
+// [-87, 88] (tests/loss/softmax_tile_test.cpp holds it to that against the
+// float64 exponential; at most 1 over its 1.3 million arguments), subnormal below, 0 below -104, +inf above 88.7,
+// NaN for NaN. The classic scheme: x = n ln2 + r with |r| <= ln2/2
+// (ln 2 in two parts, so n ln2 is exact), e^r by the degree-7 polynomial of
+// S. Moshier's Cephes expf (a minimax fit on that interval), then scaled by
+// 2^n.
+template <class L>
+inline typename L::V exp_lanes(typename L::V x) {
+  using V = typename L::V;
+  // Clamped so that n stays in the range scale_pow2 takes; the operand order
+  // lets a NaN through (see max and min above).
+  x = L::min(L::broadcast(89.0f), L::max(L::broadcast(-110.0f), x));
+  const V n = L::round(L::mul(x, L::broadcast(1.44269504088896341f)));
+  V r = L::fma(n, L::broadcast(-0.693359375f), x);
+  r = L::fma(n, L::broadcast(2.12194440e-4f), r);
+  V p = L::broadcast(1.9875691500e-4f);
+  p = L::fma(p, r, L::broadcast(1.3981999507e-3f));
+  p = L::fma(p, r, L::broadcast(8.3334519073e-3f));
+  p = L::fma(p, r, L::broadcast(4.1665795894e-2f));
+  p = L::fma(p, r, L::broadcast(1.6666665459e-1f));
+  p = L::fma(p, r, L::broadcast(5.0000001201e-1f));
+  p = L::fma(p, L::mul(r, r), r);
+  return L::scale_pow2(L::add(p, L::broadcast(1.0f)), n);
+}
+
+template <class L>
+inline float exp_one(float x) {
+  return L::lane(exp_lanes<L>(L::broadcast(x)), 0);
+}
+
+// max(m, lowest float) when `masked`: a row that has seen only -inf keeps a
+// finite maximum, so that exp gives 0 rather than NaN.
+inline float held_max(float m, bool masked) {
+  const float lowest = std::numeric_limits<float>::lowest();
+  return masked && !(m > lowest) && m == m ? lowest : m;
+}
+
+// Rows [row_begin, row_end) of a tile whose columns are contiguous: each
+// row's maximum (lanes, then tree_max), its exp(score - new maximum) summed
+// in 16 lanes (column j in lane j mod 16) and tree_sum, then
+// sum = sum * exp(old max - new max) + that (a multiply, then an add).
+template <class L>
+void fold_logsumexp_rows(const LogSumExpTileArgs& a) {
+  using V = typename L::V;
+  const float minus_inf = -std::numeric_limits<float>::infinity();
+  const int64_t whole = a.columns / kLanes * kLanes;
+  const int rest = static_cast<int>(a.columns - whole);
+  for (int64_t r = a.row_begin; r < a.row_end; ++r) {
+    const float* row = a.scores + r * a.row_stride;
+    V m = L::broadcast(minus_inf);
+    for (int64_t j = 0; j < whole; j += kLanes) m = L::max(L::load(row + j), m);
+    if (rest) m = L::max(L::load_first_or(row + whole, rest, minus_inf), m);
+    const float old_max = a.max[r];
+    const float tile_max = L::tree_max(m);
+    const float new_max = held_max(old_max > tile_max ? old_max : tile_max, a.masked);
+    const V centre = L::broadcast(new_max);
+    V s = L::zero();
+    for (int64_t j = 0; j < whole; j += kLanes) s = L::add(s, exp_lanes<L>(L::sub(L::load(row + j), centre)));
+    if (rest) s = L::add(s, exp_lanes<L>(L::sub(L::load_first_or(row + whole, rest, minus_inf), centre)));
+    a.sum[r] = a.sum[r] * exp_one<L>(old_max - new_max) + L::tree_sum(s);
+    a.max[r] = new_max;
+  }
+}
+
+// The same for a tile whose rows are contiguous (a column-major one), 16
+// rows at a time in the lanes: each lane's maximum and sum run over the
+// columns in order.
+template <class L>
+void fold_logsumexp_columns(const LogSumExpTileArgs& a) {
+  using V = typename L::V;
+  const float minus_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t r = a.row_begin; r < a.row_end; r += kLanes) {
+    const int lanes = static_cast<int>(smaller(kLanes, a.row_end - r));
+    const float* first = a.scores + r;
+    auto column = [&](int64_t j) { return L::load_first_or(first + j * a.column_stride, lanes, 0.0f); };
+    V m = L::broadcast(minus_inf);
+    for (int64_t j = 0; j < a.columns; ++j) m = L::max(column(j), m);
+    const V old_max = L::load_first_or(a.max + r, lanes, minus_inf);
+    V new_max = L::max(old_max, m);
+    if (a.masked) new_max = L::max(new_max, L::broadcast(std::numeric_limits<float>::lowest()));
+    V s = L::zero();
+    for (int64_t j = 0; j < a.columns; ++j) s = L::add(s, exp_lanes<L>(L::sub(column(j), new_max)));
+    const V rescale = exp_lanes<L>(L::sub(old_max, new_max));
+    L::store_first(a.sum + r, L::add(L::mul(L::load_first_or(a.sum + r, lanes, 0.0f), rescale), s), lanes);
+    L::store_first(a.max + r, new_max, lanes);
+  }
+}
+
+// out = exp(scores - lse[row]) * factor, element by element (so any order
+// gives the same bits): a tile whose columns are contiguous in both, or
+// whose rows are.
+template <class L>
+void softmax_weights(const SoftmaxTileArgs& a) {
+  const float minus_inf = -std::numeric_limits<float>::infinity();
+  const auto factor = L::broadcast(a.factor);
+  if (a.scores_column_stride == 1 && a.out_column_stride == 1) {
+    for (int64_t r = a.row_begin; r < a.row_end; ++r) {
+      const float* in = a.scores + r * a.scores_row_stride;
+      float* out = a.out + r * a.out_row_stride;
+      const auto centre = L::broadcast(a.lse[r]);
+      for (int64_t j = 0; j < a.columns; j += kLanes) {
+        const int n = static_cast<int>(smaller(kLanes, a.columns - j));
+        const auto e = exp_lanes<L>(L::sub(L::load_first_or(in + j, n, minus_inf), centre));
+        L::store_first(out + j, L::mul(e, factor), n);
+      }
+    }
+    return;
+  }
+  for (int64_t r = a.row_begin; r < a.row_end; r += kLanes) {
+    const int lanes = static_cast<int>(smaller(kLanes, a.row_end - r));
+    const auto centre = L::load_first_or(a.lse + r, lanes, 0.0f);
+    for (int64_t j = 0; j < a.columns; ++j) {
+      const auto s = L::load_first_or(a.scores + r + j * a.scores_column_stride, lanes, minus_inf);
+      L::store_first(a.out + r + j * a.out_column_stride, L::mul(exp_lanes<L>(L::sub(s, centre)), factor), lanes);
+    }
+  }
+}
+
+template <class L>
+void fold_logsumexp(const LogSumExpTileArgs& a) {
+  if (a.column_stride == 1) {
+    fold_logsumexp_rows<L>(a);
+  } else {
+    fold_logsumexp_columns<L>(a);
+  }
+}
+
+template <class L>
+void exp_floats(const float* x, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; i += kLanes) {
+    const int k = static_cast<int>(smaller(kLanes, n - i));
+    L::store_first(out + i, exp_lanes<L>(L::load_first_or(x + i, k, 0.0f)), k);
+  }
+}
+
+}  // namespace
+}  // namespace contaccum::detail
