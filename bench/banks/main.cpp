@@ -278,6 +278,10 @@ struct Runner {
   std::unique_ptr<torch::optim::AdamW> optimizer;
   std::unique_ptr<Strategy> strategy;
   std::vector<double> seconds;
+  // Where each step went: the towers' forward passes and every backward pass
+  // (the loss's included), the losses' forward passes and the banks'
+  // updates, the optimizer (StepResult's split).
+  std::vector<double> encode, loss, optimizer_seconds;
 
   Runner(const StepSetup& s, int64_t m, bool short_products_in_loss = true)
       : name(m > 0 ? "contaccum" : "grad_accum"), memory(m), short_products(short_products_in_loss) {
@@ -294,9 +298,14 @@ struct Runner {
     set_short_products_enabled(short_products);
     const Stopwatch watch;
     zero_gradients(*optimizer);
-    strategy->compute_gradients(batch);
+    const auto result = strategy->compute_gradients(batch);
+    const double before_optimizer = watch.seconds();
     optimizer->step();
-    if (record) seconds.push_back(watch.seconds());
+    if (!record) return;
+    seconds.push_back(watch.seconds());
+    encode.push_back(result.encode_seconds);
+    loss.push_back(result.loss_seconds);
+    optimizer_seconds.push_back(seconds.back() - before_optimizer);
   }
 };
 
@@ -347,6 +356,9 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
                    {"excess_beyond_floor_share", (ms - 1e3 * base - floor_ms) / (1e3 * base)},
                    {"paired_excess_over_grad_accum_ms", paired_ms},
                    {"paired_excess_beyond_floor_share", (paired_ms - floor_ms) / (1e3 * base)},
+                   {"ms_encode", 1e3 * median(run->encode)},
+                   {"ms_loss", 1e3 * median(run->loss)},
+                   {"ms_optimizer", 1e3 * median(run->optimizer_seconds)},
                    {"timed_steps", run->seconds.size()},
                    {"short_products_helper", helper}});
   }

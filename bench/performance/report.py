@@ -121,14 +121,17 @@ def banks(w):
         w("")
         w("\"Over GradAccum\" is the difference of the two medians, then the median of the per-round differences")
         w("(each round steps every configuration once, one after another, so a round's difference is taken at")
-        w("one moment of the machine's drift); the share beyond the floor is given for both.")
+        w("one moment of the machine's drift); the share beyond the floor is given for both. \"Where\" splits")
+        w("the step (medians of each part): the towers' forward passes and every backward pass, the loss's")
+        w("included; the losses' forward passes and the banks' updates (enqueue and score cache); the optimizer.")
         w("")
-        w("| strategy | loss's products | bank m | ms a step | over GradAccum (ms): medians / paired | arithmetic floor (ms) | beyond the floor, share of GradAccum's step: medians / paired |")
-        w("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        w("| strategy | loss's products | bank m | ms a step | where (ms): towers and backward / loss and banks / optimizer | over GradAccum (ms): medians / paired | arithmetic floor (ms) | beyond the floor, share of GradAccum's step: medians / paired |")
+        w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for l in steps:
             paired = l.get('paired_excess_over_grad_accum_ms', float('nan'))
             paired_share = l.get('paired_excess_beyond_floor_share', float('nan'))
-            w(f"| {l['strategy']} | {l.get('products', 'sgemm')} | {l['memory_size']:,} | {l['ms_per_step']:.1f} | "
+            where = " / ".join(f"{l[k]:.1f}" if k in l else "-" for k in ("ms_encode", "ms_loss", "ms_optimizer"))
+            w(f"| {l['strategy']} | {l.get('products', 'sgemm')} | {l['memory_size']:,} | {l['ms_per_step']:.1f} | {where} | "
               f"{l['excess_over_grad_accum_ms']:.1f} / {paired:.1f} | {l['arithmetic_floor_ms']:.1f} | "
               f"{100 * l['excess_beyond_floor_share']:.0f}% / {100 * paired_share:.0f}% |")
         w("")
