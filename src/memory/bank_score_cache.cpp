@@ -135,7 +135,7 @@ void BankScoreCache::recompute_blocks(const MemoryBank& queries, const torch::Te
       // [(end - begin) g, size]: reduced over the short leading dimension.
       auto s = torch::matmul(columns(passages, begin, end), rows.t()).mul_(inv_tau);
       false_negatives(queries, passages, 0, size_, begin, end).apply(s, 0, 0, /*transposed=*/true);
-      logsumexp_into(s, {0}, leaf, written_.scratch);
+      logsumexp_into(s, {0}, leaf, logsumexp_scratch_);
     }
   }
   refresh_parents(first_block, last_block, 0, size_);
@@ -147,11 +147,12 @@ void BankScoreCache::written_block_logsumexp(int64_t first_example, int64_t coun
   // ones in their slots when the banks were full).
   if (w.before_by_written.defined() && w.before_by_written.size(0) > 0) {
     const int64_t before = w.before_by_written.size(0);
-    logsumexp_into(w.before_by_written.narrow(1, first_example, count), {1, 2}, leaf.narrow(0, 0, before), w.scratch);
+    logsumexp_into(w.before_by_written.narrow(1, first_example, count), {1, 2}, leaf.narrow(0, 0, before),
+                   logsumexp_scratch_);
   }
   for (const auto& run : w.runs) {
     logsumexp_into(w.written_by_written.narrow(0, run.first_example, run.count).narrow(1, first_example, count), {1, 2},
-                   leaf.narrow(0, run.first_slot, run.count), w.scratch);
+                   leaf.narrow(0, run.first_slot, run.count), logsumexp_scratch_);
   }
 }
 
@@ -173,9 +174,9 @@ void BankScoreCache::recompute_rows(const MemoryBank& queries, const MemoryBank&
   auto out = tree_.slice(0, leaves, 2 * leaves).slice(1, begin, end);  // [leaves, w]
   if (full_blocks > 0) {
     logsumexp_into(s.slice(1, 0, full_blocks * b * g).view({w, full_blocks, b * g}), {2},
-                   out.slice(0, 0, full_blocks).t(), written_.scratch);
+                   out.slice(0, 0, full_blocks).t(), logsumexp_scratch_);
   }
-  if (rest > 0) logsumexp_into(s.slice(1, full_blocks * b * g), {1}, out.select(0, full_blocks), written_.scratch);
+  if (rest > 0) logsumexp_into(s.slice(1, full_blocks * b * g), {1}, out.select(0, full_blocks), logsumexp_scratch_);
   const int64_t used = full_blocks + (rest > 0 ? 1 : 0);
   if (used < leaves) out.slice(0, used).fill_(-std::numeric_limits<double>::infinity());
   refresh_parents(0, leaves - 1, begin, end);
@@ -316,7 +317,7 @@ void BankScoreCache::rebuild(const MemoryBank& queries, const MemoryBank& passag
   for (int64_t r = 0; r < size_; r += chunk)
     recompute_rows(queries, passages, r, std::min(size_, r + chunk), /*written=*/nullptr);
   recompute_targets(queries, passages, 0, size_);
-  written_.scratch = torch::Tensor();  // sized for the rebuild's chunks, not for an update's
+  logsumexp_scratch_ = torch::Tensor();  // sized for the rebuild's chunks, not for an update's
 }
 
 void BankScoreCache::clear() {

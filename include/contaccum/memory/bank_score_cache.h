@@ -118,7 +118,6 @@ class BankScoreCache {
     // the write against the written examples' columns [size_before, count,
     // group], and the written rows against them [count, count, group].
     torch::Tensor before_by_written, written_by_written;
-    torch::Tensor scratch;  // the log-sum-exps' element-wise pass, reused
     // The example written to slot `begin` when slots [begin, end) were all
     // written by this update, else -1.
     int64_t example_at(int64_t begin, int64_t end) const;
@@ -144,6 +143,9 @@ class BankScoreCache {
   torch::Tensor tree_;
   int64_t size_ = 0;
   WrittenScores written_;
+  // The log-sum-exps' element-wise pass (every path: update, multiply,
+  // rebuild), reused between calls.
+  torch::Tensor logsumexp_scratch_;
   // [capacity]: each slot's query against its own positive (row_target_dot).
   torch::Tensor target_dots_;
 };
