@@ -1,5 +1,7 @@
 #include "contaccum/memory/bank_score_cache.h"
 
+#include "contaccum/loss/softmax_tile.h"
+
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 #include <torch/utils.h>
@@ -39,17 +41,64 @@ torch::TensorOptions compute_options(const torch::Tensor& stored) {
 }
 torch::Tensor upcast(const torch::Tensor& stored) { return stored.to(compute_type(stored)); }
 
-// torch::logsumexp of `x` over `dims` into `out`, with the same arithmetic
-// (the maximum, held at 0 where it is infinite, subtracted; exp; sum; log;
-// the maximum added back), but its element-wise pass in `scratch`, reused,
-// laid out like `x`: no tile-sized temporary is allocated, and a transposed
-// `x` (the loss keeps the banked rows' scores so) is read in its own order
-// instead of being copied into rows first.
+// `x`'s dimensions `in` (ascending) as one (size, stride), when they are laid
+// out as one strided dimension; size 0 when they are not.
+std::pair<int64_t, int64_t> merged(const torch::Tensor& x, const std::vector<int64_t>& in) {
+  int64_t size = 1, stride = 1;
+  bool first = true;
+  for (auto it = in.rbegin(); it != in.rend(); ++it) {
+    if (x.size(*it) == 1) continue;
+    if (first) {
+      stride = x.stride(*it);
+      first = false;
+    } else if (x.stride(*it) != stride * size) {
+      return {0, 0};
+    }
+    size *= x.size(*it);
+  }
+  return {size, stride};
+}
+
+// logsumexp_into's fused form (softmax_tile.h, one read of `x`), when the
+// reduced dimensions of a float32 CPU `x` form one strided dimension and the
+// kept ones another: each kept entry's maximum and sum of exps in `scratch`,
+// then their log-sum-exp copied into `out`. An entry that sees only -inf
+// gives -inf, as torch::logsumexp does.
+bool fused_logsumexp_into(const torch::Tensor& x, at::IntArrayRef dims, torch::Tensor& out, torch::Tensor& scratch) {
+  if (!x.device().is_cpu() || x.scalar_type() != torch::kFloat) return false;
+  std::vector<int64_t> reduced(dims.begin(), dims.end()), kept;
+  std::sort(reduced.begin(), reduced.end());
+  for (int64_t d = 0; d < x.dim(); ++d)
+    if (!std::binary_search(reduced.begin(), reduced.end(), d)) kept.push_back(d);
+  const auto [columns, column_stride] = merged(x, reduced);
+  const auto [rows, row_stride] = merged(x, kept);
+  if (columns == 0 || rows == 0 || columns * rows != x.numel()) return false;
+  if (!scratch.defined() || scratch.numel() < 2 * rows || scratch.scalar_type() != x.scalar_type() ||
+      scratch.device() != x.device()) {
+    scratch = torch::empty({std::max<int64_t>(2 * rows, x.numel())}, x.options());
+  }
+  auto max = scratch.narrow(0, 0, rows).fill_(-std::numeric_limits<double>::infinity());
+  auto sum = scratch.narrow(0, rows, rows).zero_();
+  const auto tile = x.as_strided({rows, columns}, {row_stride, column_stride});
+  if (!fold_logsumexp_tile(tile, max, sum, /*masked=*/true)) return false;
+  max.add_(sum.log_());
+  out.copy_(max.view(out.sizes()));
+  return true;
+}
+
+// torch::logsumexp of `x` over `dims` into `out`: fused where the layout
+// allows (above); else with the same arithmetic as torch's (the maximum,
+// held at 0 where it is infinite, subtracted; exp; sum; log; the maximum
+// added back), but its element-wise pass in `scratch`, reused, laid out like
+// `x`: no tile-sized temporary is allocated, and a transposed `x` (the loss
+// keeps the banked rows' scores so) is read in its own order instead of
+// being copied into rows first.
 void logsumexp_into(const torch::Tensor& x, at::IntArrayRef dims, torch::Tensor out, torch::Tensor& scratch) {
   if (x.numel() == 0) {
     out.fill_(-std::numeric_limits<double>::infinity());
     return;
   }
+  if (fused_logsumexp_into(x, dims, out, scratch)) return;
   auto maxes = at::amax(x, dims, /*keepdim=*/true);
   maxes.masked_fill_(maxes.abs() == std::numeric_limits<double>::infinity(), 0);
   // The scratch pass laid out in x's order of dimensions (by stride),

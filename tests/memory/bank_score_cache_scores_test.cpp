@@ -2,8 +2,10 @@
 // return_scores), as the strategies update it: after every write of a random
 // sequence (filling, wrap-around, capacities that are not a multiple of the
 // write, banks that keep hard negatives or positives only, writes larger than
-// the bank, writes of several blocks that wrap), in float64, against the from-scratch oracle; and proof that the
-// scores are what the update used, and that scores for other banks are not.
+// the bank, writes of several blocks that wrap), in float64 and in float32
+// (where the log-sum-exps take the fused tile kernels), against the
+// from-scratch oracle; and proof that the scores are what the update used,
+// and that scores for other banks are not.
 #include "test_util.h"
 
 namespace contaccum {
@@ -65,29 +67,42 @@ struct SimulatedBanks {
 
 class BankScoreCacheFromScores : public ::testing::TestWithParam<ScoresCase> {};
 
-TEST_P(BankScoreCacheFromScores, MatchesTheOracleAfterEveryWrite) {
-  const ScoresCase c = GetParam();
+// Every write of a random sequence, each checked against the oracle (in
+// float64 from the stored rows) to `tolerance` times (1 + the largest
+// log-sum-exp).
+void check_every_write(const ScoresCase& c, torch::ScalarType type, double tolerance) {
   torch::manual_seed(910 + c.capacity * 7 + c.rows);
   SimulatedBanks banks(c, c.block_slots()), doubled(c, c.block_slots());
   const int64_t d = 5;
   for (int write = 0; write < 3 * c.capacity / c.rows + 4; ++write) {
-    const auto q = torch::randn({c.rows, d}, torch::kDouble);
-    const auto p = torch::randn({c.rows, c.group, d}, torch::kDouble);
+    const auto q = torch::randn({c.rows, d}, type);
+    const auto p = torch::randn({c.rows, c.group, d}, type);
     const auto scores = banks.scores_for(q, p);
     // The loss keeps (and so returns) its scores at these sizes.
     ASSERT_TRUE(scores.defined()) << "write " << write;
     banks.write(q, p, scores);
     const auto want = test::bank_logsumexp_oracle(banks.queries, banks.passages, banks.loss);
-    const auto got = banks.cache.row_logsumexp();
+    const auto got = banks.cache.row_logsumexp().to(torch::kDouble);
     ASSERT_EQ(got.sizes(), want.sizes()) << "write " << write;
-    EXPECT_LE((got - want).abs().max().item<double>(), 1e-12 * (1.0 + want.abs().max().item<double>()))
+    EXPECT_LE((got - want).abs().max().item<double>(), tolerance * (1.0 + want.abs().max().item<double>()))
         << "write " << write;
     // The same write given doubled scores goes wrong: the update read them.
     const auto s2 = doubled.scores_for(q, p);
     doubled.write(q, p, {s2.current_by_current * 2, s2.current_by_bank * 2, s2.bank_by_current * 2});
-    EXPECT_GT((doubled.cache.row_logsumexp() - want).abs().max().item<double>(), 1e-3) << "write " << write;
+    EXPECT_GT((doubled.cache.row_logsumexp().to(torch::kDouble) - want).abs().max().item<double>(), 1e-3)
+        << "write " << write;
     doubled.cache.rebuild(doubled.queries, doubled.passages);
   }
+}
+
+TEST_P(BankScoreCacheFromScores, MatchesTheOracleAfterEveryWrite) {
+  check_every_write(GetParam(), torch::kDouble, 1e-12);
+}
+
+// In float32 the log-sum-exps go through the fused tile kernels
+// (softmax_tile.h) wherever the layouts allow: float32's rounding.
+TEST_P(BankScoreCacheFromScores, MatchesTheOracleInFloat32AfterEveryWrite) {
+  check_every_write(GetParam(), torch::kFloat, 2e-6);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, BankScoreCacheFromScores,
