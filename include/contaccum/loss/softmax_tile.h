@@ -5,11 +5,12 @@
 // instruction set and threads (short_products.h): ATen makes each of them
 // several passes over the tile. The exponential is the kernels' own and
 // every sum runs in an order fixed by the code, so every instruction set,
-// and one thread or two, give the same bits. Each returns false, having done nothing, when
-// the kernels do not take the operands (another type or device, a tile with
-// neither stride 1, running values or log-sum-exps that are not contiguous
-// float32, or the short products switched off): the caller then does the
-// same with ATen.
+// and one thread or two, give the same bits (tests/loss/softmax_tile_test.cpp).
+// The tiled loss and the bank score cache use them. Each returns false,
+// having done nothing, when the kernels do not take the operands (another
+// type or device, a tile with neither stride 1, running values or
+// log-sum-exps that are not contiguous float32, or the short products
+// switched off): the caller then does the same with ATen.
 
 #include <torch/types.h>
 
