@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "chosen_kernel.h"
 #include "product_helper.h"
 #include "short_products_args.h"
 
@@ -69,20 +70,6 @@ bool float_cpu_matrix(const torch::Tensor& t) {
 
 template <typename Args>
 using Kernel = void (*)(const Args&);
-
-// The kernel of the chosen instruction set (built without the x86 files,
-// their names forward to the portable kernel and are never chosen).
-template <typename Args>
-Kernel<Args> chosen(Kernel<Args> avx512, Kernel<Args> avx2, Kernel<Args> portable) {
-  switch (short_product_isa()) {
-    case ShortProductIsa::Avx512:
-      return avx512;
-    case ShortProductIsa::Avx2:
-      return avx2;
-    default:
-      return portable;
-  }
-}
 
 // Runs `kernel` over [0, total) in pieces shared among the threads;
 // `set_range(args, begin, end)` narrows a copy of `args` to one piece.
@@ -149,7 +136,9 @@ void row_dots_out(const torch::Tensor& out, const torch::Tensor& x, const torch:
   args.out_stride_x = out.stride(swap ? 1 : 0), args.out_stride_y = out.stride(swap ? 0 : 1);
   args.alpha = static_cast<float>(alpha);
   const int64_t rows = long_side.size(0);
-  run_in_pieces(args, chosen<RowDotsArgs>(&detail::row_dots_avx512, &detail::row_dots_avx2, &detail::row_dots_portable),
+  run_in_pieces(args,
+                detail::chosen_kernel<Kernel<RowDotsArgs>>(&detail::row_dots_avx512, &detail::row_dots_avx2,
+                                                           &detail::row_dots_portable),
                 Pieces(rows, 12, 48), rows,
                 [](RowDotsArgs& part, int64_t begin, int64_t end) { part.y_begin = begin, part.y_end = end; });
 }
@@ -171,8 +160,8 @@ void add_weighted_rows_(const torch::Tensor& out, const torch::Tensor& w, const 
   // The columns are split among the threads, in whole 64-float blocks.
   const int64_t d = y.size(1);
   run_in_pieces(args,
-                chosen<WeightedRowsArgs>(&detail::weighted_rows_avx512, &detail::weighted_rows_avx2,
-                                         &detail::weighted_rows_portable),
+                detail::chosen_kernel<Kernel<WeightedRowsArgs>>(
+                    &detail::weighted_rows_avx512, &detail::weighted_rows_avx2, &detail::weighted_rows_portable),
                 Pieces(d, 64, 64), d,
                 [](WeightedRowsArgs& part, int64_t begin, int64_t end) { part.k_begin = begin, part.k_end = end; });
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "chosen_kernel.h"
 #include "contaccum/loss/short_products.h"
 #include "product_helper.h"
 #include "short_products_args.h"
@@ -15,18 +16,6 @@ namespace {
 
 template <typename Args>
 using Kernel = void (*)(const Args&);
-
-template <typename Kernel>
-Kernel on_chosen_isa(Kernel avx512, Kernel avx2, Kernel portable) {
-  switch (short_product_isa()) {
-    case ShortProductIsa::Avx512:
-      return avx512;
-    case ShortProductIsa::Avx2:
-      return avx2;
-    default:
-      return portable;
-  }
-}
 
 bool float_cpu(const torch::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == torch::kFloat; }
 
@@ -70,10 +59,10 @@ bool fold_logsumexp_tile(const torch::Tensor& scores, const torch::Tensor& max, 
   if (args.columns == 1) args.column_stride = 1;
   args.max = max.data_ptr<float>(), args.sum = sum.data_ptr<float>();
   args.masked = masked;
-  run_over_rows(
-      args,
-      on_chosen_isa(&detail::fold_logsumexp_avx512, &detail::fold_logsumexp_avx2, &detail::fold_logsumexp_portable),
-      rows, args.columns, args.column_stride == 1 ? 1 : 16);
+  run_over_rows(args,
+                detail::chosen_kernel(&detail::fold_logsumexp_avx512, &detail::fold_logsumexp_avx2,
+                                      &detail::fold_logsumexp_portable),
+                rows, args.columns, args.column_stride == 1 ? 1 : 16);
   return true;
 }
 
@@ -96,10 +85,10 @@ bool softmax_weights_tile(const torch::Tensor& out, const torch::Tensor& scores,
   args.out = out.data_ptr<float>();
   args.out_row_stride = out.stride(0), args.out_column_stride = out.stride(1);
   args.columns = scores.size(1);
-  run_over_rows(
-      args,
-      on_chosen_isa(&detail::softmax_weights_avx512, &detail::softmax_weights_avx2, &detail::softmax_weights_portable),
-      rows, args.columns, by_rows ? 1 : 16);
+  run_over_rows(args,
+                detail::chosen_kernel(&detail::softmax_weights_avx512, &detail::softmax_weights_avx2,
+                                      &detail::softmax_weights_portable),
+                rows, args.columns, by_rows ? 1 : 16);
   return true;
 }
 
@@ -108,8 +97,8 @@ torch::Tensor tile_exp(const torch::Tensor& x) {
   const auto in = x.contiguous();
   auto out = torch::empty_like(in);
   using ExpFloats = void (*)(const float*, float*, int64_t);
-  const ExpFloats kernel =
-      on_chosen_isa<ExpFloats>(&detail::exp_floats_avx512, &detail::exp_floats_avx2, &detail::exp_floats_portable);
+  const ExpFloats kernel = detail::chosen_kernel<ExpFloats>(&detail::exp_floats_avx512, &detail::exp_floats_avx2,
+                                                            &detail::exp_floats_portable);
   kernel(in.data_ptr<float>(), out.data_ptr<float>(), in.numel());
   return out;
 }
