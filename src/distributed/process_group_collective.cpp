@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <utility>
 
 namespace contaccum::detail {
 
@@ -23,14 +24,37 @@ void ProcessGroupCollective::wait(const c10::intrusive_ptr<c10d::Work>& work, co
   }
 }
 
+// A c10d all-gather in flight: its buffers live until it is waited for.
+class ProcessGroupCollective::Gathering final : public PendingGather {
+ public:
+  Gathering(const ProcessGroupCollective& owner, const torch::Tensor& tensor) : owner_(owner) {
+    TORCH_CHECK(tensor.defined(), "Collective::all_gather: the tensor is undefined");
+    TORCH_CHECK(tensor.dim() >= 1,
+                "Collective::all_gather: the tensor needs a dimension to gather along, got a scalar");
+    input_ = {tensor.contiguous()};
+    output_.resize(1);
+    for (int64_t r = 0; r < owner.world_; ++r) output_[0].push_back(torch::empty_like(input_[0]));
+    work_ = owner.group_->allgather(output_, input_);
+  }
+  torch::Tensor wait() override {
+    TORCH_CHECK(work_, "PendingGather::wait: waited twice");
+    owner_.wait(std::exchange(work_, {}), "all_gather");
+    return torch::cat(output_[0]);
+  }
+
+ private:
+  const ProcessGroupCollective& owner_;
+  std::vector<torch::Tensor> input_;
+  std::vector<std::vector<torch::Tensor>> output_;
+  c10::intrusive_ptr<c10d::Work> work_;
+};
+
+std::unique_ptr<PendingGather> ProcessGroupCollective::start_all_gather(const torch::Tensor& tensor) {
+  return std::make_unique<Gathering>(*this, tensor);
+}
+
 torch::Tensor ProcessGroupCollective::all_gather(const torch::Tensor& tensor) {
-  TORCH_CHECK(tensor.defined(), "Collective::all_gather: the tensor is undefined");
-  TORCH_CHECK(tensor.dim() >= 1, "Collective::all_gather: the tensor needs a dimension to gather along, got a scalar");
-  std::vector<torch::Tensor> input = {tensor.contiguous()};
-  std::vector<std::vector<torch::Tensor>> output(1);
-  for (int64_t r = 0; r < world_; ++r) output[0].push_back(torch::empty_like(input[0]));
-  wait(group_->allgather(output, input), "all_gather");
-  return torch::cat(output[0]);
+  return start_all_gather(tensor)->wait();
 }
 
 void ProcessGroupCollective::all_reduce_one(torch::Tensor& tensor) {

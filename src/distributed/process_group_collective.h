@@ -16,6 +16,7 @@ class ProcessGroupCollective final : public Collective {
   int64_t rank() const override { return rank_; }
   int64_t world_size() const override { return world_; }
   torch::Tensor all_gather(const torch::Tensor& tensor) override;
+  std::unique_ptr<PendingGather> start_all_gather(const torch::Tensor& tensor) override;
   void all_reduce_sum(std::vector<torch::Tensor>& tensors) override;
   void broadcast(torch::Tensor& tensor, int64_t root = 0) override;
   void barrier() override;
@@ -25,6 +26,7 @@ class ProcessGroupCollective final : public Collective {
   // Waits for `work`; a failure (a peer gone, the timeout passed) becomes an
   // error naming this rank and the operation.
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) const;
+  class Gathering;
   // One backend all-reduce of a contiguous tensor, counted in `traffic_`.
   void all_reduce_one(torch::Tensor& tensor);
   // Whole tensors, in flat buckets of at most `bucket_bytes`.

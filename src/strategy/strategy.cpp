@@ -150,15 +150,23 @@ Strategy::Encoded Strategy::concat(const std::vector<Encoded>& parts, int64_t pa
   return {torch::cat(queries), torch::cat(passages)};
 }
 
-Strategy::Encoded Strategy::gather(const Encoded& local, const detail::RowShards& shards,
-                                   int64_t passages_per_example) {
+PendingRows Strategy::start_gather(const Encoded& local, const detail::RowShards& shards) {
+  if (collective_->world_size() == 1) return {};
+  const Stopwatch watch;
+  // One collective for both towers: [rows, (1 + passages_per_example) d].
+  const auto packed = torch::cat({local.queries.detach(), local.passages.detach().flatten(1)}, 1);
+  auto out = start_all_gather_rows(*collective_, packed, shards.counts());
+  gather_seconds_ += watch.seconds();
+  return out;
+}
+
+Strategy::Encoded Strategy::finish_gather(const Encoded& local, PendingRows& gathering, const detail::RowShards& shards,
+                                          int64_t passages_per_example) {
   const int64_t world = collective_->world_size();
   if (world == 1) return local;
   const Stopwatch watch;
   const int64_t d = model_->dim();
-  // One collective for both towers: [rows, (1 + passages_per_example) d].
-  const auto packed = torch::cat({local.queries.detach(), local.passages.detach().flatten(1)}, 1);
-  auto per_rank = all_gather_rows(*collective_, packed, shards.counts());
+  const auto per_rank = gathering.wait();
   std::vector<torch::Tensor> queries, passages;
   for (int64_t r = 0; r < world; ++r) {
     const auto& rows = per_rank[static_cast<size_t>(r)];
@@ -169,6 +177,12 @@ Strategy::Encoded Strategy::gather(const Encoded& local, const detail::RowShards
   Encoded out{shards.assemble(queries), shards.assemble(passages)};
   gather_seconds_ += watch.seconds();
   return out;
+}
+
+Strategy::Encoded Strategy::gather(const Encoded& local, const detail::RowShards& shards,
+                                   int64_t passages_per_example) {
+  auto gathering = start_gather(local, shards);
+  return finish_gather(local, gathering, shards, passages_per_example);
 }
 
 InfoNCEBank Strategy::bank_view() const {
@@ -203,15 +217,31 @@ InfoNCEIds Strategy::identities(const TrainingBatch& group) const {
   return InfoNCEIds{group.passage_identities(), group.positive_identities()};
 }
 
-std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_direct(const TrainingBatch& group, double weight,
-                                                                      const InfoNCEIds& ids) {
+struct Strategy::GroupInFlight {
+  detail::RowShards shards;
+  int64_t passages_per_example = 1;
+  Encoded local;  // this rank's rows, with their autograd graph
+  PendingRows gathering;
+};
+
+std::unique_ptr<Strategy::GroupInFlight> Strategy::encode_direct(const TrainingBatch& group) {
   Stopwatch watch;
-  const detail::RowShards shards(group.size(), chunk_rows(), collective_->world_size());
+  auto out = std::make_unique<GroupInFlight>(GroupInFlight{
+      detail::RowShards(group.size(), chunk_rows(), collective_->world_size()), group.passages_per_example(), {}, {}});
   std::vector<Encoded> parts;
-  for (const auto& range : shards.of(collective_->rank())) parts.push_back(encode(group.slice(range.begin, range.end)));
+  for (const auto& range : out->shards.of(collective_->rank()))
+    parts.push_back(encode(group.slice(range.begin, range.end)));
+  out->local = concat(parts, out->passages_per_example);
   encode_seconds_ += watch.lap();
-  const Encoded reps = gather(concat(parts, group.passages_per_example()), shards, group.passages_per_example());
-  watch.restart();
+  out->gathering = start_gather(out->local, out->shards);
+  return out;
+}
+
+std::pair<InfoNCEResult, Strategy::Encoded> Strategy::backward_direct(GroupInFlight& group, double weight,
+                                                                      const InfoNCEIds& ids) {
+  const Encoded reps = finish_gather(group.local, group.gathering, group.shards, group.passages_per_example);
+  group.local = {};
+  Stopwatch watch;
   auto result = info_nce(reps.queries, reps.passages, options_.loss(), bank_view(), ids);
   loss_seconds_ += watch.lap();
   // A rank with no rows of the group has nothing to backpropagate.
@@ -328,14 +358,26 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
   if (sample_) sample_->begin_step();
   if (momentum_ && !momentum_->initialized()) momentum_->initialize(*model_);
   double negatives = 0.0;
+  // With several ranks, each group's towers run before the gather of the
+  // group before it is waited for (`StrategyOptions::overlap_gather`).
+  const bool overlap = options_.overlap_gather() && options_.gradients() == GradientMode::Direct && !momentum_ &&
+                       collective_->world_size() > 1;
+  std::unique_ptr<GroupInFlight> next;
   for (int64_t b = 0; b < n; b += group_size) {
     const auto group = batch.slice(b, std::min(n, b + group_size));
     const double weight = static_cast<double>(group.size()) / static_cast<double>(n);
     std::optional<RngState> before;
     if (momentum_) before = RngState::capture();
     const auto ids = identities(group);
-    auto done = options_.gradients() == GradientMode::Direct ? backward_direct(group, weight, ids)
-                                                             : backward_cached(group, weight, ids);
+    std::pair<InfoNCEResult, Encoded> done;
+    if (options_.gradients() == GradientMode::Direct) {
+      auto current = next ? std::move(next) : encode_direct(group);
+      if (overlap && b + group_size < n)
+        next = encode_direct(batch.slice(b + group_size, std::min(n, b + 2 * group_size)));
+      done = backward_direct(*current, weight, ids);
+    } else {
+      done = backward_cached(group, weight, ids);
+    }
     if (momentum_) done.second = encode_for_banks(group, *before);
     stats.loss += weight * done.first.loss.item<double>();
     negatives += weight * done.first.negatives_per_query;

@@ -101,6 +101,8 @@ const OptionTable<StrategyOptions>& StrategyOptions::fields() {
                         CONTACCUM_OPTION_ACCESSORS(bank_dtype)),
         option_field<O>("mask_false_negatives", "never score a query's positive passages as its negatives",
                         CONTACCUM_OPTION_ACCESSORS(mask_false_negatives)),
+        option_field<O>("overlap_gather", "encode the next loss group while the last one's gather is in flight",
+                        CONTACCUM_OPTION_ACCESSORS(overlap_gather), {}, /*changes_results=*/false),
     };
     append_nested_fields(
         t, "loss.", InfoNCEOptions::fields(), [](const O& o) { return o.loss(); },

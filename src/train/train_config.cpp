@@ -93,6 +93,7 @@ OptionTable<Config> config_fields() {
   t.push_back(key("distributed.backend", &Config::distributed, DistributedOptions::fields(), "backend"));
   t.push_back(key("distributed.timeout", &Config::distributed, DistributedOptions::fields(), "timeout"));
   t.push_back(key("distributed.sparse_rows", &Config::distributed, DistributedOptions::fields(), "sparse_rows"));
+  t.push_back(key("distributed.overlap_gather", &Config::engine, engine, "overlap_gather"));
   for (const char* name : {"log_every", "eval_every", "eval_metric"}) {
     t.push_back(key(name, &Config::trainer, trainer, name));
   }

@@ -117,6 +117,7 @@ TEST(OptionTable, StrategyOptionsTableCoversEveryField) {
                                              "precision",
                                              "bank_dtype",
                                              "mask_false_negatives",
+                                             "overlap_gather",
                                              "loss.similarity",
                                              "loss.temperature",
                                              "loss.tiled",
@@ -137,6 +138,9 @@ TEST(OptionTable, StrategyOptionsTableCoversEveryField) {
   EXPECT_NE(hot.fingerprint(), o.fingerprint());
   EXPECT_EQ(o.staleness_sample(7).fingerprint(), StrategyOptions::contaccum(8, 2, 4).fingerprint())
       << "a diagnostic does not change results";
+  EXPECT_EQ(StrategyOptions::contaccum(8, 2, 4).overlap_gather(false).fingerprint(),
+            StrategyOptions::contaccum(8, 2, 4).fingerprint())
+      << "the order of the towers and the gathers does not change results";
 }
 
 // A strategy's checkpoint through the library, resumed with another

@@ -1,7 +1,8 @@
 // `contaccum train --nproc-per-node 2`, end to end through the real command
 // line: the same per-step losses as one process with twice the micro-batch,
 // resume after the launcher is killed reproduces the straight run bit for
-// bit (dropout on: every rank's generator is in the checkpoint), another
+// bit (dropout on: every rank's generator is in the checkpoint), and so does
+// a run that waits at every gather instead of encoding on, another
 // number of ranks is refused, and a worker that dies or hangs stops the run
 // within the timeout with no process left behind.
 #include "child_processes.h"
@@ -149,6 +150,16 @@ TEST_F(LauncherTest, ResumeAfterTheLauncherIsKilledEqualsTheStraightRun) {
   ASSERT_EQ(got.size(), want.size());
   for (const auto& [name, w] : want) EXPECT_TRUE(torch::equal(got.at(name), w)) << name;
   EXPECT_EQ(losses(resumed), losses(straight));
+
+  // Each rank encodes its next micro-batch while the last one's gather is in
+  // flight (`distributed.overlap_gather`, on above): with dropout on, the
+  // same bits as waiting at every gather.
+  const auto waiting = work_.path / "waiting";
+  auto w = start(cfg, waiting, {"--nproc-per-node", "2", "--set", "distributed.overlap_gather=false"});
+  ASSERT_EQ(finish(w), 0) << test::slurp(w.log);
+  const auto waited = weights_in(waiting / "model");
+  for (const auto& [name, weight] : want) EXPECT_TRUE(torch::equal(waited.at(name), weight)) << name;
+  EXPECT_EQ(losses(waiting), losses(straight));
 }
 
 // A free loopback port (free when asked; the test uses it at once).

@@ -20,6 +20,15 @@ struct CollectiveTraffic {
   int64_t all_reduce_calls = 0;
 };
 
+/// An all-gather in flight, from `Collective::start_all_gather`.
+class PendingGather {
+ public:
+  virtual ~PendingGather() = default;
+  /// Waits until every rank's tensor has arrived and returns what
+  /// `Collective::all_gather` returns. Call it once.
+  virtual torch::Tensor wait() = 0;
+};
+
 /// The collectives data-parallel training needs, behind one interface, so
 /// the trainer and the engine are written once for any number of processes.
 /// `LocalCollective` (one process, the default) implements it at no cost; a
@@ -37,6 +46,13 @@ class Collective {
   /// Every rank's `tensor` (same shape and dtype on all ranks) concatenated
   /// along dimension 0 in rank order. Not differentiable.
   virtual torch::Tensor all_gather(const torch::Tensor& tensor) = 0;
+  /// Starts `all_gather(tensor)` and returns before the other ranks have
+  /// joined where the backend can (c10d runs it on its own threads), so that
+  /// a rank that arrives first computes on instead of waiting. `tensor` must
+  /// stay unchanged until `wait` returns; every rank starts the same gathers
+  /// in the same order, and collectives started later do not overtake it.
+  /// The default runs `all_gather` at once.
+  virtual std::unique_ptr<PendingGather> start_all_gather(const torch::Tensor& tensor);
   /// Replaces each tensor by its sum over the ranks, in place.
   virtual void all_reduce_sum(std::vector<torch::Tensor>& tensors) = 0;
   /// Replaces `tensor` by rank `root`'s, in place.
@@ -73,6 +89,25 @@ std::vector<int64_t> contiguous_shares(int64_t rows, int64_t world);
 /// `all_gather` of the rows padded to `max(counts)`.
 std::vector<torch::Tensor> all_gather_rows(Collective& collective, const torch::Tensor& tensor,
                                            const std::vector<int64_t>& counts);
+
+/// `all_gather_rows` in flight (`start_all_gather_rows`).
+class PendingRows {
+ public:
+  PendingRows() = default;
+  PendingRows(std::unique_ptr<PendingGather> gather, std::vector<int64_t> counts, torch::Tensor local = {});
+  /// Every rank's rows, one tensor per rank, as `all_gather_rows` returns
+  /// them. Call it once.
+  std::vector<torch::Tensor> wait();
+
+ private:
+  std::unique_ptr<PendingGather> gather_;
+  std::vector<int64_t> counts_;
+  torch::Tensor local_;  // at world size 1, the rows themselves
+};
+
+/// Starts `all_gather_rows` (`Collective::start_all_gather`).
+PendingRows start_all_gather_rows(Collective& collective, const torch::Tensor& tensor,
+                                  const std::vector<int64_t>& counts);
 
 /// Replaces `text` by rank `root`'s (two broadcasts: the length, the bytes).
 void broadcast_string(Collective& collective, std::string& text, int64_t root = 0);

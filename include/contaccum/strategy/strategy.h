@@ -177,6 +177,16 @@ struct StrategyOptions {
   /// the unmasked one. False: nothing is masked (the losses of earlier
   /// versions, bit for bit). Default: true.
   TORCH_ARG(bool, mask_false_negatives) = true;
+  /// With several ranks and `GradientMode::Direct` (full batch, GradAccum,
+  /// ContAccum), each loss group's towers run before the gather of the group
+  /// before it is waited for, so that a rank that reaches a gather first
+  /// encodes on instead of waiting there for the other ranks. The
+  /// computation is the same, bit for bit; the towers keep two groups'
+  /// activations at once instead of one (set it false where that memory is
+  /// not there). Not used with `BankEncoder::Momentum` (its second encoding
+  /// swaps the weights in place, which the pending group's graph saved).
+  /// Default: true.
+  TORCH_ARG(bool, overlap_gather) = true;
 
  public:
   /// Every field above, declared once (`OptionTable`; the loss's fields as
@@ -327,12 +337,21 @@ class Strategy {
   // gathered from every rank into the group's row order; `local` keeps its
   // autograd graph.
   Encoded gather(const Encoded& local, const detail::RowShards& shards, int64_t passages_per_example);
+  // `gather` in two halves: the collective started, then its rows put in
+  // order once every rank's have arrived.
+  PendingRows start_gather(const Encoded& local, const detail::RowShards& shards);
+  Encoded finish_gather(const Encoded& local, PendingRows& gathering, const detail::RowShards& shards,
+                        int64_t passages_per_example);
   // The parts concatenated (empty tensors of the right shape for none).
   Encoded concat(const std::vector<Encoded>& parts, int64_t passages_per_example) const;
   InfoNCEBank bank_view() const;
+  // A loss group's rows encoded by this rank with autograd, their gather in
+  // flight (`encode_direct`), until `backward_direct` takes it.
+  struct GroupInFlight;
+  std::unique_ptr<GroupInFlight> encode_direct(const TrainingBatch& group);
   // Backpropagates `weight * loss` of one loss group; returns the loss result
   // and the group's representations, detached, for the banks.
-  std::pair<InfoNCEResult, Encoded> backward_direct(const TrainingBatch& group, double weight, const InfoNCEIds& ids);
+  std::pair<InfoNCEResult, Encoded> backward_direct(GroupInFlight& group, double weight, const InfoNCEIds& ids);
   std::pair<InfoNCEResult, Encoded> backward_cached(const TrainingBatch& group, double weight, const InfoNCEIds& ids);
   // The group's passage identities when false negatives are masked, else none.
   InfoNCEIds identities(const TrainingBatch& group) const;
