@@ -108,8 +108,10 @@ if collectives_alone and ("grad_accum", 2, rounds[0]) in by and pairs:
                f"all-gathers and those two all-reduces: {cost:.1f} ms, {100 * cost / step2:.1f}% of its 2-rank "
                f"step, which would leave {limit / (1 + cost / step2):.2f}x of the lockstep limit's {limit:.2f}x. The "
                f"collectives took {100 * share:.1f}% of the step in training: for the rest of that time a rank "
-               f"waits in them for the other, at a step's {gathers + 1} meeting points (each all-gather and "
-               f"the all-reduce), or runs them while the other still computes on the second core.")
+               f"waits in them for the other (at a gather only when the other is more than a micro-batch's "
+               f"towers behind, with `distributed.overlap_gather`; at the all-reduce for whatever the ranks' "
+               f"differences over the step add up to), or runs them while the other still computes on the "
+               f"second core.")
 text = "\n".join(out) + "\n"
 
 doc = open(doc_path).read()
