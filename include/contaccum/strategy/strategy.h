@@ -177,13 +177,13 @@ struct StrategyOptions {
   /// the unmasked one. False: nothing is masked (the losses of earlier
   /// versions, bit for bit). Default: true.
   TORCH_ARG(bool, mask_false_negatives) = true;
-  /// With several ranks and `GradientMode::Direct` (full batch, GradAccum,
-  /// ContAccum), each loss group's towers run before the gather of the group
-  /// before it is waited for, so that a rank that reaches a gather first
-  /// encodes on instead of waiting there for the other ranks. The
-  /// computation is the same, bit for bit; the towers keep two groups'
-  /// activations at once instead of one (set it false where that memory is
-  /// not there). Not used with `BankEncoder::Momentum` (its second encoding
+  /// With several ranks, `GradientMode::Direct` and several loss groups a
+  /// step (GradAccum, ContAccum; full batch has one), each group's towers
+  /// run before the gather of the group before it is waited for, so that a
+  /// rank that reaches a gather first encodes on instead of waiting there
+  /// for the other ranks. The computation is the same, bit for bit; the
+  /// towers keep two groups' activations at once instead of one (set it
+  /// false where that memory is not there). Not used with `BankEncoder::Momentum` (its second encoding
   /// swaps the weights in place, which the pending group's graph saved).
   /// Default: true.
   TORCH_ARG(bool, overlap_gather) = true;
