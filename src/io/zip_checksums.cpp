@@ -1,5 +1,7 @@
 #include "contaccum/io/zip_checksums.h"
 
+#include "archive_code.h"
+
 #include <c10/util/Exception.h>
 #include <zlib.h>
 
@@ -21,6 +23,9 @@ uint64_t le(const unsigned char* p, int bytes) {
   for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
   return v;
 }
+
+// A code record larger than this is not one LibTorch wrote for saved values.
+constexpr uint64_t kLargestCode = uint64_t{1} << 20;
 
 constexpr uint32_t kLocalHeader = 0x04034b50, kCentralHeader = 0x02014b50, kEnd = 0x06054b50, kZip64End = 0x06064b50,
                    kZip64Locator = 0x07064b50;
@@ -46,8 +51,10 @@ class Bytes {
                 ") lies past the end of the file (", size_, " bytes)");
   }
   // CRC-32 of the bytes a raw-deflate stream of `n` bytes at `offset`
-  // inflates to; their count must be `expected`.
-  uint32_t inflated_crc(uint64_t offset, uint64_t n, uint64_t expected, const std::string& name) const {
+  // inflates to; their count must be `expected`. Those bytes go to `kept`
+  // too when it is given.
+  uint32_t inflated_crc(uint64_t offset, uint64_t n, uint64_t expected, const std::string& name,
+                        std::string* kept = nullptr) const {
     require(offset <= size_ && n <= size_ - offset, "record data", offset, n);
     const auto in = at(offset, n, "record data");
     z_stream z{};
@@ -64,6 +71,7 @@ class Bytes {
       rc = inflate(&z, Z_NO_FLUSH);
       const uint64_t got = out.size() - z.avail_out;
       c = crc32_of(out.data(), got, c);
+      if (kept && produced + got <= expected) kept->append(reinterpret_cast<const char*>(out.data()), got);
       produced += got;
       if (rc == Z_BUF_ERROR && got > 0) rc = Z_OK;  // output full, go on
     }
@@ -113,7 +121,12 @@ Directory find_directory(const Bytes& bytes) {
   const unsigned char* e = &buf[at];
   Directory d{le(e + 10, 2), le(e + 16, 4), le(e + 12, 4)};
   const uint64_t end_offset = size - tail + static_cast<uint64_t>(at);
-  if (d.entries == 0xffff || d.offset == 0xffffffffu || d.size == 0xffffffffu) {
+  // A zip64 locator right before the record makes the zip64 end record the
+  // one that counts, whatever the classic record says: LibTorch writes both,
+  // and its reader (miniz) then reads only the zip64 one.
+  const bool saturated = d.entries == 0xffff || d.offset == 0xffffffffu || d.size == 0xffffffffu;
+  const bool located = end_offset >= 20 && le(bytes.at(end_offset - 20, 4, "zip64 locator").data(), 4) == kZip64Locator;
+  if (saturated || located) {
     TORCH_CHECK(end_offset >= 20, bytes.what(), ": damaged zip archive (no zip64 locator)");
     const auto locator = bytes.at(end_offset - 20, 20, "zip64 locator");
     TORCH_CHECK(le(locator.data(), 4) == kZip64Locator, bytes.what(), ": damaged zip archive (bad zip64 locator)");
@@ -122,6 +135,8 @@ Directory find_directory(const Bytes& bytes) {
     d = {le(&end64[32], 8), le(&end64[48], 8), le(&end64[40], 8)};
   }
   bytes.require(d.offset <= end_offset && d.size <= end_offset - d.offset, "central directory", d.offset, d.size);
+  // Every LibTorch archive holds records (its pickle, its version).
+  TORCH_CHECK(d.entries > 0, bytes.what(), ": damaged zip archive (its directory lists no records)");
   return d;
 }
 
@@ -184,11 +199,25 @@ std::vector<ZipRecord> verify(const Bytes& bytes) {
                 std::string(local_name.begin(), local_name.end()), "' in its local header");
     r.data_offset = offset + 30 + local_name_len + le(&local[28], 2);
     r.size = compressed;
-    const uint32_t actual =
-        method == 0 ? bytes.crc(r.data_offset, r.size) : bytes.inflated_crc(r.data_offset, r.size, size, r.name);
+    // TorchScript source, which LibTorch parses on load: checked below.
+    const bool code = detail::is_archive_code(r.name);
+    TORCH_CHECK(!code || size <= kLargestCode, bytes.what(), ": damaged or not a contaccum archive: code record '",
+                r.name, "' holds ", size, " bytes (LibTorch writes a few hundred for saved values)");
+    std::string text;
+    uint32_t actual = 0;
+    if (method == 8) {
+      actual = bytes.inflated_crc(r.data_offset, r.size, size, r.name, code ? &text : nullptr);
+    } else if (code) {
+      const auto stored = bytes.at(r.data_offset, r.size, "record data");
+      text.assign(stored.begin(), stored.end());
+      actual = crc32_of(stored.data(), stored.size());
+    } else {
+      actual = bytes.crc(r.data_offset, r.size);
+    }
     TORCH_CHECK(actual == r.stored_crc32, bytes.what(), ": damaged: record '", r.name, "' (", r.size,
                 " bytes) has CRC-32 ", actual, " but ", r.stored_crc32,
                 " was stored when it was written; the file changed since");
+    if (code) detail::check_archive_code(text, bytes.what(), r.name);
     records.push_back(std::move(r));
     pos += 46 + name_len + extra_len + comment_len;
   }

@@ -29,6 +29,10 @@ struct ZipRecord {
 /// truncated, or
 /// when it is not a zip archive at all. Tensors are stored records; a
 /// module's code files are deflated, and are checked after inflating them.
+/// Those code files must also hold only the class declarations LibTorch
+/// writes for saved values (no methods, constants or other source): LibTorch
+/// parses them as TorchScript on load, and its parser crashes on some
+/// crafted source rather than rejecting it.
 /// Reads the file once, in blocks.
 std::vector<ZipRecord> verify_zip_checksums(const std::string& path);
 
