@@ -75,6 +75,7 @@ TEST(ShortProducts, WeightedRowsMatchFloat64WithinTheirOrdersErrorBound) {
 // transposed weight matrix, rows that are a strided block of a wider matrix.
 struct LayoutResults {
   std::vector<torch::Tensor> outputs;
+  std::vector<bool> short_kernels;  // per output: made by the short products, not LibTorch
 };
 
 LayoutResults all_layouts(uint64_t seed) {
@@ -93,10 +94,15 @@ LayoutResults all_layouts(uint64_t seed) {
     auto transposed = torch::empty({c.nx, c.ny}).t();
     row_dots_out(transposed, y, x);  // long side first: swapped inside
     auto sums = torch::randn({c.ny, c.d});
-    add_weighted_rows_(sums, torch::randn({c.nx, c.ny}).t(), torch::randn({c.nx, c.d}));
+    const auto sums_w = torch::randn({c.nx, c.ny}).t(), sums_y = torch::randn({c.nx, c.d});
+    add_weighted_rows_(sums, sums_w, sums_y);
     auto short_sums = torch::randn({c.nx, c.d});
-    add_weighted_rows_(short_sums, torch::randn({c.nx, c.ny}), y);
+    const auto short_w = torch::randn({c.nx, c.ny});
+    add_weighted_rows_(short_sums, short_w, y);
     r.outputs.insert(r.outputs.end(), {out, transposed, sums, short_sums});
+    r.short_kernels.insert(r.short_kernels.end(),
+                           {row_dots_short(out, x, y), row_dots_short(transposed, y, x),
+                            weighted_rows_short(sums, sums_w, sums_y), weighted_rows_short(short_sums, short_w, y)});
   }
   return r;
 }
@@ -122,7 +128,18 @@ TEST(ShortProducts, OneThreadAndTwoGiveTheSameBits) {
   const auto one = all_layouts(12);
   set_compute_threads(2);
   const auto two = all_layouts(12);
-  for (size_t k = 0; k < one.outputs.size(); ++k) EXPECT_TRUE(same_bits(one.outputs[k], two.outputs[k])) << k;
+  // Only the short products' own: LibTorch's path (OpenBLAS) promises no
+  // such thing, and on an AMD EPYC without AVX-512 (Zen 3) its sgemm with one
+  // thread and with two differs in the last bits for the [ny, d] sums with
+  // more than 64 output rows here.
+  int checked = 0;
+  for (size_t k = 0; k < one.outputs.size(); ++k) {
+    ASSERT_EQ(one.short_kernels[k], two.short_kernels[k]) << k;
+    if (!one.short_kernels[k]) continue;
+    EXPECT_TRUE(same_bits(one.outputs[k], two.outputs[k])) << k;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 28);  // of the 32 outputs, the 4 [ny, d] sums with ny > 64 go to LibTorch
 }
 
 TEST(ShortProducts, AScaleMultipliesTheRoundedDotProductAsATenWould) {
