@@ -77,15 +77,17 @@ void row_dots(const RowDotsArgs& a) {
 
 // out rows [r0, r0 + RA), columns [k0, k0 + RK * 16) (the last vector only
 // its first `last` lanes when Partial) += the sum over y rows [b0, b1) of
-// w[r, b] y[b], that sum started from zero.
+// w[r, b] y[b], that sum started from zero. `rows` holds those columns of y
+// rows [b0, b1), `rows_stride` floats apart.
 template <class L, int RA, int RK, bool Partial>
-inline void weighted_block(const WeightedRowsArgs& a, int64_t r0, int64_t k0, int64_t b0, int64_t b1, int last) {
+inline void weighted_block(const WeightedRowsArgs& a, int64_t r0, int64_t k0, int64_t b0, int64_t b1, int last,
+                           const float* rows, int64_t rows_stride) {
   using V = typename L::V;
   V acc[RA][RK];
   for (int r = 0; r < RA; ++r)
     for (int t = 0; t < RK; ++t) acc[r][t] = L::zero();
   for (int64_t b = b0; b < b1; ++b) {
-    const float* row = a.y + b * a.y_stride + k0;
+    const float* row = rows + (b - b0) * rows_stride;
     V yv[RK];
     for (int t = 0; t < RK; ++t)
       yv[t] = Partial && t == RK - 1 ? L::load_first(row + t * kLanes, last) : L::load(row + t * kLanes);
@@ -106,23 +108,43 @@ inline void weighted_block(const WeightedRowsArgs& a, int64_t r0, int64_t k0, in
   }
 }
 
-template <class L, int RA, int RK, bool Partial>
+// Columns [k0, k0 + RK * 16) (the last vector `last` lanes) of every out row
+// += their weighted sum over y rows [b0, b1). With Pack, those columns of
+// the y rows are first copied into one contiguous buffer: rows of a wide
+// matrix lie a multiple of 4 KiB apart (1,024 floats), so the same columns of
+// 64 rows all fall into one set of the first-level cache, which keeps only a
+// few of them (8 ways) while the out rows' blocks read them again and again;
+// packed, they stay in that cache. The arithmetic is the same either way.
+template <class L, int RA, int RK, bool Partial, bool Pack>
 inline void weighted_rows_of(const WeightedRowsArgs& a, int64_t k0, int64_t b0, int64_t b1, int last) {
+  const float* rows = a.y + b0 * a.y_stride + k0;
+  int64_t rows_stride = a.y_stride;
+  alignas(64) float packed[Pack ? kWeightedSumRows * RK * kLanes : 1];
+  if (Pack) {
+    const int width = Partial ? (RK - 1) * kLanes + last : RK * kLanes;
+    for (int64_t b = b0; b < b1; ++b) {
+      const float* from = a.y + b * a.y_stride + k0;
+      float* to = packed + (b - b0) * RK * kLanes;
+      for (int f = 0; f < width; ++f) to[f] = from[f];
+    }
+    rows = packed;
+    rows_stride = RK * kLanes;
+  }
   int64_t r = 0;
-  for (; r + RA <= a.out_rows; r += RA) weighted_block<L, RA, RK, Partial>(a, r, k0, b0, b1, last);
-  for (; r < a.out_rows; ++r) weighted_block<L, 1, RK, Partial>(a, r, k0, b0, b1, last);
+  for (; r + RA <= a.out_rows; r += RA) weighted_block<L, RA, RK, Partial>(a, r, k0, b0, b1, last, rows, rows_stride);
+  for (; r < a.out_rows; ++r) weighted_block<L, 1, RK, Partial>(a, r, k0, b0, b1, last, rows, rows_stride);
 }
 
 // out columns [k_begin, k_end) += w y, the y rows taken kWeightedSumRows at a
 // time (each block's sum from zero, then added to out, in block order).
-template <class L, int RA, int RK>
+template <class L, int RA, int RK, bool Pack = false>
 void weighted_rows(const WeightedRowsArgs& a) {
   for (int64_t b0 = 0; b0 < a.y_rows; b0 += kWeightedSumRows) {
     const int64_t b1 = smaller(a.y_rows, b0 + kWeightedSumRows);
     int64_t k = a.k_begin;
-    for (; k + RK * kLanes <= a.k_end; k += RK * kLanes) weighted_rows_of<L, RA, RK, false>(a, k, b0, b1, kLanes);
-    for (; k + kLanes <= a.k_end; k += kLanes) weighted_rows_of<L, RA, 1, false>(a, k, b0, b1, kLanes);
-    if (k < a.k_end) weighted_rows_of<L, RA, 1, true>(a, k, b0, b1, static_cast<int>(a.k_end - k));
+    for (; k + RK * kLanes <= a.k_end; k += RK * kLanes) weighted_rows_of<L, RA, RK, false, Pack>(a, k, b0, b1, kLanes);
+    for (; k + kLanes <= a.k_end; k += kLanes) weighted_rows_of<L, RA, 1, false, Pack>(a, k, b0, b1, kLanes);
+    if (k < a.k_end) weighted_rows_of<L, RA, 1, true, Pack>(a, k, b0, b1, static_cast<int>(a.k_end - k));
   }
 }
 
