@@ -144,15 +144,15 @@ struct Banks {
 // The share of the shared products' pieces the helper thread computed
 // since `before` (about half when it gets the second core), and how often a
 // caller had to move it off its own core.
-json helper_since(const ShortProductHelperStats& before) {
-  const auto now = short_product_helper_stats();
+json helper_since(const HelperThreadStats& before) {
+  const auto now = helper_thread_stats();
   const int64_t pieces = now.pieces - before.pieces;
   return {{"helper_share", pieces > 0 ? static_cast<double>(now.helper_pieces - before.helper_pieces) / pieces : 0.0},
           {"helper_moves", now.moves - before.moves}};
 }
 
 json bank_work(const BankWorkSetup& s) {
-  const auto helper_before = short_product_helper_stats();
+  const auto helper_before = helper_thread_stats();
   const auto loss = InfoNCEOptions().similarity(Similarity::Cosine).temperature(s.temperature);
   Banks banks(s.m, s.n, s.d, loss);
   const auto q = torch::randn({s.n, s.d}).requires_grad_(true);
@@ -320,7 +320,7 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
   // Enough steps first to fill the largest bank.
   const int64_t fill = *std::max_element(s.memories.begin(), s.memories.end()) / s.total + 2;
   const int64_t k = static_cast<int64_t>(runners.size());
-  const auto helper_before = short_product_helper_stats();
+  const auto helper_before = helper_thread_stats();
   for (int64_t r = 0; r < fill + s.rounds; ++r) {
     const auto batch = random_batch(s, r);
     for (int64_t i = 0; i < k; ++i) runners[static_cast<size_t>((r + i) % k)]->step(batch, r >= fill);

@@ -93,7 +93,7 @@ def banks(w):
     w("8 n m d at the faster of the two rates for each shape (for the bank's rows against the micro-batch,")
     w("either orientation: the same numbers made either way round). \"helper\" is the share of the")
     w("short products' pieces that their second thread computed in that line's run (half when it")
-    w("gets the second core: `short_product_helper_stats`). At a")
+    w("gets the second core: `helper_thread_stats`). At a")
     w("2,048 x 2,048 x")
     w(f"{sgemm['shape'][2]:,} square sgemm reached {sgemm['gflops']:.0f} GFLOP/s. Machine: {sgemm.get('machine', 'not recorded')}.")
     w("")

@@ -6,7 +6,7 @@
 #include <atomic>
 
 #include "chosen_kernel.h"
-#include "product_helper.h"
+#include "contaccum/core/helper_thread.h"
 #include "short_products_args.h"
 
 namespace contaccum {
@@ -75,7 +75,7 @@ using Kernel = void (*)(const Args&);
 // `set_range(args, begin, end)` narrows a copy of `args` to one piece.
 template <typename Args, typename SetRange>
 void run_in_pieces(const Args& args, Kernel<Args> kernel, const Pieces& pieces, int64_t total, SetRange set_range) {
-  detail::share_out(pieces.count, [&](int64_t c) {
+  share_out(pieces.count, [&](int64_t c) {
     Args part = args;
     set_range(part, c * pieces.size, std::min(total, (c + 1) * pieces.size));
     kernel(part);
@@ -100,8 +100,6 @@ void set_short_product_isa(ShortProductIsa isa) {
 void set_short_products_enabled(bool enabled) { products_enabled() = enabled; }
 
 bool short_products_enabled() { return products_enabled().load(); }
-
-ShortProductHelperStats short_product_helper_stats() { return detail::helper_stats(); }
 
 bool row_dots_short(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y) {
   return short_products_enabled() && std::min(x.size(0), y.size(0)) <= kShortSideRows && float_cpu_matrix(out) &&

@@ -5,8 +5,8 @@
 #include <algorithm>
 
 #include "chosen_kernel.h"
+#include "contaccum/core/helper_thread.h"
 #include "contaccum/loss/short_products.h"
-#include "product_helper.h"
 #include "short_products_args.h"
 
 namespace contaccum {
@@ -38,7 +38,7 @@ void run_over_rows(Args args, Kernel<Args> kernel, int64_t rows, int64_t columns
   int64_t size = std::max(least_rows, (rows + 7) / 8);
   size = (size + step - 1) / step * step;
   const int64_t pieces = (rows + size - 1) / size;
-  detail::share_out(pieces, [&](int64_t p) {
+  share_out(pieces, [&](int64_t p) {
     Args part = args;
     part.row_begin = p * size;
     part.row_end = std::min(rows, (p + 1) * size);

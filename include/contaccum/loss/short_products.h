@@ -52,24 +52,6 @@ void set_short_product_isa(ShortProductIsa isa);
 void set_short_products_enabled(bool enabled);
 bool short_products_enabled();
 
-/// What the helper thread that shares the products has done so far, for
-/// benchmarks and tests.
-struct ShortProductHelperStats {
-  /// The helper's Linux thread id; 0 before it has started (or off Linux).
-  int64_t thread_id = 0;
-  /// Products offered to the helper (made with two threads).
-  int64_t products = 0;
-  /// Pieces those products were cut into, and those of them the helper
-  /// computed (the caller took the rest): about half with two free cores.
-  int64_t pieces = 0, helper_pieces = 0;
-  /// Times a caller found the helper on its own core and confined the
-  /// helper to the other cores it may use.
-  int64_t moves = 0;
-};
-
-/// The helper's counters (starts the helper when it has not started).
-ShortProductHelperStats short_product_helper_stats();
-
 /// A product is "short" when its short side has at most this many rows.
 /// Chosen, not tuned: at 32 rows (a micro-batch against a bank) these
 /// kernels beat OpenBLAS (bench/banks); tiles of hundreds of rows

@@ -1,4 +1,4 @@
-#include "product_helper.h"
+#include "contaccum/core/helper_thread.h"
 
 #include <ATen/Parallel.h>
 
@@ -17,7 +17,7 @@
 
 #include "contaccum/core/compute_threads.h"
 
-namespace contaccum::detail {
+namespace contaccum {
 namespace {
 
 // Where the calling thread runs now; -1 where that cannot be known.
@@ -29,8 +29,8 @@ int current_cpu() {
 #endif
 }
 
-// The one helper thread of the short products. It waits for work the way
-// OpenBLAS's own worker does: after each product it keeps polling for the
+// The library's one helper thread (helper_thread.h). It waits for work the
+// way OpenBLAS's own worker does: after each call it keeps polling for the
 // next one for a while (kSpinSeconds), yielding the core between polls, and
 // only then sleeps. A helper woken from sleep would be queued behind the
 // busy calling thread (the other core never looks idle: OpenBLAS's worker
@@ -48,10 +48,10 @@ int current_cpu() {
 // on its own core, confines the helper to the other cores it may use
 // (`keep_off`): one system call, rarely (0 to 5 times in bench/banks'
 // products alone there, 31 times in its ~300 whole steps).
-class ProductHelper {
+class HelperThread {
  public:
-  static ProductHelper& instance() {
-    static ProductHelper* helper = new ProductHelper();  // leaked on purpose, see above
+  static HelperThread& instance() {
+    static HelperThread* helper = new HelperThread();  // leaked on purpose, see above
     return *helper;
   }
 
@@ -81,10 +81,10 @@ class ProductHelper {
     return true;
   }
 
-  ShortProductHelperStats stats() const {
-    ShortProductHelperStats s;
+  HelperThreadStats stats() const {
+    HelperThreadStats s;
     s.thread_id = thread_id_.load(std::memory_order_acquire);
-    s.products = posted_.load(std::memory_order_acquire);
+    s.calls = posted_.load(std::memory_order_acquire);
     s.pieces = pieces_.load(std::memory_order_acquire);
     s.helper_pieces = helper_pieces_.load(std::memory_order_acquire);
     s.moves = moves_.load(std::memory_order_acquire);
@@ -95,7 +95,7 @@ class ProductHelper {
   static constexpr int kOpen = 0, kJoined = 1, kDone = 2, kClosed = 3;
   static constexpr double kSpinSeconds = 0.1;
 
-  ProductHelper() {
+  HelperThread() {
     std::thread([this] { loop(); }).detach();
   }
 
@@ -174,17 +174,17 @@ class ProductHelper {
 
 }  // namespace
 
-int product_threads() {
+int helper_threads() {
   const int blas = blas_threads();
   const int wanted = blas > 0 ? blas : at::get_num_threads();
   return std::max(1, std::min(wanted, 2));
 }
 
 void share_out(int64_t chunks, const std::function<void(int64_t)>& work) {
-  if (std::min<int64_t>(product_threads(), chunks) > 1 && ProductHelper::instance().run(chunks, work)) return;
+  if (std::min<int64_t>(helper_threads(), chunks) > 1 && HelperThread::instance().run(chunks, work)) return;
   for (int64_t c = 0; c < chunks; ++c) work(c);
 }
 
-ShortProductHelperStats helper_stats() { return ProductHelper::instance().stats(); }
+HelperThreadStats helper_thread_stats() { return HelperThread::instance().stats(); }
 
-}  // namespace contaccum::detail
+}  // namespace contaccum
