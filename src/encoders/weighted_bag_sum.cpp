@@ -1,10 +1,11 @@
 #include "weighted_bag_sum.h"
 
-#include <ATen/Parallel.h>
 #include <torch/autograd.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+
+#include "contaccum/core/helper_thread.h"
 
 // Compiled with -ffp-contract=off: each product and sum below is rounded on
 // its own, whatever instructions the compiler has, so results do not depend
@@ -31,26 +32,111 @@ T fixed_order_dot(const T* a, const T* b, int64_t n) {
   return sum;
 }
 
+// The bags' sums, in token order: each product and each sum rounded on its
+// own, as LibTorch 1.13's embedding_bag (mode sum, per-sample weights) does
+// them on the CPU, so the pooled rows are the same bits; written here so that
+// they vectorise (LibTorch's loop is scalar and strided) and are the same
+// under every LibTorch version.
+template <typename T>
+__attribute__((always_inline)) inline void sum_bags(T* out, const T* table, const int64_t* ids, const T* weights,
+                                                    int64_t first_bag, int64_t end_bag, int64_t seq, int64_t dim,
+                                                    int64_t padding_idx) {
+  for (int64_t b = first_bag; b < end_bag; ++b) {
+    T* __restrict to = out + b * dim;
+    for (int64_t c = 0; c < dim; ++c) to[c] = T(0);
+    for (int64_t t = b * seq; t < (b + 1) * seq; ++t) {
+      if (ids[t] == padding_idx) continue;
+      const T w = weights[t];
+      const T* __restrict from = table + ids[t] * dim;
+      for (int64_t c = 0; c < dim; ++c) to[c] = to[c] + w * from[c];
+    }
+  }
+}
+
+// Each token's share added into the table's gradient rows, token by token in
+// order, for the columns [first_column, end_column).
+template <typename T>
+__attribute__((always_inline)) inline void add_columns(T* table_grad, const T* grad, const int64_t* ids,
+                                                       const T* weights, int64_t tokens, int64_t seq, int64_t dim,
+                                                       int64_t padding_idx, int64_t first_column, int64_t end_column) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    if (ids[t] == padding_idx) continue;
+    const T w = weights[t];
+    const T* __restrict from = grad + (t / seq) * dim;
+    T* __restrict to = table_grad + ids[t] * dim;
+    for (int64_t c = first_column; c < end_column; ++c) to[c] = to[c] + w * from[c];
+  }
+}
+
+// The same loops compiled for AVX2: the same roundings (no fused
+// multiply-add: -ffp-contract=off), wider.
+template <typename T>
+__attribute__((target("avx2"))) void sum_bags_avx2(T* out, const T* table, const int64_t* ids, const T* weights,
+                                                   int64_t first_bag, int64_t end_bag, int64_t seq, int64_t dim,
+                                                   int64_t padding_idx) {
+  sum_bags(out, table, ids, weights, first_bag, end_bag, seq, dim, padding_idx);
+}
+
+template <typename T>
+void sum_bags_baseline(T* out, const T* table, const int64_t* ids, const T* weights, int64_t first_bag, int64_t end_bag,
+                       int64_t seq, int64_t dim, int64_t padding_idx) {
+  sum_bags(out, table, ids, weights, first_bag, end_bag, seq, dim, padding_idx);
+}
+
+template <typename T>
+__attribute__((target("avx2"))) void add_columns_avx2(T* table_grad, const T* grad, const int64_t* ids,
+                                                      const T* weights, int64_t tokens, int64_t seq, int64_t dim,
+                                                      int64_t padding_idx, int64_t first_column, int64_t end_column) {
+  add_columns(table_grad, grad, ids, weights, tokens, seq, dim, padding_idx, first_column, end_column);
+}
+
+template <typename T>
+void add_columns_baseline(T* table_grad, const T* grad, const int64_t* ids, const T* weights, int64_t tokens,
+                          int64_t seq, int64_t dim, int64_t padding_idx, int64_t first_column, int64_t end_column) {
+  add_columns(table_grad, grad, ids, weights, tokens, seq, dim, padding_idx, first_column, end_column);
+}
+
+bool has_avx2() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool yes = __builtin_cpu_supports("avx2");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+// Bags per chunk of the forward, columns per chunk of the backward: chunks
+// for the caller and the helper to share (helper_thread.h), each a fixed set
+// of outputs, so the thread count changes no bit.
+constexpr int64_t kBagsPerChunk = 4;
+constexpr int64_t kColumnsPerChunk = 128;  // 512 bytes of a float32 row
+
+template <typename T>
+void pool(T* out, const T* table, const int64_t* ids, const T* weights, int64_t batch, int64_t seq, int64_t dim,
+          int64_t padding_idx) {
+  const auto kernel = has_avx2() ? &sum_bags_avx2<T> : &sum_bags_baseline<T>;
+  share_out((batch + kBagsPerChunk - 1) / kBagsPerChunk, [&](int64_t c) {
+    kernel(out, table, ids, weights, c * kBagsPerChunk, std::min(batch, (c + 1) * kBagsPerChunk), seq, dim,
+           padding_idx);
+  });
+}
+
 template <typename T>
 void add_into_table(T* table_grad, const T* grad, const int64_t* ids, const T* weights, int64_t tokens, int64_t seq,
                     int64_t dim, int64_t padding_idx) {
-  const int64_t grain = std::max<int64_t>(16, dim / std::max(1, at::get_num_threads()));
-  at::parallel_for(0, dim, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t t = 0; t < tokens; ++t) {
-      if (ids[t] == padding_idx) continue;
-      const T w = weights[t];
-      const T* from = grad + (t / seq) * dim;
-      T* to = table_grad + ids[t] * dim;
-      for (int64_t c = begin; c < end; ++c) to[c] = to[c] + w * from[c];
-    }
+  const auto kernel = has_avx2() ? &add_columns_avx2<T> : &add_columns_baseline<T>;
+  share_out((dim + kColumnsPerChunk - 1) / kColumnsPerChunk, [&](int64_t c) {
+    kernel(table_grad, grad, ids, weights, tokens, seq, dim, padding_idx, c * kColumnsPerChunk,
+           std::min(dim, (c + 1) * kColumnsPerChunk));
   });
 }
 
 template <typename T>
 void weight_gradients(T* out, const T* table, const T* grad, const int64_t* ids, int64_t tokens, int64_t seq,
                       int64_t dim, int64_t padding_idx) {
-  at::parallel_for(0, tokens, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
+  constexpr int64_t kTokensPerChunk = 256;
+  share_out((tokens + kTokensPerChunk - 1) / kTokensPerChunk, [&](int64_t c) {
+    for (int64_t t = c * kTokensPerChunk; t < std::min(tokens, (c + 1) * kTokensPerChunk); ++t) {
       out[t] = ids[t] == padding_idx ? T(0) : fixed_order_dot(grad + (t / seq) * dim, table + ids[t] * dim, dim);
     }
   });
@@ -62,15 +148,34 @@ class WeightedBagSum : public torch::autograd::Function<WeightedBagSum> {
                                const torch::Tensor& ids, const torch::Tensor& token_weights, int64_t padding_idx) {
     const int64_t batch = ids.size(0), seq = ids.size(1);
     const auto flat = ids.reshape({-1}).contiguous();
-    const auto offsets = torch::arange(0, batch * seq, std::max<int64_t>(seq, 1), ids.options());
     ctx->saved_data["table"] = table;  // the parameter itself: backward adds into its .grad
     ctx->saved_data["ids"] = flat;
     ctx->saved_data["weights"] = token_weights;
     ctx->saved_data["seq"] = seq;
     ctx->saved_data["padding_idx"] = padding_idx;
-    return std::get<0>(torch::embedding_bag(table, flat, offsets, /*scale_grad_by_freq=*/false, /*mode=sum*/ 0,
-                                            /*sparse=*/false, token_weights, /*include_last_offset=*/false,
-                                            padding_idx));
+    const bool own_kernel = table.device().is_cpu() && table.is_contiguous() &&
+                            (table.scalar_type() == torch::kFloat || table.scalar_type() == torch::kDouble);
+    if (!own_kernel) {
+      const auto offsets = torch::arange(0, batch * seq, std::max<int64_t>(seq, 1), ids.options());
+      return std::get<0>(torch::embedding_bag(table, flat, offsets, /*scale_grad_by_freq=*/false, /*mode=sum*/ 0,
+                                              /*sparse=*/false, token_weights, /*include_last_offset=*/false,
+                                              padding_idx));
+    }
+    // The rows are read by address: an id outside the table is refused, as
+    // LibTorch's embedding_bag refuses it.
+    const int64_t rows = table.size(0), tokens = flat.numel();
+    const int64_t* id = flat.data_ptr<int64_t>();
+    for (int64_t t = 0; t < tokens; ++t) {
+      TORCH_CHECK(id[t] >= 0 && id[t] < rows, "weighted_bag_sum: id ", id[t], " (token ", t, ") is not in [0, ", rows,
+                  ")");
+    }
+    auto pooled = torch::empty({batch, table.size(1)}, table.options());
+    const auto weights = token_weights.contiguous();
+    AT_DISPATCH_FLOATING_TYPES(table.scalar_type(), "weighted_bag_sum_forward", [&] {
+      pool(pooled.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(), flat.data_ptr<int64_t>(),
+           weights.data_ptr<scalar_t>(), batch, seq, table.size(1), padding_idx);
+    });
+    return pooled;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,

@@ -9,10 +9,15 @@ namespace contaccum::detail {
 
 /// `pooled[b] = sum over t of token_weights[b, t] * table[ids[b, t]]`, with
 /// tokens equal to `padding_idx` left out; `ids` int64 [batch, seq],
-/// `token_weights` [batch * seq] of the table's dtype. The forward is
-/// `torch::embedding_bag` (mode sum). The backward adds each token's share
+/// `token_weights` [batch * seq] of the table's dtype. On the CPU in float32
+/// and float64 the forward sums each bag in token order, each product and
+/// sum rounded on its own: the bits of LibTorch 1.13's `embedding_bag` (mode
+/// sum), whose loop is scalar, made with vector instructions and shared by
+/// bags with the helper thread (`share_out`); elsewhere it is
+/// `torch::embedding_bag`. An id outside the table is refused. The backward
+/// adds each token's share
 /// `token_weights[t] * grad[b]` into `table.grad()` in place, token by token
-/// in order (parallel over columns, so the result does not depend on the
+/// in order (shared out by columns, so the result does not depend on the
 /// thread count), creating a zero `.grad` first when there is none: no
 /// table-sized temporary per call, where LibTorch's dense backward allocates
 /// and zeroes one and its sparse one a [tokens, dim] one, and autograd then

@@ -144,6 +144,78 @@ TEST(BagOfEmbeddingsEncoder, UntrainedAttentionPoolingIsTheMean) {
   EXPECT_TRUE(testing::check_encoder(*attention, sample).ok());
 }
 
+// The pooling's own kernels (src/encoders/weighted_bag_sum.cpp), wide
+// enough to be cut into chunks for two threads (300 columns: two chunks of
+// 128 and a tail; 13 bags: three chunks of 4 and one), in float32: the pooled
+// rows and the table's gradient are the sums in token order, each product
+// and sum rounded on its own (a reference of one tensor operation per
+// token), within rounding of float64, and the same bits on one thread and on
+// two. With the projection the identity, the output is the pooled row.
+TEST(BagOfEmbeddingsEncoder, PoolsAndAddsGradientsInTokenOrderOnOneThreadOrTwo) {
+  if (blas_threads() < 0 || max_parallelism() < 2) GTEST_SKIP() << "the kernels' threads follow OpenBLAS's";
+  const int blas = blas_threads();
+  const int64_t width = 300, vocab = 97, bags = 13, seq = 23;
+  torch::manual_seed(21);
+  const auto ids = torch::randint(0, vocab, {bags, seq}, torch::kLong);  // id 0 is padding
+  auto mask = (torch::rand({bags, seq}) < 0.8).to(torch::kLong);
+  mask[5].zero_();  // an all-padding row
+  ids[3][4] = 7;
+  ids[3][9] = 7;  // a repeated id
+  const auto upstream = torch::randn({bags, width});
+
+  struct Run {
+    torch::Tensor out, table_grad;
+  };
+  auto run = [&](int threads) {
+    set_compute_threads(threads);
+    torch::manual_seed(5);
+    BagOfEmbeddingsEncoder enc(BagOfEmbeddingsEncoderOptions(vocab, width).embedding_dim(width).dropout(0.0));
+    auto params = enc->named_parameters();
+    {
+      torch::NoGradGuard no_grad;
+      params["projection.weight"].copy_(torch::eye(width));
+      params["projection.bias"].zero_();
+    }
+    Run r;
+    r.out = enc->forward(EncoderInput{ids, mask, {}});
+    (r.out * upstream).sum().backward();
+    r.out = r.out.detach();
+    r.table_grad = params["embedding.weight"].grad().clone();
+    return std::make_pair(r, params["embedding.weight"].detach().clone());
+  };
+  const auto [one, table] = run(1);
+  const auto two = run(2).first;
+  set_compute_threads(blas);
+  EXPECT_TRUE(torch::equal(one.out, two.out)) << "pooled rows differ between one thread and two";
+  EXPECT_TRUE(torch::equal(one.table_grad, two.table_grad)) << "table gradient differs between one thread and two";
+
+  // The reference, token by token in float32.
+  const auto weights = mask.to(torch::kFloat) / mask.sum(1, true).clamp_min(1).to(torch::kFloat);
+  auto want_out = torch::zeros({bags, width});
+  auto want_grad = torch::zeros({vocab, width});
+  for (int64_t b = 0; b < bags; ++b) {
+    for (int64_t t = 0; t < seq; ++t) {
+      const int64_t id = ids[b][t].item<int64_t>();
+      if (id == 0) continue;
+      const auto w = weights[b][t];
+      want_out[b] = want_out[b] + w * table[id];
+    }
+  }
+  for (int64_t b = 0; b < bags; ++b) {
+    for (int64_t t = 0; t < seq; ++t) {
+      const int64_t id = ids[b][t].item<int64_t>();
+      if (id != 0) want_grad[id] = want_grad[id] + weights[b][t] * upstream[b];
+    }
+  }
+  EXPECT_TRUE(torch::equal(one.out, want_out)) << (one.out - want_out).abs().max().item<float>();
+  EXPECT_TRUE(torch::equal(one.table_grad, want_grad)) << (one.table_grad - want_grad).abs().max().item<float>();
+  // And within float32 rounding of the float64 sums.
+  const auto w64 = weights.to(torch::kDouble) * (ids != 0).to(torch::kDouble);
+  const auto out64 = torch::einsum(
+      "bt,btd->bd", {w64, table.to(torch::kDouble).index_select(0, ids.reshape({-1})).view({bags, seq, width})});
+  EXPECT_TRUE(torch::allclose(one.out.to(torch::kDouble), out64, 1e-6, 1e-6));
+}
+
 TEST(BagOfEmbeddingsEncoder, RejectsIdsOutsideTheVocabulary) {
   BagOfEmbeddingsEncoder enc(BagOfEmbeddingsEncoderOptions(10, 3));
   EXPECT_THAT(test::error_of([&] {
