@@ -185,6 +185,12 @@ void share_out(int64_t chunks, const std::function<void(int64_t)>& work) {
   for (int64_t c = 0; c < chunks; ++c) work(c);
 }
 
+void share_out_ranges(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& work) {
+  TORCH_CHECK(grain > 0, "share_out_ranges: grain must be > 0, got ", grain);
+  if (n <= 0) return;
+  share_out((n + grain - 1) / grain, [&](int64_t c) { work(c * grain, std::min(n, (c + 1) * grain)); });
+}
+
 HelperThreadStats helper_thread_stats() { return HelperThread::instance().stats(); }
 
 }  // namespace contaccum

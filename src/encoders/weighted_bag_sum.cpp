@@ -115,9 +115,8 @@ template <typename T>
 void pool(T* out, const T* table, const int64_t* ids, const T* weights, int64_t batch, int64_t seq, int64_t dim,
           int64_t padding_idx) {
   const auto kernel = has_avx2() ? &sum_bags_avx2<T> : &sum_bags_baseline<T>;
-  share_out((batch + kBagsPerChunk - 1) / kBagsPerChunk, [&](int64_t c) {
-    kernel(out, table, ids, weights, c * kBagsPerChunk, std::min(batch, (c + 1) * kBagsPerChunk), seq, dim,
-           padding_idx);
+  share_out_ranges(batch, kBagsPerChunk, [&](int64_t begin, int64_t end) {
+    kernel(out, table, ids, weights, begin, end, seq, dim, padding_idx);
   });
 }
 
@@ -125,18 +124,16 @@ template <typename T>
 void add_into_table(T* table_grad, const T* grad, const int64_t* ids, const T* weights, int64_t tokens, int64_t seq,
                     int64_t dim, int64_t padding_idx) {
   const auto kernel = has_avx2() ? &add_columns_avx2<T> : &add_columns_baseline<T>;
-  share_out((dim + kColumnsPerChunk - 1) / kColumnsPerChunk, [&](int64_t c) {
-    kernel(table_grad, grad, ids, weights, tokens, seq, dim, padding_idx, c * kColumnsPerChunk,
-           std::min(dim, (c + 1) * kColumnsPerChunk));
+  share_out_ranges(dim, kColumnsPerChunk, [&](int64_t begin, int64_t end) {
+    kernel(table_grad, grad, ids, weights, tokens, seq, dim, padding_idx, begin, end);
   });
 }
 
 template <typename T>
 void weight_gradients(T* out, const T* table, const T* grad, const int64_t* ids, int64_t tokens, int64_t seq,
                       int64_t dim, int64_t padding_idx) {
-  constexpr int64_t kTokensPerChunk = 256;
-  share_out((tokens + kTokensPerChunk - 1) / kTokensPerChunk, [&](int64_t c) {
-    for (int64_t t = c * kTokensPerChunk; t < std::min(tokens, (c + 1) * kTokensPerChunk); ++t) {
+  share_out_ranges(tokens, /*grain=*/256, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
       out[t] = ids[t] == padding_idx ? T(0) : fixed_order_dot(grad + (t / seq) * dim, table + ids[t] * dim, dim);
     }
   });

@@ -1,6 +1,5 @@
 #include "adamw_kernel.h"
 
-#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
@@ -12,6 +11,8 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "contaccum/core/helper_thread.h"
 
 // This file is compiled with -ffp-contract=off: every product and sum below is
 // rounded on its own, and the only fused multiply-adds are the explicit
@@ -178,7 +179,7 @@ void adamw_update_dense(const at::Tensor& param, const at::Tensor& grad, const a
                         const at::Tensor& exp_avg_sq, const AdamWStepScalars& scalars) {
   with_typed_operands(param, grad, exp_avg, exp_avg_sq, scalars,
                       [&](auto* p, const auto* g, auto* m, auto* v, const auto& c, const bool* flags) {
-                        at::parallel_for(0, param.numel(), kGrainElements, [&](int64_t begin, int64_t end) {
+                        share_out_ranges(param.numel(), kGrainElements, [&](int64_t begin, int64_t end) {
                           update_span(p + begin, g + begin, m + begin, v + begin, end - begin, c, flags);
                         });
                       });
@@ -197,7 +198,7 @@ void adamw_update_rows(const at::Tensor& param, const at::Tensor& grad, const at
   const int64_t grain_rows = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(width, 1));
   with_typed_operands(param, grad, exp_avg, exp_avg_sq, scalars,
                       [&](auto* p, const auto* g, auto* m, auto* v, const auto& c, const bool* flags) {
-                        at::parallel_for(0, count, grain_rows, [&](int64_t begin, int64_t end) {
+                        share_out_ranges(count, grain_rows, [&](int64_t begin, int64_t end) {
                           for (int64_t i = begin; i < end; ++i) {
                             const int64_t at = row[i] * width;
                             update_span(p + at, g + at, m + at, v + at, width, c, flags);
@@ -214,7 +215,7 @@ at::Tensor rows_with_gradient(const at::Tensor& grad) {
   auto scan = [&](auto zero) {
     using T = decltype(zero);
     const T* g = grad.data_ptr<T>();
-    at::parallel_for(0, height, std::max<int64_t>(1, kGrainElements / std::max<int64_t>(width, 1)),
+    share_out_ranges(height, std::max<int64_t>(1, kGrainElements / std::max<int64_t>(width, 1)),
                      [&](int64_t begin, int64_t end) {
                        for (int64_t r = begin; r < end; ++r) {
                          const T* row = g + r * width;

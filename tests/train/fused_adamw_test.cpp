@@ -1,3 +1,4 @@
+#include <contaccum/core/compute_threads.h>
 #include <contaccum/train/fused_adamw.h>
 #include <contaccum/train/optimizer.h>
 #include <gmock/gmock.h>
@@ -81,8 +82,9 @@ class FusedAdamWExact : public ::testing::TestWithParam<std::tuple<torch::Dtype,
 // moments and step counts must equal torch::optim::AdamW's bit for bit.
 TEST_P(FusedAdamWExact, EqualsTorchAdamWBitForBit) {
   const auto [dtype, threads] = GetParam();
-  const int saved_threads = torch::get_num_threads();
-  torch::set_num_threads(threads);
+  // Both LibTorch's threads and the helper's (which follow OpenBLAS's).
+  const int saved_threads = torch::get_num_threads(), saved_blas = blas_threads();
+  set_compute_threads(threads);
   auto fused_params = make_parameters(dtype, 5);
   auto ref_params = copies(fused_params);
   auto fused = adamw_over<FusedAdamW>(fused_params, 0.05);
@@ -97,6 +99,7 @@ TEST_P(FusedAdamWExact, EqualsTorchAdamWBitForBit) {
     expect_bitwise_equal(*fused, fused_params, *reference, ref_params, "step " + std::to_string(step + 1));
     if (HasFatalFailure()) break;
   }
+  if (saved_blas > 0) set_compute_threads(saved_blas);
   torch::set_num_threads(saved_threads);
 }
 

@@ -27,6 +27,11 @@ int helper_threads();
 /// throw (it may run on the helper).
 void share_out(int64_t chunks, const std::function<void(int64_t)>& work);
 
+/// `work(begin, end)` for the ranges `[0, grain)`, `[grain, 2 grain)`, ...
+/// of `[0, n)` (the last one shorter), shared out as `share_out` does.
+/// `grain` must be > 0.
+void share_out_ranges(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& work);
+
 /// What the helper has done so far, for benchmarks and tests.
 struct HelperThreadStats {
   /// The helper's Linux thread id; 0 before it has started (or off Linux).
