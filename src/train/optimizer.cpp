@@ -3,7 +3,9 @@
 #include <torch/nn/modules/embedding.h>
 
 #include <cmath>
+#include <cstring>
 
+#include "contaccum/core/helper_thread.h"
 #include "contaccum/core/torch_compat.h"
 #include "contaccum/train/fused_adamw.h"
 
@@ -67,6 +69,24 @@ const torch::optim::AdamWParamState* adamw_state(const torch::optim::Optimizer& 
   return dynamic_cast<const torch::optim::AdamWParamState*>(state);
 }
 
+namespace {
+
+// A large CPU gradient (the embedding table's) is zeroed by the caller and
+// the helper thread together: zero bytes are +0.0, as `zero_()` writes.
+void zero_in_place(torch::Tensor& grad) {
+  constexpr int64_t kBytesPerChunk = int64_t{1} << 20;
+  const int64_t bytes = grad.numel() * static_cast<int64_t>(grad.element_size());
+  if (!grad.device().is_cpu() || grad.is_sparse() || !grad.is_contiguous() || bytes < 2 * kBytesPerChunk) {
+    grad.zero_();
+    return;
+  }
+  auto* data = static_cast<char*>(grad.data_ptr());
+  share_out_ranges(bytes, kBytesPerChunk,
+                   [&](int64_t begin, int64_t end) { std::memset(data + begin, 0, static_cast<size_t>(end - begin)); });
+}
+
+}  // namespace
+
 void zero_gradients(torch::optim::Optimizer& optimizer) {
   torch::NoGradGuard no_grad;
   for (auto& group : optimizer.param_groups()) {
@@ -74,7 +94,7 @@ void zero_gradients(torch::optim::Optimizer& optimizer) {
       auto& grad = p.mutable_grad();
       if (!grad.defined()) continue;
       grad.detach_();
-      grad.zero_();
+      zero_in_place(grad);
     }
   }
 }

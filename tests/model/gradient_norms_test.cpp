@@ -46,6 +46,26 @@ TEST(GradientNorms, MatchAFloat64SumPerTower) {
   }
 }
 
+// A float32 gradient of several of the sum's chunks (65,536 elements) and a
+// tail, summed by the caller and the helper thread: within float64 rounding
+// of the oracle, and the same bits on one thread and two.
+TEST(GradientNorms, LargeFloat32GradientsTheSameOnOneThreadAndTwo) {
+  if (blas_threads() < 0 || max_parallelism() < 2) GTEST_SKIP() << "the helper's threads follow OpenBLAS's";
+  const int blas = blas_threads();
+  torch::manual_seed(5);
+  auto tower = BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(40001, 6).embedding_dim(7)).ptr();
+  DualEncoder model(tower);
+  random_gradients(model, 2.0);
+  set_compute_threads(1);
+  const auto one = gradient_norms(model);
+  set_compute_threads(2);
+  const auto two = gradient_norms(model);
+  set_compute_threads(blas);
+  EXPECT_EQ(one.query, two.query);
+  const double want = oracle(model->parameters());
+  EXPECT_NEAR(one.query, want, 1e-12 * want);
+}
+
 TEST(GradientNorms, SharedTowerMissingGradientsAndNonFinite) {
   torch::manual_seed(4);
   auto shared = towers(torch::kFloat, true);

@@ -1,3 +1,4 @@
+#include <contaccum/core/compute_threads.h>
 #include <contaccum/train/optimizer.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -52,6 +53,31 @@ TEST(MakeAdamW, RejectsBadOptions) {
               ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("weight_decay must be >= 0, got -1")));
   EXPECT_THAT([&] { make_adamw(*lin, AdamWSetup().beta2(1.0)); },
               ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("beta2 must be in [0, 1), got 1")));
+}
+
+// zero_gradients keeps each gradient's memory and writes +0.0 everywhere: a
+// large one (12 MB, shared out with the helper thread in 1 MiB chunks and a
+// tail), a small one, and a non-contiguous view, on one thread and two.
+TEST(ZeroGradients, ZerosEveryElementInPlace) {
+  const int blas = blas_threads();
+  for (const int threads : {1, 2}) {
+    if (blas > 0) set_compute_threads(threads);
+    auto big = torch::randn({3000001}).requires_grad_();
+    auto small = torch::randn({7, 3}).requires_grad_();
+    auto strided = torch::randn({64, 40}).requires_grad_();
+    big.mutable_grad() = -torch::rand_like(big) - 1.0;  // negative, so -0.0 would show
+    small.mutable_grad() = torch::randn_like(small);
+    strided.mutable_grad() = torch::empty_strided({64, 40}, {1, 64}).normal_();  // not contiguous
+    const void* where = big.grad().data_ptr();
+    torch::optim::SGD sgd(std::vector<torch::Tensor>{big, small, strided}, torch::optim::SGDOptions(0.1));
+    zero_gradients(sgd);
+    EXPECT_EQ(big.grad().data_ptr(), where) << "the gradient was reallocated";
+    for (const auto& p : {big, small, strided}) {
+      EXPECT_EQ(p.grad().count_nonzero().item<int64_t>(), 0) << threads << " thread(s)";
+      EXPECT_FALSE(torch::signbit(p.grad()).any().item<bool>()) << "-0.0 written";
+    }
+  }
+  if (blas > 0) set_compute_threads(blas);
 }
 
 }  // namespace
