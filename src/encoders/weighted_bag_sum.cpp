@@ -150,7 +150,8 @@ class WeightedBagSum : public torch::autograd::Function<WeightedBagSum> {
     ctx->saved_data["weights"] = token_weights;
     ctx->saved_data["seq"] = seq;
     ctx->saved_data["padding_idx"] = padding_idx;
-    const bool own_kernel = table.device().is_cpu() && table.is_contiguous() &&
+    const bool own_kernel = table.device().is_cpu() && flat.device().is_cpu() && token_weights.device().is_cpu() &&
+                            table.is_contiguous() &&
                             (table.scalar_type() == torch::kFloat || table.scalar_type() == torch::kDouble);
     if (!own_kernel) {
       const auto offsets = torch::arange(0, batch * seq, std::max<int64_t>(seq, 1), ids.options());
