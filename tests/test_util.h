@@ -29,6 +29,17 @@ std::string error_of(Fn&& fn) {
 }
 
 /// The whole content of a file.
+// Restores the process's compute threads (LibTorch's and OpenBLAS's, which
+// the helper thread follows) when a test leaves, whatever happens in it.
+struct ComputeThreadsGuard {
+  int blas = blas_threads();
+  int torch_threads = torch::get_num_threads();
+  ~ComputeThreadsGuard() {
+    if (blas > 0) set_compute_threads(blas);
+    torch::set_num_threads(torch_threads);
+  }
+};
+
 inline std::string slurp(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

@@ -141,9 +141,10 @@ struct Banks {
   }
 };
 
-// The share of the shared products' pieces the helper thread computed
-// since `before` (about half when it gets the second core), and how often a
-// caller had to move it off its own core.
+// The share of the pieces shared out (helper_thread.h: the short products'
+// and, in whole steps, the towers' and optimizer's kernels too) that the
+// helper thread computed since `before` (about half when it gets the second
+// core), and how often a caller had to move it off its own core.
 json helper_since(const HelperThreadStats& before) {
   const auto now = helper_thread_stats();
   const int64_t pieces = now.pieces - before.pieces;

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <thread>
 
@@ -78,6 +79,13 @@ class HelperThread {
     if (!state_.compare_exchange_strong(open, kClosed, std::memory_order_acq_rel)) {
       while (state_.load(std::memory_order_acquire) != kDone) std::this_thread::yield();
     }
+    // Both threads have stopped: a chunk's error is the caller's now.
+    std::exception_ptr error;
+    {
+      std::lock_guard<std::mutex> lock(error_mutex_);
+      std::swap(error, error_);
+    }
+    if (error) std::rethrow_exception(error);
     return true;
   }
 
@@ -118,7 +126,17 @@ class HelperThread {
 
   int64_t drain() {
     int64_t done = 0;
-    for (int64_t c = next_.fetch_add(1); c < chunks_; c = next_.fetch_add(1), ++done) (*work_)(c);
+    for (int64_t c = next_.fetch_add(1); c < chunks_; c = next_.fetch_add(1), ++done) {
+      try {
+        (*work_)(c);
+      } catch (...) {
+        // The first error stops the handing out of chunks; `run` rethrows
+        // it on the caller once both threads have stopped.
+        std::lock_guard<std::mutex> lock(error_mutex_);
+        if (!error_) error_ = std::current_exception();
+        next_.store(chunks_, std::memory_order_relaxed);
+      }
+    }
     return done;
   }
 
@@ -158,6 +176,8 @@ class HelperThread {
   int64_t chunks_ = 0;
   const std::function<void(int64_t)>* work_ = nullptr;
   std::atomic<int64_t> next_{0};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;
   std::atomic<int> state_{kClosed};
   std::atomic<uint64_t> posted_{0};
   std::mutex sleep_mutex_;
@@ -181,7 +201,16 @@ int helper_threads() {
 }
 
 void share_out(int64_t chunks, const std::function<void(int64_t)>& work) {
-  if (std::min<int64_t>(helper_threads(), chunks) > 1 && HelperThread::instance().run(chunks, work)) return;
+  // A call from inside a chunk runs on its own thread alone: the helper is
+  // busy with the outer call (and its lock is held by this thread).
+  static thread_local bool inside = false;
+  if (!inside && std::min<int64_t>(helper_threads(), chunks) > 1) {
+    struct Entered {
+      Entered() { inside = true; }
+      ~Entered() { inside = false; }
+    } entered;
+    if (HelperThread::instance().run(chunks, work)) return;
+  }
   for (int64_t c = 0; c < chunks; ++c) work(c);
 }
 

@@ -153,6 +153,7 @@ class WeightedBagSum : public torch::autograd::Function<WeightedBagSum> {
     const bool own_kernel = table.device().is_cpu() && flat.device().is_cpu() && token_weights.device().is_cpu() &&
                             table.is_contiguous() &&
                             (table.scalar_type() == torch::kFloat || table.scalar_type() == torch::kDouble);
+    if (seq == 0) return torch::zeros({batch, table.size(1)}, table.options());  // empty bags
     if (!own_kernel) {
       const auto offsets = torch::arange(0, batch * seq, std::max<int64_t>(seq, 1), ids.options());
       return std::get<0>(torch::embedding_bag(table, flat, offsets, /*scale_grad_by_freq=*/false, /*mode=sum*/ 0,

@@ -11,8 +11,9 @@ namespace contaccum::detail {
 /// tokens equal to `padding_idx` left out; `ids` int64 [batch, seq],
 /// `token_weights` [batch * seq] of the table's dtype. On the CPU in float32
 /// and float64 the forward sums each bag in token order, each product and
-/// sum rounded on its own: the bits of LibTorch 1.13's `embedding_bag` (mode
-/// sum), whose loop is scalar, made with vector instructions and shared by
+/// sum rounded on its own: on x86-64 the bits of LibTorch 1.13's
+/// `embedding_bag` (mode sum), whose loop is scalar, made with vector
+/// instructions and shared by
 /// bags with the helper thread (`share_out`); elsewhere it is
 /// `torch::embedding_bag`. An id outside the table is refused. The backward
 /// adds each token's share

@@ -83,6 +83,7 @@ void zero_in_place(torch::Tensor& grad) {
   auto* data = static_cast<char*>(grad.data_ptr());
   share_out_ranges(bytes, kBytesPerChunk,
                    [&](int64_t begin, int64_t end) { std::memset(data + begin, 0, static_cast<size_t>(end - begin)); });
+  grad.unsafeGetTensorImpl()->bump_version();  // as the in-place zero_() would
 }
 
 }  // namespace

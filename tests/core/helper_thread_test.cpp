@@ -10,10 +10,12 @@
 #include <atomic>
 #include <chrono>
 #include <numeric>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include "contaccum/core/compute_threads.h"
+#include "test_util.h"
 
 #ifdef __linux__
 #include <sched.h>
@@ -22,13 +24,7 @@
 namespace contaccum {
 namespace {
 
-// Restores the process's thread count whatever happens in a test.
-struct ComputeThreadsGuard {
-  int blas = blas_threads();
-  ~ComputeThreadsGuard() {
-    if (blas > 0) set_compute_threads(blas);
-  }
-};
+using test::ComputeThreadsGuard;
 
 TEST(HelperThread, RunsEveryChunkOnceOnOneThreadOrTwo) {
   if (blas_threads() < 0 || max_parallelism() < 2) GTEST_SKIP() << "the helper follows OpenBLAS's thread count";
@@ -54,6 +50,32 @@ TEST(HelperThread, RunsEveryChunkOnceOnOneThreadOrTwo) {
         EXPECT_EQ(helper_thread_stats().pieces, before.pieces + chunks);
       }
     }
+  }
+}
+
+// A chunk that throws: the error reaches the caller (once both threads have
+// stopped), and the next calls run every chunk. A
+// call from inside a chunk runs all of its own chunks, on that thread.
+TEST(HelperThread, RethrowsAChunksErrorAndRunsNestedCallsAlone) {
+  if (blas_threads() < 0 || max_parallelism() < 2) GTEST_SKIP() << "the helper follows OpenBLAS's thread count";
+  const ComputeThreadsGuard restore;
+  for (const int threads : {1, 2}) {
+    set_compute_threads(threads);
+    EXPECT_THROW(share_out(64,
+                           [&](int64_t c) {
+                             if (c == 3) throw std::runtime_error("chunk 3");
+                           }),
+                 std::runtime_error)
+        << threads << " thread(s)";
+    std::vector<std::atomic<int>> inner(8 * 8);
+    share_out(8, [&](int64_t outer) {
+      const auto caller = std::this_thread::get_id();
+      share_out(8, [&](int64_t c) {
+        EXPECT_EQ(std::this_thread::get_id(), caller);
+        inner[static_cast<size_t>(outer * 8 + c)].fetch_add(1);
+      });
+    });
+    for (size_t i = 0; i < inner.size(); ++i) EXPECT_EQ(inner[i].load(), 1) << i;
   }
 }
 

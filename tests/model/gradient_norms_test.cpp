@@ -51,7 +51,7 @@ TEST(GradientNorms, MatchAFloat64SumPerTower) {
 // of the oracle, and the same bits on one thread and two.
 TEST(GradientNorms, LargeFloat32GradientsTheSameOnOneThreadAndTwo) {
   if (blas_threads() < 0 || max_parallelism() < 2) GTEST_SKIP() << "the helper's threads follow OpenBLAS's";
-  const int blas = blas_threads();
+  const test::ComputeThreadsGuard restore;
   torch::manual_seed(5);
   auto tower = BagOfEmbeddingsEncoder(BagOfEmbeddingsEncoderOptions(40001, 6).embedding_dim(7)).ptr();
   DualEncoder model(tower);
@@ -60,7 +60,6 @@ TEST(GradientNorms, LargeFloat32GradientsTheSameOnOneThreadAndTwo) {
   const auto one = gradient_norms(model);
   set_compute_threads(2);
   const auto two = gradient_norms(model);
-  set_compute_threads(blas);
   EXPECT_EQ(one.query, two.query);
   const double want = oracle(model->parameters());
   EXPECT_NEAR(one.query, want, 1e-12 * want);

@@ -83,7 +83,7 @@ class FusedAdamWExact : public ::testing::TestWithParam<std::tuple<torch::Dtype,
 TEST_P(FusedAdamWExact, EqualsTorchAdamWBitForBit) {
   const auto [dtype, threads] = GetParam();
   // Both LibTorch's threads and the helper's (which follow OpenBLAS's).
-  const int saved_threads = torch::get_num_threads(), saved_blas = blas_threads();
+  const test::ComputeThreadsGuard restore;
   set_compute_threads(threads);
   auto fused_params = make_parameters(dtype, 5);
   auto ref_params = copies(fused_params);
@@ -99,8 +99,6 @@ TEST_P(FusedAdamWExact, EqualsTorchAdamWBitForBit) {
     expect_bitwise_equal(*fused, fused_params, *reference, ref_params, "step " + std::to_string(step + 1));
     if (HasFatalFailure()) break;
   }
-  if (saved_blas > 0) set_compute_threads(saved_blas);
-  torch::set_num_threads(saved_threads);
 }
 
 INSTANTIATE_TEST_SUITE_P(DtypesAndThreads, FusedAdamWExact,

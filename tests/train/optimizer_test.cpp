@@ -6,6 +6,8 @@
 
 #include <cmath>
 
+#include "test_util.h"
+
 namespace contaccum {
 namespace {
 
@@ -59,9 +61,9 @@ TEST(MakeAdamW, RejectsBadOptions) {
 // large one (12 MB, shared out with the helper thread in 1 MiB chunks and a
 // tail), a small one, and a non-contiguous view, on one thread and two.
 TEST(ZeroGradients, ZerosEveryElementInPlace) {
-  const int blas = blas_threads();
+  const test::ComputeThreadsGuard restore;
   for (const int threads : {1, 2}) {
-    if (blas > 0) set_compute_threads(threads);
+    if (restore.blas > 0) set_compute_threads(threads);
     auto big = torch::randn({3000001}).requires_grad_();
     auto small = torch::randn({7, 3}).requires_grad_();
     auto strided = torch::randn({64, 40}).requires_grad_();
@@ -77,7 +79,6 @@ TEST(ZeroGradients, ZerosEveryElementInPlace) {
       EXPECT_FALSE(torch::signbit(p.grad()).any().item<bool>()) << "-0.0 written";
     }
   }
-  if (blas > 0) set_compute_threads(blas);
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
 #pragma once
 
 // The library's one helper thread: a second core for its own kernels (the
-// loss's short products, the bag-of-embeddings pooling, the fused AdamW),
-// beside OpenBLAS's pool rather than in LibTorch's intra-op pool.
+// loss's short products, the bag-of-embeddings pooling, FusedAdamW, the
+// gradients' zeroing and norm), beside OpenBLAS's pool rather than in
+// LibTorch's intra-op pool.
 
 #include <cstdint>
 #include <functional>
@@ -23,8 +24,10 @@ int helper_threads();
 /// Runs `work(c)` for every `c` in `[0, chunks)`: on the calling thread and
 /// the helper when `helper_threads()` is 2 and no other thread is using the
 /// helper, else on the calling thread alone. Each chunk must be a fixed set
-/// of outputs, so which thread takes it changes no bit. `work` must not
-/// throw (it may run on the helper).
+/// of outputs, so which thread takes it changes no bit. When a chunk throws,
+/// the chunks not yet handed out are skipped and the first error is rethrown
+/// on the caller once both threads have stopped. A `share_out` inside a chunk runs on its
+/// thread alone.
 void share_out(int64_t chunks, const std::function<void(int64_t)>& work);
 
 /// `work(begin, end)` for the ranges `[0, grain)`, `[grain, 2 grain)`, ...
