@@ -38,9 +38,17 @@ void MemoryBank::write_ids(const torch::Tensor& ids_in, int64_t n, int64_t dropp
     if (ids_.defined()) wider.narrow(1, 0, ids_.size(1)).copy_(ids_);
     ids_ = wider;
   }
-  const auto slots = torch::arange(head_, head_ + n, torch::kLong).remainder_(capacity());
-  ids_.index_fill_(0, slots, -1);
-  if (width > 0) ids_.narrow(1, 0, width).index_copy_(0, slots, ids.contiguous());
+  // Slot by slot in a loop: the few ATen operations this took (a range, its
+  // remainder, an index fill and copy) cost more per micro-batch than the
+  // copying itself.
+  const auto from_rows = width > 0 ? ids.contiguous() : torch::Tensor();
+  const int64_t* from = width > 0 ? from_rows.data_ptr<int64_t>() : nullptr;
+  int64_t* to = ids_.data_ptr<int64_t>();
+  const int64_t stride = ids_.size(1);
+  for (int64_t j = 0; j < n; ++j) {
+    int64_t* row = to + ((head_ + j) % capacity()) * stride;
+    for (int64_t k = 0; k < stride; ++k) row[k] = k < width ? from[j * width + k] : -1;
+  }
 }
 
 torch::Tensor MemoryBank::ids() const {
