@@ -33,6 +33,8 @@ torch::Tensor token_hashes(const EncoderInput& input) {
   const auto ids = input.input_ids.to(torch::kCPU, torch::kLong).contiguous();
   torch::Tensor mask;
   if (input.attention_mask.defined()) mask = input.attention_mask.to(torch::kCPU, torch::kLong).contiguous();
+  TORCH_CHECK(!mask.defined() || mask.sizes() == ids.sizes(), "TrainingBatch: attention_mask ", mask.sizes(),
+              " must have the shape of input_ids ", ids.sizes());
   const int64_t rows = ids.size(0), length = ids.dim() > 1 ? ids.size(1) : 1;
   auto out = torch::empty({rows}, torch::kLong);
   int64_t* hashes = out.data_ptr<int64_t>();

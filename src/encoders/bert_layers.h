@@ -3,6 +3,7 @@
 // TransformerEncoder. Not installed.
 
 #include "contaccum/encoders/transformer.h"
+#include "dtype_limits.h"
 
 #include <ATen/Dispatch.h>
 #include <torch/nn/modules/container/modulelist.h>
@@ -36,11 +37,8 @@ inline torch::Tensor activate(const std::string& name, const torch::Tensor& x) {
 /// where masked, so padded keys get exactly zero probability unless a whole
 /// row is padding.
 inline torch::Tensor additive_mask(const torch::Tensor& mask, torch::ScalarType dtype) {
-  double lowest = 0.0;
-  AT_DISPATCH_FLOATING_TYPES_AND2(torch::kHalf, torch::kBFloat16, dtype, "additive_mask",
-                                  [&] { lowest = static_cast<double>(std::numeric_limits<scalar_t>::lowest()); });
   auto m = mask.to(dtype).unsqueeze(1).unsqueeze(2);  // [B, 1, 1, T]
-  return (1.0 - m) * lowest;
+  return (1.0 - m) * lowest_value(dtype);
 }
 
 inline bool ends_with(const std::string& s, const std::string& suffix) {

@@ -139,6 +139,54 @@ void weight_gradients(T* out, const T* table, const T* grad, const int64_t* ids,
   });
 }
 
+// Whether the kernels above apply: every tensor on the CPU, in the table's
+// type, float32 or float64, the table contiguous. Elsewhere (a GPU, bf16 or
+// fp16 tables) the forward is LibTorch's embedding_bag and the backward the
+// ATen operations below.
+bool own_kernels(const torch::Tensor& table, std::initializer_list<torch::Tensor> others) {
+  if (!table.device().is_cpu() || !table.is_contiguous() ||
+      (table.scalar_type() != torch::kFloat && table.scalar_type() != torch::kDouble))
+    return false;
+  return std::all_of(others.begin(), others.end(), [&](const torch::Tensor& t) {
+    return t.device().is_cpu() && (t.scalar_type() == torch::kLong || t.scalar_type() == table.scalar_type());
+  });
+}
+
+// Each token's bag, for the ATen forms below.
+torch::Tensor bag_of_each_token(const torch::Tensor& ids, int64_t seq) {
+  return torch::arange(ids.numel(), ids.options()).div_(seq, "floor");
+}
+
+// The pooling with ATen's operations, for the CPU types LibTorch's
+// embedding_bag does not take (bf16 and fp16 in LibTorch 1.13): each bag's
+// non-padding tokens' weighted rows added in token order.
+torch::Tensor pool_with_aten(const torch::Tensor& table, const torch::Tensor& ids, const torch::Tensor& weights,
+                             int64_t batch, int64_t seq, int64_t padding_idx) {
+  const auto kept = (ids != padding_idx).nonzero().squeeze(1);
+  const auto shares = table.index_select(0, ids.index_select(0, kept)) * weights.index_select(0, kept).unsqueeze(1);
+  return torch::zeros({batch, table.size(1)}, table.options())
+      .index_add_(0, bag_of_each_token(ids, seq).index_select(0, kept), shares);
+}
+
+// add_into_table's sums with ATen's operations: each non-padding token's
+// share `weights[t] * grad[bag]` added into the table's `.grad` (in token
+// order on the CPU; on a GPU in the order index_add_'s atomics take).
+void add_into_table_with_aten(torch::Tensor& table, const torch::Tensor& grad, const torch::Tensor& ids,
+                              const torch::Tensor& weights, int64_t seq, int64_t padding_idx) {
+  if (!table.grad().defined()) table.mutable_grad() = torch::zeros_like(table);
+  const auto kept = (ids != padding_idx).nonzero().squeeze(1);
+  const auto shares = grad.index_select(0, bag_of_each_token(ids, seq).index_select(0, kept)) *
+                      weights.index_select(0, kept).unsqueeze(1);
+  table.mutable_grad().index_add_(0, ids.index_select(0, kept), shares.to(table.grad().scalar_type()));
+}
+
+// weight_gradients' dot products with ATen's operations (0 for padding).
+torch::Tensor weight_gradients_with_aten(const torch::Tensor& table, const torch::Tensor& grad,
+                                         const torch::Tensor& ids, int64_t seq, int64_t padding_idx) {
+  const auto dots = (grad.index_select(0, bag_of_each_token(ids, seq)) * table.index_select(0, ids)).sum(1);
+  return dots.masked_fill(ids == padding_idx, 0).to(grad.scalar_type());
+}
+
 class WeightedBagSum : public torch::autograd::Function<WeightedBagSum> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& table,
@@ -150,11 +198,11 @@ class WeightedBagSum : public torch::autograd::Function<WeightedBagSum> {
     ctx->saved_data["weights"] = token_weights;
     ctx->saved_data["seq"] = seq;
     ctx->saved_data["padding_idx"] = padding_idx;
-    const bool own_kernel = table.device().is_cpu() && flat.device().is_cpu() && token_weights.device().is_cpu() &&
-                            table.is_contiguous() &&
-                            (table.scalar_type() == torch::kFloat || table.scalar_type() == torch::kDouble);
     if (seq == 0) return torch::zeros({batch, table.size(1)}, table.options());  // empty bags
-    if (!own_kernel) {
+    if (!own_kernels(table, {flat, token_weights}) && table.device().is_cpu()) {
+      return pool_with_aten(table, flat, token_weights, batch, seq, padding_idx);
+    }
+    if (!own_kernels(table, {flat, token_weights})) {
       const auto offsets = torch::arange(0, batch * seq, std::max<int64_t>(seq, 1), ids.options());
       return std::get<0>(torch::embedding_bag(table, flat, offsets, /*scale_grad_by_freq=*/false, /*mode=sum*/ 0,
                                               /*sparse=*/false, token_weights, /*include_last_offset=*/false,
@@ -187,6 +235,11 @@ class WeightedBagSum : public torch::autograd::Function<WeightedBagSum> {
     const int64_t tokens = ids.numel(), dim = table.size(1);
     torch::Tensor weights_grad;
     const bool needs_weights_grad = ctx->needs_input_grad(2);
+    if (!own_kernels(table, {ids, weights, grad})) {
+      if (table.requires_grad()) add_into_table_with_aten(table, grad, ids, weights, seq, padding_idx);
+      if (needs_weights_grad) weights_grad = weight_gradients_with_aten(table, grad, ids, seq, padding_idx);
+      return {torch::Tensor(), torch::Tensor(), weights_grad, torch::Tensor()};
+    }
     if (needs_weights_grad) weights_grad = torch::empty_like(weights);
     AT_DISPATCH_FLOATING_TYPES(table.scalar_type(), "weighted_bag_sum_backward", [&] {
       if (table.requires_grad()) {

@@ -14,8 +14,10 @@ namespace contaccum::detail {
 /// sum rounded on its own: on x86-64 the bits of LibTorch 1.13's
 /// `embedding_bag` (mode sum), whose loop is scalar, made with vector
 /// instructions and shared by
-/// bags with the helper thread (`share_out`); elsewhere it is
-/// `torch::embedding_bag`. An id outside the table is refused. The backward
+/// bags with the helper thread (`share_out`); on other devices it is
+/// `torch::embedding_bag`, and for other CPU types (bf16, fp16, which
+/// LibTorch 1.13's embedding_bag refuses) an `index_add_` of the tokens'
+/// weighted rows. An id outside the table is refused. The backward
 /// adds each token's share
 /// `token_weights[t] * grad[b]` into `table.grad()` in place, token by token
 /// in order (shared out by columns, so the result does not depend on the
@@ -23,7 +25,9 @@ namespace contaccum::detail {
 /// table-sized temporary per call, where LibTorch's dense backward allocates
 /// and zeroes one and its sparse one a [tokens, dim] one, and autograd then
 /// adds either into `.grad`. The gradient of `token_weights` is the dot
-/// product of `grad[b]` and the token's row, summed in a fixed order.
+/// product of `grad[b]` and the token's row, summed in a fixed order. Where
+/// the forward is not the CPU kernel, the backward is the same sums made
+/// with ATen's `index_add_` and a row-wise product.
 ///
 /// The table's gradient never passes through autograd: `torch::autograd::grad`
 /// with respect to the table sees none, and hooks registered on the table

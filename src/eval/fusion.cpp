@@ -28,8 +28,10 @@ namespace {
 // One query's list: (corpus row, score), best first; BM25 non-matches dropped.
 std::vector<std::pair<int64_t, double>> entries(const SearchResult& r, int64_t query, bool drop_non_positive) {
   std::vector<std::pair<int64_t, double>> out;
-  const auto indices = r.indices[query];
-  const auto scores = r.scores[query].to(torch::kDouble);
+  // Read by address: on the CPU, each row contiguous (a ranking may come from
+  // a GPU, or be a transposed view).
+  const auto indices = r.indices[query].to(torch::kCPU, torch::kLong).contiguous();
+  const auto scores = r.scores[query].to(torch::kCPU, torch::kDouble).contiguous();
   const auto* idx = indices.data_ptr<int64_t>();
   const auto* val = scores.data_ptr<double>();
   for (int64_t j = 0; j < indices.numel(); ++j) {

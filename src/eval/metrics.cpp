@@ -200,7 +200,7 @@ RetrievalMetrics compute_metrics(const SearchResult& ranking, const std::vector<
     TORCH_CHECK(query_rows[i] >= 0, "compute_metrics: query_rows[", i, "] must be >= 0, got ", query_rows[i]);
   }
   const auto relevant = relevant_by_query(qrels);
-  const auto indices = ranking.indices.contiguous();
+  const auto indices = ranking.indices.cpu().contiguous();  // read by address below
   const int64_t width = indices.size(1);
   MetricSums sums(options);
   std::vector<Judged> rel;
@@ -247,7 +247,7 @@ void write_trec_run(const std::string& path, const SearchResult& ranking, const 
     TORCH_CHECK(query_rows[r] >= 0 && query_rows[r] < queries.size(), "write_trec_run: query_rows[", r,
                 "] = ", query_rows[r], " is out of range for a queries table of ", queries.size(), " rows");
   }
-  const auto indices = ranking.indices.contiguous();
+  const auto indices = ranking.indices.cpu().contiguous();  // read by address below
   if (indices.numel() > 0) {
     const auto lo = indices.min().item<int64_t>(), hi = indices.max().item<int64_t>();
     // -1 pads a query with fewer results (fused rankings); it is skipped.
@@ -255,7 +255,7 @@ void write_trec_run(const std::string& path, const SearchResult& ranking, const 
                 ", out of range for a corpus table of ", corpus.size(), " rows");
   }
   const bool as_double = scores.scalar_type() == torch::kDouble;
-  const auto values = scores.to(as_double ? torch::kDouble : torch::kFloat).contiguous();
+  const auto values = scores.to(torch::kCPU, as_double ? torch::kDouble : torch::kFloat).contiguous();
 
   std::string text;
   const int64_t width = indices.size(1);
@@ -291,7 +291,7 @@ void write_trec_run(const std::string& path, const SearchResult& ranking, const 
   check_ranking(ranking, query_rows, "write_trec_run");
   // The ranked rows' ids, in a table of their own that the ranking is
   // renumbered into (-1 padding stays -1).
-  const auto indices = ranking.indices.contiguous();
+  const auto indices = ranking.indices.cpu().contiguous();
   std::vector<int64_t> ranked(indices.data_ptr<int64_t>(), indices.data_ptr<int64_t>() + indices.numel());
   ranked.erase(std::remove(ranked.begin(), ranked.end(), int64_t{-1}), ranked.end());
   std::sort(ranked.begin(), ranked.end());

@@ -219,7 +219,7 @@ void MemoryBank::load(torch::serialize::InputArchive& archive, const torch::Devi
     if (archive.try_read("tags", tags)) {
       TORCH_CHECK(tags.dim() == 1 && tags.size(0) == rows && tags.scalar_type() == torch::kLong,
                   "MemoryBank::load: saved tags ", tags.sizes(), " do not hold ", rows, " integers");
-      const auto t = tags.contiguous();
+      const auto t = tags.cpu().contiguous();  // a checkpoint loads onto the model's device
       std::copy(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + rows, tags_.begin());
     }
     torch::Tensor ids;

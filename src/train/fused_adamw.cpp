@@ -71,11 +71,15 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
       s.sqrt_bias_correction2 = std::sqrt(bias_correction2);
       s.eps = options.eps();
       s.neg_step_size = -(options.lr() / bias_correction1);
-      if (!param.device().is_cpu()) {
-        // Off the CPU (CUDA): torch::optim::AdamW's own sequence of in-place
-        // kernels; the fused loop is a CPU kernel.
-        TORCH_CHECK(!is_row_sparse(param), "FusedAdamW: row-sparse updates run on CPU parameters only, got one on ",
-                    param.device());
+      const bool fused_loop = param.device().is_cpu() && param.is_contiguous() &&
+                              (param.scalar_type() == torch::kFloat || param.scalar_type() == torch::kDouble);
+      if (!fused_loop) {
+        // Off the CPU (CUDA), or a bf16 / fp16 / strided CPU parameter:
+        // torch::optim::AdamW's own sequence of in-place kernels; the fused
+        // loop is a CPU kernel for contiguous float32 and float64.
+        TORCH_CHECK(!is_row_sparse(param),
+                    "FusedAdamW: row-sparse updates run on contiguous float32 or float64 CPU parameters only, got ",
+                    param.scalar_type(), " on ", param.device());
         update_with_tensor_ops(param, grad, state.exp_avg(), state.exp_avg_sq(), s);
         continue;
       }

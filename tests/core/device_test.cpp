@@ -110,5 +110,49 @@ TEST(Device, FusedAdamWOnCudaIsTorchsAdamW) {
   for (size_t i = 0; i < fused.size(); ++i) EXPECT_TRUE(torch::allclose(fused[i], reference[i], 1e-6, 1e-7)) << i;
 }
 
+// On a GPU, the bag-of-embeddings tower trains off its CPU kernels
+// (embedding_bag forward, ATen backward): its gradients, the attention
+// pooling's included, near the CPU's.
+TEST(Device, BagOfEmbeddingsGradientsOnCudaNearTheCpus) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible";
+  const auto batch = test::random_batch(6, 0, 50).queries;
+  const auto upstream = torch::randn({6, 8});
+  auto gradients_on = [&](torch::Device device) {
+    torch::manual_seed(12);
+    BagOfEmbeddingsEncoder enc(
+        BagOfEmbeddingsEncoderOptions(50, 8).embedding_dim(8).dropout(0.0).pooling(BagPooling::Attention));
+    enc->to(device);
+    const EncoderInput in{batch.input_ids.to(device), batch.attention_mask.to(device), {}};
+    (enc->forward(in) * upstream.to(device)).sum().backward();
+    std::vector<torch::Tensor> out;
+    for (const auto& p : enc->parameters()) out.push_back(p.grad().cpu());
+    return out;
+  };
+  const auto cpu = gradients_on(torch::kCPU), cuda = gradients_on(torch::Device(torch::kCUDA, 0));
+  ASSERT_EQ(cpu.size(), cuda.size());
+  for (size_t i = 0; i < cpu.size(); ++i) EXPECT_TRUE(torch::allclose(cuda[i], cpu[i], 1e-5, 1e-6)) << i;
+}
+
+// On a GPU: rankings that live there are read through a CPU copy by the
+// metrics, the fusion and the TREC writer (they read rows by address).
+class DeviceFiles : public test::TempDirTest {};
+
+TEST_F(DeviceFiles, RankingsOnCudaAreEvaluatedAsOnTheCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible";
+  const SearchResult cpu{torch::tensor({{3.0f, 2.0f, 1.0f}, {0.5f, 0.25f, 0.125f}}),
+                         torch::tensor({{2, 0, 1}, {1, 3, 2}}, torch::kLong)};
+  const SearchResult cuda{cpu.scores.cuda(), cpu.indices.cuda()};
+  const std::vector<Qrel> qrels = {{0, 0, 1}, {1, 2, 1}};
+  EXPECT_EQ(compute_metrics(cuda, {0, 1}, qrels).to_json(), compute_metrics(cpu, {0, 1}, qrels).to_json());
+  const auto fused_cpu = fuse_rankings(cpu, cpu), fused_cuda = fuse_rankings(cuda, cuda);
+  EXPECT_TRUE(torch::equal(fused_cuda.indices.cpu(), fused_cpu.indices));
+  TextTable queries, corpus;
+  for (int i = 0; i < 2; ++i) queries.add("q" + std::to_string(i), "", "query");
+  for (int i = 0; i < 4; ++i) corpus.add("d" + std::to_string(i), "", "passage");
+  write_trec_run((dir_ / "cpu.trec").string(), cpu, {0, 1}, queries, corpus, "run");
+  write_trec_run((dir_ / "cuda.trec").string(), cuda, {0, 1}, queries, corpus, "run");
+  EXPECT_EQ(test::slurp(dir_ / "cuda.trec"), test::slurp(dir_ / "cpu.trec"));
+}
+
 }  // namespace
 }  // namespace contaccum

@@ -216,6 +216,49 @@ TEST(BagOfEmbeddingsEncoder, PoolsAndAddsGradientsInTokenOrderOnOneThreadOrTwo) 
   EXPECT_TRUE(torch::allclose(one.out.to(torch::kDouble), out64, 1e-6, 1e-6));
 }
 
+// Off the kernels' conditions (here a bf16 encoder on the CPU; on a GPU the
+// same path) the pooling is LibTorch's embedding_bag and its backward ATen's
+// operations: the output and every gradient of the table and of the
+// attention pooling's token logits within bf16 rounding of the float64
+// textbook computation, padding left out.
+TEST(BagOfEmbeddingsEncoder, TrainsInBf16OffTheFloat32Kernels) {
+  const int64_t vocab = 40, width = 8, bags = 5, seq = 7;
+  torch::manual_seed(31);
+  const auto ids = torch::randint(0, vocab, {bags, seq}, torch::kLong);  // id 0 is padding
+  const auto mask = (torch::rand({bags, seq}) < 0.8).to(torch::kLong);
+  ids[2][3] = 0;
+  const auto upstream = torch::randn({bags, width}, torch::kDouble);
+  auto make = [&](torch::ScalarType type) {
+    torch::manual_seed(6);
+    BagOfEmbeddingsEncoder enc(
+        BagOfEmbeddingsEncoderOptions(vocab, width).embedding_dim(width).dropout(0.0).pooling(BagPooling::Attention));
+    enc->to(type);
+    return enc;
+  };
+  auto bf16 = make(torch::kBFloat16), f64 = make(torch::kDouble);
+  {  // the same numbers in both: the bf16 parameters' values
+    torch::NoGradGuard no_grad;
+    auto from = bf16->named_parameters();
+    for (auto& p : f64->named_parameters()) p.value().copy_(from[p.key()]);
+  }
+  const auto out = bf16->forward(EncoderInput{ids, mask, {}});
+  ASSERT_EQ(out.scalar_type(), torch::kBFloat16);
+  (out.to(torch::kDouble) * upstream).sum().backward();
+  const auto want = f64->forward(EncoderInput{ids, mask, {}});
+  (want * upstream).sum().backward();
+  EXPECT_TRUE(torch::allclose(out.to(torch::kDouble), want, 2e-2, 2e-2))
+      << (out.to(torch::kDouble) - want).abs().max().item<double>();
+  auto got = bf16->named_parameters();
+  for (const auto& p : f64->named_parameters()) {
+    const auto g = got[p.key()].grad();
+    ASSERT_TRUE(g.defined()) << p.key();
+    const double scale = p.value().grad().abs().max().item<double>() + 1e-3;
+    EXPECT_LT((g.to(torch::kDouble) - p.value().grad()).abs().max().item<double>(), 2e-2 * scale) << p.key();
+  }
+  // The padding row's gradient stays zero.
+  EXPECT_EQ(got["embedding.weight"].grad()[0].abs().max().item<double>(), 0.0);
+}
+
 TEST(BagOfEmbeddingsEncoder, RejectsIdsOutsideTheVocabulary) {
   BagOfEmbeddingsEncoder enc(BagOfEmbeddingsEncoderOptions(10, 3));
   EXPECT_THAT(test::error_of([&] {

@@ -178,6 +178,21 @@ TEST(Fusion, MatchesHandComputedRankings) {
               HasSubstr("fusion weight must be in [0, 1], got 1.5"));
 }
 
+// Rankings are read row by row by address: one given as a transposed view
+// (column-major, float64 scores) fuses as its contiguous copy does.
+TEST(Fusion, ReadsStridedRankingsAsTheirValues) {
+  const auto dense = ranking({{2, 0, 1}, {4, 1, 3}}, {{0.9, 0.5, 0.25}, {3.0, 2.0, 1.0}});
+  const auto bm25 = ranking({{1, 3, 0}, {0, 1, 2}}, {{3.0, 1.0, 0.5}, {2.0, 0.5, 0.25}});
+  const SearchResult strided{dense.scores.t().contiguous().t(), dense.indices.t().contiguous().t()};
+  ASSERT_FALSE(strided.indices.is_contiguous());
+  for (const auto method : {FusionMethod::Rrf, FusionMethod::Linear}) {
+    const auto want = fuse_rankings(dense, bm25, FusionOptions().method(method).k(10));
+    const auto got = fuse_rankings(strided, bm25, FusionOptions().method(method).k(10));
+    EXPECT_TRUE(torch::equal(got.indices, want.indices));
+    EXPECT_TRUE(torch::equal(got.scores, want.scores));
+  }
+}
+
 TEST_F(EmbeddingsTest, FusionAgreesWithAPythonReference) {
   torch::manual_seed(21);
   const int64_t q = 30, k = 12, corpus = 40;

@@ -442,13 +442,17 @@ TEST(Strategy, BanksAreRestoredOnTheModelsDevice) {
   model->to(torch::kCUDA);
   Strategy strategy(model, StrategyOptions::contaccum(8, 2, 12));
   test::step(strategy, random_batch(8, 1));
-  Strategy restored(model, StrategyOptions::contaccum(8, 2, 12));
-  save_and_load(strategy, restored, torch::kCPU);
-  EXPECT_TRUE(restored.query_bank().view().is_cuda());
-  EXPECT_TRUE(restored.passage_bank().view().is_cuda());
-  EXPECT_TRUE(torch::equal(restored.passage_bank().ordered(), strategy.passage_bank().ordered()));
-  const auto stats = test::step(restored, random_batch(8, 1));
-  EXPECT_TRUE(std::isfinite(stats.loss));
+  // Mapped to the CPU, and onto the GPU as the trainer reads checkpoints
+  // (every tensor of the archive there, the banks' tags too).
+  for (const auto map_to : {torch::Device(torch::kCPU), torch::Device(torch::kCUDA, 0)}) {
+    Strategy restored(model, StrategyOptions::contaccum(8, 2, 12));
+    save_and_load(strategy, restored, map_to);
+    EXPECT_TRUE(restored.query_bank().view().is_cuda());
+    EXPECT_TRUE(restored.passage_bank().view().is_cuda());
+    EXPECT_TRUE(torch::equal(restored.passage_bank().ordered(), strategy.passage_bank().ordered()));
+    const auto stats = test::step(restored, random_batch(8, 1));
+    EXPECT_TRUE(std::isfinite(stats.loss));
+  }
 }
 
 // With the cosine loss the banks keep unit rows (the loss and the score cache

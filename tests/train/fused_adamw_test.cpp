@@ -103,7 +103,9 @@ TEST_P(FusedAdamWExact, EqualsTorchAdamWBitForBit) {
 
 INSTANTIATE_TEST_SUITE_P(DtypesAndThreads, FusedAdamWExact,
                          ::testing::Values(std::make_tuple(torch::kFloat, 1), std::make_tuple(torch::kFloat, 2),
-                                           std::make_tuple(torch::kDouble, 1), std::make_tuple(torch::kDouble, 2)));
+                                           std::make_tuple(torch::kDouble, 1), std::make_tuple(torch::kDouble, 2),
+                                           // bf16 parameters take torch's in-place sequence, as on a GPU
+                                           std::make_tuple(torch::kBFloat16, 1)));
 
 // Each class reads the other's archive and both continue identically.
 TEST(FusedAdamW, CheckpointsAreTorchAdamWCheckpoints) {
@@ -204,6 +206,13 @@ TEST(FusedAdamW, RefusesWhatItDoesNotImplement) {
   auto bias = torch::randn({3}).requires_grad_();
   FusedAdamW biased({bias}, torch::optim::AdamWOptions(0.1));
   EXPECT_THAT(test::error_of([&] { biased.set_row_sparse(bias); }), ::testing::HasSubstr("must be 2-d"));
+  auto table = torch::randn({4, 3}, torch::kBFloat16).requires_grad_();
+  FusedAdamW lazy({table}, torch::optim::AdamWOptions(0.1));
+  lazy.set_row_sparse(table);
+  table.mutable_grad() = torch::ones_like(table);
+  EXPECT_THAT(test::error_of([&] { lazy.step(); }),
+              ::testing::HasSubstr("row-sparse updates run on contiguous float32 or float64 CPU parameters only, "
+                                   "got BFloat16 on cpu"));
 }
 
 }  // namespace
