@@ -5,6 +5,7 @@
 #include "contaccum/core/allocation_counter.h"
 #include "contaccum/core/allocator.h"
 #include "contaccum/core/compute_threads.h"
+#include "contaccum/core/cpu_features.h"
 #include "contaccum/core/device.h"
 #include "contaccum/core/encoder_input.h"
 #include "contaccum/core/finite_rows.h"

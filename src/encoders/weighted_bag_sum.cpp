@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "contaccum/core/cpu_features.h"
 #include "contaccum/core/helper_thread.h"
 
 // Compiled with -ffp-contract=off: each product and sum below is rounded on
@@ -96,14 +97,7 @@ void add_columns_baseline(T* table_grad, const T* grad, const int64_t* ids, cons
   add_columns(table_grad, grad, ids, weights, tokens, seq, dim, padding_idx, first_column, end_column);
 }
 
-bool has_avx2() {
-#if defined(__x86_64__) || defined(__i386__)
-  static const bool yes = __builtin_cpu_supports("avx2");
-  return yes;
-#else
-  return false;
-#endif
-}
+bool has_avx2() { return cpu_features().avx2; }
 
 // Bags per chunk of the forward, columns per chunk of the backward: chunks
 // for the caller and the helper to share (helper_thread.h), each a fixed set

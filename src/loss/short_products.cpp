@@ -6,6 +6,7 @@
 #include <atomic>
 
 #include "chosen_kernel.h"
+#include "contaccum/core/cpu_features.h"
 #include "contaccum/core/helper_thread.h"
 #include "short_products_args.h"
 
@@ -20,9 +21,9 @@ bool cpu_runs(ShortProductIsa isa) {
       return true;
 #ifdef CONTACCUM_X86_KERNELS
     case ShortProductIsa::Avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+      return cpu_features().avx2 && cpu_features().fma;
     case ShortProductIsa::Avx512:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+      return cpu_features().avx512f && cpu_features().fma;
 #else
     default:
       return false;  // built without the x86 kernels

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "contaccum/core/cpu_features.h"
 #include "contaccum/core/helper_thread.h"
 
 // This file is compiled with -ffp-contract=off: every product and sum below is
@@ -75,14 +76,7 @@ void update_elements_baseline(T* p, const T* g, T* m, T* v, int64_t n, const Coe
   update_elements<T, Flags...>(p, g, m, v, n, c);
 }
 
-bool has_avx2_fma() {
-#if defined(__x86_64__) || defined(__i386__)
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-#else
-  return false;
-#endif
-}
+bool has_avx2_fma() { return cpu_features().avx2 && cpu_features().fma; }
 
 template <typename T, bool... Flags>
 void update_span_with(T* p, const T* g, T* m, T* v, int64_t n, const Coefficients<T>& c) {
