@@ -17,7 +17,9 @@
 //     alike; ContAccum twice at each m, the loss making its products with
 //     the short products (short_products.h) and with LibTorch's sgemm; the
 //     excess of ContAccum over GradAccum against the arithmetic floor (the
-//     bank's products at the faster of the measured sgemm and short rates).
+//     bank's products at the faster of the measured sgemm and short rates);
+//     and GradAccum whose tower only reads the banks' bytes once per
+//     micro-batch (BankBytesTower): what bringing the banks in costs.
 #include <contaccum/contaccum.h>
 
 #include <torch/torch.h>
@@ -33,6 +35,8 @@
 #include <map>
 #include <sstream>
 #include <thread>
+
+#include <immintrin.h>
 
 using namespace contaccum;
 using json = nlohmann::json;
@@ -271,6 +275,74 @@ TrainingBatch random_batch(const StepSetup& s, int64_t seed) {
   return b;
 }
 
+// The banks' bytes without their arithmetic: a tower that, after encoding a
+// micro-batch's passages (where ContAccum's loss next reads its banks),
+// reads two buffers the size of a query bank and a passage bank of m rows,
+// one add per float, both threads sharing the sweep. Every exact method
+// reads every bank row once per micro-batch; GradAccum with this tower,
+// against GradAccum alone, is what that read costs in whole steps (the
+// towers' data it evicts included) beyond the sweep's own time warm.
+class BankBytesTower : public EncoderModule {
+ public:
+  BankBytesTower(std::shared_ptr<EncoderModule> inner, int64_t m, int64_t d, int64_t passage_length)
+      : inner_(register_module("inner", std::move(inner))),
+        bytes_(torch::randn({2 * m * d})),
+        passage_length_(passage_length) {}
+  torch::Tensor forward(const EncoderInput& input) override {
+    auto out = inner_->forward(input);
+    if (input.input_ids.size(1) == passage_length_) sweep();
+    return out;
+  }
+  int64_t output_dim() const override { return inner_->output_dim(); }
+  // Reads the buffers once; returns their sum (so the reads are not
+  // optimised away).
+  float sweep() {
+    constexpr int64_t kGrain = int64_t{1} << 16;
+    const int64_t n = bytes_.numel(), chunks = (n + kGrain - 1) / kGrain;
+    std::vector<float> partial(static_cast<size_t>(chunks));
+    const float* x = bytes_.data_ptr<float>();
+    share_out_ranges(n, kGrain, [&](int64_t begin, int64_t end) {
+      partial[static_cast<size_t>(begin / kGrain)] =
+          cpu_features().avx2 ? sum_avx2(x + begin, end - begin) : sum_lanes(x + begin, end - begin);
+    });
+    float total = 0;
+    for (float v : partial) total += v;
+    sink_ += total;
+    return total;
+  }
+
+ private:
+  static float sum_lanes(const float* x, int64_t n) {
+    float lane[16] = {};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+      for (int j = 0; j < 16; ++j) lane[j] += x[i + j];
+    float total = 0;
+    for (; i < n; ++i) total += x[i];
+    for (float v : lane) total += v;
+    return total;
+  }
+  __attribute__((target("avx2"))) static float sum_avx2(const float* x, int64_t n) {
+    __m256 a = _mm256_setzero_ps(), b = a, c = a, e = a;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+      a = _mm256_add_ps(a, _mm256_loadu_ps(x + i));
+      b = _mm256_add_ps(b, _mm256_loadu_ps(x + i + 8));
+      c = _mm256_add_ps(c, _mm256_loadu_ps(x + i + 16));
+      e = _mm256_add_ps(e, _mm256_loadu_ps(x + i + 24));
+    }
+    alignas(32) float lane[8];
+    _mm256_store_ps(lane, _mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, e)));
+    float total = sum_lanes(x + i, n - i);
+    for (float v : lane) total += v;
+    return total;
+  }
+  std::shared_ptr<EncoderModule> inner_;
+  torch::Tensor bytes_;
+  int64_t passage_length_;
+  float sink_ = 0;
+};
+
 struct Runner {
   std::string name;
   int64_t memory = 0;
@@ -283,15 +355,27 @@ struct Runner {
   // (the loss's included), the losses' forward passes and the banks'
   // updates, the optimizer (StepResult's split).
   std::vector<double> encode, loss, optimizer_seconds;
+  std::shared_ptr<BankBytesTower> sweeping;  // the bank-bytes runner's tower
 
-  Runner(const StepSetup& s, int64_t m, bool short_products_in_loss = true)
-      : name(m > 0 ? "contaccum" : "grad_accum"), memory(m), short_products(short_products_in_loss) {
+  // With `bank_bytes`, GradAccum whose tower reads m rows' worth of both
+  // banks' bytes once per micro-batch (BankBytesTower).
+  Runner(const StepSetup& s, int64_t m, bool short_products_in_loss = true, bool bank_bytes = false)
+      : name(bank_bytes ? "grad_accum_reading_bank_bytes"
+             : m > 0    ? "contaccum"
+                        : "grad_accum"),
+        memory(m),
+        short_products(short_products_in_loss) {
     torch::manual_seed(0);
-    model = DualEncoder(main_job_tower(s), DualEncoderOptions().similarity(Similarity::Cosine));
+    std::shared_ptr<EncoderModule> tower = main_job_tower(s);
+    if (bank_bytes) {
+      sweeping = std::make_shared<BankBytesTower>(tower, m, s.d, s.passage_length);
+      tower = sweeping;
+    }
+    model = DualEncoder(tower, DualEncoderOptions().similarity(Similarity::Cosine));
     model->train();
     optimizer = make_adamw(*model, AdamWSetup().lr(1e-3));
-    auto options =
-        m > 0 ? StrategyOptions::contaccum(s.total, s.micro, m) : StrategyOptions::grad_accum(s.total, s.micro);
+    auto options = m > 0 && !bank_bytes ? StrategyOptions::contaccum(s.total, s.micro, m)
+                                        : StrategyOptions::grad_accum(s.total, s.micro);
     options.loss(InfoNCEOptions().similarity(Similarity::Cosine).temperature(0.05));
     strategy = std::make_unique<Strategy>(model, options);
   }
@@ -317,6 +401,7 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
   for (int64_t m : s.memories) {
     runners.push_back(std::make_unique<Runner>(s, m));
     runners.push_back(std::make_unique<Runner>(s, m, false));
+    runners.push_back(std::make_unique<Runner>(s, m, true, /*bank_bytes=*/true));
   }
   // Enough steps first to fill the largest bank.
   const int64_t fill = *std::max_element(s.memories.begin(), s.memories.end()) / s.total + 2;
@@ -342,7 +427,7 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
     // two score products and two gradient products (the cache reuses the
     // scores).
     const double flop = 8.0 * static_cast<double>(s.total * run->memory * s.d);
-    const double floor_ms = run->memory > 0 ? floor_ms_per_gflop.at(run->memory) * flop / 1e9 : 0.0;
+    const double floor_ms = run->memory > 0 && !run->sweeping ? floor_ms_per_gflop.at(run->memory) * flop / 1e9 : 0.0;
     out.push_back({{"kind", "steps"},
                    {"strategy", run->name},
                    {"memory_size", run->memory},
@@ -362,6 +447,13 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
                    {"ms_optimizer", 1e3 * median(run->optimizer_seconds)},
                    {"timed_steps", run->seconds.size()},
                    {"short_products_helper", helper}});
+    if (run->sweeping) {
+      // The sweep's own time with the buffers in the cache, as often as a
+      // step makes it: what is left of the excess is the memory hierarchy's.
+      const double warm = time_median(s.rounds, [&] { run->sweeping->sweep(); });
+      out.back()["products"] = "none";
+      out.back()["bank_bytes_read_warm_ms"] = 1e3 * warm * static_cast<double>(s.total / s.micro);
+    }
   }
   return out;
 }

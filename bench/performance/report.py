@@ -131,10 +131,28 @@ def banks(w):
             paired = l.get('paired_excess_over_grad_accum_ms', float('nan'))
             paired_share = l.get('paired_excess_beyond_floor_share', float('nan'))
             where = " / ".join(f"{l[k]:.1f}" if k in l else "-" for k in ("ms_encode", "ms_loss", "ms_optimizer"))
+            if "bank_bytes_read_warm_ms" in l:
+                # No bank arithmetic: the floor column holds the sweep's own
+                # time warm, the share what the read costs beyond it.
+                warm = l["bank_bytes_read_warm_ms"]
+                base = l["ms_per_step"] - l["excess_over_grad_accum_ms"]
+                w(f"| {l['strategy']} | {l.get('products', 'none')} | {l['memory_size']:,} | {l['ms_per_step']:.1f} | {where} | "
+                  f"{l['excess_over_grad_accum_ms']:.1f} / {paired:.1f} | read warm: {warm:.1f} | "
+                  f"{100 * (l['excess_over_grad_accum_ms'] - warm) / base:.1f}% / {100 * (paired - warm) / base:.1f}% |")
+                continue
             w(f"| {l['strategy']} | {l.get('products', 'sgemm')} | {l['memory_size']:,} | {l['ms_per_step']:.1f} | {where} | "
               f"{l['excess_over_grad_accum_ms']:.1f} / {paired:.1f} | {l['arithmetic_floor_ms']:.1f} | "
               f"{100 * l['excess_beyond_floor_share']:.0f}% / {100 * paired_share:.0f}% |")
         w("")
+        if any("bank_bytes_read_warm_ms" in l for l in steps):
+            w("`grad_accum_reading_bank_bytes` is GradAccum whose tower, after encoding each micro-batch's")
+            w("passages (where ContAccum's loss next reads its banks), reads two buffers of a query bank's and")
+            w("a passage bank's bytes at that m once, one add per float, on both threads, and does nothing else")
+            w("with them: every exact method reads every bank row at least once per micro-batch, so its excess")
+            w("over GradAccum, less the same read timed warm (\"read warm\", as often as a step makes it), is")
+            w("what bringing the banks in costs in whole steps, the towers' data it evicts included, before any")
+            w("bank arithmetic. Its last column is that cost as a share of GradAccum's step.")
+            w("")
 
 
 def main():
