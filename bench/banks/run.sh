@@ -7,13 +7,15 @@
 # Usage: bash bench/banks/run.sh [contaccum_bench_banks options]
 #        (default: micro-batch 32, total batch 128, width 1,024 and banks of
 #        1,024 / 4,096 / 8,192, the main job's shapes; see --help)
-# Environment: MEMORIES (default "1024 4096 8192"): one process per bank
+# Environment: OUT (default bench/banks/results.jsonl; report.py reads
+# results-no-avx512.jsonl too, a second machine's run): where, relative to
+# the repository. MEMORIES (default "1024 4096 8192"): one process per bank
 # size, so that the larger banks' steps do not evict the smaller ones' from
 # the cache between rounds (each process times GradAccum beside its size).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bash "$root/bench/build.sh" contaccum_bench_banks
-out="$root/bench/banks/results.jsonl"
+out="$root/${OUT:-bench/banks/results.jsonl}"
 : >"$out.tmp"
 for m in ${MEMORIES:-1024 4096 8192}; do
   "$root/build-bench/bench/banks/contaccum_bench_banks" --memory "$m" "$@" | tee -a "$out.tmp"
