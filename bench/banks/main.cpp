@@ -36,7 +36,10 @@
 #include <sstream>
 #include <thread>
 
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#define CONTACCUM_BENCH_AVX2 1
+#endif
 
 using namespace contaccum;
 using json = nlohmann::json;
@@ -322,6 +325,7 @@ class BankBytesTower : public EncoderModule {
     for (float v : lane) total += v;
     return total;
   }
+#ifdef CONTACCUM_BENCH_AVX2
   __attribute__((target("avx2"))) static float sum_avx2(const float* x, int64_t n) {
     __m256 a = _mm256_setzero_ps(), b = a, c = a, e = a;
     int64_t i = 0;
@@ -337,6 +341,9 @@ class BankBytesTower : public EncoderModule {
     for (float v : lane) total += v;
     return total;
   }
+#else
+  static float sum_avx2(const float* x, int64_t n) { return sum_lanes(x, n); }
+#endif
   std::shared_ptr<EncoderModule> inner_;
   torch::Tensor bytes_;
   int64_t passage_length_;

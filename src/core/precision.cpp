@@ -2,6 +2,10 @@
 
 #include "contaccum/core/torch_compat.h"
 
+#include <ATen/Dispatch.h>
+
+#include <limits>
+
 #include <c10/util/Exception.h>
 
 namespace contaccum {
@@ -23,6 +27,13 @@ c10::ScalarType scalar_type(Precision precision) {
       break;
   }
   return c10::ScalarType::Float;
+}
+
+double lowest_finite(c10::ScalarType type) {
+  double lowest = 0.0;
+  AT_DISPATCH_FLOATING_TYPES_AND2(c10::kHalf, c10::kBFloat16, type, "lowest_finite",
+                                  [&] { lowest = static_cast<double>(std::numeric_limits<scalar_t>::lowest()); });
+  return lowest;
 }
 
 bool autocast_supported(c10::DeviceType type, Precision precision) {

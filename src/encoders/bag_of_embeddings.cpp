@@ -1,15 +1,13 @@
 #include "contaccum/encoders/bag_of_embeddings.h"
 
 #include "accumulating_linear.h"
+#include "contaccum/core/precision.h"
 #include "contaccum/encoders/registry.h"
-#include "dtype_limits.h"
 #include "weighted_bag_sum.h"
 
 #include <torch/nn/functional/dropout.h>
 
 #include <c10/util/StringUtil.h>
-
-#include <limits>
 
 namespace contaccum {
 
@@ -56,7 +54,7 @@ torch::Tensor BagOfEmbeddingsEncoderImpl::forward(const EncoderInput& input) {
     // exactly zero weight and an all-padding row no NaN. Shifting by the
     // (detached) row maximum changes no value and no gradient.
     auto logits = torch::embedding(token_logit_->weight, ids.to(torch::kLong)).squeeze(-1);
-    logits = logits.masked_fill(mask <= 0, detail::lowest_value(logits.scalar_type()));
+    logits = logits.masked_fill(mask <= 0, lowest_finite(logits.scalar_type()));
     const auto shifted = logits - std::get<0>(logits.max(1, /*keepdim=*/true)).detach();
     const auto unnormalised = shifted.exp() * mask;
     weights = (unnormalised / unnormalised.sum(1, /*keepdim=*/true).clamp_min(1e-30)).reshape({-1});

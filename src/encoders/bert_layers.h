@@ -2,8 +2,8 @@
 // Internal: BERT's embedding and transformer layers, the parts of
 // TransformerEncoder. Not installed.
 
+#include "contaccum/core/precision.h"
 #include "contaccum/encoders/transformer.h"
-#include "dtype_limits.h"
 
 #include <ATen/Dispatch.h>
 #include <torch/nn/modules/container/modulelist.h>
@@ -13,7 +13,6 @@
 #include <torch/nn/modules/normalization.h>
 
 #include <cmath>
-#include <limits>
 #include <string>
 #include <vector>
 
@@ -38,7 +37,7 @@ inline torch::Tensor activate(const std::string& name, const torch::Tensor& x) {
 /// row is padding.
 inline torch::Tensor additive_mask(const torch::Tensor& mask, torch::ScalarType dtype) {
   auto m = mask.to(dtype).unsqueeze(1).unsqueeze(2);  // [B, 1, 1, T]
-  return (1.0 - m) * lowest_value(dtype);
+  return (1.0 - m) * lowest_finite(dtype);
 }
 
 inline bool ends_with(const std::string& s, const std::string& suffix) {

@@ -134,9 +134,9 @@ void weight_gradients(T* out, const T* table, const T* grad, const int64_t* ids,
 }
 
 // Whether the kernels above apply: every tensor on the CPU, in the table's
-// type, float32 or float64, the table contiguous. Elsewhere (a GPU, bf16 or
-// fp16 tables) the forward is LibTorch's embedding_bag and the backward the
-// ATen operations below.
+// type, float32 or float64, the table contiguous. Elsewhere the forward is
+// LibTorch's embedding_bag on a GPU and `pool_with_aten` on the CPU (bf16,
+// fp16), and the backward the ATen operations below.
 bool own_kernels(const torch::Tensor& table, std::initializer_list<torch::Tensor> others) {
   if (!table.device().is_cpu() || !table.is_contiguous() ||
       (table.scalar_type() != torch::kFloat && table.scalar_type() != torch::kDouble))
@@ -178,7 +178,7 @@ void add_into_table_with_aten(torch::Tensor& table, const torch::Tensor& grad, c
 torch::Tensor weight_gradients_with_aten(const torch::Tensor& table, const torch::Tensor& grad,
                                          const torch::Tensor& ids, int64_t seq, int64_t padding_idx) {
   const auto dots = (grad.index_select(0, bag_of_each_token(ids, seq)) * table.index_select(0, ids)).sum(1);
-  return dots.masked_fill(ids == padding_idx, 0).to(grad.scalar_type());
+  return dots.masked_fill(ids == padding_idx, 0);
 }
 
 class WeightedBagSum : public torch::autograd::Function<WeightedBagSum> {
@@ -193,10 +193,8 @@ class WeightedBagSum : public torch::autograd::Function<WeightedBagSum> {
     ctx->saved_data["seq"] = seq;
     ctx->saved_data["padding_idx"] = padding_idx;
     if (seq == 0) return torch::zeros({batch, table.size(1)}, table.options());  // empty bags
-    if (!own_kernels(table, {flat, token_weights}) && table.device().is_cpu()) {
-      return pool_with_aten(table, flat, token_weights, batch, seq, padding_idx);
-    }
     if (!own_kernels(table, {flat, token_weights})) {
+      if (table.device().is_cpu()) return pool_with_aten(table, flat, token_weights, batch, seq, padding_idx);
       const auto offsets = torch::arange(0, batch * seq, std::max<int64_t>(seq, 1), ids.options());
       return std::get<0>(torch::embedding_bag(table, flat, offsets, /*scale_grad_by_freq=*/false, /*mode=sum*/ 0,
                                               /*sparse=*/false, token_weights, /*include_last_offset=*/false,

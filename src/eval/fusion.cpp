@@ -25,13 +25,18 @@ FusionMethod fusion_method(const std::string& name) {
 
 namespace {
 
+// A ranking as `entries` reads it, by address: on the CPU, int64 rows and
+// float64 scores, each row contiguous (a ranking may come from a GPU, or be
+// a transposed view). One copy per ranking, not per query.
+SearchResult on_cpu(const SearchResult& r) {
+  return {r.scores.to(torch::kCPU, torch::kDouble).contiguous(), r.indices.to(torch::kCPU, torch::kLong).contiguous()};
+}
+
 // One query's list: (corpus row, score), best first; BM25 non-matches dropped.
 std::vector<std::pair<int64_t, double>> entries(const SearchResult& r, int64_t query, bool drop_non_positive) {
   std::vector<std::pair<int64_t, double>> out;
-  // Read by address: on the CPU, each row contiguous (a ranking may come from
-  // a GPU, or be a transposed view).
-  const auto indices = r.indices[query].to(torch::kCPU, torch::kLong).contiguous();
-  const auto scores = r.scores[query].to(torch::kCPU, torch::kDouble).contiguous();
+  const auto indices = r.indices[query];  // on the CPU, rows contiguous (on_cpu)
+  const auto scores = r.scores[query];
   const auto* idx = indices.data_ptr<int64_t>();
   const auto* val = scores.data_ptr<double>();
   for (int64_t j = 0; j < indices.numel(); ++j) {
@@ -68,14 +73,15 @@ SearchResult fuse_rankings(const SearchResult& dense, const SearchResult& bm25, 
   TORCH_CHECK(dense.indices.size(0) == bm25.indices.size(0), "fuse_rankings: the dense ranking has ",
               dense.indices.size(0), " queries, the BM25 one ", bm25.indices.size(0));
   const int64_t queries = dense.indices.size(0);
+  const auto dense_rows = on_cpu(dense), bm25_rows = on_cpu(bm25);
   std::vector<std::vector<std::pair<int64_t, double>>> ranked(static_cast<size_t>(queries));
   int64_t width = 0;
   for (int64_t q = 0; q < queries; ++q) {
     std::map<int64_t, double> fused;  // by corpus row
     // Both lists enter every candidate, so a document in one list only
     // still gets its 0 from the other.
-    contribute(entries(dense, q, false), options.weight(), options, fused);
-    contribute(entries(bm25, q, true), 1.0 - options.weight(), options, fused);
+    contribute(entries(dense_rows, q, false), options.weight(), options, fused);
+    contribute(entries(bm25_rows, q, true), 1.0 - options.weight(), options, fused);
     auto& list = ranked[static_cast<size_t>(q)];
     list.assign(fused.begin(), fused.end());
     std::stable_sort(list.begin(), list.end(), [](const auto& a, const auto& b) { return a.second > b.second; });

@@ -1,5 +1,6 @@
 #include "tiled_info_nce.h"
 
+#include "contaccum/core/precision.h"
 #include "contaccum/loss/short_products.h"
 #include "contaccum/loss/softmax_tile.h"
 
@@ -90,7 +91,7 @@ struct RunningLogSumExp {
     // Fused (softmax_tile.h): one read of the tile, no `work` written.
     if (fold_logsumexp_tile(scores, max, sum, masked)) return;
     auto new_max = torch::maximum(max, at::amax(scores, {1}));
-    if (masked) new_max.clamp_min_(std::numeric_limits<float>::lowest());
+    if (masked) new_max.clamp_min_(lowest_finite(new_max.scalar_type()));
     at::sub_out(work, scores, new_max.unsqueeze(1)).exp_();
     sum.mul_((max - new_max).exp_()).add_(work.sum(1));
     max = new_max;

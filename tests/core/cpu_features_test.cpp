@@ -28,7 +28,6 @@ TEST(CpuFeatures, AgreeWithTheKernelsFlags) {
   EXPECT_EQ(f.avx2, flags.count("avx2") > 0);
   EXPECT_EQ(f.fma, flags.count("fma") > 0);
   EXPECT_EQ(f.avx512f, flags.count("avx512f") > 0);
-  EXPECT_EQ(&cpu_features(), &f) << "asked once";
 #endif
 }
 

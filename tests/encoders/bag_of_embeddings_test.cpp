@@ -216,17 +216,19 @@ TEST(BagOfEmbeddingsEncoder, PoolsAndAddsGradientsInTokenOrderOnOneThreadOrTwo) 
   EXPECT_TRUE(torch::allclose(one.out.to(torch::kDouble), out64, 1e-6, 1e-6));
 }
 
-// Off the kernels' conditions (here a bf16 encoder on the CPU; on a GPU the
-// same path) the pooling is LibTorch's embedding_bag and its backward ATen's
-// operations: the output and every gradient of the table and of the
-// attention pooling's token logits within bf16 rounding of the float64
-// textbook computation, padding left out.
-TEST(BagOfEmbeddingsEncoder, TrainsInBf16OffTheFloat32Kernels) {
+// Off the kernels' conditions (here a bf16 encoder on the CPU) the pooling is
+// an index_add_ of the tokens' weighted rows and its backward ATen's
+// operations (the backward a GPU takes too): the output and every gradient
+// of the table and of the attention pooling's token logits within bf16
+// rounding of the float64 computation of the same values, padding left out
+// even where the mask attends to it.
+TEST(BagOfEmbeddingsEncoder, BackpropagatesInBf16OffTheFloat32Kernels) {
   const int64_t vocab = 40, width = 8, bags = 5, seq = 7;
   torch::manual_seed(31);
   const auto ids = torch::randint(0, vocab, {bags, seq}, torch::kLong);  // id 0 is padding
   const auto mask = (torch::rand({bags, seq}) < 0.8).to(torch::kLong);
-  ids[2][3] = 0;
+  ids[2][3] = 0;  // a padding id the mask attends to
+  mask[2][3] = 1;
   const auto upstream = torch::randn({bags, width}, torch::kDouble);
   auto make = [&](torch::ScalarType type) {
     torch::manual_seed(6);

@@ -208,5 +208,31 @@ TEST(InfoNCEMasked, ARowWhoseFirstTileIsAllMaskedStaysFinite) {
   EXPECT_TRUE(torch::allclose(gp, wp, 1e-12, 1e-12));
 }
 
+// The same in bf16 (a model cast to bf16 gives bf16 rows, and the tiles
+// compute in the rows' type): the running maximum of a row whose first tile
+// is all masked is held at bf16's lowest finite value, not float's (which
+// bf16 cannot hold); the tiled loss and gradients within bf16 rounding of
+// the float64 loss of the same values.
+TEST(InfoNCEMasked, ARowWhoseFirstTileIsAllMaskedStaysFiniteInBf16) {
+  torch::manual_seed(7201);
+  const auto q64 = torch::randn({6, 4}, torch::kDouble), p64 = torch::randn({6, 4}, torch::kDouble);
+  const InfoNCEIds ids{torch::tensor({5, 5, 7, 8, 9, 10}, torch::kLong),
+                       torch::tensor({{5, -1}, {5, -1}, {7, 5}, {8, -1}, {9, -1}, {10, -1}}, torch::kLong)};
+  auto loss_and_grads = [&](torch::ScalarType type, const InfoNCEOptions& options) {
+    auto q = q64.to(torch::kBFloat16).to(type).requires_grad_(true);
+    auto p = p64.to(torch::kBFloat16).to(type).requires_grad_(true);
+    const auto r = info_nce(q, p, options, {}, ids);
+    r.loss.backward();
+    return std::make_tuple(r.loss.to(torch::kDouble).item<double>(), q.grad().to(torch::kDouble),
+                           p.grad().to(torch::kDouble));
+  };
+  const auto [want, wq, wp] = loss_and_grads(torch::kDouble, InfoNCEOptions().tiled(false));
+  const auto [got, gq, gp] = loss_and_grads(torch::kBFloat16, InfoNCEOptions().tile_rows(2).tile_columns(2));
+  ASSERT_TRUE(std::isfinite(got));
+  EXPECT_NEAR(got, want, 2e-2 * std::abs(want));
+  EXPECT_TRUE(torch::allclose(gq, wq, 5e-2, 5e-3)) << (gq - wq).abs().max().item<double>();
+  EXPECT_TRUE(torch::allclose(gp, wp, 5e-2, 5e-3)) << (gp - wp).abs().max().item<double>();
+}
+
 }  // namespace
 }  // namespace contaccum

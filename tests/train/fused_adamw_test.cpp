@@ -194,6 +194,25 @@ TEST(FusedAdamW, MakeAdamWBuildsItAndMarksEmbeddingTables) {
               ::testing::HasSubstr("row_sparse_embeddings needs fused = true"));
 }
 
+// A parameter that is not contiguous (a transposed view) takes torch's
+// in-place sequence: the fused loop reads by address.
+TEST(FusedAdamW, ANonContiguousParameterIsTorchAdamWBitForBit) {
+  torch::manual_seed(41);
+  auto base = torch::randn({6, 9});
+  auto fused_param = base.clone().t().requires_grad_(), ref_param = base.clone().t().requires_grad_();
+  ASSERT_FALSE(fused_param.is_contiguous());
+  FusedAdamW fused({fused_param}, torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+  torch::optim::AdamW reference({ref_param}, torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+  for (int step = 0; step < 5; ++step) {
+    const auto g = torch::randn({9, 6});
+    fused_param.mutable_grad() = g.clone();
+    ref_param.mutable_grad() = g.clone();
+    fused.step();
+    reference.step();
+    ASSERT_TRUE(torch::equal(fused_param, ref_param)) << "step " << step + 1;
+  }
+}
+
 TEST(FusedAdamW, RefusesWhatItDoesNotImplement) {
   auto w = torch::randn({4, 3}).requires_grad_();
   FusedAdamW amsgrad({w}, torch::optim::AdamWOptions(0.1).amsgrad(true));

@@ -32,6 +32,12 @@ const std::vector<std::pair<Precision, std::string>>& enum_names<Precision>();
 /// The tensor dtype of `precision` (float, bfloat16, half).
 c10::ScalarType scalar_type(Precision precision);
 
+/// The most negative finite value of a floating `type` (float's lowest
+/// overflows bf16 and fp16): what masks that must stay finite write, and
+/// where a running maximum that has seen only -inf is held. Throws for a
+/// type that is not floating.
+double lowest_finite(c10::ScalarType type);
+
 /// Whether LibTorch autocasts `precision` on devices of `type` (fp32: always
 /// true, it needs no autocast; bf16 on the CPU and CUDA; fp16 on CUDA).
 bool autocast_supported(c10::DeviceType type, Precision precision);
