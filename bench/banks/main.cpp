@@ -11,6 +11,8 @@
 //     micro-batch: the loss forward and backward with the banks minus
 //     without them, plus `BankScoreCache::update` for the enqueued rows; its
 //     floating-point operations counted from the shapes, hence GFLOP/s;
+//     and the loss's element-wise kernels on that micro-batch's bank tiles
+//     (softmax_tile.h; the fastest of 1,000 calls each);
 //   "steps": whole optimizer steps of the main job's tower (a shared
 //     bag-of-embeddings, attention pooling) with GradAccum and with ContAccum
 //     at each m, interleaved round by round so that machine noise hits them
@@ -21,6 +23,7 @@
 //     and GradAccum whose tower only reads the banks' bytes once per
 //     micro-batch (BankBytesTower): what bringing the banks in costs.
 #include <contaccum/contaccum.h>
+#include <contaccum/loss/softmax_tile.h>
 
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
@@ -32,6 +35,7 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -112,6 +116,35 @@ double gradient_rate(int64_t n, int64_t m, int64_t d, int64_t rounds, bool short
     }
   });
   return 2.0 * static_cast<double>(n * m * d) / s / 1e9;
+}
+
+// Microseconds of the fastest of `calls` calls of `f` (the least disturbed
+// by the machine's noise: for short kernels whose own time is the question).
+template <typename F>
+double fastest_us(int64_t calls, F&& f) {
+  double best = std::numeric_limits<double>::infinity();
+  for (int64_t c = 0; c < calls; ++c) {
+    const Stopwatch watch;
+    f();
+    best = std::min(best, watch.seconds());
+  }
+  return 1e6 * best;
+}
+
+// The loss's element-wise kernels (softmax_tile.h) on one micro-batch's bank
+// tiles: n rows against m bank columns (row-major) and m bank rows against
+// n columns (kept column-major, as the loss keeps them).
+json elementwise_us(int64_t n, int64_t m) {
+  const auto rows = torch::randn({n, m}), columns = torch::randn({n, m}).t();
+  auto rows_out = torch::empty({n, m}), columns_out = torch::empty({n, m}).t();
+  const auto lse_rows = torch::randn({n}) + 10, lse_columns = torch::randn({m}) + 10;
+  auto max_rows = torch::zeros({n}), sum_rows = torch::zeros({n});
+  auto max_columns = torch::zeros({m}), sum_columns = torch::zeros({m});
+  const int64_t calls = 1000;
+  return {{"softmax_rows", fastest_us(calls, [&] { softmax_weights_tile(rows_out, rows, lse_rows, 0.5); })},
+          {"softmax_columns", fastest_us(calls, [&] { softmax_weights_tile(columns_out, columns, lse_columns, 0.5); })},
+          {"fold_rows", fastest_us(calls, [&] { fold_logsumexp_tile(rows, max_rows, sum_rows, true); })},
+          {"fold_columns", fastest_us(calls, [&] { fold_logsumexp_tile(columns, max_columns, sum_columns, true); })}};
 }
 
 // ---------------------------------------------------------------- bank work
@@ -246,6 +279,7 @@ json bank_work(const BankWorkSetup& s) {
                         : short_product_isa() == ShortProductIsa::Avx2 ? "AVX2"
                                                                        : "portable"},
           {"floor_ms", 1e3 * floor_s},
+          {"elementwise_fastest_us", elementwise_us(s.n, s.m)},
           {"short_products_helper", helper_since(helper_before)}};
 }
 

@@ -65,6 +65,23 @@ inline float exp_one(float x) {
   return L::lane(exp_lanes<L>(L::broadcast(x)), 0);
 }
 
+// The first n floats at p (the other lanes `fill`), and the first n lanes
+// of v stored at p: a whole vector straight from and to memory, a partial
+// one through load_first_or / store_first's copies (which cost several
+// times a load, and the tiles are mostly whole vectors).
+template <class L>
+inline typename L::V load_lanes(const float* p, int n, float fill) {
+  return n == kLanes ? L::load(p) : L::load_first_or(p, n, fill);
+}
+template <class L>
+inline void store_lanes(float* p, typename L::V v, int n) {
+  if (n == kLanes) {
+    L::store(p, v);
+  } else {
+    L::store_first(p, v, n);
+  }
+}
+
 // max(m, lowest float) when `masked`: a row that has seen only -inf keeps a
 // finite maximum, so that exp gives 0 rather than NaN.
 inline float held_max(float m, bool masked) {
@@ -109,17 +126,17 @@ void fold_logsumexp_columns(const LogSumExpTileArgs& a) {
   for (int64_t r = a.row_begin; r < a.row_end; r += kLanes) {
     const int lanes = static_cast<int>(smaller(kLanes, a.row_end - r));
     const float* first = a.scores + r;
-    auto column = [&](int64_t j) { return L::load_first_or(first + j * a.column_stride, lanes, 0.0f); };
+    auto column = [&](int64_t j) { return load_lanes<L>(first + j * a.column_stride, lanes, 0.0f); };
     V m = L::broadcast(minus_inf);
     for (int64_t j = 0; j < a.columns; ++j) m = L::max(column(j), m);
-    const V old_max = L::load_first_or(a.max + r, lanes, minus_inf);
+    const V old_max = load_lanes<L>(a.max + r, lanes, minus_inf);
     V new_max = L::max(old_max, m);
     if (a.masked) new_max = L::max(new_max, L::broadcast(std::numeric_limits<float>::lowest()));
     V s = L::zero();
     for (int64_t j = 0; j < a.columns; ++j) s = L::add(s, exp_lanes<L>(L::sub(column(j), new_max)));
     const V rescale = exp_lanes<L>(L::sub(old_max, new_max));
-    L::store_first(a.sum + r, L::add(L::mul(L::load_first_or(a.sum + r, lanes, 0.0f), rescale), s), lanes);
-    L::store_first(a.max + r, new_max, lanes);
+    store_lanes<L>(a.sum + r, L::add(L::mul(load_lanes<L>(a.sum + r, lanes, 0.0f), rescale), s), lanes);
+    store_lanes<L>(a.max + r, new_max, lanes);
   }
 }
 
@@ -137,18 +154,18 @@ void softmax_weights(const SoftmaxTileArgs& a) {
       const auto centre = L::broadcast(a.lse[r]);
       for (int64_t j = 0; j < a.columns; j += kLanes) {
         const int n = static_cast<int>(smaller(kLanes, a.columns - j));
-        const auto e = exp_lanes<L>(L::sub(L::load_first_or(in + j, n, minus_inf), centre));
-        L::store_first(out + j, L::mul(e, factor), n);
+        const auto e = exp_lanes<L>(L::sub(load_lanes<L>(in + j, n, minus_inf), centre));
+        store_lanes<L>(out + j, L::mul(e, factor), n);
       }
     }
     return;
   }
   for (int64_t r = a.row_begin; r < a.row_end; r += kLanes) {
     const int lanes = static_cast<int>(smaller(kLanes, a.row_end - r));
-    const auto centre = L::load_first_or(a.lse + r, lanes, 0.0f);
+    const auto centre = load_lanes<L>(a.lse + r, lanes, 0.0f);
     for (int64_t j = 0; j < a.columns; ++j) {
-      const auto s = L::load_first_or(a.scores + r + j * a.scores_column_stride, lanes, minus_inf);
-      L::store_first(a.out + r + j * a.out_column_stride, L::mul(exp_lanes<L>(L::sub(s, centre)), factor), lanes);
+      const auto s = load_lanes<L>(a.scores + r + j * a.scores_column_stride, lanes, minus_inf);
+      store_lanes<L>(a.out + r + j * a.out_column_stride, L::mul(exp_lanes<L>(L::sub(s, centre)), factor), lanes);
     }
   }
 }
@@ -166,7 +183,7 @@ template <class L>
 void exp_floats(const float* x, float* out, int64_t n) {
   for (int64_t i = 0; i < n; i += kLanes) {
     const int k = static_cast<int>(smaller(kLanes, n - i));
-    L::store_first(out + i, exp_lanes<L>(L::load_first_or(x + i, k, 0.0f)), k);
+    store_lanes<L>(out + i, exp_lanes<L>(load_lanes<L>(x + i, k, 0.0f)), k);
   }
 }
 
