@@ -37,6 +37,7 @@
 #include <iostream>
 #include <limits>
 #include <map>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -435,6 +436,22 @@ struct Runner {
   }
 };
 
+// A 95% interval of the median of `x` (the per-round differences): the 2.5th
+// and 97.5th percentiles of the medians of 2,000 resamplings with
+// replacement (a fixed seed, so a rerun of the same numbers gives the same
+// interval). How far the machine's noise leaves the paired excess open.
+std::pair<double, double> median_interval(const std::vector<double>& x) {
+  std::mt19937 generator(27);
+  std::uniform_int_distribution<size_t> pick(0, x.size() - 1);
+  std::vector<double> medians, sample(x.size());
+  for (int b = 0; b < 2000; ++b) {
+    for (double& v : sample) v = x[pick(generator)];
+    medians.push_back(median(sample));
+  }
+  std::sort(medians.begin(), medians.end());
+  return {medians[50], medians[1949]};
+}
+
 // `floor_ms_per_gflop[m]`: milliseconds per GFLOP of the bank's products at m.
 std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& floor_ms_per_gflop) {
   std::vector<std::unique_ptr<Runner>> runners;
@@ -464,6 +481,7 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
     std::vector<double> over;
     for (size_t i = 0; i < run->seconds.size(); ++i) over.push_back(run->seconds[i] - runners[0]->seconds[i]);
     const double paired_ms = 1e3 * median(over);
+    const auto [low, high] = median_interval(over);
     // 8 n m d floating-point operations per micro-batch of n: the loss's
     // two score products and two gradient products (the cache reuses the
     // scores).
@@ -483,6 +501,7 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
                    {"excess_beyond_floor_share", (ms - 1e3 * base - floor_ms) / (1e3 * base)},
                    {"paired_excess_over_grad_accum_ms", paired_ms},
                    {"paired_excess_beyond_floor_share", (paired_ms - floor_ms) / (1e3 * base)},
+                   {"paired_excess_interval_ms", {1e3 * low, 1e3 * high}},
                    {"ms_encode", 1e3 * median(run->encode)},
                    {"ms_loss", 1e3 * median(run->loss)},
                    {"ms_optimizer", 1e3 * median(run->optimizer_seconds)},

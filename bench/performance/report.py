@@ -138,7 +138,9 @@ def bank_tables(w, work, steps, explain=False):
         w("")
         w("\"Over GradAccum\" is the difference of the two medians, then the median of the per-round differences")
         w("(each round steps every configuration once, one after another, so a round's difference is taken at")
-        w("one moment of the machine's drift); the share beyond the floor is given for both. \"Where\" splits")
+        w("one moment of the machine's drift); the share beyond the floor is given for both, the paired one")
+        w("with a 95% interval in brackets (the median's, by resampling the rounds 2,000 times): how far this")
+        w("machine's noise leaves it open. \"Where\" splits")
         w("the step (medians of each part): the towers' forward passes and every backward pass, the loss's")
         w("included; the losses' forward passes and the banks' updates (enqueue and score cache); the optimizer.")
         w("")
@@ -158,9 +160,14 @@ def bank_tables(w, work, steps, explain=False):
                   f"{l['excess_over_grad_accum_ms']:.1f} / {paired:.1f} | read warm: {warm:.1f} | "
                   f"{100 * (l['excess_over_grad_accum_ms'] - warm) / base:.1f}% / {100 * (paired - warm) / base:.1f}% |")
                 continue
+            interval = ""
+            if "paired_excess_interval_ms" in l and l["memory_size"] > 0:
+                base = l["ms_per_step"] - l["excess_over_grad_accum_ms"]
+                low, high = (100 * (v - l["arithmetic_floor_ms"]) / base for v in l["paired_excess_interval_ms"])
+                interval = f" ({low:.0f} to {high:.0f}%)"
             w(f"| {l['strategy']} | {l.get('products', 'sgemm')} | {l['memory_size']:,} | {l['ms_per_step']:.1f} | {where} | "
               f"{l['excess_over_grad_accum_ms']:.1f} / {paired:.1f} | {l['arithmetic_floor_ms']:.1f} | "
-              f"{100 * l['excess_beyond_floor_share']:.0f}% / {100 * paired_share:.0f}% |")
+              f"{100 * l['excess_beyond_floor_share']:.0f}% / {100 * paired_share:.0f}%{interval} |")
         w("")
         if explain and any("bank_bytes_read_warm_ms" in l for l in steps):
             w("`grad_accum_reading_bank_bytes` is GradAccum whose tower, after encoding each micro-batch's")
