@@ -3,7 +3,9 @@
 //   contaccum_bench_banks [--micro-batch 32] [--total-batch 128] [--dim 1024] [--memory 1024,4096,8192]
 //                         [--rounds 40] [--passage-length 128] [--vocab 16000]
 //
-// Three kinds of JSON lines on stdout (bench/banks/run.sh collects them):
+// Four kinds of JSON lines on stdout (bench/banks/run.sh collects them):
+//   "loss_call": one micro-batch's loss alone, forward and backward, with
+//     cosine similarity and with the inner product;
 //   "sgemm": LibTorch's float32 matrix product at the bank's shapes (a
 //     micro-batch's rows against the whole bank, and back) and at a large
 //     square, the rate the bank work is held against;
@@ -146,6 +148,25 @@ json elementwise_us(int64_t n, int64_t m) {
           {"softmax_columns", fastest_us(calls, [&] { softmax_weights_tile(columns_out, columns, lse_columns, 0.5); })},
           {"fold_rows", fastest_us(calls, [&] { fold_logsumexp_tile(rows, max_rows, sum_rows, true); })},
           {"fold_columns", fastest_us(calls, [&] { fold_logsumexp_tile(columns, max_columns, sum_columns, true); })}};
+}
+
+// One micro-batch's loss alone, no banks (what every strategy pays per
+// micro-batch): forward and backward, the fastest of 2,000 calls, with
+// cosine similarity (the rows normalised, core/unit_rows.h) and with the
+// inner product; the difference is what normalising costs.
+json loss_call_us(int64_t n, int64_t d) {
+  const auto q = torch::randn({n, d}).requires_grad_(true);
+  const auto p = torch::randn({n, 1, d}).requires_grad_(true);
+  json out = {{"kind", "loss_call"}, {"micro_batch", n}, {"dim", d}};
+  for (const auto& [name, similarity] : {std::pair{"cosine_us", Similarity::Cosine}, {"dot_us", Similarity::Dot}}) {
+    const auto options = InfoNCEOptions().similarity(similarity).temperature(0.05);
+    out[name] = fastest_us(2000, [&] {
+      q.mutable_grad() = torch::Tensor();
+      p.mutable_grad() = torch::Tensor();
+      info_nce(q, p, options).loss.backward();
+    });
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------- bank work
@@ -555,6 +576,7 @@ int main(int argc, char** argv) {
                       {"machine", machine()}}
                      .dump()
               << std::endl;
+    std::cout << loss_call_us(n, d).dump() << std::endl;
     std::map<int64_t, double> floor_ms_per_gflop;
     for (int64_t m : steps_setup.memories) {
       BankWorkSetup s;

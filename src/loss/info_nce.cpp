@@ -2,6 +2,8 @@
 
 #include "tiled_info_nce.h"
 
+#include "contaccum/core/unit_rows.h"
+
 #include <torch/nn/functional/loss.h>
 
 #include <algorithm>
@@ -50,7 +52,7 @@ std::pair<torch::Tensor, torch::Tensor> score_blocks(const torch::Tensor& rows, 
   const int64_t m = groups.size(0), g = groups.size(1), d = groups.size(2);
   const auto flat = groups.reshape({m * g, d});
   auto s = torch::matmul(rows, flat.t());
-  if (cosine) s = s / flat.norm(2, {1}).clamp_min(1e-12).unsqueeze(0);
+  if (cosine) s = s / flat.norm(2, {1}).clamp_min(kUnitRowsMinNorm).unsqueeze(0);
   s = s.view({rows.size(0), m, g});
   auto positives = s.select(2, 0);
   auto negatives = s.slice(2, 1).reshape({rows.size(0), m * (g - 1)});
@@ -198,9 +200,7 @@ MaskedColumns masked_counts(const Masks& masks, int64_t g) {
   return out;
 }
 
-torch::Tensor normalised(const torch::Tensor& rows, bool cosine) {
-  return cosine ? rows / rows.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12) : rows;
-}
+torch::Tensor normalised(const torch::Tensor& rows, bool cosine) { return cosine ? unit_rows(rows) : rows; }
 
 // The current rows' scores (every column, with gradients to queries and
 // passages), in the spec's layout and divided by the temperature.
@@ -272,7 +272,8 @@ BankedRows banked_rows(const Inputs& in, const InfoNCEOptions& options, const In
   out.target_score = use_cached ? cached : banked_target_dots(out.rows, bank_positives, in.passages.scalar_type());
   if (in.bank_cosine) {
     out.target_score =
-        out.target_score / at::norm(bank_positives, 2, {1}, false, out.target_score.scalar_type()).clamp_min(1e-12);
+        out.target_score /
+        at::norm(bank_positives, 2, {1}, false, out.target_score.scalar_type()).clamp_min(kUnitRowsMinNorm);
   }
   out.target_score = out.target_score * inv_tau;
   if (!in.bank_negatives) {
@@ -342,7 +343,7 @@ torch::Tensor tiled_loss_sum(const torch::Tensor& queries, const Inputs& in, con
     if (in.bank_cosine) {
       // (Norms of a reduced-type bank taken in the queries' type.)
       tiled.bank_column_scale =
-          at::norm(tiled.bank_columns, 2, {1}, false, queries.scalar_type()).clamp_min(1e-12).reciprocal();
+          at::norm(tiled.bank_columns, 2, {1}, false, queries.scalar_type()).clamp_min(kUnitRowsMinNorm).reciprocal();
     }
   }
   if (in.m_q > 0) {
@@ -401,7 +402,7 @@ torch::Tensor bank_row_logsumexp(const torch::Tensor& bank_queries, const torch:
   const auto rows = normalised(bank_queries.detach().to(type), cosine);
   const auto columns = bank_passages.detach().reshape({-1, bank_passages.size(2)});
   torch::Tensor scale;
-  if (cosine) scale = at::norm(columns, 2, {1}, false, type).clamp_min(1e-12).reciprocal();
+  if (cosine) scale = at::norm(columns, 2, {1}, false, type).clamp_min(kUnitRowsMinNorm).reciprocal();
   return detail::tiled_logsumexp(rows, columns, scale, 1.0 / options.temperature(), rows_per_block, columns_per_block,
                                  mask);
 }

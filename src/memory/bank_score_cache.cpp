@@ -1,5 +1,6 @@
 #include "contaccum/memory/bank_score_cache.h"
 
+#include "contaccum/core/unit_rows.h"
 #include "contaccum/loss/softmax_tile.h"
 
 #include <torch/serialize/input-archive.h>
@@ -135,13 +136,13 @@ void logsumexp_into(const torch::Tensor& x, at::IntArrayRef dims, torch::Tensor 
 
 torch::Tensor BankScoreCache::rows(const MemoryBank& queries) const {
   auto r = upcast(queries.view().select(1, 0));
-  if (normalizes()) r = r / r.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
+  if (normalizes()) r = unit_rows(r);
   return r;
 }
 
 torch::Tensor BankScoreCache::columns(const MemoryBank& passages, int64_t begin, int64_t end) const {
   auto c = upcast(passages.view().slice(0, begin, end).reshape({-1, passages.dim()}));
-  if (normalizes()) c = c / c.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
+  if (normalizes()) c = unit_rows(c);
   return c;
 }
 

@@ -2,7 +2,7 @@
 
 #include <zlib.h>
 
-#include <torch/nn/functional/normalization.h>
+#include "contaccum/core/unit_rows.h"
 
 namespace contaccum {
 
@@ -35,9 +35,8 @@ torch::Tensor DualEncoderImpl::finish(torch::Tensor reps, int64_t rows, const ch
               " encoder must return [", rows, ", ", dim(), "], got ", reps.sizes());
   TORCH_CHECK(reps.is_floating_point(), "DualEncoder: the ", side,
               " encoder must return floating-point representations, got ", reps.scalar_type());
-  if (options_.normalize()) {
-    reps = torch::nn::functional::normalize(reps, torch::nn::functional::NormalizeFuncOptions().dim(1));
-  }
+  // F.normalize's arithmetic (the same bits), with the fused backward pass.
+  if (options_.normalize()) reps = unit_rows(reps);
   return reps;
 }
 

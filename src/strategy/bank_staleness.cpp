@@ -1,6 +1,7 @@
 // Strategy::measure_staleness: the banked examples of the staleness sample
 // re-encoded with the current towers and compared with what the banks hold.
 #include "contaccum/core/stopwatch.h"
+#include "contaccum/core/unit_rows.h"
 #include "contaccum/strategy/strategy.h"
 
 #include "staleness_sample.h"
@@ -145,8 +146,8 @@ torch::Tensor diagonal_ranks(const torch::Tensor& scores) { return (scores > sco
 torch::Tensor similarity(const torch::Tensor& q, const torch::Tensor& p, bool cosine) {
   auto x = q.to(torch::kDouble), y = p.to(torch::kDouble);
   if (cosine) {
-    x = x / x.norm(2, {1}, true).clamp_min(1e-12);
-    y = y / y.norm(2, {1}, true).clamp_min(1e-12);
+    x = unit_rows(x);
+    y = unit_rows(y);
   }
   return x.matmul(y.t());
 }

@@ -1,6 +1,7 @@
 #include "contaccum/strategy/strategy.h"
 
 #include "contaccum/core/stopwatch.h"
+#include "contaccum/core/unit_rows.h"
 #include "contaccum/strategy/rng_state.h"
 
 #include "row_shards.h"
@@ -58,10 +59,11 @@ BankScoreCacheOptions bank_score_options(const StrategyOptions& o, int64_t world
 
 bool is_cosine(const StrategyOptions& o) { return o.loss().similarity() == Similarity::Cosine; }
 
-// Rows of unit norm along the last dimension (no gradient).
-torch::Tensor unit_rows(const torch::Tensor& x) {
+// Rows of unit norm along the last dimension (no gradient), as the loss
+// normalises them.
+torch::Tensor detached_unit_rows(const torch::Tensor& x) {
   torch::NoGradGuard no_grad;
-  return x.detach() / x.detach().norm(2, {-1}, /*keepdim=*/true).clamp_min(1e-12);
+  return unit_rows(x.detach());
 }
 
 // Makes a loaded bank's rows unit-norm in place (checkpoints written before
@@ -70,7 +72,7 @@ void normalise_in_place(const MemoryBank& bank) {
   if (bank.empty()) return;
   torch::NoGradGuard no_grad;
   auto rows = bank.view();  // shares the bank's storage
-  rows.div_(rows.norm(2, {-1}, /*keepdim=*/true).clamp_min(1e-12));
+  rows.div_(rows.norm(2, {-1}, /*keepdim=*/true).clamp_min(kUnitRowsMinNorm));
 }
 }  // namespace
 
@@ -331,12 +333,12 @@ void Strategy::enqueue(const Encoded& reps, const TrainingBatch& group, const In
   // neither the loss nor the score cache normalises a copy of a whole bank
   // on every micro-batch.
   const bool cosine = is_cosine(options_);
-  query_bank_.enqueue(cosine ? unit_rows(reps.queries) : reps.queries, steps_, ids.positives);
+  query_bank_.enqueue(cosine ? detached_unit_rows(reps.queries) : reps.queries, steps_, ids.positives);
   const bool groups = options_.passage_bank() && options_.bank_hard_negatives();
   const auto passages = groups ? reps.passages : reps.passages.slice(1, 0, 1);
   torch::Tensor passage_ids;
   if (ids.defined()) passage_ids = ids.passages.reshape({passages.size(0), -1}).narrow(1, 0, passages.size(1));
-  passage_bank_.enqueue(cosine ? unit_rows(passages) : passages, steps_, passage_ids);
+  passage_bank_.enqueue(cosine ? detached_unit_rows(passages) : passages, steps_, passage_ids);
   if (use_bank_scores_) bank_scores_.update(query_bank_, passage_bank_, first_slot, reps.queries.size(0), scores);
 }
 
