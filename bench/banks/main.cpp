@@ -144,10 +144,16 @@ json elementwise_us(int64_t n, int64_t m) {
   auto max_rows = torch::zeros({n}), sum_rows = torch::zeros({n});
   auto max_columns = torch::zeros({m}), sum_columns = torch::zeros({m});
   const int64_t calls = 1000;
-  return {{"softmax_rows", fastest_us(calls, [&] { softmax_weights_tile(rows_out, rows, lse_rows, 0.5); })},
-          {"softmax_columns", fastest_us(calls, [&] { softmax_weights_tile(columns_out, columns, lse_columns, 0.5); })},
-          {"fold_rows", fastest_us(calls, [&] { fold_logsumexp_tile(rows, max_rows, sum_rows, true); })},
-          {"fold_columns", fastest_us(calls, [&] { fold_logsumexp_tile(columns, max_columns, sum_columns, true); })}};
+  // Each call must take the kernels (they decline only tiles they do not
+  // handle, or when the short products are switched off).
+  const auto timed = [&](auto&& kernel) {
+    TORCH_CHECK(kernel(), "elementwise_us: the tile kernels declined the bench's tile");
+    return fastest_us(calls, kernel);
+  };
+  return {{"softmax_rows", timed([&] { return softmax_weights_tile(rows_out, rows, lse_rows, 0.5); })},
+          {"softmax_columns", timed([&] { return softmax_weights_tile(columns_out, columns, lse_columns, 0.5); })},
+          {"fold_rows", timed([&] { return fold_logsumexp_tile(rows, max_rows, sum_rows, true); })},
+          {"fold_columns", timed([&] { return fold_logsumexp_tile(columns, max_columns, sum_columns, true); })}};
 }
 
 // One micro-batch's loss alone, no banks (what every strategy pays per
@@ -459,8 +465,9 @@ struct Runner {
 
 // A 95% interval of the median of `x` (the per-round differences): the 2.5th
 // and 97.5th percentiles of the medians of 2,000 resamplings with
-// replacement (a fixed seed, so a rerun of the same numbers gives the same
-// interval). How far the machine's noise leaves the paired excess open.
+// replacement (a fixed seed: the same numbers give the same interval with
+// the same C++ library). How far the spread between the rounds of one run
+// leaves the paired excess open; runs minutes apart drift further.
 std::pair<double, double> median_interval(const std::vector<double>& x) {
   std::mt19937 generator(27);
   std::uniform_int_distribution<size_t> pick(0, x.size() - 1);
