@@ -237,7 +237,9 @@ json bank_work(const BankWorkSetup& s) {
   InfoNCEBank none, with = banks.view();
   with.return_scores = true;
   const double without_s = time_median(s.rounds, [&] { step(none); });
+  const auto products_before = short_product_stats();
   const double with_s = time_median(s.rounds, [&] { step(with); });
+  const auto products_after = short_product_stats();
   // The same with the loss's products made by LibTorch's sgemm.
   set_short_products_enabled(false);
   const double with_sgemm_s = time_median(s.rounds, [&] { step(with); });
@@ -303,6 +305,8 @@ json bank_work(const BankWorkSetup& s) {
           {"sgemm_gflops_gradient", sgemm_gradient},
           {"short_gflops_scores", short_scores},
           {"short_gflops_gradient", short_gradient},
+          {"short_gflops_in_loss", (products_after.flop - products_before.flop) / 1e9 /
+                                       std::max(1e-12, products_after.seconds - products_before.seconds)},
           {"short_isa", short_product_isa() == ShortProductIsa::Avx512 ? "AVX-512"
                         : short_product_isa() == ShortProductIsa::Avx2 ? "AVX2"
                                                                        : "portable"},
@@ -312,6 +316,13 @@ json bank_work(const BankWorkSetup& s) {
 }
 
 // ---------------------------------------------------------------- steps
+
+// GFLOP/s of `flop` operations over the summed `seconds`.
+double rate_gflops(double flop, const std::vector<double>& seconds) {
+  double total = 0;
+  for (double x : seconds) total += x;
+  return total > 0 ? flop / total / 1e9 : 0.0;
+}
 
 struct StepSetup {
   int64_t total = 128, micro = 32, d = 1024, vocab = 16000, query_length = 16, passage_length = 128, rounds = 40;
@@ -424,6 +435,11 @@ struct Runner {
   // (the loss's included), the losses' forward passes and the banks'
   // updates, the optimizer (StepResult's split).
   std::vector<double> encode, loss, optimizer_seconds;
+  // The short products' time inside each step, and their operations
+  // (short_product_stats: every product the kernels made, the banks' and
+  // the in-batch ones).
+  std::vector<double> product_seconds;
+  double product_flop = 0;
   std::shared_ptr<BankBytesTower> sweeping;  // the bank-bytes runner's tower
 
   // With `bank_bytes`, GradAccum whose tower reads m rows' worth of both
@@ -450,6 +466,7 @@ struct Runner {
   }
   void step(const TrainingBatch& batch, bool record) {
     set_short_products_enabled(short_products);
+    const auto products_before = short_product_stats();
     const Stopwatch watch;
     zero_gradients(*optimizer);
     const auto result = strategy->compute_gradients(batch);
@@ -457,6 +474,9 @@ struct Runner {
     optimizer->step();
     if (!record) return;
     seconds.push_back(watch.seconds());
+    const auto products_after = short_product_stats();
+    product_seconds.push_back(products_after.seconds - products_before.seconds);
+    product_flop += products_after.flop - products_before.flop;
     encode.push_back(result.encode_seconds);
     loss.push_back(result.loss_seconds);
     optimizer_seconds.push_back(seconds.back() - before_optimizer);
@@ -533,6 +553,8 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
                    {"ms_encode", 1e3 * median(run->encode)},
                    {"ms_loss", 1e3 * median(run->loss)},
                    {"ms_optimizer", 1e3 * median(run->optimizer_seconds)},
+                   {"ms_short_products", 1e3 * median(run->product_seconds)},
+                   {"short_products_gflops", rate_gflops(run->product_flop, run->product_seconds)},
                    {"timed_steps", run->seconds.size()},
                    {"short_products_helper", helper}});
     if (run->sweeping) {

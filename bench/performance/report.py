@@ -111,7 +111,7 @@ def banks(w, name="results.jsonl", heading="The banks against the matrix unit"):
 
 def bank_tables(w, work, steps, explain=False):
     """The bank-work table and the whole steps' table (with their text when `explain`)."""
-    w("| bank m | bank work (ms) | of which score cache (ms) | score cache multiplying (ms) | loss with banks: targets kept / recomputed / sgemm products (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s: rows x bank, bank x rows, gradient | short GFLOP/s: scores, gradient | helper | floor (ms) | floor / bank work |")
+    w("| bank m | bank work (ms) | of which score cache (ms) | score cache multiplying (ms) | loss with banks: targets kept / recomputed / sgemm products (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s: rows x bank, bank x rows, gradient | short GFLOP/s: scores, gradient; inside the loss | helper | floor (ms) | floor / bank work |")
     w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for l in work:
         w(f"| {l['memory_size']:,} | {l['bank_ms']:.1f} | {l['cache_update_ms']:.1f} | "
@@ -122,7 +122,7 @@ def bank_tables(w, work, steps, explain=False):
           f"{l['gflops']:.0f} | {l['sgemm_gflops_rows_by_bank']:.0f}, {l['sgemm_gflops_bank_by_rows']:.0f}, "
           f"{l['sgemm_gflops_gradient']:.0f} | "
           f"{l.get('short_gflops_scores', float('nan')):.0f}, {l.get('short_gflops_gradient', float('nan')):.0f} "
-          f"({l.get('short_isa', 'none')}) | {helper_share(l)} | {l['floor_ms']:.1f} | {l['floor_ms'] / l['bank_ms']:.2f} |")
+          f"({l.get('short_isa', 'none')}); {l.get('short_gflops_in_loss', float('nan')):.0f} | {helper_share(l)} | {l['floor_ms']:.1f} | {l['floor_ms'] / l['bank_ms']:.2f} |")
     w("")
     if steps and not explain:
         w(f"Whole steps, as above; the helper thread computed {helper_share(steps[0])} of the pieces.")
@@ -143,11 +143,25 @@ def bank_tables(w, work, steps, explain=False):
         w("spread between the rounds of this one run leaves it open (runs minutes apart drift further). \"Where\" splits")
         w("the step (medians of each part): the towers' forward passes and every backward pass, the loss's")
         w("included; the losses' forward passes and the banks' updates (enqueue and score cache); the optimizer.")
+        w("\"Short products\" is the time the step spent inside the short products (`short_product_stats`,")
+        w("from each product's call to its return: the banks' four products a micro-batch and the in-batch")
+        w("ones, median over the steps) and their rate there; \"beyond the floor\" is that time less")
+        w("GradAccum's (its in-batch products) less the arithmetic floor, as a share of GradAccum's step:")
+        w("the part of the excess that is the same products running slower inside whole steps than alone.")
         w("")
     if steps:
-        w("| strategy | loss's products | bank m | ms a step | where (ms): towers and backward / loss and banks / optimizer | over GradAccum (ms): medians / paired | arithmetic floor (ms) | beyond the floor, share of GradAccum's step: medians / paired |")
-        w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        w("| strategy | loss's products | bank m | ms a step | where (ms): towers and backward / loss and banks / optimizer | over GradAccum (ms): medians / paired | arithmetic floor (ms) | beyond the floor, share of GradAccum's step: medians / paired | short products: ms a step (GFLOP/s); beyond the floor |")
+        w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        grad_accum = None
         for l in steps:
+            if l["strategy"] == "grad_accum":
+                grad_accum = l
+            products = "-"
+            if l.get("short_products_gflops") and grad_accum and "ms_short_products" in grad_accum:
+                products = f"{l['ms_short_products']:.1f} ({l['short_products_gflops']:.0f})"
+                if l["memory_size"] > 0 and "bank_bytes_read_warm_ms" not in l:
+                    beyond = l["ms_short_products"] - grad_accum["ms_short_products"] - l["arithmetic_floor_ms"]
+                    products += f"; {100 * beyond / grad_accum['ms_per_step']:.0f}%"
             paired = l.get('paired_excess_over_grad_accum_ms', float('nan'))
             paired_share = l.get('paired_excess_beyond_floor_share', float('nan'))
             where = " / ".join(f"{l[k]:.1f}" if k in l else "-" for k in ("ms_encode", "ms_loss", "ms_optimizer"))
@@ -158,7 +172,7 @@ def bank_tables(w, work, steps, explain=False):
                 base = l["ms_per_step"] - l["excess_over_grad_accum_ms"]
                 w(f"| {l['strategy']} | {l.get('products', 'none')} | {l['memory_size']:,} | {l['ms_per_step']:.1f} | {where} | "
                   f"{l['excess_over_grad_accum_ms']:.1f} / {paired:.1f} | read warm: {warm:.1f} | "
-                  f"{100 * (l['excess_over_grad_accum_ms'] - warm) / base:.1f}% / {100 * (paired - warm) / base:.1f}% |")
+                  f"{100 * (l['excess_over_grad_accum_ms'] - warm) / base:.1f}% / {100 * (paired - warm) / base:.1f}% | {products} |")
                 continue
             interval = ""
             if "paired_excess_interval_ms" in l and l["memory_size"] > 0:
@@ -167,7 +181,7 @@ def bank_tables(w, work, steps, explain=False):
                 interval = f" ({low:.0f} to {high:.0f}%)"
             w(f"| {l['strategy']} | {l.get('products', 'sgemm')} | {l['memory_size']:,} | {l['ms_per_step']:.1f} | {where} | "
               f"{l['excess_over_grad_accum_ms']:.1f} / {paired:.1f} | {l['arithmetic_floor_ms']:.1f} | "
-              f"{100 * l['excess_beyond_floor_share']:.0f}% / {100 * paired_share:.0f}%{interval} |")
+              f"{100 * l['excess_beyond_floor_share']:.0f}% / {100 * paired_share:.0f}%{interval} | {products} |")
         w("")
         if explain and any("bank_bytes_read_warm_ms" in l for l in steps):
             w("`grad_accum_reading_bank_bytes` is GradAccum whose tower, after encoding each micro-batch's")

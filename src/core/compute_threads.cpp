@@ -40,7 +40,9 @@ void set_compute_threads(int threads) {
 }
 
 int blas_threads() {
-  auto get = openblas_function<int (*)()>("openblas_get_num_threads");
+  // Looked up once: every share_out asks (helper_threads), and dlsym walks
+  // the symbol tables of every loaded library, LibTorch's included.
+  static const auto get = openblas_function<int (*)()>("openblas_get_num_threads");
   return get ? get() : -1;
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 
 #include "chosen_kernel.h"
 #include "contaccum/core/cpu_features.h"
@@ -72,6 +73,38 @@ bool float_cpu_matrix(const torch::Tensor& t) {
 template <typename Args>
 using Kernel = void (*)(const Args&);
 
+// short_product_stats' sums (nanoseconds and operations as integers, so that
+// threads add to them without a lock).
+struct StatsCounters {
+  std::atomic<int64_t> calls{0}, nanoseconds{0}, flop{0};
+};
+
+StatsCounters& stats_counters() {
+  static StatsCounters counters;
+  return counters;
+}
+
+// Adds one product's time, from its construction to its destruction, and
+// operations to the stats.
+class TimedProduct {
+ public:
+  explicit TimedProduct(int64_t flop) : flop_(flop), start_(std::chrono::steady_clock::now()) {}
+  ~TimedProduct() {
+    const auto ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count();
+    auto& counters = stats_counters();
+    counters.calls.fetch_add(1, std::memory_order_relaxed);
+    counters.nanoseconds.fetch_add(static_cast<int64_t>(ns), std::memory_order_relaxed);
+    counters.flop.fetch_add(flop_, std::memory_order_relaxed);
+  }
+  TimedProduct(const TimedProduct&) = delete;
+  TimedProduct& operator=(const TimedProduct&) = delete;
+
+ private:
+  int64_t flop_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 // Runs `kernel` over [0, total) in pieces shared among the threads;
 // `set_range(args, begin, end)` narrows a copy of `args` to one piece.
 template <typename Args, typename SetRange>
@@ -123,6 +156,7 @@ void row_dots_out(const torch::Tensor& out, const torch::Tensor& x, const torch:
     if (alpha != 1.0) result.mul_(alpha);
     return;
   }
+  const TimedProduct timed(2 * x.size(0) * y.size(0) * x.size(1));
   // The short side is x: the long one (the bank) is split among the threads.
   const bool swap = x.size(0) > y.size(0);
   const auto& short_side = swap ? y : x;
@@ -152,6 +186,7 @@ void add_weighted_rows_(const torch::Tensor& out, const torch::Tensor& w, const 
     result.addmm_(w, y);
     return;
   }
+  const TimedProduct timed(2 * w.size(0) * w.size(1) * y.size(1));
   WeightedRowsArgs args;
   args.w = w.data_ptr<float>(), args.w_stride_row = w.stride(0), args.w_stride_column = w.stride(1);
   args.y = y.data_ptr<float>(), args.y_stride = y.stride(0), args.y_rows = y.size(0);
@@ -163,6 +198,15 @@ void add_weighted_rows_(const torch::Tensor& out, const torch::Tensor& w, const 
                     &detail::weighted_rows_avx512, &detail::weighted_rows_avx2, &detail::weighted_rows_portable),
                 Pieces(d, 64, 64), d,
                 [](WeightedRowsArgs& part, int64_t begin, int64_t end) { part.k_begin = begin, part.k_end = end; });
+}
+
+ShortProductStats short_product_stats() {
+  const auto& counters = stats_counters();
+  ShortProductStats s;
+  s.calls = counters.calls.load(std::memory_order_relaxed);
+  s.seconds = 1e-9 * static_cast<double>(counters.nanoseconds.load(std::memory_order_relaxed));
+  s.flop = static_cast<double>(counters.flop.load(std::memory_order_relaxed));
+  return s;
 }
 
 }  // namespace contaccum

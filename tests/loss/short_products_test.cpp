@@ -179,6 +179,24 @@ TEST(ShortProducts, LongProductsAndOtherTypesGoToLibTorch) {
   EXPECT_THROW(row_dots_out(torch::empty({3, 3}), x.narrow(0, 0, 3), y), c10::Error);
 }
 
+TEST(ShortProducts, StatsCountEveryProductTheKernelsMakeAndNoOther) {
+  const int64_t n = 1 + torch::randint(32, {1}).item<int64_t>(), m = 64 + torch::randint(300, {1}).item<int64_t>(),
+                d = 1 + torch::randint(200, {1}).item<int64_t>();
+  const auto x = torch::randn({n, d}), y = torch::randn({m, d}), w = torch::randn({n, m});
+  auto scores = torch::empty({n, m}), transposed = torch::empty({m, n}), sums = torch::zeros({n, d});
+  const auto before = short_product_stats();
+  row_dots_out(scores, x, y);
+  row_dots_out(transposed, y, x);
+  add_weighted_rows_(sums, w, y);
+  // Sent to LibTorch: not counted.
+  auto long_out = torch::empty({65, m});
+  row_dots_out(long_out, torch::randn({65, d}), y);
+  const auto after = short_product_stats();
+  EXPECT_EQ(after.calls - before.calls, 3);
+  EXPECT_EQ(after.flop - before.flop, 3.0 * 2 * n * m * d);
+  EXPECT_GT(after.seconds, before.seconds);
+}
+
 }  // namespace
 }  // namespace contaccum
 

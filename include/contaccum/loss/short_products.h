@@ -80,4 +80,18 @@ void add_weighted_rows_(const torch::Tensor& out, const torch::Tensor& w, const 
 bool row_dots_short(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y);
 bool weighted_rows_short(const torch::Tensor& out, const torch::Tensor& w, const torch::Tensor& y);
 
+/// What the products made by these kernels cost, summed since the process
+/// started (every thread's calls). Benchmarks take two readings and compare
+/// the products' rate inside whole training steps with their rate alone.
+struct ShortProductStats {
+  /// Products made by these kernels (not those sent to LibTorch).
+  int64_t calls = 0;
+  /// Their wall time, from the call's start to its return (both threads'
+  /// work and the wait for the slower), in seconds.
+  double seconds = 0;
+  /// Their floating-point operations, 2 x rows x columns x depth each.
+  double flop = 0;
+};
+ShortProductStats short_product_stats();
+
 }  // namespace contaccum
