@@ -240,6 +240,20 @@ json bank_work(const BankWorkSetup& s) {
   const auto products_before = short_product_stats();
   const double with_s = time_median(s.rounds, [&] { step(with); });
   const auto products_after = short_product_stats();
+  // The same with the caches emptied before each call: 256 MiB written once
+  // (more than this machine's last-level cache), as a training step's towers
+  // and optimizer do between two micro-batches' losses. The banks' rows then
+  // come from memory.
+  std::vector<float> evict(size_t{64} << 20);
+  std::vector<double> cold;
+  const auto cold_before = short_product_stats();
+  for (int64_t r = 0; r < s.rounds; ++r) {
+    for (size_t i = 0; i < evict.size(); i += 16) evict[i] += 1.0f;
+    const Stopwatch watch;
+    step(with);
+    cold.push_back(watch.seconds());
+  }
+  const auto cold_after = short_product_stats();
   // The same with the loss's products made by LibTorch's sgemm.
   set_short_products_enabled(false);
   const double with_sgemm_s = time_median(s.rounds, [&] { step(with); });
@@ -307,6 +321,9 @@ json bank_work(const BankWorkSetup& s) {
           {"short_gflops_gradient", short_gradient},
           {"short_gflops_in_loss", (products_after.flop - products_before.flop) / 1e9 /
                                        std::max(1e-12, products_after.seconds - products_before.seconds)},
+          {"loss_with_bank_cold_ms", 1e3 * median(cold)},
+          {"short_gflops_in_loss_cold",
+           (cold_after.flop - cold_before.flop) / 1e9 / std::max(1e-12, cold_after.seconds - cold_before.seconds)},
           {"short_isa", short_product_isa() == ShortProductIsa::Avx512 ? "AVX-512"
                         : short_product_isa() == ShortProductIsa::Avx2 ? "AVX2"
                                                                        : "portable"},
