@@ -220,6 +220,72 @@ json helper_since(const HelperThreadStats& before) {
           {"helper_moves", now.moves - before.moves}};
 }
 
+// The short products made between `before` and now (short_product_stats),
+// and their rate in GFLOP/s.
+ShortProductStats products_since(const ShortProductStats& before) {
+  const auto now = short_product_stats();
+  return {now.calls - before.calls, now.seconds - before.seconds, now.flop - before.flop};
+}
+
+double gflops(const ShortProductStats& made) { return made.seconds > 0 ? made.flop / made.seconds / 1e9 : 0.0; }
+
+// Median seconds of `loss` called with the caches emptied before each call:
+// 256 MiB written (more than this machine's last-level cache), as a training
+// step's towers do between two micro-batches' losses (and its optimizer
+// between steps), which also leaves the caches full of written lines and
+// the translation caches empty. The banks' rows then come from memory.
+// `made`: the short products those calls made.
+template <typename F>
+double cold_median(int64_t rounds, F&& loss, ShortProductStats& made) {
+  std::vector<float> evict(size_t{64} << 20);
+  volatile float* written = evict.data();  // every write happens
+  std::vector<double> seconds;
+  ShortProductStats total;
+  for (int64_t r = 0; r < rounds; ++r) {
+    for (size_t i = 0; i < evict.size(); i += 16) written[i] = written[i] + 1.0f;
+    const auto before = short_product_stats();
+    const Stopwatch watch;
+    loss();
+    seconds.push_back(watch.seconds());
+    const auto call = products_since(before);
+    total.calls += call.calls, total.seconds += call.seconds, total.flop += call.flop;
+  }
+  made = total;
+  return median(seconds);
+}
+
+// The rates of the bank's products alone, with LibTorch's sgemm and with the
+// short products, and the floor they give one micro-batch's bank work.
+json product_rates(const BankWorkSetup& s) {
+  const double nmd = static_cast<double>(s.n * s.m * s.d);
+  // The three shapes of those products: [n, d] x [d, m], [m, d] x [d, n]
+  // (scores), and [n, m] x [m, d] (gradients), with LibTorch's sgemm and
+  // with the short products (what the loss uses).
+  const double scores_rate = sgemm_rate(s.n, s.m, s.d, s.rounds), bank_rate = sgemm_rate(s.m, s.n, s.d, s.rounds);
+  const double sgemm_gradient = gradient_rate(s.n, s.m, s.d, s.rounds, false);
+  const double short_scores = short_product_rate(s.n, s.m, s.d, s.rounds);
+  const double short_gradient = gradient_rate(s.n, s.m, s.d, s.rounds, true);
+  // Of the 8 n m d: 2 n m d in each score shape, 4 n m d in the gradient
+  // shape. The floor takes each at the faster of the two ways to make it
+  // (either orientation for the bank's rows against the micro-batch: the
+  // same numbers, made either way round): what this machine has been shown
+  // to reach for these shapes, whether or not the loss uses it.
+  const double best_scores = std::max({scores_rate, bank_rate, short_scores});
+  const double floor_s =
+      2.0 * nmd *
+      (1.0 / std::max(scores_rate, short_scores) + 1.0 / best_scores + 2.0 / std::max(sgemm_gradient, short_gradient)) /
+      1e9;
+  return {{"sgemm_gflops_rows_by_bank", scores_rate},
+          {"sgemm_gflops_bank_by_rows", bank_rate},
+          {"sgemm_gflops_gradient", sgemm_gradient},
+          {"short_gflops_scores", short_scores},
+          {"short_gflops_gradient", short_gradient},
+          {"short_isa", short_product_isa() == ShortProductIsa::Avx512 ? "AVX-512"
+                        : short_product_isa() == ShortProductIsa::Avx2 ? "AVX2"
+                                                                       : "portable"},
+          {"floor_ms", 1e3 * floor_s}};
+}
+
 json bank_work(const BankWorkSetup& s) {
   const auto helper_before = helper_thread_stats();
   const auto loss = InfoNCEOptions().similarity(Similarity::Cosine).temperature(s.temperature);
@@ -239,21 +305,10 @@ json bank_work(const BankWorkSetup& s) {
   const double without_s = time_median(s.rounds, [&] { step(none); });
   const auto products_before = short_product_stats();
   const double with_s = time_median(s.rounds, [&] { step(with); });
-  const auto products_after = short_product_stats();
-  // The same with the caches emptied before each call: 256 MiB written once
-  // (more than this machine's last-level cache), as a training step's towers
-  // and optimizer do between two micro-batches' losses. The banks' rows then
-  // come from memory.
-  std::vector<float> evict(size_t{64} << 20);
-  std::vector<double> cold;
-  const auto cold_before = short_product_stats();
-  for (int64_t r = 0; r < s.rounds; ++r) {
-    for (size_t i = 0; i < evict.size(); i += 16) evict[i] += 1.0f;
-    const Stopwatch watch;
-    step(with);
-    cold.push_back(watch.seconds());
-  }
-  const auto cold_after = short_product_stats();
+  const auto warm_products = products_since(products_before);
+  ShortProductStats cold_products;
+  const double cold_s = cold_median(
+      s.rounds, [&] { step(with); }, cold_products);
   // The same with the loss's products made by LibTorch's sgemm.
   set_short_products_enabled(false);
   const double with_sgemm_s = time_median(s.rounds, [&] { step(with); });
@@ -282,64 +337,31 @@ json bank_work(const BankWorkSetup& s) {
   const double loss_flops = 2.0 * nmd * (kept ? 4.0 : 6.0), cache_flops = kept ? 0.0 : 2.0 * nmd * 2.0;
   const double required = 2.0 * nmd * 4.0;  // any exact method's products
   const double bank_s = std::max(1e-12, with_s - without_s) + cache_s;
-  // The three shapes of those products: [n, d] x [d, m], [m, d] x [d, n]
-  // (scores), and [n, m] x [m, d] (gradients), with LibTorch's sgemm and
-  // with the short products (what the loss uses).
-  const double scores_rate = sgemm_rate(s.n, s.m, s.d, s.rounds), bank_rate = sgemm_rate(s.m, s.n, s.d, s.rounds);
-  const double sgemm_gradient = gradient_rate(s.n, s.m, s.d, s.rounds, false);
-  const double short_scores = short_product_rate(s.n, s.m, s.d, s.rounds);
-  const double short_gradient = gradient_rate(s.n, s.m, s.d, s.rounds, true);
-  // Of the 8 n m d: 2 n m d in each score shape, 4 n m d in the gradient
-  // shape. The floor takes each at the faster of the two ways to make it
-  // (either orientation for the bank's rows against the micro-batch: the
-  // same numbers, made either way round): what this machine has been shown
-  // to reach for these shapes, whether or not the loss uses it.
-  const double best_scores = std::max({scores_rate, bank_rate, short_scores});
-  const double floor_s =
-      2.0 * nmd *
-      (1.0 / std::max(scores_rate, short_scores) + 1.0 / best_scores + 2.0 / std::max(sgemm_gradient, short_gradient)) /
-      1e9;
-  return {{"kind", "bank_work"},
-          {"memory_size", s.m},
-          {"micro_batch", s.n},
-          {"dim", s.d},
-          {"loss_without_bank_ms", 1e3 * without_s},
-          {"loss_with_bank_ms", 1e3 * with_s},
-          {"loss_with_bank_computing_targets_ms", 1e3 * computing_targets_s},
-          {"loss_with_bank_sgemm_ms", 1e3 * with_sgemm_s},
-          {"cache_update_ms", 1e3 * cache_s},
-          {"cache_update_multiplying_ms", 1e3 * multiplying_s},
-          {"bank_ms", 1e3 * bank_s},
-          {"scores_kept", kept},
-          {"gflop", (loss_flops + cache_flops) / 1e9},
-          {"required_gflop", required / 1e9},
-          {"gflops", (loss_flops + cache_flops) / bank_s / 1e9},
-          {"sgemm_gflops_rows_by_bank", scores_rate},
-          {"sgemm_gflops_bank_by_rows", bank_rate},
-          {"sgemm_gflops_gradient", sgemm_gradient},
-          {"short_gflops_scores", short_scores},
-          {"short_gflops_gradient", short_gradient},
-          {"short_gflops_in_loss", (products_after.flop - products_before.flop) / 1e9 /
-                                       std::max(1e-12, products_after.seconds - products_before.seconds)},
-          {"loss_with_bank_cold_ms", 1e3 * median(cold)},
-          {"short_gflops_in_loss_cold",
-           (cold_after.flop - cold_before.flop) / 1e9 / std::max(1e-12, cold_after.seconds - cold_before.seconds)},
-          {"short_isa", short_product_isa() == ShortProductIsa::Avx512 ? "AVX-512"
-                        : short_product_isa() == ShortProductIsa::Avx2 ? "AVX2"
-                                                                       : "portable"},
-          {"floor_ms", 1e3 * floor_s},
-          {"elementwise_fastest_us", elementwise_us(s.n, s.m)},
-          {"short_products_helper", helper_since(helper_before)}};
+  json out = {{"kind", "bank_work"},
+              {"memory_size", s.m},
+              {"micro_batch", s.n},
+              {"dim", s.d},
+              {"loss_without_bank_ms", 1e3 * without_s},
+              {"loss_with_bank_ms", 1e3 * with_s},
+              {"loss_with_bank_computing_targets_ms", 1e3 * computing_targets_s},
+              {"loss_with_bank_sgemm_ms", 1e3 * with_sgemm_s},
+              {"cache_update_ms", 1e3 * cache_s},
+              {"cache_update_multiplying_ms", 1e3 * multiplying_s},
+              {"bank_ms", 1e3 * bank_s},
+              {"scores_kept", kept},
+              {"gflop", (loss_flops + cache_flops) / 1e9},
+              {"required_gflop", required / 1e9},
+              {"gflops", (loss_flops + cache_flops) / bank_s / 1e9},
+              {"short_gflops_in_loss", gflops(warm_products)},
+              {"loss_with_bank_cold_ms", 1e3 * cold_s},
+              {"short_gflops_in_loss_cold", gflops(cold_products)},
+              {"elementwise_fastest_us", elementwise_us(s.n, s.m)},
+              {"short_products_helper", helper_since(helper_before)}};
+  out.update(product_rates(s));
+  return out;
 }
 
 // ---------------------------------------------------------------- steps
-
-// GFLOP/s of `flop` operations over the summed `seconds`.
-double rate_gflops(double flop, const std::vector<double>& seconds) {
-  double total = 0;
-  for (double x : seconds) total += x;
-  return total > 0 ? flop / total / 1e9 : 0.0;
-}
 
 struct StepSetup {
   int64_t total = 128, micro = 32, d = 1024, vocab = 16000, query_length = 16, passage_length = 128, rounds = 40;
@@ -456,7 +478,7 @@ struct Runner {
   // (short_product_stats: every product the kernels made, the banks' and
   // the in-batch ones).
   std::vector<double> product_seconds;
-  double product_flop = 0;
+  ShortProductStats products;
   std::shared_ptr<BankBytesTower> sweeping;  // the bank-bytes runner's tower
 
   // With `bank_bytes`, GradAccum whose tower reads m rows' worth of both
@@ -491,9 +513,9 @@ struct Runner {
     optimizer->step();
     if (!record) return;
     seconds.push_back(watch.seconds());
-    const auto products_after = short_product_stats();
-    product_seconds.push_back(products_after.seconds - products_before.seconds);
-    product_flop += products_after.flop - products_before.flop;
+    const auto made = products_since(products_before);
+    product_seconds.push_back(made.seconds);
+    products.calls += made.calls, products.seconds += made.seconds, products.flop += made.flop;
     encode.push_back(result.encode_seconds);
     loss.push_back(result.loss_seconds);
     optimizer_seconds.push_back(seconds.back() - before_optimizer);
@@ -571,7 +593,7 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
                    {"ms_loss", 1e3 * median(run->loss)},
                    {"ms_optimizer", 1e3 * median(run->optimizer_seconds)},
                    {"ms_short_products", 1e3 * median(run->product_seconds)},
-                   {"short_products_gflops", rate_gflops(run->product_flop, run->product_seconds)},
+                   {"short_products_gflops", gflops(run->products)},
                    {"timed_steps", run->seconds.size()},
                    {"short_products_helper", helper}});
     if (run->sweeping) {

@@ -104,8 +104,8 @@ def banks(w, name="results.jsonl", heading="The banks against the matrix unit"):
     w("short products' pieces that their second thread computed in that line's run (half when it")
     w("gets the second core: `helper_thread_stats`). \"Inside the loss\" is the short products' rate")
     w("while the loss with the banks runs (`short_product_stats`): warm, the call repeated, and cold,")
-    w("each call after 256 MiB written, which empties the caches as a training step's towers and")
-    w("optimizer do between two micro-batches' losses. At a")
+    w("each call after 256 MiB written, which empties the caches as a training step's towers do")
+    w("between two micro-batches' losses (and its optimizer between steps). At a")
     w("2,048 x 2,048 x")
     w(f"{sgemm['shape'][2]:,} square sgemm reached {sgemm['gflops']:.0f} GFLOP/s. Machine: {sgemm.get('machine', 'not recorded')}.")
     w("")
@@ -115,6 +115,19 @@ def banks(w, name="results.jsonl", heading="The banks against the matrix unit"):
 def rate(line, key):
     """A rate rounded to a whole number, or "-" where the run predates it."""
     return f"{line[key]:.0f}" if key in line else "-"
+
+
+def alone_ms(step, work):
+    """Milliseconds a step's bank products take at the short kernels' rates
+    alone (the bank-work line of the same bank size): half of the 8 n m d
+    each micro-batch in score products, half in gradient products."""
+    line = next((l for l in work if l["memory_size"] == step["memory_size"]), None)
+    if step["memory_size"] == 0 or "bank_bytes_read_warm_ms" in step or line is None:
+        return None
+    if "short_gflops_scores" not in line or "short_gflops_gradient" not in line:
+        return None
+    gflop = 8 * step["total_batch"] * step["memory_size"] * step["dim"] / 1e9
+    return 1e3 * gflop / 2 * (1 / line["short_gflops_scores"] + 1 / line["short_gflops_gradient"])
 
 
 def bank_tables(w, work, steps, explain=False):
@@ -154,12 +167,13 @@ def bank_tables(w, work, steps, explain=False):
         w("included; the losses' forward passes and the banks' updates (enqueue and score cache); the optimizer.")
         w("\"Short products\" is the time the step spent inside the short products (`short_product_stats`,")
         w("from each product's call to its return: the banks' four products a micro-batch and the in-batch")
-        w("ones, median over the steps) and their rate there; \"beyond the floor\" is that time less")
-        w("GradAccum's (its in-batch products) less the arithmetic floor, as a share of GradAccum's step:")
-        w("the part of the excess that is the same products running slower inside whole steps than alone.")
+        w("ones, median over the steps) and their rate there; \"slower than alone\" is that time less")
+        w("GradAccum's (its in-batch products) less the time the banks' products take at the short")
+        w("kernels' rates alone (the bank-work line's), as a share of GradAccum's step: the part of the")
+        w("excess that is the same products running slower inside whole steps than alone.")
         w("")
     if steps:
-        w("| strategy | loss's products | bank m | ms a step | where (ms): towers and backward / loss and banks / optimizer | over GradAccum (ms): medians / paired | arithmetic floor (ms) | beyond the floor, share of GradAccum's step: medians / paired | short products: ms a step (GFLOP/s); beyond the floor |")
+        w("| strategy | loss's products | bank m | ms a step | where (ms): towers and backward / loss and banks / optimizer | over GradAccum (ms): medians / paired | arithmetic floor (ms) | beyond the floor, share of GradAccum's step: medians / paired | short products: ms a step (GFLOP/s); slower than alone |")
         w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         grad_accum = None
         for l in steps:
@@ -168,9 +182,10 @@ def bank_tables(w, work, steps, explain=False):
             products = "-"
             if l.get("short_products_gflops") and grad_accum and "ms_short_products" in grad_accum:
                 products = f"{l['ms_short_products']:.1f} ({l['short_products_gflops']:.0f})"
-                if l["memory_size"] > 0 and "bank_bytes_read_warm_ms" not in l:
-                    beyond = l["ms_short_products"] - grad_accum["ms_short_products"] - l["arithmetic_floor_ms"]
-                    products += f"; {100 * beyond / grad_accum['ms_per_step']:.0f}%"
+                alone = alone_ms(l, work)
+                if alone is not None:
+                    slower = l["ms_short_products"] - grad_accum["ms_short_products"] - alone
+                    products += f"; {100 * slower / grad_accum['ms_per_step']:.1f}%"
             paired = l.get('paired_excess_over_grad_accum_ms', float('nan'))
             paired_share = l.get('paired_excess_beyond_floor_share', float('nan'))
             where = " / ".join(f"{l[k]:.1f}" if k in l else "-" for k in ("ms_encode", "ms_loss", "ms_optimizer"))

@@ -41,7 +41,8 @@ void set_compute_threads(int threads) {
 
 int blas_threads() {
   // Looked up once: every share_out asks (helper_threads), and dlsym walks
-  // the symbol tables of every loaded library, LibTorch's included.
+  // the symbol tables of every loaded library, LibTorch's included. OpenBLAS
+  // comes in with LibTorch at start-up, so the first answer stays true.
   static const auto get = openblas_function<int (*)()>("openblas_get_num_threads");
   return get ? get() : -1;
 }

@@ -4,11 +4,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
+#include <cmath>
 
 #include "chosen_kernel.h"
 #include "contaccum/core/cpu_features.h"
 #include "contaccum/core/helper_thread.h"
+#include "contaccum/core/stopwatch.h"
 #include "short_products_args.h"
 
 namespace contaccum {
@@ -84,17 +85,16 @@ StatsCounters& stats_counters() {
   return counters;
 }
 
-// Adds one product's time, from its construction to its destruction, and
-// operations to the stats.
+// Adds one product's wall time (construction to destruction) and operations
+// to the stats, so that a benchmark can compare the products' rate inside
+// whole training steps with their rate alone.
 class TimedProduct {
  public:
-  explicit TimedProduct(int64_t flop) : flop_(flop), start_(std::chrono::steady_clock::now()) {}
+  explicit TimedProduct(int64_t flop) : flop_(flop) {}
   ~TimedProduct() {
-    const auto ns =
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count();
     auto& counters = stats_counters();
     counters.calls.fetch_add(1, std::memory_order_relaxed);
-    counters.nanoseconds.fetch_add(static_cast<int64_t>(ns), std::memory_order_relaxed);
+    counters.nanoseconds.fetch_add(std::llround(watch_.seconds() * 1e9), std::memory_order_relaxed);
     counters.flop.fetch_add(flop_, std::memory_order_relaxed);
   }
   TimedProduct(const TimedProduct&) = delete;
@@ -102,7 +102,7 @@ class TimedProduct {
 
  private:
   int64_t flop_;
-  std::chrono::steady_clock::time_point start_;
+  Stopwatch watch_;
 };
 
 // Runs `kernel` over [0, total) in pieces shared among the threads;

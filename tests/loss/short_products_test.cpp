@@ -180,10 +180,11 @@ TEST(ShortProducts, LongProductsAndOtherTypesGoToLibTorch) {
 }
 
 TEST(ShortProducts, StatsCountEveryProductTheKernelsMakeAndNoOther) {
-  const int64_t n = 1 + torch::randint(32, {1}).item<int64_t>(), m = 64 + torch::randint(300, {1}).item<int64_t>(),
-                d = 1 + torch::randint(200, {1}).item<int64_t>();
-  const auto x = torch::randn({n, d}), y = torch::randn({m, d}), w = torch::randn({n, m});
-  auto scores = torch::empty({n, m}), transposed = torch::empty({m, n}), sums = torch::zeros({n, d});
+  // m > kShortSideRows, so that a product of 65 rows by m goes to LibTorch.
+  const int64_t n = 1 + torch::randint(32, {1}).item<int64_t>(), k = 1 + torch::randint(32, {1}).item<int64_t>(),
+                m = 65 + torch::randint(300, {1}).item<int64_t>(), d = 1 + torch::randint(200, {1}).item<int64_t>();
+  const auto x = torch::randn({n, d}), y = torch::randn({m, d}), w = torch::randn({k, m});
+  auto scores = torch::empty({n, m}), transposed = torch::empty({m, n}), sums = torch::zeros({k, d});
   const auto before = short_product_stats();
   row_dots_out(scores, x, y);
   row_dots_out(transposed, y, x);
@@ -191,9 +192,11 @@ TEST(ShortProducts, StatsCountEveryProductTheKernelsMakeAndNoOther) {
   // Sent to LibTorch: not counted.
   auto long_out = torch::empty({65, m});
   row_dots_out(long_out, torch::randn({65, d}), y);
+  auto long_sums = torch::zeros({65, d});
+  add_weighted_rows_(long_sums, torch::randn({65, m}), y);
   const auto after = short_product_stats();
   EXPECT_EQ(after.calls - before.calls, 3);
-  EXPECT_EQ(after.flop - before.flop, 3.0 * 2 * n * m * d);
+  EXPECT_EQ(after.flop - before.flop, 2.0 * (2 * n + k) * m * d);
   EXPECT_GT(after.seconds, before.seconds);
 }
 

@@ -80,18 +80,24 @@ void add_weighted_rows_(const torch::Tensor& out, const torch::Tensor& w, const 
 bool row_dots_short(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y);
 bool weighted_rows_short(const torch::Tensor& out, const torch::Tensor& w, const torch::Tensor& y);
 
-/// What the products made by these kernels cost, summed since the process
-/// started (every thread's calls). Benchmarks take two readings and compare
-/// the products' rate inside whole training steps with their rate alone.
+/// What the products made by these kernels cost (`short_product_stats`).
 struct ShortProductStats {
-  /// Products made by these kernels (not those sent to LibTorch).
+  /// Products made by these kernels (not those sent to LibTorch). Default: 0.
   int64_t calls = 0;
   /// Their wall time, from the call's start to its return (both threads'
-  /// work and the wait for the slower), in seconds.
+  /// work and the wait for the slower), in seconds. Default: 0.
   double seconds = 0;
   /// Their floating-point operations, 2 x rows x columns x depth each.
+  /// Default: 0.
   double flop = 0;
 };
+
+/// The products made by these kernels since the process started, every
+/// thread's calls summed. Benchmarks take two readings and compare the
+/// products' rate inside whole training steps with their rate alone. The
+/// three sums are read one after another: a reading taken while another
+/// thread finishes a product may count that product's call and not yet its
+/// time, so read between the work measured, not during it.
 ShortProductStats short_product_stats();
 
 }  // namespace contaccum
