@@ -13,6 +13,7 @@
 // l + l+8, then l + l+4, then l + l+2, then 0 + 1).
 
 #include <cstdint>
+#include <cstring>
 
 #include "short_products_args.h"
 
@@ -109,42 +110,85 @@ inline void weighted_block(const WeightedRowsArgs& a, int64_t r0, int64_t k0, in
 }
 
 // Columns [k0, k0 + RK * 16) (the last vector `last` lanes) of every out row
-// += their weighted sum over y rows [b0, b1). With Pack, those columns of
-// the y rows are first copied into one contiguous buffer: rows of a wide
-// matrix lie a multiple of 4 KiB apart (1,024 floats), so the same columns of
-// 64 rows all fall into one set of the first-level cache, which keeps only a
-// few of them (8 ways) while the out rows' blocks read them again and again;
-// packed, they stay in that cache. The arithmetic is the same either way.
-template <class L, int RA, int RK, bool Partial, bool Pack>
-inline void weighted_rows_of(const WeightedRowsArgs& a, int64_t k0, int64_t b0, int64_t b1, int last) {
-  const float* rows = a.y + b0 * a.y_stride + k0;
-  int64_t rows_stride = a.y_stride;
-  alignas(64) float packed[Pack ? kWeightedSumRows * RK * kLanes : 1];
-  if (Pack) {
-    const int width = Partial ? (RK - 1) * kLanes + last : RK * kLanes;
-    for (int64_t b = b0; b < b1; ++b) {
-      const float* from = a.y + b * a.y_stride + k0;
-      float* to = packed + (b - b0) * RK * kLanes;
-      for (int f = 0; f < width; ++f) to[f] = from[f];
-    }
-    rows = packed;
-    rows_stride = RK * kLanes;
-  }
+// += their weighted sum over y rows [b0, b1), read from `rows` (y row b0's
+// column k0 first, rows `rows_stride` floats apart).
+template <class L, int RA, int RK, bool Partial>
+inline void weighted_rows_of(const WeightedRowsArgs& a, int64_t k0, int64_t b0, int64_t b1, int last, const float* rows,
+                             int64_t rows_stride) {
   int64_t r = 0;
   for (; r + RA <= a.out_rows; r += RA) weighted_block<L, RA, RK, Partial>(a, r, k0, b0, b1, last, rows, rows_stride);
   for (; r < a.out_rows; ++r) weighted_block<L, 1, RK, Partial>(a, r, k0, b0, b1, last, rows, rows_stride);
 }
 
+// Columns [k_begin, k_end) of every out row += their weighted sum over y rows
+// [b0, b1), read where they lie, RK vectors at a time.
+template <class L, int RA, int RK>
+void weighted_rows_unpacked(const WeightedRowsArgs& a, int64_t b0, int64_t b1) {
+  const auto at = [&](int64_t k) { return a.y + b0 * a.y_stride + k; };
+  int64_t k = a.k_begin;
+  for (; k + RK * kLanes <= a.k_end; k += RK * kLanes)
+    weighted_rows_of<L, RA, RK, false>(a, k, b0, b1, kLanes, at(k), a.y_stride);
+  for (; k + kLanes <= a.k_end; k += kLanes) weighted_rows_of<L, RA, 1, false>(a, k, b0, b1, kLanes, at(k), a.y_stride);
+  if (k < a.k_end) weighted_rows_of<L, RA, 1, true>(a, k, b0, b1, static_cast<int>(a.k_end - k), at(k), a.y_stride);
+}
+
+// Columns of a packed window: kPackedVectors vectors of 16.
+constexpr int64_t kPackedVectors = 8;
+
+// The same, one vector at a time, from columns copied into a buffer first:
+// rows of a wide matrix lie a multiple of 4 KiB apart (1,024 floats), so
+// the same columns of 64 rows all fall into one set of the first-level
+// cache, which keeps only a few of them (8 ways) while the out rows' blocks
+// read them again and again; packed, each vector's 64 rows are one
+// contiguous 4 KiB panel. The copy reads each row's window of up to 8
+// vectors (512 bytes) in one run, rather than 64 bytes per row and vector,
+// and asks for the next block's window meanwhile: a bank read after the
+// towers have run comes from memory. The arithmetic is the same as unpacked.
+template <class L, int RA>
+void weighted_rows_packed(const WeightedRowsArgs& a, int64_t b0, int64_t b1) {
+  alignas(64) float packed[kPackedVectors * kWeightedSumRows * kLanes];
+  const int64_t next_end = smaller(a.y_rows, b1 + kWeightedSumRows);
+  for (int64_t window = a.k_begin; window < a.k_end; window += kPackedVectors * kLanes) {
+    const int64_t width = smaller(a.k_end - window, kPackedVectors * kLanes);
+    for (int64_t b = b0; b < b1; ++b) {
+      const float* from = a.y + b * a.y_stride + window;
+      for (int64_t f = 0; f < width; f += kLanes) {
+        float* to = packed + (f / kLanes * kWeightedSumRows + (b - b0)) * kLanes;
+        if (f + kLanes <= width) {
+          std::memcpy(to, from + f, sizeof(float) * kLanes);
+        } else {
+          std::memcpy(to, from + f, sizeof(float) * static_cast<size_t>(width - f));
+        }
+      }
+      const int64_t ahead = b + kWeightedSumRows;
+      if (ahead < next_end)
+        for (int64_t f = 0; f < width; f += kLanes) __builtin_prefetch(a.y + ahead * a.y_stride + window + f);
+    }
+    for (int64_t f = 0; f < width; f += kLanes) {
+      const float* panel = packed + f / kLanes * kWeightedSumRows * kLanes;
+      if (f + kLanes <= width) {
+        weighted_rows_of<L, RA, 1, false>(a, window + f, b0, b1, kLanes, panel, kLanes);
+      } else {
+        weighted_rows_of<L, RA, 1, true>(a, window + f, b0, b1, static_cast<int>(width - f), panel, kLanes);
+      }
+    }
+  }
+}
+
 // out columns [k_begin, k_end) += w y, the y rows taken kWeightedSumRows at a
 // time (each block's sum from zero, then added to out, in block order).
+// Pack: the columns copied into panels first (weighted_rows_packed; one
+// vector at a time).
 template <class L, int RA, int RK, bool Pack = false>
 void weighted_rows(const WeightedRowsArgs& a) {
+  static_assert(!Pack || RK == 1, "the packed weighted sum takes one vector at a time");
   for (int64_t b0 = 0; b0 < a.y_rows; b0 += kWeightedSumRows) {
     const int64_t b1 = smaller(a.y_rows, b0 + kWeightedSumRows);
-    int64_t k = a.k_begin;
-    for (; k + RK * kLanes <= a.k_end; k += RK * kLanes) weighted_rows_of<L, RA, RK, false, Pack>(a, k, b0, b1, kLanes);
-    for (; k + kLanes <= a.k_end; k += kLanes) weighted_rows_of<L, RA, 1, false, Pack>(a, k, b0, b1, kLanes);
-    if (k < a.k_end) weighted_rows_of<L, RA, 1, true, Pack>(a, k, b0, b1, static_cast<int>(a.k_end - k));
+    if (Pack) {
+      weighted_rows_packed<L, RA>(a, b0, b1);
+    } else {
+      weighted_rows_unpacked<L, RA, RK>(a, b0, b1);
+    }
   }
 }
 

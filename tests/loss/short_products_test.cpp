@@ -8,8 +8,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <vector>
 
@@ -23,8 +25,11 @@ namespace {
 struct DotCase {
   int64_t nx, ny, d;
 };
-const DotCase kDotCases[] = {{1, 1, 1},    {4, 6, 16},     {5, 7, 17},  {32, 1030, 1024},
-                             {3, 100, 15}, {64, 200, 100}, {2, 65, 33}, {32, 48, 1}};
+// {5, 130, 2100}: a weighted sum's pieces of 320 columns, each packed in
+// windows of 128, 128 and 64, the last piece's (180) ending in a partial
+// vector, and two blocks of 64 bank rows before a short one.
+const DotCase kDotCases[] = {{1, 1, 1},      {4, 6, 16},  {5, 7, 17},  {32, 1030, 1024}, {3, 100, 15},
+                             {64, 200, 100}, {2, 65, 33}, {32, 48, 1}, {5, 130, 2100}};
 
 TEST(ShortProducts, DotsMatchFloat64WithinTheirOrdersErrorBound) {
   ProductSettings restore;
@@ -139,7 +144,11 @@ TEST(ShortProducts, OneThreadAndTwoGiveTheSameBits) {
     EXPECT_TRUE(same_bits(one.outputs[k], two.outputs[k])) << k;
     ++checked;
   }
-  EXPECT_EQ(checked, 28);  // of the 32 outputs, the 4 [ny, d] sums with ny > 64 go to LibTorch
+  // Of the four outputs a case makes, its [ny, d] sums go to LibTorch when
+  // ny > kShortSideRows.
+  const auto long_sums =
+      std::count_if(std::begin(kDotCases), std::end(kDotCases), [](const DotCase& c) { return c.ny > kShortSideRows; });
+  EXPECT_EQ(checked, 4 * static_cast<int>(std::size(kDotCases)) - static_cast<int>(long_sums));
 }
 
 TEST(ShortProducts, AScaleMultipliesTheRoundedDotProductAsATenWould) {
