@@ -4,9 +4,12 @@
 # library as they were) and of the working tree, then alternates the two
 # binaries PAIRS times on the same step measurement (GradAccum and ContAccum
 # at each bank size, interleaved within each run). Prints ms a step per run,
-# and the short products' rates (scores, gradient) alone at each bank size.
+# and the short products' rates (scores, gradient) alone and inside the loss
+# (warm / cold) at each bank size.
 #
 # Usage: bash bench/banks/before_after.sh BEFORE_REV [PAIRS (default 3)] [BANK_SIZES (default 1024,8192)]
+# Environment: NO_STEPS=1 times only the products and the loss (no whole
+# steps), a kernel change's own A/B in a minute a pair.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 rev=$1
@@ -26,12 +29,13 @@ lines = [json.loads(l) for l in sys.stdin]
 parts = [f"{d['strategy']} {d['memory_size']} {d.get('products', '')}: {d['ms_per_step']:.1f} ms"
          for d in lines if d["kind"] == "steps"]
 parts += [f"short {d['memory_size']}: {d['short_gflops_scores']:.0f}/{d['short_gflops_gradient']:.0f} GFLOP/s"
+          f" (in the loss {d.get('short_gflops_in_loss', 0):.0f} / {d.get('short_gflops_in_loss_cold', 0):.0f})"
           for d in lines if d["kind"] == "bank_work"]
 print(" | ".join(parts))
 PY
 )
 steps() {
-  "$1" --memory "$memory" --rounds 30 2>/dev/null | python3 -c "$summary"
+  "$1" --memory "$memory" --rounds 30 ${NO_STEPS:+--no-steps} 2>/dev/null | python3 -c "$summary"
 }
 for ((i = 1; i <= pairs; i++)); do
   echo "before ($rev): $(steps "$before")"
