@@ -229,26 +229,44 @@ ShortProductStats products_since(const ShortProductStats& before) {
 
 double gflops(const ShortProductStats& made) { return made.seconds > 0 ? made.flop / made.seconds / 1e9 : 0.0; }
 
-// Median seconds of `loss` called with the caches emptied before each call:
-// 256 MiB written (more than this machine's last-level cache), as a training
-// step's towers do between two micro-batches' losses (and its optimizer
-// between steps), which also leaves the caches full of written lines and
-// the translation caches empty. The banks' rows then come from memory.
-// `made`: the short products those calls made.
-template <typename F>
-double cold_median(int64_t rounds, F&& loss, ShortProductStats& made) {
-  std::vector<float> evict(size_t{64} << 20);
-  volatile float* written = evict.data();  // every write happens
+// Median seconds of `loss`, each call after `before_each()` (untimed, and
+// making no short products). `made`: the short products the calls made.
+template <typename B, typename F>
+double median_after(int64_t rounds, B&& before_each, F&& loss, ShortProductStats& made) {
   std::vector<double> seconds;
-  const auto before = short_product_stats();  // the writes make no products
+  const auto before = short_product_stats();
   for (int64_t r = 0; r < rounds; ++r) {
-    for (size_t i = 0; i < evict.size(); i += 16) written[i] = written[i] + 1.0f;
+    before_each();
     const Stopwatch watch;
     loss();
     seconds.push_back(watch.seconds());
   }
   made = products_since(before);
   return median(seconds);
+}
+
+// Empties the caches: 256 MiB written (more than this machine's last-level
+// cache), as a training step's towers do between two micro-batches' losses
+// (and its optimizer between steps), which also leaves the caches full of
+// written lines and the translation caches empty.
+class CacheEmptier {
+ public:
+  void operator()() {
+    volatile float* written = evict_.data();  // every write happens
+    for (size_t i = 0; i < evict_.size(); i += 16) written[i] = written[i] + 1.0f;
+  }
+
+ private:
+  std::vector<float> evict_ = std::vector<float>(size_t{64} << 20);
+};
+
+// 30 ms on this thread reading the clock, touching no memory of its own: on
+// a shared virtual machine the banks' rows leave the caches meanwhile all
+// the same (other guests' work), as they do during a micro-batch's towers.
+void pause_on_clock() {
+  const Stopwatch watch;
+  while (watch.seconds() < 0.03) {
+  }
 }
 
 // The rates of the bank's products alone, with LibTorch's sgemm and with the
@@ -303,9 +321,11 @@ json bank_work(const BankWorkSetup& s) {
   const auto products_before = short_product_stats();
   const double with_s = time_median(s.rounds, [&] { step(with); });
   const auto warm_products = products_since(products_before);
-  ShortProductStats cold_products;
-  const double cold_s = cold_median(
-      s.rounds, [&] { step(with); }, cold_products);
+  ShortProductStats cold_products, paused_products;
+  const double cold_s = median_after(
+      s.rounds, CacheEmptier(), [&] { step(with); }, cold_products);
+  const double paused_s = median_after(
+      s.rounds, pause_on_clock, [&] { step(with); }, paused_products);
   // The same with the loss's products made by LibTorch's sgemm.
   set_short_products_enabled(false);
   const double with_sgemm_s = time_median(s.rounds, [&] { step(with); });
@@ -352,6 +372,8 @@ json bank_work(const BankWorkSetup& s) {
               {"short_gflops_in_loss", gflops(warm_products)},
               {"loss_with_bank_cold_ms", 1e3 * cold_s},
               {"short_gflops_in_loss_cold", gflops(cold_products)},
+              {"loss_with_bank_paused_ms", 1e3 * paused_s},
+              {"short_gflops_in_loss_paused", gflops(paused_products)},
               {"elementwise_fastest_us", elementwise_us(s.n, s.m)},
               {"short_products_helper", helper_since(helper_before)}};
   out.update(product_rates(s));
