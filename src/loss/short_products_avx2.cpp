@@ -93,7 +93,7 @@ struct Avx2 {
 // gradient's rate where the bank is read from memory: 95-122 against
 // 60-115 GFLOP/s at m = 4,096 in four alternating pairs (`NO_STEPS=1 bash
 // bench/banks/before_after.sh`, bench/performance/notes.md).
-void row_dots_avx2(const RowDotsArgs& args) { row_dots<Avx2, 1, 6, /*Copy=*/true>(args); }
+void row_dots_avx2(const RowDotsArgs& args) { row_dots<Avx2, 1, 6>(args); }
 void weighted_rows_avx2(const WeightedRowsArgs& args) { weighted_rows<Avx2, 4, 1, /*Pack=*/true>(args); }
 void fold_logsumexp_avx2(const LogSumExpTileArgs& args) { fold_logsumexp<Avx2>(args); }
 void softmax_weights_avx2(const SoftmaxTileArgs& args) { softmax_weights<Avx2>(args); }

@@ -14,7 +14,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <vector>
 
 #include "short_products_args.h"
 
@@ -25,16 +24,15 @@ constexpr int kLanes = 16;
 
 inline int64_t smaller(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// Dot products of x rows [i0, i0 + RX) with y rows [j0, j0 + RY), read from
-// `rows` (y row j0 first, rows `rows_stride` floats apart).
+// Dot products of x rows [i0, i0 + RX) with y rows [j0, j0 + RY).
 template <class L, int RX, int RY>
-inline void dot_block(const RowDotsArgs& a, int64_t i0, int64_t j0, const float* rows, int64_t rows_stride) {
+inline void dot_block(const RowDotsArgs& a, int64_t i0, int64_t j0) {
   using V = typename L::V;
   V acc[RX][RY];
   const float* xs[RX];
   const float* ys[RY];
   for (int i = 0; i < RX; ++i) xs[i] = a.x + (i0 + i) * a.x_stride;
-  for (int j = 0; j < RY; ++j) ys[j] = rows + j * rows_stride;
+  for (int j = 0; j < RY; ++j) ys[j] = a.y + (j0 + j) * a.y_stride;
   for (int i = 0; i < RX; ++i)
     for (int j = 0; j < RY; ++j) acc[i][j] = L::zero();
   int64_t k = 0;
@@ -63,40 +61,18 @@ inline void dot_block(const RowDotsArgs& a, int64_t i0, int64_t j0, const float*
 
 // Every x row against y rows [y_begin, y_end), RX x RY dot products at a time
 // (RY bank rows stay in the first-level cache while every x row passes).
-// With Copy, when the y rows lie a multiple of 4 KiB apart (1,024 floats),
-// each block's RY rows are first copied into a buffer with rows 16 floats
-// further apart: otherwise the same element of all of them, and of the x
-// rows passing, falls into one set of the first-level cache (8 ways), which
-// evicts the bank rows the block keeps reading. The arithmetic is the same.
-// Only for rows of at most 1,024 floats, whose copy stays in that cache
-// (AVX2 on an AMD EPYC without AVX-512, one thread, warm: 58 against 42
-// GFLOP/s at d = 1,024, and 5% slower at d = 2,048; no gain at d = 256 or
-// 512, 1 or 2 KiB apart: bench/performance/notes.md).
-template <class L, int RX, int RY, bool Copy = false>
+template <class L, int RX, int RY>
 void row_dots(const RowDotsArgs& a) {
-  thread_local std::vector<float> copied;  // grows once per thread
-  const int64_t padded = a.d + kLanes;
-  const bool copy = Copy && a.y_stride % 1024 == 0 && a.d <= 1024 && a.y_end - a.y_begin >= RY;
-  if (copy && copied.size() < static_cast<size_t>(RY * padded)) copied.resize(static_cast<size_t>(RY * padded));
   int64_t j = a.y_begin;
   for (; j + RY <= a.y_end; j += RY) {
-    const float* rows = a.y + j * a.y_stride;
-    int64_t rows_stride = a.y_stride;
-    if (copy) {
-      for (int r = 0; r < RY; ++r)
-        std::memcpy(copied.data() + r * padded, rows + r * a.y_stride, sizeof(float) * static_cast<size_t>(a.d));
-      rows = copied.data();
-      rows_stride = padded;
-    }
     int64_t i = 0;
-    for (; i + RX <= a.x_rows; i += RX) dot_block<L, RX, RY>(a, i, j, rows, rows_stride);
-    for (; i < a.x_rows; ++i) dot_block<L, 1, RY>(a, i, j, rows, rows_stride);
+    for (; i + RX <= a.x_rows; i += RX) dot_block<L, RX, RY>(a, i, j);
+    for (; i < a.x_rows; ++i) dot_block<L, 1, RY>(a, i, j);
   }
   for (; j < a.y_end; ++j) {
-    const float* row = a.y + j * a.y_stride;
     int64_t i = 0;
-    for (; i + RX <= a.x_rows; i += RX) dot_block<L, RX, 1>(a, i, j, row, a.y_stride);
-    for (; i < a.x_rows; ++i) dot_block<L, 1, 1>(a, i, j, row, a.y_stride);
+    for (; i + RX <= a.x_rows; i += RX) dot_block<L, RX, 1>(a, i, j);
+    for (; i < a.x_rows; ++i) dot_block<L, 1, 1>(a, i, j);
   }
 }
 

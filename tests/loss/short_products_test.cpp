@@ -25,8 +25,6 @@ namespace {
 struct DotCase {
   int64_t nx, ny, d;
 };
-// {32, 1030, 1024}: bank rows 4 KiB apart, which the AVX2 dot products copy
-// 6 at a time (the 4 rows left over in the last piece read in place).
 // {5, 130, 2100}: a weighted sum's pieces of 320 columns, each packed in
 // windows of 128, 128 and 64, the last piece's (180) ending in a partial
 // vector, and two blocks of 64 bank rows before a short one.
