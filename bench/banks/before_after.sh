@@ -8,8 +8,9 @@
 # (warm / cold) at each bank size.
 #
 # Usage: bash bench/banks/before_after.sh BEFORE_REV [PAIRS (default 3)] [BANK_SIZES (default 1024,8192)]
-# Environment: NO_STEPS=1 times only the products and the loss (no whole
-# steps), a kernel change's own A/B in a minute a pair.
+# Environment: NO_STEPS set to any non-empty value times only the products
+# and the loss (no whole steps), a kernel change's own A/B in a few minutes
+# a pair.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 rev=$1
@@ -26,10 +27,13 @@ after="$root/build-bench/bench/banks/contaccum_bench_banks"
 summary=$(cat <<'PY'
 import json, sys
 lines = [json.loads(l) for l in sys.stdin]
+def rate(d, key):  # "-" where the build predates the field
+    return f"{d[key]:.0f}" if key in d else "-"
 parts = [f"{d['strategy']} {d['memory_size']} {d.get('products', '')}: {d['ms_per_step']:.1f} ms"
          for d in lines if d["kind"] == "steps"]
 parts += [f"short {d['memory_size']}: {d['short_gflops_scores']:.0f}/{d['short_gflops_gradient']:.0f} GFLOP/s"
-          f" (in the loss {d.get('short_gflops_in_loss', 0):.0f} / {d.get('short_gflops_in_loss_cold', 0):.0f})"
+          f" (in the loss, warm / cold / paused: {rate(d, 'short_gflops_in_loss')} / {rate(d, 'short_gflops_in_loss_cold')}"
+          f" / {rate(d, 'short_gflops_in_loss_paused')})"
           for d in lines if d["kind"] == "bank_work"]
 print(" | ".join(parts))
 PY

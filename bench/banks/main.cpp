@@ -260,9 +260,11 @@ class CacheEmptier {
   std::vector<float> evict_ = std::vector<float>(size_t{64} << 20);
 };
 
-// 30 ms on this thread reading the clock, touching no memory of its own: on
-// a shared virtual machine the banks' rows leave the caches meanwhile all
-// the same (other guests' work), as they do during a micro-batch's towers.
+// 30 ms on this thread reading the clock, touching no memory of its own. On
+// the shared virtual machines measured, a loss after it ran about as slowly
+// as after 256 MiB written (bench/performance/notes.md): consistent with
+// the banks' rows leaving the caches meanwhile all the same (other guests'
+// work, or the host's), which would make a micro-batch's towers do so too.
 void pause_on_clock() {
   const Stopwatch watch;
   while (watch.seconds() < 0.03) {

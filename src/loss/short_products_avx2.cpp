@@ -90,9 +90,9 @@ struct Avx2 {
 // GFLOP/s and gradient 112-130, against 102-112 and 78-91 with 2 x 2 and
 // the weighted sum unpacked. Packing each bank row's window of 8 vectors in
 // one run (rather than one vector of 64 rows at a time) then raised the
-// gradient's rate where the bank is read from memory: 95-122 against
-// 60-115 GFLOP/s at m = 4,096 in four alternating pairs (`NO_STEPS=1 bash
-// bench/banks/before_after.sh`, bench/performance/notes.md).
+// gradient's rate at m = 4,096 (a 16 MiB bank, the product repeated):
+// 95-122 against 60-115 GFLOP/s in four alternating pairs (`NO_STEPS=1
+// bash bench/banks/before_after.sh`, bench/performance/notes.md).
 void row_dots_avx2(const RowDotsArgs& args) { row_dots<Avx2, 1, 6>(args); }
 void weighted_rows_avx2(const WeightedRowsArgs& args) { weighted_rows<Avx2, 4, 1, /*Pack=*/true>(args); }
 void fold_logsumexp_avx2(const LogSumExpTileArgs& args) { fold_logsumexp<Avx2>(args); }

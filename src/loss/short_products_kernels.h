@@ -147,21 +147,15 @@ constexpr int64_t kPackedVectors = 8;
 template <class L, int RA>
 void weighted_rows_packed(const WeightedRowsArgs& a, int64_t b0, int64_t b1) {
   alignas(64) float packed[kPackedVectors * kWeightedSumRows * kLanes];
-  const int64_t next_end = smaller(a.y_rows, b1 + kWeightedSumRows);
   for (int64_t window = a.k_begin; window < a.k_end; window += kPackedVectors * kLanes) {
     const int64_t width = smaller(a.k_end - window, kPackedVectors * kLanes);
     for (int64_t b = b0; b < b1; ++b) {
       const float* from = a.y + b * a.y_stride + window;
-      for (int64_t f = 0; f < width; f += kLanes) {
-        float* to = packed + (f / kLanes * kWeightedSumRows + (b - b0)) * kLanes;
-        if (f + kLanes <= width) {
-          std::memcpy(to, from + f, sizeof(float) * kLanes);
-        } else {
-          std::memcpy(to, from + f, sizeof(float) * static_cast<size_t>(width - f));
-        }
-      }
-      const int64_t ahead = b + kWeightedSumRows;
-      if (ahead < next_end)
+      for (int64_t f = 0; f < width; f += kLanes)
+        std::memcpy(packed + (f / kLanes * kWeightedSumRows + (b - b0)) * kLanes, from + f,
+                    sizeof(float) * static_cast<size_t>(smaller(width - f, kLanes)));
+      const int64_t ahead = b + kWeightedSumRows;  // the same row of the next block
+      if (ahead < a.y_rows)
         for (int64_t f = 0; f < width; f += kLanes) __builtin_prefetch(a.y + ahead * a.y_stride + window + f);
     }
     for (int64_t f = 0; f < width; f += kLanes) {
@@ -184,7 +178,7 @@ void weighted_rows(const WeightedRowsArgs& a) {
   static_assert(!Pack || RK == 1, "the packed weighted sum takes one vector at a time");
   for (int64_t b0 = 0; b0 < a.y_rows; b0 += kWeightedSumRows) {
     const int64_t b1 = smaller(a.y_rows, b0 + kWeightedSumRows);
-    if (Pack) {
+    if constexpr (Pack) {
       weighted_rows_packed<L, RA>(a, b0, b1);
     } else {
       weighted_rows_unpacked<L, RA, RK>(a, b0, b1);

@@ -26,8 +26,9 @@ struct DotCase {
   int64_t nx, ny, d;
 };
 // {5, 130, 2100}: a weighted sum's pieces of 320 columns, each packed in
-// windows of 128, 128 and 64, the last piece's (180) ending in a partial
-// vector, and two blocks of 64 bank rows before a short one.
+// windows of 128, 128 and 64, and a last piece of 180 (windows of 128 and
+// 52, ending in a partial vector); two blocks of 64 bank rows before a
+// short one.
 const DotCase kDotCases[] = {{1, 1, 1},      {4, 6, 16},  {5, 7, 17},  {32, 1030, 1024}, {3, 100, 15},
                              {64, 200, 100}, {2, 65, 33}, {32, 48, 1}, {5, 130, 2100}};
 
@@ -145,7 +146,8 @@ TEST(ShortProducts, OneThreadAndTwoGiveTheSameBits) {
     ++checked;
   }
   // Of the four outputs a case makes, its [ny, d] sums go to LibTorch when
-  // ny > kShortSideRows.
+  // ny > kShortSideRows (and every case's nx is short).
+  for (const auto& c : kDotCases) ASSERT_LE(c.nx, kShortSideRows);
   const auto long_sums =
       std::count_if(std::begin(kDotCases), std::end(kDotCases), [](const DotCase& c) { return c.ny > kShortSideRows; });
   EXPECT_EQ(checked, 4 * static_cast<int>(std::size(kDotCases)) - static_cast<int>(long_sums));
