@@ -142,8 +142,9 @@ constexpr int64_t kPackedVectors = 8;
 // read them again and again; packed, each vector's 64 rows are one
 // contiguous 4 KiB panel. The copy reads each row's window of up to 8
 // vectors (512 bytes) in one run, rather than 64 bytes per row and vector,
-// and asks for the next block's window meanwhile: a bank read after the
-// towers have run comes from memory. The arithmetic is the same as unpacked.
+// and asks for the next block's window meanwhile: after a micro-batch's
+// towers have run, the bank is likely no longer in the cache
+// (bench/performance/notes.md). The arithmetic is the same as unpacked.
 template <class L, int RA>
 void weighted_rows_packed(const WeightedRowsArgs& a, int64_t b0, int64_t b1) {
   alignas(64) float packed[kPackedVectors * kWeightedSumRows * kLanes];
