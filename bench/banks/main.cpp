@@ -229,26 +229,30 @@ ShortProductStats products_since(const ShortProductStats& before) {
 
 double gflops(const ShortProductStats& made) { return made.seconds > 0 ? made.flop / made.seconds / 1e9 : 0.0; }
 
-// Median seconds of `loss`, each call after `before_each()` (untimed, and
-// making no short products). `made`: the short products the calls made.
+// Median seconds of `loss`, each call after `before_each()` (untimed).
+// `made`: the short products the calls of `loss` made (not `before_each`'s).
 template <typename B, typename F>
 double median_after(int64_t rounds, B&& before_each, F&& loss, ShortProductStats& made) {
   std::vector<double> seconds;
-  const auto before = short_product_stats();
+  made = {};
   for (int64_t r = 0; r < rounds; ++r) {
     before_each();
+    const auto before = short_product_stats();
     const Stopwatch watch;
     loss();
     seconds.push_back(watch.seconds());
+    const auto call = products_since(before);
+    made.calls += call.calls, made.seconds += call.seconds, made.flop += call.flop;
   }
-  made = products_since(before);
   return median(seconds);
 }
 
 // Empties the caches: 256 MiB written (more than this machine's last-level
 // cache), as a training step's towers do between two micro-batches' losses
 // (and its optimizer between steps), which also leaves the caches full of
-// written lines and the translation caches empty.
+// written lines and the translation caches empty. Its scalar loop also
+// keeps the core off vector arithmetic meanwhile, as a pause does (below),
+// which a step's towers do not.
 class CacheEmptier {
  public:
   void operator()() {
@@ -262,13 +266,28 @@ class CacheEmptier {
 
 // 30 ms on this thread reading the clock, touching no memory of its own. On
 // the shared virtual machines measured, a loss after it ran about as slowly
-// as after 256 MiB written (bench/performance/notes.md): consistent with
-// the banks' rows leaving the caches meanwhile all the same (other guests'
-// work, or the host's), which would make a micro-batch's towers do so too.
+// as after 256 MiB written (bench/performance/notes.md). The two variants
+// below tell apart what a pause could have changed: the data (the banks'
+// lines gone from the caches) and the core (its state after 30 ms without
+// vector arithmetic).
 void pause_on_clock() {
   const Stopwatch watch;
   while (watch.seconds() < 0.03) {
   }
+}
+
+volatile float g_read_sink = 0;
+
+// Reads one float of every 64-byte line of each (contiguous float32)
+// tensor, with scalar loads: brings its lines into the caches without
+// running any vector arithmetic.
+void read_every_line(const std::vector<torch::Tensor>& tensors) {
+  float sum = 0;
+  for (const auto& t : tensors) {
+    const float* data = t.data_ptr<float>();
+    for (int64_t i = 0; i < t.numel(); i += 16) sum += data[i];
+  }
+  g_read_sink = sum;
 }
 
 // The rates of the bank's products alone, with LibTorch's sgemm and with the
@@ -328,6 +347,31 @@ json bank_work(const BankWorkSetup& s) {
       s.rounds, CacheEmptier(), [&] { step(with); }, cold_products);
   const double paused_s = median_after(
       s.rounds, pause_on_clock, [&] { step(with); }, paused_products);
+  // The pause, then the data made warm again: every line of the banks, the
+  // cache's log-sum-exps and the micro-batch read.
+  ShortProductStats read_products, vector_products;
+  const std::vector<torch::Tensor> data = {
+      banks.queries.view(), banks.passages.view(), with.row_logsumexp, with.row_target_dot, q, p};
+  const double paused_read_s = median_after(
+      s.rounds,
+      [&] {
+        pause_on_clock();
+        read_every_line(data);
+      },
+      [&] { step(with); }, read_products);
+  // The pause, then the core kept busy with vector arithmetic again, on
+  // other data: 2 ms of short products of small operands that stay in the
+  // caches, reading none of the banks' lines.
+  const auto small_x = torch::randn({s.n, 256}), small_y = torch::randn({2 * s.n, 256});
+  const auto small_out = torch::empty({s.n, 2 * s.n});
+  const double paused_vector_s = median_after(
+      s.rounds,
+      [&] {
+        pause_on_clock();
+        const Stopwatch watch;
+        while (watch.seconds() < 0.002) row_dots_out(small_out, small_x, small_y);
+      },
+      [&] { step(with); }, vector_products);
   // The same with the loss's products made by LibTorch's sgemm.
   set_short_products_enabled(false);
   const double with_sgemm_s = time_median(s.rounds, [&] { step(with); });
@@ -376,6 +420,10 @@ json bank_work(const BankWorkSetup& s) {
               {"short_gflops_in_loss_cold", gflops(cold_products)},
               {"loss_with_bank_paused_ms", 1e3 * paused_s},
               {"short_gflops_in_loss_paused", gflops(paused_products)},
+              {"loss_with_bank_paused_then_read_ms", 1e3 * paused_read_s},
+              {"short_gflops_in_loss_paused_then_read", gflops(read_products)},
+              {"loss_with_bank_paused_then_vector_ms", 1e3 * paused_vector_s},
+              {"short_gflops_in_loss_paused_then_vector", gflops(vector_products)},
               {"elementwise_fastest_us", elementwise_us(s.n, s.m)},
               {"short_products_helper", helper_since(helper_before)}};
   out.update(product_rates(s));

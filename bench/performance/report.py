@@ -104,10 +104,12 @@ def banks(w, name="results.jsonl", heading="The banks against the matrix unit"):
     w("short products' pieces that their second thread computed in that line's run (half when it")
     w("gets the second core: `helper_thread_stats`). \"Inside the loss\" is the short products' rate")
     w("while the loss with the banks runs (`short_product_stats`): warm, the call repeated; cold,")
-    w("each call after 256 MiB written, which empties the caches as a training step's towers do")
-    w("between two micro-batches' losses (and its optimizer between steps); and paused, each call")
-    w("after 30 ms of reading the clock, which writes nothing (if it runs as slowly as cold, the banks")
-    w("left the caches meanwhile all the same: other guests' work on a shared machine). At a")
+    w("each call after 256 MiB written, which empties the caches; paused, each call after 30 ms of")
+    w("reading the clock, which writes nothing; then two kinds of pause that each undo one thing a")
+    w("pause could have changed: \"read\", the pause and then every line of the banks, the cache's")
+    w("vectors and the micro-batch read with scalar loads (the data warm again, the vector units")
+    w("not used); \"vector\", the pause and then 2 ms of short products of small operands that stay")
+    w("in the caches (the cores busy with vector arithmetic again, no line of the banks read). At a")
     w("2,048 x 2,048 x")
     w(f"{sgemm['shape'][2]:,} square sgemm reached {sgemm['gflops']:.0f} GFLOP/s. Machine: {sgemm.get('machine', 'not recorded')}.")
     w("")
@@ -134,7 +136,7 @@ def alone_ms(step, work):
 
 def bank_tables(w, work, steps, explain=False):
     """The bank-work table and the whole steps' table (with their text when `explain`)."""
-    w("| bank m | bank work (ms) | of which score cache (ms) | score cache multiplying (ms) | loss with banks: targets kept / recomputed / sgemm products (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s: rows x bank, bank x rows, gradient | short GFLOP/s: scores, gradient; inside the loss, warm / cold / paused | helper | floor (ms) | floor / bank work |")
+    w("| bank m | bank work (ms) | of which score cache (ms) | score cache multiplying (ms) | loss with banks: targets kept / recomputed / sgemm products (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s: rows x bank, bank x rows, gradient | short GFLOP/s: scores, gradient; inside the loss, warm / cold / paused / read / vector | helper | floor (ms) | floor / bank work |")
     w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for l in work:
         w(f"| {l['memory_size']:,} | {l['bank_ms']:.1f} | {l['cache_update_ms']:.1f} | "
@@ -146,7 +148,8 @@ def bank_tables(w, work, steps, explain=False):
           f"{l['sgemm_gflops_gradient']:.0f} | "
           f"{l.get('short_gflops_scores', float('nan')):.0f}, {l.get('short_gflops_gradient', float('nan')):.0f} "
           f"({l.get('short_isa', 'none')}); {rate(l, 'short_gflops_in_loss')} / "
-          f"{rate(l, 'short_gflops_in_loss_cold')} / {rate(l, 'short_gflops_in_loss_paused')} | {helper_share(l)} | {l['floor_ms']:.1f} | {l['floor_ms'] / l['bank_ms']:.2f} |")
+          f"{rate(l, 'short_gflops_in_loss_cold')} / {rate(l, 'short_gflops_in_loss_paused')} / "
+          f"{rate(l, 'short_gflops_in_loss_paused_then_read')} / {rate(l, 'short_gflops_in_loss_paused_then_vector')} | {helper_share(l)} | {l['floor_ms']:.1f} | {l['floor_ms'] / l['bank_ms']:.2f} |")
     w("")
     if steps and not explain:
         w(f"Whole steps, as above; the helper thread computed {helper_share(steps[0])} of the pieces.")
