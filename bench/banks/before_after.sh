@@ -5,7 +5,7 @@
 # binaries PAIRS times on the same step measurement (GradAccum and ContAccum
 # at each bank size, interleaved within each run). Prints ms a step per run,
 # and the short products' rates (scores, gradient) alone and inside the loss
-# (warm / cold) at each bank size.
+# (warm / cold / paused / read / vector: docs/PERFORMANCE.md) at each bank size.
 #
 # Usage: bash bench/banks/before_after.sh BEFORE_REV [PAIRS (default 3)] [BANK_SIZES (default 1024,8192)]
 # Environment: NO_STEPS set to any non-empty value times only the products
@@ -32,8 +32,9 @@ def rate(d, key):  # "-" where the build predates the field
 parts = [f"{d['strategy']} {d['memory_size']} {d.get('products', '')}: {d['ms_per_step']:.1f} ms"
          for d in lines if d["kind"] == "steps"]
 parts += [f"short {d['memory_size']}: {d['short_gflops_scores']:.0f}/{d['short_gflops_gradient']:.0f} GFLOP/s"
-          f" (in the loss, warm / cold / paused: {rate(d, 'short_gflops_in_loss')} / {rate(d, 'short_gflops_in_loss_cold')}"
-          f" / {rate(d, 'short_gflops_in_loss_paused')})"
+          f" (in the loss, warm / cold / paused / read / vector: {rate(d, 'short_gflops_in_loss')}"
+          f" / {rate(d, 'short_gflops_in_loss_cold')} / {rate(d, 'short_gflops_in_loss_paused')}"
+          f" / {rate(d, 'short_gflops_in_loss_paused_then_read')} / {rate(d, 'short_gflops_in_loss_cold_then_vector')})"
           for d in lines if d["kind"] == "bank_work"]
 print(" | ".join(parts))
 PY

@@ -266,10 +266,10 @@ class CacheEmptier {
 
 // 30 ms on this thread reading the clock, touching no memory of its own. On
 // the shared virtual machines measured, a loss after it ran about as slowly
-// as after 256 MiB written (bench/performance/notes.md). The two variants
-// below tell apart what a pause could have changed: the data (the banks'
-// lines gone from the caches) and the core (its state after 30 ms without
-// vector arithmetic).
+// as after 256 MiB written (bench/performance/notes.md). Two variants in
+// bank_work tell apart the two things either could have changed: the data
+// (the banks' lines gone from the caches) and the cores (their state after
+// tens of ms without vector arithmetic).
 void pause_on_clock() {
   const Stopwatch watch;
   while (watch.seconds() < 0.03) {
@@ -359,17 +359,19 @@ json bank_work(const BankWorkSetup& s) {
         read_every_line(data);
       },
       [&] { step(with); }, read_products);
-  // The pause, then the core kept busy with vector arithmetic again, on
-  // other data: 2 ms of short products of small operands that stay in the
-  // caches, reading none of the banks' lines.
-  const auto small_x = torch::randn({s.n, 256}), small_y = torch::randn({2 * s.n, 256});
-  const auto small_out = torch::empty({s.n, 2 * s.n});
-  const double paused_vector_s = median_after(
+  // The caches emptied as for "cold", then both cores kept busy with vector
+  // arithmetic again for 5 ms, as a step's towers keep them before its loss:
+  // short products of operands that are not the banks (2 MiB, read from the
+  // caches), shared with the helper thread as the loss's are.
+  const auto other_x = torch::randn({s.n, s.d}), other_y = torch::randn({512, s.d});
+  const auto other_out = torch::empty({s.n, 512});
+  CacheEmptier emptier;
+  const double cold_vector_s = median_after(
       s.rounds,
       [&] {
-        pause_on_clock();
+        emptier();
         const Stopwatch watch;
-        while (watch.seconds() < 0.002) row_dots_out(small_out, small_x, small_y);
+        while (watch.seconds() < 0.005) row_dots_out(other_out, other_x, other_y);
       },
       [&] { step(with); }, vector_products);
   // The same with the loss's products made by LibTorch's sgemm.
@@ -422,8 +424,8 @@ json bank_work(const BankWorkSetup& s) {
               {"short_gflops_in_loss_paused", gflops(paused_products)},
               {"loss_with_bank_paused_then_read_ms", 1e3 * paused_read_s},
               {"short_gflops_in_loss_paused_then_read", gflops(read_products)},
-              {"loss_with_bank_paused_then_vector_ms", 1e3 * paused_vector_s},
-              {"short_gflops_in_loss_paused_then_vector", gflops(vector_products)},
+              {"loss_with_bank_cold_then_vector_ms", 1e3 * cold_vector_s},
+              {"short_gflops_in_loss_cold_then_vector", gflops(vector_products)},
               {"elementwise_fastest_us", elementwise_us(s.n, s.m)},
               {"short_products_helper", helper_since(helper_before)}};
   out.update(product_rates(s));

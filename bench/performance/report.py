@@ -108,8 +108,9 @@ def banks(w, name="results.jsonl", heading="The banks against the matrix unit"):
     w("reading the clock, which writes nothing; then two kinds of pause that each undo one thing a")
     w("pause could have changed: \"read\", the pause and then every line of the banks, the cache's")
     w("vectors and the micro-batch read with scalar loads (the data warm again, the vector units")
-    w("not used); \"vector\", the pause and then 2 ms of short products of small operands that stay")
-    w("in the caches (the cores busy with vector arithmetic again, no line of the banks read). At a")
+    w("not used); \"vector\", the caches emptied as for cold and then 5 ms of short products of")
+    w("other operands on both threads (the cores busy with vector arithmetic again, as a step's")
+    w("towers keep them before its loss, and the banks still to be read from memory). At a")
     w("2,048 x 2,048 x")
     w(f"{sgemm['shape'][2]:,} square sgemm reached {sgemm['gflops']:.0f} GFLOP/s. Machine: {sgemm.get('machine', 'not recorded')}.")
     w("")
@@ -149,7 +150,7 @@ def bank_tables(w, work, steps, explain=False):
           f"{l.get('short_gflops_scores', float('nan')):.0f}, {l.get('short_gflops_gradient', float('nan')):.0f} "
           f"({l.get('short_isa', 'none')}); {rate(l, 'short_gflops_in_loss')} / "
           f"{rate(l, 'short_gflops_in_loss_cold')} / {rate(l, 'short_gflops_in_loss_paused')} / "
-          f"{rate(l, 'short_gflops_in_loss_paused_then_read')} / {rate(l, 'short_gflops_in_loss_paused_then_vector')} | {helper_share(l)} | {l['floor_ms']:.1f} | {l['floor_ms'] / l['bank_ms']:.2f} |")
+          f"{rate(l, 'short_gflops_in_loss_paused_then_read')} / {rate(l, 'short_gflops_in_loss_cold_then_vector')} | {helper_share(l)} | {l['floor_ms']:.1f} | {l['floor_ms'] / l['bank_ms']:.2f} |")
     w("")
     if steps and not explain:
         w(f"Whole steps, as above; the helper thread computed {helper_share(steps[0])} of the pieces.")
