@@ -36,12 +36,15 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <limits>
 #include <map>
 #include <random>
 #include <sstream>
+#include <string>
 #include <thread>
+#include <utility>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -267,9 +270,9 @@ class CacheEmptier {
 // 30 ms on this thread reading the clock, touching no memory of its own. On
 // the shared virtual machines measured, a loss after it ran about as slowly
 // as after 256 MiB written (bench/performance/notes.md). Two variants in
-// bank_work tell apart the two things either could have changed: the data
-// (the banks' lines gone from the caches) and the cores (their state after
-// tens of ms without vector arithmetic).
+// interrupted_losses tell apart the two things either could have changed:
+// the data (the banks' lines gone from the caches) and the cores (their
+// state after tens of ms without vector arithmetic).
 void pause_on_clock() {
   const Stopwatch watch;
   while (watch.seconds() < 0.03) {
@@ -322,6 +325,44 @@ json product_rates(const BankWorkSetup& s) {
           {"floor_ms", 1e3 * floor_s}};
 }
 
+// The loss with the banks (`loss`) timed after each of four interruptions,
+// as JSON fields: "cold" (the caches emptied), "paused" (30 ms reading the
+// clock), and two that each undo one of the two things those change:
+// "paused_then_read" (the pause, then every line of `data` read: the data
+// warm again, no vector arithmetic) and "cold_then_vector" (the caches
+// emptied, then both cores kept busy with vector arithmetic for 5 ms, as a
+// step's towers keep them before its loss: short products of operands that
+// are not the banks, 2 MiB read from the caches, shared with the helper
+// thread as the loss's are).
+template <typename F>
+json interrupted_losses(const BankWorkSetup& s, F&& loss, const std::vector<torch::Tensor>& data) {
+  CacheEmptier emptier;
+  const auto other_x = torch::randn({s.n, s.d}), other_y = torch::randn({512, s.d});
+  const auto other_out = torch::empty({s.n, 512});
+  const std::vector<std::pair<std::string, std::function<void()>>> interruptions = {{"cold", [&] { emptier(); }},
+                                                                                    {"paused", pause_on_clock},
+                                                                                    {"paused_then_read",
+                                                                                     [&] {
+                                                                                       pause_on_clock();
+                                                                                       read_every_line(data);
+                                                                                     }},
+                                                                                    {"cold_then_vector", [&] {
+                                                                                       emptier();
+                                                                                       const Stopwatch watch;
+                                                                                       while (watch.seconds() < 0.005)
+                                                                                         row_dots_out(other_out,
+                                                                                                      other_x, other_y);
+                                                                                     }}};
+  json out;
+  for (const auto& [name, interrupt] : interruptions) {
+    ShortProductStats made;
+    const double seconds = median_after(s.rounds, interrupt, loss, made);
+    out["loss_with_bank_" + name + "_ms"] = 1e3 * seconds;
+    out["short_gflops_in_loss_" + name] = gflops(made);
+  }
+  return out;
+}
+
 json bank_work(const BankWorkSetup& s) {
   const auto helper_before = helper_thread_stats();
   const auto loss = InfoNCEOptions().similarity(Similarity::Cosine).temperature(s.temperature);
@@ -342,38 +383,10 @@ json bank_work(const BankWorkSetup& s) {
   const auto products_before = short_product_stats();
   const double with_s = time_median(s.rounds, [&] { step(with); });
   const auto warm_products = products_since(products_before);
-  ShortProductStats cold_products, paused_products;
-  const double cold_s = median_after(
-      s.rounds, CacheEmptier(), [&] { step(with); }, cold_products);
-  const double paused_s = median_after(
-      s.rounds, pause_on_clock, [&] { step(with); }, paused_products);
-  // The pause, then the data made warm again: every line of the banks, the
-  // cache's log-sum-exps and the micro-batch read.
-  ShortProductStats read_products, vector_products;
   const std::vector<torch::Tensor> data = {
       banks.queries.view(), banks.passages.view(), with.row_logsumexp, with.row_target_dot, q, p};
-  const double paused_read_s = median_after(
-      s.rounds,
-      [&] {
-        pause_on_clock();
-        read_every_line(data);
-      },
-      [&] { step(with); }, read_products);
-  // The caches emptied as for "cold", then both cores kept busy with vector
-  // arithmetic again for 5 ms, as a step's towers keep them before its loss:
-  // short products of operands that are not the banks (2 MiB, read from the
-  // caches), shared with the helper thread as the loss's are.
-  const auto other_x = torch::randn({s.n, s.d}), other_y = torch::randn({512, s.d});
-  const auto other_out = torch::empty({s.n, 512});
-  CacheEmptier emptier;
-  const double cold_vector_s = median_after(
-      s.rounds,
-      [&] {
-        emptier();
-        const Stopwatch watch;
-        while (watch.seconds() < 0.005) row_dots_out(other_out, other_x, other_y);
-      },
-      [&] { step(with); }, vector_products);
+  const json interrupted = interrupted_losses(
+      s, [&] { step(with); }, data);
   // The same with the loss's products made by LibTorch's sgemm.
   set_short_products_enabled(false);
   const double with_sgemm_s = time_median(s.rounds, [&] { step(with); });
@@ -418,16 +431,9 @@ json bank_work(const BankWorkSetup& s) {
               {"required_gflop", required / 1e9},
               {"gflops", (loss_flops + cache_flops) / bank_s / 1e9},
               {"short_gflops_in_loss", gflops(warm_products)},
-              {"loss_with_bank_cold_ms", 1e3 * cold_s},
-              {"short_gflops_in_loss_cold", gflops(cold_products)},
-              {"loss_with_bank_paused_ms", 1e3 * paused_s},
-              {"short_gflops_in_loss_paused", gflops(paused_products)},
-              {"loss_with_bank_paused_then_read_ms", 1e3 * paused_read_s},
-              {"short_gflops_in_loss_paused_then_read", gflops(read_products)},
-              {"loss_with_bank_cold_then_vector_ms", 1e3 * cold_vector_s},
-              {"short_gflops_in_loss_cold_then_vector", gflops(vector_products)},
               {"elementwise_fastest_us", elementwise_us(s.n, s.m)},
               {"short_products_helper", helper_since(helper_before)}};
+  out.update(interrupted);
   out.update(product_rates(s));
   return out;
 }
