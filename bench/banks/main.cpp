@@ -27,6 +27,7 @@
 #include <contaccum/contaccum.h>
 #include <contaccum/loss/softmax_tile.h>
 
+#include <ATen/record_function.h>
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -539,6 +540,42 @@ class BankBytesTower : public EncoderModule {
   float sink_ = 0;
 };
 
+// ATen operator calls `f` makes on this thread (LibTorch's RecordFunction
+// observers, nested calls included: a slice counts itself and the as_strided
+// it calls). Each call costs its dispatch whatever its size, which the
+// small tensors of a micro-batch's banks do not amortise.
+template <typename F>
+int64_t aten_calls(F&& f) {
+  static thread_local int64_t* counter = nullptr;
+  int64_t calls = 0;
+  counter = &calls;
+  const auto handle = at::addThreadLocalCallback(
+      at::RecordFunctionCallback([](const at::RecordFunction&) -> std::unique_ptr<at::ObserverContext> {
+        if (counter) ++*counter;
+        return nullptr;
+      }).scopes({at::RecordScope::FUNCTION}));
+  f();
+  at::removeCallback(handle);
+  counter = nullptr;
+  return calls;
+}
+
+// Microseconds one ATen view call takes (a slice of a small tensor, the
+// fastest of 100 repetitions of 1,000 calls), outside and inside inference
+// mode: the scale of the calls counted by aten_calls.
+json aten_view_us() {
+  const auto slices_us = [](const torch::Tensor& t) {
+    return fastest_us(100,
+                      [&] {
+                        for (int64_t i = 0; i < 1000; ++i) (void)t.slice(0, i % 8, 16);
+                      }) /
+           1000.0;
+  };
+  const double plain = slices_us(torch::randn({32, 64}));
+  c10::InferenceMode inference;
+  return {{"slice", plain}, {"slice_in_inference_mode", slices_us(torch::randn({32, 64}))}};
+}
+
 struct Runner {
   std::string name;
   int64_t memory = 0;
@@ -551,6 +588,12 @@ struct Runner {
   // (the loss's included), the losses' forward passes and the banks'
   // updates, the optimizer (StepResult's split).
   std::vector<double> encode, loss, optimizer_seconds;
+  // Of the losses' time, the banks' update (enqueue and score cache,
+  // StepStats::bank_seconds).
+  std::vector<double> banks;
+  // ATen operator calls in one step (aten_calls), counted after the timed
+  // steps.
+  int64_t aten_calls_per_step = 0;
   // The short products' time inside each step, and their operations
   // (short_product_stats: every product the kernels made, the banks' and
   // the in-batch ones).
@@ -595,6 +638,7 @@ struct Runner {
     products.calls += made.calls, products.seconds += made.seconds, products.flop += made.flop;
     encode.push_back(result.encode_seconds);
     loss.push_back(result.loss_seconds);
+    banks.push_back(result.bank_seconds);
     optimizer_seconds.push_back(seconds.back() - before_optimizer);
   }
 };
@@ -635,6 +679,8 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
   }
   const double base = median(runners[0]->seconds);
   const auto helper = helper_since(helper_before);
+  const auto count_batch = random_batch(s, fill + s.rounds);
+  for (const auto& run : runners) run->aten_calls_per_step = aten_calls([&] { run->step(count_batch, false); });
   set_short_products_enabled(true);
   std::vector<json> out;
   for (const auto& run : runners) {
@@ -668,6 +714,8 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
                    {"paired_excess_interval_ms", {1e3 * low, 1e3 * high}},
                    {"ms_encode", 1e3 * median(run->encode)},
                    {"ms_loss", 1e3 * median(run->loss)},
+                   {"ms_banks", 1e3 * median(run->banks)},
+                   {"aten_calls_per_step", run->aten_calls_per_step},
                    {"ms_optimizer", 1e3 * median(run->optimizer_seconds)},
                    {"ms_short_products", 1e3 * median(run->product_seconds)},
                    {"short_products_gflops", gflops(run->products)},
@@ -721,7 +769,9 @@ int main(int argc, char** argv) {
                       {"machine", machine()}}
                      .dump()
               << std::endl;
-    std::cout << loss_call_us(n, d).dump() << std::endl;
+    auto call = loss_call_us(n, d);
+    call["aten_view_us"] = aten_view_us();
+    std::cout << call.dump() << std::endl;
     std::map<int64_t, double> floor_ms_per_gflop;
     for (int64_t m : steps_setup.memories) {
       BankWorkSetup s;

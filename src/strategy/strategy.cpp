@@ -389,7 +389,9 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
         detail::RowShards(group.size(), chunk_rows(), collective_->world_size()).of(collective_->rank()).size());
     const Stopwatch enqueue_watch;
     enqueue(done.second, group, momentum_ ? InfoNCEBankScores() : done.first.bank_scores, ids);
-    loss_seconds_ += enqueue_watch.seconds();
+    const double enqueue_seconds = enqueue_watch.seconds();
+    loss_seconds_ += enqueue_seconds;
+    stats.bank_seconds += enqueue_seconds;
   }
   steps_ += 1;
   stats.negatives_per_query = negatives;

@@ -191,6 +191,7 @@ inline nlohmann::json step_json(const StepRecord& r) {
        {{"data", r.data_seconds},
         {"encode", r.stats.encode_seconds},
         {"loss", r.stats.loss_seconds},
+        {"banks", r.stats.bank_seconds},
         {"gather", r.stats.gather_seconds},
         {"reduce", r.reduce_seconds},
         {"optimizer", r.optimizer_seconds},

@@ -174,9 +174,13 @@ TEST(Trainer, MetricsLinesCarryEveryField) {
     // float32 parameters: the clipping's norm is summed in float32.
     EXPECT_NEAR(j["grad_norm"].get<double>(), std::sqrt(q * q + p * p), 1e-5 * (q + p));
     EXPECT_GT(j["negatives_per_query"].get<double>(), 11.0);
-    for (const char* s : {"data", "encode", "loss", "optimizer", "total"}) {
+    for (const char* s : {"data", "encode", "loss", "banks", "optimizer", "total"}) {
       EXPECT_GE(j["seconds"][s].get<double>(), 0.0) << s;
     }
+    // The banks' update is part of the loss's time; ContAccum's banks take
+    // some of it on every step.
+    EXPECT_GT(j["seconds"]["banks"].get<double>(), 0.0);
+    EXPECT_LE(j["seconds"]["banks"].get<double>(), j["seconds"]["loss"].get<double>());
     EXPECT_GE(j["seconds"]["total"].get<double>(),
               j["seconds"]["encode"].get<double>() + j["seconds"]["loss"].get<double>());
     for (const char* kind : {"in_batch", "hard_negative", "bank", "banked_query"}) {

@@ -227,6 +227,9 @@ struct StepStats {
   double encode_seconds = 0.0;
   /// Wall-clock seconds spent computing the losses and updating the banks.
   double loss_seconds = 0.0;
+  /// The part of `loss_seconds` spent updating the banks: enqueueing the
+  /// step's rows and the score cache's update (0 without banks).
+  double bank_seconds = 0.0;
   /// Wall-clock seconds spent gathering representations from the other
   /// ranks (0 in one process).
   double gather_seconds = 0.0;
