@@ -162,16 +162,24 @@ IdentityMask BankScoreCache::false_negatives(const MemoryBank& queries, const Me
 
 // Recomputes the tree's inner nodes above leaves [first_leaf, last_leaf] for
 // bank rows [begin, end). Nodes across all rows are contiguous, so each level
-// is one vectorised log-add-exp of the children.
+// is one vectorised log-add-exp of the children. Each level's three views
+// are made with one as_strided each: slicing and selecting them made about
+// a dozen ATen calls a level, each a fixed cost (bench/banks counts a step's
+// calls) larger than a micro-batch's share of the log-add-exps.
 void BankScoreCache::refresh_parents(int64_t first_leaf, int64_t last_leaf, int64_t begin, int64_t end) {
-  const int64_t leaves = tree_.size(0) / 2;
+  const int64_t leaves = tree_.size(0) / 2, node = tree_.stride(0), slot = tree_.stride(1);
+  const int64_t first_column = tree_.storage_offset() + begin * slot;
+  // `count` nodes from node `first`, every `step`-th, columns [begin, end).
+  const auto nodes = [&](int64_t first, int64_t count, int64_t step) {
+    return tree_.as_strided({count, end - begin}, {step * node, slot}, first_column + first * node);
+  };
   int64_t lo = leaves + first_leaf, hi = leaves + last_leaf;
   while (lo > 1) {
     lo /= 2;
     hi /= 2;
-    const auto children = tree_.slice(0, 2 * lo, 2 * hi + 2).slice(1, begin, end).view({hi - lo + 1, 2, end - begin});
-    auto parents = tree_.slice(0, lo, hi + 1).slice(1, begin, end);
-    at::logaddexp_out(parents, children.select(1, 0), children.select(1, 1));
+    const int64_t count = hi - lo + 1;
+    auto parents = nodes(lo, count, 1);
+    at::logaddexp_out(parents, nodes(2 * lo, count, 2), nodes(2 * lo + 1, count, 2));
   }
 }
 
