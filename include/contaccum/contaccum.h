@@ -13,6 +13,7 @@
 #include "contaccum/core/precision.h"
 #include "contaccum/core/progress.h"
 #include "contaccum/core/stopwatch.h"
+#include "contaccum/core/strided_view.h"
 #include "contaccum/core/unit_rows.h"
 #include "contaccum/data/batch_loader.h"
 #include "contaccum/data/beir_writer.h"

@@ -1,5 +1,7 @@
 #include "tiled_info_nce.h"
 
+#include "contaccum/core/strided_view.h"
+
 #include "contaccum/core/precision.h"
 #include "contaccum/loss/short_products.h"
 #include "contaccum/loss/softmax_tile.h"
@@ -50,8 +52,8 @@ class Tiler {
   torch::Tensor scores(const torch::Tensor& rows, const Columns& columns, int64_t c0, int64_t c1,
                        const torch::Tensor& into = {}, const IdentityMask* mask = nullptr, int64_t r0 = 0) {
     auto tile = into.defined() ? into : scratch(rows.size(0), c1 - c0);
-    row_dots_out(tile, computable(rows), computable(columns.vectors.narrow(0, c0, c1 - c0)), inv_tau_);
-    if (columns.scale.defined()) tile.mul_(columns.scale.narrow(0, c0, c1 - c0).unsqueeze(0));
+    row_dots_out(tile, computable(rows), computable(narrow_view(columns.vectors, 0, c0, c1 - c0)), inv_tau_);
+    if (columns.scale.defined()) tile.mul_(narrow_view(columns.scale, 0, c0, c1 - c0).unsqueeze(0));
     if (mask) mask->apply(tile, r0, c0);
     return tile;
   }
@@ -68,7 +70,7 @@ class Tiler {
 
   torch::Tensor scratch(int64_t r, int64_t c) {
     if (!buffer_.defined() || buffer_.numel() < r * c) buffer_ = torch::empty({r * c}, options_);
-    return buffer_.narrow(0, 0, r * c).view({r, c});
+    return narrow_view(buffer_, 0, 0, r * c).view({r, c});
   }
 
  private:
@@ -113,10 +115,10 @@ torch::Tensor rows_logsumexp(Tiler& tiler, const torch::Tensor& rows, const std:
   auto out = torch::empty({n}, tiler.options());
   for (int64_t r0 = 0; r0 < n; r0 += in.tile_rows) {
     const int64_t r1 = std::min(n, r0 + in.tile_rows);
-    const auto block = tiler.computable(rows.narrow(0, r0, r1 - r0));
+    const auto block = tiler.computable(narrow_view(rows, 0, r0, r1 - r0));
     RunningLogSumExp running;
     if (outside.defined()) {
-      running.max = outside.narrow(0, r0, r1 - r0).clone();
+      running.max = narrow_view(outside, 0, r0, r1 - r0).clone();
       running.sum = torch::ones({r1 - r0}, tiler.options());
     } else {
       running.max = torch::full({r1 - r0}, -std::numeric_limits<double>::infinity(), tiler.options());
@@ -132,13 +134,13 @@ torch::Tensor rows_logsumexp(Tiler& tiler, const torch::Tensor& rows, const std:
           running.add(tile, tile, mask != nullptr);
         } else {
           // Kept as scored; the running sum works in the scratch tile.
-          const auto scores =
-              tiler.scores(block, kind, c0, c1, kept[k].narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0), mask, r0);
+          const auto scores = tiler.scores(block, kind, c0, c1,
+                                           narrow_view(narrow_view(kept[k], 0, r0, r1 - r0), 1, c0, c1 - c0), mask, r0);
           running.add(scores, tiler.scratch(r1 - r0, c1 - c0), mask != nullptr);
         }
       }
     }
-    out.narrow(0, r0, r1 - r0).copy_(running.value());
+    narrow_view(out, 0, r0, r1 - r0).copy_(running.value());
   }
   return out;
 }
@@ -156,8 +158,8 @@ void add_softmax_gradients(Tiler& tiler, const torch::Tensor& rows, const torch:
   const int64_t n = rows.size(0), c = columns.count();
   for (int64_t r0 = 0; r0 < n; r0 += in.tile_rows) {
     const int64_t r1 = std::min(n, r0 + in.tile_rows);
-    const auto block = tiler.computable(rows.narrow(0, r0, r1 - r0));
-    const auto block_lse = lse.narrow(0, r0, r1 - r0).unsqueeze(1);
+    const auto block = tiler.computable(narrow_view(rows, 0, r0, r1 - r0));
+    const auto block_lse = narrow_view(lse, 0, r0, r1 - r0).unsqueeze(1);
     for (int64_t c0 = 0; c0 < c; c0 += in.tile_columns) {
       const int64_t c1 = std::min(c, c0 + in.tile_columns);
       // `source` becomes softmax * weight * inv_tau in `tile`: a scored
@@ -167,21 +169,21 @@ void add_softmax_gradients(Tiler& tiler, const torch::Tensor& rows, const torch:
       if (!kept.defined()) {
         source = tile = tiler.scores(block, columns, c0, c1, {}, mask, r0);
       } else {
-        source = kept.narrow(0, r0, r1 - r0).narrow(1, c0, c1 - c0);
+        source = narrow_view(narrow_view(kept, 0, r0, r1 - r0), 1, c0, c1 - c0);
         const bool column_major = source.stride(0) == 1 && source.stride(1) != 1;
         tile = !kept_read_only ? source
                : column_major  ? tiler.scratch(c1 - c0, r1 - r0).t()
                                : tiler.scratch(r1 - r0, c1 - c0);
       }
       const double factor = weight * in.inv_tau;
-      if (!softmax_weights_tile(tile, source, lse.narrow(0, r0, r1 - r0), factor)) {
+      if (!softmax_weights_tile(tile, source, narrow_view(lse, 0, r0, r1 - r0), factor)) {
         at::sub_out(tile, source, block_lse);
         tile.exp_().mul_(factor);
       }
-      if (columns.scale.defined()) tile.mul_(columns.scale.narrow(0, c0, c1 - c0).unsqueeze(0));
-      const auto vectors = tiler.computable(columns.vectors.narrow(0, c0, c1 - c0));
-      if (row_grad.defined()) add_weighted_rows_(row_grad.narrow(0, r0, r1 - r0), tile, vectors);
-      if (column_grad.defined()) add_weighted_rows_(column_grad.narrow(0, c0, c1 - c0), tile.t(), block);
+      if (columns.scale.defined()) tile.mul_(narrow_view(columns.scale, 0, c0, c1 - c0).unsqueeze(0));
+      const auto vectors = tiler.computable(narrow_view(columns.vectors, 0, c0, c1 - c0));
+      if (row_grad.defined()) add_weighted_rows_(narrow_view(row_grad, 0, r0, r1 - r0), tile, vectors);
+      if (column_grad.defined()) add_weighted_rows_(narrow_view(column_grad, 0, c0, c1 - c0), tile.t(), block);
     }
   }
 }

@@ -1,5 +1,6 @@
 #include "contaccum/memory/bank_score_cache.h"
 
+#include "contaccum/core/strided_view.h"
 #include "contaccum/core/unit_rows.h"
 #include "contaccum/loss/softmax_tile.h"
 
@@ -87,8 +88,8 @@ bool fused_logsumexp_into(const torch::Tensor& x, at::IntArrayRef dims, torch::T
       scratch.device() != x.device()) {
     scratch = torch::empty({std::max<int64_t>(2 * rows, x.numel())}, x.options());
   }
-  auto max = scratch.narrow(0, 0, rows).fill_(-std::numeric_limits<double>::infinity());
-  auto sum = scratch.narrow(0, rows, rows).zero_();
+  auto max = narrow_view(scratch, 0, 0, rows).fill_(-std::numeric_limits<double>::infinity());
+  auto sum = narrow_view(scratch, 0, rows, rows).zero_();
   const auto tile = x.as_strided({rows, columns}, {row_stride, column_stride});
   if (!fold_logsumexp_tile(tile, max, sum, /*masked=*/true)) return false;
   max.add_(sum.log_());
@@ -157,7 +158,8 @@ IdentityMask BankScoreCache::false_negatives(const MemoryBank& queries, const Me
   }
   // Row i (bank row row_begin + i) keeps its own banked positive, column
   // (row_begin + i - begin) g of these.
-  return IdentityMask::of(positives.slice(0, row_begin, row_end), columns.narrow(1, 0, g), g, (row_begin - begin) * g);
+  return IdentityMask::of(positives.slice(0, row_begin, row_end), narrow_view(columns, 1, 0, g), g,
+                          (row_begin - begin) * g);
 }
 
 // Recomputes the tree's inner nodes above leaves [first_leaf, last_leaf] for
@@ -214,12 +216,13 @@ void BankScoreCache::written_block_logsumexp(int64_t first_example, int64_t coun
   // ones in their slots when the banks were full).
   if (w.before_by_written.defined() && w.before_by_written.size(0) > 0) {
     const int64_t before = w.before_by_written.size(0);
-    logsumexp_into(w.before_by_written.narrow(1, first_example, count), {1, 2}, leaf.narrow(0, 0, before),
+    logsumexp_into(narrow_view(w.before_by_written, 1, first_example, count), {1, 2}, narrow_view(leaf, 0, 0, before),
                    logsumexp_scratch_);
   }
   for (const auto& run : w.runs) {
-    logsumexp_into(w.written_by_written.narrow(0, run.first_example, run.count).narrow(1, first_example, count), {1, 2},
-                   leaf.narrow(0, run.first_slot, run.count), logsumexp_scratch_);
+    logsumexp_into(
+        narrow_view(narrow_view(w.written_by_written, 0, run.first_example, run.count), 1, first_example, count),
+        {1, 2}, narrow_view(leaf, 0, run.first_slot, run.count), logsumexp_scratch_);
   }
 }
 
@@ -233,7 +236,7 @@ void BankScoreCache::recompute_rows(const MemoryBank& queries, const MemoryBank&
   const double inv_tau = 1.0 / options_.loss().temperature();
   torch::Tensor s;  // [w, size g], slot-major
   if (written) {
-    s = written->written_by_all.narrow(0, written->example_at(begin, end), w).view({w, size_ * g});
+    s = narrow_view(written->written_by_all, 0, written->example_at(begin, end), w).view({w, size_ * g});
   } else {
     s = torch::matmul(rows(queries).slice(0, begin, end), columns(passages, 0, size_).t()).mul_(inv_tau);
     false_negatives(queries, passages, begin, end, 0, size_).apply(s);
@@ -343,10 +346,10 @@ void BankScoreCache::assemble_written(const InfoNCEBankScores& scores, int64_t g
   const int64_t numel = n * size_ * group;
   const auto options = scores.current_by_current.options();
   if (!w.rows_buffer.defined() || w.rows_buffer.numel() < numel) w.rows_buffer = torch::empty({numel}, options);
-  auto rows = w.rows_buffer.narrow(0, 0, numel).view({n, size_, group});
-  if (size_before > 0) rows.narrow(1, 0, size_before).copy_(scores.current_by_bank.view({n, size_before, group}));
+  auto rows = narrow_view(w.rows_buffer, 0, 0, numel).view({n, size_, group});
+  if (size_before > 0) narrow_view(rows, 1, 0, size_before).copy_(scores.current_by_bank.view({n, size_before, group}));
   for (const auto& run : w.runs) {
-    rows.narrow(1, run.first_slot, run.count).copy_(current.narrow(1, run.first_example, run.count));
+    narrow_view(rows, 1, run.first_slot, run.count).copy_(narrow_view(current, 1, run.first_example, run.count));
   }
   w.written_by_all = rows;
   w.before_by_written =
@@ -364,7 +367,7 @@ void BankScoreCache::recompute_targets(const MemoryBank& queries, const MemoryBa
   }
   // What the loss would compute from these rows, one row at a time as well
   // as all at once (`banked_target_dots`).
-  target_dots_.narrow(0, begin, end - begin)
+  narrow_view(target_dots_, 0, begin, end - begin)
       .copy_(banked_target_dots(queries.view().select(1, 0).narrow(0, begin, end - begin),
                                 passages.view().select(1, 0).narrow(0, begin, end - begin),
                                 like.dtype().toScalarType()));
