@@ -194,7 +194,7 @@ def bank_tables(w, work, steps, explain=False):
         w("GradAccum's (its in-batch products) less the time the banks' products take at the short")
         w("kernels' rates alone (the bank-work line's), as a share of GradAccum's step: the part of the")
         w("excess that is the same products running slower inside whole steps than alone. \"ATen calls\" are")
-        w("the LibTorch operator calls one step makes (counted with RecordFunction observers on one step after")
+        w("the LibTorch operator calls one step makes on the training thread (counted with RecordFunction observers on one step after")
         w("the timed ones, nested calls included: a slice counts itself and the as_strided it calls); each costs its")
         w("dispatch whatever the tensor's size (one view call's time is given under each table).")
         w("")
