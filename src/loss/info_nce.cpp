@@ -352,7 +352,12 @@ torch::Tensor tiled_loss_sum(const torch::Tensor& queries, const Inputs& in, con
     tiled.bank_rows_target = banked.target_score;
     tiled.bank_rows_outside_logsumexp = banked.bank_lse;
   }
-  return detail::tiled_info_nce_sum(tiled);
+  auto sum = detail::tiled_info_nce_sum(tiled);
+  if (tiled.returned_scores && tiled.returned_scores->defined()) {
+    tiled.returned_scores->queries = tiled.queries.detach();
+    tiled.returned_scores->passages = tiled.passages.detach().view({in.n, g, in.d});
+  }
+  return sum;
 }
 
 }  // namespace
@@ -427,7 +432,44 @@ torch::Tensor InfoNCEImpl::forward(const torch::Tensor& queries, const torch::Te
 // same order whatever the block's row count (ATen splits a reduction across
 // threads only for a single output, and a row of d <= 32,768 floats is below
 // its grain anyway), which is what lets BankScoreCache compute a row once.
+namespace {
+// Row r of a dotted with row r of b, for float32 or float64 CPU rows of
+// `type` with contiguous elements: eight partial sums (element k into sum k
+// mod 8, each a chain of products added in k order) added in one fixed
+// tree. No ATen call per row block (a micro-batch's enqueue made a dozen),
+// and an order of operations fixed by the code, so the same bits on every
+// CPU (ATen's sum orders its additions by the vector width).
+template <typename T>
+void row_by_row_dots(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& out) {
+  const int64_t m = a.size(0), d = a.size(1);
+  const T *pa = a.data_ptr<T>(), *pb = b.data_ptr<T>();
+  T* po = out.data_ptr<T>();
+  for (int64_t r = 0; r < m; ++r) {
+    const T* x = pa + r * a.stride(0);
+    const T* y = pb + r * b.stride(0);
+    T part[8] = {};
+    int64_t k = 0;
+    for (; k + 8 <= d; k += 8)
+      for (int l = 0; l < 8; ++l) part[l] += x[k + l] * y[k + l];
+    for (int l = 0; k < d; ++k, ++l) part[l] += x[k] * y[k];
+    po[r] = ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
+  }
+}
+}  // namespace
+
 torch::Tensor banked_target_dots(const torch::Tensor& a, const torch::Tensor& b, torch::ScalarType type) {
+  const bool direct = (type == torch::kFloat || type == torch::kDouble) && a.device().is_cpu() && b.device().is_cpu() &&
+                      a.scalar_type() == type && b.scalar_type() == type && a.dim() == 2 && b.sizes() == a.sizes() &&
+                      a.stride(1) == 1 && b.stride(1) == 1;
+  if (direct) {
+    auto out = torch::empty({a.size(0)}, a.options());
+    if (type == torch::kFloat) {
+      row_by_row_dots<float>(a, b, out);
+    } else {
+      row_by_row_dots<double>(a, b, out);
+    }
+    return out;
+  }
   const int64_t m = a.size(0), block = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, a.size(1)));
   auto out = torch::empty({m}, a.options().dtype(type));
   for (int64_t r = 0; r < m; r += block) {

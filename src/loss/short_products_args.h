@@ -79,5 +79,14 @@ void softmax_weights_avx512(const SoftmaxTileArgs& args);
 void exp_floats_portable(const float* x, float* out, int64_t n);
 void exp_floats_avx2(const float* x, float* out, int64_t n);
 void exp_floats_avx512(const float* x, float* out, int64_t n);
+/// out[i] = base[i] + log(x[i]) for `n` floats, the kernels' own logarithm
+/// (out may be base).
+void add_log_floats_portable(const float* base, const float* x, float* out, int64_t n);
+void add_log_floats_avx2(const float* base, const float* x, float* out, int64_t n);
+void add_log_floats_avx512(const float* base, const float* x, float* out, int64_t n);
+/// out[i] = log(exp(a[i]) + exp(b[i])) for `n` floats (out may be a or b).
+void logaddexp_floats_portable(const float* a, const float* b, float* out, int64_t n);
+void logaddexp_floats_avx2(const float* a, const float* b, float* out, int64_t n);
+void logaddexp_floats_avx512(const float* a, const float* b, float* out, int64_t n);
 
 }  // namespace contaccum::detail

@@ -41,6 +41,12 @@ struct Avx2 {
   static V mul(V a, V b) { return {_mm256_mul_ps(a.low, b.low), _mm256_mul_ps(a.high, b.high)}; }
   static V max(V a, V b) { return {_mm256_max_ps(a.low, b.low), _mm256_max_ps(a.high, b.high)}; }
   static V min(V a, V b) { return {_mm256_min_ps(a.low, b.low), _mm256_min_ps(a.high, b.high)}; }
+  static V div(V a, V b) { return {_mm256_div_ps(a.low, b.low), _mm256_div_ps(a.high, b.high)}; }
+  static __m256 exponent(__m256 x) {
+    const __m256i biased = _mm256_srli_epi32(_mm256_castps_si256(x), 23);
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(biased, _mm256_set1_epi32(127)));
+  }
+  static V exponent(V x) { return {exponent(x.low), exponent(x.high)}; }
   static V round(V a) {
     constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
     return {_mm256_round_ps(a.low, kNearest), _mm256_round_ps(a.high, kNearest)};
@@ -100,5 +106,11 @@ void weighted_rows_avx2(const WeightedRowsArgs& args) { weighted_rows<Avx2, 4, 1
 void fold_logsumexp_avx2(const LogSumExpTileArgs& args) { fold_logsumexp<Avx2>(args); }
 void softmax_weights_avx2(const SoftmaxTileArgs& args) { softmax_weights<Avx2>(args); }
 void exp_floats_avx2(const float* x, float* out, int64_t n) { exp_floats<Avx2>(x, out, n); }
+void add_log_floats_avx2(const float* base, const float* x, float* out, int64_t n) {
+  add_log_floats<Avx2>(base, x, out, n);
+}
+void logaddexp_floats_avx2(const float* a, const float* b, float* out, int64_t n) {
+  logaddexp_floats<Avx2>(a, b, out, n);
+}
 
 }  // namespace contaccum::detail

@@ -24,6 +24,11 @@ struct Avx512 {
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V max(V a, V b) { return _mm512_max_ps(a, b); }
   static V min(V a, V b) { return _mm512_min_ps(a, b); }
+  static V div(V a, V b) { return _mm512_div_ps(a, b); }
+  static V exponent(V x) {
+    const __m512i biased = _mm512_srli_epi32(_mm512_castps_si512(x), 23);
+    return _mm512_cvtepi32_ps(_mm512_sub_epi32(biased, _mm512_set1_epi32(127)));
+  }
   static V round(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static V scale_pow2(V y, V n) {
     const __m512i k = _mm512_cvtps_epi32(n), k1 = _mm512_srai_epi32(k, 1), k2 = _mm512_sub_epi32(k, k1);
@@ -65,5 +70,11 @@ void weighted_rows_avx512(const WeightedRowsArgs& args) { weighted_rows<Avx512, 
 void fold_logsumexp_avx512(const LogSumExpTileArgs& args) { fold_logsumexp<Avx512>(args); }
 void softmax_weights_avx512(const SoftmaxTileArgs& args) { softmax_weights<Avx512>(args); }
 void exp_floats_avx512(const float* x, float* out, int64_t n) { exp_floats<Avx512>(x, out, n); }
+void add_log_floats_avx512(const float* base, const float* x, float* out, int64_t n) {
+  add_log_floats<Avx512>(base, x, out, n);
+}
+void logaddexp_floats_avx512(const float* a, const float* b, float* out, int64_t n) {
+  logaddexp_floats<Avx512>(a, b, out, n);
+}
 
 }  // namespace contaccum::detail

@@ -57,6 +57,16 @@ struct Portable {
   static V mul(const V& a, const V& b) {
     return each(a, b, [](float x, float y) { return x * y; });
   }
+  static V div(const V& a, const V& b) {
+    return each(a, b, [](float x, float y) { return x / y; });
+  }
+  static V exponent(const V& a) {
+    return each(a, a, [](float x, float) {
+      uint32_t bits;
+      std::memcpy(&bits, &x, sizeof bits);
+      return static_cast<float>(static_cast<int32_t>(bits >> 23) - 127);
+    });
+  }
   // The x86 instructions' choices: b when the two compare equal or either is
   // NaN.
   static float max_of(float x, float y) { return x > y ? x : y; }
@@ -106,6 +116,12 @@ void weighted_rows_portable(const WeightedRowsArgs& args) { weighted_rows<Portab
 void fold_logsumexp_portable(const LogSumExpTileArgs& args) { fold_logsumexp<Portable>(args); }
 void softmax_weights_portable(const SoftmaxTileArgs& args) { softmax_weights<Portable>(args); }
 void exp_floats_portable(const float* x, float* out, int64_t n) { exp_floats<Portable>(x, out, n); }
+void add_log_floats_portable(const float* base, const float* x, float* out, int64_t n) {
+  add_log_floats<Portable>(base, x, out, n);
+}
+void logaddexp_floats_portable(const float* a, const float* b, float* out, int64_t n) {
+  logaddexp_floats<Portable>(a, b, out, n);
+}
 
 #ifndef CONTACCUM_X86_KERNELS
 // Built without the x86 files: their names exist for the dispatch, which
@@ -120,6 +136,18 @@ void softmax_weights_avx2(const SoftmaxTileArgs& args) { softmax_weights_portabl
 void softmax_weights_avx512(const SoftmaxTileArgs& args) { softmax_weights_portable(args); }
 void exp_floats_avx2(const float* x, float* out, int64_t n) { exp_floats_portable(x, out, n); }
 void exp_floats_avx512(const float* x, float* out, int64_t n) { exp_floats_portable(x, out, n); }
+void add_log_floats_avx2(const float* base, const float* x, float* out, int64_t n) {
+  add_log_floats_portable(base, x, out, n);
+}
+void add_log_floats_avx512(const float* base, const float* x, float* out, int64_t n) {
+  add_log_floats_portable(base, x, out, n);
+}
+void logaddexp_floats_avx2(const float* a, const float* b, float* out, int64_t n) {
+  logaddexp_floats_portable(a, b, out, n);
+}
+void logaddexp_floats_avx512(const float* a, const float* b, float* out, int64_t n) {
+  logaddexp_floats_portable(a, b, out, n);
+}
 #endif
 
 }  // namespace contaccum::detail

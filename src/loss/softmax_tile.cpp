@@ -92,6 +92,43 @@ bool softmax_weights_tile(const torch::Tensor& out, const torch::Tensor& scores,
   return true;
 }
 
+bool tile_add_log_out(const torch::Tensor& out, const torch::Tensor& base, const torch::Tensor& x) {
+  const int64_t n = x.dim() == 1 ? x.size(0) : -1;
+  if (!short_products_enabled() || !row_vector(x, n) || !row_vector(base, n) || !row_vector(out, n)) return false;
+  using AddLog = void (*)(const float*, const float*, float*, int64_t);
+  const AddLog kernel = detail::chosen_kernel<AddLog>(&detail::add_log_floats_avx512, &detail::add_log_floats_avx2,
+                                                      &detail::add_log_floats_portable);
+  kernel(base.data_ptr<float>(), x.data_ptr<float>(), out.data_ptr<float>(), n);
+  return true;
+}
+
+bool tile_logaddexp_out(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b) {
+  if (!short_products_enabled() || out.dim() < 1 || out.dim() > 2) return false;
+  for (const auto* t : {&out, &a, &b}) {
+    if (!float_cpu(*t) || t->sizes() != out.sizes() || t->stride(-1) != 1) return false;
+  }
+  using LogAddExp = void (*)(const float*, const float*, float*, int64_t);
+  const LogAddExp kernel = detail::chosen_kernel<LogAddExp>(
+      &detail::logaddexp_floats_avx512, &detail::logaddexp_floats_avx2, &detail::logaddexp_floats_portable);
+  const int64_t rows = out.dim() == 2 ? out.size(0) : 1, columns = out.size(-1);
+  const auto stride = [](const torch::Tensor& t) { return t.dim() == 2 ? t.stride(0) : 0; };
+  const float *pa = a.data_ptr<float>(), *pb = b.data_ptr<float>();
+  float* po = out.data_ptr<float>();
+  for (int64_t r = 0; r < rows; ++r) kernel(pa + r * stride(a), pb + r * stride(b), po + r * stride(out), columns);
+  return true;
+}
+
+torch::Tensor tile_log(const torch::Tensor& x) {
+  TORCH_CHECK(float_cpu(x), "tile_log: x must be a float32 CPU tensor, got ", x.scalar_type(), " on ", x.device());
+  const auto in = x.contiguous().view({-1});
+  auto out = torch::zeros_like(in);
+  using AddLog = void (*)(const float*, const float*, float*, int64_t);
+  const AddLog kernel = detail::chosen_kernel<AddLog>(&detail::add_log_floats_avx512, &detail::add_log_floats_avx2,
+                                                      &detail::add_log_floats_portable);
+  kernel(out.data_ptr<float>(), in.data_ptr<float>(), out.data_ptr<float>(), in.numel());
+  return out.view(x.sizes());
+}
+
 torch::Tensor tile_exp(const torch::Tensor& x) {
   TORCH_CHECK(float_cpu(x), "tile_exp: x must be a float32 CPU tensor, got ", x.scalar_type(), " on ", x.device());
   const auto in = x.contiguous();

@@ -16,7 +16,7 @@
 // SLEEF's on the vector part of a tensor and the C library's on the
 // remainder, whose length depends on the vector width.)
 //
-// Beyond the ops of short_products_kernels.h, `L` provides: sub, mul, max
+// Beyond the ops of short_products_kernels.h, `L` provides: sub, mul, div, max
 // and min with the x86 semantics (max(a, b) = a > b ? a : b, so a NaN in b
 // passes through), round (to nearest, ties to even), scale_pow2(y, n) = y *
 // 2^n for integral n in [-160, 130] (two exact factors, so the result
@@ -176,6 +176,111 @@ void fold_logsumexp(const LogSumExpTileArgs& a) {
     fold_logsumexp_rows<L>(a);
   } else {
     fold_logsumexp_columns<L>(a);
+  }
+}
+
+// log(x) for every lane, for positive normal x (callers send other values
+// to log_special): within 2 units in the last place. Cephes' logf scheme:
+// x = 2^e m with m within rounding of [sqrt(1/2), sqrt(2)) (e the exponent
+// of x sqrt(2), then m exact by scaling), z = m - 1 (exact), log(1 + z) by
+// its degree-8 polynomial, and e ln 2 added in two parts. Only operations
+// that every instruction set rounds alike, as in exp_lanes.
+template <class L>
+inline typename L::V log_lanes(typename L::V x) {
+  using V = typename L::V;
+  const V e = L::exponent(L::mul(x, L::broadcast(1.41421356237f)));
+  const V z = L::sub(L::scale_pow2(x, L::sub(L::zero(), e)), L::broadcast(1.0f));
+  const V y = L::mul(z, z);
+  V p = L::broadcast(7.0376836292e-2f);
+  p = L::fma(p, z, L::broadcast(-1.1514610310e-1f));
+  p = L::fma(p, z, L::broadcast(1.1676998740e-1f));
+  p = L::fma(p, z, L::broadcast(-1.2420140846e-1f));
+  p = L::fma(p, z, L::broadcast(1.4249322787e-1f));
+  p = L::fma(p, z, L::broadcast(-1.6668057665e-1f));
+  p = L::fma(p, z, L::broadcast(2.0000714765e-1f));
+  p = L::fma(p, z, L::broadcast(-2.4999993993e-1f));
+  p = L::fma(p, z, L::broadcast(3.3333331174e-1f));
+  V r = L::mul(L::mul(p, z), y);
+  r = L::fma(e, L::broadcast(-2.12194440e-4f), r);
+  r = L::fma(y, L::broadcast(-0.5f), r);
+  return L::fma(e, L::broadcast(0.693359375f), L::add(z, r));
+}
+
+// log(1 + t) for t in [0, 1]: log(u) for u = 1 + t rounded, plus the
+// rounding's share (t - (u - 1)) / u (u - 1 is exact).
+template <class L>
+inline typename L::V log1p_unit_lanes(typename L::V t) {
+  const auto u = L::add(L::broadcast(1.0f), t);
+  return L::add(log_lanes<L>(u), L::div(L::sub(t, L::sub(u, L::broadcast(1.0f))), u));
+}
+
+// log(e^a + e^b) for finite a, b: the larger plus log(1 + e^(smaller -
+// larger)).
+template <class L>
+inline typename L::V logaddexp_lanes(typename L::V a, typename L::V b) {
+  const auto high = L::max(a, b);
+  return L::add(high, log1p_unit_lanes<L>(exp_lanes<L>(L::sub(L::min(a, b), high))));
+}
+
+inline bool positive_normal(float x) {
+  return x >= std::numeric_limits<float>::min() && x <= std::numeric_limits<float>::max();
+}
+inline bool finite(float x) { return x - x == 0.0f; }
+
+// The values log_lanes is not for: log(0) = -inf, log(inf) = inf, NaN for
+// NaN and negative x; a subnormal x scaled into the normal range first.
+template <class L>
+inline float log_special(float x) {
+  if (x == 0.0f) return -std::numeric_limits<float>::infinity();
+  if (!(x > 0.0f) || x == std::numeric_limits<float>::infinity())
+    return x > 0.0f ? x : std::numeric_limits<float>::quiet_NaN();
+  // 2^24 x is normal; log(x) = log(2^24 x) - 24 ln 2, ln 2 in its two parts
+  // (24 x 0.693359375 is exact).
+  const float scaled = L::lane(log_lanes<L>(L::broadcast(x * 16777216.0f)), 0);
+  return (scaled + 24.0f * 2.12194440e-4f) - 16.640625f;
+}
+
+// logaddexp where a or b is not finite: NaN if either is, the larger if it
+// is infinite (-inf when both are), else the finite formula.
+template <class L>
+inline float logaddexp_special(float a, float b) {
+  if (a != a || b != b) return std::numeric_limits<float>::quiet_NaN();
+  const float high = a > b ? a : b;
+  if (!finite(high)) return high;
+  return L::lane(logaddexp_lanes<L>(L::broadcast(a), L::broadcast(b)), 0);
+}
+
+// out[i] = base[i] + log(x[i]) (out may be base), 16 at a time; a vector
+// holding a value log_lanes is not for goes lane by lane.
+template <class L>
+void add_log_floats(const float* base, const float* x, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; i += kLanes) {
+    const int k = static_cast<int>(smaller(kLanes, n - i));
+    bool plain = true;
+    for (int l = 0; l < k; ++l) plain = plain && positive_normal(x[i + l]);
+    if (plain) {
+      store_lanes<L>(out + i, L::add(load_lanes<L>(base + i, k, 0.0f), log_lanes<L>(load_lanes<L>(x + i, k, 1.0f))), k);
+      continue;
+    }
+    for (int l = 0; l < k; ++l) {
+      const float v = x[i + l];
+      out[i + l] = base[i + l] + (positive_normal(v) ? L::lane(log_lanes<L>(L::broadcast(v)), 0) : log_special<L>(v));
+    }
+  }
+}
+
+// out[i] = log(e^a[i] + e^b[i]) (out may be a or b), as add_log_floats.
+template <class L>
+void logaddexp_floats(const float* a, const float* b, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; i += kLanes) {
+    const int k = static_cast<int>(smaller(kLanes, n - i));
+    bool plain = true;
+    for (int l = 0; l < k; ++l) plain = plain && finite(a[i + l]) && finite(b[i + l]);
+    if (plain) {
+      store_lanes<L>(out + i, logaddexp_lanes<L>(load_lanes<L>(a + i, k, 0.0f), load_lanes<L>(b + i, k, 0.0f)), k);
+      continue;
+    }
+    for (int l = 0; l < k; ++l) out[i + l] = logaddexp_special<L>(a[i + l], b[i + l]);
   }
 }
 

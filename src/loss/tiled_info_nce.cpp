@@ -98,7 +98,13 @@ struct RunningLogSumExp {
     sum.mul_((max - new_max).exp_()).add_(work.sum(1));
     max = new_max;
   }
-  torch::Tensor value() const { return max + sum.log(); }
+  // The kernels' logarithm (softmax_tile.h): ATen's gives other last bits
+  // with other vector widths.
+  torch::Tensor value() const {
+    auto out = torch::empty_like(max);
+    if (tile_add_log_out(out, max, sum)) return out;
+    return max + sum.log();
+  }
 };
 
 // Log-sum-exp of every row of `rows` over every column of each kind, started

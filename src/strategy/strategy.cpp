@@ -331,14 +331,18 @@ void Strategy::enqueue(const Encoded& reps, const TrainingBatch& group, const In
   }
   // Cosine scores see only directions: the banks keep unit rows, so that
   // neither the loss nor the score cache normalises a copy of a whole bank
-  // on every micro-batch.
-  const bool cosine = is_cosine(options_);
-  query_bank_.enqueue(cosine ? detached_unit_rows(reps.queries) : reps.queries, steps_, ids.positives);
+  // on every micro-batch. The loss's own rows when it returned them: the
+  // same unit_rows of the same rows, not computed a second time.
+  const bool cosine = is_cosine(options_), from_loss = scores.queries.defined() && scores.passages.defined();
+  const auto queries = from_loss ? scores.queries : cosine ? detached_unit_rows(reps.queries) : reps.queries;
+  query_bank_.enqueue(queries, steps_, ids.positives);
   const bool groups = options_.passage_bank() && options_.bank_hard_negatives();
-  const auto passages = groups ? reps.passages : reps.passages.slice(1, 0, 1);
+  const auto& all_passages = from_loss ? scores.passages : reps.passages;
+  auto passages = groups ? all_passages : all_passages.slice(1, 0, 1);
   torch::Tensor passage_ids;
   if (ids.defined()) passage_ids = ids.passages.reshape({passages.size(0), -1}).narrow(1, 0, passages.size(1));
-  passage_bank_.enqueue(cosine ? detached_unit_rows(passages) : passages, steps_, passage_ids);
+  if (cosine && !from_loss) passages = detached_unit_rows(passages);
+  passage_bank_.enqueue(passages, steps_, passage_ids);
   if (use_bank_scores_) bank_scores_.update(query_bank_, passage_bank_, first_slot, reps.queries.size(0), scores);
 }
 

@@ -91,5 +91,39 @@ TEST(BankScoreCacheTargets, TheLossGivenThemIsTheLossWithoutThem) {
   EXPECT_TRUE(torch::equal(std::get<0>(run(cached)), plain));
 }
 
+// Float32 and float64 rows on the CPU are summed in the documented order
+// (element k into partial sum k mod 8, the sums added in one fixed tree), so
+// a target's bits do not depend on the CPU's vector width: computed here one
+// row at a time in that order, for widths with and without a remainder and
+// rows that are strided views (a passage bank's first vectors).
+template <typename T>
+T dot_in_order(const T* x, const T* y, int64_t d) {
+  T part[8] = {};
+  for (int64_t k = 0; k < d; ++k) part[k % 8] += x[k] * y[k];
+  return ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
+}
+
+template <typename T>
+void expect_dots_in_order(torch::ScalarType type) {
+  for (const int64_t d : {1, 8, 13, 48, 1027}) {
+    const auto rows = torch::randn({9, d}, type), passages = torch::randn({9, 3, d}, type);
+    const auto positives = passages.select(1, 0);
+    const auto got = banked_target_dots(rows, positives, type);
+    ASSERT_EQ(got.scalar_type(), type);
+    for (int64_t r = 0; r < 9; ++r) {
+      const auto q = rows[r].contiguous(), p = positives[r].contiguous();
+      EXPECT_EQ(got[r].item<T>(), dot_in_order(q.data_ptr<T>(), p.data_ptr<T>(), d)) << "d " << d << ", row " << r;
+    }
+    const auto oracle = (rows.to(torch::kDouble) * positives.to(torch::kDouble)).sum(1);
+    EXPECT_LE((got.to(torch::kDouble) - oracle).abs().max().item<double>(), 1e-4 * std::sqrt(double(d)));
+  }
+}
+
+TEST(BankedTargetDots, SumInTheDocumentedOrderOnEveryCpu) {
+  torch::manual_seed(31);
+  expect_dots_in_order<float>(torch::kFloat);
+  expect_dots_in_order<double>(torch::kDouble);
+}
+
 }  // namespace
 }  // namespace contaccum

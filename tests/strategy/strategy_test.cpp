@@ -515,5 +515,60 @@ TEST(Strategy, CosineBanksKeepUnitRowsAndOlderCheckpointsAreNormalisedOnLoad) {
   EXPECT_TRUE(torch::allclose(restored.bank_scores().row_logsumexp(), want, 1e-12, 1e-12));
 }
 
+// What the banks store comes from here: the loss returns, with its scores,
+// the rows it scored, for cosine unit_rows of its inputs bit for bit (the
+// inputs here of any length, as an encoder without normalisation gives
+// them), with gradients flowing and without.
+TEST(Strategy, TheLossReturnsTheUnitRowsOfItsInputs) {
+  torch::manual_seed(52);
+  const int64_t n = 6, g = 2, d = 40, m = 12;
+  InfoNCEBank bank;
+  bank.passages = unit_rows(torch::randn({m, g, d}));
+  bank.queries = unit_rows(torch::randn({m, d}));
+  bank.normalized = true;
+  bank.return_scores = true;
+  const auto loss = InfoNCEOptions().similarity(Similarity::Cosine).temperature(0.05);
+  const auto q = (torch::randn({n, d}) * 3).requires_grad_(true),
+             p = (torch::randn({n, g, d}) * 3).requires_grad_(true);
+  const auto result = info_nce(q, p, loss, bank);
+  ASSERT_TRUE(result.bank_scores.defined());
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::equal(result.bank_scores.queries, unit_rows(q.detach())));
+  EXPECT_TRUE(torch::equal(result.bank_scores.passages, unit_rows(p.detach())));
+  EXPECT_FALSE(result.bank_scores.queries.requires_grad());
+  EXPECT_FALSE(result.bank_scores.passages.requires_grad());
+}
+
+// The banks store the rows the loss scored (for cosine, the unit rows it
+// returns with its scores, InfoNCEBankScores::queries / passages) bit for bit
+// as normalising the encoded rows again would: the same unit_rows of the
+// same rows. Each micro-batch is encoded here on its own, as the strategy
+// encodes it, and its rows normalised by unit_rows.
+TEST(Strategy, BanksHoldTheEncodedRowsAsTheLossScoredThem) {
+  for (const bool cosine : {true, false}) {
+    for (const bool groups : {false, true}) {
+      SCOPED_TRACE(std::string(cosine ? "cosine" : "dot") + (groups ? ", hard negatives banked" : ""));
+      torch::manual_seed(51);
+      auto model = make_model(0.0, false, 97, 16, cosine, torch::kFloat);
+      auto options = StrategyOptions::contaccum(8, 4, 16).bank_hard_negatives(groups);
+      if (cosine) options.loss(InfoNCEOptions().similarity(Similarity::Cosine));
+      Strategy strategy(model, options);
+      const auto batch = random_batch(8, 1);
+      test::step(strategy, batch);
+      ASSERT_EQ(strategy.query_bank().size(), 8);
+      for (int64_t b = 0; b < 8; b += 4) {
+        torch::NoGradGuard no_grad;
+        const auto part = batch.slice(b, b + 4);
+        auto q = model->encode_queries(part.queries);
+        auto p = model->encode_passages(part.passages).view({4, 2, -1});
+        if (!groups) p = p.slice(1, 0, 1);
+        if (cosine) q = unit_rows(q), p = unit_rows(p);
+        EXPECT_TRUE(torch::equal(strategy.query_bank().view().narrow(0, b, 4).select(1, 0), q));
+        EXPECT_TRUE(torch::equal(strategy.passage_bank().view().narrow(0, b, 4), p));
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace contaccum

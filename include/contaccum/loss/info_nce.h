@@ -142,6 +142,11 @@ struct InfoNCEBankScores {
   torch::Tensor current_by_bank;
   /// `[m, n g]`: banked queries against the current passage vectors.
   torch::Tensor bank_by_current;
+  /// `[n, d]` and `[n, g, d]`: the current queries and passage vectors the
+  /// scores were made from (unit rows for cosine), detached: what a bank
+  /// stores of this call's rows, so that the caller need not normalise them
+  /// again (`Strategy` enqueues these, the same bits as its own unit rows).
+  torch::Tensor queries, passages;
   bool defined() const { return current_by_current.defined(); }
 };
 
@@ -194,7 +199,9 @@ torch::Tensor bank_row_logsumexp(const torch::Tensor& bank_queries, const torch:
 /// temperature. In blocks of rows, so that the elementwise product is never
 /// an `[m, d]` temporary; each row's value depends only on its two rows (for
 /// `d` up to 32,768), so a row computed alone when it is enqueued equals the
-/// same row computed with the whole bank.
+/// same row computed with the whole bank. Float32 and float64 rows on the CPU
+/// are summed in an order fixed by the code (eight partial sums), the same
+/// bits on every CPU.
 torch::Tensor banked_target_dots(const torch::Tensor& rows, const torch::Tensor& positives, torch::ScalarType type);
 
 /// Module form of `info_nce` (no parameters), for use in `Sequential`-style
