@@ -92,13 +92,20 @@ bool softmax_weights_tile(const torch::Tensor& out, const torch::Tensor& scores,
   return true;
 }
 
-bool tile_add_log_out(const torch::Tensor& out, const torch::Tensor& base, const torch::Tensor& x) {
-  const int64_t n = x.dim() == 1 ? x.size(0) : -1;
-  if (!short_products_enabled() || !row_vector(x, n) || !row_vector(base, n) || !row_vector(out, n)) return false;
+namespace {
+// out[i] = base[i] + log(x[i]) on the chosen instruction set.
+void add_log_floats(const float* base, const float* x, float* out, int64_t n) {
   using AddLog = void (*)(const float*, const float*, float*, int64_t);
   const AddLog kernel = detail::chosen_kernel<AddLog>(&detail::add_log_floats_avx512, &detail::add_log_floats_avx2,
                                                       &detail::add_log_floats_portable);
-  kernel(base.data_ptr<float>(), x.data_ptr<float>(), out.data_ptr<float>(), n);
+  kernel(base, x, out, n);
+}
+}  // namespace
+
+bool tile_add_log_out(const torch::Tensor& out, const torch::Tensor& base, const torch::Tensor& x) {
+  const int64_t n = x.dim() == 1 ? x.size(0) : -1;
+  if (!short_products_enabled() || !row_vector(x, n) || !row_vector(base, n) || !row_vector(out, n)) return false;
+  add_log_floats(base.data_ptr<float>(), x.data_ptr<float>(), out.data_ptr<float>(), n);
   return true;
 }
 
@@ -121,11 +128,8 @@ bool tile_logaddexp_out(const torch::Tensor& out, const torch::Tensor& a, const 
 torch::Tensor tile_log(const torch::Tensor& x) {
   TORCH_CHECK(float_cpu(x), "tile_log: x must be a float32 CPU tensor, got ", x.scalar_type(), " on ", x.device());
   const auto in = x.contiguous().view({-1});
-  auto out = torch::zeros_like(in);
-  using AddLog = void (*)(const float*, const float*, float*, int64_t);
-  const AddLog kernel = detail::chosen_kernel<AddLog>(&detail::add_log_floats_avx512, &detail::add_log_floats_avx2,
-                                                      &detail::add_log_floats_portable);
-  kernel(out.data_ptr<float>(), in.data_ptr<float>(), out.data_ptr<float>(), in.numel());
+  auto out = torch::zeros_like(in);  // the base: 0 + log(x)
+  add_log_floats(out.data_ptr<float>(), in.data_ptr<float>(), out.data_ptr<float>(), in.numel());
   return out.view(x.sizes());
 }
 
