@@ -146,7 +146,7 @@ struct InfoNCEBankScores {
   /// scores were made from (unit rows for cosine), detached: what a bank
   /// stores of this call's rows, so that the caller need not normalise them
   /// again (`Strategy` enqueues these, the same bits as its own unit rows).
-  torch::Tensor queries, passages;
+  torch::Tensor queries = {}, passages = {};
   bool defined() const { return current_by_current.defined(); }
 };
 
