@@ -60,13 +60,36 @@ inline void dot_block(const RowDotsArgs& a, int64_t i0, int64_t j0) {
 
 // Every x row against y rows [y_begin, y_end), RX x RY dot products at a time
 // (RY bank rows stay in the first-level cache while every x row passes).
+//
+// While a block's rows are in use, the next block's are asked for, a few
+// lines per x row: a bank read for the first time after a micro-batch's
+// towers comes from memory, and the hardware's prefetcher stops at every
+// 4 KiB page (one bank row of 1,024 floats), so without this the first x
+// row of each block waits for its RY rows line by line.
 template <class L, int RX, int RY>
 void row_dots(const RowDotsArgs& a) {
+  constexpr int64_t kLineFloats = 64 / sizeof(float);
+  const int64_t row_lines = (a.d + kLineFloats - 1) / kLineFloats;
+  const int64_t blocks_of_x = (a.x_rows + RX - 1) / RX;
   int64_t j = a.y_begin;
   for (; j + RY <= a.y_end; j += RY) {
+    const int64_t next_rows = smaller(RY, a.y_end - (j + RY));
+    const int64_t lines = next_rows > 0 ? next_rows * row_lines : 0;
+    const int64_t per_x = blocks_of_x > 0 ? (lines + blocks_of_x - 1) / blocks_of_x : 0;
+    int64_t line = 0;
+    const auto ask_next = [&] {
+      for (const int64_t stop = smaller(lines, line + per_x); line < stop; ++line)
+        __builtin_prefetch(a.y + (j + RY + line / row_lines) * a.y_stride + (line % row_lines) * kLineFloats, 0, 2);
+    };
     int64_t i = 0;
-    for (; i + RX <= a.x_rows; i += RX) dot_block<L, RX, RY>(a, i, j);
-    for (; i < a.x_rows; ++i) dot_block<L, 1, RY>(a, i, j);
+    for (; i + RX <= a.x_rows; i += RX) {
+      ask_next();
+      dot_block<L, RX, RY>(a, i, j);
+    }
+    for (; i < a.x_rows; ++i) {
+      ask_next();
+      dot_block<L, 1, RY>(a, i, j);
+    }
   }
   for (; j < a.y_end; ++j) {
     int64_t i = 0;
