@@ -12,7 +12,9 @@ namespace {
 torch::Tensor cpu_longs(const torch::Tensor& t, const char* name) {
   TORCH_CHECK(t.defined(), "IdentityMask: ", name, " must be defined");
   TORCH_CHECK(t.scalar_type() == torch::kLong, "IdentityMask: ", name, " must be int64, got ", t.scalar_type());
-  return t.to(torch::kCPU).contiguous();
+  // No call on a contiguous CPU tensor, the usual case (`to` is one even
+  // when it returns the tensor itself).
+  return (t.device().is_cpu() ? t : t.to(torch::kCPU)).contiguous();
 }
 }  // namespace
 

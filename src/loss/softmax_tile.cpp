@@ -109,19 +109,24 @@ bool tile_add_log_out(const torch::Tensor& out, const torch::Tensor& base, const
   return true;
 }
 
+void tile_logaddexp_floats(float* out, const float* a, const float* b, int64_t n) {
+  using LogAddExp = void (*)(const float*, const float*, float*, int64_t);
+  const LogAddExp kernel = detail::chosen_kernel<LogAddExp>(
+      &detail::logaddexp_floats_avx512, &detail::logaddexp_floats_avx2, &detail::logaddexp_floats_portable);
+  kernel(a, b, out, n);
+}
+
 bool tile_logaddexp_out(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b) {
   if (!short_products_enabled() || out.dim() < 1 || out.dim() > 2) return false;
   for (const auto* t : {&out, &a, &b}) {
     if (!float_cpu(*t) || t->sizes() != out.sizes() || t->stride(-1) != 1) return false;
   }
-  using LogAddExp = void (*)(const float*, const float*, float*, int64_t);
-  const LogAddExp kernel = detail::chosen_kernel<LogAddExp>(
-      &detail::logaddexp_floats_avx512, &detail::logaddexp_floats_avx2, &detail::logaddexp_floats_portable);
   const int64_t rows = out.dim() == 2 ? out.size(0) : 1, columns = out.size(-1);
   const auto stride = [](const torch::Tensor& t) { return t.dim() == 2 ? t.stride(0) : 0; };
   const float *pa = a.data_ptr<float>(), *pb = b.data_ptr<float>();
   float* po = out.data_ptr<float>();
-  for (int64_t r = 0; r < rows; ++r) kernel(pa + r * stride(a), pb + r * stride(b), po + r * stride(out), columns);
+  for (int64_t r = 0; r < rows; ++r)
+    tile_logaddexp_floats(po + r * stride(out), pa + r * stride(a), pb + r * stride(b), columns);
   return true;
 }
 

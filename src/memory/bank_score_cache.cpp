@@ -2,6 +2,7 @@
 
 #include "contaccum/core/strided_view.h"
 #include "contaccum/core/unit_rows.h"
+#include "contaccum/loss/short_products.h"
 #include "contaccum/loss/softmax_tile.h"
 
 #include <torch/serialize/input-archive.h>
@@ -181,6 +182,16 @@ void BankScoreCache::refresh_parents(int64_t first_leaf, int64_t last_leaf, int6
     return tree_.as_strided({count, end - begin}, {step * node, slot}, first_column + first * node);
   };
   int64_t lo = leaves + first_leaf, hi = leaves + last_leaf;
+  if (tree_.device().is_cpu() && tree_.scalar_type() == torch::kFloat && slot == 1 && short_products_enabled()) {
+    // Row by row with the kernel tile_logaddexp_out runs on each row of the
+    // views below (the same bits), without making three views per level.
+    float* const columns = tree_.data_ptr<float>() + begin;
+    for (; lo > 1; lo /= 2, hi /= 2)
+      for (int64_t parent = lo / 2; parent <= hi / 2; ++parent)
+        tile_logaddexp_floats(columns + parent * node, columns + 2 * parent * node, columns + (2 * parent + 1) * node,
+                              end - begin);
+    return;
+  }
   while (lo > 1) {
     lo /= 2;
     hi /= 2;

@@ -2,6 +2,7 @@
 // storage offset, the same memory) on fresh random tensors of several ranks,
 // layouts (contiguous, transposed, already a slice) and every dimension, and
 // a clear error outside the tensor.
+#include <ATen/record_function.h>
 #include <contaccum/core/strided_view.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -30,6 +31,41 @@ TEST(NarrowView, IsNarrowsViewForEveryDimensionAndLayout) {
       }
     }
   }
+}
+
+// LibTorch operator calls `f` makes on this thread (RecordFunction
+// observers, nested calls included).
+template <typename F>
+int64_t aten_calls(F&& f) {
+  static thread_local int64_t* counter = nullptr;
+  int64_t calls = 0;
+  counter = &calls;
+  const auto handle = at::addThreadLocalCallback(
+      at::RecordFunctionCallback([](const at::RecordFunction&) -> std::unique_ptr<at::ObserverContext> {
+        if (counter) ++*counter;
+        return nullptr;
+      }).scopes({at::RecordScope::FUNCTION}));
+  f();
+  at::removeCallback(handle);
+  counter = nullptr;
+  return calls;
+}
+
+// A whole dimension is the tensor itself, with no operator call; any other
+// range is one call (as_strided), where narrow makes three.
+TEST(NarrowView, TakesAWholeDimensionWithoutAnOperatorCall) {
+  const auto t = torch::randn({4, 3});
+  torch::Tensor whole_rows, whole_columns, part;
+  EXPECT_EQ(aten_calls([&] {
+              whole_rows = narrow_view(t, 0, 0, 4);
+              whole_columns = narrow_view(t, 1, 0, 3);
+            }),
+            0);
+  EXPECT_EQ(whole_rows.unsafeGetTensorImpl(), t.unsafeGetTensorImpl());
+  EXPECT_EQ(whole_columns.unsafeGetTensorImpl(), t.unsafeGetTensorImpl());
+  EXPECT_EQ(aten_calls([&] { part = narrow_view(t, 0, 1, 3); }), 1);
+  EXPECT_TRUE(torch::equal(part, t.narrow(0, 1, 3)));
+  EXPECT_GT(aten_calls([&] { part = t.narrow(0, 1, 3); }), 1);  // the counter counts
 }
 
 TEST(NarrowView, RefusesARangeOutsideTheTensor) {

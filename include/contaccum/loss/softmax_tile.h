@@ -41,6 +41,12 @@ bool tile_add_log_out(const torch::Tensor& out, const torch::Tensor& base, const
 /// rows (`out` may be `a` or `b`); -inf when both are, NaN for NaN.
 bool tile_logaddexp_out(const torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b);
 
+/// tile_logaddexp_out's kernel on `n` floats at raw addresses (`out` may be
+/// `a` or `b`): for a caller walking rows of a tensor it already holds,
+/// with no view made per row (the score cache's tree, level by level). The
+/// same bits as tile_logaddexp_out for the same row.
+void tile_logaddexp_floats(float* out, const float* a, const float* b, int64_t n);
+
 /// The kernels' logarithm of every element of a float32 CPU tensor (as
 /// tile_add_log_out takes it), on the chosen instruction set.
 torch::Tensor tile_log(const torch::Tensor& x);
