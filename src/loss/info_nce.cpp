@@ -2,6 +2,7 @@
 
 #include "tiled_info_nce.h"
 
+#include "contaccum/core/strided_view.h"
 #include "contaccum/core/unit_rows.h"
 
 #include <torch/nn/functional/loss.h>
@@ -262,9 +263,9 @@ BankedRows banked_rows(const Inputs& in, const InfoNCEOptions& options, const In
   // Rows normalised here are normalised in the loss's type (a reduced-type
   // bank's are upcast for it; banks of unit rows, as the strategy keeps
   // them, are not copied).
-  out.rows = in.bank_cosine ? normalised(in.bank_queries.detach().to(in.passages.scalar_type()), true)
-                            : in.bank_queries.detach();
-  const auto bank_positives = in.bank_passages.detach().select(1, 0);
+  out.rows = in.bank_cosine ? normalised(detached(in.bank_queries).to(in.passages.scalar_type()), true)
+                            : detached(in.bank_queries);
+  const auto bank_positives = detached(in.bank_passages).select(1, 0);
   const auto& cached = bank.row_target_dot;
   const bool use_cached = !in.bank_cosine && cached.defined() && cached.dim() == 1 &&
                           cached.size(0) == out.rows.size(0) && cached.scalar_type() == in.passages.scalar_type() &&
@@ -339,7 +340,7 @@ torch::Tensor tiled_loss_sum(const torch::Tensor& queries, const Inputs& in, con
   tiled.tile_columns = options.tile_columns();
   if (in.bank_negatives) {
     torch::NoGradGuard no_grad;
-    tiled.bank_columns = in.bank_passages.detach().reshape({-1, in.d});
+    tiled.bank_columns = detached(in.bank_passages).reshape({-1, in.d});
     if (in.bank_cosine) {
       // (Norms of a reduced-type bank taken in the queries' type.)
       tiled.bank_column_scale =
@@ -404,8 +405,8 @@ torch::Tensor bank_row_logsumexp(const torch::Tensor& bank_queries, const torch:
   // columns are upcast a tile at a time.
   const auto type =
       at::promote_types(at::promote_types(bank_queries.scalar_type(), torch::kFloat), bank_passages.scalar_type());
-  const auto rows = normalised(bank_queries.detach().to(type), cosine);
-  const auto columns = bank_passages.detach().reshape({-1, bank_passages.size(2)});
+  const auto rows = normalised(detached(bank_queries).to(type), cosine);
+  const auto columns = detached(bank_passages).reshape({-1, bank_passages.size(2)});
   torch::Tensor scale;
   if (cosine) scale = at::norm(columns, 2, {1}, false, type).clamp_min(kUnitRowsMinNorm).reciprocal();
   return detail::tiled_logsumexp(rows, columns, scale, 1.0 / options.temperature(), rows_per_block, columns_per_block,

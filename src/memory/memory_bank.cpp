@@ -1,6 +1,7 @@
 #include "contaccum/memory/memory_bank.h"
 
 #include "contaccum/core/finite_rows.h"
+#include "contaccum/core/strided_view.h"
 
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
@@ -53,7 +54,7 @@ void MemoryBank::write_ids(const torch::Tensor& ids_in, int64_t n, int64_t dropp
 
 torch::Tensor MemoryBank::ids() const {
   if (!ids_.defined()) return {};
-  return ids_.slice(0, 0, size_);
+  return size_ == ids_.size(0) ? ids_ : ids_.slice(0, 0, size_);
 }
 
 void MemoryBank::enqueue(const torch::Tensor& reps_in, int64_t tag, const torch::Tensor& ids) {
@@ -62,7 +63,7 @@ void MemoryBank::enqueue(const torch::Tensor& reps_in, int64_t tag, const torch:
               reps_in.defined() ? reps_in.sizes() : torch::IntArrayRef{});
   if (capacity() == 0) return;
   torch::NoGradGuard no_grad;
-  auto reps = reps_in.detach();
+  auto reps = detached(reps_in);
   if (reps.dim() == 2) reps = reps.unsqueeze(1);
   if (!storage_.defined()) {
     storage_ = torch::empty({capacity(), reps.size(1), reps.size(2)},
@@ -109,7 +110,8 @@ int64_t MemoryBank::slot_for(int64_t count, int64_t row) const {
 
 torch::Tensor MemoryBank::view() const {
   if (!storage_.defined()) return {};
-  return storage_.slice(0, 0, size_);
+  // Full, as a ContAccum step finds it: the storage itself, no call.
+  return size_ == storage_.size(0) ? storage_ : storage_.slice(0, 0, size_);
 }
 
 torch::Tensor MemoryBank::ordered() const {

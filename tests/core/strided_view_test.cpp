@@ -68,6 +68,22 @@ TEST(NarrowView, TakesAWholeDimensionWithoutAnOperatorCall) {
   EXPECT_GT(aten_calls([&] { part = t.narrow(0, 1, 3); }), 1);  // the counter counts
 }
 
+// A tensor that records no graph is its own detached form, with no call;
+// one that does is detached.
+TEST(Detached, IsTheTensorItselfUnlessItRecordsAGraph) {
+  const auto constant = torch::randn({3, 2});
+  torch::Tensor same;
+  EXPECT_EQ(aten_calls([&] { same = detached(constant); }), 0);
+  EXPECT_EQ(same.unsafeGetTensorImpl(), constant.unsafeGetTensorImpl());
+  const auto leaf = torch::randn({3, 2}, torch::requires_grad());
+  const auto product = leaf * 2;
+  const auto cut = detached(product);
+  EXPECT_FALSE(cut.requires_grad());
+  EXPECT_FALSE(cut.grad_fn());
+  EXPECT_TRUE(cut.is_alias_of(product));
+  EXPECT_TRUE(torch::equal(cut, product));
+}
+
 TEST(NarrowView, RefusesARangeOutsideTheTensor) {
   const auto t = torch::zeros({4, 3});
   EXPECT_THROW(narrow_view(t, 0, 3, 2), c10::Error);

@@ -1,6 +1,6 @@
 #pragma once
 
-// Views made with one ATen call. `t.narrow(dim, start, length)` makes three
+// Views made with one ATen call, or none. `t.narrow(dim, start, length)` makes three
 // (narrow, then slice, then as_strided), each a fixed dispatch cost of a
 // fraction of a microsecond whatever the tensor's size; the loss's tiles and
 // the score cache's update take a few dozen such views of small tensors a
@@ -27,5 +27,10 @@ inline torch::Tensor narrow_view(const torch::Tensor& t, int64_t dim, int64_t st
   sizes[static_cast<size_t>(dim)] = length;
   return t.as_strided(sizes, t.strides(), t.storage_offset() + start * t.stride(dim));
 }
+
+/// `t.detach()` where `t` requires grad, else `t` itself, with no call: the
+/// banks' rows and the loss's other constants never record a graph, and
+/// detaching them on every micro-batch is a dispatch each for nothing.
+inline torch::Tensor detached(const torch::Tensor& t) { return t.requires_grad() ? t.detach() : t; }
 
 }  // namespace contaccum
