@@ -258,14 +258,18 @@ void BankScoreCache::recompute_rows(const MemoryBank& queries, const MemoryBank&
     s = torch::matmul(rows(queries).slice(0, begin, end), columns(passages, 0, size_).t()).mul_(inv_tau);
     false_negatives(queries, passages, begin, end, 0, size_).apply(s);
   }
-  auto out = tree_.slice(0, leaves, 2 * leaves).slice(1, begin, end);  // [leaves, w]
+  auto out = narrow_view(narrow_view(tree_, 0, leaves, leaves), 1, begin, w);  // [leaves, w]
+  const int64_t full_columns = full_blocks * b * g;
   if (full_blocks > 0) {
-    logsumexp_into(s.slice(1, 0, full_blocks * b * g).view({w, full_blocks, b * g}), {2},
-                   out.slice(0, 0, full_blocks).t(), logsumexp_scratch_);
+    logsumexp_into(narrow_view(s, 1, 0, full_columns).view({w, full_blocks, b * g}), {2},
+                   narrow_view(out, 0, 0, full_blocks).t(), logsumexp_scratch_);
   }
-  if (rest > 0) logsumexp_into(s.slice(1, full_blocks * b * g), {1}, out.select(0, full_blocks), logsumexp_scratch_);
+  if (rest > 0) {
+    logsumexp_into(narrow_view(s, 1, full_columns, s.size(1) - full_columns), {1}, out.select(0, full_blocks),
+                   logsumexp_scratch_);
+  }
   const int64_t used = full_blocks + (rest > 0 ? 1 : 0);
-  if (used < leaves) out.slice(0, used).fill_(-std::numeric_limits<double>::infinity());
+  if (used < leaves) narrow_view(out, 0, used, leaves - used).fill_(-std::numeric_limits<double>::infinity());
   refresh_parents(0, leaves - 1, begin, end);
 }
 
@@ -353,7 +357,7 @@ bool BankScoreCache::scores_fit(const InfoNCEBankScores& scores, const MemoryBan
 void BankScoreCache::assemble_written(const InfoNCEBankScores& scores, int64_t group, int64_t first_slot, int64_t count,
                                       int64_t size_before) {
   const int64_t n = count, capacity = tree_.size(1), g = scores.current_by_current.size(1) / n;
-  const auto current = scores.current_by_current.view({n, n, g}).narrow(2, 0, group);
+  const auto current = narrow_view(scores.current_by_current.view({n, n, g}), 2, 0, group);
   auto& w = written_;
   w.runs = {{first_slot, 0, std::min(capacity, first_slot + n) - first_slot}};
   if (first_slot + n > capacity) w.runs.push_back({0, capacity - first_slot, first_slot + n - capacity});
@@ -370,7 +374,7 @@ void BankScoreCache::assemble_written(const InfoNCEBankScores& scores, int64_t g
   }
   w.written_by_all = rows;
   w.before_by_written =
-      size_before > 0 ? scores.bank_by_current.view({size_before, n, g}).narrow(2, 0, group) : torch::Tensor();
+      size_before > 0 ? narrow_view(scores.bank_by_current.view({size_before, n, g}), 2, 0, group) : torch::Tensor();
   w.written_by_written = current;
 }
 
@@ -385,8 +389,8 @@ void BankScoreCache::recompute_targets(const MemoryBank& queries, const MemoryBa
   // What the loss would compute from these rows, one row at a time as well
   // as all at once (`banked_target_dots`).
   narrow_view(target_dots_, 0, begin, end - begin)
-      .copy_(banked_target_dots(queries.view().select(1, 0).narrow(0, begin, end - begin),
-                                passages.view().select(1, 0).narrow(0, begin, end - begin),
+      .copy_(banked_target_dots(narrow_view(queries.view().select(1, 0), 0, begin, end - begin),
+                                narrow_view(passages.view().select(1, 0), 0, begin, end - begin),
                                 like.dtype().toScalarType()));
 }
 
