@@ -27,7 +27,6 @@
 #include <contaccum/contaccum.h>
 #include <contaccum/loss/softmax_tile.h>
 
-#include <ATen/record_function.h>
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -540,29 +539,9 @@ class BankBytesTower : public EncoderModule {
   float sink_ = 0;
 };
 
-// ATen operator calls `f` makes on this thread (LibTorch's RecordFunction
-// observers, nested calls included: a slice counts itself and the as_strided
-// it calls). Each call costs its dispatch whatever its size, which the
-// small tensors of a micro-batch's banks do not amortise.
-template <typename F>
-int64_t aten_calls(F&& f) {
-  static thread_local int64_t* counter = nullptr;
-  int64_t calls = 0;
-  counter = &calls;
-  const auto handle = at::addThreadLocalCallback(
-      at::RecordFunctionCallback([](const at::RecordFunction&) -> std::unique_ptr<at::ObserverContext> {
-        if (counter) ++*counter;
-        return nullptr;
-      }).scopes({at::RecordScope::FUNCTION}));
-  f();
-  at::removeCallback(handle);
-  counter = nullptr;
-  return calls;
-}
-
 // Microseconds one ATen view call takes (a slice of a small tensor, the
 // fastest of 100 repetitions of 1,000 calls), outside and inside inference
-// mode: the scale of the calls counted by aten_calls.
+// mode: the scale of the calls counted by count_operator_calls.
 json aten_view_us() {
   const auto slices_us = [](const torch::Tensor& t) {
     return fastest_us(100,
@@ -591,7 +570,7 @@ struct Runner {
   // Of the losses' time, the banks' update (enqueue and score cache,
   // StepStats::bank_seconds).
   std::vector<double> banks;
-  // ATen operator calls in one step (aten_calls), counted after the timed
+  // ATen operator calls in one step (count_operator_calls), counted after the timed
   // steps.
   int64_t aten_calls_per_step = 0;
   // The short products' time inside each step, and their operations
@@ -680,7 +659,8 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
   const double base = median(runners[0]->seconds);
   const auto helper = helper_since(helper_before);
   const auto count_batch = random_batch(s, fill + s.rounds);
-  for (const auto& run : runners) run->aten_calls_per_step = aten_calls([&] { run->step(count_batch, false); });
+  for (const auto& run : runners)
+    run->aten_calls_per_step = count_operator_calls([&] { run->step(count_batch, false); });
   set_short_products_enabled(true);
   std::vector<json> out;
   for (const auto& run : runners) {

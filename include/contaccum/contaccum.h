@@ -3,6 +3,7 @@
 /// Umbrella header: everything contaccum offers.
 
 #include "contaccum/core/allocation_counter.h"
+#include "contaccum/core/operator_calls.h"
 #include "contaccum/core/allocator.h"
 #include "contaccum/core/compute_threads.h"
 #include "contaccum/core/cpu_features.h"

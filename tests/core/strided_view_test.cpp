@@ -2,7 +2,7 @@
 // storage offset, the same memory) on fresh random tensors of several ranks,
 // layouts (contiguous, transposed, already a slice) and every dimension, and
 // a clear error outside the tensor.
-#include <ATen/record_function.h>
+#include <contaccum/core/operator_calls.h>
 #include <contaccum/core/strided_view.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -33,39 +33,21 @@ TEST(NarrowView, IsNarrowsViewForEveryDimensionAndLayout) {
   }
 }
 
-// LibTorch operator calls `f` makes on this thread (RecordFunction
-// observers, nested calls included).
-template <typename F>
-int64_t aten_calls(F&& f) {
-  static thread_local int64_t* counter = nullptr;
-  int64_t calls = 0;
-  counter = &calls;
-  const auto handle = at::addThreadLocalCallback(
-      at::RecordFunctionCallback([](const at::RecordFunction&) -> std::unique_ptr<at::ObserverContext> {
-        if (counter) ++*counter;
-        return nullptr;
-      }).scopes({at::RecordScope::FUNCTION}));
-  f();
-  at::removeCallback(handle);
-  counter = nullptr;
-  return calls;
-}
-
 // A whole dimension is the tensor itself, with no operator call; any other
 // range is one call (as_strided), where narrow makes three.
 TEST(NarrowView, TakesAWholeDimensionWithoutAnOperatorCall) {
   const auto t = torch::randn({4, 3});
   torch::Tensor whole_rows, whole_columns, part;
-  EXPECT_EQ(aten_calls([&] {
+  EXPECT_EQ(count_operator_calls([&] {
               whole_rows = narrow_view(t, 0, 0, 4);
               whole_columns = narrow_view(t, 1, 0, 3);
             }),
             0);
   EXPECT_EQ(whole_rows.unsafeGetTensorImpl(), t.unsafeGetTensorImpl());
   EXPECT_EQ(whole_columns.unsafeGetTensorImpl(), t.unsafeGetTensorImpl());
-  EXPECT_EQ(aten_calls([&] { part = narrow_view(t, 0, 1, 3); }), 1);
+  EXPECT_EQ(count_operator_calls([&] { part = narrow_view(t, 0, 1, 3); }), 1);
   EXPECT_TRUE(torch::equal(part, t.narrow(0, 1, 3)));
-  EXPECT_GT(aten_calls([&] { part = t.narrow(0, 1, 3); }), 1);  // the counter counts
+  EXPECT_GT(count_operator_calls([&] { part = t.narrow(0, 1, 3); }), 1);  // the counter counts
 }
 
 // A tensor that records no graph is its own detached form, with no call;
@@ -73,7 +55,7 @@ TEST(NarrowView, TakesAWholeDimensionWithoutAnOperatorCall) {
 TEST(Detached, IsTheTensorItselfUnlessItRecordsAGraph) {
   const auto constant = torch::randn({3, 2});
   torch::Tensor same;
-  EXPECT_EQ(aten_calls([&] { same = detached(constant); }), 0);
+  EXPECT_EQ(count_operator_calls([&] { same = detached(constant); }), 0);
   EXPECT_EQ(same.unsafeGetTensorImpl(), constant.unsafeGetTensorImpl());
   const auto leaf = torch::randn({3, 2}, torch::requires_grad());
   const auto product = leaf * 2;
