@@ -3,7 +3,6 @@
 /// Umbrella header: everything contaccum offers.
 
 #include "contaccum/core/allocation_counter.h"
-#include "contaccum/core/operator_calls.h"
 #include "contaccum/core/allocator.h"
 #include "contaccum/core/compute_threads.h"
 #include "contaccum/core/cpu_features.h"
@@ -11,6 +10,7 @@
 #include "contaccum/core/encoder_input.h"
 #include "contaccum/core/finite_rows.h"
 #include "contaccum/core/helper_thread.h"
+#include "contaccum/core/operator_calls.h"
 #include "contaccum/core/precision.h"
 #include "contaccum/core/progress.h"
 #include "contaccum/core/stopwatch.h"
