@@ -457,14 +457,17 @@ void BankScoreCache::load(torch::serialize::InputArchive& archive, const MemoryB
   recompute_targets(queries, passages, 0, size_);
 }
 
+// Copies, as the loss reads them while the next update writes the cache;
+// taken through one-call views (the loss asks for both every micro-batch).
 torch::Tensor BankScoreCache::row_target_dot() const {
   if (size_ == 0 || normalizes() || !target_dots_.defined()) return {};
-  return target_dots_.slice(0, 0, size_).clone();
+  return narrow_view(target_dots_, 0, 0, size_).clone();
 }
 
 torch::Tensor BankScoreCache::row_logsumexp() const {
   if (size_ == 0) return {};
-  return tree_.select(0, 1).slice(0, 0, size_).clone();  // the roots
+  // The roots: node 1 of every row's tree.
+  return tree_.as_strided({size_}, {tree_.stride(1)}, tree_.storage_offset() + tree_.stride(0)).clone();
 }
 
 }  // namespace contaccum

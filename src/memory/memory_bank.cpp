@@ -17,6 +17,26 @@ void check_finite(const torch::Tensor& rows) {
   TORCH_CHECK(bad < 0, "MemoryBank::load: banked row ", bad, " of ", rows.size(0),
               " holds a NaN or an infinity (a damaged checkpoint?)");
 }
+
+// `t` when it already has `sizes` and `options`' type and device, else a new
+// tensor of them: an undo record's buffers serve step after step.
+torch::Tensor reused(const torch::Tensor& t, at::IntArrayRef sizes, const torch::TensorOptions& options) {
+  if (t.defined() && t.sizes() == sizes && t.dtype() == options.dtype() && t.device() == options.device()) return t;
+  return torch::empty(sizes, options);
+}
+
+// Rows [0, count) of `rows` and `count` slots of `storage` from `first_slot`,
+// wrapping at its end, copied one way or the other: at most two runs.
+void copy_slots(const torch::Tensor& storage, int64_t first_slot, int64_t count, const torch::Tensor& rows,
+                bool into_storage) {
+  const int64_t first = std::min(count, storage.size(0) - first_slot);
+  const auto copy = [&](int64_t slot, int64_t row, int64_t n) {
+    const auto stored = narrow_view(storage, 0, slot, n), kept = narrow_view(rows, 0, row, n);
+    into_storage ? stored.copy_(kept) : kept.copy_(stored);
+  };
+  copy(first_slot, 0, first);
+  if (first < count) copy(0, first, count - first);
+}
 }  // namespace
 
 MemoryBank::MemoryBank(MemoryBankOptions options) : options_(options) {
@@ -31,9 +51,12 @@ void MemoryBank::write_ids(const torch::Tensor& ids_in, int64_t n, int64_t dropp
         ids_in.scalar_type() == torch::kLong && ids_in.dim() >= 1 && ids_in.dim() <= 2 && ids_in.size(0) == n + dropped,
         "MemoryBank::enqueue: ids must be [", n + dropped, "] or [", n + dropped, ", k] int64, got ", ids_in.sizes(),
         " ", ids_in.scalar_type());
-    ids = ids_in.to(torch::kCPU).reshape({n + dropped, -1}).slice(0, dropped);
+    // Read through the pointer below, with its strides: no reshape, slice
+    // or copy (a call each).
+    ids = ids_in.device().is_cpu() ? ids_in : ids_in.to(torch::kCPU);
   }
-  const int64_t width = ids.defined() ? ids.size(1) : 0;
+  const int64_t width = ids.defined() ? (ids.dim() == 2 ? ids.size(1) : 1) : 0;
+  const int64_t row_step = width > 0 ? ids.stride(0) : 0, column_step = ids.dim() == 2 ? ids.stride(1) : 1;
   if (!ids_.defined() || ids_.size(1) < width) {
     auto wider = torch::full({capacity(), std::max<int64_t>(width, 1)}, -1, torch::kLong);
     if (ids_.defined()) wider.narrow(1, 0, ids_.size(1)).copy_(ids_);
@@ -42,19 +65,18 @@ void MemoryBank::write_ids(const torch::Tensor& ids_in, int64_t n, int64_t dropp
   // Slot by slot in a loop: the few ATen operations this took (a range, its
   // remainder, an index fill and copy) cost more per micro-batch than the
   // copying itself.
-  const auto from_rows = width > 0 ? ids.contiguous() : torch::Tensor();
-  const int64_t* from = width > 0 ? from_rows.data_ptr<int64_t>() : nullptr;
+  const int64_t* from = width > 0 ? ids.data_ptr<int64_t>() + dropped * row_step : nullptr;
   int64_t* to = ids_.data_ptr<int64_t>();
   const int64_t stride = ids_.size(1);
   for (int64_t j = 0; j < n; ++j) {
     int64_t* row = to + ((head_ + j) % capacity()) * stride;
-    for (int64_t k = 0; k < stride; ++k) row[k] = k < width ? from[j * width + k] : -1;
+    for (int64_t k = 0; k < stride; ++k) row[k] = k < width ? from[j * row_step + k * column_step] : -1;
   }
 }
 
 torch::Tensor MemoryBank::ids() const {
   if (!ids_.defined()) return {};
-  return size_ == ids_.size(0) ? ids_ : ids_.slice(0, 0, size_);
+  return narrow_view(ids_, 0, 0, size_);  // the storage itself when full
 }
 
 void MemoryBank::enqueue(const torch::Tensor& reps_in, int64_t tag, const torch::Tensor& ids) {
@@ -80,14 +102,11 @@ void MemoryBank::enqueue(const torch::Tensor& reps_in, int64_t tag, const torch:
   int64_t n = reps.size(0), dropped = 0;
   if (n > capacity()) {
     dropped = n - capacity();
-    reps = reps.slice(0, dropped);
+    reps = narrow_view(reps, 0, dropped, capacity());
     n = capacity();
   }
   write_ids(ids, n, dropped);
-  // At most two contiguous writes: up to the end of the storage, then wrap.
-  const int64_t first = std::min(n, capacity() - head_);
-  storage_.slice(0, head_, head_ + first).copy_(reps.slice(0, 0, first));
-  if (first < n) storage_.slice(0, 0, n - first).copy_(reps.slice(0, first, n));
+  copy_slots(storage_, head_, n, reps, /*into_storage=*/true);
   for (int64_t j = 0; j < n; ++j) {
     const auto slot = static_cast<size_t>((head_ + j) % capacity());
     if (slot < tags_.size()) {
@@ -111,7 +130,7 @@ int64_t MemoryBank::slot_for(int64_t count, int64_t row) const {
 torch::Tensor MemoryBank::view() const {
   if (!storage_.defined()) return {};
   // Full, as a ContAccum step finds it: the storage itself, no call.
-  return size_ == storage_.size(0) ? storage_ : storage_.slice(0, 0, size_);
+  return narrow_view(storage_, 0, 0, size_);
 }
 
 torch::Tensor MemoryBank::ordered() const {
@@ -127,35 +146,58 @@ void MemoryBank::clear() {
 }
 
 MemoryBank::Undo MemoryBank::undo_for(int64_t count) const {
-  TORCH_CHECK(count >= 0, "MemoryBank::undo_for: count must be >= 0, got ", count);
   Undo u;
+  undo_for(count, u);
+  return u;
+}
+
+void MemoryBank::undo_for(int64_t count, Undo& u) const {
+  TORCH_CHECK(count >= 0, "MemoryBank::undo_for: count must be >= 0, got ", count);
   u.head = head_;
   u.size = size_;
+  u.tags.clear();
   const int64_t n = std::min(count, capacity());
-  if (!storage_.defined() || n == 0) return u;
-  u.slots = torch::arange(head_, head_ + n, torch::TensorOptions(torch::kLong).device(storage_.device()))
-                .remainder_(capacity());
-  u.rows = storage_.index_select(0, u.slots);
-  if (ids_.defined()) u.ids = ids_.index_select(0, u.slots.cpu());
+  u.count = storage_.defined() ? n : 0;
+  if (u.count == 0) {
+    u.rows = u.ids = torch::Tensor();
+    return;
+  }
+  // Copied run by run into the reused buffers: a range, its remainder and
+  // two gathers into new tensors, as this was written first, made a dozen
+  // ATen calls and two allocations a step.
+  u.rows = reused(u.rows, {n, storage_.size(1), storage_.size(2)}, storage_.options());
+  copy_slots(storage_, head_, n, u.rows, /*into_storage=*/false);
+  if (ids_.defined()) {
+    u.ids = reused(u.ids, {n, ids_.size(1)}, ids_.options());
+    const int64_t width = ids_.size(1);
+    const int64_t* from = ids_.data_ptr<int64_t>();
+    int64_t* to = u.ids.data_ptr<int64_t>();
+    for (int64_t j = 0; j < n; ++j) std::copy_n(from + ((head_ + j) % capacity()) * width, width, to + j * width);
+  } else {
+    u.ids = torch::Tensor();
+  }
   for (int64_t j = 0; j < n; ++j) {
     const int64_t slot = (head_ + j) % capacity();
     if (slot < size_) u.tags.emplace_back(slot, tags_[static_cast<size_t>(slot)]);
   }
-  return u;
 }
 
 void MemoryBank::undo(const Undo& u) {
   if (u.rows.defined()) {
-    TORCH_CHECK(storage_.defined() && u.rows.size(1) == storage_.size(1) && u.rows.size(2) == storage_.size(2),
+    TORCH_CHECK(storage_.defined() && u.rows.size(0) == u.count && u.rows.size(1) == storage_.size(1) &&
+                    u.rows.size(2) == storage_.size(2) && u.head >= 0 && u.head < capacity() && u.count <= capacity(),
                 "MemoryBank::undo: the undo record belongs to another bank");
-    storage_.index_copy_(0, u.slots, u.rows);
-    if (u.ids.defined()) {
-      // Identities enqueued since may have widened the lists: the rest is -1.
-      auto old = torch::full({u.ids.size(0), ids_.size(1)}, -1, torch::kLong);
-      old.narrow(1, 0, u.ids.size(1)).copy_(u.ids);
-      ids_.index_copy_(0, u.slots.cpu(), old);
-    } else if (ids_.defined()) {
-      ids_.index_fill_(0, u.slots.cpu(), -1);
+    copy_slots(storage_, u.head, u.count, u.rows, /*into_storage=*/true);
+    if (ids_.defined()) {
+      // Identities enqueued since may have widened the lists: the rest is -1
+      // (all of it when the record holds none).
+      const int64_t width = ids_.size(1), kept = u.ids.defined() ? u.ids.size(1) : 0;
+      const int64_t* from = kept > 0 ? u.ids.data_ptr<int64_t>() : nullptr;
+      int64_t* to = ids_.data_ptr<int64_t>();
+      for (int64_t j = 0; j < u.count; ++j) {
+        int64_t* row = to + ((u.head + j) % capacity()) * width;
+        for (int64_t k = 0; k < width; ++k) row[k] = k < kept ? from[j * kept + k] : -1;
+      }
     }
   }
   // Slots that were valid before get their tags back; the rest fall out of

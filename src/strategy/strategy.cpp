@@ -1,6 +1,7 @@
 #include "contaccum/strategy/strategy.h"
 
 #include "contaccum/core/stopwatch.h"
+#include "contaccum/core/strided_view.h"
 #include "contaccum/core/unit_rows.h"
 #include "contaccum/strategy/rng_state.h"
 
@@ -338,9 +339,13 @@ void Strategy::enqueue(const Encoded& reps, const TrainingBatch& group, const In
   query_bank_.enqueue(queries, steps_, ids.positives);
   const bool groups = options_.passage_bank() && options_.bank_hard_negatives();
   const auto& all_passages = from_loss ? scores.passages : reps.passages;
-  auto passages = groups ? all_passages : all_passages.slice(1, 0, 1);
+  // Views of one call or none (the bank copies what it keeps).
+  auto passages = groups ? all_passages : narrow_view(detached(all_passages), 1, 0, 1);
   torch::Tensor passage_ids;
-  if (ids.defined()) passage_ids = ids.passages.reshape({passages.size(0), -1}).narrow(1, 0, passages.size(1));
+  if (ids.defined()) {
+    const auto by_example = ids.passages.dim() == 2 ? ids.passages : ids.passages.view({passages.size(0), -1});
+    passage_ids = narrow_view(by_example, 1, 0, passages.size(1));
+  }
   if (cosine && !from_loss) passages = detached_unit_rows(passages);
   passage_bank_.enqueue(passages, steps_, passage_ids);
   if (use_bank_scores_) bank_scores_.update(query_bank_, passage_bank_, first_slot, reps.queries.size(0), scores);
@@ -359,8 +364,8 @@ StepStats Strategy::compute_gradients(const TrainingBatch& batch) {
 
   StepStats stats;
   encode_seconds_ = loss_seconds_ = gather_seconds_ = 0.0;
-  query_undo_ = query_bank_.undo_for(n);
-  passage_undo_ = passage_bank_.undo_for(n);
+  query_bank_.undo_for(n, query_undo_);  // the last step's buffers reused
+  passage_bank_.undo_for(n, passage_undo_);
   if (sample_) sample_->begin_step();
   if (momentum_ && !momentum_->initialized()) momentum_->initialize(*model_);
   double negatives = 0.0;

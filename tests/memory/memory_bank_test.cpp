@@ -247,3 +247,46 @@ TEST(MemoryBank, IdentitiesFollowTheirRowsThroughWrapsWideningUndoAndSaveLoad) {
 
 }  // namespace
 }  // namespace contaccum
+
+namespace contaccum {
+namespace {
+
+// A trainer's undo record (`Strategy` takes one a step) keeps its buffers
+// from one `undo_for` to the next, and each record puts the bank back as it
+// was, rows, identities, tags, size and write position, across a wrap.
+TEST(MemoryBank, AReusedUndoRecordKeepsItsBuffersAndRestoresAcrossAWrap) {
+  MemoryBank bank(5);
+  int64_t next_id = 100;
+  const auto enqueue = [&](int64_t n, int64_t tag) {
+    bank.enqueue(torch::randn({n, 2, 3}), tag, torch::arange(next_id, next_id + 2 * n, torch::kLong).view({n, 2}));
+    next_id += 2 * n;
+  };
+  enqueue(4, 0);  // slots 0-3; the head at 4
+  MemoryBank::Undo record;
+  const void* rows_buffer = nullptr;
+  const void* ids_buffer = nullptr;
+  for (int64_t step = 1; step <= 4; ++step) {
+    bank.undo_for(3, record);  // the next 3 writes: slots 4, 0, 1 at first, then further round
+    if (step > 1) {
+      EXPECT_EQ(record.rows.data_ptr(), rows_buffer) << step;
+      EXPECT_EQ(record.ids.data_ptr(), ids_buffer) << step;
+    }
+    rows_buffer = record.rows.data_ptr();
+    ids_buffer = record.ids.data_ptr();
+    const auto rows = bank.view().clone(), ids = bank.ids().clone();
+    const auto tags = bank.tags();
+    const int64_t head = bank.head(), size = bank.size();
+    enqueue(3, step);
+    ASSERT_FALSE(torch::equal(bank.view(), rows));
+    bank.undo(record);
+    EXPECT_TRUE(torch::equal(bank.view(), rows)) << step;
+    EXPECT_TRUE(torch::equal(bank.ids(), ids)) << step;
+    EXPECT_EQ(bank.tags(), tags) << step;
+    EXPECT_EQ(bank.head(), head) << step;
+    EXPECT_EQ(bank.size(), size) << step;
+    enqueue(3, step);  // the step taken again, kept
+  }
+}
+
+}  // namespace
+}  // namespace contaccum

@@ -74,11 +74,18 @@ class MemoryBank {
   /// `min(count, capacity)` rows, not the whole bank).
   struct Undo {
     int64_t head = 0, size = 0;
-    torch::Tensor slots, rows;                      // storage slots and their old contents
+    /// The slots the writes overwrite: `count` slots from `head`, wrapping
+    /// at the capacity (one or two runs of storage).
+    int64_t count = 0;
+    torch::Tensor rows;                             // their old contents, [count, entries_per_row, dim]
     torch::Tensor ids;                              // their old identities (CPU), when the bank holds any
     std::vector<std::pair<int64_t, int64_t>> tags;  // (slot, old tag) of the valid slots among them
   };
   Undo undo_for(int64_t count) const;
+  /// The same into `record`, reusing its buffers when they have the sizes
+  /// this record needs: a trainer taking one record a step (`Strategy`)
+  /// then allocates nothing for it once the bank is full.
+  void undo_for(int64_t count, Undo& record) const;
   /// Puts the bank back as it was when `undo_for` was called, provided at
   /// most `count` rows were enqueued since (and no `load`).
   void undo(const Undo& undo);
