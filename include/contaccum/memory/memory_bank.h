@@ -84,7 +84,8 @@ class MemoryBank {
   Undo undo_for(int64_t count) const;
   /// The same into `record`, reusing its buffers when they have the sizes
   /// this record needs: a trainer taking one record a step (`Strategy`)
-  /// then allocates nothing for it once the bank is full.
+  /// then allocates nothing for it once the bank is full. The buffers are
+  /// written in place, so a copy kept of an earlier record changes too.
   void undo_for(int64_t count, Undo& record) const;
   /// Puts the bank back as it was when `undo_for` was called, provided at
   /// most `count` rows were enqueued since (and no `load`).
