@@ -37,6 +37,20 @@ void copy_slots(const torch::Tensor& storage, int64_t first_slot, int64_t count,
   copy(first_slot, 0, first);
   if (first < count) copy(0, first, count - first);
 }
+
+// Rows [0, n) of identities at `from` (rows `row_step` apart, `width`
+// entries `column_step` apart) into the slots from `first_slot` of the
+// identity table `to` (`stride` entries a row), wrapping at `capacity`; a
+// slot's entries past `width` are -1. Slot by slot: the ATen operations this
+// once took (a range, its remainder, an index fill and copy) cost more per
+// micro-batch than the copying itself.
+void write_id_rows(int64_t* to, int64_t stride, int64_t capacity, int64_t first_slot, const int64_t* from,
+                   int64_t row_step, int64_t column_step, int64_t width, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    int64_t* row = to + ((first_slot + j) % capacity) * stride;
+    for (int64_t k = 0; k < stride; ++k) row[k] = k < width ? from[j * row_step + k * column_step] : -1;
+  }
+}
 }  // namespace
 
 MemoryBank::MemoryBank(MemoryBankOptions options) : options_(options) {
@@ -62,16 +76,8 @@ void MemoryBank::write_ids(const torch::Tensor& ids_in, int64_t n, int64_t dropp
     if (ids_.defined()) wider.narrow(1, 0, ids_.size(1)).copy_(ids_);
     ids_ = wider;
   }
-  // Slot by slot in a loop: the few ATen operations this took (a range, its
-  // remainder, an index fill and copy) cost more per micro-batch than the
-  // copying itself.
   const int64_t* from = width > 0 ? ids.data_ptr<int64_t>() + dropped * row_step : nullptr;
-  int64_t* to = ids_.data_ptr<int64_t>();
-  const int64_t stride = ids_.size(1);
-  for (int64_t j = 0; j < n; ++j) {
-    int64_t* row = to + ((head_ + j) % capacity()) * stride;
-    for (int64_t k = 0; k < stride; ++k) row[k] = k < width ? from[j * row_step + k * column_step] : -1;
-  }
+  write_id_rows(ids_.data_ptr<int64_t>(), ids_.size(1), capacity(), head_, from, row_step, column_step, width, n);
 }
 
 torch::Tensor MemoryBank::ids() const {
@@ -191,13 +197,9 @@ void MemoryBank::undo(const Undo& u) {
     if (ids_.defined()) {
       // Identities enqueued since may have widened the lists: the rest is -1
       // (all of it when the record holds none).
-      const int64_t width = ids_.size(1), kept = u.ids.defined() ? u.ids.size(1) : 0;
-      const int64_t* from = kept > 0 ? u.ids.data_ptr<int64_t>() : nullptr;
-      int64_t* to = ids_.data_ptr<int64_t>();
-      for (int64_t j = 0; j < u.count; ++j) {
-        int64_t* row = to + ((u.head + j) % capacity()) * width;
-        for (int64_t k = 0; k < width; ++k) row[k] = k < kept ? from[j * kept + k] : -1;
-      }
+      const int64_t kept = u.ids.defined() ? u.ids.size(1) : 0;
+      write_id_rows(ids_.data_ptr<int64_t>(), ids_.size(1), capacity(), u.head,
+                    kept > 0 ? u.ids.data_ptr<int64_t>() : nullptr, kept, 1, kept, u.count);
     }
   }
   // Slots that were valid before get their tags back; the rest fall out of
