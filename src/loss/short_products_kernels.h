@@ -78,7 +78,7 @@ void row_dots(const RowDotsArgs& a) {
     const int64_t per_x = blocks_of_x > 0 ? (lines + blocks_of_x - 1) / blocks_of_x : 0;
     // The next line's address is carried along (row, then line in it), not
     // divided out of the line's number: a 64-bit division a line cost about
-    // 5% of these products' rate (bench/performance/notes.md).
+    // 7% of these products' rate (bench/performance/notes.md).
     int64_t line = 0, line_in_row = 0;
     const float* next_row = lines > 0 ? a.y + (j + RY) * a.y_stride : a.y;
     const auto ask_next = [&] {
