@@ -99,30 +99,54 @@ double sgemm_rate(int64_t r, int64_t c, int64_t d, int64_t rounds) {
   return 2.0 * static_cast<double>(r * c * d) / s / 1e9;
 }
 
-// GFLOP/s of the same product by the short products (short_products.h,
-// what the loss uses), which read the long side in place instead of
-// packing it.
-double short_product_rate(int64_t r, int64_t c, int64_t d, int64_t rounds) {
-  const auto a = torch::randn({r, d}), b = torch::randn({c, d});
-  auto out = torch::empty({r, c});
-  const double s = time_median(rounds, [&] { row_dots_out(out, a, b); });
-  return 2.0 * static_cast<double>(r * c * d) / s / 1e9;
-}
+// A micro-batch's products against a bank of m rows, with their operands
+// made once: timed alone at the start (the bank-work line) and again
+// between the rounds of whole steps, where each round's floor is taken at
+// that round's moment of the machine's drift.
+class BankProducts {
+ public:
+  BankProducts(int64_t n, int64_t m, int64_t d)
+      : n_(n),
+        m_(m),
+        d_(d),
+        rows_(torch::randn({n, d})),
+        bank_(torch::randn({m, d})),
+        weights_(torch::randn({n, m})),
+        scores_(torch::empty({n, m})),
+        bank_scores_(torch::empty({m, n})),
+        gradient_(torch::zeros({n, d})) {}
 
-// GFLOP/s of out [n, d] += w [n, m] y [m, d]: LibTorch's addmm_, or the
-// short products'.
-double gradient_rate(int64_t n, int64_t m, int64_t d, int64_t rounds, bool short_products) {
-  const auto w = torch::randn({n, m}), y = torch::randn({m, d});
-  auto out = torch::zeros({n, d});
-  const double s = time_median(rounds, [&] {
-    if (short_products) {
-      add_weighted_rows_(out, w, y);
-    } else {
-      out.addmm_(w, y);
-    }
-  });
-  return 2.0 * static_cast<double>(n * m * d) / s / 1e9;
-}
+  // The rates of the three shapes, [n, d] x [d, m] and [m, d] x [d, n]
+  // (scores) and [n, m] x [m, d] (gradients), with LibTorch's sgemm and
+  // with the short products (short_products.h, what the loss uses, which
+  // read the bank in place instead of packing it), each the median of
+  // `rounds` calls; and the floor they give one micro-batch's bank work.
+  json rates(int64_t rounds) {
+    const double flop = 2.0 * static_cast<double>(n_ * m_ * d_);
+    const auto rate = [&](auto&& product) { return flop / time_median(rounds, product) / 1e9; };
+    const double scores = rate([&] { at::mm_out(scores_, rows_, bank_.t()); });
+    const double bank = rate([&] { at::mm_out(bank_scores_, bank_, rows_.t()); });
+    const double gradient = rate([&] { gradient_.addmm_(weights_, bank_); });
+    const double short_scores = rate([&] { row_dots_out(scores_, rows_, bank_); });
+    const double short_gradient = rate([&] { add_weighted_rows_(gradient_, weights_, bank_); });
+    // Of the 8 n m d: 2 n m d in each score shape, 4 n m d in the gradient
+    // shape. The floor takes each at the faster of the two ways to make it
+    // (either orientation for the bank's rows against the micro-batch: the
+    // same numbers, made either way round): what this machine has been
+    // shown to reach for these shapes, whether or not the loss uses it.
+    const double best_scores = std::max({scores, bank, short_scores});
+    const double floor_s =
+        flop * (1.0 / std::max(scores, short_scores) + 1.0 / best_scores + 2.0 / std::max(gradient, short_gradient)) /
+        1e9;
+    return {{"sgemm_gflops_rows_by_bank", scores},     {"sgemm_gflops_bank_by_rows", bank},
+            {"sgemm_gflops_gradient", gradient},       {"short_gflops_scores", short_scores},
+            {"short_gflops_gradient", short_gradient}, {"floor_ms", 1e3 * floor_s}};
+  }
+
+ private:
+  int64_t n_, m_, d_;
+  torch::Tensor rows_, bank_, weights_, scores_, bank_scores_, gradient_;
+};
 
 // Microseconds of the fastest of `calls` calls of `f` (the least disturbed
 // by the machine's noise: for short kernels whose own time is the question).
@@ -296,33 +320,11 @@ void read_every_line(const std::vector<torch::Tensor>& tensors) {
 // The rates of the bank's products alone, with LibTorch's sgemm and with the
 // short products, and the floor they give one micro-batch's bank work.
 json product_rates(const BankWorkSetup& s) {
-  const double nmd = static_cast<double>(s.n * s.m * s.d);
-  // The three shapes of those products: [n, d] x [d, m], [m, d] x [d, n]
-  // (scores), and [n, m] x [m, d] (gradients), with LibTorch's sgemm and
-  // with the short products (what the loss uses).
-  const double scores_rate = sgemm_rate(s.n, s.m, s.d, s.rounds), bank_rate = sgemm_rate(s.m, s.n, s.d, s.rounds);
-  const double sgemm_gradient = gradient_rate(s.n, s.m, s.d, s.rounds, false);
-  const double short_scores = short_product_rate(s.n, s.m, s.d, s.rounds);
-  const double short_gradient = gradient_rate(s.n, s.m, s.d, s.rounds, true);
-  // Of the 8 n m d: 2 n m d in each score shape, 4 n m d in the gradient
-  // shape. The floor takes each at the faster of the two ways to make it
-  // (either orientation for the bank's rows against the micro-batch: the
-  // same numbers, made either way round): what this machine has been shown
-  // to reach for these shapes, whether or not the loss uses it.
-  const double best_scores = std::max({scores_rate, bank_rate, short_scores});
-  const double floor_s =
-      2.0 * nmd *
-      (1.0 / std::max(scores_rate, short_scores) + 1.0 / best_scores + 2.0 / std::max(sgemm_gradient, short_gradient)) /
-      1e9;
-  return {{"sgemm_gflops_rows_by_bank", scores_rate},
-          {"sgemm_gflops_bank_by_rows", bank_rate},
-          {"sgemm_gflops_gradient", sgemm_gradient},
-          {"short_gflops_scores", short_scores},
-          {"short_gflops_gradient", short_gradient},
-          {"short_isa", short_product_isa() == ShortProductIsa::Avx512 ? "AVX-512"
-                        : short_product_isa() == ShortProductIsa::Avx2 ? "AVX2"
-                                                                       : "portable"},
-          {"floor_ms", 1e3 * floor_s}};
+  json out = BankProducts(s.n, s.m, s.d).rates(s.rounds);
+  out["short_isa"] = short_product_isa() == ShortProductIsa::Avx512 ? "AVX-512"
+                     : short_product_isa() == ShortProductIsa::Avx2 ? "AVX2"
+                                                                    : "portable";
+  return out;
 }
 
 // The loss with the banks (`loss`) timed after each of four interruptions,
@@ -651,10 +653,20 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
   // Enough steps first to fill the largest bank.
   const int64_t fill = *std::max_element(s.memories.begin(), s.memories.end()) / s.total + 2;
   const int64_t k = static_cast<int64_t>(runners.size());
+  // After each timed round, the bank products alone once more (the median
+  // of a few calls each): each round's floor, a step's worth of micro-batches.
+  constexpr int64_t kFloorCalls = 3;
+  std::map<int64_t, BankProducts> alone;
+  std::map<int64_t, std::vector<double>> round_floor_s;
+  for (int64_t m : s.memories) alone.try_emplace(m, s.micro, m, s.d);
+  const double micro_batches = static_cast<double>(s.total) / static_cast<double>(s.micro);
   const auto helper_before = helper_thread_stats();
   for (int64_t r = 0; r < fill + s.rounds; ++r) {
     const auto batch = random_batch(s, r);
     for (int64_t i = 0; i < k; ++i) runners[static_cast<size_t>((r + i) % k)]->step(batch, r >= fill);
+    if (r < fill) continue;
+    for (auto& [m, products] : alone)
+      round_floor_s[m].push_back(products.rates(kFloorCalls)["floor_ms"].get<double>() / 1e3 * micro_batches);
   }
   const double base = median(runners[0]->seconds);
   const auto helper = helper_since(helper_before);
@@ -676,7 +688,15 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
     // two score products and two gradient products (the cache reuses the
     // scores).
     const double flop = 8.0 * static_cast<double>(s.total * run->memory * s.d);
-    const double floor_ms = run->memory > 0 && !run->sweeping ? floor_ms_per_gflop.at(run->memory) * flop / 1e9 : 0.0;
+    const bool banked = run->memory > 0 && !run->sweeping;
+    const double floor_ms = banked ? floor_ms_per_gflop.at(run->memory) * flop / 1e9 : 0.0;
+    // The same with each round's own floor, taken minutes nearer its steps
+    // than the bank-work line's (the products' rate alone drifts with the
+    // machine as the steps do).
+    std::vector<double> beyond_round_floor, round_floor;
+    if (banked) round_floor = round_floor_s.at(run->memory);
+    for (size_t i = 0; i < over.size(); ++i) beyond_round_floor.push_back(over[i] - (banked ? round_floor[i] : 0.0));
+    const auto [round_low, round_high] = median_interval(beyond_round_floor);
     out.push_back({{"kind", "steps"},
                    {"strategy", run->name},
                    {"memory_size", run->memory},
@@ -692,6 +712,9 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
                    {"paired_excess_over_grad_accum_ms", paired_ms},
                    {"paired_excess_beyond_floor_share", (paired_ms - floor_ms) / (1e3 * base)},
                    {"paired_excess_interval_ms", {1e3 * low, 1e3 * high}},
+                   {"round_floor_ms", banked ? 1e3 * median(round_floor) : 0.0},
+                   {"paired_excess_beyond_round_floor_share", median(beyond_round_floor) / base},
+                   {"paired_excess_beyond_round_floor_interval_ms", {1e3 * round_low, 1e3 * round_high}},
                    {"ms_encode", 1e3 * median(run->encode)},
                    {"ms_loss", 1e3 * median(run->loss)},
                    {"ms_banks", 1e3 * median(run->banks)},

@@ -184,7 +184,11 @@ def bank_tables(w, work, steps, explain=False):
         w("(each round steps every configuration once, one after another, so a round's difference is taken at")
         w("one moment of the machine's drift); the share beyond the floor is given for both, the paired one")
         w("with a 95% interval in brackets (the median's, by resampling the rounds 2,000 times): how far the")
-        w("spread between the rounds of this one run leaves it open (runs minutes apart drift further). \"Where\" splits")
+        w("spread between the rounds of this one run leaves it open (runs minutes apart drift further). The floor")
+        w("is also taken again after every round (the four products alone, the median of three calls each):")
+        w("\"rounds\" is the median of those floors, and the last share the median over the rounds of each")
+        w("round's excess over GradAccum less that round's floor, with its interval, so that the floor is")
+        w("measured at the same moment of the machine's drift as the steps it is set against. \"Where\" splits")
         w("the step (medians of each part): the towers' forward passes and every backward pass, the loss's")
         w("included; the losses' forward passes and the banks' updates, with in brackets the updates alone")
         w("(enqueueing the rows and the score cache's update: `StepStats::bank_seconds`); the optimizer.")
@@ -199,7 +203,7 @@ def bank_tables(w, work, steps, explain=False):
         w("dispatch whatever the tensor's size (one view call's time is given under each table).")
         w("")
     if steps:
-        w("| strategy | loss's products | bank m | ms a step | where (ms): towers and backward / loss and banks (of which banks' update) / optimizer | over GradAccum (ms): medians / paired | arithmetic floor (ms) | beyond the floor, share of GradAccum's step: medians / paired | short products: ms a step (GFLOP/s); slower than alone | ATen calls a step |")
+        w("| strategy | loss's products | bank m | ms a step | where (ms): towers and backward / loss and banks (of which banks' update) / optimizer | over GradAccum (ms): medians / paired | arithmetic floor (ms): start / rounds | beyond the floor, share of GradAccum's step: medians / paired / paired, each round's floor | short products: ms a step (GFLOP/s); slower than alone | ATen calls a step |")
         w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         grad_accum = None
         for l in steps:
@@ -227,14 +231,18 @@ def bank_tables(w, work, steps, explain=False):
                   f"{l['excess_over_grad_accum_ms']:.1f} / {paired:.1f} | read warm: {warm:.1f} | "
                   f"{100 * (l['excess_over_grad_accum_ms'] - warm) / base:.1f}% / {100 * (paired - warm) / base:.1f}% | {products} | {calls} |")
                 continue
-            interval = ""
+            interval, floor, rounds = "", f"{l['arithmetic_floor_ms']:.1f}", ""
             if "paired_excess_interval_ms" in l and l["memory_size"] > 0:
                 base = l["ms_per_step"] - l["excess_over_grad_accum_ms"]
                 low, high = (100 * (v - l["arithmetic_floor_ms"]) / base for v in l["paired_excess_interval_ms"])
                 interval = f" ({low:.0f} to {high:.0f}%)"
+                if "round_floor_ms" in l:
+                    floor += f" / {l['round_floor_ms']:.1f}"
+                    low, high = (100 * v / base for v in l["paired_excess_beyond_round_floor_interval_ms"])
+                    rounds = f" / {100 * l['paired_excess_beyond_round_floor_share']:.1f}% ({low:.0f} to {high:.0f}%)"
             w(f"| {l['strategy']} | {l.get('products', 'sgemm')} | {l['memory_size']:,} | {l['ms_per_step']:.1f} | {where} | "
-              f"{l['excess_over_grad_accum_ms']:.1f} / {paired:.1f} | {l['arithmetic_floor_ms']:.1f} | "
-              f"{100 * l['excess_beyond_floor_share']:.0f}% / {100 * paired_share:.0f}%{interval} | {products} | {calls} |")
+              f"{l['excess_over_grad_accum_ms']:.1f} / {paired:.1f} | {floor} | "
+              f"{100 * l['excess_beyond_floor_share']:.0f}% / {100 * paired_share:.0f}%{interval}{rounds} | {products} | {calls} |")
         w("")
         if explain and any("bank_bytes_read_warm_ms" in l for l in steps):
             w("`grad_accum_reading_bank_bytes` is GradAccum whose tower, after encoding each micro-batch's")
