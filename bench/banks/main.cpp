@@ -580,6 +580,9 @@ struct Runner {
   // the in-batch ones).
   std::vector<double> product_seconds;
   ShortProductStats products;
+  // The pieces shared out with the helper thread during the timed steps
+  // (the towers' and the loss's), and those of them the helper computed.
+  int64_t pieces = 0, helper_pieces = 0;
   std::shared_ptr<BankBytesTower> sweeping;  // the bank-bytes runner's tower
 
   // With `bank_bytes`, GradAccum whose tower reads m rows' worth of both
@@ -607,6 +610,7 @@ struct Runner {
   void step(const TrainingBatch& batch, bool record) {
     set_short_products_enabled(short_products);
     const auto products_before = short_product_stats();
+    const auto helper_before = helper_thread_stats();
     const Stopwatch watch;
     zero_gradients(*optimizer);
     const auto result = strategy->compute_gradients(batch);
@@ -617,6 +621,9 @@ struct Runner {
     const auto made = products_since(products_before);
     product_seconds.push_back(made.seconds);
     products.calls += made.calls, products.seconds += made.seconds, products.flop += made.flop;
+    const auto helper = helper_thread_stats();
+    pieces += helper.pieces - helper_before.pieces;
+    helper_pieces += helper.helper_pieces - helper_before.helper_pieces;
     encode.push_back(result.encode_seconds);
     loss.push_back(result.loss_seconds);
     banks.push_back(result.bank_seconds);
@@ -722,6 +729,8 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
                    {"ms_optimizer", 1e3 * median(run->optimizer_seconds)},
                    {"ms_short_products", 1e3 * median(run->product_seconds)},
                    {"short_products_gflops", gflops(run->products)},
+                   {"helper_share_in_steps",
+                    run->pieces > 0 ? static_cast<double>(run->helper_pieces) / static_cast<double>(run->pieces) : 0.0},
                    {"timed_steps", run->seconds.size()},
                    {"short_products_helper", helper}});
     if (run->sweeping) {
