@@ -676,7 +676,12 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
       round_floor_s[m].push_back(products.rates(kFloorCalls)["floor_ms"].get<double>() / 1e3 * micro_batches);
   }
   const double base = median(runners[0]->seconds);
-  const auto helper = helper_since(helper_before);
+  // The helper's share over every configuration's timed steps (not the
+  // floors' products between the rounds); its moves over the whole loop.
+  auto helper = helper_since(helper_before);
+  int64_t pieces = 0, helper_pieces = 0;
+  for (const auto& run : runners) pieces += run->pieces, helper_pieces += run->helper_pieces;
+  helper["helper_share"] = pieces > 0 ? static_cast<double>(helper_pieces) / static_cast<double>(pieces) : 0.0;
   const auto count_batch = random_batch(s, fill + s.rounds);
   for (const auto& run : runners)
     run->aten_calls_per_step = count_operator_calls([&] { run->step(count_batch, false); });
