@@ -79,14 +79,13 @@ void row_dots(const RowDotsArgs& a) {
     // The next line's address is carried along (row, then line in it), not
     // divided out of the line's number: a 64-bit division a line cost about
     // 7% of these products' rate (bench/performance/notes.md).
-    int64_t line = 0, line_in_row = 0;
-    const float* next_row = lines > 0 ? a.y + (j + RY) * a.y_stride : a.y;
+    int64_t line = 0, row = j + RY, line_in_row = 0;
     const auto ask_next = [&] {
       for (const int64_t stop = smaller(lines, line + per_x); line < stop; ++line) {
-        __builtin_prefetch(next_row + line_in_row * kLineFloats, 0, 2);
+        __builtin_prefetch(a.y + row * a.y_stride + line_in_row * kLineFloats, 0, 2);
         if (++line_in_row == row_lines) {
           line_in_row = 0;
-          next_row += a.y_stride;
+          ++row;
         }
       }
     };
