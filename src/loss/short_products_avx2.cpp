@@ -100,7 +100,9 @@ struct Avx2 {
 // 95-122 against 60-115 GFLOP/s in four alternating pairs (`NO_STEPS=1
 // bash bench/banks/before_after.sh`, bench/performance/notes.md), and
 // copying each vector into the panels with one load and store instead of a
-// call to memcpy raised it at m = 1,024 to 96-129 against 77-87.
+// call to memcpy raised it at m = 1,024 to 96-129 against 77-87. Windows
+// of 4 vectors rather than 8 (a 16 KiB buffer rather than the whole
+// first-level cache) then added a few per cent (bench/performance/notes.md).
 void row_dots_avx2(const RowDotsArgs& args) { row_dots<Avx2, 1, 6>(args); }
 void weighted_rows_avx2(const WeightedRowsArgs& args) { weighted_rows<Avx2, 4, 1, /*Pack=*/true>(args); }
 void fold_logsumexp_avx2(const LogSumExpTileArgs& args) { fold_logsumexp<Avx2>(args); }

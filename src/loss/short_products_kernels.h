@@ -162,16 +162,20 @@ void weighted_rows_unpacked(const WeightedRowsArgs& a, int64_t b0, int64_t b1) {
   if (k < a.k_end) weighted_rows_of<L, RA, 1, true>(a, k, b0, b1, static_cast<int>(a.k_end - k), at(k), a.y_stride);
 }
 
-// Columns of a packed window: kPackedVectors vectors of 16.
-constexpr int64_t kPackedVectors = 8;
+// Columns of a packed window: kPackedVectors vectors of 16. Four make a
+// 16 KiB buffer, half a 32 KiB first-level cache, which leaves room for the
+// weights and the out rows the window's arithmetic reads beside it; eight
+// (the whole of that cache) ran a few per cent slower on an AMD EPYC
+// without AVX-512 (bench/performance/notes.md).
+constexpr int64_t kPackedVectors = 4;
 
 // The same, one vector at a time, from columns copied into a buffer first:
 // rows of a wide matrix lie a multiple of 4 KiB apart (1,024 floats), so
 // the same columns of 64 rows all fall into one set of the first-level
 // cache, which keeps only a few of them (8 ways) while the out rows' blocks
 // read them again and again; packed, each vector's 64 rows are one
-// contiguous 4 KiB panel. The copy reads each row's window of up to 8
-// vectors (512 bytes) in one run, rather than 64 bytes per row and vector,
+// contiguous 4 KiB panel. The copy reads each row's window of up to
+// kPackedVectors vectors in one run, rather than 64 bytes per row and vector,
 // and asks for the next block's window meanwhile: after a micro-batch's
 // towers have run, the bank is likely no longer in the cache
 // (bench/performance/notes.md). The arithmetic is the same as unpacked.
