@@ -16,7 +16,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bash "$root/bench/build.sh" contaccum_bench_banks
 out="$root/${OUT:-bench/banks/results.jsonl}"
-: >"$out.tmp"
+# The code the run measured: its commit, and whether the tree differed from it.
+dirty=$(git -C "$root" status --porcelain --untracked-files=no | grep -q . && echo true || echo false)
+echo "{\"kind\": \"source\", \"commit\": \"$(git -C "$root" rev-parse --short HEAD)\", \"modified\": $dirty}" >"$out.tmp"
 for m in ${MEMORIES:-1024 4096 8192}; do
   "$root/build-bench/bench/banks/contaccum_bench_banks" --memory "$m" "$@" | tee -a "$out.tmp"
 done
