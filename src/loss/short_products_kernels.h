@@ -76,9 +76,9 @@ void row_dots(const RowDotsArgs& a) {
     const int64_t next_rows = smaller(RY, a.y_end - (j + RY));
     const int64_t lines = next_rows > 0 ? next_rows * row_lines : 0;
     const int64_t per_x = blocks_of_x > 0 ? (lines + blocks_of_x - 1) / blocks_of_x : 0;
-    // The next line's address is carried along (row, then line in it), not
-    // divided out of the line's number: a 64-bit division a line cost about
-    // 7% of these products' rate (bench/performance/notes.md).
+    // The next line's row and place in it are counted along, not divided
+    // out of the line's number: a 64-bit division a line cost these
+    // products a few per cent of their rate (bench/performance/notes.md).
     int64_t line = 0, row = j + RY, line_in_row = 0;
     const auto ask_next = [&] {
       for (const int64_t stop = smaller(lines, line + per_x); line < stop; ++line) {
