@@ -240,10 +240,14 @@ struct Banks {
 // and, in whole steps, the towers' and optimizer's kernels too) that the
 // helper thread computed since `before` (about half when it gets the second
 // core), and how often a caller had to move it off its own core.
+// The helper's share of `pieces` shared out, of which it computed `helper`.
+double helper_share(int64_t helper, int64_t pieces) {
+  return pieces > 0 ? static_cast<double>(helper) / static_cast<double>(pieces) : 0.0;
+}
+
 json helper_since(const HelperThreadStats& before) {
   const auto now = helper_thread_stats();
-  const int64_t pieces = now.pieces - before.pieces;
-  return {{"helper_share", pieces > 0 ? static_cast<double>(now.helper_pieces - before.helper_pieces) / pieces : 0.0},
+  return {{"helper_share", helper_share(now.helper_pieces - before.helper_pieces, now.pieces - before.pieces)},
           {"helper_moves", now.moves - before.moves}};
 }
 
@@ -681,7 +685,7 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
   auto helper = helper_since(helper_before);
   int64_t pieces = 0, helper_pieces = 0;
   for (const auto& run : runners) pieces += run->pieces, helper_pieces += run->helper_pieces;
-  helper["helper_share"] = pieces > 0 ? static_cast<double>(helper_pieces) / static_cast<double>(pieces) : 0.0;
+  helper["helper_share"] = helper_share(helper_pieces, pieces);
   const auto count_batch = random_batch(s, fill + s.rounds);
   for (const auto& run : runners)
     run->aten_calls_per_step = count_operator_calls([&] { run->step(count_batch, false); });
@@ -705,9 +709,10 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
     // The same with each round's own floor, taken minutes nearer its steps
     // than the bank-work line's (the products' rate alone drifts with the
     // machine as the steps do).
-    std::vector<double> beyond_round_floor, round_floor;
-    if (banked) round_floor = round_floor_s.at(run->memory);
-    for (size_t i = 0; i < over.size(); ++i) beyond_round_floor.push_back(over[i] - (banked ? round_floor[i] : 0.0));
+    const std::vector<double> no_floor(over.size(), 0.0);
+    const auto& round_floor = banked ? round_floor_s.at(run->memory) : no_floor;
+    std::vector<double> beyond_round_floor;
+    for (size_t i = 0; i < over.size(); ++i) beyond_round_floor.push_back(over[i] - round_floor[i]);
     const auto [round_low, round_high] = median_interval(beyond_round_floor);
     out.push_back({{"kind", "steps"},
                    {"strategy", run->name},
@@ -724,7 +729,7 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
                    {"paired_excess_over_grad_accum_ms", paired_ms},
                    {"paired_excess_beyond_floor_share", (paired_ms - floor_ms) / (1e3 * base)},
                    {"paired_excess_interval_ms", {1e3 * low, 1e3 * high}},
-                   {"round_floor_ms", banked ? 1e3 * median(round_floor) : 0.0},
+                   {"round_floor_ms", 1e3 * median(round_floor)},
                    {"paired_excess_beyond_round_floor_share", median(beyond_round_floor) / base},
                    {"paired_excess_beyond_round_floor_interval_ms", {1e3 * round_low, 1e3 * round_high}},
                    {"ms_encode", 1e3 * median(run->encode)},
@@ -734,8 +739,7 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
                    {"ms_optimizer", 1e3 * median(run->optimizer_seconds)},
                    {"ms_short_products", 1e3 * median(run->product_seconds)},
                    {"short_products_gflops", gflops(run->products)},
-                   {"helper_share_in_steps",
-                    run->pieces > 0 ? static_cast<double>(run->helper_pieces) / static_cast<double>(run->pieces) : 0.0},
+                   {"helper_share_in_steps", helper_share(run->helper_pieces, run->pieces)},
                    {"timed_steps", run->seconds.size()},
                    {"short_products_helper", helper}});
     if (run->sweeping) {
