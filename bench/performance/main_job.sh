@@ -8,7 +8,9 @@
 #
 # Usage: bash bench/performance/main_job.sh [DATA_DIR]
 # Environment: MAX_STEPS (default 40), REPEATS (default 2), BEFORE_BIN (a
-# `contaccum` binary of an earlier revision to time as "before", optional),
+# `contaccum` binary of an earlier revision to time as "before", optional;
+# BEFORE_CONFIG, that revision's examples/main_job/config.yaml, default this
+# one's; BEFORE_COMMIT, the revision's name, recorded for the report),
 # VARIANTS (names from the list below separated by ';', default all), OUT
 # (the file written; report.py also reads bench/performance/allocations.jsonl,
 # written with VARIANTS="default, allocations counted;torch AdamW, allocations
@@ -54,17 +56,21 @@ best = min((lambda t: (np.multiply(a, np.float32(1.0000001), out=a), time.perf_c
 print(json.dumps({"probe": "memory", "read_write_gb_per_s": 2 * a.nbytes / best / 1e9}))
 PY
 /usr/bin/python3 "$root/bench/performance/report.py" --machine >>"$out.tmp"
+if [ -n "${BEFORE_BIN:-}" ]; then
+  /usr/bin/python3 -c 'import json, sys; print(json.dumps({"probe": "before", "commit": sys.argv[1]}))' \
+    "${BEFORE_COMMIT:-not recorded}" >>"$out.tmp"
+fi
 for ((r = 0; r < repeats; r++)); do
   for v in "${variants[@]}"; do
     IFS='|' read -r name env extra <<<"$v"
     if [ -n "${VARIANTS:-}" ] && [[ ";$VARIANTS;" != *";$name;"* ]]; then continue; fi
-    binary=$cli
-    [[ "$name" == before* ]] && binary=$BEFORE_BIN
+    binary=$cli config=$root/examples/main_job/config.yaml
+    [[ "$name" == before* ]] && binary=$BEFORE_BIN config=${BEFORE_CONFIG:-$config}
     run="$work/run"
     rm -rf "$run"
     # shellcheck disable=SC2086
     env $env /usr/bin/time -f '%e %U %S %M %R' -o "$work/time" "$binary" train \
-      --config "$root/examples/main_job/config.yaml" \
+      --config "$config" \
       --set "data.corpus=$data/corpus.jsonl" --set "data.queries=$data/queries.jsonl" \
       --set "data.train_qrels=$data/qrels/train.tsv" --set "max_steps=$steps" --set "checkpoint_every=0" --set data.skip_bad_records=true \
       $extra --output "$run" >/dev/null 2>"$work/log" || { cat "$work/log" >&2; exit 1; }
