@@ -69,17 +69,21 @@ def bank_row(name):
         return None
     s = steps[0]
     machine = work.get("machine", "machine not recorded")
-    if "paired_excess_beyond_round_floor_share" in s:
-        low, high = s["paired_excess_beyond_round_floor_interval_ms"]
-        base = s["ms_per_step"] - s["excess_over_grad_accum_ms"]
-        share = s["paired_excess_beyond_round_floor_share"]
-        text = (f"{100 * share:.1f}% (95% interval {100 * low / base:.0f} to {100 * high / base:.0f}%) of "
-                f"GradAccum's step beyond each round's floor, m = {s['memory_size']:,} ({machine}, `{name}`)")
-    else:
+    target = "ContAccum at m = 8N within the arithmetic floor + 2% of GradAccum"
+    if "paired_excess_beyond_round_floor_share" not in s:
         share = s["paired_excess_beyond_floor_share"]
-        text = (f"{100 * share:.1f}% of GradAccum's step beyond the floor, m = {s['memory_size']:,} "
-                f"({machine}, `{name}`, an older run without each round's floor)")
-    return ("ContAccum at m = 8N within the arithmetic floor + 2% of GradAccum", text, share <= 0.02)
+        return (target, f"{100 * share:.1f}% of GradAccum's step beyond the floor, m = {s['memory_size']:,} "
+                        f"({machine}, `{name}`, an older run without each round's floor)", share <= 0.02)
+    # Met or missed only where the run's 95% interval of the median lies on
+    # one side of 2%: the rounds of one run drift by more than that.
+    base = s["ms_per_step"] - s["excess_over_grad_accum_ms"]
+    low, high = (x / base for x in s["paired_excess_beyond_round_floor_interval_ms"])
+    share = s["paired_excess_beyond_round_floor_share"]
+    text = (f"{100 * share:.1f}% (95% interval {100 * low:.0f} to {100 * high:.0f}%) of GradAccum's step "
+            f"beyond each round's floor, m = {s['memory_size']:,} ({machine}, `{name}`)")
+    if low <= 0.02 < high:
+        return (target, text + "; the interval spans 2%", None)
+    return (target, text, high <= 0.02)
 
 
 def scaling_row():
@@ -110,5 +114,5 @@ def targets(w, by, med, machine):
     w("| target | measured | met |")
     w("| --- | --- | --- |")
     for target, text, met in rows:
-        w(f"| {target} | {text} | {'-' if met is None else 'yes' if met else '**no**'} |")
+        w(f"| {target} | {text} | {'not settled' if met is None else 'yes' if met else '**no**'} |")
     w("")
