@@ -32,6 +32,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../bench_util.h"
+#include "loss_backward_timer.h"
 
 #include <algorithm>
 #include <chrono>
@@ -588,6 +589,10 @@ struct Runner {
   // (the towers' and the loss's), and those of them the helper computed.
   int64_t pieces = 0, helper_pieces = 0;
   std::shared_ptr<BankBytesTower> sweeping;  // the bank-bytes runner's tower
+  // The split rounds' steps (split_step), milliseconds by part, each part's
+  // list step by step: where a step's time goes, the loss's forward and
+  // backward passes apart and the products inside each.
+  std::map<std::string, std::vector<double>> parts;
 
   // With `bank_bytes`, GradAccum whose tower reads m rows' worth of both
   // banks' bytes once per micro-batch (BankBytesTower).
@@ -633,6 +638,38 @@ struct Runner {
     banks.push_back(result.bank_seconds);
     optimizer_seconds.push_back(seconds.back() - before_optimizer);
   }
+  // One step with the loss's backward pass timed (LossBackwardTimer), its
+  // parts appended to `parts`: the towers' forward and backward passes
+  // (encode less the loss's backward), the loss's forward pass (without the
+  // banks' update) and its backward pass, each as products and the rest, the
+  // banks' update and the optimizer.
+  void split_step(const TrainingBatch& batch) {
+    set_short_products_enabled(short_products);
+    const auto products_before = short_product_stats();
+    const Stopwatch watch;
+    StepStats result;
+    double loss_backward = 0.0, backward_products = 0.0;
+    {
+      const bench::LossBackwardTimer timer;
+      zero_gradients(*optimizer);
+      result = strategy->compute_gradients(batch);
+      loss_backward = timer.seconds, backward_products = timer.product_seconds;
+    }
+    const double before_optimizer = watch.seconds();
+    optimizer->step();
+    const double products = products_since(products_before).seconds;
+    const double loss_forward = result.loss_seconds - result.bank_seconds;
+    const std::pair<const char*, double> split[] = {
+        {"step", watch.seconds()},
+        {"towers", result.encode_seconds - loss_backward},
+        {"loss_forward_products", products - backward_products},
+        {"loss_forward_other", loss_forward - (products - backward_products)},
+        {"loss_backward_products", backward_products},
+        {"loss_backward_other", loss_backward - backward_products},
+        {"bank_update", result.bank_seconds},
+        {"optimizer", watch.seconds() - before_optimizer}};
+    for (const auto& [part, sec] : split) parts[part].push_back(1e3 * sec);
+  }
 };
 
 // A 95% interval of the median of `x` (the per-round differences): the 2.5th
@@ -650,6 +687,23 @@ std::pair<double, double> median_interval(const std::vector<double>& x) {
   }
   std::sort(medians.begin(), medians.end());
   return {medians[50], medians[1949]};
+}
+
+// Rounds of steps whose time is split by part (Runner::split_step).
+constexpr int64_t kSplitRounds = 20;
+
+// Each part's median over the split rounds, and the median of its per-round
+// difference from `base`'s (the same round's GradAccum step).
+json parts_over(const Runner& run, const Runner& base) {
+  json medians, over;
+  for (const auto& [part, ms] : run.parts) {
+    const auto& base_ms = base.parts.at(part);
+    std::vector<double> difference;
+    for (size_t i = 0; i < ms.size(); ++i) difference.push_back(ms[i] - base_ms[i]);
+    medians[part] = median(ms);
+    over[part] = median(difference);
+  }
+  return {{"parts_ms", medians}, {"parts_over_grad_accum_ms", over}};
 }
 
 // `floor_ms_per_gflop[m]`: milliseconds per GFLOP of the bank's products at m.
@@ -689,6 +743,13 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
   const auto count_batch = random_batch(s, fill + s.rounds);
   for (const auto& run : runners)
     run->aten_calls_per_step = count_operator_calls([&] { run->step(count_batch, false); });
+  // Split rounds after the timed ones (the observer they install costs every
+  // operator call a little), interleaved alike: where each step's time goes.
+  const int64_t split_rounds = std::min<int64_t>(s.rounds, kSplitRounds);
+  for (int64_t r = 0; r < split_rounds; ++r) {
+    const auto batch = random_batch(s, fill + s.rounds + 1 + r);
+    for (int64_t i = 0; i < k; ++i) runners[static_cast<size_t>((r + i) % k)]->split_step(batch);
+  }
   set_short_products_enabled(true);
   std::vector<json> out;
   for (const auto& run : runners) {
@@ -741,7 +802,9 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
                    {"short_products_gflops", gflops(run->products)},
                    {"helper_share_in_steps", helper_share(run->helper_pieces, run->pieces)},
                    {"timed_steps", run->seconds.size()},
+                   {"split_steps", run->parts.at("step").size()},
                    {"short_products_helper", helper}});
+    out.back().update(parts_over(*run, *runners[0]));
     if (run->sweeping) {
       // The sweep's own time with the buffers in the cache, as often as a
       // step makes it: what is left of the excess is the memory hierarchy's.

@@ -157,6 +157,46 @@ def alone_ms(step, work):
     return 1e3 * gflop / 2 * (1 / line["short_gflops_scores"] + 1 / line["short_gflops_gradient"])
 
 
+def split_text(w, rounds):
+    w(f"Where each step's excess over GradAccum's goes, by part: {rounds} more rounds after the timed")
+    w("ones, interleaved alike, with the loss's backward pass timed by a RecordFunction observer on its autograd")
+    w("node (`bench/banks/loss_backward_timer.h`, kept out of the timed rounds: it costs every operator call a")
+    w("little); each part the median of its per-round difference from GradAccum's, so the parts need not add")
+    w("up to the step's. \"Towers\" is every forward and backward pass but the loss's; the loss's forward")
+    w("(without the banks' update) and backward passes are split into the products made in them and the rest")
+    w("(element-wise work over the score tiles, the banks' views, masks and calls), for ContAccum with the")
+    w("short products; the floor is the rounds'.")
+    w("")
+
+
+split_explained = False  # the first split table printed carries the text that explains it
+
+
+def split_table(w, steps):
+    """Where each banked configuration's step goes beyond GradAccum's, by part
+    (the bank bench's split rounds)."""
+    global split_explained
+    lines = [l for l in steps if "parts_over_grad_accum_ms" in l and l["memory_size"] > 0
+             and l.get("products") == "short"]
+    if not lines:
+        return
+    if not split_explained:
+        split_text(w, lines[0]["split_steps"])
+        split_explained = True
+    else:
+        w(f"By part, as above ({lines[0]['split_steps']} split rounds):")
+        w("")
+    w("| bank m | over GradAccum: step | towers | loss forward: products / rest | loss backward: products / rest | banks' update | optimizer | arithmetic floor (rounds) |")
+    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for l in lines:
+        p = l["parts_over_grad_accum_ms"]
+        w(f"| {l['memory_size']:,} | {p['step']:.1f} | {p['towers']:.1f} | "
+          f"{p['loss_forward_products']:.1f} / {p['loss_forward_other']:.1f} | "
+          f"{p['loss_backward_products']:.1f} / {p['loss_backward_other']:.1f} | {p['bank_update']:.1f} | "
+          f"{p['optimizer']:.1f} | {l.get('round_floor_ms', l['arithmetic_floor_ms']):.1f} |")
+    w("")
+
+
 def bank_tables(w, work, steps, explain=False):
     """The bank-work table and the whole steps' table (with their text when `explain`)."""
     w("| bank m | bank work (ms) | of which score cache (ms) | score cache multiplying (ms) | loss with banks: targets kept / recomputed / sgemm products (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s: rows x bank, bank x rows, gradient | short GFLOP/s: scores, gradient; inside the loss, warm / cold / paused / read / vector | helper | floor (ms) | floor / bank work |")
@@ -259,6 +299,7 @@ def bank_tables(w, work, steps, explain=False):
             w("what bringing the banks in costs in whole steps, the towers' data it evicts included, before any")
             w("bank arithmetic. Its last column is that cost as a share of GradAccum's step.")
             w("")
+    split_table(w, steps)
 
 
 def main():
