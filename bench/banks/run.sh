@@ -12,6 +12,9 @@
 # the repository. MEMORIES (default "1024 4096 8192"): one process per bank
 # size, so that the larger banks' steps do not evict the smaller ones' from
 # the cache between rounds (each process times GradAccum beside its size).
+# ROUNDS (default 120): timed rounds per process; with 40, one run's 95%
+# interval of ContAccum's excess beyond the floor spanned about 10 points of
+# GradAccum's step on a 2-vCPU machine, too wide to tell 2% from 5%.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bash "$root/bench/build.sh" contaccum_bench_banks
@@ -20,6 +23,6 @@ out="$root/${OUT:-bench/banks/results.jsonl}"
 dirty=$(git -C "$root" status --porcelain --untracked-files=no | grep -q . && echo true || echo false)
 echo "{\"kind\": \"source\", \"commit\": \"$(git -C "$root" rev-parse --short HEAD)\", \"modified\": $dirty}" >"$out.tmp"
 for m in ${MEMORIES:-1024 4096 8192}; do
-  "$root/build-bench/bench/banks/contaccum_bench_banks" --memory "$m" "$@" | tee -a "$out.tmp"
+  "$root/build-bench/bench/banks/contaccum_bench_banks" --memory "$m" --rounds "${ROUNDS:-120}" "$@" | tee -a "$out.tmp"
 done
 mv "$out.tmp" "$out"
