@@ -23,7 +23,9 @@
 //     excess of ContAccum over GradAccum against the arithmetic floor (the
 //     bank's products at the faster of the measured sgemm and short rates);
 //     and GradAccum whose tower only reads the banks' bytes once per
-//     micro-batch (BankBytesTower): what bringing the banks in costs.
+//     micro-batch (BankBytesTower): what bringing the banks in costs; and,
+//     from a few more rounds with the loss's backward pass timed apart
+//     (loss_backward_timer.h), each step's excess split by part.
 #include <contaccum/contaccum.h>
 #include <contaccum/loss/softmax_tile.h>
 
