@@ -204,6 +204,9 @@ struct Runner {
       const bench::LossBackwardTimer timer;
       zero_gradients(*optimizer);
       result = strategy->compute_gradients(batch);
+      TORCH_CHECK(timer.calls > 0,
+                  "contaccum_bench_banks: the loss's backward pass went unseen (no autograd node named "
+                  "*TiledInfoNCE* ran), so the step cannot be split by part");
       loss_backward = timer.seconds, backward_products = timer.product_seconds;
     }
     const double before_optimizer = watch.seconds();
