@@ -343,10 +343,12 @@ def main():
           f"{med(v, 'minor_faults'):,.0f} | {med(v, 'peak_rss_mb'):.0f} | {', '.join(losses)} |")
     w("")
     if "before" in by:
-        w(f"\"before\" is the `contaccum` binary of commit {probes.get('before', {}).get('commit', 'not recorded')}, the library")
-        w("when this performance work began, built and run with that commit's main-job config; \"before, glibc")
-        w("kept\" is the same binary with glibc told to keep freed memory (`MALLOC_MMAP_THRESHOLD_`,")
-        w("`MALLOC_TRIM_THRESHOLD_`), as the issue also measured it.")
+        commit = probes.get("before", {}).get("commit", "not recorded")
+        w(f"\"before\" is the `contaccum` binary of commit {commit}, the library when this performance work")
+        w("began, built from that commit and run with its main-job config (`BEFORE_BIN=<that contaccum>")
+        w(f"BEFORE_CONFIG=<its examples/main_job/config.yaml> BEFORE_COMMIT={commit} bash")
+        w("bench/performance/main_job.sh`); \"before, glibc kept\" is the same binary with glibc told to keep")
+        w("freed memory (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`), as the issue also measured it.")
         w("")
     allocations_path = os.path.join(root, "bench/performance/allocations.jsonl")
     if os.path.exists(allocations_path):
