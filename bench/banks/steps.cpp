@@ -261,6 +261,24 @@ json parts_over(const Runner& run, const Runner& base) {
   return {{"parts_ms", medians}, {"parts_over_grad_accum_ms", over}};
 }
 
+// Per round, a banked runner's excess over GradAccum less the round's floor
+// and less what the bank-bytes control's read cost in the same round (its
+// excess over GradAccum less the read's own time warm, `read_warm_s` a
+// step): the part of ContAccum's excess that neither the arithmetic nor
+// bringing the banks through the caches accounts for. Its median as a share
+// of GradAccum's median step, and the median's 95% interval in ms.
+json beyond_bank_bytes(const Runner& run, const Runner& control, const Runner& base,
+                       const std::vector<double>& round_floor_s, double read_warm_s) {
+  std::vector<double> beyond;
+  for (size_t i = 0; i < run.seconds.size(); ++i) {
+    const double bank_bytes = control.seconds[i] - base.seconds[i] - read_warm_s;
+    beyond.push_back(run.seconds[i] - base.seconds[i] - round_floor_s[i] - bank_bytes);
+  }
+  const auto [low, high] = median_interval(beyond);
+  return {{"paired_excess_beyond_round_floor_and_bank_bytes_share", median(beyond) / median(base.seconds)},
+          {"paired_excess_beyond_round_floor_and_bank_bytes_interval_ms", {1e3 * low, 1e3 * high}}};
+}
+
 }  // namespace
 
 // Microseconds one ATen view call takes (a slice of a small tensor, the
@@ -324,6 +342,15 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
     for (int64_t i = 0; i < k; ++i) runners[static_cast<size_t>((r + i) % k)]->split_step(batch);
   }
   set_short_products_enabled(true);
+  // The bank-bytes sweeps' own time warm, as often as a step makes them.
+  std::map<int64_t, const Runner*> control;
+  std::map<int64_t, double> read_warm_s;
+  for (const auto& run : runners) {
+    if (!run->sweeping) continue;
+    control[run->memory] = run.get();
+    read_warm_s[run->memory] =
+        time_median(s.rounds, [&] { run->sweeping->sweep(); }) * static_cast<double>(s.total / s.micro);
+  }
   std::vector<json> out;
   for (const auto& run : runners) {
     const double ms = 1e3 * median(run->seconds);
@@ -378,12 +405,14 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
                    {"split_steps", run->parts.at("step").size()},
                    {"short_products_helper", helper}});
     out.back().update(parts_over(*run, *runners[0]));
+    if (banked && control.count(run->memory))
+      out.back().update(
+          beyond_bank_bytes(*run, *control.at(run->memory), *runners[0], round_floor, read_warm_s.at(run->memory)));
     if (run->sweeping) {
-      // The sweep's own time with the buffers in the cache, as often as a
-      // step makes it: what is left of the excess is the memory hierarchy's.
-      const double warm = time_median(s.rounds, [&] { run->sweeping->sweep(); });
+      // What is left of the excess beyond the sweep's own time warm is the
+      // memory hierarchy's.
       out.back()["products"] = "none";
-      out.back()["bank_bytes_read_warm_ms"] = 1e3 * warm * static_cast<double>(s.total / s.micro);
+      out.back()["bank_bytes_read_warm_ms"] = 1e3 * read_warm_s.at(run->memory);
     }
   }
   return out;

@@ -197,6 +197,14 @@ def split_table(w, steps):
     w("")
 
 
+def cost_interval(line, warm, base):
+    """The bank-bytes control's paired excess less its read warm: the 95% interval, as shares."""
+    if "paired_excess_interval_ms" not in line:
+        return ""
+    low, high = (100 * (v - warm) / base for v in line["paired_excess_interval_ms"])
+    return f" ({low:.0f} to {high:.0f}%)"
+
+
 def bank_tables(w, work, steps, explain=False):
     """The bank-work table and the whole steps' table (with their text when `explain`)."""
     w("| bank m | bank work (ms) | of which score cache (ms) | score cache multiplying (ms) | loss with banks: targets kept / recomputed / sgemm products (ms) | GFLOP | GFLOP/s | sgemm GFLOP/s: rows x bank, bank x rows, gradient | short GFLOP/s: scores, gradient; inside the loss, warm / cold / paused / read / vector | helper | floor (ms) | floor / bank work |")
@@ -234,7 +242,11 @@ def bank_tables(w, work, steps, explain=False):
         w("is also taken again after every round (the four products alone, the median of three calls each):")
         w("\"rounds\" is the median of those floors, and the last share the median over the rounds of each")
         w("round's excess over GradAccum less that round's floor, with its interval, so that the floor is")
-        w("measured at the same moment of the machine's drift as the steps it is set against. \"Where\" splits")
+        w("measured at the same moment of the machine's drift as the steps it is set against. Where the run")
+        w("has the bank-bytes control below, a last share subtracts from each round's excess, besides its")
+        w("floor, what the control's read cost in the same round beyond the read's own time warm: the part")
+        w("of ContAccum's excess that neither the arithmetic nor bringing the banks through the caches")
+        w("accounts for, the part the library's own bank work can still shrink. \"Where\" splits")
         w("the step (medians of each part): the towers' forward passes and every backward pass, the loss's")
         w("included; the losses' forward passes and the banks' updates, with in brackets the updates alone")
         w("(enqueueing the rows and the score cache's update: `StepStats::bank_seconds`); the optimizer.")
@@ -249,7 +261,7 @@ def bank_tables(w, work, steps, explain=False):
         w("dispatch whatever the tensor's size (one view call's time is given under each table).")
         w("")
     if steps:
-        w("| strategy | loss's products | bank m | ms a step | where (ms): towers and backward / loss and banks (of which banks' update) / optimizer | over GradAccum (ms): medians / paired | arithmetic floor (ms): start / rounds | beyond the floor, share of GradAccum's step: medians / paired / paired, each round's floor | short products: ms a step (GFLOP/s); slower than alone | ATen calls a step |")
+        w("| strategy | loss's products | bank m | ms a step | where (ms): towers and backward / loss and banks (of which banks' update) / optimizer | over GradAccum (ms): medians / paired | arithmetic floor (ms): start / rounds | beyond the floor, share of GradAccum's step: medians / paired / paired, each round's floor / paired, each round's floor and the banks' bytes | short products: ms a step (GFLOP/s); slower than alone | ATen calls a step |")
         w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         grad_accum = None
         for l in steps:
@@ -275,7 +287,8 @@ def bank_tables(w, work, steps, explain=False):
                 base = l["ms_per_step"] - l["excess_over_grad_accum_ms"]
                 w(f"| {l['strategy']} | {l.get('products', 'none')} | {l['memory_size']:,} | {l['ms_per_step']:.1f} | {where} | "
                   f"{l['excess_over_grad_accum_ms']:.1f} / {paired:.1f} | read warm: {warm:.1f} | "
-                  f"{100 * (l['excess_over_grad_accum_ms'] - warm) / base:.1f}% / {100 * (paired - warm) / base:.1f}% | {products} | {calls} |")
+                  f"{100 * (l['excess_over_grad_accum_ms'] - warm) / base:.1f}% / {100 * (paired - warm) / base:.1f}%"
+                  f"{cost_interval(l, warm, base)} | {products} | {calls} |")
                 continue
             interval, floor, rounds = "", f"{l['arithmetic_floor_ms']:.1f}", ""
             if "paired_excess_interval_ms" in l and l["memory_size"] > 0:
@@ -286,6 +299,10 @@ def bank_tables(w, work, steps, explain=False):
                     floor += f" / {l['round_floor_ms']:.1f}"
                     low, high = (100 * v / base for v in l["paired_excess_beyond_round_floor_interval_ms"])
                     rounds = f" / {100 * l['paired_excess_beyond_round_floor_share']:.1f}% ({low:.0f} to {high:.0f}%)"
+                if "paired_excess_beyond_round_floor_and_bank_bytes_share" in l:
+                    low, high = (100 * v / base for v in l["paired_excess_beyond_round_floor_and_bank_bytes_interval_ms"])
+                    rounds += (f" / {100 * l['paired_excess_beyond_round_floor_and_bank_bytes_share']:.1f}%"
+                               f" ({low:.0f} to {high:.0f}%)")
             w(f"| {l['strategy']} | {l.get('products', 'sgemm')} | {l['memory_size']:,} | {l['ms_per_step']:.1f} | {where} | "
               f"{l['excess_over_grad_accum_ms']:.1f} / {paired:.1f} | {floor} | "
               f"{100 * l['excess_beyond_floor_share']:.0f}% / {100 * paired_share:.0f}%{interval}{rounds} | {products} | {calls} |")

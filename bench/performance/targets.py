@@ -57,6 +57,22 @@ def loss_memory_row():
     return (target, text, big["total_batch"] >= 16384 and big["peak_rss_mb"] < 1000)
 
 
+def bank_bytes_text(lines, s, base):
+    """What reading the banks' bytes alone costs beside ContAccum's excess, where the run has the control."""
+    control = next((l for l in lines if l.get("kind") == "steps" and "bank_bytes_read_warm_ms" in l
+                    and l["memory_size"] == s["memory_size"]), None)
+    if control is None or "paired_excess_beyond_round_floor_and_bank_bytes_share" not in s:
+        return ""
+    warm = control["bank_bytes_read_warm_ms"]
+    cost = (control["paired_excess_over_grad_accum_ms"] - warm) / base
+    low, high = ((v - warm) / base for v in control["paired_excess_interval_ms"])
+    rest = s["paired_excess_beyond_round_floor_and_bank_bytes_share"]
+    rest_low, rest_high = (v / base for v in s["paired_excess_beyond_round_floor_and_bank_bytes_interval_ms"])
+    return (f"; of which bringing the banks through the caches, measured by GradAccum reading their bytes "
+            f"once a micro-batch, {100 * cost:.1f}% ({100 * low:.0f} to {100 * high:.0f}%), and the rest "
+            f"{100 * rest:.1f}% ({100 * rest_low:.0f} to {100 * rest_high:.0f}%)")
+
+
 def bank_row(name):
     """ContAccum at m = 8N against GradAccum plus the banks' arithmetic floor."""
     lines = read(f"bench/banks/{name}")
@@ -79,6 +95,7 @@ def bank_row(name):
     share = s["paired_excess_beyond_round_floor_share"]
     text = (f"{100 * share:.1f}% (95% interval {100 * low:.0f} to {100 * high:.0f}%) of GradAccum's step "
             f"beyond each round's floor, m = {s['memory_size']:,} ({machine}, `{name}`)")
+    text += bank_bytes_text(lines, s, base)
     if low <= 0.02 < high:
         return (target, text + "; the interval spans 2%", None)
     return (target, text, high <= 0.02)
