@@ -58,8 +58,6 @@ BankScoreCacheOptions bank_score_options(const StrategyOptions& o, int64_t world
   return BankScoreCacheOptions(enqueued).loss(o.loss()).normalized_rows(true);
 }
 
-bool is_cosine(const StrategyOptions& o) { return o.loss().similarity() == Similarity::Cosine; }
-
 // Rows of unit norm along the last dimension (no gradient), as the loss
 // normalises them.
 torch::Tensor detached_unit_rows(const torch::Tensor& x) {
@@ -67,14 +65,6 @@ torch::Tensor detached_unit_rows(const torch::Tensor& x) {
   return unit_rows(x.detach());
 }
 
-// Makes a loaded bank's rows unit-norm in place (checkpoints written before
-// the banks kept unit rows).
-void normalise_in_place(const MemoryBank& bank) {
-  if (bank.empty()) return;
-  torch::NoGradGuard no_grad;
-  auto rows = bank.view();  // shares the bank's storage
-  rows.div_(rows.norm(2, {-1}, /*keepdim=*/true).clamp_min(kUnitRowsMinNorm));
-}
 }  // namespace
 
 Strategy::Strategy(DualEncoder model, StrategyOptions options)
@@ -194,7 +184,7 @@ InfoNCEBank Strategy::bank_view() const {
   // Banks stored in a reduced type go in as they are: the tiled loss upcasts
   // them a tile at a time (the untiled one whole).
   bank.passages = passage_bank_.view();
-  bank.normalized = is_cosine(options_);
+  bank.normalized = cosine_loss();
   bank.passages_as_negatives = options_.passage_bank();
   if (options_.query_bank()) bank.queries = query_bank_.view().select(1, 0);
   if (use_bank_scores_) {
@@ -334,7 +324,7 @@ void Strategy::enqueue(const Encoded& reps, const TrainingBatch& group, const In
   // neither the loss nor the score cache normalises a copy of a whole bank
   // on every micro-batch. The loss's own rows when it returned them: the
   // same unit_rows of the same rows, not computed a second time.
-  const bool cosine = is_cosine(options_), from_loss = scores.queries.defined() && scores.passages.defined();
+  const bool cosine = cosine_loss(), from_loss = scores.queries.defined() && scores.passages.defined();
   const auto queries = from_loss ? scores.queries : cosine ? detached_unit_rows(reps.queries) : reps.queries;
   query_bank_.enqueue(queries, steps_, ids.positives);
   const bool groups = options_.passage_bank() && options_.bank_hard_negatives();
@@ -434,82 +424,6 @@ void Strategy::discard_step() {
   // Rebuilt, not restored: the same values in other last bits. A resumed run
   // still continues exactly, as checkpoints hold the cache.
   if (use_bank_scores_) bank_scores_.rebuild(query_bank_, passage_bank_);
-}
-
-void Strategy::save(torch::serialize::OutputArchive& archive) const {
-  torch::serialize::OutputArchive q, p;
-  query_bank_.save(q);
-  passage_bank_.save(p);
-  archive.write("query_bank", q);
-  archive.write("passage_bank", p);
-  archive.write("steps", torch::tensor(steps_, torch::kLong));
-  archive.write("options", fingerprint_tensor(options_.fingerprint()));
-  if (is_cosine(options_)) archive.write("unit_bank_rows", torch::tensor(int64_t{1}, torch::kLong));
-  if (momentum_) {
-    torch::serialize::OutputArchive ema;
-    momentum_->save(ema);
-    archive.write("momentum_encoder", ema);
-  }
-  if (sample_) {
-    torch::serialize::OutputArchive sample;
-    sample_->save(sample);
-    archive.write("staleness_sample", sample);
-  }
-  if (use_bank_scores_) {
-    torch::serialize::OutputArchive scores;
-    bank_scores_.save(scores);
-    archive.write("bank_scores", scores);
-  }
-}
-
-void Strategy::load(torch::serialize::InputArchive& archive) {
-  // Options that change the gradients must be the ones the banks were made
-  // with (checkpoints from before they were recorded are not checked).
-  torch::Tensor saved_options;
-  if (archive.try_read("options", saved_options)) {
-    check_same_fingerprint(fingerprint_from_tensor(saved_options), options_.fingerprint(), "Strategy::load");
-  }
-  torch::serialize::InputArchive q, p;
-  archive.read("query_bank", q);
-  archive.read("passage_bank", p);
-  // On the model's device, whatever the archive was mapped to.
-  const auto device = model_->device();
-  query_bank_.load(q, device);
-  passage_bank_.load(p, device);
-  torch::Tensor steps, unit_rows_flag;
-  steps_ = archive.try_read("steps", steps) ? steps.item<int64_t>() : 0;
-  // Cosine banks saved before they kept unit rows are normalised now, and
-  // their saved score cache is recomputed from them.
-  const bool renormalised = is_cosine(options_) && !archive.try_read("unit_bank_rows", unit_rows_flag);
-  if (renormalised) {
-    normalise_in_place(query_bank_);
-    normalise_in_place(passage_bank_);
-  }
-  if (momentum_) {
-    // A checkpoint of a run without the momentum encoder starts the average
-    // at the loaded weights.
-    torch::serialize::InputArchive ema;
-    if (archive.try_read("momentum_encoder", ema)) {
-      momentum_->load(ema, *model_);
-    } else {
-      momentum_->initialize(*model_);
-    }
-  }
-  if (sample_) {
-    torch::serialize::InputArchive sample;
-    // Kept with another sample size: it fills again as the banks are written.
-    if (archive.try_read("staleness_sample", sample)) sample_->load(sample);
-  }
-  if (!use_bank_scores_) return;
-  torch::serialize::InputArchive scores;
-  if (!renormalised && archive.try_read("bank_scores", scores)) {
-    bank_scores_.load(scores, query_bank_, passage_bank_);
-  } else {
-    // A checkpoint from before the cache was saved, or before the banks kept
-    // unit rows: the same values, though not the same last bits as the
-    // interrupted run.
-    bank_scores_.rebuild(query_bank_, passage_bank_);
-  }
 }
 
 }  // namespace contaccum

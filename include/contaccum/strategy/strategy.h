@@ -326,6 +326,8 @@ class Strategy {
   void load(torch::serialize::InputArchive& archive);
 
  private:
+  // Whether the loss scores by cosine (the banks then keep unit rows).
+  bool cosine_loss() const { return options_.loss().similarity() == Similarity::Cosine; }
   struct Encoded {
     torch::Tensor queries;   // [n, d]
     torch::Tensor passages;  // [n, 1 + h, d]
