@@ -7,7 +7,7 @@ import platform
 import statistics
 import sys
 
-from targets import targets
+from targets import control_cost, targets
 
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -197,12 +197,12 @@ def split_table(w, steps):
     w("")
 
 
-def cost_interval(line, warm, base):
-    """The bank-bytes control's paired excess less its read warm: the 95% interval, as shares."""
+def cost_interval(line, base):
+    """The bank-bytes control's cost interval (targets.control_cost), as text."""
     if "paired_excess_interval_ms" not in line:
         return ""
-    low, high = (100 * (v - warm) / base for v in line["paired_excess_interval_ms"])
-    return f" ({low:.0f} to {high:.0f}%)"
+    _, low, high = control_cost(line, base)
+    return f" ({100 * low:.0f} to {100 * high:.0f}%)"
 
 
 def bank_tables(w, work, steps, explain=False):
@@ -288,7 +288,7 @@ def bank_tables(w, work, steps, explain=False):
                 w(f"| {l['strategy']} | {l.get('products', 'none')} | {l['memory_size']:,} | {l['ms_per_step']:.1f} | {where} | "
                   f"{l['excess_over_grad_accum_ms']:.1f} / {paired:.1f} | read warm: {warm:.1f} | "
                   f"{100 * (l['excess_over_grad_accum_ms'] - warm) / base:.1f}% / {100 * (paired - warm) / base:.1f}%"
-                  f"{cost_interval(l, warm, base)} | {products} | {calls} |")
+                  f"{cost_interval(l, base)} | {products} | {calls} |")
                 continue
             interval, floor, rounds = "", f"{l['arithmetic_floor_ms']:.1f}", ""
             if "paired_excess_interval_ms" in l and l["memory_size"] > 0:

@@ -57,15 +57,20 @@ def loss_memory_row():
     return (target, text, big["total_batch"] >= 16384 and big["peak_rss_mb"] < 1000)
 
 
+def control_cost(control, base):
+    """The bank-bytes control's paired excess less its read warm, with its 95% interval, as shares of `base`."""
+    warm = control["bank_bytes_read_warm_ms"]
+    low, high = ((v - warm) / base for v in control["paired_excess_interval_ms"])
+    return (control["paired_excess_over_grad_accum_ms"] - warm) / base, low, high
+
+
 def bank_bytes_text(lines, s, base):
     """What reading the banks' bytes alone costs beside ContAccum's excess, where the run has the control."""
     control = next((l for l in lines if l.get("kind") == "steps" and "bank_bytes_read_warm_ms" in l
                     and l["memory_size"] == s["memory_size"]), None)
     if control is None or "paired_excess_beyond_round_floor_and_bank_bytes_share" not in s:
         return ""
-    warm = control["bank_bytes_read_warm_ms"]
-    cost = (control["paired_excess_over_grad_accum_ms"] - warm) / base
-    low, high = ((v - warm) / base for v in control["paired_excess_interval_ms"])
+    cost, low, high = control_cost(control, base)
     rest = s["paired_excess_beyond_round_floor_and_bank_bytes_share"]
     rest_low, rest_high = (v / base for v in s["paired_excess_beyond_round_floor_and_bank_bytes_interval_ms"])
     return (f"; of which bringing the banks through the caches, measured by GradAccum reading their bytes "
