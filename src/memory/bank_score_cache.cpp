@@ -205,10 +205,11 @@ void BankScoreCache::refresh_parents(int64_t first_leaf, int64_t last_leaf, int6
 // Every valid row against the slots of blocks [first_block, last_block]:
 // from `written` where a block's slots were all written by this update, else
 // multiplied here.
-void BankScoreCache::recompute_blocks(const MemoryBank& queries, const torch::Tensor& rows, const MemoryBank& passages,
-                                      int64_t first_block, int64_t last_block, const WrittenScores* written) {
+void BankScoreCache::recompute_blocks(const MemoryBank& queries, const MemoryBank& passages, int64_t first_block,
+                                      int64_t last_block, const WrittenScores* written) {
   const int64_t b = options_.block_slots(), leaves = tree_.size(0) / 2;
   const double inv_tau = 1.0 / options_.loss().temperature();
+  torch::Tensor rows;  // the banked rows, made only for a block that is multiplied
   for (int64_t block = first_block; block <= last_block; ++block) {
     const int64_t begin = block * b, end = std::min(size_, begin + b);
     auto leaf = tree_.select(0, leaves + block).slice(0, 0, size_);
@@ -219,6 +220,7 @@ void BankScoreCache::recompute_blocks(const MemoryBank& queries, const torch::Te
       written_block_logsumexp(example, end - begin, leaf);
     } else {
       // [(end - begin) g, size]: reduced over the short leading dimension.
+      if (!rows.defined()) rows = this->rows(queries);
       auto s = torch::matmul(columns(passages, begin, end), rows.t()).mul_(inv_tau);
       false_negatives(queries, passages, 0, size_, begin, end).apply(s, 0, 0, /*transposed=*/true);
       logsumexp_into(s, {0}, leaf, logsumexp_scratch_);
@@ -252,8 +254,10 @@ void BankScoreCache::recompute_rows(const MemoryBank& queries, const MemoryBank&
   const int64_t full_blocks = size_ / b, rest = size_ - full_blocks * b, leaves = tree_.size(0) / 2;
   const double inv_tau = 1.0 / options_.loss().temperature();
   torch::Tensor s;  // [w, size g], slot-major
+  const int64_t example = written ? written->example_at(begin, end) : -1;
   if (written) {
-    s = narrow_view(written->written_by_all, 0, written->example_at(begin, end), w).view({w, size_ * g});
+    const auto& all = written->in_place ? written->written_by_before : written->written_by_all;
+    s = narrow_view(all, 0, example, w).view({w, size_ * g});
   } else {
     s = torch::matmul(rows(queries).slice(0, begin, end), columns(passages, 0, size_).t()).mul_(inv_tau);
     false_negatives(queries, passages, begin, end, 0, size_).apply(s);
@@ -267,6 +271,18 @@ void BankScoreCache::recompute_rows(const MemoryBank& queries, const MemoryBank&
   if (rest > 0) {
     logsumexp_into(narrow_view(s, 1, full_columns, s.size(1) - full_columns), {1}, out.select(0, full_blocks),
                    logsumexp_scratch_);
+  }
+  if (written && written->in_place) {
+    // The written blocks' leaves, read above from the slots' old rows: from
+    // the written rows against themselves instead, the values the assembled
+    // rows would hold there, in the same order.
+    const auto by_written = narrow_view(written->written_by_written, 0, example, w);
+    for (const auto& run : written->runs) {
+      for (int64_t slot = run.first_slot; slot < run.first_slot + run.count; slot += b) {
+        logsumexp_into(narrow_view(by_written, 1, run.first_example + slot - run.first_slot, b), {1, 2},
+                       out.select(0, slot / b), logsumexp_scratch_);
+      }
+    }
   }
   const int64_t used = full_blocks + (rest > 0 ? 1 : 0);
   if (used < leaves) narrow_view(out, 0, used, leaves - used).fill_(-std::numeric_limits<double>::infinity());
@@ -313,14 +329,13 @@ void BankScoreCache::update(const MemoryBank& queries, const MemoryBank& passage
   // The written slots: [first_slot, first_slot + count), wrapping once.
   std::vector<std::pair<int64_t, int64_t>> ranges{{first_slot, std::min(capacity, first_slot + count)}};
   if (first_slot + count > capacity) ranges.emplace_back(0, first_slot + count - capacity);
-  const auto all_rows = rows(queries);
   for (const auto& [begin, end] : ranges) {
-    recompute_blocks(queries, all_rows, passages, begin / b, (end - 1) / b, written);
+    recompute_blocks(queries, passages, begin / b, (end - 1) / b, written);
     recompute_rows(queries, passages, begin, end, written);
     recompute_targets(queries, passages, begin, end);
   }
   // The loss's tensors are not held past the update that read them.
-  written_.before_by_written = written_.written_by_written = torch::Tensor();
+  written_.before_by_written = written_.written_by_written = written_.written_by_before = torch::Tensor();
 }
 
 int64_t BankScoreCache::WrittenScores::example_at(int64_t begin, int64_t end) const {
@@ -361,9 +376,21 @@ void BankScoreCache::assemble_written(const InfoNCEBankScores& scores, int64_t g
   auto& w = written_;
   w.runs = {{first_slot, 0, std::min(capacity, first_slot + n) - first_slot}};
   if (first_slot + n > capacity) w.runs.push_back({0, capacity - first_slot, first_slot + n - capacity});
-  // The written rows against every slot, in a reused buffer [n, size,
-  // group]; every row against the written columns is read from the loss's
-  // tensors where they lie.
+  // Every row against the written columns is read from the loss's tensors
+  // where they lie; so are the written rows against every slot when each
+  // of their leaves is one run of the loss's rows (in_place), else they
+  // are assembled in a reused buffer [n, size, group].
+  w.before_by_written =
+      size_before > 0 ? narrow_view(scores.bank_by_current.view({size_before, n, g}), 2, 0, group) : torch::Tensor();
+  w.written_by_written = current;
+  const int64_t b = options_.block_slots();
+  w.written_by_before = size_before > 0 ? scores.current_by_bank.view({n, size_before, group}) : torch::Tensor();
+  w.in_place = size_before == size_ && size_ % b == 0 && first_slot % b == 0 && n % b == 0 && group == g &&
+               w.written_by_before.defined() && w.written_by_before.is_contiguous() && current.is_contiguous();
+  if (w.in_place) {
+    w.written_by_all = torch::Tensor();
+    return;
+  }
   const int64_t numel = n * size_ * group;
   const auto options = scores.current_by_current.options();
   if (!w.rows_buffer.defined() || w.rows_buffer.numel() < numel) w.rows_buffer = torch::empty({numel}, options);
@@ -373,9 +400,6 @@ void BankScoreCache::assemble_written(const InfoNCEBankScores& scores, int64_t g
     narrow_view(rows, 1, run.first_slot, run.count).copy_(narrow_view(current, 1, run.first_example, run.count));
   }
   w.written_by_all = rows;
-  w.before_by_written =
-      size_before > 0 ? narrow_view(scores.bank_by_current.view({size_before, n, g}), 2, 0, group) : torch::Tensor();
-  w.written_by_written = current;
 }
 
 void BankScoreCache::recompute_targets(const MemoryBank& queries, const MemoryBank& passages, int64_t begin,

@@ -4,8 +4,9 @@
 // write, banks that keep hard negatives or positives only, writes larger than
 // the bank, writes of several blocks that wrap), in float64 and in float32
 // (where the log-sum-exps take the fused tile kernels), against the
-// from-scratch oracle; and proof that the scores are what the update used,
-// and that scores for other banks are not.
+// from-scratch oracle; proof that the scores are what the update used, and
+// that scores for other banks are not; and that reading them in place gives
+// the bits of assembling them.
 #include "test_util.h"
 
 namespace contaccum {
@@ -103,6 +104,32 @@ TEST_P(BankScoreCacheFromScores, MatchesTheOracleAfterEveryWrite) {
 // (softmax_tile.h) wherever the layouts allow: float32's rounding.
 TEST_P(BankScoreCacheFromScores, MatchesTheOracleInFloat32AfterEveryWrite) {
   check_every_write(GetParam(), torch::kFloat, 2e-6);
+}
+
+// Where a write fills whole blocks of full banks that keep whole groups, the
+// update reads the written rows' scores where the loss left them instead of
+// assembling them in a buffer: the same bits as assembling them, which the
+// same scores laid out column-major (so not readable in place) force.
+void check_in_place_against_assembled(const ScoresCase& c, torch::ScalarType type) {
+  torch::manual_seed(4100 + c.capacity * 3 + c.rows);
+  SimulatedBanks in_place(c, c.block_slots()), assembled(c, c.block_slots());
+  const int64_t d = 5;
+  for (int write = 0; write < 3 * c.capacity / c.rows + 4; ++write) {
+    const auto q = torch::randn({c.rows, d}, type);
+    const auto p = torch::randn({c.rows, c.group, d}, type);
+    const auto scores = in_place.scores_for(q, p);
+    ASSERT_TRUE(scores.defined()) << "write " << write;
+    auto relaid = scores;
+    if (scores.current_by_bank.defined()) relaid.current_by_bank = scores.current_by_bank.t().contiguous().t();
+    in_place.write(q, p, scores);
+    assembled.write(q, p, relaid);
+    EXPECT_TRUE(torch::equal(in_place.cache.row_logsumexp(), assembled.cache.row_logsumexp())) << "write " << write;
+  }
+}
+
+TEST_P(BankScoreCacheFromScores, ReadsFullBlocksInPlaceWithTheBitsOfAssemblingThem) {
+  check_in_place_against_assembled(GetParam(), torch::kFloat);
+  check_in_place_against_assembled(GetParam(), torch::kDouble);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, BankScoreCacheFromScores,

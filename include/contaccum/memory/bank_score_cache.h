@@ -105,19 +105,27 @@ class BankScoreCache {
   // [begin, end): the false negatives (empty when the banks hold no ids).
   IdentityMask false_negatives(const MemoryBank& queries, const MemoryBank& passages, int64_t row_begin,
                                int64_t row_end, int64_t begin, int64_t end) const;
-  // Scores of one write, assembled from the loss's: the written rows
-  // against every slot, and every row against the written columns.
+  // Scores of one write, from the loss's: the written rows against every
+  // slot, and every row against the written columns.
   struct WrittenScores {
     struct Run {
       int64_t first_slot, first_example, count;
     };
-    std::vector<Run> runs;         // written slots: one run, two when the write wraps
-    torch::Tensor written_by_all;  // [count, size, group]
-    torch::Tensor rows_buffer;     // its storage, reused
+    std::vector<Run> runs;  // written slots: one run, two when the write wraps
+    // The written rows against every slot [count, size, group], assembled
+    // in a reused buffer; undefined when `in_place`.
+    torch::Tensor written_by_all;
+    torch::Tensor rows_buffer;  // its storage
     // The loss's own, as it returned them (no copy): the rows banked before
     // the write against the written examples' columns [size_before, count,
-    // group], and the written rows against them [count, count, group].
-    torch::Tensor before_by_written, written_by_written;
+    // group], the written rows against them [count, count, group], and the
+    // written rows against the rows banked before [count, size_before,
+    // group].
+    torch::Tensor before_by_written, written_by_written, written_by_before;
+    // The write filled whole blocks of full banks that keep whole groups:
+    // every leaf of a written row is then one row of `written_by_before`
+    // or, for a written block, of `written_by_written`, read in place.
+    bool in_place = false;
     // The example written to slot `begin` when slots [begin, end) were all
     // written by this update, else -1.
     int64_t example_at(int64_t begin, int64_t end) const;
@@ -129,8 +137,8 @@ class BankScoreCache {
   // Each row's log-sum-exp over the written slots of block [begin, end),
   // into `leaf`, from the loss's scores.
   void written_block_logsumexp(int64_t first_example, int64_t count, torch::Tensor leaf);
-  void recompute_blocks(const MemoryBank& queries, const torch::Tensor& rows, const MemoryBank& passages,
-                        int64_t first_block, int64_t last_block, const WrittenScores* written);
+  void recompute_blocks(const MemoryBank& queries, const MemoryBank& passages, int64_t first_block, int64_t last_block,
+                        const WrittenScores* written);
   void recompute_rows(const MemoryBank& queries, const MemoryBank& passages, int64_t begin, int64_t end,
                       const WrittenScores* written);
   void refresh_parents(int64_t first_leaf, int64_t last_leaf, int64_t begin, int64_t end);
