@@ -68,32 +68,42 @@ struct SimulatedBanks {
 
 class BankScoreCacheFromScores : public ::testing::TestWithParam<ScoresCase> {};
 
-// Every write of a random sequence, each checked against the oracle (in
-// float64 from the stored rows) to `tolerance` times (1 + the largest
-// log-sum-exp).
-void check_every_write(const ScoresCase& c, torch::ScalarType type, double tolerance) {
-  torch::manual_seed(910 + c.capacity * 7 + c.rows);
-  SimulatedBanks banks(c, c.block_slots()), doubled(c, c.block_slots());
+// A random sequence of writes for case `c`, rows in `type`: `visit(write,
+// q, p)` for each.
+template <typename Visit>
+void for_each_write(const ScoresCase& c, torch::ScalarType type, uint64_t seed, const Visit& visit) {
+  torch::manual_seed(seed);
   const int64_t d = 5;
   for (int write = 0; write < 3 * c.capacity / c.rows + 4; ++write) {
     const auto q = torch::randn({c.rows, d}, type);
     const auto p = torch::randn({c.rows, c.group, d}, type);
-    const auto scores = banks.scores_for(q, p);
-    // The loss keeps (and so returns) its scores at these sizes.
-    ASSERT_TRUE(scores.defined()) << "write " << write;
-    banks.write(q, p, scores);
-    const auto want = test::bank_logsumexp_oracle(banks.queries, banks.passages, banks.loss);
-    const auto got = banks.cache.row_logsumexp().to(torch::kDouble);
-    ASSERT_EQ(got.sizes(), want.sizes()) << "write " << write;
-    EXPECT_LE((got - want).abs().max().item<double>(), tolerance * (1.0 + want.abs().max().item<double>()))
-        << "write " << write;
-    // The same write given doubled scores goes wrong: the update read them.
-    const auto s2 = doubled.scores_for(q, p);
-    doubled.write(q, p, {s2.current_by_current * 2, s2.current_by_bank * 2, s2.bank_by_current * 2});
-    EXPECT_GT((doubled.cache.row_logsumexp().to(torch::kDouble) - want).abs().max().item<double>(), 1e-3)
-        << "write " << write;
-    doubled.cache.rebuild(doubled.queries, doubled.passages);
+    visit(write, q, p);
   }
+}
+
+// Every write of a random sequence, each checked against the oracle (in
+// float64 from the stored rows) to `tolerance` times (1 + the largest
+// log-sum-exp).
+void check_every_write(const ScoresCase& c, torch::ScalarType type, double tolerance) {
+  SimulatedBanks banks(c, c.block_slots()), doubled(c, c.block_slots());
+  for_each_write(
+      c, type, 910 + c.capacity * 7 + c.rows, [&](int write, const torch::Tensor& q, const torch::Tensor& p) {
+        const auto scores = banks.scores_for(q, p);
+        // The loss keeps (and so returns) its scores at these sizes.
+        ASSERT_TRUE(scores.defined()) << "write " << write;
+        banks.write(q, p, scores);
+        const auto want = test::bank_logsumexp_oracle(banks.queries, banks.passages, banks.loss);
+        const auto got = banks.cache.row_logsumexp().to(torch::kDouble);
+        ASSERT_EQ(got.sizes(), want.sizes()) << "write " << write;
+        EXPECT_LE((got - want).abs().max().item<double>(), tolerance * (1.0 + want.abs().max().item<double>()))
+            << "write " << write;
+        // The same write given doubled scores goes wrong: the update read them.
+        const auto s2 = doubled.scores_for(q, p);
+        doubled.write(q, p, {s2.current_by_current * 2, s2.current_by_bank * 2, s2.bank_by_current * 2});
+        EXPECT_GT((doubled.cache.row_logsumexp().to(torch::kDouble) - want).abs().max().item<double>(), 1e-3)
+            << "write " << write;
+        doubled.cache.rebuild(doubled.queries, doubled.passages);
+      });
 }
 
 TEST_P(BankScoreCacheFromScores, MatchesTheOracleAfterEveryWrite) {
@@ -111,20 +121,17 @@ TEST_P(BankScoreCacheFromScores, MatchesTheOracleInFloat32AfterEveryWrite) {
 // assembling them in a buffer: the same bits as assembling them, which the
 // same scores laid out column-major (so not readable in place) force.
 void check_in_place_against_assembled(const ScoresCase& c, torch::ScalarType type) {
-  torch::manual_seed(4100 + c.capacity * 3 + c.rows);
   SimulatedBanks in_place(c, c.block_slots()), assembled(c, c.block_slots());
-  const int64_t d = 5;
-  for (int write = 0; write < 3 * c.capacity / c.rows + 4; ++write) {
-    const auto q = torch::randn({c.rows, d}, type);
-    const auto p = torch::randn({c.rows, c.group, d}, type);
-    const auto scores = in_place.scores_for(q, p);
-    ASSERT_TRUE(scores.defined()) << "write " << write;
-    auto relaid = scores;
-    if (scores.current_by_bank.defined()) relaid.current_by_bank = scores.current_by_bank.t().contiguous().t();
-    in_place.write(q, p, scores);
-    assembled.write(q, p, relaid);
-    EXPECT_TRUE(torch::equal(in_place.cache.row_logsumexp(), assembled.cache.row_logsumexp())) << "write " << write;
-  }
+  for_each_write(
+      c, type, 4100 + c.capacity * 3 + c.rows, [&](int write, const torch::Tensor& q, const torch::Tensor& p) {
+        const auto scores = in_place.scores_for(q, p);
+        ASSERT_TRUE(scores.defined()) << "write " << write;
+        auto relaid = scores;
+        if (scores.current_by_bank.defined()) relaid.current_by_bank = scores.current_by_bank.t().contiguous().t();
+        in_place.write(q, p, scores);
+        assembled.write(q, p, relaid);
+        EXPECT_TRUE(torch::equal(in_place.cache.row_logsumexp(), assembled.cache.row_logsumexp())) << "write " << write;
+      });
 }
 
 TEST_P(BankScoreCacheFromScores, ReadsFullBlocksInPlaceWithTheBitsOfAssemblingThem) {
