@@ -21,17 +21,23 @@ torch::Tensor unit(torch::Tensor x) { return x / x.norm(2, {-1}, /*keepdim=*/tru
 
 // ---------------------------------------------------------------- sgemm
 
-// The CPU's model name and whether it has AVX-512 (sgemm's rate depends on
-// both), from /proc/cpuinfo, and the number of online cores.
+// The CPU's model name, family and model numbers (a virtual machine's model
+// name, "AMD EPYC", says nothing of the generation: family 25 is Zen 3 or 4,
+// 26 Zen 5) and whether it has AVX-512 (sgemm's rate depends on all of
+// them), from /proc/cpuinfo, and the number of online cores.
 std::string machine() {
   std::ifstream cpuinfo("/proc/cpuinfo");
-  std::string line, model = "unknown CPU";
+  std::string line, model = "unknown CPU", family, number;
   bool avx512 = false;
+  auto value = [&line] { return line.substr(line.find(':') + 2); };
   while (std::getline(cpuinfo, line)) {
-    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos)
-      model = line.substr(line.find(':') + 2);
+    if (line.find(':') == std::string::npos || line.find(':') + 2 > line.size()) continue;
+    if (line.rfind("model name", 0) == 0) model = value();
+    if (line.rfind("cpu family", 0) == 0 && family.empty()) family = value();
+    if (line.rfind("model\t", 0) == 0 && number.empty()) number = value();
     if (line.rfind("flags", 0) == 0) avx512 = avx512 || line.find(" avx512f") != std::string::npos;
   }
+  if (!family.empty()) model += " (family " + family + (number.empty() ? "" : ", model " + number) + ")";
   return model + (avx512 ? ", AVX-512" : ", no AVX-512") + ", " + std::to_string(std::thread::hardware_concurrency()) +
          " cores";
 }

@@ -13,18 +13,25 @@ root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def machine():
-    model, flags = "?", ""
+    model, flags, family, number = "?", "", "", ""
     with open("/proc/cpuinfo") as f:
         for line in f:
             if line.startswith("model name") and model == "?":
                 model = line.split(":", 1)[1].strip()
+            if line.startswith("cpu family") and not family:
+                family = line.split(":", 1)[1].strip()
+            if line.startswith("model\t") and not number:
+                number = line.split(":", 1)[1].strip()
             if line.startswith("flags") and not flags:
                 flags = line
     cores = os.cpu_count()
     with open("/proc/meminfo") as f:
         mem_gib = int(f.readline().split()[1]) / 2**20
     avx512 = "with AVX-512" if "avx512f" in flags else "without AVX-512"
-    return f"{model} ({avx512}), {cores} cores, {mem_gib:.0f} GiB, Linux {platform.release()}"
+    # "AMD EPYC" in a virtual machine names no generation; the family does
+    # (25: Zen 3 or 4, 26: Zen 5).
+    generation = f"family {family}, model {number}, " if family else ""
+    return f"{model} ({generation}{avx512}), {cores} cores, {mem_gib:.0f} GiB, Linux {platform.release()}"
 
 
 def loss_memory(w):
