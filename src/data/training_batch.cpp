@@ -2,6 +2,9 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+#include <cstdint>
+
 namespace contaccum {
 
 int64_t TrainingBatch::size() const {
@@ -27,8 +30,19 @@ TrainingBatch TrainingBatch::slice(int64_t begin, int64_t end) const {
 }
 
 namespace {
+constexpr uint64_t kFnvBasis = 0xcbf29ce484222325ULL, kFnvPrime = 0x100000001b3ULL;
+
+// FNV-1a's step over the eight bytes of one token id, lowest first.
+inline uint64_t fnv_token(uint64_t h, uint64_t v) {
+  for (int byte = 0; byte < 8; ++byte, v >>= 8) h = (h ^ (v & 0xff)) * kFnvPrime;
+  return h;
+}
+
 // FNV-1a over a row's attended token ids, top bit cleared (identities are
-// non-negative; -1 means none).
+// non-negative; -1 means none). A row's hash is one chain of dependent
+// multiplications, eight a token; the rows are hashed four at a time, their
+// chains interleaved token by token, so that the multiplier works on four
+// at once instead of waiting on one (the same values as row by row).
 torch::Tensor token_hashes(const EncoderInput& input) {
   const auto ids = input.input_ids.to(torch::kCPU, torch::kLong).contiguous();
   torch::Tensor mask;
@@ -40,14 +54,17 @@ torch::Tensor token_hashes(const EncoderInput& input) {
   int64_t* hashes = out.data_ptr<int64_t>();
   const int64_t* id = ids.data_ptr<int64_t>();
   const int64_t* m = mask.defined() ? mask.data_ptr<int64_t>() : nullptr;
-  for (int64_t r = 0; r < rows; ++r) {
-    uint64_t h = 0xcbf29ce484222325ULL;
+  constexpr int64_t kLanes = 4;
+  for (int64_t r0 = 0; r0 < rows; r0 += kLanes) {
+    const int64_t lanes = std::min(kLanes, rows - r0);
+    uint64_t h[kLanes] = {kFnvBasis, kFnvBasis, kFnvBasis, kFnvBasis};
     for (int64_t t = 0; t < length; ++t) {
-      if (m && m[r * length + t] == 0) continue;
-      auto v = static_cast<uint64_t>(id[r * length + t]);
-      for (int byte = 0; byte < 8; ++byte, v >>= 8) h = (h ^ (v & 0xff)) * 0x100000001b3ULL;
+      for (int64_t k = 0; k < lanes; ++k) {
+        const int64_t at = (r0 + k) * length + t;
+        if (!m || m[at] != 0) h[k] = fnv_token(h[k], static_cast<uint64_t>(id[at]));
+      }
     }
-    hashes[r] = static_cast<int64_t>(h & 0x7fffffffffffffffULL);
+    for (int64_t k = 0; k < lanes; ++k) hashes[r0 + k] = static_cast<int64_t>(h[k] & 0x7fffffffffffffffULL);
   }
   return out;
 }
@@ -67,6 +84,10 @@ torch::Tensor TrainingBatch::passage_identities() const {
 }
 
 torch::Tensor TrainingBatch::positive_identities() const {
+  return positive_identities(positive_ids.defined() ? torch::Tensor() : passage_identities());
+}
+
+torch::Tensor TrainingBatch::positive_identities(const torch::Tensor& passage_identities) const {
   const int64_t n = size();
   if (positive_ids.defined()) {
     TORCH_CHECK(positive_ids.scalar_type() == torch::kLong && positive_ids.dim() == 2 && positive_ids.size(0) == n,
@@ -74,7 +95,11 @@ torch::Tensor TrainingBatch::positive_identities() const {
                 positive_ids.scalar_type());
     return positive_ids.to(torch::kCPU);
   }
-  return passage_identities().narrow(1, 0, 1).contiguous();
+  TORCH_CHECK(passage_identities.defined() && passage_identities.dim() == 2 && passage_identities.size(0) == n &&
+                  passage_identities.size(1) == passages_per_example(),
+              "TrainingBatch::positive_identities: passage_identities must be [", n, ", ", passages_per_example(),
+              "], got ", passage_identities.defined() ? passage_identities.sizes() : at::IntArrayRef{});
+  return passage_identities.narrow(1, 0, 1).contiguous();
 }
 
 }  // namespace contaccum

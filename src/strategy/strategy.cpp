@@ -207,7 +207,8 @@ InfoNCEIds Strategy::identities(const TrainingBatch& group) const {
   if (!options_.mask_false_negatives()) return {};
   // Every rank holds the whole global group (each collates it), so the
   // identities need no collective of their own.
-  return InfoNCEIds{group.passage_identities(), group.positive_identities()};
+  const auto passages = group.passage_identities();
+  return InfoNCEIds{passages, group.positive_identities(passages)};
 }
 
 struct Strategy::GroupInFlight {

@@ -26,5 +26,51 @@ TEST(TrainingBatch, PassageIdentitiesRefuseAMaskOfAnotherShape) {
                                    "] must have the shape of input_ids"));
 }
 
+// FNV-1a as its definition states it, byte by byte over each attended token
+// id's eight bytes (lowest first), top bit cleared: the oracle for the
+// identities hashed from tokens.
+int64_t fnv1a_of_row(const torch::Tensor& ids, const torch::Tensor& mask) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (int64_t t = 0; t < ids.size(0); ++t) {
+    if (mask[t].item<int64_t>() == 0) continue;
+    const auto v = static_cast<uint64_t>(ids[t].item<int64_t>());
+    for (int byte = 0; byte < 8; ++byte) {
+      h ^= (v >> (8 * byte)) & 0xff;
+      h *= 0x100000001b3ULL;
+    }
+  }
+  return static_cast<int64_t>(h & 0x7fffffffffffffffULL);
+}
+
+// Row counts around the four rows hashed at once, random ids (negative and
+// past 2^32 too) and random masks; the positives derived from the
+// identities given are those derived from the batch alone.
+TEST(TrainingBatch, PassageIdentitiesAreEachRowsFnv1aOfItsAttendedTokens) {
+  torch::manual_seed(71);
+  for (const int64_t examples : {1, 3, 4, 5, 9}) {
+    for (const int64_t hard : {0, 2}) {
+      auto b = test::random_batch(examples, hard);
+      b.passage_ids = torch::Tensor();
+      const int64_t rows = examples * (1 + hard), length = 13;
+      b.passages.input_ids = torch::randint(-(int64_t{1} << 40), int64_t{1} << 40, {rows, length}, torch::kLong);
+      b.passages.attention_mask = torch::randint(0, 2, {rows, length}, torch::kLong);
+      const auto got = b.passage_identities();
+      ASSERT_EQ(got.sizes(), (std::vector<int64_t>{examples, 1 + hard}));
+      for (int64_t r = 0; r < rows; ++r) {
+        EXPECT_EQ(got.view({-1})[r].item<int64_t>(),
+                  fnv1a_of_row(b.passages.input_ids[r], b.passages.attention_mask[r]))
+            << examples << " examples, row " << r;
+      }
+      EXPECT_TRUE(torch::equal(b.positive_identities(got), got.narrow(1, 0, 1)));
+      EXPECT_TRUE(torch::equal(b.positive_identities(), got.narrow(1, 0, 1)));
+      EXPECT_THAT(test::error_of([&] { b.positive_identities(got.flatten()); }),
+                  ::testing::HasSubstr("passage_identities must be [" + std::to_string(examples) + ", " +
+                                       std::to_string(1 + hard) + "], got [" + std::to_string(rows) + "]"));
+      b.positive_ids = torch::full({examples, 2}, 7, torch::kLong);
+      EXPECT_TRUE(torch::equal(b.positive_identities(got), b.positive_ids)) << "given positives win";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace contaccum

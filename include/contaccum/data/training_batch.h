@@ -41,6 +41,10 @@ struct TrainingBatch {
   /// `positive_ids` on the CPU; when undefined, `[size(), 1]`: each
   /// example's positive's identity.
   torch::Tensor positive_identities() const;
+  /// The same, given this batch's `passage_identities()`: when it hashes
+  /// the tokens, a caller that needs both (the strategies, every
+  /// micro-batch) hashes them once.
+  torch::Tensor positive_identities(const torch::Tensor& passage_identities) const;
 };
 
 }  // namespace contaccum
