@@ -4,17 +4,13 @@
 // with the loss's backward pass timed apart (loss_backward_timer.h).
 #include "bank_bench.h"
 
+#include "control_towers.h"
 #include "loss_backward_timer.h"
 
 #include <functional>
 #include <memory>
 #include <random>
 #include <utility>
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define CONTACCUM_BENCH_AVX2 1
-#endif
 
 namespace contaccum::bench {
 namespace {
@@ -41,77 +37,8 @@ TrainingBatch random_batch(const StepSetup& s, int64_t seed) {
   return b;
 }
 
-// The banks' bytes without their arithmetic: a tower that, after encoding a
-// micro-batch's passages (where ContAccum's loss next reads its banks),
-// reads two buffers the size of a query bank and a passage bank of m rows,
-// one add per float, both threads sharing the sweep. Every exact method
-// reads every bank row once per micro-batch; GradAccum with this tower,
-// against GradAccum alone, is what that read costs in whole steps (the
-// towers' data it evicts included) beyond the sweep's own time warm.
-class BankBytesTower : public EncoderModule {
- public:
-  BankBytesTower(std::shared_ptr<EncoderModule> inner, int64_t m, int64_t d, int64_t passage_length)
-      : inner_(register_module("inner", std::move(inner))),
-        bytes_(torch::randn({2 * m * d})),
-        passage_length_(passage_length) {}
-  torch::Tensor forward(const EncoderInput& input) override {
-    auto out = inner_->forward(input);
-    if (input.input_ids.size(1) == passage_length_) sweep();
-    return out;
-  }
-  int64_t output_dim() const override { return inner_->output_dim(); }
-  // Reads the buffers once; returns their sum (so the reads are not
-  // optimised away).
-  float sweep() {
-    constexpr int64_t kGrain = int64_t{1} << 16;
-    const int64_t n = bytes_.numel(), chunks = (n + kGrain - 1) / kGrain;
-    std::vector<float> partial(static_cast<size_t>(chunks));
-    const float* x = bytes_.data_ptr<float>();
-    share_out_ranges(n, kGrain, [&](int64_t begin, int64_t end) {
-      partial[static_cast<size_t>(begin / kGrain)] =
-          cpu_features().avx2 ? sum_avx2(x + begin, end - begin) : sum_lanes(x + begin, end - begin);
-    });
-    float total = 0;
-    for (float v : partial) total += v;
-    sink_ += total;
-    return total;
-  }
-
- private:
-  static float sum_lanes(const float* x, int64_t n) {
-    float lane[16] = {};
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-      for (int j = 0; j < 16; ++j) lane[j] += x[i + j];
-    float total = 0;
-    for (; i < n; ++i) total += x[i];
-    for (float v : lane) total += v;
-    return total;
-  }
-#ifdef CONTACCUM_BENCH_AVX2
-  __attribute__((target("avx2"))) static float sum_avx2(const float* x, int64_t n) {
-    __m256 a = _mm256_setzero_ps(), b = a, c = a, e = a;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-      a = _mm256_add_ps(a, _mm256_loadu_ps(x + i));
-      b = _mm256_add_ps(b, _mm256_loadu_ps(x + i + 8));
-      c = _mm256_add_ps(c, _mm256_loadu_ps(x + i + 16));
-      e = _mm256_add_ps(e, _mm256_loadu_ps(x + i + 24));
-    }
-    alignas(32) float lane[8];
-    _mm256_store_ps(lane, _mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, e)));
-    float total = sum_lanes(x + i, n - i);
-    for (float v : lane) total += v;
-    return total;
-  }
-#else
-  static float sum_avx2(const float* x, int64_t n) { return sum_lanes(x, n); }
-#endif
-  std::shared_ptr<EncoderModule> inner_;
-  torch::Tensor bytes_;
-  int64_t passage_length_;
-  float sink_ = 0;
-};
+// What a GradAccum runner's tower adds of the banks' cost (control_towers.h).
+enum class Added { Nothing, BankBytes, BankProducts };
 
 struct Runner {
   std::string name;
@@ -139,31 +66,38 @@ struct Runner {
   // The pieces shared out with the helper thread during the timed steps
   // (the towers' and the loss's), and those of them the helper computed.
   int64_t pieces = 0, helper_pieces = 0;
-  std::shared_ptr<BankBytesTower> sweeping;  // the bank-bytes runner's tower
+  Added added = Added::Nothing;
+  std::shared_ptr<BankBytesTower> sweeping;        // the bank-bytes runner's tower
+  std::shared_ptr<BankProductsTower> multiplying;  // the bank-products runner's
   // The split rounds' steps (split_step), milliseconds by part, each part's
   // list step by step: where a step's time goes, the loss's forward and
   // backward passes apart and the products inside each.
   std::map<std::string, std::vector<double>> parts;
 
-  // With `bank_bytes`, GradAccum whose tower reads m rows' worth of both
-  // banks' bytes once per micro-batch (BankBytesTower).
-  Runner(const StepSetup& s, int64_t m, bool short_products_in_loss = true, bool bank_bytes = false)
-      : name(bank_bytes ? "grad_accum_reading_bank_bytes"
-             : m > 0    ? "contaccum"
-                        : "grad_accum"),
+  // With `added`, GradAccum whose tower does, after each micro-batch's
+  // passages, one part of the banks' cost at m (control_towers.h).
+  Runner(const StepSetup& s, int64_t m, bool short_products_in_loss = true, Added added = Added::Nothing)
+      : name(added == Added::BankBytes      ? "grad_accum_reading_bank_bytes"
+             : added == Added::BankProducts ? "grad_accum_making_bank_products"
+             : m > 0                        ? "contaccum"
+                                            : "grad_accum"),
         memory(m),
-        short_products(short_products_in_loss) {
+        short_products(short_products_in_loss),
+        added(added) {
     torch::manual_seed(0);
     std::shared_ptr<EncoderModule> tower = main_job_tower(s);
-    if (bank_bytes) {
+    if (added == Added::BankBytes) {
       sweeping = std::make_shared<BankBytesTower>(tower, m, s.d, s.passage_length);
       tower = sweeping;
+    } else if (added == Added::BankProducts) {
+      multiplying = std::make_shared<BankProductsTower>(tower, s.micro, m, s.d, s.passage_length);
+      tower = multiplying;
     }
     model = DualEncoder(tower, DualEncoderOptions().similarity(Similarity::Cosine));
     model->train();
     optimizer = make_adamw(*model, AdamWSetup().lr(1e-3));
-    auto options = m > 0 && !bank_bytes ? StrategyOptions::contaccum(s.total, s.micro, m)
-                                        : StrategyOptions::grad_accum(s.total, s.micro);
+    auto options = m > 0 && added == Added::Nothing ? StrategyOptions::contaccum(s.total, s.micro, m)
+                                                    : StrategyOptions::grad_accum(s.total, s.micro);
     options.loss(InfoNCEOptions().similarity(Similarity::Cosine).temperature(0.05));
     strategy = std::make_unique<Strategy>(model, options);
   }
@@ -193,10 +127,12 @@ struct Runner {
   // parts appended to `parts`: the towers' forward and backward passes
   // (encode less the loss's backward), the loss's forward pass (without the
   // banks' update) and its backward pass, each as products and the rest, the
-  // banks' update and the optimizer.
+  // banks' update and the optimizer; for the bank-products control, its
+  // tower's products apart from the towers' time and the loss's.
   void split_step(const TrainingBatch& batch) {
     set_short_products_enabled(short_products);
     const auto products_before = short_product_stats();
+    const double tower_products_before = multiplying ? multiplying->seconds() : 0.0;
     const Stopwatch watch;
     StepStats result;
     double loss_backward = 0.0, backward_products = 0.0;
@@ -212,11 +148,13 @@ struct Runner {
     const double before_optimizer = watch.seconds();
     optimizer->step();
     const double total = watch.seconds();
-    const double products = products_since(products_before).seconds;
+    const double tower_products = multiplying ? multiplying->seconds() - tower_products_before : 0.0;
+    const double products = products_since(products_before).seconds - tower_products;
     const double loss_forward = result.loss_seconds - result.bank_seconds;
     const std::pair<const char*, double> split[] = {
         {"step", total},
-        {"towers", result.encode_seconds - loss_backward},
+        {"towers", result.encode_seconds - loss_backward - tower_products},
+        {"bank_products_in_tower", tower_products},
         {"loss_forward_products", products - backward_products},
         {"loss_forward_other", loss_forward - (products - backward_products)},
         {"loss_backward_products", backward_products},
@@ -279,6 +217,19 @@ json beyond_bank_bytes(const Runner& run, const Runner& control, const Runner& b
           {"paired_excess_beyond_round_floor_and_bank_bytes_interval_ms", {1e3 * low, 1e3 * high}}};
 }
 
+// Per round, a banked runner's excess over the bank-products control
+// (GradAccum making the same products in the same places, nothing else of
+// the banks): ContAccum's own work with its banks beyond the products any
+// exact method makes. Its median as a share of GradAccum's median step, and
+// the median's 95% interval in ms.
+json beyond_bank_products(const Runner& run, const Runner& control, const Runner& base) {
+  std::vector<double> beyond;
+  for (size_t i = 0; i < run.seconds.size(); ++i) beyond.push_back(run.seconds[i] - control.seconds[i]);
+  const auto [low, high] = median_interval(beyond);
+  return {{"paired_excess_beyond_bank_products_share", median(beyond) / median(base.seconds)},
+          {"paired_excess_beyond_bank_products_interval_ms", {1e3 * low, 1e3 * high}}};
+}
+
 }  // namespace
 
 // Microseconds one ATen view call takes (a slice of a small tensor, the
@@ -304,7 +255,8 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
   for (int64_t m : s.memories) {
     runners.push_back(std::make_unique<Runner>(s, m));
     runners.push_back(std::make_unique<Runner>(s, m, false));
-    runners.push_back(std::make_unique<Runner>(s, m, true, /*bank_bytes=*/true));
+    runners.push_back(std::make_unique<Runner>(s, m, true, Added::BankBytes));
+    runners.push_back(std::make_unique<Runner>(s, m, true, Added::BankProducts));
   }
   // Enough steps first to fill the largest bank.
   const int64_t fill = *std::max_element(s.memories.begin(), s.memories.end()) / s.total + 2;
@@ -343,9 +295,10 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
   }
   set_short_products_enabled(true);
   // The bank-bytes sweeps' own time warm, as often as a step makes them.
-  std::map<int64_t, const Runner*> control;
+  std::map<int64_t, const Runner*> control, products_control;
   std::map<int64_t, double> read_warm_s;
   for (const auto& run : runners) {
+    if (run->added == Added::BankProducts) products_control[run->memory] = run.get();
     if (!run->sweeping) continue;
     control[run->memory] = run.get();
     read_warm_s[run->memory] =
@@ -405,9 +358,12 @@ std::vector<json> steps(const StepSetup& s, const std::map<int64_t, double>& flo
                    {"split_steps", run->parts.at("step").size()},
                    {"short_products_helper", helper}});
     out.back().update(parts_over(*run, *runners[0]));
-    if (banked && control.count(run->memory))
+    if (banked && run->added == Added::Nothing && control.count(run->memory))
       out.back().update(
           beyond_bank_bytes(*run, *control.at(run->memory), *runners[0], round_floor, read_warm_s.at(run->memory)));
+    if (banked && run->added == Added::Nothing && run->short_products && products_control.count(run->memory))
+      out.back().update(beyond_bank_products(*run, *products_control.at(run->memory), *runners[0]));
+    if (run->added == Added::BankProducts) out.back()["control"] = "bank_products";
     if (run->sweeping) {
       // What is left of the excess beyond the sweep's own time warm is the
       // memory hierarchy's.

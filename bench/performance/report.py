@@ -172,7 +172,8 @@ def split_text(w, rounds):
     w("up to the step's. \"Towers\" is every forward and backward pass but the loss's; the loss's forward")
     w("(without the banks' update) and backward passes are split into the products made in them and the rest")
     w("(element-wise work over the score tiles, the banks' views, masks and calls), for ContAccum with the")
-    w("short products; the floor is the rounds'.")
+    w("short products; the floor is the rounds'. For `grad_accum_making_bank_products` the same products")
+    w("are made in its tower (\"products in the tower\"), apart from the towers' own time.")
     w("")
 
 
@@ -193,11 +194,12 @@ def split_table(w, steps):
     else:
         w(f"By part, as above ({lines[0]['split_steps']} split rounds):")
         w("")
-    w("| bank m | over GradAccum: step | towers | loss forward: products / rest | loss backward: products / rest | banks' update | optimizer | arithmetic floor (rounds) |")
-    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    w("| configuration | bank m | over GradAccum: step | towers | products in the tower | loss forward: products / rest | loss backward: products / rest | banks' update | optimizer | arithmetic floor (rounds) |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for l in lines:
         p = l["parts_over_grad_accum_ms"]
-        w(f"| {l['memory_size']:,} | {p['step']:.1f} | {p['towers']:.1f} | "
+        in_tower = f"{p['bank_products_in_tower']:.1f}" if l.get("control") == "bank_products" else "-"
+        w(f"| {l['strategy']} | {l['memory_size']:,} | {p['step']:.1f} | {p['towers']:.1f} | {in_tower} | "
           f"{p['loss_forward_products']:.1f} / {p['loss_forward_other']:.1f} | "
           f"{p['loss_backward_products']:.1f} / {p['loss_backward_other']:.1f} | {p['bank_update']:.1f} | "
           f"{p['optimizer']:.1f} | {l.get('round_floor_ms', l['arithmetic_floor_ms']):.1f} |")
@@ -268,7 +270,7 @@ def bank_tables(w, work, steps, explain=False):
         w("dispatch whatever the tensor's size (one view call's time is given under each table).")
         w("")
     if steps:
-        w("| strategy | loss's products | bank m | ms a step | where (ms): towers and backward / loss and banks (of which banks' update) / optimizer | over GradAccum (ms): medians / paired | arithmetic floor (ms): start / rounds | beyond the floor, share of GradAccum's step: medians / paired / paired, each round's floor / paired, each round's floor and the banks' bytes | short products: ms a step (GFLOP/s); slower than alone | ATen calls a step |")
+        w("| strategy | loss's products | bank m | ms a step | where (ms): towers and backward / loss and banks (of which banks' update) / optimizer | over GradAccum (ms): medians / paired | arithmetic floor (ms): start / rounds | beyond the floor, share of GradAccum's step: medians / paired / paired, each round's floor / paired, each round's floor and the banks' bytes / paired, over the products control | short products: ms a step (GFLOP/s); slower than alone | ATen calls a step |")
         w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         grad_accum = None
         for l in steps:
@@ -310,6 +312,10 @@ def bank_tables(w, work, steps, explain=False):
                     low, high = (100 * v / base for v in l["paired_excess_beyond_round_floor_and_bank_bytes_interval_ms"])
                     rounds += (f" / {100 * l['paired_excess_beyond_round_floor_and_bank_bytes_share']:.1f}%"
                                f" ({low:.0f} to {high:.0f}%)")
+                if "paired_excess_beyond_bank_products_share" in l:
+                    low, high = (100 * v / base for v in l["paired_excess_beyond_bank_products_interval_ms"])
+                    rounds += (f" / over the products control {100 * l['paired_excess_beyond_bank_products_share']:.1f}%"
+                               f" ({low:.0f} to {high:.0f}%)")
             w(f"| {l['strategy']} | {l.get('products', 'sgemm')} | {l['memory_size']:,} | {l['ms_per_step']:.1f} | {where} | "
               f"{l['excess_over_grad_accum_ms']:.1f} / {paired:.1f} | {floor} | "
               f"{100 * l['excess_beyond_floor_share']:.0f}% / {100 * paired_share:.0f}%{interval}{rounds} | {products} | {calls} |")
@@ -322,6 +328,16 @@ def bank_tables(w, work, steps, explain=False):
             w("over GradAccum, less the same read timed warm (\"read warm\", as often as a step makes it), is")
             w("what bringing the banks in costs in whole steps, the towers' data it evicts included, before any")
             w("bank arithmetic. Its last column is that cost as a share of GradAccum's step.")
+            w("")
+        if explain and any(l.get("control") == "bank_products" for l in steps):
+            w("`grad_accum_making_bank_products` is GradAccum whose tower, at the same place, makes the four")
+            w("products ContAccum's loss makes with its banks each micro-batch (the rows' scores against the")
+            w("passage bank, the banked queries' against the passages, and the two gradient products) with the")
+            w("same kernels, on buffers of the banks' shapes with unit rows, and nothing else of the loss or the")
+            w("banks. Every exact method makes these products; its excess over GradAccum beyond the floor is")
+            w("what making them inside whole steps costs beyond their arithmetic alone (banks read cold after the")
+            w("towers, the towers' data they evict). For ContAccum, the last figure of the \"beyond the floor\"")
+            w("column is its paired excess over this control: its own work with the banks beyond those products.")
             w("")
     split_table(w, steps)
 

@@ -78,6 +78,22 @@ def bank_bytes_text(lines, s, base):
             f"{100 * rest:.1f}% ({100 * rest_low:.0f} to {100 * rest_high:.0f}%)")
 
 
+def bank_products_text(lines, s, base):
+    """What making the banks' products inside steps costs, and ContAccum's own work beyond them, where the run
+    has the bank-products control."""
+    control = next((l for l in lines if l.get("kind") == "steps" and l.get("control") == "bank_products"
+                    and l["memory_size"] == s["memory_size"]), None)
+    if control is None or "paired_excess_beyond_bank_products_share" not in s:
+        return ""
+    cost = control["paired_excess_beyond_round_floor_share"]
+    low, high = (v / base for v in control["paired_excess_beyond_round_floor_interval_ms"])
+    own = s["paired_excess_beyond_bank_products_share"]
+    own_low, own_high = (v / base for v in s["paired_excess_beyond_bank_products_interval_ms"])
+    return (f"; making the same products in the same places, measured by GradAccum making them on bank-sized "
+            f"buffers, costs {100 * cost:.1f}% ({100 * low:.0f} to {100 * high:.0f}%) beyond the floor, and "
+            f"ContAccum's own work beyond them {100 * own:.1f}% ({100 * own_low:.0f} to {100 * own_high:.0f}%)")
+
+
 def bank_row(name):
     """ContAccum at m = 8N against GradAccum plus the banks' arithmetic floor."""
     lines = read(f"bench/banks/{name}")
@@ -101,6 +117,7 @@ def bank_row(name):
     text = (f"{100 * share:.1f}% (95% interval {100 * low:.0f} to {100 * high:.0f}%) of GradAccum's step "
             f"beyond each round's floor, m = {s['memory_size']:,} ({machine}, `{name}`)")
     text += bank_bytes_text(lines, s, base)
+    text += bank_products_text(lines, s, base)
     if low <= 0.02 < high:
         return (target, text + "; the interval spans 2%", None)
     return (target, text, high <= 0.02)
