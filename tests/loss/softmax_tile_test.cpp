@@ -87,8 +87,11 @@ struct TileCase {
   int64_t rows, columns;
   bool column_major, masked;
 };
+// {4100, 3}: pieces of over 256 rows, which a column-major tile's kernels
+// take a chunk at a time.
 const TileCase kTileCases[] = {{32, 1024, false, false}, {1024, 32, true, false}, {5, 37, false, true},
-                               {37, 5, true, true},      {3, 1, false, false},    {17, 64, true, false}};
+                               {37, 5, true, true},      {3, 1, false, false},    {17, 64, true, false},
+                               {4100, 3, true, true}};
 
 // A [rows, columns] tile in the case's layout, holding `values`.
 torch::Tensor in_layout(const torch::Tensor& values, bool column_major) {
@@ -208,6 +211,45 @@ TEST(SoftmaxTile, WeightsMatchFloat64AndAreTheSameBitsInEveryLayoutAndInstructio
         const auto error = (out.to(torch::kDouble) - exact).abs().nan_to_num(0);
         EXPECT_TRUE((error <= bound).all().item<bool>()) << "rows " << c.rows << " columns " << c.columns;
       }
+    }
+  }
+}
+
+// The order softmax_tile.h states for a column-major tile, written out one
+// row at a time with the kernels' own exponential (tile_exp) and float
+// arithmetic rounded at each step: the maximum over the old one and the
+// columns, then exp(score - maximum) summed over the columns in order from
+// zero, then old sum * exp(old maximum - maximum) + that sum.
+TEST(SoftmaxTile, AColumnMajorFoldSumsEachRowOverTheColumnsInOrder) {
+  ProductSettings restore;
+  for (const auto isa : isas_this_cpu_runs()) {
+    set_short_product_isa(isa);
+    for (const auto& c : kTileCases) {
+      if (!c.column_major || c.columns < 2) continue;
+      const auto f = fold_three(c, 8);
+      // The first two tiles again, then the third by hand.
+      Folded before;
+      before.max = torch::full({c.rows}, -kInf);
+      before.sum = torch::zeros({c.rows});
+      for (int64_t r = 1; r < c.rows; r += 2) before.max[r] = 3.5f, before.sum[r] = 1.0f;
+      for (int t = 0; t < 2; ++t)
+        ASSERT_TRUE(fold_logsumexp_tile(in_layout(f.tiles[t], true), before.max, before.sum, c.masked));
+      const auto tile = f.tiles[2].contiguous();
+      const auto tile_max = std::get<0>(tile.max(1));
+      auto new_max = torch::maximum(before.max, tile_max);
+      if (c.masked) new_max.clamp_min_(std::numeric_limits<float>::lowest());
+      const auto terms = tile_exp(tile - new_max.unsqueeze(1)).contiguous();
+      const auto rescale = tile_exp(before.max - new_max);
+      auto want_sum = torch::empty({c.rows});
+      for (int64_t r = 0; r < c.rows; ++r) {
+        const float* row = terms.data_ptr<float>() + r * c.columns;
+        volatile float total = 0.0f;  // each add rounded, in column order
+        for (int64_t j = 0; j < c.columns; ++j) total = total + row[j];
+        volatile const float scaled = before.sum[r].item<float>() * rescale[r].item<float>();
+        want_sum[r] = scaled + total;
+      }
+      EXPECT_TRUE(same_bits(f.max, new_max)) << "rows " << c.rows << " columns " << c.columns;
+      EXPECT_TRUE(same_bits(f.sum, want_sum)) << "rows " << c.rows << " columns " << c.columns;
     }
   }
 }
