@@ -165,6 +165,22 @@ TEST(TileLogAddExp, InfinitiesAndNaN) {
   EXPECT_TRUE(std::isnan(s[6]));
   EXPECT_EQ(s[7], kInf);
   EXPECT_LE(ulps_off(s[8], 0.5 + std::log(2.0)), 1.0);
+  // Each pair at every place of 40 finite ones: the vector that holds it
+  // goes element by element, giving each the value it has alone.
+  torch::manual_seed(11);
+  const auto finite_a = torch::randn({40}) * 5, finite_b = torch::randn({40}) * 5;
+  auto finite_out = torch::empty({40});
+  ASSERT_TRUE(tile_logaddexp_out(finite_out, finite_a, finite_b));
+  for (int64_t k = 0; k < 9; ++k) {
+    for (int64_t at = 0; at < 40; ++at) {
+      auto pa = finite_a.clone(), pb = finite_b.clone(), got = torch::empty({40});
+      pa[at] = a[k], pb[at] = b[k];
+      ASSERT_TRUE(tile_logaddexp_out(got, pa, pb));
+      auto want = finite_out.clone();
+      want[at] = out[k];
+      EXPECT_TRUE(same_bits(got, want)) << "pair " << k << " at " << at;
+    }
+  }
   // Two operands of other shapes or types are left to the caller.
   EXPECT_FALSE(tile_logaddexp_out(out, a, b.to(torch::kDouble)));
   EXPECT_FALSE(tile_logaddexp_out(out, a, torch::zeros({10})));
