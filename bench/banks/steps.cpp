@@ -1,6 +1,6 @@
 // The bank bench's whole steps: GradAccum and ContAccum (short products and
-// sgemm) at each bank size, and GradAccum reading the banks' bytes,
-// interleaved round by round; each round's floor after it; then split rounds
+// sgemm) at each bank size, and GradAccum reading the banks' bytes or making
+// their products (control_towers.h), interleaved round by round; each round's floor after it; then split rounds
 // with the loss's backward pass timed apart (loss_backward_timer.h).
 #include "bank_bench.h"
 
