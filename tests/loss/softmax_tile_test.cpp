@@ -87,8 +87,8 @@ struct TileCase {
   int64_t rows, columns;
   bool column_major, masked;
 };
-// {4100, 3}: pieces of over 256 rows, which a column-major tile's kernels
-// take a chunk at a time.
+// {4100, 3}: a column-major tile shared out in pieces of hundreds of rows
+// (an eighth of its rows each, in whole vectors), the last one partial.
 const TileCase kTileCases[] = {{32, 1024, false, false}, {1024, 32, true, false}, {5, 37, false, true},
                                {37, 5, true, true},      {3, 1, false, false},    {17, 64, true, false},
                                {4100, 3, true, true}};
